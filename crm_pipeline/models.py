@@ -1,0 +1,229 @@
+"""Domain models shared by the deal store, the CRM adapters and the sync engine.
+
+Every model is a pydantic v2 model, so bad input fails at the boundary with an error that names
+the field, before anything is written anywhere.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+JsonValue = Any
+"""A JSON-shaped value (dict, list, str, number, bool or None) stored as PostgreSQL jsonb."""
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000)]
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Probability = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
+Confidence = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class Actor(str, enum.Enum):
+    """Who made a change: the AI agent, a human in an external CRM, or the sync engine itself."""
+
+    AGENT = "agent"
+    HUMAN = "human"
+    SYNC = "sync"
+
+
+class RecordType(str, enum.Enum):
+    """The kinds of record the change log tracks."""
+
+    OPPORTUNITY = "opportunity"
+    CONTACT = "contact"
+    ACTIVITY = "activity"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+
+class _OpportunityFields(_Model):
+    """Every writable opportunity field, all optional; create and update narrow it."""
+
+    name: ShortText | None = None
+    deal_stage: ShortText | None = None
+    estimated_value: Money | None = None
+    close_date: date | None = None
+    product_line: ShortText | None = None
+    probability: Probability | None = None
+    source: ShortText | None = None
+    contact_name: ShortText | None = None
+    contact_email: EmailStr | None = None
+    # Agent-owned: written by the agent, pushed outward, never overwritten by a human edit unless
+    # that edit is an explicit override.
+    qualification_snapshot: dict[str, JsonValue] | None = None
+    detection_confidence: Confidence | None = None
+    qualification_tracking: dict[str, JsonValue] | None = None
+    stakeholder_map: dict[str, JsonValue] | None = None
+    score_evidence: list[JsonValue] | None = None
+    # Human-owned: the external CRM always wins.
+    custom_notes: Text | None = None
+    manual_tags: list[Tag] | None = None
+    override_stage: ShortText | None = None
+
+
+OPPORTUNITY_FIELDS: tuple[str, ...] = tuple(_OpportunityFields.model_fields)
+"""The names of all writable opportunity fields, in declaration order."""
+
+
+class OpportunityCreate(_OpportunityFields):
+    """A new opportunity. `id` may be given by the sync path (the sync key); otherwise it is generated."""
+
+    id: UUID | None = None
+    name: ShortText
+    deal_stage: ShortText = "prospecting"
+
+
+class OpportunityUpdate(_OpportunityFields):
+    """A partial update: only the fields that were explicitly set count as changes.
+
+    Setting a field to None clears it; leaving it out leaves it alone.
+    """
+
+    def changes(self) -> dict[str, Any]:
+        """The explicitly set fields and their values."""
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class OpportunityRead(_OpportunityFields):
+    """An opportunity as stored."""
+
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+    id: UUID
+    tenant_id: str
+    name: str
+    deal_stage: str
+    created_at: datetime
+    updated_at: datetime
+    archived_at: datetime | None = None
+
+
+SortableOpportunityField = Literal["updated_at", "created_at", "name", "estimated_value", "close_date"]
+
+
+class OpportunityFilter(_Model):
+    """What `list_opportunities` returns: all conditions are ANDed; unknown fields are an error."""
+
+    deal_stage: str | list[str] | None = None
+    updated_since: datetime | None = Field(
+        default=None, description="Only opportunities updated strictly after this instant."
+    )
+    archived: bool | None = Field(
+        default=False, description="False: live only (default); True: archived only; None: both."
+    )
+    limit: int = Field(default=100, ge=1, le=10_000)
+    offset: int = Field(default=0, ge=0)
+    order_by: SortableOpportunityField = "updated_at"
+    descending: bool = False
+
+
+class _ContactFields(_Model):
+    name: ShortText | None = None
+    email: EmailStr | None = None
+    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    title: ShortText | None = None
+    company: ShortText | None = None
+    opportunity_id: UUID | None = None
+
+
+CONTACT_FIELDS: tuple[str, ...] = tuple(_ContactFields.model_fields)
+
+
+class ContactCreate(_ContactFields):
+    id: UUID | None = None
+    name: ShortText
+
+
+class ContactUpdate(_ContactFields):
+    """A partial update of a contact: only explicitly set fields count."""
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class ContactRead(_ContactFields):
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+    id: UUID
+    tenant_id: str
+    name: str
+    created_at: datetime
+    updated_at: datetime
+
+
+ActivityKind = Literal["note", "email", "call", "meeting", "task"]
+
+
+class ActivityCreate(_Model):
+    """Something that happened on a deal; activities are append-only."""
+
+    id: UUID | None = None
+    opportunity_id: UUID
+    kind: ActivityKind = "note"
+    subject: ShortText
+    body: Annotated[str, StringConstraints(max_length=100_000)] = ""
+    occurred_at: datetime | None = None
+
+
+class ActivityRead(ActivityCreate):
+    model_config = ConfigDict(extra="ignore", from_attributes=True)
+
+    id: UUID
+    tenant_id: str
+    occurred_at: datetime
+    created_at: datetime
+
+
+class FieldChange(_Model):
+    """One field's old and new value in a change-log entry (JSON-shaped)."""
+
+    old: JsonValue = None
+    new: JsonValue = None
+
+
+class ChangeRecord(_Model):
+    """One write to one record: which fields changed (old → new), when, and by whom.
+
+    `sequence` orders entries strictly (commit order within a table is not guaranteed by
+    timestamps alone), so a reader can resume after the last one it saw.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sequence: int
+    tenant_id: str
+    record_type: RecordType
+    record_id: str
+    changes: dict[str, FieldChange]
+    actor: Actor
+    changed_at: datetime
+
+
+class SyncError(_Model):
+    """Why one record could not be synced; every other record still is."""
+
+    record_id: str
+    reason: str
+    field: str | None = None
+
+
+class SyncResult(_Model):
+    """What one sync pass did."""
+
+    pushed: int = 0
+    pulled: int = 0
+    conflicts: int = 0
+    errors: list[SyncError] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors

@@ -1,0 +1,38 @@
+"""Settings from the environment (prefix ``CRM_PIPELINE_``) or a ``.env`` file."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable; each field is read from ``CRM_PIPELINE_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CRM_PIPELINE_", env_file=".env", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of an external PostgreSQL (e.g. postgresql://user:pw@host:5432/crm). "
+            "Unset: an embedded PostgreSQL is started in `data_dir`."
+        ),
+    )
+    data_dir: Path = Field(
+        default=PROJECT_ROOT / ".crm_pipeline",
+        description="Project-local state: the embedded PostgreSQL's data directory lives here.",
+    )
+    database_name: str = Field(
+        default="crm_pipeline", description="Database created on the embedded server."
+    )
+    tenant_id: str = Field(default="demo", description="Tenant the pipeline syncs.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
