@@ -1,0 +1,461 @@
+"""Pure mapping between opportunity fields and Notion page properties, plus field ownership.
+
+Nothing here does I/O or imports notion-client: adapters fetch and send, this module only turns
+values into Notion property JSON and back, so every rule can be tested without a network.
+
+Rules in one place (see docs/field-mapping.md for the reasoning):
+
+* None clears a property. For the string types (title, rich_text, select, email) an empty string
+  clears it too, and an empty value reads back as None.
+* title/rich_text are split into text items of at most 2,000 UTF-16 code units (Notion measures
+  with JavaScript string length) and at most 100 items; more is a FieldMappingError.
+* numbers are sent as an int when integral, else as a float, and only when the float reads back as
+  the same Decimal; they are read with ``Decimal(str(value))`` so 0.1 stays Decimal("0.1").
+* a date read from a datetime keeps the calendar date on the page's wall clock: in ``time_zone``
+  when Notion gives one, else in the offset written in ``start``.
+* a map resolved against the data source schema (``resolve_property_ids``) is keyed by property id
+  on write and found by id on read, so renaming a column in Notion does not break sync.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel
+
+from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
+from crm_pipeline.models import OPPORTUNITY_FIELDS
+
+__all__ = [
+    "DEFAULT_FIELD_OWNERSHIP",
+    "NOTION_PROPERTY_MAP",
+    "SYNC_KEY",
+    "SYNC_KEY_PROPERTY",
+    "FieldMappingError",
+    "FieldOwner",
+    "FieldOwnershipConfig",
+    "NotionProperty",
+    "PropertyMap",
+    "PropertySchemaError",
+    "PropertyType",
+    "ResolvedPropertyMap",
+    "from_notion_properties",
+    "property_bindings",
+    "read_sync_key",
+    "resolve_property_ids",
+    "sync_key_property",
+    "to_notion_properties",
+]
+
+# --- field ownership ------------------------------------------------------------------------------
+
+
+class FieldOwner(str, enum.Enum):
+    """Who wins a conflict on a field: the agent, the human in the CRM, or the latest write."""
+
+    AGENT = "agent"
+    HUMAN = "human"
+    SHARED = "shared"
+
+
+@dataclass(frozen=True)
+class FieldOwnershipConfig:
+    """Which side owns each opportunity field; the sync engine resolves conflicts with it.
+
+    Fields listed nowhere get ``default_owner`` (SHARED: last write wins), which covers the plain
+    deal attributes such as product_line, source, contact_name and contact_email.
+    """
+
+    agent_owned: frozenset[str] = frozenset()
+    human_owned: frozenset[str] = frozenset()
+    shared: frozenset[str] = frozenset()
+    default_owner: FieldOwner = FieldOwner.SHARED
+
+    def __post_init__(self) -> None:
+        groups = {
+            FieldOwner.AGENT: self.agent_owned,
+            FieldOwner.HUMAN: self.human_owned,
+            FieldOwner.SHARED: self.shared,
+        }
+        object.__setattr__(self, "_owners", _owners_by_field(groups))
+
+    def owner_of(self, field_name: str) -> FieldOwner:
+        """The owner of a writable opportunity field (``default_owner`` if it is not listed)."""
+        _require_opportunity_field(field_name)
+        owners: dict[str, FieldOwner] = getattr(self, "_owners")
+        return owners.get(field_name, self.default_owner)
+
+
+def _require_opportunity_field(field_name: str) -> None:
+    if field_name not in OPPORTUNITY_FIELDS:
+        raise ValueError(f"{field_name!r} is not an opportunity field (see OPPORTUNITY_FIELDS)")
+
+
+def _owners_by_field(groups: Mapping[FieldOwner, frozenset[str]]) -> dict[str, FieldOwner]:
+    """Invert the groups, refusing unknown fields and fields with two owners."""
+    owners: dict[str, FieldOwner] = {}
+    for owner, names in groups.items():
+        for name in sorted(names):
+            _require_opportunity_field(name)
+            if name in owners:
+                raise ValueError(
+                    f"field {name!r} has two owners: {owners[name].value} and {owner.value}"
+                )
+            owners[name] = owner
+    return owners
+
+
+DEFAULT_FIELD_OWNERSHIP = FieldOwnershipConfig(
+    agent_owned=frozenset(
+        {
+            "qualification_snapshot",
+            "detection_confidence",
+            "probability",
+            "qualification_tracking",
+            "stakeholder_map",
+            "score_evidence",
+        }
+    ),
+    human_owned=frozenset({"custom_notes", "manual_tags", "override_stage"}),
+    shared=frozenset({"deal_stage", "estimated_value", "close_date", "name"}),
+)
+
+# --- the property map -----------------------------------------------------------------------------
+
+PropertyType = Literal["title", "rich_text", "select", "number", "date", "email"]
+
+
+@dataclass(frozen=True)
+class NotionProperty:
+    """One Notion property a field maps to.
+
+    ``id`` and ``options`` are filled by ``resolve_property_ids``: ``id`` survives renames in
+    Notion, and ``options`` (select only) lets writes refuse a stage the board does not have.
+    """
+
+    name: str
+    type: PropertyType
+    id: str | None = None
+    options: frozenset[str] | None = None
+
+    @property
+    def key(self) -> str:
+        """The key to write under: the id once bound (rename-proof), else the name."""
+        return self.id if self.id is not None else self.name
+
+
+PropertyMap = Mapping[str, NotionProperty]
+"""field name -> Notion property."""
+
+ResolvedPropertyMap = dict[str, NotionProperty]
+"""A PropertyMap whose every property has its ``id`` bound (from ``resolve_property_ids``)."""
+
+NOTION_PROPERTY_MAP: PropertyMap = {
+    "name": NotionProperty("Deal Name", "title"),
+    "deal_stage": NotionProperty("Stage", "select"),
+    "estimated_value": NotionProperty("Value", "number"),
+    "close_date": NotionProperty("Close Date", "date"),
+    "product_line": NotionProperty("Product", "select"),
+    "probability": NotionProperty("Probability", "number"),
+    "source": NotionProperty("Source", "select"),
+    "contact_name": NotionProperty("Contact", "rich_text"),
+    "contact_email": NotionProperty("Email", "email"),
+}
+
+SYNC_KEY_PROPERTY = "Sync Key"
+"""Default name of the rich_text property holding the primary record's id (idempotent creates)."""
+
+SYNC_KEY = NotionProperty(SYNC_KEY_PROPERTY, "rich_text")
+_SYNC_KEY_FIELD = "sync_key"
+
+# --- per-type codecs ------------------------------------------------------------------------------
+
+TEXT_ITEM_MAX_UNITS = 2_000
+TEXT_MAX_ITEMS = 100
+SELECT_MAX_CHARS = 100
+EMAIL_MAX_CHARS = 200
+
+
+class _Unmappable(Exception):
+    """Raised by a codec with the reason; the caller adds record, field and property."""
+
+
+def _text_chunks(text: str) -> list[str]:
+    """Split into pieces of at most 2,000 UTF-16 code units, never inside a surrogate pair."""
+    chunks: list[str] = []
+    start = units = 0
+    for index, char in enumerate(text):
+        width = 2 if ord(char) > 0xFFFF else 1
+        if units + width > TEXT_ITEM_MAX_UNITS:
+            chunks.append(text[start:index])
+            start, units = index, 0
+        units += width
+    chunks.append(text[start:])
+    return chunks
+
+
+def _require(condition: bool, reason: str) -> None:
+    if not condition:
+        raise _Unmappable(reason)
+
+
+def _encode_text(value: Any, prop: NotionProperty) -> list[dict[str, Any]]:
+    if value is None or value == "":
+        return []
+    _require(isinstance(value, str), f"expected text, got {type(value).__name__}")
+    chunks = _text_chunks(value)
+    _require(
+        len(chunks) <= TEXT_MAX_ITEMS,
+        f"text needs {len(chunks)} items of {TEXT_ITEM_MAX_UNITS} chars; Notion allows {TEXT_MAX_ITEMS}",
+    )
+    return [{"type": "text", "text": {"content": chunk}} for chunk in chunks]
+
+
+def _decode_text(payload: Any, prop: NotionProperty) -> str | None:
+    _require(isinstance(payload, list), "expected a list of rich text items")
+    try:
+        text = "".join(item["plain_text"] for item in payload)
+    except (KeyError, TypeError) as exc:
+        raise _Unmappable("rich text item without plain_text") from exc
+    return text or None
+
+
+def _encode_select(value: Any, prop: NotionProperty) -> dict[str, str] | None:
+    if value is None:
+        return None
+    _require(isinstance(value, str), f"expected text, got {type(value).__name__}")
+    name = value.strip()
+    if not name:
+        return None
+    _require("," not in name, "select option names cannot contain a comma")
+    _require(len(name) <= SELECT_MAX_CHARS, f"select option names are at most {SELECT_MAX_CHARS} chars")
+    _require(
+        prop.options is None or name in prop.options,
+        f"not an option of this select (options: {sorted(prop.options or ())})",
+    )
+    return {"name": name}
+
+
+def _decode_select(payload: Any, prop: NotionProperty) -> str | None:
+    if payload is None:
+        return None
+    _require(isinstance(payload, dict) and isinstance(payload.get("name"), str), "expected {'name': str}")
+    return payload["name"]
+
+
+def _encode_number(value: Any, prop: NotionProperty) -> int | float | None:
+    if value is None:
+        return None
+    _require(
+        isinstance(value, int | float | Decimal) and not isinstance(value, bool),
+        f"expected a number, got {type(value).__name__}",
+    )
+    number = Decimal(str(value))
+    _require(number.is_finite(), "NaN and infinity cannot be stored in Notion")
+    as_float = float(str(number))
+    _require(
+        Decimal(repr(as_float)) == number,
+        "cannot be stored exactly as a Notion number (a double keeps about 15 significant digits)",
+    )
+    return int(number) if number == number.to_integral_value() else as_float
+
+
+def _decode_number(payload: Any, prop: NotionProperty) -> Decimal | None:
+    if payload is None:
+        return None
+    _require(
+        isinstance(payload, int | float) and not isinstance(payload, bool),
+        f"expected a number, got {type(payload).__name__}",
+    )
+    number = Decimal(str(payload))
+    _require(number.is_finite(), "NaN and infinity are not numbers a deal can hold")
+    return number
+
+
+def _encode_date(value: Any, prop: NotionProperty) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    _require(
+        isinstance(value, date) and not isinstance(value, datetime),
+        f"expected a date, got {type(value).__name__}",
+    )
+    return {"start": value.isoformat(), "end": None, "time_zone": None}
+
+
+def _decode_date(payload: Any, prop: NotionProperty) -> date | None:
+    """The start's calendar date; a time is read on the page's wall clock (see module doc)."""
+    if payload is None:
+        return None
+    _require(isinstance(payload, dict) and isinstance(payload.get("start"), str), "expected {'start': str}")
+    try:
+        start = datetime.fromisoformat(payload["start"])
+    except ValueError as exc:
+        raise _Unmappable("start is not an ISO 8601 date") from exc
+    time_zone = payload.get("time_zone")
+    if time_zone is None or start.tzinfo is None:
+        return start.date()
+    try:
+        return start.astimezone(ZoneInfo(time_zone)).date()
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise _Unmappable(f"unknown time zone {time_zone!r}") from exc
+
+
+def _encode_email(value: Any, prop: NotionProperty) -> str | None:
+    if value is None or value == "":
+        return None
+    _require(isinstance(value, str), f"expected text, got {type(value).__name__}")
+    _require(len(value) <= EMAIL_MAX_CHARS, f"Notion emails are at most {EMAIL_MAX_CHARS} chars")
+    return value
+
+
+def _decode_email(payload: Any, prop: NotionProperty) -> str | None:
+    _require(payload is None or isinstance(payload, str), "expected a string or null")
+    return payload or None
+
+
+Encoder = Callable[[Any, NotionProperty], Any]
+Decoder = Callable[[Any, NotionProperty], Any]
+
+_CODECS: dict[str, tuple[Encoder, Decoder]] = {
+    "title": (_encode_text, _decode_text),
+    "rich_text": (_encode_text, _decode_text),
+    "select": (_encode_select, _decode_select),
+    "number": (_encode_number, _decode_number),
+    "date": (_encode_date, _decode_date),
+    "email": (_encode_email, _decode_email),
+}
+
+# --- public mapping functions ---------------------------------------------------------------------
+
+
+def to_notion_properties(
+    data: Mapping[str, Any] | BaseModel,
+    property_map: PropertyMap = NOTION_PROPERTY_MAP,
+    *,
+    record_id: str | None = None,
+) -> dict[str, Any]:
+    """The ``properties`` body for a page create/update from field values.
+
+    Only fields both in ``data`` and in the map are written, so pass ``update.changes()`` for a
+    partial update; a model contributes all its fields. Keys are property ids once the map is
+    resolved, names otherwise.
+    """
+    values = dict(data) if isinstance(data, BaseModel) else data
+    body: dict[str, Any] = {}
+    for field_name, prop in property_map.items():
+        if field_name in values:
+            value = values[field_name]
+            encode, _ = _CODECS[prop.type]
+            with _mapping_errors(record_id, field_name, prop, value):
+                body[prop.key] = {prop.type: encode(value, prop)}
+    return body
+
+
+def from_notion_properties(
+    properties: Mapping[str, Any],
+    property_map: PropertyMap = NOTION_PROPERTY_MAP,
+    *,
+    record_id: str | None = None,
+) -> dict[str, Any]:
+    """Field values from a page's ``properties`` as Notion returns them.
+
+    Unmapped properties are ignored and mapped ones missing from the page are left out of the
+    result. A bound property is found by id, wherever its current name.
+    """
+    by_id = {value.get("id"): value for value in properties.values() if isinstance(value, dict)}
+    fields: dict[str, Any] = {}
+    for field_name, prop in property_map.items():
+        value = by_id.get(prop.id) if prop.id is not None else properties.get(prop.name)
+        if value is None:
+            continue
+        _, decode = _CODECS[prop.type]
+        with _mapping_errors(record_id, field_name, prop, value):
+            found = value.get("type") if isinstance(value, dict) else type(value).__name__
+            _require(found == prop.type and prop.type in value, f"expected a {prop.type!r} property, found {found!r}")
+            fields[field_name] = decode(value[prop.type], prop)
+    return fields
+
+
+@contextmanager
+def _mapping_errors(record_id: str | None, field_name: str, prop: NotionProperty, value: Any) -> Iterator[None]:
+    """Turn a codec's _Unmappable into a FieldMappingError naming record, field and property."""
+    try:
+        yield
+    except _Unmappable as exc:
+        raise FieldMappingError(record_id, field_name, prop.name, value, str(exc)) from exc
+
+
+# --- sync key -------------------------------------------------------------------------------------
+
+
+def sync_key_property(record_id: UUID | str, prop: NotionProperty = SYNC_KEY) -> dict[str, Any]:
+    """The property that stamps a page with its primary record's id, so a create whose response
+    was lost can be found again instead of duplicated."""
+    key = str(_parse_sync_key(str(record_id), prop, record_id=str(record_id)))
+    return to_notion_properties({_SYNC_KEY_FIELD: key}, {_SYNC_KEY_FIELD: prop}, record_id=key)
+
+
+def read_sync_key(properties: Mapping[str, Any], prop: NotionProperty = SYNC_KEY) -> str | None:
+    """The primary record id a page carries (canonical UUID string), or None if it has none."""
+    text = from_notion_properties(properties, {_SYNC_KEY_FIELD: prop}).get(_SYNC_KEY_FIELD)
+    if text is None or not text.strip():
+        return None
+    return str(_parse_sync_key(text.strip(), prop, record_id=None))
+
+
+def _parse_sync_key(text: str, prop: NotionProperty, *, record_id: str | None) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError as exc:
+        raise FieldMappingError(record_id, _SYNC_KEY_FIELD, prop.name, text, "not a UUID") from exc
+
+
+# --- binding properties by id ---------------------------------------------------------------------
+
+
+def resolve_property_ids(
+    property_map: PropertyMap,
+    data_source_properties: Mapping[str, Any],
+    bindings: Mapping[str, str] | None = None,
+) -> ResolvedPropertyMap:
+    """Bind each mapped field to its property id in the data source schema.
+
+    A field found in ``bindings`` (field -> property id, as persisted from ``property_bindings``)
+    or already carrying an id is matched by id, so a renamed column still maps; other fields are
+    matched by name (the first bind). The result carries current names and, for selects, the
+    options the schema allows. A missing property or a type mismatch raises PropertySchemaError.
+    """
+    bindings = bindings or {}
+    by_id = {schema.get("id"): schema for schema in data_source_properties.values()}
+    resolved: ResolvedPropertyMap = {}
+    for field_name, prop in property_map.items():
+        bound_id = bindings.get(field_name, prop.id)
+        schema = by_id.get(bound_id) if bound_id is not None else data_source_properties.get(prop.name)
+        if schema is None:
+            how = f"bound id {bound_id!r}" if bound_id is not None else "name"
+            raise PropertySchemaError(field_name, prop.name, f"no property with this {how} in the data source")
+        if schema.get("type") != prop.type:
+            raise PropertySchemaError(
+                field_name, schema["name"], f"property is of type {schema.get('type')!r}, expected {prop.type!r}"
+            )
+        resolved[field_name] = replace(prop, name=schema["name"], id=schema["id"], options=_options_of(schema))
+    return resolved
+
+
+def _options_of(schema: Mapping[str, Any]) -> frozenset[str] | None:
+    if schema.get("type") != "select":
+        return None
+    return frozenset(option["name"] for option in schema["select"]["options"])
+
+
+def property_bindings(resolved: ResolvedPropertyMap) -> dict[str, str]:
+    """field -> property id, for an adapter to persist and pass back to ``resolve_property_ids``."""
+    return {field_name: prop.id for field_name, prop in resolved.items() if prop.id is not None}
