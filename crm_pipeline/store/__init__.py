@@ -1,0 +1,25 @@
+"""The deal store: opportunities, contacts and activities on PostgreSQL, tenant-scoped by row-level
+security, with a field-level change log written in the same transaction as every change."""
+
+from crm_pipeline.store.database import Database
+from crm_pipeline.store.errors import (
+    DatabaseUnavailableError,
+    EmbeddedServerError,
+    RecordNotFoundError,
+    SchemaTooNewError,
+    StoreError,
+    UnknownTenantError,
+)
+from crm_pipeline.store.repository import BulkUpsertResult, DealRepository
+
+__all__ = [
+    "BulkUpsertResult",
+    "Database",
+    "DatabaseUnavailableError",
+    "DealRepository",
+    "EmbeddedServerError",
+    "RecordNotFoundError",
+    "SchemaTooNewError",
+    "StoreError",
+    "UnknownTenantError",
+]

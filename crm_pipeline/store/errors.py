@@ -1,0 +1,25 @@
+"""Errors the deal store raises; each message says what to do, and none carries a password."""
+
+
+class StoreError(Exception):
+    """Base class of every deal-store error."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The configured PostgreSQL cannot be reached (the message names host and database)."""
+
+
+class EmbeddedServerError(StoreError):
+    """The embedded PostgreSQL did not start (the message names its log file)."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was migrated by a newer crm_pipeline than the one running."""
+
+
+class UnknownTenantError(StoreError):
+    """A tenant id that was never registered; no query runs unscoped or against it."""
+
+
+class RecordNotFoundError(StoreError):
+    """An id that does not exist for this tenant."""

@@ -1,0 +1,386 @@
+"""DealRepository: tenant-scoped reads and writes of opportunities, contacts and activities.
+
+Every write records, in its own transaction, which fields changed (old → new), when and by which
+actor. The sync engine reads those per-field changes for last-write-wins; people read them as an
+audit trail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel
+from pydantic_core import to_json
+from sqlalchemy import Row, Table, insert, select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_pipeline.models import (
+    ActivityCreate,
+    ActivityRead,
+    Actor,
+    ChangeRecord,
+    ContactCreate,
+    ContactRead,
+    ContactUpdate,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityRead,
+    OpportunityUpdate,
+    RecordType,
+)
+from crm_pipeline.store.changes import FieldChanges, diff_fields
+from crm_pipeline.store.database import Database
+from crm_pipeline.store.errors import RecordNotFoundError
+from crm_pipeline.store.schema import activities, change_log, contacts, opportunities, tenants
+
+ReadModel = TypeVar("ReadModel", bound=BaseModel)
+
+BULK_BATCH_SIZE = 1_000
+
+
+@dataclass(frozen=True)
+class BulkUpsertResult:
+    """How many rows a bulk upsert created, changed, and found already up to date."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: BulkUpsertResult) -> BulkUpsertResult:
+        return BulkUpsertResult(
+            self.created + other.created, self.updated + other.updated, self.unchanged + other.unchanged
+        )
+
+
+class DealRepository:
+    """The deal store's only door. Every method takes the tenant it acts for."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    # -- tenants -------------------------------------------------------------------------------
+
+    async def register_tenant(self, tenant_id: str, name: str | None = None) -> None:
+        """Make a tenant known (idempotent). Tenant ids are lowercase slugs: [a-z0-9][a-z0-9_-]*."""
+        async with self._database.owner_transaction() as connection:
+            await connection.execute(
+                postgresql.insert(tenants)
+                .values(id=tenant_id, name=name or tenant_id)
+                .on_conflict_do_nothing(index_elements=["id"])
+            )
+
+    # -- opportunities -------------------------------------------------------------------------
+
+    async def create_opportunity(
+        self, tenant_id: str, data: OpportunityCreate, *, actor: Actor = Actor.AGENT
+    ) -> OpportunityRead:
+        return await self._create(tenant_id, opportunities, RecordType.OPPORTUNITY, data, actor, OpportunityRead)
+
+    async def update_opportunity(
+        self, tenant_id: str, opportunity_id: UUID, data: OpportunityUpdate, *, actor: Actor = Actor.AGENT
+    ) -> OpportunityRead:
+        """Apply the explicitly set fields; a write that changes nothing records nothing."""
+        return await self._update(
+            tenant_id, opportunities, RecordType.OPPORTUNITY, opportunity_id, data.changes(), actor, OpportunityRead
+        )
+
+    async def get_opportunity(self, tenant_id: str, opportunity_id: UUID) -> OpportunityRead | None:
+        return await self._get(tenant_id, opportunities, opportunity_id, OpportunityRead)
+
+    async def list_opportunities(
+        self, tenant_id: str, criteria: OpportunityFilter | None = None
+    ) -> list[OpportunityRead]:
+        criteria = criteria or OpportunityFilter()
+        query = select(opportunities)
+        if criteria.deal_stage is not None:
+            stages = [criteria.deal_stage] if isinstance(criteria.deal_stage, str) else criteria.deal_stage
+            query = query.where(opportunities.c.deal_stage.in_(stages))
+        if criteria.updated_since is not None:
+            query = query.where(opportunities.c.updated_at > criteria.updated_since)
+        if criteria.archived is not None:
+            archived_at = opportunities.c.archived_at
+            query = query.where(archived_at.is_not(None) if criteria.archived else archived_at.is_(None))
+        order = opportunities.c[criteria.order_by]
+        tie_breaker = opportunities.c.id
+        if criteria.descending:
+            order, tie_breaker = order.desc(), tie_breaker.desc()
+        query = query.order_by(order, tie_breaker).limit(criteria.limit).offset(criteria.offset)
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            rows = (await connection.execute(query)).all()
+        return [OpportunityRead.model_validate(row._mapping) for row in rows]
+
+    async def archive_opportunity(
+        self, tenant_id: str, opportunity_id: UUID, *, actor: Actor = Actor.AGENT
+    ) -> OpportunityRead:
+        """Soft-delete: set `archived_at` (nothing is ever hard-deleted). Archiving twice is a no-op."""
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            row = (
+                await connection.execute(
+                    update(opportunities)
+                    .where(opportunities.c.id == opportunity_id, opportunities.c.archived_at.is_(None))
+                    .values(archived_at=text("now()"), updated_at=text("now()"))
+                    .returning(opportunities)
+                )
+            ).one_or_none()
+            if row is None:
+                existing = await self._select_for_update(connection, opportunities, opportunity_id)
+                return OpportunityRead.model_validate(existing._mapping)
+            changes = diff_fields({"archived_at": None}, {"archived_at": row.archived_at})
+            await _log_changes(connection, tenant_id, RecordType.OPPORTUNITY, actor, [(opportunity_id, changes)])
+        return OpportunityRead.model_validate(row._mapping)
+
+    async def bulk_upsert_opportunities(
+        self,
+        tenant_id: str,
+        records: Sequence[OpportunityCreate],
+        *,
+        actor: Actor = Actor.SYNC,
+        batch_size: int = BULK_BATCH_SIZE,
+    ) -> BulkUpsertResult:
+        """Create or update many opportunities keyed by their id (the sync key), all or nothing.
+
+        New rows take every field (with defaults); existing rows take only the fields that were
+        explicitly set on the record. Each batch costs three round trips (read the current rows,
+        upsert the changed ones, log their changes), whatever its size, and the whole call is one
+        transaction: a failure leaves the database exactly as it was.
+        """
+        ids = [record.id for record in records]
+        for index, record_id in enumerate(ids):
+            if record_id is None:
+                raise ValueError(f"bulk upsert record {index} has no id: the sync path must give the sync key")
+        if len(set(ids)) != len(ids):
+            raise ValueError("bulk upsert got the same id more than once; merge those records first")
+        total = BulkUpsertResult()
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            for start in range(0, len(records), batch_size):
+                batch = records[start : start + batch_size]
+                total += await self._upsert_batch(connection, tenant_id, batch, actor)
+        return total
+
+    async def _upsert_batch(
+        self, connection: AsyncConnection, tenant_id: str, batch: Sequence[OpportunityCreate], actor: Actor
+    ) -> BulkUpsertResult:
+        current = {
+            row.id: row._mapping
+            for row in await connection.execute(
+                select(opportunities).where(opportunities.c.id.in_([r.id for r in batch])).with_for_update()
+            )
+        }
+        rows: list[dict[str, Any]] = []
+        log: list[tuple[UUID, FieldChanges]] = []
+        created = 0
+        for record in batch:
+            assert record.id is not None
+            old = current.get(record.id)
+            if old is None:
+                values = record.model_dump(exclude={"id"})
+                created += 1
+                changes = diff_fields({}, values)
+                row = values
+            else:
+                values = {field: getattr(record, field) for field in record.model_fields_set - {"id"}}
+                changes = diff_fields(old, values)
+                if not changes:
+                    continue
+                row = {**old, **values}  # keys outside the table (created_at, updated_at) are ignored
+            rows.append({**row, "id": record.id, "tenant_id": tenant_id})
+            log.append((record.id, changes))
+        if rows:
+            await connection.execute(_UPSERT_OPPORTUNITIES, {"rows": to_json(rows).decode()})
+            await _log_changes(connection, tenant_id, RecordType.OPPORTUNITY, actor, log)
+        return BulkUpsertResult(created=created, updated=len(rows) - created, unchanged=len(batch) - len(rows))
+
+    # -- contacts ------------------------------------------------------------------------------
+
+    async def create_contact(
+        self, tenant_id: str, data: ContactCreate, *, actor: Actor = Actor.AGENT
+    ) -> ContactRead:
+        return await self._create(tenant_id, contacts, RecordType.CONTACT, data, actor, ContactRead)
+
+    async def update_contact(
+        self, tenant_id: str, contact_id: UUID, data: ContactUpdate, *, actor: Actor = Actor.AGENT
+    ) -> ContactRead:
+        return await self._update(
+            tenant_id, contacts, RecordType.CONTACT, contact_id, data.changes(), actor, ContactRead
+        )
+
+    async def get_contact(self, tenant_id: str, contact_id: UUID) -> ContactRead | None:
+        return await self._get(tenant_id, contacts, contact_id, ContactRead)
+
+    async def list_contacts(
+        self, tenant_id: str, *, opportunity_id: UUID | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ContactRead]:
+        query = select(contacts).order_by(contacts.c.created_at, contacts.c.id).limit(limit).offset(offset)
+        if opportunity_id is not None:
+            query = query.where(contacts.c.opportunity_id == opportunity_id)
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            rows = (await connection.execute(query)).all()
+        return [ContactRead.model_validate(row._mapping) for row in rows]
+
+    # -- activities ----------------------------------------------------------------------------
+
+    async def create_activity(
+        self, tenant_id: str, data: ActivityCreate, *, actor: Actor = Actor.AGENT
+    ) -> ActivityRead:
+        """Record an activity (append-only); `occurred_at` defaults to now."""
+        if data.occurred_at is None:
+            data = data.model_copy(update={"occurred_at": datetime.now().astimezone()})
+        return await self._create(tenant_id, activities, RecordType.ACTIVITY, data, actor, ActivityRead)
+
+    async def list_activities(
+        self, tenant_id: str, *, opportunity_id: UUID | None = None, limit: int = 100, offset: int = 0
+    ) -> list[ActivityRead]:
+        query = select(activities).order_by(activities.c.occurred_at, activities.c.id).limit(limit).offset(offset)
+        if opportunity_id is not None:
+            query = query.where(activities.c.opportunity_id == opportunity_id)
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            rows = (await connection.execute(query)).all()
+        return [ActivityRead.model_validate(row._mapping) for row in rows]
+
+    # -- change log ----------------------------------------------------------------------------
+
+    async def changes_since(
+        self,
+        tenant_id: str,
+        since: datetime,
+        *,
+        record_type: RecordType | None = None,
+        limit: int | None = None,
+    ) -> list[ChangeRecord]:
+        """Change-log entries written strictly after `since`, oldest first (by sequence)."""
+        query = select(change_log).where(change_log.c.changed_at > since).order_by(change_log.c.sequence)
+        if record_type is not None:
+            query = query.where(change_log.c.record_type == record_type.value)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            rows = (await connection.execute(query)).all()
+        return [_change_record(row) for row in rows]
+
+    # -- shared plumbing -----------------------------------------------------------------------
+
+    async def _create(
+        self,
+        tenant_id: str,
+        table: Table,
+        record_type: RecordType,
+        data: BaseModel,
+        actor: Actor,
+        read_model: type[ReadModel],
+    ) -> ReadModel:
+        values = data.model_dump(exclude={"id"})
+        record_id = getattr(data, "id", None) or uuid4()
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            row = (
+                await connection.execute(
+                    insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
+                )
+            ).one()
+            await _log_changes(connection, tenant_id, record_type, actor, [(record_id, diff_fields({}, values))])
+        return read_model.model_validate(row._mapping)
+
+    async def _update(
+        self,
+        tenant_id: str,
+        table: Table,
+        record_type: RecordType,
+        record_id: UUID,
+        values: Mapping[str, Any],
+        actor: Actor,
+        read_model: type[ReadModel],
+    ) -> ReadModel:
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            current = await self._select_for_update(connection, table, record_id)
+            changes = diff_fields(current._mapping, values)
+            if not changes:
+                return read_model.model_validate(current._mapping)
+            row = (
+                await connection.execute(
+                    update(table)
+                    .where(table.c.id == record_id)
+                    .values(**{field: values[field] for field in changes}, updated_at=text("now()"))
+                    .returning(table)
+                )
+            ).one()
+            await _log_changes(connection, tenant_id, record_type, actor, [(record_id, changes)])
+        return read_model.model_validate(row._mapping)
+
+    async def _get(self, tenant_id: str, table: Table, record_id: UUID, read_model: type[ReadModel]) -> ReadModel | None:
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            row = (await connection.execute(select(table).where(table.c.id == record_id))).one_or_none()
+        return None if row is None else read_model.model_validate(row._mapping)
+
+    @staticmethod
+    async def _select_for_update(connection: AsyncConnection, table: Table, record_id: UUID) -> Row[Any]:
+        row = (
+            await connection.execute(select(table).where(table.c.id == record_id).with_for_update())
+        ).one_or_none()
+        if row is None:
+            raise RecordNotFoundError(f"no {table.name} row with id {record_id} for this tenant")
+        return row
+
+
+def _recordset(columns: Iterable[Any]) -> str:
+    """The column list of a jsonb_to_recordset() alias, typed like the table's columns."""
+    dialect = postgresql.dialect()
+    return ", ".join(f"{column.name} {column.type.compile(dialect=dialect)}" for column in columns)
+
+
+def _build_upsert(table: Table) -> Any:
+    columns = [column for column in table.columns if column.name not in {"created_at", "updated_at"}]
+    names = ", ".join(column.name for column in columns)
+    assignments = ", ".join(
+        f"{column.name} = EXCLUDED.{column.name}" for column in columns if column.name not in {"id", "tenant_id"}
+    )
+    return text(
+        f"INSERT INTO {table.schema}.{table.name} ({names}) "
+        f"SELECT {names} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x({_recordset(columns)}) "
+        f"ON CONFLICT (id) DO UPDATE SET {assignments}, updated_at = now()"
+    )
+
+
+_UPSERT_OPPORTUNITIES = _build_upsert(opportunities)
+
+_INSERT_CHANGES = text(
+    "INSERT INTO crm.change_log (tenant_id, record_type, actor, record_id, changes) "
+    "SELECT :tenant_id, :record_type, :actor, x.record_id, x.changes "
+    "FROM jsonb_to_recordset(CAST(:entries AS jsonb)) AS x(record_id uuid, changes jsonb)"
+)
+
+
+async def _log_changes(
+    connection: AsyncConnection,
+    tenant_id: str,
+    record_type: RecordType,
+    actor: Actor,
+    entries: Sequence[tuple[UUID, FieldChanges]],
+) -> None:
+    """Append change-log entries in one round trip, in the caller's transaction."""
+    payload = [{"record_id": record_id, "changes": changes} for record_id, changes in entries if changes]
+    if payload:
+        await connection.execute(
+            _INSERT_CHANGES,
+            {
+                "tenant_id": tenant_id,
+                "record_type": record_type.value,
+                "actor": actor.value,
+                "entries": to_json(payload).decode(),
+            },
+        )
+
+
+def _change_record(row: Row[Any]) -> ChangeRecord:
+    return ChangeRecord(
+        sequence=row.sequence,
+        tenant_id=row.tenant_id,
+        record_type=RecordType(row.record_type),
+        record_id=str(row.record_id),
+        changes=row.changes,
+        actor=Actor(row.actor),
+        changed_at=row.changed_at,
+    )

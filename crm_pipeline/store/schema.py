@@ -1,0 +1,115 @@
+"""Table definitions of the deal store (SQLAlchemy Core), in their own PostgreSQL schema.
+
+The tables live in schema `crm` so that Dagster's own storage (which also uses Alembic and its own
+`alembic_version`) can share the database without clashing. Migrations create them; these objects
+only describe them to the queries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    ForeignKey,
+    Identity,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+
+SCHEMA = "crm"
+APP_ROLE = "crm_pipeline_app"
+"""The role every tenant-scoped transaction switches to: not a superuser, not the tables' owner,
+so PostgreSQL's row-level security applies to it even when the login user is a superuser."""
+TENANT_SETTING = "crm.tenant_id"
+"""The per-transaction setting that the row-level security policies compare `tenant_id` with."""
+
+metadata = MetaData(schema=SCHEMA)
+
+_now = text("now()")
+
+
+def _timestamp(name: str, *, nullable: bool = False) -> Column:
+    return Column(name, TIMESTAMP(timezone=True), nullable=nullable, server_default=None if nullable else _now)
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    _timestamp("created_at"),
+)
+
+opportunities = Table(
+    "opportunities",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("deal_stage", Text, nullable=False),
+    Column("estimated_value", Numeric(18, 2)),
+    Column("close_date", Date),
+    Column("product_line", Text),
+    Column("probability", Numeric(7, 6)),
+    Column("source", Text),
+    Column("contact_name", Text),
+    Column("contact_email", Text),
+    Column("qualification_snapshot", JSONB(none_as_null=True)),
+    Column("detection_confidence", Numeric(7, 6)),
+    Column("qualification_tracking", JSONB(none_as_null=True)),
+    Column("stakeholder_map", JSONB(none_as_null=True)),
+    Column("score_evidence", JSONB(none_as_null=True)),
+    Column("custom_notes", Text),
+    Column("manual_tags", JSONB(none_as_null=True)),
+    Column("override_stage", Text),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+    _timestamp("archived_at", nullable=True),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("email", Text),
+    Column("phone", Text),
+    Column("title", Text),
+    Column("company", Text),
+    Column("opportunity_id", UUID(as_uuid=True), ForeignKey("opportunities.id")),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
+    Column("opportunity_id", UUID(as_uuid=True), ForeignKey("opportunities.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
+    _timestamp("created_at"),
+)
+
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("sequence", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
+    Column("record_type", Text, nullable=False),
+    Column("record_id", UUID(as_uuid=True), nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("changes", JSONB, nullable=False),
+    _timestamp("changed_at"),
+)
+
+TENANT_SCOPED_TABLES: tuple[Table, ...] = (opportunities, contacts, activities, change_log)

@@ -1,0 +1,50 @@
+"""Fixtures shared by every test: a real PostgreSQL deal store.
+
+With CRM_PIPELINE_DATABASE_URL unset, the tests run on the embedded server in a database of their
+own (created here, dropped afterwards). With it set, they use that database; every test registers
+its own tenant, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from uuid import uuid4
+
+import pytest
+import pytest_asyncio
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from crm_pipeline.settings import Settings
+from crm_pipeline.store import Database, DealRepository
+
+
+@pytest.fixture(scope="session")
+def store_settings() -> Settings:
+    return Settings(database_name=f"crm_pipeline_test_{os.getpid()}")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def database(store_settings: Settings) -> AsyncIterator[Database]:
+    database = await Database.open(store_settings)
+    yield database
+    await database.close()
+    if store_settings.database_url is None:
+        engine = create_engine(database.url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{store_settings.database_name}" WITH (FORCE)'))
+        engine.dispose()
+
+
+@pytest.fixture
+def repository(database: Database) -> DealRepository:
+    return DealRepository(database)
+
+
+@pytest_asyncio.fixture
+async def tenant(repository: DealRepository) -> str:
+    """A freshly registered tenant, unique to the test."""
+    tenant_id = f"t-{uuid4().hex[:16]}"
+    await repository.register_tenant(tenant_id, name="Test tenant")
+    return tenant_id
