@@ -138,11 +138,14 @@ class NotionProperty:
     """One Notion property a field maps to.
 
     ``id`` and ``options`` are filled by ``resolve_property_ids``: ``id`` survives renames in
-    Notion, and ``options`` (select only) lets writes refuse a stage the board does not have.
+    Notion. ``closed`` marks a select that must not grow: Notion creates an unknown option on
+    write, so a misspelt stage would become a new board column; for a closed select the resolved
+    ``options`` are the only names a write may use.
     """
 
     name: str
     type: PropertyType
+    closed: bool = False
     id: str | None = None
     options: frozenset[str] | None = None
 
@@ -160,7 +163,7 @@ ResolvedPropertyMap = dict[str, NotionProperty]
 
 NOTION_PROPERTY_MAP: PropertyMap = {
     "name": NotionProperty("Deal Name", "title"),
-    "deal_stage": NotionProperty("Stage", "select"),
+    "deal_stage": NotionProperty("Stage", "select", closed=True),
     "estimated_value": NotionProperty("Value", "number"),
     "close_date": NotionProperty("Close Date", "date"),
     "product_line": NotionProperty("Product", "select"),
@@ -430,8 +433,8 @@ def resolve_property_ids(
 
     A field found in ``bindings`` (field -> property id, as persisted from ``property_bindings``)
     or already carrying an id is matched by id, so a renamed column still maps; other fields are
-    matched by name (the first bind). The result carries current names and, for selects, the
-    options the schema allows. A missing property or a type mismatch raises PropertySchemaError.
+    matched by name (the first bind). The result carries current names and, for closed selects,
+    the options the schema allows. A missing property or a type mismatch raises PropertySchemaError.
     """
     bindings = bindings or {}
     by_id = {schema.get("id"): schema for schema in data_source_properties.values()}
@@ -446,12 +449,12 @@ def resolve_property_ids(
             raise PropertySchemaError(
                 field_name, schema["name"], f"property is of type {schema.get('type')!r}, expected {prop.type!r}"
             )
-        resolved[field_name] = replace(prop, name=schema["name"], id=schema["id"], options=_options_of(schema))
+        resolved[field_name] = replace(prop, name=schema["name"], id=schema["id"], options=_options_of(prop, schema))
     return resolved
 
 
-def _options_of(schema: Mapping[str, Any]) -> frozenset[str] | None:
-    if schema.get("type") != "select":
+def _options_of(prop: NotionProperty, schema: Mapping[str, Any]) -> frozenset[str] | None:
+    if not (prop.closed and prop.type == "select"):
         return None
     return frozenset(option["name"] for option in schema["select"]["options"])
 
