@@ -382,13 +382,18 @@ def from_notion_properties(
         _, decode = _CODECS[prop.type]
         with _mapping_errors(record_id, field_name, prop, value):
             found = value.get("type") if isinstance(value, dict) else type(value).__name__
-            _require(found == prop.type and prop.type in value, f"expected a {prop.type!r} property, found {found!r}")
+            _require(
+                found == prop.type and prop.type in value,
+                f"expected a {prop.type!r} property, found {found!r}",
+            )
             fields[field_name] = decode(value[prop.type], prop)
     return fields
 
 
 @contextmanager
-def _mapping_errors(record_id: str | None, field_name: str, prop: NotionProperty, value: Any) -> Iterator[None]:
+def _mapping_errors(
+    record_id: str | None, field_name: str, prop: NotionProperty, value: Any
+) -> Iterator[None]:
     """Turn a codec's _Unmappable into a FieldMappingError naming record, field and property."""
     try:
         yield
@@ -441,16 +446,31 @@ def resolve_property_ids(
     resolved: ResolvedPropertyMap = {}
     for field_name, prop in property_map.items():
         bound_id = bindings.get(field_name, prop.id)
-        schema = by_id.get(bound_id) if bound_id is not None else data_source_properties.get(prop.name)
-        if schema is None:
-            how = f"bound id {bound_id!r}" if bound_id is not None else "name"
-            raise PropertySchemaError(field_name, prop.name, f"no property with this {how} in the data source")
-        if schema.get("type") != prop.type:
-            raise PropertySchemaError(
-                field_name, schema["name"], f"property is of type {schema.get('type')!r}, expected {prop.type!r}"
-            )
-        resolved[field_name] = replace(prop, name=schema["name"], id=schema["id"], options=_options_of(prop, schema))
+        if bound_id is None:
+            schema = _schema_entry(field_name, prop, data_source_properties.get(prop.name), "name")
+        else:
+            schema = _schema_entry(field_name, prop, by_id.get(bound_id), f"bound id {bound_id!r}")
+        resolved[field_name] = replace(
+            prop, name=schema["name"], id=schema["id"], options=_options_of(prop, schema)
+        )
     return resolved
+
+
+def _schema_entry(
+    field_name: str, prop: NotionProperty, schema: Mapping[str, Any] | None, matched_by: str
+) -> Mapping[str, Any]:
+    """The schema entry found for a field, checked to exist and to have the mapped type."""
+    if schema is None:
+        raise PropertySchemaError(
+            field_name, prop.name, f"no property with this {matched_by} in the data source"
+        )
+    if schema.get("type") != prop.type:
+        raise PropertySchemaError(
+            field_name,
+            schema["name"],
+            f"property is of type {schema.get('type')!r}, expected {prop.type!r}",
+        )
+    return schema
 
 
 def _options_of(prop: NotionProperty, schema: Mapping[str, Any]) -> frozenset[str] | None:

@@ -493,7 +493,7 @@ texts = st.one_of(
     st.builds(lambda piece, times: piece * times, st.text(min_size=1, max_size=8), st.integers(250, 600)),
 )
 select_names = (
-    st.text(st.characters(blacklist_characters=","), min_size=1, max_size=100).map(str.strip).filter(bool)
+    st.text(st.characters(exclude_characters=","), min_size=1, max_size=100).map(str.strip).filter(bool)
 )
 emails = st.emails().filter(lambda email: len(email) <= 200)
 
