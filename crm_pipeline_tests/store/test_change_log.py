@@ -1,0 +1,150 @@
+"""The field-level change log and bulk upsert: what changed, old → new, when and by whom."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from uuid import uuid4
+
+import pytest
+
+from crm_pipeline.models import (
+    ActivityCreate,
+    Actor,
+    ContactCreate,
+    ContactUpdate,
+    FieldChange,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityUpdate,
+    RecordType,
+)
+from crm_pipeline.store import DealRepository
+
+
+async def test_every_write_logs_its_fields_old_and_new_and_actor(repository: DealRepository, tenant: str) -> None:
+    created = await repository.create_opportunity(
+        tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("10.50"), manual_tags=["a"])
+    )
+    await repository.update_opportunity(
+        tenant, created.id, OpportunityUpdate(deal_stage="won", custom_notes="hi"), actor=Actor.HUMAN
+    )
+    await repository.update_opportunity(tenant, created.id, OpportunityUpdate(probability="0.9"), actor=Actor.SYNC)
+
+    first, second, third = await repository.changes_since(tenant, created.created_at - timedelta(seconds=1))
+    assert first.record_type is RecordType.OPPORTUNITY and first.record_id == str(created.id)
+    assert first.actor is Actor.AGENT
+    assert {field: (c.old, c.new) for field, c in first.changes.items()} == {
+        "name": (None, "Acme"),
+        "deal_stage": (None, "prospecting"),
+        "estimated_value": (None, "10.50"),
+        "manual_tags": (None, ["a"]),
+    }
+    assert second.actor is Actor.HUMAN
+    assert {field: (c.old, c.new) for field, c in second.changes.items()} == {
+        "deal_stage": ("prospecting", "won"),
+        "custom_notes": (None, "hi"),
+    }
+    assert third.actor is Actor.SYNC and set(third.changes) == {"probability"}
+    assert first.sequence < second.sequence < third.sequence
+    assert first.changed_at <= second.changed_at <= third.changed_at
+
+
+async def test_changes_since_is_strictly_after_its_instant(repository: DealRepository, tenant: str) -> None:
+    created = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    updated = await repository.update_opportunity(tenant, created.id, OpportunityUpdate(name="Acme 2"))
+
+    at_create = await repository.changes_since(tenant, created.created_at)
+    assert [c.changes["name"].new for c in at_create] == ["Acme 2"]
+    assert await repository.changes_since(tenant, updated.updated_at) == []
+    everything = await repository.changes_since(tenant, created.created_at - timedelta(microseconds=1))
+    assert len(everything) == 2
+    assert len(await repository.changes_since(tenant, created.created_at - timedelta(days=1), limit=1)) == 1
+
+
+async def test_changes_since_filters_by_record_type_and_covers_contacts_and_activities(
+    repository: DealRepository, tenant: str
+) -> None:
+    opportunity = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    contact = await repository.create_contact(
+        tenant, ContactCreate(name="Ada", email="ada@acme.example", opportunity_id=opportunity.id)
+    )
+    await repository.update_contact(tenant, contact.id, ContactUpdate(title="CTO"), actor=Actor.HUMAN)
+    await repository.create_activity(
+        tenant, ActivityCreate(opportunity_id=opportunity.id, kind="call", subject="Intro call", body="Went well")
+    )
+    since = opportunity.created_at - timedelta(seconds=1)
+
+    contact_changes = await repository.changes_since(tenant, since, record_type=RecordType.CONTACT)
+    assert [(c.actor, set(c.changes)) for c in contact_changes] == [
+        (Actor.AGENT, {"name", "email", "opportunity_id"}),
+        (Actor.HUMAN, {"title"}),
+    ]
+    activity_changes = await repository.changes_since(tenant, since, record_type=RecordType.ACTIVITY)
+    assert activity_changes[0].changes["subject"].new == "Intro call"
+
+
+async def test_contacts_and_activities_crud(repository: DealRepository, tenant: str) -> None:
+    opportunity = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    contact = await repository.create_contact(tenant, ContactCreate(name="Ada", opportunity_id=opportunity.id))
+    updated = await repository.update_contact(tenant, contact.id, ContactUpdate(email="ada@acme.example"))
+    assert updated.email == "ada@acme.example" and updated.name == "Ada"
+    assert await repository.get_contact(tenant, contact.id) == updated
+    assert [c.id for c in await repository.list_contacts(tenant, opportunity_id=opportunity.id)] == [contact.id]
+
+    for subject in ("First", "Second"):
+        await repository.create_activity(tenant, ActivityCreate(opportunity_id=opportunity.id, subject=subject))
+    listed = await repository.list_activities(tenant, opportunity_id=opportunity.id)
+    assert [a.subject for a in listed] == ["First", "Second"]
+    assert await repository.list_activities(tenant, opportunity_id=uuid4()) == []
+
+
+async def test_bulk_upsert_creates_updates_and_skips_unchanged(repository: DealRepository, tenant: str) -> None:
+    ids = [uuid4() for _ in range(25)]
+    first = await repository.bulk_upsert_opportunities(
+        tenant,
+        [OpportunityCreate(id=i, name=f"Deal {n}", estimated_value=Decimal(n)) for n, i in enumerate(ids)],
+        batch_size=10,
+    )
+    assert (first.created, first.updated, first.unchanged) == (25, 0, 0)
+
+    archived = await repository.archive_opportunity(tenant, ids[0])
+    second = await repository.bulk_upsert_opportunities(
+        tenant,
+        [OpportunityCreate(id=ids[0], name="Deal 0", deal_stage="won")]  # name unchanged, stage new
+        + [OpportunityCreate(id=i, name=f"Deal {n}") for n, i in enumerate(ids[1:], start=1)]  # unchanged
+        + [OpportunityCreate(id=uuid4(), name="New")],
+        batch_size=10,
+    )
+    assert (second.created, second.updated, second.unchanged) == (1, 1, 24)
+
+    row = await repository.get_opportunity(tenant, ids[0])
+    assert row.deal_stage == "won"
+    assert row.estimated_value == Decimal(0)  # not set on the record, so left alone
+    assert row.archived_at == archived.archived_at  # an upsert never un-archives
+    log = await repository.changes_since(tenant, archived.archived_at)
+    assert [(c.actor, c.changes) for c in log if c.record_id == str(ids[0])] == [
+        (Actor.SYNC, {"deal_stage": FieldChange(old="prospecting", new="won")})
+    ]
+
+
+async def test_failed_bulk_upsert_leaves_the_database_as_it_was(repository: DealRepository, tenant: str) -> None:
+    good = [OpportunityCreate(id=uuid4(), name=f"Deal {n}") for n in range(15)]
+    # model_construct skips validation, so the database's own CHECK constraint has to catch it.
+    bad = OpportunityCreate.model_construct(id=uuid4(), name="Bad", deal_stage="x", probability=Decimal(5))
+    with pytest.raises(Exception, match="probability"):
+        await repository.bulk_upsert_opportunities(tenant, [*good, bad], batch_size=5)
+    assert await repository.list_opportunities(tenant, OpportunityFilter(archived=None)) == []
+    assert await repository.changes_since(tenant, datetime(2000, 1, 1, tzinfo=UTC)) == []
+
+
+async def test_bulk_upsert_needs_unique_sync_keys(repository: DealRepository, tenant: str) -> None:
+    with pytest.raises(ValueError, match="record 1 has no id"):
+        await repository.bulk_upsert_opportunities(
+            tenant, [OpportunityCreate(id=uuid4(), name="a"), OpportunityCreate(name="b")]
+        )
+    same = uuid4()
+    with pytest.raises(ValueError, match="same id more than once"):
+        await repository.bulk_upsert_opportunities(
+            tenant, [OpportunityCreate(id=same, name="a"), OpportunityCreate(id=same, name="b")]
+        )

@@ -1,0 +1,86 @@
+"""Connecting, migrating and starting the embedded server, including when things go wrong."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
+
+from crm_pipeline.settings import Settings
+from crm_pipeline.store import Database, DatabaseUnavailableError, EmbeddedServerError, SchemaTooNewError
+from crm_pipeline.store.migrate import head_revision
+
+embedded_only = pytest.mark.skipif(
+    Settings().database_url is not None, reason="creates scratch databases on the embedded server"
+)
+
+
+async def test_unreachable_server_names_host_and_database_but_not_the_password(tmp_path: Path) -> None:
+    settings = Settings(database_url="postgresql://crm:hunter2@127.0.0.1:1/deals", data_dir=tmp_path)
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        await Database.open(settings)
+    message = str(caught.value)
+    assert "127.0.0.1:1/deals" in message
+    assert "hunter2" not in message and "hunter2" not in repr(caught.value)
+
+
+async def test_embedded_server_that_cannot_start_points_at_its_log(tmp_path: Path) -> None:
+    (tmp_path / "postgres").write_text("a file where the data directory should be")
+    with pytest.raises(EmbeddedServerError, match=str(tmp_path / "postgres" / "log")):
+        await Database.open(Settings(data_dir=tmp_path))
+
+
+@embedded_only
+async def test_a_database_migrated_by_newer_code_is_refused(database: Database) -> None:
+    name = f"crm_newer_{uuid4().hex[:8]}"
+    admin = create_engine(database.url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        settings = Settings(database_name=name)
+        opened = await Database.open(settings)  # migrates to head
+        await opened.close()
+        scratch = create_engine(database.url.set(database=name), poolclass=NullPool)
+        with scratch.begin() as connection:
+            assert connection.scalar(text("SELECT version_num FROM crm.alembic_version")) == head_revision()
+            connection.execute(text("UPDATE crm.alembic_version SET version_num = '9999_from_the_future'"))
+        scratch.dispose()
+        with pytest.raises(SchemaTooNewError, match="9999_from_the_future"):
+            await Database.open(settings)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+OPEN_AND_COUNT = """
+import asyncio, sys
+from pathlib import Path
+from sqlalchemy import text
+from crm_pipeline.settings import Settings
+from crm_pipeline.store import Database
+
+async def main():
+    database = await Database.open(Settings(data_dir=Path(sys.argv[1]), database_name="crm_race"))
+    async with database.owner_transaction() as connection:
+        print(await connection.scalar(text("SELECT count(*) FROM crm.alembic_version")))
+    await database.close()
+
+asyncio.run(main())
+"""
+
+
+@embedded_only
+def test_two_processes_starting_at_once_share_one_server_and_migrate_once(tmp_path: Path) -> None:
+    processes = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AND_COUNT, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=120)[0].strip() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0]
+    assert outputs == ["1", "1"]
