@@ -190,19 +190,34 @@ class FieldChange(_Model):
     new: JsonValue = None
 
 
+class ExternalOpportunityRead(OpportunityRead):
+    """An opportunity as an external CRM holds it, with what the sync needs to link it.
+
+    `id` and `external_id` are the external record's own id; `sync_key` is the id of the primary
+    (PostgreSQL) record it mirrors, None for a record a human created in the external CRM.
+    """
+
+    external_id: str
+    sync_key: UUID | None = None
+    last_edited_by: Actor = Actor.HUMAN
+    in_trash: bool = False
+
+
 class ChangeRecord(_Model):
     """One write to one record: which fields changed (old → new), when, and by whom.
 
-    `sequence` orders entries strictly (commit order within a table is not guaranteed by
-    timestamps alone), so a reader can resume after the last one it saw.
+    `sequence` is the primary store's change-log order (timestamps alone do not order commits);
+    backends without one leave it None. `sync_key` links an external record to its primary record.
+    A backend that keeps no old values (Notion) reports each field's current value as `new`.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sequence: int
+    sequence: int | None = None
     tenant_id: str
     record_type: RecordType
     record_id: str
+    sync_key: str | None = None
     changes: dict[str, FieldChange]
     actor: Actor
     changed_at: datetime
