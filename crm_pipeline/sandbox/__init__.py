@@ -1,0 +1,7 @@
+"""A local, stateful Notion API (2025-09-03) that behaves like Notion where sync correctness depends on it."""
+
+from .config import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig
+from .control_client import SandboxControl
+from .server import RunningSandbox, serve_in_thread
+
+__all__ = ["DEFAULT_TOKEN", "NOTION_VERSION", "RunningSandbox", "SandboxConfig", "SandboxControl", "serve_in_thread"]

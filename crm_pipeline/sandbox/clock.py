@@ -1,0 +1,37 @@
+"""The sandbox clock: real time by default, or frozen / shifted so tests control minute boundaries."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+MINUTE_MS = 60_000
+
+
+class Clock:
+    def __init__(self) -> None:
+        self._frozen_ms: int | None = None
+
+    def now_ms(self) -> int:
+        return self._frozen_ms if self._frozen_ms is not None else int(time.time() * 1000)
+
+    def minute_ms(self) -> int:
+        """Notion stores created/last-edited times rounded down to the minute."""
+        now = self.now_ms()
+        return now - now % MINUTE_MS
+
+    def set(self, moment: datetime) -> None:
+        """Freeze at `moment`; it stays there until advanced or returned to real time."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        self._frozen_ms = int(moment.timestamp() * 1000)
+
+    def advance(self, seconds: float) -> None:
+        self._frozen_ms = self.now_ms() + int(seconds * 1000)
+
+    def use_real_time(self) -> None:
+        self._frozen_ms = None
+
+    def describe(self) -> dict[str, object]:
+        now = datetime.fromtimestamp(self.now_ms() / 1000, tz=UTC)
+        return {"now": now.isoformat().replace("+00:00", "Z"), "frozen": self._frozen_ms is not None}

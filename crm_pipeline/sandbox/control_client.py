@@ -1,0 +1,111 @@
+"""A typed client for the sandbox control surface (`/_sandbox/...`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+
+class SandboxControl:
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self._http = httpx.Client(base_url=f"{base_url.rstrip('/')}/_sandbox", timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> SandboxControl:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+    def reset(self) -> None:
+        """Empty workspace (re-seeded if the server has a seed), start-up settings, real clock, no faults."""
+        self._call("POST", "/reset")
+
+    def configure(
+        self,
+        *,
+        rate_limit: float | None = None,
+        burst: int | None = None,
+        latency_ms: float | None = None,
+        jitter_ms: float | None = None,
+        result_cap: int | None = None,
+    ) -> dict[str, Any]:
+        settings = {
+            "rate_limit": rate_limit,
+            "burst": burst,
+            "latency_ms": latency_ms,
+            "jitter_ms": jitter_ms,
+            "result_cap": result_cap,
+        }
+        return self._call("PUT", "/config", {k: v for k, v in settings.items() if v is not None})
+
+    def settings(self) -> dict[str, Any]:
+        return self._call("GET", "/config")
+
+    def add_fault(
+        self,
+        kind: str,
+        *,
+        method: str = "*",
+        path: str = "/v1/*",
+        count: int = 1,
+        applied: bool = False,
+        hang_seconds: float = 0.0,
+    ) -> None:
+        """The next `count` requests matching method + fnmatch `path` get `kind` (500, 502, 503, 504,
+        529, 409 or hang). With `applied=True` the request is carried out first, then the answer lost."""
+        fault = {"kind": kind, "method": method, "path": path, "count": count, "applied": applied, "hang_seconds": hang_seconds}
+        self._call("POST", "/faults", fault)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")["faults"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def set_clock(self, moment: datetime) -> dict[str, Any]:
+        return self._call("POST", "/clock", {"set": moment.isoformat()})
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        return self._call("POST", "/clock", {"advance_seconds": seconds})
+
+    def real_clock(self) -> dict[str, Any]:
+        return self._call("POST", "/clock", {"real": True})
+
+    def stats(self) -> dict[str, Any]:
+        """`{"total", "by_status": {"429": n}, "by_route": {"POST /v1/pages": {"200": n}}}`."""
+        return self._call("GET", "/stats")
+
+    def reset_stats(self) -> None:
+        self._call("DELETE", "/stats")
+
+    def seed(self, document: dict[str, Any]) -> list[dict[str, Any]]:
+        """Create databases from a seed document; returns their database and data source ids."""
+        return self._call("POST", "/seed", document)["databases"]
+
+    def human_create_page(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a page as the human user (same body as POST /v1/pages)."""
+        return self._call("POST", "/pages", body)
+
+    def human_update_page(self, page_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Edit a page as the human user (same body as PATCH /v1/pages/{id}); last_edited_by is the human."""
+        return self._call("PATCH", f"/pages/{page_id}", body)
+
+    def all_pages(self, data_source_id: str) -> list[dict[str, Any]]:
+        """Every page of a data source, trashed ones included, in creation order."""
+        return self._call("GET", f"/data_sources/{data_source_id}/pages")["results"]
+
+    def users(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/users")["results"]
+
+    def save(self) -> None:
+        self._call("POST", "/save")

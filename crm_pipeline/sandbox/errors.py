@@ -1,0 +1,76 @@
+"""Notion error bodies.
+
+Every failure the sandbox reports is a `NotionError` raised anywhere below the routes and rendered
+once, so bad input can never turn into a 500 and every body has Notion's shape
+(`object`, `status`, `code`, `message`, `request_id`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+
+class NotionError(Exception):
+    """An API error with Notion's status, code and message."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        headers: dict[str, str] | None = None,
+        additional_data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.additional_data = additional_data
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "object": "error",
+            "status": self.status,
+            "code": self.code,
+            "message": self.message,
+            "request_id": str(uuid.uuid4()),
+        }
+        if self.additional_data:
+            body["additional_data"] = self.additional_data
+        return body
+
+
+def validation(message: str) -> NotionError:
+    return NotionError(400, "validation_error", message)
+
+
+def body_validation(path: str, expectation: str, actual: Any) -> NotionError:
+    """Notion's wording for a request body that fails its schema, naming the field by path."""
+    shown = "undefined" if actual is MISSING else json.dumps(actual, ensure_ascii=False)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return validation(f"body failed validation: {path} {expectation}, instead was `{shown}`.")
+
+
+def too_long(path: str, limit: int, actual: int) -> NotionError:
+    return validation(f"body failed validation: {path}.length should be ≤ `{limit}`, instead was `{actual}`.")
+
+
+def not_found(kind: str, object_id: str) -> NotionError:
+    return NotionError(
+        404,
+        "object_not_found",
+        f"Could not find {kind} with ID: {object_id}. "
+        "Make sure the relevant pages and databases are shared with your integration.",
+    )
+
+
+def invalid_url() -> NotionError:
+    return NotionError(400, "invalid_request_url", "Invalid request URL.")
+
+
+MISSING: Any = object()
+"""Sentinel for an absent body field, distinct from an explicit JSON null."""

@@ -1,0 +1,333 @@
+"""Data source queries: filters compiled once into predicates over stored keys, sorts, cursors, cap.
+
+A query's ordered result is cached per data source rows-version, so paging through a large result
+filters and sorts once instead of once per page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from .errors import MISSING, body_validation, validation
+from .model import DataSource, Page
+from .properties import EMPTY_KEYS, TEXT_TYPES, parse_instant
+
+Predicate = Callable[[Page], bool]
+KeyTest = Callable[[Any], bool]
+DAY_MS = 86_400_000
+MAX_FILTER_DEPTH = 2
+MAX_PAGE_SIZE = 100
+TIMESTAMPS = {"created_time": "created_ms", "last_edited_time": "edited_ms"}
+
+
+@dataclass(frozen=True)
+class QueryPage:
+    pages: list[Page]
+    next_cursor: str | None
+    capped: bool  # the result cap cut the result short; Notion reports request_status incomplete
+
+
+# --- operators per property family ------------------------------------------------------------
+
+
+def _need(kind: type | tuple[type, ...], operand: Any, path: str, what: str) -> None:
+    if not isinstance(operand, kind) or (kind is not bool and isinstance(operand, bool)):
+        raise body_validation(path, f"should be {what}", operand)
+
+
+def _emptiness(op: str, operand: Any, path: str, empty: Callable[[Any], bool]) -> KeyTest:
+    if operand is not True:
+        raise body_validation(path, "should be `true`", operand)
+    return empty if op == "is_empty" else (lambda k: not empty(k))
+
+
+def _text_test(op: str, operand: Any, path: str) -> KeyTest:
+    if op in ("is_empty", "is_not_empty"):
+        return _emptiness(op, operand, path, lambda k: k == "")
+    _need(str, operand, path, "a string")
+    folded = operand.casefold()
+    tests: dict[str, KeyTest] = {
+        "equals": lambda k: k == operand,
+        "does_not_equal": lambda k: k != operand,
+        "contains": lambda k: folded in k.casefold(),
+        "does_not_contain": lambda k: folded not in k.casefold(),
+        "starts_with": lambda k: k.casefold().startswith(folded),
+        "ends_with": lambda k: k.casefold().endswith(folded),
+    }
+    return tests[op]
+
+
+def _number_test(op: str, operand: Any, path: str) -> KeyTest:
+    if op in ("is_empty", "is_not_empty"):
+        return _emptiness(op, operand, path, lambda k: k is None)
+    _need((int, float), operand, path, "a number")
+    tests: dict[str, KeyTest] = {
+        "equals": lambda k: k == operand,
+        "does_not_equal": lambda k: k != operand,
+        "greater_than": lambda k: k is not None and k > operand,
+        "less_than": lambda k: k is not None and k < operand,
+        "greater_than_or_equal_to": lambda k: k is not None and k >= operand,
+        "less_than_or_equal_to": lambda k: k is not None and k <= operand,
+    }
+    return tests[op]
+
+
+def _date_test(op: str, operand: Any, path: str) -> KeyTest:
+    """A date-only operand means the whole UTC day; one with a time compares to the millisecond."""
+    if op in ("is_empty", "is_not_empty"):
+        return _emptiness(op, operand, path, lambda k: k is None)
+    parsed = parse_instant(operand)
+    if parsed is None:
+        raise body_validation(path, "should be a valid ISO 8601 date string", operand)
+    start, date_only = parsed
+    end = start + DAY_MS if date_only else start + 1
+    tests: dict[str, KeyTest] = {
+        "equals": lambda k: k is not None and start <= k < end,
+        "before": lambda k: k is not None and k < start,
+        "after": lambda k: k is not None and k >= end,
+        "on_or_before": lambda k: k is not None and k < end,
+        "on_or_after": lambda k: k is not None and k >= start,
+    }
+    return tests[op]
+
+
+def _checkbox_test(op: str, operand: Any, path: str) -> KeyTest:
+    _need(bool, operand, path, "a boolean")
+    return (lambda k: k == operand) if op == "equals" else (lambda k: k != operand)
+
+
+_TEXT_OPS = ("equals", "does_not_equal", "contains", "does_not_contain", "starts_with", "ends_with", "is_empty", "is_not_empty")
+_NUMBER_OPS = ("equals", "does_not_equal", "greater_than", "less_than", "greater_than_or_equal_to", "less_than_or_equal_to", "is_empty", "is_not_empty")
+_DATE_OPS = ("equals", "before", "after", "on_or_before", "on_or_after", "is_empty", "is_not_empty")
+_FAMILIES: dict[str, tuple[tuple[str, ...], Callable[[str, Any, str], KeyTest]]] = {
+    "text": (_TEXT_OPS, _text_test),
+    "number": (_NUMBER_OPS, _number_test),
+    "date": (_DATE_OPS, _date_test),
+    "checkbox": (("equals", "does_not_equal"), _checkbox_test),
+}
+_FAMILY_OF = {
+    "title": "text", "rich_text": "text", "email": "text", "url": "text", "phone_number": "text",
+    "number": "number", "date": "date", "checkbox": "checkbox",
+}  # fmt: skip
+
+
+def _operator(raw: Any, path: str, subject: str, family: str) -> tuple[str, Any, str]:
+    ops = _FAMILIES[family][0]
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise body_validation(path, "should be an object with exactly one operator", raw)
+    (op, operand), = raw.items()
+    if op not in ops:
+        raise validation(
+            f"body failed validation: {path}.{op} is not a valid filter operator for {subject}. "
+            f"Valid operators: {', '.join(ops)}."
+        )
+    return op, operand, f"{path}.{op}"
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+
+def compile_filter(ds: DataSource, raw: Any, path: str = "body.filter", depth: int = 0) -> Predicate:
+    if not isinstance(raw, dict):
+        raise body_validation(path, "should be an object", raw)
+    for compound in ("and", "or"):
+        if compound in raw:
+            return _compound(ds, compound, raw[compound], f"{path}.{compound}", depth + 1)
+    if "timestamp" in raw:
+        return _timestamp_predicate(raw, path)
+    if "property" in raw:
+        return _property_predicate(ds, raw, path)
+    raise body_validation(path, "should have `property`, `timestamp`, `and` or `or`", raw)
+
+
+def _compound(ds: DataSource, kind: str, raw: Any, path: str, depth: int) -> Predicate:
+    if depth > MAX_FILTER_DEPTH:
+        raise validation(f"body failed validation: {path} nests filters more than {MAX_FILTER_DEPTH} levels deep.")
+    if not isinstance(raw, list):
+        raise body_validation(path, "should be an array", raw)
+    if len(raw) > MAX_PAGE_SIZE:
+        raise body_validation(f"{path}.length", f"should be ≤ `{MAX_PAGE_SIZE}`", len(raw))
+    parts = [compile_filter(ds, item, f"{path}[{i}]", depth) for i, item in enumerate(raw)]
+    if kind == "and":
+        return lambda page: all(part(page) for part in parts)
+    return lambda page: any(part(page) for part in parts)
+
+
+def _timestamp_predicate(raw: dict[str, Any], path: str) -> Predicate:
+    name = raw["timestamp"]
+    if name not in TIMESTAMPS:
+        raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", name)
+    op, operand, op_path = _operator(raw.get(name, MISSING), f"{path}.{name}", name, "date")
+    test = _date_test(op, operand, op_path)
+    attribute = TIMESTAMPS[name]
+    return lambda page: test(getattr(page, attribute))
+
+
+def _property_predicate(ds: DataSource, raw: dict[str, Any], path: str) -> Predicate:
+    key = raw["property"]
+    prop = ds.resolve(key) if isinstance(key, str) else None
+    if prop is None:
+        raise validation(f"Could not find property with name or id: {key}")
+    given = [k for k in raw if k not in ("property", "type")]
+    accepted = {prop.type, "rich_text"} if prop.type == "title" else {prop.type}
+    if len(given) != 1 or given[0] not in accepted:
+        raise validation(
+            f"body failed validation: {path} must filter property {prop.name} (type {prop.type}) "
+            f"with a `{prop.type}` condition, instead got `{', '.join(given) or 'none'}`."
+        )
+    if prop.type == "select":
+        test = _select_test(ds, prop.id, raw[given[0]], f"{path}.select", prop.name)
+    else:
+        family = _FAMILY_OF[prop.type]
+        op, operand, op_path = _operator(raw[given[0]], f"{path}.{given[0]}", f"property {prop.name}", family)
+        test = _FAMILIES[family][1](op, operand, op_path)
+    prop_id, empty = prop.id, EMPTY_KEYS.get(prop.type)
+    return lambda page: test(page.keys.get(prop_id, empty))
+
+
+def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -> KeyTest:
+    ops = ("equals", "does_not_equal", "is_empty", "is_not_empty")
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ops:
+        raise validation(f"body failed validation: {path} needs one operator of {', '.join(ops)} for property {name}.")
+    (op, operand), = raw.items()
+    if op in ("is_empty", "is_not_empty"):
+        return _emptiness(op, operand, f"{path}.{op}", lambda k: k is None)
+    _need(str, operand, f"{path}.{op}", "a string")
+    option = ds.properties[prop_id].option_by_name(operand)
+    option_id = option.id if option else None
+    if op == "equals":
+        return lambda k: k is not None and k == option_id
+    return lambda k: k != option_id or k is None
+
+
+# --- sorts -------------------------------------------------------------------------------------
+
+
+SortKey = Callable[[Page], Any]
+
+
+def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortKey, bool]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise body_validation("body.sorts", "should be an array", raw)
+    compiled: list[tuple[SortKey, bool]] = []
+    for i, item in enumerate(raw):
+        path = f"body.sorts[{i}]"
+        if not isinstance(item, dict):
+            raise body_validation(path, "should be an object", item)
+        direction = item.get("direction", MISSING)
+        if direction not in ("ascending", "descending"):
+            raise body_validation(f"{path}.direction", "should be `ascending` or `descending`", direction)
+        compiled.append((_sort_key(ds, item, path), direction == "descending"))
+    return compiled
+
+
+def _sort_key(ds: DataSource, item: dict[str, Any], path: str) -> SortKey:
+    if "timestamp" in item:
+        attribute = TIMESTAMPS.get(item["timestamp"])
+        if attribute is None:
+            raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", item["timestamp"])
+        return lambda page: getattr(page, attribute)
+    key = item.get("property", MISSING)
+    prop = ds.resolve(key) if isinstance(key, str) else None
+    if prop is None:
+        raise validation(f"Could not find sort property with name or id: {key if key is not MISSING else ''}")
+    prop_id = prop.id
+    if prop.type == "select":  # Notion orders selects by the schema's option order
+        rank = {option.id: index for index, option in enumerate(prop.options)}
+        return lambda page: rank.get(page.keys.get(prop_id))  # type: ignore[arg-type]
+    if prop.type in TEXT_TYPES or prop.type in ("email", "url", "phone_number"):
+        return lambda page: page.keys.get(prop_id, "").casefold() or None
+    return lambda page: page.keys.get(prop_id)
+
+
+def _ordered(rows: list[Page], sorts: list[tuple[SortKey, bool]]) -> list[Page]:
+    """Stable multi-key sort, least significant key first; empty values sort last either way."""
+    for key, descending in reversed(sorts):
+        pairs = [(key(page), page) for page in rows]
+        present = [pair for pair in pairs if pair[0] is not None]
+        present.sort(key=itemgetter(0), reverse=descending)
+        rows = [page for _, page in present] + [page for value, page in pairs if value is None]
+    return rows
+
+
+# --- execution -----------------------------------------------------------------------------------
+
+
+class QueryEngine:
+    def __init__(self, cache_size: int = 64) -> None:
+        self._cache: OrderedDict[tuple[str, int, str], list[Page]] = OrderedDict()
+        self._cache_size = cache_size
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def run(self, ds: DataSource, body: dict[str, Any], result_cap: int) -> QueryPage:
+        page_size = body.get("page_size", MAX_PAGE_SIZE)
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise body_validation("body.page_size", f"should be an integer between 1 and {MAX_PAGE_SIZE}", page_size)
+        in_trash = _in_trash_flag(body)
+        rows = self._rows(ds, body, in_trash)
+        start = _decode_cursor(body.get("start_cursor"), rows)
+        visible = rows[:result_cap]
+        end = min(start + page_size, len(visible))
+        next_cursor = _encode_cursor(end, visible[end].id) if end < len(visible) else None
+        return QueryPage(visible[start:end], next_cursor, next_cursor is None and len(rows) > result_cap)
+
+    def _rows(self, ds: DataSource, body: dict[str, Any], in_trash: bool) -> list[Page]:
+        signature = json.dumps([body.get("filter"), body.get("sorts"), in_trash], sort_keys=True)
+        cache_key = (ds.id, ds.rows_version, signature)
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            self._cache.move_to_end(cache_key)
+            return cached
+        predicate = compile_filter(ds, body["filter"]) if body.get("filter") is not None else None
+        sorts = compile_sorts(ds, body.get("sorts"))
+        rows = [
+            page
+            for page in ds.pages.values()
+            if page.in_trash == in_trash and (predicate is None or predicate(page))
+        ]
+        rows = _ordered(rows, sorts)
+        self._cache[cache_key] = rows
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return rows
+
+
+def _in_trash_flag(body: dict[str, Any]) -> bool:
+    flags = [body[key] for key in ("in_trash", "archived") if body.get(key) is not None]
+    for flag in flags:
+        if not isinstance(flag, bool):
+            raise body_validation("body.in_trash", "should be a boolean", flag)
+    return any(flags)
+
+
+def _encode_cursor(index: int, page_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{index}:{page_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: Any, rows: list[Page]) -> int:
+    """Resume at the page the cursor names; if it left the result meanwhile, at its old position."""
+    if cursor is None:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        index_text, page_id = text.split(":", 1)
+        index = int(index_text)
+    except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
+        raise validation(f"The start_cursor provided is invalid: {cursor}") from None
+    if index < 0:
+        raise validation(f"The start_cursor provided is invalid: {cursor}")
+    if index < len(rows) and rows[index].id == page_id:
+        return index
+    position = next((i for i, page in enumerate(rows) if page.id == page_id), None)
+    return position if position is not None else min(index, len(rows))

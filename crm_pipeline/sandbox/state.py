@@ -1,0 +1,530 @@
+"""The in-memory workspace: users, databases, data sources, pages and blocks, plus persistence.
+
+Every mutating operation validates the whole request before touching anything, so a rejected
+write changes nothing. Timestamps come from the sandbox `Clock`, floored to the minute.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock
+from .errors import MISSING, body_validation, not_found, too_long, validation
+from .model import (
+    Block,
+    Database,
+    DataSource,
+    Page,
+    PropertySchema,
+    SelectOption,
+    User,
+    new_id,
+    normalize_id,
+    resolve_property,
+)
+from .properties import (
+    ANNOTATION_COLORS,
+    MAX_ARRAY,
+    NewOptions,
+    apply_config,
+    commit_options,
+    config_type,
+    new_property_id,
+    parse_rich_text,
+    parse_value,
+    plain_text,
+    shorthand_write,
+    value_key,
+)
+from .query import QueryEngine
+
+_USER_NAMESPACE = uuid.UUID("6f1c3e0a-5b7d-4c2e-9a8f-1d2b3c4d5e6f")
+HUMAN_USER_ID = str(uuid.uuid5(_USER_NAMESPACE, "human"))
+BLOCK_TYPES = ("paragraph", "heading_1", "heading_2", "heading_3", "bulleted_list_item")
+ARCHIVED_PAGE_MESSAGE = "Can't update a page that is archived. You must unarchive the page before updating."
+STATE_FORMAT = 1
+
+
+def bot_user_id(token: str) -> str:
+    """Derived from the token so a bot keeps its id across restarts and state files."""
+    return str(uuid.uuid5(_USER_NAMESPACE, f"bot:{token}"))
+
+
+class Workspace:
+    def __init__(self, tokens: Sequence[str]) -> None:
+        self.clock = Clock()
+        self.queries = QueryEngine()
+        self.bots = {
+            token: User(bot_user_id(token), f"crm_pipeline sandbox integration {i + 1}", "bot")
+            for i, token in enumerate(tokens)
+        }
+        self.human = User(HUMAN_USER_ID, "Sandbox Human", "person", "human@sandbox.example")
+        self.databases: dict[str, Database] = {}
+        self.data_sources: dict[str, DataSource] = {}
+        self.pages: dict[str, Page] = {}
+        self.blocks: dict[str, Block] = {}
+        self.revision = 0  # bumped by every change; the saver compares it
+        self._seq = 0
+
+    def clear(self) -> None:
+        self.databases.clear()
+        self.data_sources.clear()
+        self.pages.clear()
+        self.blocks.clear()
+        self.queries.clear()
+        self.revision += 1
+
+    def users(self) -> list[User]:
+        return [*self.bots.values(), self.human]
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def database(self, raw_id: str, param: str = "database_id") -> Database:
+        return _lookup(self.databases, raw_id, param, "database")
+
+    def data_source(self, raw_id: str, param: str = "data_source_id") -> DataSource:
+        return _lookup(self.data_sources, raw_id, param, "data_source")
+
+    def page(self, raw_id: str, param: str = "page_id") -> Page:
+        return _lookup(self.pages, raw_id, param, "page")
+
+    def children_of(self, raw_id: str) -> list[str]:
+        """A page id is also a block id: both hold children."""
+        object_id = _path_id(raw_id, "block_id")
+        holder = self.pages.get(object_id) or self.blocks.get(object_id)
+        if holder is None:
+            raise not_found("block", object_id)
+        return holder.children
+
+    def source_of(self, page: Page) -> DataSource:
+        return self.data_sources[page.data_source_id]
+
+    # --- databases and data sources --------------------------------------------------------------
+
+    def create_database(self, actor: User, body: dict[str, Any]) -> Database:
+        parent = _database_parent(body.get("parent", MISSING))
+        title = plain_text(parse_rich_text(body.get("title", []), "body.title"))
+        initial = body.get("initial_data_source", {})
+        if not isinstance(initial, dict):
+            raise body_validation("body.initial_data_source", "should be an object", initial)
+        is_inline = body.get("is_inline", False)
+        if not isinstance(is_inline, bool):
+            raise body_validation("body.is_inline", "should be a boolean", is_inline)
+        return self._add_database(actor, title, parent, initial.get("properties", {}), is_inline=is_inline)
+
+    def _add_database(
+        self,
+        actor: User,
+        title: str,
+        parent: dict[str, Any],
+        raw_properties: Any,
+        database_id: str | None = None,
+        data_source_id: str | None = None,
+        is_inline: bool = False,
+    ) -> Database:
+        path = "body.initial_data_source.properties"
+        if not isinstance(raw_properties, dict):
+            raise body_validation(path, "should be an object", raw_properties)
+        properties: dict[str, PropertySchema] = {}
+        for name, config in raw_properties.items():
+            prop = _new_property(name, config, f"{path}.{name}", properties)
+            properties[prop.id] = prop
+        titles = [p for p in properties.values() if p.type == "title"]
+        if len(titles) > 1:
+            raise validation(f"body failed validation: {path} has {len(titles)} title properties; exactly one is allowed.")
+        if not titles:
+            properties = {"title": PropertySchema("title", "Name", "title"), **properties}
+        now = self.clock.minute_ms()
+        db = Database(database_id or new_id(), title, parent, [], now, now, is_inline=is_inline)
+        ds = DataSource(data_source_id or new_id(), db.id, title, properties, now, now, actor.id, actor.id)
+        db.data_source_ids.append(ds.id)
+        self.databases[db.id] = db
+        self.data_sources[ds.id] = ds
+        self.revision += 1
+        return db
+
+    def update_data_source(self, actor: User, ds: DataSource, body: dict[str, Any]) -> DataSource:
+        """Add, rename, re-type or delete properties (`null`); ids survive renames."""
+        title = plain_text(parse_rich_text(body["title"], "body.title")) if "title" in body else ds.title
+        raw = body.get("properties", {})
+        if not isinstance(raw, dict):
+            raise body_validation("body.properties", "should be an object", raw)
+        properties = copy.deepcopy(ds.properties)
+        retyped: set[str] = set()
+        for key, config in raw.items():
+            path = f"body.properties.{key}"
+            prop = resolve_property(properties, key)
+            if config is None:
+                if prop is None:
+                    raise validation(f"{key} is not a property that exists.")
+                if prop.type == "title":
+                    raise validation("The title property of a data source can't be deleted.")
+                del properties[prop.id]
+            elif prop is None:
+                if not isinstance(config, dict):
+                    raise body_validation(path, "should be an object or `null`", config)
+                new = _new_property(config.get("name", key), config, path, properties)
+                properties[new.id] = new
+            else:
+                if _change_property(prop, config, path, properties):
+                    retyped.add(prop.id)
+        self._commit_schema(actor, ds, title, properties, retyped)
+        return ds
+
+    def _commit_schema(
+        self, actor: User, ds: DataSource, title: str, properties: dict[str, PropertySchema], retyped: set[str]
+    ) -> None:
+        ds.title = title
+        ds.properties = properties
+        for page in ds.pages.values():
+            for prop_id in [p for p in page.values if p not in properties or p in retyped]:
+                del page.values[prop_id]
+                page.keys.pop(prop_id, None)
+        db = self.databases[ds.database_id]
+        if len(db.data_source_ids) == 1:
+            db.title = title
+        self._changed(ds, schema_editor=actor)
+
+    def _changed(self, ds: DataSource, schema_editor: User | None = None) -> None:
+        """Invalidate cached query results, and rendered pages too when the schema changed."""
+        if schema_editor is not None:
+            ds.schema_version += 1
+            ds.edited_ms = self.clock.minute_ms()
+            ds.edited_by = schema_editor.id
+        ds.rows_version += 1
+        self.revision += 1
+
+    # --- pages -----------------------------------------------------------------------------------
+
+    def create_page(self, actor: User, body: dict[str, Any]) -> Page:
+        _reject_unsupported(body, ("content", "markdown", "template", "position"))
+        ds = self._page_parent(body.get("parent", MISSING))
+        new_options: NewOptions = {}
+        writes = _parse_properties(ds, body.get("properties", {}), new_options)
+        icon, cover = _parse_icon(body.get("icon"), "body.icon"), _parse_cover(body.get("cover"), "body.cover")
+        blocks = _parse_blocks(body["children"], "body.children") if body.get("children") is not None else []
+        now = self.clock.minute_ms()
+        self._seq += 1
+        page = Page(new_id(), ds.id, ds.database_id, self._seq, now, now, actor.id, actor.id, {}, icon=icon, cover=cover)
+        self._write_values(ds, page, writes, new_options)
+        ds.pages[page.id] = page
+        self.pages[page.id] = page
+        self._add_blocks(actor, page.children, {"type": "page_id", "page_id": page.id}, blocks, None)
+        return page
+
+    def update_page(self, actor: User, page: Page, body: dict[str, Any]) -> Page:
+        _reject_unsupported(body, ("template",))
+        ds = self.source_of(page)
+        trash = _trash_flag(body)
+        new_options: NewOptions = {}
+        writes = _parse_properties(ds, body.get("properties", {}), new_options)
+        edits_content = bool(writes) or any(body.get(k) is not None for k in ("icon", "cover"))
+        if page.in_trash and trash is not False and edits_content:
+            raise validation(ARCHIVED_PAGE_MESSAGE)
+        icon = _parse_icon(body.get("icon"), "body.icon") if "icon" in body else page.icon
+        cover = _parse_cover(body.get("cover"), "body.cover") if "cover" in body else page.cover
+        is_locked = body.get("is_locked", page.is_locked)
+        if not isinstance(is_locked, bool):
+            raise body_validation("body.is_locked", "should be a boolean", is_locked)
+        if body.get("erase_content") is True:
+            page.children.clear()
+        page.icon, page.cover, page.is_locked = icon, cover, is_locked
+        if trash is not None:
+            page.in_trash = trash
+        page.edited_ms = self.clock.minute_ms()
+        page.edited_by = actor.id
+        self._write_values(ds, page, writes, new_options)
+        return page
+
+    def _page_parent(self, parent: Any) -> DataSource:
+        if not isinstance(parent, dict):
+            raise body_validation("body.parent", "should be an object", parent)
+        if "data_source_id" in parent:
+            return self.data_source(str(parent["data_source_id"]), "body.parent.data_source_id")
+        if "database_id" in parent:
+            db = self.database(str(parent["database_id"]), "body.parent.database_id")
+            if len(db.data_source_ids) != 1:
+                raise validation("Database has multiple data sources; use a data_source_id parent.")
+            return self.data_sources[db.data_source_ids[0]]
+        raise validation("body failed validation: body.parent must name a data_source_id or database_id (the sandbox has no standalone pages).")
+
+    def _write_values(self, ds: DataSource, page: Page, writes: dict[str, Any], new_options: NewOptions) -> None:
+        commit_options(new_options)
+        for prop_id, value in writes.items():
+            page.values[prop_id] = value
+            page.keys[prop_id] = value_key(ds.properties[prop_id].type, value)
+        page.rendered = None
+        self._changed(ds)
+
+    # --- blocks ----------------------------------------------------------------------------------
+
+    def append_children(self, actor: User, raw_id: str, body: dict[str, Any]) -> list[Block]:
+        _reject_unsupported(body, ("position",))
+        children = self.children_of(raw_id)
+        parsed = _parse_blocks(body.get("children", MISSING), "body.children")
+        after = body.get("after")
+        if after is not None and (not isinstance(after, str) or normalize_id(after) not in children):
+            raise body_validation("body.after", "should be the id of a child block", after)
+        holder_id = _path_id(raw_id, "block_id")
+        parent = {"type": "page_id", "page_id": holder_id} if holder_id in self.pages else {"type": "block_id", "block_id": holder_id}
+        position = children.index(normalize_id(after)) + 1 if after is not None else None  # type: ignore[arg-type]
+        return self._add_blocks(actor, children, parent, parsed, position)
+
+    def _add_blocks(
+        self, actor: User, children: list[str], parent: dict[str, Any], parsed: list[tuple[str, dict[str, Any]]], position: int | None
+    ) -> list[Block]:
+        now = self.clock.minute_ms()
+        created = [Block(new_id(), parent, kind, content, now, actor.id) for kind, content in parsed]
+        for block in created:
+            self.blocks[block.id] = block
+        at = len(children) if position is None else position
+        children[at:at] = [block.id for block in created]
+        self.revision += 1
+        return created
+
+    # --- seeding and persistence -----------------------------------------------------------------
+
+    def seed(self, doc: Any) -> list[dict[str, Any]]:
+        """Create databases and pages from a seed document (format in docs/sandbox.md)."""
+        if not isinstance(doc, dict) or not isinstance(doc.get("databases"), list):
+            raise validation("A seed document needs a `databases` array.")
+        summary = []
+        for i, spec in enumerate(doc["databases"]):
+            if not isinstance(spec, dict):
+                raise body_validation(f"databases[{i}]", "should be an object", spec)
+            db = self._add_database(
+                self.human,
+                str(spec.get("title", "Untitled")),
+                {"type": "workspace", "workspace": True},
+                spec.get("properties", {}),
+                _optional_id(spec.get("id")),
+                _optional_id(spec.get("data_source_id")),
+            )
+            ds = self.data_sources[db.data_source_ids[0]]
+            for row in spec.get("pages", []):
+                properties = {name: shorthand_write(_known(ds, name), value) for name, value in row.items()}
+                self.create_page(self.human, {"parent": {"data_source_id": ds.id}, "properties": properties})
+            summary.append({"database_id": db.id, "data_source_id": ds.id, "title": db.title, "pages": len(ds.pages)})
+        return summary
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "format": STATE_FORMAT,
+            "seq": self._seq,
+            "databases": [asdict(db) for db in self.databases.values()],
+            "data_sources": [
+                {**{k: v for k, v in asdict_shallow(ds).items() if k != "pages"}, "properties": [asdict(p) for p in ds.properties.values()]}
+                for ds in self.data_sources.values()
+            ],
+            "pages": [
+                {k: v for k, v in asdict_shallow(page).items() if k not in ("keys", "rendered")} for page in self.pages.values()
+            ],
+            "blocks": [asdict(block) for block in self.blocks.values()],
+        }
+
+    def restore(self, doc: dict[str, Any]) -> None:
+        self.clear()
+        self._seq = doc["seq"]
+        for raw in doc["databases"]:
+            self.databases[raw["id"]] = Database(**raw)
+        for raw in doc["data_sources"]:
+            props = [PropertySchema(**{**p, "options": [SelectOption(**o) for o in p["options"]]}) for p in raw["properties"]]
+            ds = DataSource(**{**raw, "properties": {p.id: p for p in props}})
+            self.data_sources[ds.id] = ds
+        for raw in sorted(doc["pages"], key=lambda r: r["seq"]):
+            page = Page(**raw)
+            ds = self.data_sources[page.data_source_id]
+            page.keys = {pid: value_key(ds.properties[pid].type, v) for pid, v in page.values.items() if pid in ds.properties}
+            ds.pages[page.id] = page
+            self.pages[page.id] = page
+        for raw in doc["blocks"]:
+            self.blocks[raw["id"]] = Block(**raw)
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash leaves the previous complete file, never a torn one."""
+        text = json.dumps(self.snapshot(), ensure_ascii=False)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> None:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("format") != STATE_FORMAT:
+            raise ValueError(f"{path}: unsupported sandbox state format {doc.get('format')!r}")
+        self.restore(doc)
+
+
+def asdict_shallow(obj: Any) -> dict[str, Any]:
+    """Fields of a dataclass without recursing (pages hold back-references via their source)."""
+    return {name: getattr(obj, name) for name in obj.__dataclass_fields__}
+
+
+# --- request parsing helpers -----------------------------------------------------------------------
+
+
+def _path_id(raw_id: str, param: str) -> str:
+    object_id = normalize_id(raw_id)
+    if object_id is None:
+        raise validation(f"path failed validation: path.{param} should be a valid uuid, instead was `{json.dumps(raw_id)}`.")
+    return object_id
+
+
+def _lookup(table: dict[str, Any], raw_id: str, param: str, kind: str) -> Any:
+    if param.startswith("body."):
+        object_id = normalize_id(raw_id)
+        if object_id is None:
+            raise body_validation(param, "should be a valid uuid", raw_id)
+    else:
+        object_id = _path_id(raw_id, param)
+    found = table.get(object_id)
+    if found is None:
+        raise not_found(kind, object_id)
+    return found
+
+
+def _optional_id(raw: Any) -> str | None:
+    if raw is None:
+        return None
+    object_id = normalize_id(str(raw))
+    if object_id is None:
+        raise validation(f"Seed id {raw!r} is not a valid uuid.")
+    return object_id
+
+
+def _known(ds: DataSource, key: str) -> PropertySchema:
+    prop = ds.resolve(key)
+    if prop is None:
+        raise validation(f"{key} is not a property that exists.")
+    return prop
+
+
+def _new_property(name: Any, config: Any, path: str, existing: dict[str, PropertySchema]) -> PropertySchema:
+    if not isinstance(config, dict):
+        raise body_validation(path, "should be an object", config)
+    if not isinstance(name, str) or not name.strip():
+        raise body_validation(f"{path}.name", "should be a non-empty string", name)
+    if any(p.name == name for p in existing.values()):
+        raise validation(f"A property named {name} already exists.")
+    kind = config_type(config, path)
+    if kind is None:
+        raise validation(f"body failed validation: {path} should declare exactly one property type.")
+    prop_id = "title" if kind == "title" else new_property_id(set(existing))
+    prop = PropertySchema(prop_id, name, kind)
+    apply_config(prop, config, path)
+    return prop
+
+
+def _change_property(prop: PropertySchema, config: Any, path: str, properties: dict[str, PropertySchema]) -> bool:
+    """Apply a rename / re-type / settings change; True when the type changed (values are dropped)."""
+    if not isinstance(config, dict):
+        raise body_validation(path, "should be an object or `null`", config)
+    name = config.get("name", prop.name)
+    if not isinstance(name, str) or not name.strip():
+        raise body_validation(f"{path}.name", "should be a non-empty string", name)
+    if name != prop.name and any(p.name == name for p in properties.values()):
+        raise validation(f"A property named {name} already exists.")
+    prop.name = name
+    kind = config_type(config, path) or prop.type
+    retyped = kind != prop.type
+    if retyped and "title" in (kind, prop.type):
+        raise validation(f"The type of property {prop.name} can't be changed to or from title.")
+    if retyped:
+        prop.type, prop.options, prop.number_format = kind, [], "number"
+    apply_config(prop, config, path)
+    return retyped
+
+
+def _parse_properties(ds: DataSource, raw: Any, new_options: NewOptions) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise body_validation("body.properties", "should be an object", raw)
+    writes: dict[str, Any] = {}
+    for key, value in raw.items():
+        prop = _known(ds, key)
+        writes[prop.id] = parse_value(prop, value, f"body.properties.{key}", new_options)
+    return writes
+
+
+def _trash_flag(body: dict[str, Any]) -> bool | None:
+    flags = {key: body[key] for key in ("in_trash", "archived") if body.get(key) is not None}
+    for key, flag in flags.items():
+        if not isinstance(flag, bool):
+            raise body_validation(f"body.{key}", "should be a boolean", flag)
+    if len(set(flags.values())) > 1:
+        raise validation("body failed validation: body.in_trash and body.archived disagree.")
+    return next(iter(flags.values()), None)
+
+
+def _reject_unsupported(body: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if body.get(key) is not None:
+            raise validation(f"body failed validation: body.{key} is not supported by the sandbox.")
+
+
+def _database_parent(parent: Any) -> dict[str, Any]:
+    if isinstance(parent, dict) and parent.get("workspace") is True:
+        return {"type": "workspace", "workspace": True}
+    if isinstance(parent, dict) and isinstance(parent.get("page_id"), str):
+        page_id = normalize_id(parent["page_id"])
+        if page_id is None:
+            raise body_validation("body.parent.page_id", "should be a valid uuid", parent["page_id"])
+        return {"type": "page_id", "page_id": page_id}
+    raise body_validation("body.parent", "should be `{page_id}` or `{workspace: true}`", parent)
+
+
+def _parse_icon(raw: Any, path: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and isinstance(raw.get("emoji"), str):
+        return {"type": "emoji", "emoji": raw["emoji"]}
+    return _parse_cover(raw, path)
+
+
+def _parse_cover(raw: Any, path: str) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    external = raw.get("external") if isinstance(raw, dict) else None
+    if not isinstance(external, dict) or not isinstance(external.get("url"), str):
+        raise body_validation(path, "should be an emoji or `{external: {url}}` (the sandbox has no file uploads)", raw)
+    if len(external["url"]) > 2000:
+        raise too_long(f"{path}.external.url", 2000, len(external["url"]))
+    return {"type": "external", "external": {"url": external["url"]}}
+
+
+def _parse_blocks(raw: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(raw, list):
+        raise body_validation(path, "should be an array", raw)
+    if len(raw) > MAX_ARRAY:
+        raise too_long(path, MAX_ARRAY, len(raw))
+    return [_parse_block(item, f"{path}[{i}]") for i, item in enumerate(raw)]
+
+
+def _parse_block(item: Any, path: str) -> tuple[str, dict[str, Any]]:
+    if not isinstance(item, dict):
+        raise body_validation(path, "should be an object", item)
+    kind = item.get("type") or next((k for k in item if k in BLOCK_TYPES), None)
+    if kind not in BLOCK_TYPES or not isinstance(item.get(kind), dict):
+        raise validation(f"body failed validation: {path} should be one of the block types the sandbox supports: {', '.join(BLOCK_TYPES)}.")
+    content = item[kind]
+    if content.get("children"):
+        raise validation(f"body failed validation: {path}.{kind}.children: nested children are not supported by the sandbox.")
+    color = content.get("color", "default")
+    if color not in ANNOTATION_COLORS:
+        raise body_validation(f"{path}.{kind}.color", "should be a color", color)
+    rendered: dict[str, Any] = {"rich_text": parse_rich_text(content.get("rich_text", MISSING), f"{path}.{kind}.rich_text"), "color": color}
+    if kind == "paragraph":
+        rendered["icon"] = None
+    elif kind.startswith("heading_"):
+        rendered["is_toggleable"] = bool(content.get("is_toggleable", False))
+    return kind, rendered
