@@ -262,6 +262,13 @@ class DealRepository:
             rows = (await connection.execute(query)).all()
         return [_change_record(row) for row in rows]
 
+    async def opportunities_without_history(self, tenant_id: str) -> list[UUID]:
+        """Opportunities with no change-log entry: written around the repository, so unaudited."""
+        logged = select(change_log.c.record_id).where(change_log.c.record_type == RecordType.OPPORTUNITY.value)
+        query = select(opportunities.c.id).where(opportunities.c.id.not_in(logged)).order_by(opportunities.c.id)
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            return list((await connection.scalars(query)).all())
+
     # -- shared plumbing -----------------------------------------------------------------------
 
     async def _create(

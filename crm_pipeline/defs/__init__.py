@@ -1,0 +1,1 @@
+"""The Dagster layer: resources, assets, checks and schedules that wire the core together."""
