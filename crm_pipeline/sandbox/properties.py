@@ -33,7 +33,7 @@ ANNOTATION_DEFAULTS: dict[str, Any] = {
     "color": "default",
 }
 EMPTY_VALUES: dict[str, Any] = {"title": [], "rich_text": [], "checkbox": False}
-EMPTY_KEYS: dict[str, Any] = {"title": "", "rich_text": "", "checkbox": False}
+EMPTY_KEYS: dict[str, Any] = {"title": "", "rich_text": "", "email": "", "url": "", "phone_number": "", "checkbox": False}
 
 # Select options created by a write, keyed by (property id, option name). They are added to the
 # schema only once the whole request has validated, so a rejected write changes nothing.

@@ -1,0 +1,83 @@
+"""One sandbox server per test session (uvicorn on a loopback port), reset before each test."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from notion_client import AsyncClient
+
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
+
+DEALS_SEED = json.loads((Path(__file__).parents[2] / "crm_pipeline/sandbox/deals_seed.json").read_text())
+# One logger for every client: the SDK adds a console handler per client when it makes its own.
+SDK_LOGGER = logging.getLogger("crm_pipeline_tests.notion_client")
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[RunningSandbox]:
+    with serve_in_thread(SandboxConfig(rate_limit=0)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def control(sandbox_server: RunningSandbox) -> Iterator[SandboxControl]:
+    with SandboxControl(sandbox_server.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def sandbox(sandbox_server: RunningSandbox, control: SandboxControl) -> RunningSandbox:
+    control.reset()
+    return sandbox_server
+
+
+@pytest_asyncio.fixture
+async def make_notion(sandbox: RunningSandbox) -> AsyncIterator[Callable[..., AsyncClient]]:
+    """Build SDK clients against the sandbox (retries off unless asked for); all closed afterwards."""
+    clients: list[AsyncClient] = []
+
+    def make(**options: Any) -> AsyncClient:
+        options.setdefault("retry", False)
+        client = AsyncClient(auth=DEFAULT_TOKEN, base_url=sandbox.base_url, logger=SDK_LOGGER, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def notion(make_notion: Callable[..., AsyncClient]) -> AsyncClient:
+    return make_notion()
+
+
+@pytest_asyncio.fixture
+async def raw(sandbox: RunningSandbox) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP with the headers the SDK sends, for requests the SDK would never make."""
+    headers = {"Notion-Version": NOTION_VERSION, "Authorization": f"Bearer {DEFAULT_TOKEN}"}
+    async with httpx.AsyncClient(base_url=sandbox.base_url, headers=headers) as client:
+        yield client
+
+
+@pytest.fixture
+def deals(control: SandboxControl, sandbox: RunningSandbox) -> dict[str, Any]:
+    """The example "Deals" database (three pages); returns its database and data source ids."""
+    return control.seed(DEALS_SEED)[0]
+
+
+def title(page: dict[str, Any], name: str = "Deal Name") -> str:
+    return "".join(item["plain_text"] for item in page["properties"][name]["title"])
+
+
+def rows(*specs: dict[str, Any]) -> dict[str, Any]:
+    """A seed document: the Deals schema with the given shorthand rows."""
+    database = {k: v for k, v in DEALS_SEED["databases"][0].items() if k not in ("id", "data_source_id")}
+    return {"databases": [{**database, "pages": list(specs)}]}
