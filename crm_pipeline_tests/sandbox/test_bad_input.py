@@ -1,0 +1,124 @@
+"""Malformed requests get Notion's status, code and a message naming the field; nothing is written."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from notion_client import APIResponseError, AsyncClient
+
+from crm_pipeline.sandbox import SandboxControl
+
+from .conftest import DEALS_SEED
+
+
+def rich(content: str, items: int = 1) -> dict[str, Any]:
+    return {"rich_text": [{"text": {"content": content}}] * items}
+
+
+# (method, path, body, status, code, message fragment); {page} and {ds} are filled in per test.
+CASES: list[tuple[str, str, Any, int, str, str]] = [
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Value": {"number": "12"}}}, 400, "validation_error",
+     "body.properties.Value.number should be a number or `null`, instead was `\"12\"`"),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Value": {"rich_text": []}}}, 400, "validation_error",
+     "Value is expected to be number."),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Contact": rich("x" * 2001)}}, 400, "validation_error",
+     "body.properties.Contact.rich_text[0].text.content.length should be ≤ `2000`, instead was `2001`."),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Contact": rich("x", 101)}}, 400, "validation_error",
+     "body.properties.Contact.rich_text.length should be ≤ `100`, instead was `101`."),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Email": {"email": "a" * 250}}}, 400, "validation_error",
+     "body.properties.Email.email.length should be ≤ `200`, instead was `250`."),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Nope": {"number": 1}}}, 400, "validation_error",
+     "Nope is not a property that exists."),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Stage": {"select": {"name": "Won, really"}}}}, 400, "validation_error",
+     "property Stage"),
+    ("PATCH", "/v1/pages/{page}", {"properties": {"Close Date": {"date": {"start": "2026-13-45"}}}}, 400, "validation_error",
+     "body.properties.Close Date.date.start"),
+    ("PATCH", "/v1/pages/{page}", {"in_trash": "yes"}, 400, "validation_error", "body.in_trash"),
+    ("POST", "/v1/pages", {"parent": {"data_source_id": "{ds}"}, "properties": {"Deal Name": {"title": "plain"}}}, 400,
+     "validation_error", "body.properties.Deal Name.title should be an array"),
+    ("POST", "/v1/pages", {"parent": {"data_source_id": "00000000-0000-4000-8000-000000000000"}}, 404, "object_not_found",
+     "Could not find data_source with ID: 00000000-0000-4000-8000-000000000000"),
+    ("POST", "/v1/pages", {"properties": {}}, 400, "validation_error", "body.parent"),
+    ("POST", "/v1/data_sources/{ds}/query", {"filter": {"property": "Nope", "number": {"equals": 1}}}, 400,
+     "validation_error", "Could not find property with name or id: Nope"),
+    ("POST", "/v1/data_sources/{ds}/query", {"filter": {"property": "Value", "number": {"contains": "1"}}}, 400,
+     "validation_error", "body.filter.number.contains is not a valid filter operator for property Value"),
+    ("POST", "/v1/data_sources/{ds}/query", {"filter": {"property": "Stage", "number": {"equals": 1}}}, 400,
+     "validation_error", "must filter property Stage (type select) with a `select` condition"),
+    ("POST", "/v1/data_sources/{ds}/query", {"filter": {"property": "Value", "number": {"equals": "1"}}}, 400,
+     "validation_error", "body.filter.number.equals should be a number"),
+    ("POST", "/v1/data_sources/{ds}/query", {"sorts": [{"property": "Nope", "direction": "ascending"}]}, 400,
+     "validation_error", "Nope"),
+    ("POST", "/v1/data_sources/{ds}/query", {"page_size": 101}, 400, "validation_error",
+     "body.page_size should be an integer between 1 and 100, instead was `101`."),
+    ("POST", "/v1/data_sources/{ds}/query", {"start_cursor": "not-a-cursor"}, 400, "validation_error",
+     "The start_cursor provided is invalid: not-a-cursor"),
+    ("PATCH", "/v1/blocks/{page}/children", {"children": [{"paragraph": rich("x")}] * 101}, 400, "validation_error",
+     "body.children.length should be ≤ `100`, instead was `101`."),
+    ("PATCH", "/v1/data_sources/{ds}", {"properties": {"Deal Name": None}}, 400, "validation_error", "title property"),
+    ("GET", "/v1/pages/not-a-uuid", None, 400, "validation_error", "path.page_id should be a valid uuid"),
+    ("GET", "/v1/nowhere", None, 400, "invalid_request_url", "Invalid request URL."),
+    ("DELETE", "/v1/pages/{page}", None, 400, "invalid_request_url", "Invalid request URL."),
+    ("GET", "/v1/blocks/{ds}/children?page_size=500", None, 404, "object_not_found", "Could not find block"),
+    ("GET", "/v1/blocks/{page}/children?page_size=500", None, 400, "validation_error", "query.page_size"),
+]  # fmt: skip
+
+
+@pytest.fixture
+async def ids(raw: httpx.AsyncClient, control: SandboxControl, sandbox: Any) -> dict[str, str]:
+    ds = control.seed(DEALS_SEED)[0]["data_source_id"]
+    page = (await raw.post(f"/v1/data_sources/{ds}/query", json={"page_size": 1})).json()["results"][0]["id"]
+    return {"ds": ds, "page": page}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "code", "message"), CASES, ids=[f"{c[0]} {c[5][:40]}" for c in CASES])
+async def test_bad_input_is_rejected_like_notion(
+    raw: httpx.AsyncClient, control: SandboxControl, ids: dict[str, str],
+    method: str, path: str, body: Any, status: int, code: str, message: str,
+) -> None:  # fmt: skip
+    before = control.all_pages(ids["ds"])
+    content = None if body is None else json.dumps(body).replace("{ds}", ids["ds"]).replace("{page}", ids["page"])
+    response = await raw.request(method, path.format(**ids), content=content)
+    assert (response.status_code, response.json()["code"]) == (status, code), response.text
+    assert message in response.json()["message"]
+    assert control.all_pages(ids["ds"]) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(b"{", "invalid_json"), (b'{"page_size": NaN}', "invalid_json"), (b"[1, 2]", "validation_error"), (b"\xff", "invalid_json")],
+)
+async def test_unparseable_bodies(raw: httpx.AsyncClient, ids: dict[str, str], content: bytes, code: str) -> None:
+    response = await raw.post(f"/v1/data_sources/{ids['ds']}/query", content=content)
+    assert response.status_code == 400 and response.json()["code"] == code
+
+
+async def test_payload_over_500kb_is_rejected(raw: httpx.AsyncClient, ids: dict[str, str]) -> None:
+    body = {"properties": {"Contact": rich("x" * 2000, 100)}, "padding": "y" * 400_000}
+    response = await raw.patch(f"/v1/pages/{ids['page']}", json=body)
+    assert response.status_code == 400 and response.json()["code"] == "validation_error"
+    assert "too large" in response.json()["message"]
+
+
+async def test_missing_version_and_bad_tokens(raw: httpx.AsyncClient, sandbox: Any) -> None:
+    response = await raw.get("/v1/users/me", headers={"Notion-Version": ""})
+    assert response.status_code == 400 and response.json()["code"] == "missing_version"
+    assert "Notion-Version" in response.json()["message"]
+    for auth in ("Bearer wrong-token", ""):
+        response = await raw.get("/v1/users/me", headers={"Authorization": auth})
+        assert response.status_code == 401 and response.json()["code"] == "unauthorized"
+
+
+async def test_a_rejected_write_changes_nothing(notion: AsyncClient, ids: dict[str, str], control: SandboxControl) -> None:
+    control.set_clock(datetime(2030, 1, 1, tzinfo=UTC))  # any change would move last_edited_time
+    before = await notion.pages.retrieve(ids["page"])
+    body = {"Stage": {"select": {"name": "Brand new option"}}, "Value": {"number": 1}, "Email": {"email": "x" * 201}}
+    with pytest.raises(APIResponseError, match="body.properties.Email.email.length"):
+        await notion.pages.update(ids["page"], properties=body)
+    assert await notion.pages.retrieve(ids["page"]) == before
+    source = await notion.data_sources.retrieve(ids["ds"])
+    assert "Brand new option" not in {o["name"] for o in source["properties"]["Stage"]["select"]["options"]}
