@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 # Modules that define `register(subparsers)`; imported lazily so `--help` stays fast.
 COMMAND_MODULES: tuple[str, ...] = (
+    "crm_pipeline.dev",
     "crm_pipeline.sandbox.cli",
 )
 

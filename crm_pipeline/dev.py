@@ -1,0 +1,89 @@
+"""`crm-pipeline dev`: the main job on one machine.
+
+Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals, then runs
+`dagster dev` on the crm_pipeline code location with Dagster's own storage in the same server.
+This process holds the embedded server: it stops when `dagster dev` ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import URL
+
+from crm_pipeline.demo import seed_demo
+from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
+from crm_pipeline.store import Database, DealRepository
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("dev", help="run Dagster with the deal store and demo data")
+    parser.add_argument("--host", default="127.0.0.1", help="Dagster UI host (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
+    parser.add_argument("--no-seed", action="store_true", help="do not load the demo deals")
+    parser.set_defaults(handler=run)
+
+
+async def _prepare(settings: Settings, seed: bool) -> URL:
+    """Open (migrating) the deal store, seed it, and return its URL for the Dagster processes."""
+    async with await Database.open(settings) as database:
+        if seed:
+            result = await seed_demo(DealRepository(database), settings.tenant_id)
+            logger.info("demo deals for tenant %r: %s", settings.tenant_id, result)
+        return database.url
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
+    dagster_home = settings.data_dir / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    # Dagster reads dagster.yaml from DAGSTER_HOME and writes logs into its working directory:
+    # both go under the project's state directory, with the top-level dagster.yaml as the source.
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    environment = os.environ | {
+        "DAGSTER_HOME": str(dagster_home),
+        "CRM_PIPELINE_DAGSTER_STORAGE": str(dagster_home / "storage"),
+        # dagster-postgres sends `NOTIFY run_events, %(id)s`, which only psycopg2's client-side
+        # parameter interpolation accepts; psycopg 3 binds on the server and fails.
+        "CRM_PIPELINE_DAGSTER_PG_URL": database_url.set(drivername="postgresql+psycopg2").render_as_string(
+            hide_password=False
+        ),
+        "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
+    }
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
+    return _run_supervised(command, cwd=dagster_home, env=environment)
+
+
+def _run_supervised(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
+    """Run `command` in its own process group and pass SIGINT/SIGTERM on to the whole group.
+
+    A process started from a non-interactive shell inherits SIGINT as ignored, and `dagster dev`
+    then ignores SIGTERM too. Installing our handlers before the spawn makes the child start with
+    default signal handling; forwarding to the group stops its webserver, daemon and code server.
+    """
+    children: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        for child in children:
+            try:
+                os.killpg(child.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    children.append(subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True))
+    return children[0].wait()
