@@ -27,7 +27,9 @@ class RateLimiter:
 
     A refused request is told, via Retry-After, the slot when *it* could succeed: each refusal
     reserves the next free slot after those already promised, so a burst of clients that all
-    honour Retry-After come back spread out instead of colliding again.
+    honour Retry-After come back spread out instead of colliding again. Retry-After is whole
+    seconds, so up to one second's worth of promised slots return together; the bucket therefore
+    holds at least `ceil(rate)` tokens whatever `burst` says.
     """
 
     def __init__(self, rate: float, burst: int) -> None:
@@ -38,14 +40,15 @@ class RateLimiter:
             raise validation("rate_limit must be ≥ 0 and burst ≥ 1.")
         self.rate = rate
         self.burst = burst
+        self.capacity = float(max(burst, math.ceil(rate)))
         self._buckets: dict[str, _Bucket] = {}
 
     def check(self, token: str, now: float | None = None) -> None:
         if self.rate == 0:
             return
         now = time.monotonic() if now is None else now
-        bucket = self._buckets.setdefault(token, _Bucket(float(self.burst), now))
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate)
+        bucket = self._buckets.setdefault(token, _Bucket(self.capacity, now))
+        bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
         if bucket.tokens >= 1:
             bucket.tokens -= 1
