@@ -1,0 +1,586 @@
+"""NotionAdapter: deals as pages of a Notion data source (API 2025-09-03), via notion-client.
+
+Every request goes through ``NotionCaller`` (pacing + retries, see client.py). Creates are made
+idempotent with the Sync Key property: after an uncertain failure the page is looked up by its key
+before anything is sent again. Reads page past the 10,000-row query cap with created_time windows
+(paging.py). Property ids are bound against the data source schema once, so renamed columns keep
+mapping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import httpx
+from pydantic import SecretStr, ValidationError
+from pydantic_core import to_jsonable_python
+
+from crm_pipeline.crm.adapter import AdapterCapabilities, CRMAdapter
+from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.field_mapping import (
+    NOTION_PROPERTY_MAP,
+    SYNC_KEY,
+    NotionProperty,
+    PropertyMap,
+    ResolvedPropertyMap,
+    from_notion_properties,
+    property_bindings,
+    read_sync_key,
+    resolve_property_ids,
+    sync_key_property,
+    to_notion_properties,
+)
+from crm_pipeline.crm.notion.client import (
+    NotionCaller,
+    RateLimit,
+    RetryPolicy,
+    is_retryable,
+    load_sdk,
+    status_of,
+    token_digest,
+)
+from crm_pipeline.crm.notion.errors import (
+    DataSourceConfigError,
+    OpportunityPageNotFoundError,
+    PageTrashedError,
+)
+from crm_pipeline.crm.notion.paging import Page, all_of, parse_time, query_all, timestamp_on_or_after
+from crm_pipeline.models import (
+    ActivityCreate,
+    Actor,
+    ChangeRecord,
+    ContactCreate,
+    ContactUpdate,
+    ExternalOpportunityRead,
+    FieldChange,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityUpdate,
+    RecordType,
+)
+
+logger = logging.getLogger("crm_pipeline.crm.notion")
+
+CONTACT_PROPERTY_MAP: PropertyMap = {
+    "name": NotionProperty("Name", "title"),
+    "email": NotionProperty("Email", "email"),
+    "phone": NotionProperty("Phone", "rich_text"),
+    "title": NotionProperty("Title", "rich_text"),
+    "company": NotionProperty("Company", "rich_text"),
+}
+"""Default contacts data source layout; pass ``contact_property_map`` for another one."""
+
+_ACTIVITY_TEXT = NotionProperty("Activity", "rich_text")
+_SYNC_KEY_FIELD = "sync_key"
+_KEYS_PER_LOOKUP = 100  # Notion allows at most 100 filters in one compound filter
+MIN_OVERLAP = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class _BoundSource:
+    """A data source with its mapped properties bound to ids."""
+
+    data_source_id: str
+    properties: ResolvedPropertyMap
+    sync_key: NotionProperty | None
+
+
+@dataclass(frozen=True)
+class UpsertOutcome:
+    """What happened to one record of ``upsert_opportunities``.
+
+    On failure ``property_name`` names the Notion property when known and ``reason`` says why; the
+    other records of the batch are unaffected.
+    """
+
+    record_id: str
+    action: Literal["created", "updated", "failed"]
+    external_id: str | None = None
+    property_name: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "failed"
+
+
+class NotionAdapter(CRMAdapter):
+    """A Notion database of deals as a CRM backend; ids are Notion page ids.
+
+    Nothing touches the network before the first call: the data source, the property ids and the
+    bot user are resolved then, once. ``aclose()`` closes the HTTP client.
+    """
+
+    capabilities = AdapterCapabilities(
+        per_field_timestamps=False,
+        old_values_in_changes=False,
+        timestamp_resolution_seconds=60,
+        bulk_writes=True,
+    )
+
+    def __init__(
+        self,
+        token: str | SecretStr,
+        database_id: str,
+        *,
+        data_source_id: str | None = None,
+        base_url: str | None = None,
+        tenant_id: str = "default",
+        contacts_data_source_id: str | None = None,
+        property_map: PropertyMap = NOTION_PROPERTY_MAP,
+        contact_property_map: PropertyMap = CONTACT_PROPERTY_MAP,
+        bindings: Mapping[str, str] | None = None,
+        retry: RetryPolicy | None = None,
+        rate_limit: RateLimit | None = None,
+        overlap: timedelta = MIN_OVERLAP,
+        timeout_s: float = 30.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._sdk = load_sdk()
+        self._token = token if isinstance(token, SecretStr) else SecretStr(token)
+        self.database_id = database_id
+        self.data_source_id = data_source_id
+        self.base_url = base_url
+        self.tenant_id = tenant_id
+        self.contacts_data_source_id = contacts_data_source_id
+        self.overlap = max(overlap, MIN_OVERLAP)
+        self._property_map = property_map
+        self._contact_property_map = contact_property_map
+        self._bindings = dict(bindings or {})
+        self._timeout_s = timeout_s
+        self._http_client = http_client
+        self._caller = NotionCaller(
+            token_digest(self._token.get_secret_value()), retry or RetryPolicy(), rate_limit or RateLimit()
+        )
+        self._client: Any = None
+        self._opportunities: _BoundSource | None = None
+        self._contacts: _BoundSource | None = None
+        self._bot_id: str | None = None
+        self._setup = asyncio.Lock()
+        self._page_by_key: dict[str, str] = {}
+        self.read_errors: list[FieldMappingError] = []
+        """Pages the last list/changes call left out because a value could not be mapped."""
+
+    def __repr__(self) -> str:
+        return (
+            f"NotionAdapter(database_id={self.database_id!r}, data_source_id={self.data_source_id!r}, "
+            f"base_url={self.base_url!r}, tenant_id={self.tenant_id!r})"
+        )
+
+    # --- lifecycle and lazy set-up ----------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The notion_client.AsyncClient, built on first use (one per adapter)."""
+        if self._client is None:
+            options: dict[str, Any] = {
+                "auth": self._token.get_secret_value(),
+                "retry": False,  # tenacity in NotionCaller owns every retry
+                "timeout_ms": int(self._timeout_s * 1000),
+                "logger": logging.getLogger("crm_pipeline.crm.notion.sdk"),
+            }
+            if self.base_url is not None:
+                options["base_url"] = self.base_url.rstrip("/")
+            self._client = self._sdk.AsyncClient(client=self._http_client, **options)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    @property
+    def bindings(self) -> dict[str, str]:
+        """field -> property id, once resolved: persist and pass back as ``bindings=``."""
+        return property_bindings(self._opportunities.properties) if self._opportunities else dict(self._bindings)
+
+    async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return await self._caller.call(fn, *args, **kwargs)
+
+    async def _deals(self) -> _BoundSource:
+        """The deals data source, resolved and bound on first use."""
+        async with self._setup:
+            if self._opportunities is None:
+                ds_id = await self._pick_data_source()
+                self._opportunities = await self._bind(ds_id, self._property_map, self._bindings, require_key=True)
+                self.data_source_id = ds_id
+        return self._opportunities
+
+    async def _contact_source(self) -> _BoundSource:
+        if self.contacts_data_source_id is None:
+            raise DataSourceConfigError("create_contact needs contacts_data_source_id")
+        async with self._setup:
+            if self._contacts is None:
+                self._contacts = await self._bind(self.contacts_data_source_id, self._contact_property_map, {}, require_key=False)
+        return self._contacts
+
+    async def _pick_data_source(self) -> str:
+        """The configured data source, checked to belong to the database, or its only one.
+
+        Several data sources and none chosen is an error: taking the first would silently write
+        to whichever one Notion lists first.
+        """
+        database = await self._call(self.client.databases.retrieve, self.database_id)
+        sources = database.get("data_sources") or []
+        ids = [source["id"] for source in sources]
+        if self.data_source_id is not None:
+            if _same_id(self.data_source_id, ids):
+                return self.data_source_id
+            raise DataSourceConfigError(f"data source {self.data_source_id} is not in database {self.database_id} (it has {ids})")
+        if len(ids) == 1:
+            return ids[0]
+        listing = ", ".join(f"{s['id']} ({s.get('name', '')})" for s in sources) or "none"
+        raise DataSourceConfigError(
+            f"database {self.database_id} has {len(ids)} data sources ({listing}); pass data_source_id= to choose"
+        )
+
+    async def _bind(
+        self, ds_id: str, property_map: PropertyMap, bindings: Mapping[str, str], *, require_key: bool
+    ) -> _BoundSource:
+        """Bind the map to property ids; the Sync Key too (required for deals: idempotent creates)."""
+        source = await self._call(self.client.data_sources.retrieve, ds_id)
+        schema = source["properties"]
+        properties = resolve_property_ids(property_map, schema, bindings)
+        key_map = {_SYNC_KEY_FIELD: SYNC_KEY}
+        if require_key or SYNC_KEY.name in schema:
+            sync_key: NotionProperty | None = resolve_property_ids(key_map, schema, bindings)[_SYNC_KEY_FIELD]
+        else:
+            sync_key = None
+        return _BoundSource(ds_id, properties, sync_key)
+
+    async def bot_user_id(self) -> str:
+        """Our integration's user id (GET /v1/users/me, cached): tells our edits from a human's."""
+        if self._bot_id is None:
+            me = await self._call(self.client.users.me)
+            self._bot_id = me["id"]
+        return self._bot_id
+
+    # --- opportunities ------------------------------------------------------------------------------
+
+    async def create_opportunity(self, data: OpportunityCreate) -> str:
+        deals = await self._deals()
+        record_id = str(data.id) if data.id is not None else None
+        properties = to_notion_properties(data, deals.properties, record_id=record_id)
+        page = await self._create_page(deals, properties, record_id)
+        return page["id"]
+
+    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
+        deals = await self._deals()
+        properties = to_notion_properties(data.changes(), deals.properties, record_id=external_id)
+        if properties:
+            await self._update_page(external_id, properties=properties)
+
+    async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
+        """The page as a deal; None when it does not exist, is not shared, or is not a deal page."""
+        deals = await self._deals()
+        try:
+            page = await self._call(self.client.pages.retrieve, external_id)
+        except Exception as error:
+            if status_of(error) in (400, 404):
+                return None
+            raise
+        if not _same_id(page.get("parent", {}).get("data_source_id", ""), [deals.data_source_id]):
+            return None
+        return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def list_opportunities(self, criteria: OpportunityFilter) -> list[ExternalOpportunityRead]:
+        """Deals matching ``criteria``. Stage, updated_since and archived are sent to Notion;
+        sorting, offset and limit are applied after every match has been read.
+
+        ``updated_since`` is widened to the start of its minute (Notion's resolution), so a deal
+        edited in that minute but before the instant may be included.
+        """
+        deals = await self._deals()
+        filter_ = all_of(_stage_filter(deals, criteria.deal_stage), _updated_filter(criteria.updated_since))
+        trash_modes = {False: [False], True: [True], None: [False, True]}[criteria.archived]
+        pages = [page for in_trash in trash_modes for page in await self._query(deals, filter_, in_trash=in_trash)]
+        records = await self._to_opportunities(pages, deals)
+        ordered = _ordered(records, criteria.order_by, descending=criteria.descending)
+        return ordered[criteria.offset : criteria.offset + criteria.limit]
+
+    async def archive_opportunity(self, external_id: str) -> ExternalOpportunityRead:
+        """Move the page to Notion's trash (the API cannot delete); returns the trashed deal."""
+        deals = await self._deals()
+        page = await self._update_page(external_id, in_trash=True)
+        return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
+        """Write a batch concurrently under the rate limit: create unknown sync keys, update known ones.
+
+        One record's mapping error or non-retryable API error becomes its failed outcome; every
+        other record still goes through. Outcomes are in the order of ``records``.
+        """
+        deals = await self._deals()
+        keys = [str(record.id) for record in records if record.id is not None]
+        await self._find_pages_by_keys(deals, keys)
+        return list(await asyncio.gather(*(self._upsert_one(deals, record) for record in records)))
+
+    async def _upsert_one(self, deals: _BoundSource, record: OpportunityCreate) -> UpsertOutcome:
+        if record.id is None:
+            return UpsertOutcome("", "failed", reason="a record needs an id (its sync key) to be upserted")
+        record_id = str(record.id)
+        try:
+            properties = to_notion_properties(record, deals.properties, record_id=record_id)
+            page_id = self._page_by_key.get(record_id)
+            if page_id is None:
+                page = await self._create_page(deals, properties, record_id)
+                return UpsertOutcome(record_id, "created", page["id"])
+            await self._update_page(page_id, properties=properties)
+            return UpsertOutcome(record_id, "updated", page_id)
+        except FieldMappingError as error:
+            return UpsertOutcome(record_id, "failed", property_name=error.property_name, reason=str(error))
+        except PageTrashedError as error:
+            return UpsertOutcome(record_id, "failed", error.page_id, reason=str(error))
+        except Exception as error:
+            if status_of(error) is None and not is_retryable(error):
+                raise
+            return UpsertOutcome(record_id, "failed", reason=f"Notion refused the write: {error}")
+
+    # --- changes ------------------------------------------------------------------------------------
+
+    async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
+        """Every deal page edited since ``since - overlap`` (at least two minutes: Notion rounds
+        edit times down to the minute), once per page, oldest edit first.
+
+        Notion keeps no old values, so each mapped field's current value is reported as ``new``;
+        a change seen in an earlier call may be reported again and callers compare values.
+        """
+        deals = await self._deals()
+        start = since - self.overlap
+        pages = await self._query(deals, timestamp_on_or_after("last_edited_time", start))
+        records = await self._to_opportunities(pages, deals)
+        changes = [self._change_record(record, deals) for record in records]
+        return sorted(changes, key=lambda change: change.changed_at)
+
+    def _change_record(self, record: ExternalOpportunityRead, deals: _BoundSource) -> ChangeRecord:
+        return ChangeRecord(
+            tenant_id=self.tenant_id,
+            record_type=RecordType.OPPORTUNITY,
+            record_id=record.external_id,
+            sync_key=str(record.sync_key) if record.sync_key else None,
+            changes={
+                name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in deals.properties
+            },
+            actor=record.last_edited_by,
+            changed_at=record.updated_at,
+        )
+
+    # --- contacts and activities --------------------------------------------------------------------
+
+    async def create_contact(self, data: ContactCreate) -> str:
+        contacts = await self._contact_source()
+        record_id = str(data.id) if data.id is not None else None
+        properties = to_notion_properties(data, contacts.properties, record_id=record_id)
+        page = await self._create_page(contacts, properties, record_id)
+        return page["id"]
+
+    async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
+        contacts = await self._contact_source()
+        properties = to_notion_properties(data.changes(), contacts.properties, record_id=external_id)
+        if properties:
+            await self._update_page(external_id, properties=properties)
+
+    async def create_activity(self, data: ActivityCreate) -> str:
+        """Append the activity as one paragraph to its deal's page; returns the block id.
+
+        The deal page is found by sync key (cached). After an uncertain failure the page's blocks
+        are searched for the same text before appending again, so an activity lands once.
+        """
+        deals = await self._deals()
+        page_id = await self._page_for_key(deals, str(data.opportunity_id))
+        rich_text = _activity_rich_text(data)
+        text = "".join(item["text"]["content"] for item in rich_text)
+        response = await self._call(
+            self.client.blocks.children.append,
+            page_id,
+            children=[{"object": "block", "type": "paragraph", "paragraph": {"rich_text": rich_text}}],
+            idempotent=False,
+            recover=lambda: self._find_paragraph(page_id, text),
+        )
+        return response["results"][-1]["id"]
+
+    async def _find_paragraph(self, page_id: str, text: str) -> dict[str, Any] | None:
+        """An append response holding the page's paragraph with exactly this text, if an earlier
+        append landed."""
+        cursor: str | None = None
+        while True:
+            kwargs = {"page_size": 100} if cursor is None else {"page_size": 100, "start_cursor": cursor}
+            response = await self._call(self.client.blocks.children.list, page_id, **kwargs)
+            for block in response["results"]:
+                paragraph = block.get("paragraph") or {}
+                if "".join(item.get("plain_text", "") for item in paragraph.get("rich_text", [])) == text:
+                    return {"results": [block]}
+            cursor = response.get("next_cursor")
+            if not response.get("has_more") or cursor is None:
+                return None
+
+    # --- pages: create, update, find ----------------------------------------------------------------
+
+    async def _create_page(self, source: _BoundSource, properties: dict[str, Any], key: str | None) -> Page:
+        """Create a page, stamped with its sync key when there is one.
+
+        With a key, an uncertain failure (timeout, dropped connection, 5xx/529/409) is followed by
+        a lookup of the key before creating again; without one, such a failure is not retried.
+        """
+        if key is not None and source.sync_key is not None:
+            properties = {**properties, **sync_key_property(key, source.sync_key)}
+            recover = lambda: self._find_page_by_key(source, key)  # noqa: E731
+        else:
+            recover = None
+        page = await self._call(
+            self.client.pages.create,
+            parent={"type": "data_source_id", "data_source_id": source.data_source_id},
+            properties=properties,
+            idempotent=False,
+            recover=recover,
+        )
+        if key is not None:
+            self._page_by_key[key] = page["id"]
+        return page
+
+    async def _update_page(self, page_id: str, **body: Any) -> Page:
+        """PATCH a page; a trashed page becomes PageTrashedError, told apart from other 400s."""
+        try:
+            return await self._call(self.client.pages.update, page_id, **body)
+        except Exception as error:
+            if status_of(error) == 400 and "archived" in str(error):
+                raise PageTrashedError(page_id) from error
+            raise
+
+    async def _page_for_key(self, deals: _BoundSource, key: str) -> str:
+        page_id = self._page_by_key.get(key)
+        if page_id is None:
+            page = await self._find_page_by_key(deals, key)
+            if page is None:
+                raise OpportunityPageNotFoundError(key)
+            page_id = page["id"]
+        return page_id
+
+    async def _find_page_by_key(self, source: _BoundSource, key: str) -> Page | None:
+        await self._find_pages_by_keys(source, [key])
+        page_id = self._page_by_key.get(key)
+        return None if page_id is None else {"id": page_id}
+
+    async def _find_pages_by_keys(self, source: _BoundSource, keys: Sequence[str]) -> None:
+        """Fill the sync-key cache for ``keys`` not yet in it, 100 keys per query."""
+        assert source.sync_key is not None
+        missing = [key for key in dict.fromkeys(keys) if key not in self._page_by_key]
+        for start in range(0, len(missing), _KEYS_PER_LOOKUP):
+            chunk = missing[start : start + _KEYS_PER_LOOKUP]
+            conditions = [{"property": source.sync_key.key, "rich_text": {"equals": key}} for key in chunk]
+            filter_ = conditions[0] if len(conditions) == 1 else {"or": conditions}
+            for page in await self._query(source, filter_):
+                self._remember(page, source)
+
+    def _remember(self, page: Page, source: _BoundSource) -> None:
+        """Cache the page's sync key (a malformed key is simply not cached)."""
+        if source.sync_key is None:
+            return
+        try:
+            key = read_sync_key(page["properties"], source.sync_key)
+        except FieldMappingError:
+            return
+        if key is not None:
+            self._page_by_key.setdefault(key, page["id"])
+
+    async def _query(self, source: _BoundSource, filter_: dict[str, Any] | None, *, in_trash: bool = False) -> list[Page]:
+        async def query_page(body: dict[str, Any]) -> dict[str, Any]:
+            return await self._call(self.client.data_sources.query, data_source_id=source.data_source_id, **body)
+
+        return await query_all(query_page, filter_, in_trash=in_trash)
+
+    # --- pages -> records ---------------------------------------------------------------------------
+
+    async def _to_opportunities(self, pages: list[Page], deals: _BoundSource) -> list[ExternalOpportunityRead]:
+        """Map pages to deals; a page that cannot be mapped is left out and kept in ``read_errors``."""
+        bot_id = await self.bot_user_id()
+        self.read_errors = []
+        records = []
+        for page in pages:
+            try:
+                records.append(self._to_opportunity(page, deals, bot_id))
+            except FieldMappingError as error:
+                logger.warning("Notion page skipped: %s", error)
+                self.read_errors.append(error)
+        return records
+
+    def _to_opportunity(self, page: Page, deals: _BoundSource, bot_id: str) -> ExternalOpportunityRead:
+        page_id = page["id"]
+        fields = from_notion_properties(page["properties"], deals.properties, record_id=page_id)
+        sync_key = read_sync_key(page["properties"], deals.sync_key) if deals.sync_key else None
+        in_trash = bool(page.get("in_trash", page.get("archived", False)))
+        edited = parse_time(page["last_edited_time"])
+        editor = (page.get("last_edited_by") or {}).get("id")
+        try:
+            record = ExternalOpportunityRead(
+                **fields,
+                id=page_id,
+                external_id=page_id,
+                tenant_id=self.tenant_id,
+                sync_key=sync_key,
+                created_at=parse_time(page["created_time"]),
+                updated_at=edited,
+                archived_at=edited if in_trash else None,
+                in_trash=in_trash,
+                last_edited_by=Actor.SYNC if editor == bot_id else Actor.HUMAN,
+            )
+        except ValidationError as error:
+            raise _as_mapping_error(error, page_id, fields, deals) from error
+        self._remember(page, deals)
+        return record
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _same_id(candidate: str, ids: Sequence[str]) -> bool:
+    """Notion ids compare equal with or without dashes."""
+    plain = candidate.replace("-", "").lower()
+    return any(plain == other.replace("-", "").lower() for other in ids)
+
+
+def _stage_filter(deals: _BoundSource, stage: str | list[str] | None) -> dict[str, Any] | None:
+    if stage is None:
+        return None
+    stages = [stage] if isinstance(stage, str) else stage
+    key = deals.properties["deal_stage"].key
+    conditions = [{"property": key, "select": {"equals": name}} for name in stages]
+    return conditions[0] if len(conditions) == 1 else {"or": conditions}
+
+
+def _updated_filter(since: datetime | None) -> dict[str, Any] | None:
+    return None if since is None else timestamp_on_or_after("last_edited_time", since)
+
+
+def _ordered(records: list[ExternalOpportunityRead], field: str, *, descending: bool) -> list[ExternalOpportunityRead]:
+    """Sorted by ``field``; records without a value come last in either direction."""
+    valued = [record for record in records if getattr(record, field) is not None]
+    empty = [record for record in records if getattr(record, field) is None]
+    return sorted(valued, key=lambda record: getattr(record, field), reverse=descending) + empty
+
+
+def _activity_rich_text(data: ActivityCreate) -> list[dict[str, Any]]:
+    """The paragraph text, split into rich-text items of at most 2,000 characters by the mapping layer."""
+    when = f" ({data.occurred_at:%Y-%m-%d %H:%M %Z})".replace(" )", ")") if data.occurred_at else ""
+    text = f"{data.kind.capitalize()}: {data.subject}{when}"
+    if data.body:
+        text += f"\n{data.body}"
+    record_id = str(data.id) if data.id else None
+    encoded = to_notion_properties({"text": text}, {"text": _ACTIVITY_TEXT}, record_id=record_id)
+    return encoded[_ACTIVITY_TEXT.name]["rich_text"]
+
+
+def _as_mapping_error(
+    error: ValidationError, page_id: str, fields: Mapping[str, Any], deals: _BoundSource
+) -> FieldMappingError:
+    """A page whose mapped values break the deal model (e.g. no title) as a per-record error."""
+    first = error.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else "?"
+    prop = deals.properties.get(field)
+    return FieldMappingError(page_id, field, prop.name if prop else field, fields.get(field), first["msg"])
+

@@ -1,0 +1,109 @@
+"""Fixtures for the Notion adapter tests: one sandbox server per session, a fresh workspace per test."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from crm_pipeline.crm.notion import NotionAdapter, RateLimit, RetryPolicy
+from crm_pipeline.sandbox.config import DEFAULT_TOKEN, SandboxConfig
+from crm_pipeline.sandbox.control_client import SandboxControl
+from crm_pipeline.sandbox.server import RunningSandbox, serve_in_thread
+
+FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0)
+UNPACED = RateLimit(requests_per_second=1000.0, burst=50, max_in_flight=8)
+
+STAGES = ["Lead", "Qualified", "Negotiation", "Closed Won", "Closed Lost"]
+DEALS_SCHEMA: dict[str, Any] = {
+    "Deal Name": {"title": {}},
+    "Stage": {"select": {"options": [{"name": name} for name in STAGES]}},
+    "Value": {"number": {"format": "dollar"}},
+    "Close Date": {"date": {}},
+    "Product": {"select": {"options": [{"name": "Starter"}, {"name": "Enterprise"}]}},
+    "Probability": {"number": {"format": "percent"}},
+    "Source": {"select": {"options": [{"name": "Referral"}, {"name": "Inbound"}]}},
+    "Contact": {"rich_text": {}},
+    "Email": {"email": {}},
+    "Sync Key": {"rich_text": {}},
+}
+CONTACTS_SCHEMA: dict[str, Any] = {
+    "Name": {"title": {}},
+    "Email": {"email": {}},
+    "Phone": {"rich_text": {}},
+    "Title": {"rich_text": {}},
+    "Company": {"rich_text": {}},
+    "Sync Key": {"rich_text": {}},
+}
+
+
+@dataclass
+class Workspace:
+    """A freshly seeded sandbox workspace and what the adapter sent to it."""
+
+    base_url: str
+    control: SandboxControl
+    database_id: str
+    data_source_id: str
+    contacts_data_source_id: str
+    sent: list[tuple[str, str, Any]] = field(default_factory=list)
+    """(method, path, JSON body) of every API request the adapters made."""
+
+    def adapter(self, **overrides: Any) -> NotionAdapter:
+        settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "tenant_id": "tenant-a",
+            "contacts_data_source_id": self.contacts_data_source_id,
+            "retry": FAST_RETRY,
+            "rate_limit": UNPACED,
+            "http_client": httpx.AsyncClient(event_hooks={"request": [self._capture]}),
+        }
+        return NotionAdapter(overrides.pop("token", DEFAULT_TOKEN), self.database_id, **{**settings, **overrides})
+
+    async def _capture(self, request: httpx.Request) -> None:
+        body = json.loads(request.content) if request.content else None
+        self.sent.append((request.method, request.url.path, body))
+
+    def requests_to(self, method: str, route: str) -> dict[str, int]:
+        """Responses by status for one route, e.g. ("PATCH", "/v1/pages/{page_id}")."""
+        return self.control.stats()["by_route"].get(f"{method} {route}", {})
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[RunningSandbox]:
+    with serve_in_thread(SandboxConfig(rate_limit=0)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def control(sandbox: RunningSandbox) -> Iterator[SandboxControl]:
+    with SandboxControl(sandbox.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def workspace(sandbox: RunningSandbox, control: SandboxControl) -> Workspace:
+    control.reset()
+    deals, contacts = control.seed(
+        {
+            "databases": [
+                {"title": "Deals", "properties": DEALS_SCHEMA},
+                {"title": "Contacts", "properties": CONTACTS_SCHEMA},
+            ]
+        }
+    )
+    return Workspace(
+        sandbox.base_url, control, deals["database_id"], deals["data_source_id"], contacts["data_source_id"]
+    )
+
+
+@pytest_asyncio.fixture
+async def notion(workspace: Workspace) -> AsyncIterator[NotionAdapter]:
+    adapter = workspace.adapter()
+    yield adapter
+    await adapter.aclose()
