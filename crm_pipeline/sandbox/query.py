@@ -1,7 +1,9 @@
-"""Data source queries: filters compiled once into predicates over stored keys, sorts, cursors, cap.
+"""Data source queries: filters compiled once, evaluated column-wise; sorts, cursors, the cap.
 
-A query's ordered result is cached per data source rows-version, so paging through a large result
-filters and sorts once instead of once per page.
+Rows are evaluated as aligned *columns* of stored keys (built lazily per property and kept until
+the data source changes), and a compiled filter narrows a list of row indices using C-level
+`compress`/`map`, calling one small test per row and leaf. A query's ordered result is cached
+per data source version too, so paging through a large result filters and sorts once.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import json
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
+from itertools import compress
 from typing import Any
 
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
-from .properties import EMPTY_KEYS, TEXT_TYPES, parse_instant
+from .properties import EMPTY_KEYS, parse_instant
 
-Predicate = Callable[[Page], bool]
 KeyTest = Callable[[Any], bool]
 DAY_MS = 86_400_000
 MAX_FILTER_DEPTH = 2
@@ -29,9 +30,43 @@ TIMESTAMPS = {"created_time": "created_ms", "last_edited_time": "edited_ms"}
 
 @dataclass(frozen=True)
 class QueryPage:
-    pages: list[Page]
+    pages: list[Page]  # this page of results
     next_cursor: str | None
     capped: bool  # the result cap cut the result short; Notion reports request_status incomplete
+
+
+class Columns:
+    """Per-property key columns of a data source's live (or trashed) rows, aligned by row index."""
+
+    def __init__(self, ds: DataSource, in_trash: bool) -> None:
+        self.ds = ds
+        self.pages = [page for page in ds.pages.values() if page.in_trash == in_trash]
+        self._columns: dict[str, list[Any]] = {}
+
+    def column(self, name: str) -> list[Any]:
+        """Keys of a property id, or of `created_time` / `last_edited_time`."""
+        column = self._columns.get(name)
+        if column is None:
+            if name in TIMESTAMPS:
+                attribute = TIMESTAMPS[name]
+                column = [getattr(page, attribute) for page in self.pages]
+            else:
+                empty = EMPTY_KEYS.get(self.ds.properties[name].type)
+                column = [page.keys.get(name, empty) for page in self.pages]
+            self._columns[name] = column
+        return column
+
+
+RowFilter = Callable[[Columns, list[int]], list[int]]  # narrows candidate row indices
+
+
+def _leaf(name: str, test: KeyTest) -> RowFilter:
+    def run(columns: Columns, rows: list[int]) -> list[int]:
+        column = columns.column(name)
+        keys = column if len(rows) == len(column) else map(column.__getitem__, rows)  # all rows: skip a step
+        return list(compress(rows, map(test, keys)))
+
+    return run
 
 
 # --- operators per property family ------------------------------------------------------------
@@ -134,7 +169,7 @@ def _operator(raw: Any, path: str, subject: str, family: str) -> tuple[str, Any,
 # --- filters -----------------------------------------------------------------------------------
 
 
-def compile_filter(ds: DataSource, raw: Any, path: str = "body.filter", depth: int = 0) -> Predicate:
+def compile_filter(ds: DataSource, raw: Any, path: str = "body.filter", depth: int = 0) -> RowFilter:
     if not isinstance(raw, dict):
         raise body_validation(path, "should be an object", raw)
     for compound in ("and", "or"):
@@ -147,7 +182,7 @@ def compile_filter(ds: DataSource, raw: Any, path: str = "body.filter", depth: i
     raise body_validation(path, "should have `property`, `timestamp`, `and` or `or`", raw)
 
 
-def _compound(ds: DataSource, kind: str, raw: Any, path: str, depth: int) -> Predicate:
+def _compound(ds: DataSource, kind: str, raw: Any, path: str, depth: int) -> RowFilter:
     if depth > MAX_FILTER_DEPTH:
         raise validation(f"body failed validation: {path} nests filters more than {MAX_FILTER_DEPTH} levels deep.")
     if not isinstance(raw, list):
@@ -156,21 +191,32 @@ def _compound(ds: DataSource, kind: str, raw: Any, path: str, depth: int) -> Pre
         raise body_validation(f"{path}.length", f"should be ≤ `{MAX_PAGE_SIZE}`", len(raw))
     parts = [compile_filter(ds, item, f"{path}[{i}]", depth) for i, item in enumerate(raw)]
     if kind == "and":
-        return lambda page: all(part(page) for part in parts)
-    return lambda page: any(part(page) for part in parts)
+
+        def every(columns: Columns, rows: list[int]) -> list[int]:
+            for part in parts:
+                rows = part(columns, rows)
+            return rows
+
+        return every
+
+    def some(columns: Columns, rows: list[int]) -> list[int]:
+        matched: set[int] = set()
+        for part in parts:
+            matched.update(part(columns, rows))
+        return [row for row in rows if row in matched]
+
+    return some
 
 
-def _timestamp_predicate(raw: dict[str, Any], path: str) -> Predicate:
+def _timestamp_predicate(raw: dict[str, Any], path: str) -> RowFilter:
     name = raw["timestamp"]
     if name not in TIMESTAMPS:
         raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", name)
     op, operand, op_path = _operator(raw.get(name, MISSING), f"{path}.{name}", name, "date")
-    test = _date_test(op, operand, op_path)
-    attribute = TIMESTAMPS[name]
-    return lambda page: test(getattr(page, attribute))
+    return _leaf(name, _date_test(op, operand, op_path))
 
 
-def _property_predicate(ds: DataSource, raw: dict[str, Any], path: str) -> Predicate:
+def _property_predicate(ds: DataSource, raw: dict[str, Any], path: str) -> RowFilter:
     key = raw["property"]
     prop = ds.resolve(key) if isinstance(key, str) else None
     if prop is None:
@@ -188,8 +234,7 @@ def _property_predicate(ds: DataSource, raw: dict[str, Any], path: str) -> Predi
         family = _FAMILY_OF[prop.type]
         op, operand, op_path = _operator(raw[given[0]], f"{path}.{given[0]}", f"property {prop.name}", family)
         test = _FAMILIES[family][1](op, operand, op_path)
-    prop_id, empty = prop.id, EMPTY_KEYS.get(prop.type)
-    return lambda page: test(page.keys.get(prop_id, empty))
+    return _leaf(prop.id, test)
 
 
 def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -> KeyTest:
@@ -210,15 +255,15 @@ def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -
 # --- sorts -------------------------------------------------------------------------------------
 
 
-SortKey = Callable[[Page], Any]
+SortColumn = Callable[[Columns], list[Any]]  # aligned sort keys; None sorts last
 
 
-def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortKey, bool]]:
+def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortColumn, bool]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
         raise body_validation("body.sorts", "should be an array", raw)
-    compiled: list[tuple[SortKey, bool]] = []
+    compiled: list[tuple[SortColumn, bool]] = []
     for i, item in enumerate(raw):
         path = f"body.sorts[{i}]"
         if not isinstance(item, dict):
@@ -226,16 +271,16 @@ def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortKey, bool]]:
         direction = item.get("direction", MISSING)
         if direction not in ("ascending", "descending"):
             raise body_validation(f"{path}.direction", "should be `ascending` or `descending`", direction)
-        compiled.append((_sort_key(ds, item, path), direction == "descending"))
+        compiled.append((_sort_column(ds, item, path), direction == "descending"))
     return compiled
 
 
-def _sort_key(ds: DataSource, item: dict[str, Any], path: str) -> SortKey:
+def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
     if "timestamp" in item:
-        attribute = TIMESTAMPS.get(item["timestamp"])
-        if attribute is None:
-            raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", item["timestamp"])
-        return lambda page: getattr(page, attribute)
+        name = item["timestamp"]
+        if name not in TIMESTAMPS:
+            raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", name)
+        return lambda columns: columns.column(name)
     key = item.get("property", MISSING)
     prop = ds.resolve(key) if isinstance(key, str) else None
     if prop is None:
@@ -243,64 +288,87 @@ def _sort_key(ds: DataSource, item: dict[str, Any], path: str) -> SortKey:
     prop_id = prop.id
     if prop.type == "select":  # Notion orders selects by the schema's option order
         rank = {option.id: index for index, option in enumerate(prop.options)}
-        return lambda page: rank.get(page.keys.get(prop_id))  # type: ignore[arg-type]
-    if prop.type in TEXT_TYPES or prop.type in ("email", "url", "phone_number"):
-        return lambda page: page.keys.get(prop_id, "").casefold() or None
-    return lambda page: page.keys.get(prop_id)
+        return lambda columns: [rank.get(k) for k in columns.column(prop_id)]  # type: ignore[arg-type]
+    if prop.type in EMPTY_KEYS and prop.type != "checkbox":  # text: case-insensitive, "" is empty
+        return lambda columns: [k.casefold() or None for k in columns.column(prop_id)]
+    return lambda columns: columns.column(prop_id)
 
 
-def _ordered(rows: list[Page], sorts: list[tuple[SortKey, bool]]) -> list[Page]:
+def _ordered(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, bool]]) -> list[int]:
     """Stable multi-key sort, least significant key first; empty values sort last either way."""
-    for key, descending in reversed(sorts):
-        pairs = [(key(page), page) for page in rows]
-        present = [pair for pair in pairs if pair[0] is not None]
-        present.sort(key=itemgetter(0), reverse=descending)
-        rows = [page for _, page in present] + [page for value, page in pairs if value is None]
+    for sort_column, descending in reversed(sorts):
+        keys = sort_column(columns)
+        present = [row for row in rows if keys[row] is not None]
+        present.sort(key=keys.__getitem__, reverse=descending)
+        rows = present + [row for row in rows if keys[row] is None]
     return rows
 
 
 # --- execution -----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Result:
+    """An ordered query result: row indices into a column snapshot's pages (no per-row list built)."""
+
+    pages: list[Page]
+    rows: list[int]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> Page:
+        return self.pages[self.rows[index]]
+
+
 class QueryEngine:
     def __init__(self, cache_size: int = 64) -> None:
-        self._cache: OrderedDict[tuple[str, int, str], list[Page]] = OrderedDict()
+        self._results: OrderedDict[tuple[str, int, str], Result] = OrderedDict()
+        self._columns: dict[tuple[str, bool], tuple[int, Columns]] = {}
         self._cache_size = cache_size
 
     def clear(self) -> None:
-        self._cache.clear()
+        self._results.clear()
+        self._columns.clear()
 
     def run(self, ds: DataSource, body: dict[str, Any], result_cap: int) -> QueryPage:
         page_size = body.get("page_size", MAX_PAGE_SIZE)
         if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise body_validation("body.page_size", f"should be an integer between 1 and {MAX_PAGE_SIZE}", page_size)
         in_trash = _in_trash_flag(body)
-        rows = self._rows(ds, body, in_trash)
-        start = _decode_cursor(body.get("start_cursor"), rows)
-        visible = rows[:result_cap]
-        end = min(start + page_size, len(visible))
-        next_cursor = _encode_cursor(end, visible[end].id) if end < len(visible) else None
-        return QueryPage(visible[start:end], next_cursor, next_cursor is None and len(rows) > result_cap)
+        result = self._result(ds, body, in_trash)
+        start = _decode_cursor(body.get("start_cursor"), result)
+        visible = min(len(result), result_cap)
+        end = min(start + page_size, visible)
+        next_cursor = _encode_cursor(end, result[end].id) if end < visible else None
+        pages = [result[i] for i in range(start, end)]
+        return QueryPage(pages, next_cursor, next_cursor is None and len(result) > result_cap)
 
-    def _rows(self, ds: DataSource, body: dict[str, Any], in_trash: bool) -> list[Page]:
+    def _result(self, ds: DataSource, body: dict[str, Any], in_trash: bool) -> Result:
         signature = json.dumps([body.get("filter"), body.get("sorts"), in_trash], sort_keys=True)
         cache_key = (ds.id, ds.rows_version, signature)
-        cached = self._cache.get(cache_key)
+        cached = self._results.get(cache_key)
         if cached is not None:
-            self._cache.move_to_end(cache_key)
+            self._results.move_to_end(cache_key)
             return cached
-        predicate = compile_filter(ds, body["filter"]) if body.get("filter") is not None else None
+        row_filter = compile_filter(ds, body["filter"]) if body.get("filter") is not None else None
         sorts = compile_sorts(ds, body.get("sorts"))
-        rows = [
-            page
-            for page in ds.pages.values()
-            if page.in_trash == in_trash and (predicate is None or predicate(page))
-        ]
-        rows = _ordered(rows, sorts)
-        self._cache[cache_key] = rows
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return rows
+        columns = self._columns_of(ds, in_trash)
+        rows = list(range(len(columns.pages)))
+        if row_filter is not None:
+            rows = row_filter(columns, rows)
+        result = Result(columns.pages, _ordered(columns, rows, sorts))
+        self._results[cache_key] = result
+        if len(self._results) > self._cache_size:
+            self._results.popitem(last=False)
+        return result
+
+    def _columns_of(self, ds: DataSource, in_trash: bool) -> Columns:
+        cached = self._columns.get((ds.id, in_trash))
+        if cached is None or cached[0] != ds.rows_version:
+            cached = (ds.rows_version, Columns(ds, in_trash))
+            self._columns[(ds.id, in_trash)] = cached
+        return cached[1]
 
 
 def _in_trash_flag(body: dict[str, Any]) -> bool:
@@ -315,7 +383,7 @@ def _encode_cursor(index: int, page_id: str) -> str:
     return base64.urlsafe_b64encode(f"{index}:{page_id}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: Any, rows: list[Page]) -> int:
+def _decode_cursor(cursor: Any, rows: Result) -> int:
     """Resume at the page the cursor names; if it left the result meanwhile, at its old position."""
     if cursor is None:
         return 0
@@ -329,5 +397,5 @@ def _decode_cursor(cursor: Any, rows: list[Page]) -> int:
         raise validation(f"The start_cursor provided is invalid: {cursor}")
     if index < len(rows) and rows[index].id == page_id:
         return index
-    position = next((i for i, page in enumerate(rows) if page.id == page_id), None)
+    position = next((i for i in range(len(rows)) if rows[i].id == page_id), None)
     return position if position is not None else min(index, len(rows))
