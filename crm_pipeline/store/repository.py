@@ -249,11 +249,18 @@ class DealRepository:
         tenant_id: str,
         since: datetime,
         *,
+        after_sequence: int | None = None,
         record_type: RecordType | None = None,
         limit: int | None = None,
     ) -> list[ChangeRecord]:
-        """Change-log entries written strictly after `since`, oldest first (by sequence)."""
+        """Change-log entries written strictly after `since`, oldest first (by sequence).
+
+        To read a long log in pages, pass the last entry's `sequence` as `after_sequence` with a
+        `limit`: a keyset cursor that neither skips nor repeats entries sharing a timestamp.
+        """
         query = select(change_log).where(change_log.c.changed_at > since).order_by(change_log.c.sequence)
+        if after_sequence is not None:
+            query = query.where(change_log.c.sequence > after_sequence)
         if record_type is not None:
             query = query.where(change_log.c.record_type == record_type.value)
         if limit is not None:

@@ -148,3 +148,15 @@ async def test_bulk_upsert_needs_unique_sync_keys(repository: DealRepository, te
         await repository.bulk_upsert_opportunities(
             tenant, [OpportunityCreate(id=same, name="a"), OpportunityCreate(id=same, name="b")]
         )
+
+
+async def test_changes_since_pages_with_a_sequence_cursor(repository: DealRepository, tenant: str) -> None:
+    await repository.bulk_upsert_opportunities(tenant, [OpportunityCreate(id=uuid4(), name=f"D{n}") for n in range(7)])
+    since = datetime(2000, 1, 1, tzinfo=UTC)
+    pages, cursor = [], None
+    while page := await repository.changes_since(tenant, since, after_sequence=cursor, limit=3):
+        pages.append(page)
+        cursor = page[-1].sequence
+    assert [len(page) for page in pages] == [3, 3, 1]
+    sequences = [entry.sequence for page in pages for entry in page]
+    assert sequences == sorted(set(sequences))  # all entries share one timestamp; none lost or repeated
