@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -445,6 +444,4 @@ async def _save_periodically(sandbox: Sandbox) -> None:
     """Debounced persistence: at most one write per interval, however many edits arrive."""
     while True:
         await asyncio.sleep(sandbox.config.save_interval_s)
-        started = time.monotonic()
         sandbox.save_if_changed()
-        await asyncio.sleep(max(0.0, time.monotonic() - started))  # never spend over half the time saving

@@ -11,10 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import compress
+from operator import eq, ge, gt, le, lt, ne
 from typing import Any
 
 from .errors import MISSING, body_validation, validation
@@ -26,6 +29,7 @@ DAY_MS = 86_400_000
 MAX_FILTER_DEPTH = 2
 MAX_PAGE_SIZE = 100
 TIMESTAMPS = {"created_time": "created_ms", "last_edited_time": "edited_ms"}
+FILTER_FILLERS: dict[str, Any] = {"number": math.nan, "date": math.nan, "select": ""}
 
 
 @dataclass(frozen=True)
@@ -41,19 +45,27 @@ class Columns:
     def __init__(self, ds: DataSource, in_trash: bool) -> None:
         self.ds = ds
         self.pages = [page for page in ds.pages.values() if page.in_trash == in_trash]
-        self._columns: dict[str, list[Any]] = {}
+        self._columns: dict[tuple[str, str], list[Any]] = {}
 
     def column(self, name: str) -> list[Any]:
-        """Keys of a property id, or of `created_time` / `last_edited_time`."""
-        column = self._columns.get(name)
+        """Keys of a property id (None when empty), or of `created_time` / `last_edited_time`."""
+        if name in TIMESTAMPS:
+            attribute = TIMESTAMPS[name]
+            return self.derived(name, "", lambda: [getattr(page, attribute) for page in self.pages])
+        empty = EMPTY_KEYS.get(self.ds.properties[name].type)
+        return self.derived(name, "", lambda: [page.keys.get(name, empty) for page in self.pages])
+
+    def filter_column(self, name: str) -> list[Any]:
+        """Keys with empties filled so C-level comparisons work: NaN for numbers/dates, "" for selects."""
+        filler = FILTER_FILLERS.get(self.ds.properties[name].type) if name not in TIMESTAMPS else None
+        if filler is None:
+            return self.column(name)
+        return self.derived(name, "filter", lambda: [filler if k is None else k for k in self.column(name)])
+
+    def derived(self, name: str, variant: str, build: Callable[[], list[Any]]) -> list[Any]:
+        column = self._columns.get((name, variant))
         if column is None:
-            if name in TIMESTAMPS:
-                attribute = TIMESTAMPS[name]
-                column = [getattr(page, attribute) for page in self.pages]
-            else:
-                empty = EMPTY_KEYS.get(self.ds.properties[name].type)
-                column = [page.keys.get(name, empty) for page in self.pages]
-            self._columns[name] = column
+            column = self._columns[(name, variant)] = build()
         return column
 
 
@@ -62,7 +74,7 @@ RowFilter = Callable[[Columns, list[int]], list[int]]  # narrows candidate row i
 
 def _leaf(name: str, test: KeyTest) -> RowFilter:
     def run(columns: Columns, rows: list[int]) -> list[int]:
-        column = columns.column(name)
+        column = columns.filter_column(name)
         keys = column if len(rows) == len(column) else map(column.__getitem__, rows)  # all rows: skip a step
         return list(compress(rows, map(test, keys)))
 
@@ -77,20 +89,28 @@ def _need(kind: type | tuple[type, ...], operand: Any, path: str, what: str) -> 
         raise body_validation(path, f"should be {what}", operand)
 
 
-def _emptiness(op: str, operand: Any, path: str, empty: Callable[[Any], bool]) -> KeyTest:
+def _not_nan(key: float) -> bool:
+    return key == key  # NaN (an empty number or date) is the only value unequal to itself
+
+
+def _emptiness(op: str, operand: Any, path: str, is_empty: KeyTest, is_not_empty: KeyTest) -> KeyTest:
     if operand is not True:
         raise body_validation(path, "should be `true`", operand)
-    return empty if op == "is_empty" else (lambda k: not empty(k))
+    return is_empty if op == "is_empty" else is_not_empty
+
+
+# Tests run over filter columns (see `Columns.filter_column`); `partial(op, operand)` keeps the
+# common comparisons in C. Note the operand comes first: `lt(operand, k)` means `k > operand`.
 
 
 def _text_test(op: str, operand: Any, path: str) -> KeyTest:
     if op in ("is_empty", "is_not_empty"):
-        return _emptiness(op, operand, path, lambda k: k == "")
+        return _emptiness(op, operand, path, partial(eq, ""), partial(ne, ""))
     _need(str, operand, path, "a string")
     folded = operand.casefold()
     tests: dict[str, KeyTest] = {
-        "equals": lambda k: k == operand,
-        "does_not_equal": lambda k: k != operand,
+        "equals": partial(eq, operand),
+        "does_not_equal": partial(ne, operand),
         "contains": lambda k: folded in k.casefold(),
         "does_not_contain": lambda k: folded not in k.casefold(),
         "starts_with": lambda k: k.casefold().startswith(folded),
@@ -101,41 +121,41 @@ def _text_test(op: str, operand: Any, path: str) -> KeyTest:
 
 def _number_test(op: str, operand: Any, path: str) -> KeyTest:
     if op in ("is_empty", "is_not_empty"):
-        return _emptiness(op, operand, path, lambda k: k is None)
+        return _emptiness(op, operand, path, math.isnan, _not_nan)
     _need((int, float), operand, path, "a number")
-    tests: dict[str, KeyTest] = {
-        "equals": lambda k: k == operand,
-        "does_not_equal": lambda k: k != operand,
-        "greater_than": lambda k: k is not None and k > operand,
-        "less_than": lambda k: k is not None and k < operand,
-        "greater_than_or_equal_to": lambda k: k is not None and k >= operand,
-        "less_than_or_equal_to": lambda k: k is not None and k <= operand,
+    comparisons = {
+        "equals": eq,
+        "does_not_equal": ne,
+        "greater_than": lt,
+        "less_than": gt,
+        "greater_than_or_equal_to": le,
+        "less_than_or_equal_to": ge,
     }
-    return tests[op]
+    return partial(comparisons[op], operand)
 
 
 def _date_test(op: str, operand: Any, path: str) -> KeyTest:
     """A date-only operand means the whole UTC day; one with a time compares to the millisecond."""
     if op in ("is_empty", "is_not_empty"):
-        return _emptiness(op, operand, path, lambda k: k is None)
+        return _emptiness(op, operand, path, math.isnan, _not_nan)
     parsed = parse_instant(operand)
     if parsed is None:
         raise body_validation(path, "should be a valid ISO 8601 date string", operand)
     start, date_only = parsed
     end = start + DAY_MS if date_only else start + 1
     tests: dict[str, KeyTest] = {
-        "equals": lambda k: k is not None and start <= k < end,
-        "before": lambda k: k is not None and k < start,
-        "after": lambda k: k is not None and k >= end,
-        "on_or_before": lambda k: k is not None and k < end,
-        "on_or_after": lambda k: k is not None and k >= start,
+        "equals": lambda k: start <= k < end,
+        "before": partial(gt, start),
+        "after": partial(le, end),
+        "on_or_before": partial(gt, end),
+        "on_or_after": partial(le, start),
     }
     return tests[op]
 
 
 def _checkbox_test(op: str, operand: Any, path: str) -> KeyTest:
     _need(bool, operand, path, "a boolean")
-    return (lambda k: k == operand) if op == "equals" else (lambda k: k != operand)
+    return partial(eq if op == "equals" else ne, operand)
 
 
 _TEXT_OPS = ("equals", "does_not_equal", "contains", "does_not_contain", "starts_with", "ends_with", "is_empty", "is_not_empty")
@@ -243,13 +263,11 @@ def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -
         raise validation(f"body failed validation: {path} needs one operator of {', '.join(ops)} for property {name}.")
     (op, operand), = raw.items()
     if op in ("is_empty", "is_not_empty"):
-        return _emptiness(op, operand, f"{path}.{op}", lambda k: k is None)
+        return _emptiness(op, operand, f"{path}.{op}", partial(eq, ""), partial(ne, ""))
     _need(str, operand, f"{path}.{op}", "a string")
     option = ds.properties[prop_id].option_by_name(operand)
-    option_id = option.id if option else None
-    if op == "equals":
-        return lambda k: k is not None and k == option_id
-    return lambda k: k != option_id or k is None
+    option_id = option.id if option else None  # an unknown name matches no page
+    return partial(eq if op == "equals" else ne, option_id)
 
 
 # --- sorts -------------------------------------------------------------------------------------
@@ -288,9 +306,9 @@ def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
     prop_id = prop.id
     if prop.type == "select":  # Notion orders selects by the schema's option order
         rank = {option.id: index for index, option in enumerate(prop.options)}
-        return lambda columns: [rank.get(k) for k in columns.column(prop_id)]  # type: ignore[arg-type]
+        return lambda c: c.derived(prop_id, "rank", lambda: [rank.get(k) for k in c.column(prop_id)])  # type: ignore[arg-type]
     if prop.type in EMPTY_KEYS and prop.type != "checkbox":  # text: case-insensitive, "" is empty
-        return lambda columns: [k.casefold() or None for k in columns.column(prop_id)]
+        return lambda c: c.derived(prop_id, "folded", lambda: [k.casefold() or None for k in c.column(prop_id)])
     return lambda columns: columns.column(prop_id)
 
 
@@ -298,6 +316,9 @@ def _ordered(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, bo
     """Stable multi-key sort, least significant key first; empty values sort last either way."""
     for sort_column, descending in reversed(sorts):
         keys = sort_column(columns)
+        if None not in keys:
+            rows = sorted(rows, key=keys.__getitem__, reverse=descending)
+            continue
         present = [row for row in rows if keys[row] is not None]
         present.sort(key=keys.__getitem__, reverse=descending)
         rows = present + [row for row in rows if keys[row] is None]
