@@ -289,6 +289,13 @@ async def test_a_page_trashed_by_a_human_fails_only_its_record_in_a_batch(
     assert outcomes[1].record_id == str(gone.id) and "trash" in (outcomes[1].reason or "")
     assert workspace.requests_to("PATCH", "/v1/pages/{page_id}") == {"200": 1, "400": 1}  # not retried
 
+    cold = workspace.adapter()  # finds the trashed page by its key instead of creating a duplicate
+    try:
+        assert [o.action for o in await cold.upsert_opportunities([gone])] == ["failed"]
+    finally:
+        await cold.aclose()
+    assert len(pages_with_key(workspace, gone.id)) == 1
+
 
 # --- bad input: per record, never the whole batch -------------------------------------------------
 
@@ -357,8 +364,8 @@ async def test_the_limiter_keeps_a_burst_under_the_sandbox_rate_limit(
         workspace.control.configure(rate_limit=0)
     assert [o.action for o in outcomes] == ["updated"] * 30
     stats = workspace.control.stats()
-    assert stats["by_status"] == {"200": 33}  # database, data source, one key lookup, 30 updates: no 429
-    assert elapsed >= (33 - 1) / 10 - 0.1
+    assert stats["by_status"] == {"200": 34}  # database, data source, two key lookups, 30 updates: no 429
+    assert elapsed >= (34 - 1) / 10 - 0.1
 
 
 async def test_request_bodies_match_notions_schemas(notion: NotionAdapter, workspace: Workspace) -> None:

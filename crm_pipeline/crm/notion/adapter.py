@@ -263,17 +263,10 @@ class NotionAdapter(CRMAdapter):
     # --- opportunities ------------------------------------------------------------------------------
 
     async def create_opportunity(self, data: OpportunityCreate) -> str:
-        deals = await self._deals()
-        record_id = str(data.id) if data.id is not None else None
-        properties = to_notion_properties(data, deals.properties, record_id=record_id)
-        page = await self._create_page(deals, properties, record_id)
-        return page["id"]
+        return await self._create_record(await self._deals(), data)
 
     async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
-        deals = await self._deals()
-        properties = to_notion_properties(data.changes(), deals.properties, record_id=external_id)
-        if properties:
-            await self._update_page(external_id, properties=properties)
+        await self._update_record(await self._deals(), external_id, data.changes())
 
     async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
         """The page as a deal; None when it does not exist, is not shared, or is not a deal page."""
@@ -313,11 +306,12 @@ class NotionAdapter(CRMAdapter):
         """Write a batch concurrently under the rate limit: create unknown sync keys, update known ones.
 
         One record's mapping error or non-retryable API error becomes its failed outcome; every
-        other record still goes through. Outcomes are in the order of ``records``.
+        other record still goes through. Outcomes are in the order of ``records``. Keys are looked
+        up in the trash too, so a deal trashed in Notion is reported, not created again.
         """
         deals = await self._deals()
         keys = [str(record.id) for record in records if record.id is not None]
-        await self._find_pages_by_keys(deals, keys)
+        await self._find_pages_by_keys(deals, keys, include_trash=True)
         return list(await asyncio.gather(*(self._upsert_one(deals, record) for record in records)))
 
     async def _upsert_one(self, deals: _BoundSource, record: OpportunityCreate) -> UpsertOutcome:
@@ -373,17 +367,10 @@ class NotionAdapter(CRMAdapter):
     # --- contacts and activities --------------------------------------------------------------------
 
     async def create_contact(self, data: ContactCreate) -> str:
-        contacts = await self._contact_source()
-        record_id = str(data.id) if data.id is not None else None
-        properties = to_notion_properties(data, contacts.properties, record_id=record_id)
-        page = await self._create_page(contacts, properties, record_id)
-        return page["id"]
+        return await self._create_record(await self._contact_source(), data)
 
     async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
-        contacts = await self._contact_source()
-        properties = to_notion_properties(data.changes(), contacts.properties, record_id=external_id)
-        if properties:
-            await self._update_page(external_id, properties=properties)
+        await self._update_record(await self._contact_source(), external_id, data.changes())
 
     async def create_activity(self, data: ActivityCreate) -> str:
         """Append the activity as one paragraph to its deal's page; returns the block id.
@@ -420,6 +407,18 @@ class NotionAdapter(CRMAdapter):
                 return None
 
     # --- pages: create, update, find ----------------------------------------------------------------
+
+    async def _create_record(self, source: _BoundSource, data: OpportunityCreate | ContactCreate) -> str:
+        record_id = str(data.id) if data.id is not None else None
+        properties = to_notion_properties(data, source.properties, record_id=record_id)
+        page = await self._create_page(source, properties, record_id)
+        return page["id"]
+
+    async def _update_record(self, source: _BoundSource, external_id: str, changes: Mapping[str, Any]) -> None:
+        """Write the changed mapped fields; nothing is sent when none of them is mapped."""
+        properties = to_notion_properties(changes, source.properties, record_id=external_id)
+        if properties:
+            await self._update_page(external_id, properties=properties)
 
     async def _create_page(self, source: _BoundSource, properties: dict[str, Any], key: str | None) -> Page:
         """Create a page, stamped with its sync key when there is one.
@@ -466,7 +465,7 @@ class NotionAdapter(CRMAdapter):
         page_id = self._page_by_key.get(key)
         return None if page_id is None else {"id": page_id}
 
-    async def _find_pages_by_keys(self, source: _BoundSource, keys: Sequence[str]) -> None:
+    async def _find_pages_by_keys(self, source: _BoundSource, keys: Sequence[str], *, include_trash: bool = False) -> None:
         """Fill the sync-key cache for ``keys`` not yet in it, 100 keys per query."""
         assert source.sync_key is not None
         missing = [key for key in dict.fromkeys(keys) if key not in self._page_by_key]
@@ -474,8 +473,9 @@ class NotionAdapter(CRMAdapter):
             chunk = missing[start : start + _KEYS_PER_LOOKUP]
             conditions = [{"property": source.sync_key.key, "rich_text": {"equals": key}} for key in chunk]
             filter_ = conditions[0] if len(conditions) == 1 else {"or": conditions}
-            for page in await self._query(source, filter_):
-                self._remember(page, source)
+            for in_trash in (False, True) if include_trash else (False,):
+                for page in await self._query(source, filter_, in_trash=in_trash):
+                    self._remember(page, source)
 
     def _remember(self, page: Page, source: _BoundSource) -> None:
         """Cache the page's sync key (a malformed key is simply not cached)."""
