@@ -126,7 +126,10 @@ async def measure(port: int, name: str, goal: float, request: Request) -> None:
     rate = done / (time.monotonic() - started)
     for connection in connections:
         connection.close()
-    print(json.dumps({"bench": "sandbox", "figure": name, "value": round(rate, 1), "unit": "requests/s", "goal": goal}), flush=True)
+    print(
+        json.dumps({"bench": "sandbox", "figure": name, "value": round(rate, 1), "unit": "requests/s", "goal": goal}),
+        flush=True,
+    )
 
 
 async def run(port: int, control: SandboxControl) -> None:

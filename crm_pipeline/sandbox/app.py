@@ -220,11 +220,21 @@ def query_data_source(call: Call) -> Any:
     only = _filter_properties(call, ds.id)
     result = call.workspace.queries.run(ds, call.body, call.sandbox.result_cap)
     pages = (page_text(ds, p) if only is None else json.dumps(page_json(ds, p, only)) for p in result.pages)
-    tail = ',"request_status":{"type":"incomplete","incomplete_reason":"query_result_limit_reached"}' if result.capped else ""
+    tail = (
+        ',"request_status":{"type":"incomplete","incomplete_reason":"query_result_limit_reached"}'
+        if result.capped
+        else ""
+    )
     return (
-        '{"object":"list","results":[' + ",".join(pages) + '],"next_cursor":' + json.dumps(result.next_cursor)
-        + ',"has_more":' + json.dumps(result.next_cursor is not None)
-        + ',"type":"page_or_data_source","page_or_data_source":{}' + tail + "}"
+        '{"object":"list","results":['
+        + ",".join(pages)
+        + '],"next_cursor":'
+        + json.dumps(result.next_cursor)
+        + ',"has_more":'
+        + json.dumps(result.next_cursor is not None)
+        + ',"type":"page_or_data_source","page_or_data_source":{}'
+        + tail
+        + "}"
     )
 
 
@@ -245,10 +255,13 @@ def list_children(call: Call) -> Any:
     children = call.workspace.children_of(call.params["block_id"])
     size_text = (call.query.get("page_size") or ["100"])[0]
     if not size_text.isdigit() or not 1 <= int(size_text) <= 100:
-        raise validation(f"query failed validation: query.page_size should be an integer between 1 and 100, instead was `{size_text}`.")
-    cursor = (call.query.get("start_cursor") or [None])[0]
+        raise validation(
+            f"query failed validation: query.page_size should be an integer between 1 and 100, instead was `{size_text}`."
+        )
+    cursors = call.query.get("start_cursor")
     start = 0
-    if cursor is not None:
+    if cursors:
+        cursor = cursors[0]
         if cursor not in children:
             raise validation(f"The start_cursor provided is invalid: {cursor}")
         start = children.index(cursor)
@@ -331,7 +344,8 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
                 float(body.get("rate_limit", sandbox.limiter.rate)), int(body.get("burst", sandbox.limiter.burst))
             )
             sandbox.latency = Latency(
-                float(body.get("latency_ms", sandbox.latency.fixed_ms)), float(body.get("jitter_ms", sandbox.latency.jitter_ms))
+                float(body.get("latency_ms", sandbox.latency.fixed_ms)),
+                float(body.get("jitter_ms", sandbox.latency.jitter_ms)),
             )
             sandbox.result_cap = int(body.get("result_cap", sandbox.result_cap))
         return {

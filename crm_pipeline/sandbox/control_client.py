@@ -21,10 +21,11 @@ class SandboxControl:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         response = self._http.request(method, path, json=body)
         response.raise_for_status()
-        return response.json()
+        result: dict[str, Any] = response.json()
+        return result
 
     def reset(self) -> None:
         """Empty workspace (re-seeded if the server has a seed), start-up settings, real clock, no faults."""
@@ -63,11 +64,18 @@ class SandboxControl:
     ) -> None:
         """The next `count` requests matching method + fnmatch `path` get `kind` (500, 502, 503, 504,
         529, 409 or hang). With `applied=True` the request is carried out first, then the answer lost."""
-        fault = {"kind": kind, "method": method, "path": path, "count": count, "applied": applied, "hang_seconds": hang_seconds}
+        fault = {
+            "kind": kind,
+            "method": method,
+            "path": path,
+            "count": count,
+            "applied": applied,
+            "hang_seconds": hang_seconds,
+        }
         self._call("POST", "/faults", fault)
 
     def faults(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/faults")["faults"]
+        return list(self._call("GET", "/faults")["faults"])
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
@@ -90,7 +98,7 @@ class SandboxControl:
 
     def seed(self, document: dict[str, Any]) -> list[dict[str, Any]]:
         """Create databases from a seed document; returns their database and data source ids."""
-        return self._call("POST", "/seed", document)["databases"]
+        return list(self._call("POST", "/seed", document)["databases"])
 
     def human_create_page(self, body: dict[str, Any]) -> dict[str, Any]:
         """Create a page as the human user (same body as POST /v1/pages)."""
@@ -102,10 +110,10 @@ class SandboxControl:
 
     def all_pages(self, data_source_id: str) -> list[dict[str, Any]]:
         """Every page of a data source, trashed ones included, in creation order."""
-        return self._call("GET", f"/data_sources/{data_source_id}/pages")["results"]
+        return list(self._call("GET", f"/data_sources/{data_source_id}/pages")["results"])
 
     def users(self) -> list[dict[str, Any]]:
-        return self._call("GET", "/users")["results"]
+        return list(self._call("GET", "/users")["results"])
 
     def save(self) -> None:
         self._call("POST", "/save")

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from urllib.parse import quote
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 

@@ -33,7 +33,14 @@ ANNOTATION_DEFAULTS: dict[str, Any] = {
     "color": "default",
 }
 EMPTY_VALUES: dict[str, Any] = {"title": [], "rich_text": [], "checkbox": False}
-EMPTY_KEYS: dict[str, Any] = {"title": "", "rich_text": "", "email": "", "url": "", "phone_number": "", "checkbox": False}
+EMPTY_KEYS: dict[str, Any] = {
+    "title": "",
+    "rich_text": "",
+    "email": "",
+    "url": "",
+    "phone_number": "",
+    "checkbox": False,
+}
 
 # Select options created by a write, keyed by (property id, option name). They are added to the
 # schema only once the whole request has validated, so a rejected write changes nothing.
@@ -95,7 +102,9 @@ def _parse_annotations(raw: Any, path: str) -> dict[str, Any]:
             raise body_validation(f"{path}.{key}", "should be not present", value)
         valid = value in ANNOTATION_COLORS if key == "color" else isinstance(value, bool)
         if not valid:
-            raise body_validation(f"{path}.{key}", "should be a boolean" if key != "color" else "should be a color", value)
+            raise body_validation(
+                f"{path}.{key}", "should be a boolean" if key != "color" else "should be a color", value
+            )
         annotations[key] = value
     return annotations
 
@@ -215,7 +224,9 @@ def check_option_name(prop: PropertySchema, name: Any, path: str) -> str:
     if len(name) > MAX_OPTION_NAME:
         raise too_long(path, MAX_OPTION_NAME, len(name))
     if "," in name:
-        raise validation(f"Invalid select option for property {prop.name}: option names can't contain commas ({name!r}).")
+        raise validation(
+            f"Invalid select option for property {prop.name}: option names can't contain commas ({name!r})."
+        )
     return name
 
 
@@ -263,7 +274,11 @@ def render_value(prop: PropertySchema, value: Any) -> dict[str, Any]:
 def shorthand_write(prop: PropertySchema, value: Any) -> dict[str, Any]:
     """Seed files may give plain values ("Acme", 1200, "Won", "2026-12-01"); expand to the write shape."""
     if isinstance(value, str) and prop.type in TEXT_TYPES:
-        return {prop.type: [{"text": {"content": value[i : i + MAX_TEXT_CONTENT]}} for i in range(0, len(value), MAX_TEXT_CONTENT)]}
+        return {
+            prop.type: [
+                {"text": {"content": value[i : i + MAX_TEXT_CONTENT]}} for i in range(0, len(value), MAX_TEXT_CONTENT)
+            ]
+        }
     if isinstance(value, str) and prop.type == "select":
         return {"select": {"name": value}}
     if isinstance(value, str) and prop.type == "date":
@@ -336,6 +351,8 @@ def render_schema(prop: PropertySchema) -> dict[str, Any]:
         settings = {"format": prop.number_format}
     elif prop.type == "select":
         settings = {
-            "options": [{"id": o.id, "name": o.name, "color": o.color, "description": o.description} for o in prop.options]
+            "options": [
+                {"id": o.id, "name": o.name, "color": o.color, "description": o.description} for o in prop.options
+            ]
         }
     return {"id": prop.id, "name": prop.name, "description": prop.description, "type": prop.type, prop.type: settings}

@@ -158,8 +158,26 @@ def _checkbox_test(op: str, operand: Any, path: str) -> KeyTest:
     return partial(eq if op == "equals" else ne, operand)
 
 
-_TEXT_OPS = ("equals", "does_not_equal", "contains", "does_not_contain", "starts_with", "ends_with", "is_empty", "is_not_empty")
-_NUMBER_OPS = ("equals", "does_not_equal", "greater_than", "less_than", "greater_than_or_equal_to", "less_than_or_equal_to", "is_empty", "is_not_empty")
+_TEXT_OPS = (
+    "equals",
+    "does_not_equal",
+    "contains",
+    "does_not_contain",
+    "starts_with",
+    "ends_with",
+    "is_empty",
+    "is_not_empty",
+)
+_NUMBER_OPS = (
+    "equals",
+    "does_not_equal",
+    "greater_than",
+    "less_than",
+    "greater_than_or_equal_to",
+    "less_than_or_equal_to",
+    "is_empty",
+    "is_not_empty",
+)
 _DATE_OPS = ("equals", "before", "after", "on_or_before", "on_or_after", "is_empty", "is_not_empty")
 _FAMILIES: dict[str, tuple[tuple[str, ...], Callable[[str, Any, str], KeyTest]]] = {
     "text": (_TEXT_OPS, _text_test),
@@ -177,7 +195,7 @@ def _operator(raw: Any, path: str, subject: str, family: str) -> tuple[str, Any,
     ops = _FAMILIES[family][0]
     if not isinstance(raw, dict) or len(raw) != 1:
         raise body_validation(path, "should be an object with exactly one operator", raw)
-    (op, operand), = raw.items()
+    ((op, operand),) = raw.items()
     if op not in ops:
         raise validation(
             f"body failed validation: {path}.{op} is not a valid filter operator for {subject}. "
@@ -261,7 +279,7 @@ def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -
     ops = ("equals", "does_not_equal", "is_empty", "is_not_empty")
     if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ops:
         raise validation(f"body failed validation: {path} needs one operator of {', '.join(ops)} for property {name}.")
-    (op, operand), = raw.items()
+    ((op, operand),) = raw.items()
     if op in ("is_empty", "is_not_empty"):
         return _emptiness(op, operand, f"{path}.{op}", partial(eq, ""), partial(ne, ""))
     _need(str, operand, f"{path}.{op}", "a string")
@@ -306,7 +324,7 @@ def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
     prop_id = prop.id
     if prop.type == "select":  # Notion orders selects by the schema's option order
         rank = {option.id: index for index, option in enumerate(prop.options)}
-        return lambda c: c.derived(prop_id, "rank", lambda: [rank.get(k) for k in c.column(prop_id)])  # type: ignore[arg-type]
+        return lambda c: c.derived(prop_id, "rank", lambda: [rank.get(k) for k in c.column(prop_id)])
     if prop.type in EMPTY_KEYS and prop.type != "checkbox":  # text: case-insensitive, "" is empty
         return lambda c: c.derived(prop_id, "folded", lambda: [k.casefold() or None for k in c.column(prop_id)])
     return lambda columns: columns.column(prop_id)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .clock import Clock
 from .errors import MISSING, body_validation, not_found, too_long, validation
@@ -50,6 +50,7 @@ HUMAN_USER_ID = str(uuid.uuid5(_USER_NAMESPACE, "human"))
 BLOCK_TYPES = ("paragraph", "heading_1", "heading_2", "heading_3", "bulleted_list_item")
 ARCHIVED_PAGE_MESSAGE = "Can't update a page that is archived. You must unarchive the page before updating."
 STATE_FORMAT = 1
+T = TypeVar("T")
 
 
 def bot_user_id(token: str) -> str:
@@ -138,7 +139,9 @@ class Workspace:
             properties[prop.id] = prop
         titles = [p for p in properties.values() if p.type == "title"]
         if len(titles) > 1:
-            raise validation(f"body failed validation: {path} has {len(titles)} title properties; exactly one is allowed.")
+            raise validation(
+                f"body failed validation: {path} has {len(titles)} title properties; exactly one is allowed."
+            )
         if not titles:
             properties = {"title": PropertySchema("title", "Name", "title"), **properties}
         now = self.clock.minute_ms()
@@ -212,7 +215,9 @@ class Workspace:
         blocks = _parse_blocks(body["children"], "body.children") if body.get("children") is not None else []
         now = self.clock.minute_ms()
         self._seq += 1
-        page = Page(new_id(), ds.id, ds.database_id, self._seq, now, now, actor.id, actor.id, {}, icon=icon, cover=cover)
+        page = Page(
+            new_id(), ds.id, ds.database_id, self._seq, now, now, actor.id, actor.id, {}, icon=icon, cover=cover
+        )
         self._write_values(ds, page, writes, new_options)
         ds.pages[page.id] = page
         self.pages[page.id] = page
@@ -253,7 +258,9 @@ class Workspace:
             if len(db.data_source_ids) != 1:
                 raise validation("Database has multiple data sources; use a data_source_id parent.")
             return self.data_sources[db.data_source_ids[0]]
-        raise validation("body failed validation: body.parent must name a data_source_id or database_id (the sandbox has no standalone pages).")
+        raise validation(
+            "body failed validation: body.parent must name a data_source_id or database_id (the sandbox has no standalone pages)."
+        )
 
     def _write_values(self, ds: DataSource, page: Page, writes: dict[str, Any], new_options: NewOptions) -> None:
         commit_options(new_options)
@@ -273,12 +280,21 @@ class Workspace:
         if after is not None and (not isinstance(after, str) or normalize_id(after) not in children):
             raise body_validation("body.after", "should be the id of a child block", after)
         holder_id = _path_id(raw_id, "block_id")
-        parent = {"type": "page_id", "page_id": holder_id} if holder_id in self.pages else {"type": "block_id", "block_id": holder_id}
+        parent = (
+            {"type": "page_id", "page_id": holder_id}
+            if holder_id in self.pages
+            else {"type": "block_id", "block_id": holder_id}
+        )
         position = children.index(normalize_id(after)) + 1 if after is not None else None  # type: ignore[arg-type]
         return self._add_blocks(actor, children, parent, parsed, position)
 
     def _add_blocks(
-        self, actor: User, children: list[str], parent: dict[str, Any], parsed: list[tuple[str, dict[str, Any]]], position: int | None
+        self,
+        actor: User,
+        children: list[str],
+        parent: dict[str, Any],
+        parsed: list[tuple[str, dict[str, Any]]],
+        position: int | None,
     ) -> list[Block]:
         now = self.clock.minute_ms()
         created = [Block(new_id(), parent, kind, content, now, actor.id) for kind, content in parsed]
@@ -320,11 +336,15 @@ class Workspace:
             "seq": self._seq,
             "databases": [asdict(db) for db in self.databases.values()],
             "data_sources": [
-                {**{k: v for k, v in asdict_shallow(ds).items() if k != "pages"}, "properties": [asdict(p) for p in ds.properties.values()]}
+                {
+                    **{k: v for k, v in asdict_shallow(ds).items() if k != "pages"},
+                    "properties": [asdict(p) for p in ds.properties.values()],
+                }
                 for ds in self.data_sources.values()
             ],
             "pages": [
-                {k: v for k, v in asdict_shallow(page).items() if k not in ("keys", "rendered")} for page in self.pages.values()
+                {k: v for k, v in asdict_shallow(page).items() if k not in ("keys", "rendered")}
+                for page in self.pages.values()
             ],
             "blocks": [asdict(block) for block in self.blocks.values()],
         }
@@ -335,13 +355,17 @@ class Workspace:
         for raw in doc["databases"]:
             self.databases[raw["id"]] = Database(**raw)
         for raw in doc["data_sources"]:
-            props = [PropertySchema(**{**p, "options": [SelectOption(**o) for o in p["options"]]}) for p in raw["properties"]]
+            props = [
+                PropertySchema(**{**p, "options": [SelectOption(**o) for o in p["options"]]}) for p in raw["properties"]
+            ]
             ds = DataSource(**{**raw, "properties": {p.id: p for p in props}})
             self.data_sources[ds.id] = ds
         for raw in sorted(doc["pages"], key=lambda r: r["seq"]):
             page = Page(**raw)
             ds = self.data_sources[page.data_source_id]
-            page.keys = {pid: value_key(ds.properties[pid].type, v) for pid, v in page.values.items() if pid in ds.properties}
+            page.keys = {
+                pid: value_key(ds.properties[pid].type, v) for pid, v in page.values.items() if pid in ds.properties
+            }
             ds.pages[page.id] = page
             self.pages[page.id] = page
         for raw in doc["blocks"]:
@@ -375,11 +399,13 @@ def asdict_shallow(obj: Any) -> dict[str, Any]:
 def _path_id(raw_id: str, param: str) -> str:
     object_id = normalize_id(raw_id)
     if object_id is None:
-        raise validation(f"path failed validation: path.{param} should be a valid uuid, instead was `{json.dumps(raw_id)}`.")
+        raise validation(
+            f"path failed validation: path.{param} should be a valid uuid, instead was `{json.dumps(raw_id)}`."
+        )
     return object_id
 
 
-def _lookup(table: dict[str, Any], raw_id: str, param: str, kind: str) -> Any:
+def _lookup(table: dict[str, T], raw_id: str, param: str, kind: str) -> T:
     if param.startswith("body."):
         object_id = normalize_id(raw_id)
         if object_id is None:
@@ -515,14 +541,21 @@ def _parse_block(item: Any, path: str) -> tuple[str, dict[str, Any]]:
         raise body_validation(path, "should be an object", item)
     kind = item.get("type") or next((k for k in item if k in BLOCK_TYPES), None)
     if kind not in BLOCK_TYPES or not isinstance(item.get(kind), dict):
-        raise validation(f"body failed validation: {path} should be one of the block types the sandbox supports: {', '.join(BLOCK_TYPES)}.")
+        raise validation(
+            f"body failed validation: {path} should be one of the block types the sandbox supports: {', '.join(BLOCK_TYPES)}."
+        )
     content = item[kind]
     if content.get("children"):
-        raise validation(f"body failed validation: {path}.{kind}.children: nested children are not supported by the sandbox.")
+        raise validation(
+            f"body failed validation: {path}.{kind}.children: nested children are not supported by the sandbox."
+        )
     color = content.get("color", "default")
     if color not in ANNOTATION_COLORS:
         raise body_validation(f"{path}.{kind}.color", "should be a color", color)
-    rendered: dict[str, Any] = {"rich_text": parse_rich_text(content.get("rich_text", MISSING), f"{path}.{kind}.rich_text"), "color": color}
+    rendered: dict[str, Any] = {
+        "rich_text": parse_rich_text(content.get("rich_text", MISSING), f"{path}.{kind}.rich_text"),
+        "color": color,
+    }
     if kind == "paragraph":
         rendered["icon"] = None
     elif kind.startswith("heading_"):

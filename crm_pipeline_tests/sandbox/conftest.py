@@ -13,7 +13,14 @@ import pytest
 import pytest_asyncio
 from notion_client import AsyncClient
 
-from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
+from crm_pipeline.sandbox import (
+    DEFAULT_TOKEN,
+    NOTION_VERSION,
+    RunningSandbox,
+    SandboxConfig,
+    SandboxControl,
+    serve_in_thread,
+)
 
 DEALS_SEED = json.loads((Path(__file__).parents[2] / "crm_pipeline/sandbox/deals_seed.json").read_text())
 # One logger for every client: the SDK adds a console handler per client when it makes its own.

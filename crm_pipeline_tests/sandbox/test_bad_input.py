@@ -75,7 +75,9 @@ async def ids(raw: httpx.AsyncClient, control: SandboxControl, sandbox: Any) -> 
     return {"ds": ds, "page": page}
 
 
-@pytest.mark.parametrize(("method", "path", "body", "status", "code", "message"), CASES, ids=[f"{c[0]} {c[5][:40]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code", "message"), CASES, ids=[f"{c[0]} {c[5][:40]}" for c in CASES]
+)
 async def test_bad_input_is_rejected_like_notion(
     raw: httpx.AsyncClient, control: SandboxControl, ids: dict[str, str],
     method: str, path: str, body: Any, status: int, code: str, message: str,
@@ -90,7 +92,12 @@ async def test_bad_input_is_rejected_like_notion(
 
 @pytest.mark.parametrize(
     ("content", "code"),
-    [(b"{", "invalid_json"), (b'{"page_size": NaN}', "invalid_json"), (b"[1, 2]", "validation_error"), (b"\xff", "invalid_json")],
+    [
+        (b"{", "invalid_json"),
+        (b'{"page_size": NaN}', "invalid_json"),
+        (b"[1, 2]", "validation_error"),
+        (b"\xff", "invalid_json"),
+    ],
 )
 async def test_unparseable_bodies(raw: httpx.AsyncClient, ids: dict[str, str], content: bytes, code: str) -> None:
     response = await raw.post(f"/v1/data_sources/{ids['ds']}/query", content=content)
@@ -113,11 +120,13 @@ async def test_missing_version_and_bad_tokens(raw: httpx.AsyncClient, sandbox: A
         assert response.status_code == 401 and response.json()["code"] == "unauthorized"
 
 
-async def test_a_rejected_write_changes_nothing(notion: AsyncClient, ids: dict[str, str], control: SandboxControl) -> None:
+async def test_a_rejected_write_changes_nothing(
+    notion: AsyncClient, ids: dict[str, str], control: SandboxControl
+) -> None:
     control.set_clock(datetime(2030, 1, 1, tzinfo=UTC))  # any change would move last_edited_time
     before = await notion.pages.retrieve(ids["page"])
     body = {"Stage": {"select": {"name": "Brand new option"}}, "Value": {"number": 1}, "Email": {"email": "x" * 201}}
-    with pytest.raises(APIResponseError, match="body.properties.Email.email.length"):
+    with pytest.raises(APIResponseError, match=r"body\.properties\.Email\.email\.length"):
         await notion.pages.update(ids["page"], properties=body)
     assert await notion.pages.retrieve(ids["page"]) == before
     source = await notion.data_sources.retrieve(ids["ds"])

@@ -75,7 +75,9 @@ async def test_page_shapes_for_create_retrieve_update_and_query(notion: AsyncCli
             validate("PagePropertyValueWithIdResponse", value)
 
 
-async def test_capped_query_response_validates(notion: AsyncClient, deals: dict[str, Any], control: SandboxControl) -> None:
+async def test_capped_query_response_validates(
+    notion: AsyncClient, deals: dict[str, Any], control: SandboxControl
+) -> None:
     control.configure(result_cap=2)
     result = await notion.data_sources.query(DEALS_DS, page_size=5)
     validate("QueryDataSourceResponse", result)
@@ -86,7 +88,10 @@ async def test_block_children_shapes(notion: AsyncClient, deals: dict[str, Any])
     page = (await notion.data_sources.query(DEALS_DS))["results"][0]
     appended = await notion.blocks.children.append(page["id"], **example("append_block_children_body"))
     validate("AppendBlockChildrenResponse", appended)
-    headings = [{"heading_2": {"rich_text": [{"text": {"content": "Notes"}}]}}, {"bulleted_list_item": {"rich_text": []}}]
+    headings = [
+        {"heading_2": {"rich_text": [{"text": {"content": "Notes"}}]}},
+        {"bulleted_list_item": {"rich_text": []}},
+    ]
     validate("AppendBlockChildrenResponse", await notion.blocks.children.append(page["id"], children=headings))
     listed = await notion.blocks.children.list(page["id"])
     validate("ListBlockChildrenResponse", listed)

@@ -20,13 +20,21 @@ FAST_RETRY = RetryOptions(max_retries=2, initial_retry_delay_ms=20, max_retry_de
 def create_body(ds_id: str, name: str) -> dict[str, Any]:
     return {
         "parent": {"data_source_id": ds_id},
-        "properties": {"Deal Name": {"title": [{"text": {"content": name}}]}, "Sync Key": {"rich_text": [{"text": {"content": name}}]}},
+        "properties": {
+            "Deal Name": {"title": [{"text": {"content": name}}]},
+            "Sync Key": {"rich_text": [{"text": {"content": name}}]},
+        },
     }
 
 
 @pytest.mark.parametrize(
     ("kind", "code"),
-    [("500", "internal_server_error"), ("503", "service_unavailable"), ("504", "gateway_timeout"), ("409", "conflict_error")],
+    [
+        ("500", "internal_server_error"),
+        ("503", "service_unavailable"),
+        ("504", "gateway_timeout"),
+        ("409", "conflict_error"),
+    ],
 )
 async def test_json_faults_reach_the_sdk_with_their_codes(
     notion: AsyncClient, control: SandboxControl, deals: dict[str, Any], kind: str, code: str
@@ -38,7 +46,9 @@ async def test_json_faults_reach_the_sdk_with_their_codes(
     assert len((await notion.data_sources.query(deals["data_source_id"]))["results"]) == 3  # only the next one failed
 
 
-async def test_502_is_an_html_gateway_page_and_529_is_unknown_to_the_sdk(notion: AsyncClient, control: SandboxControl) -> None:
+async def test_502_is_an_html_gateway_page_and_529_is_unknown_to_the_sdk(
+    notion: AsyncClient, control: SandboxControl
+) -> None:
     control.add_fault("502", path="/v1/users/me")
     control.add_fault("529", path="/v1/users/me")
     with pytest.raises(UnknownHTTPResponseError) as gateway:
@@ -49,14 +59,18 @@ async def test_502_is_an_html_gateway_page_and_529_is_unknown_to_the_sdk(notion:
     assert overload.value.status == 529 and '"service_overload"' in overload.value.body
 
 
-async def test_fault_count_method_and_path_matching(notion: AsyncClient, control: SandboxControl, deals: dict[str, Any]) -> None:
+async def test_fault_count_method_and_path_matching(
+    notion: AsyncClient, control: SandboxControl, deals: dict[str, Any]
+) -> None:
     control.add_fault("500", method="PATCH", path="/v1/pages/*", count=2)
     page = (await notion.data_sources.query(deals["data_source_id"], page_size=1))["results"][0]
     assert (await notion.pages.retrieve(page["id"]))["id"] == page["id"]  # GET is not matched
     for _ in range(2):
         with pytest.raises(APIResponseError):
             await notion.pages.update(page["id"], properties={"Value": {"number": 1}})
-    assert (await notion.pages.update(page["id"], properties={"Value": {"number": 1}}))["properties"]["Value"]["number"] == 1
+    assert (await notion.pages.update(page["id"], properties={"Value": {"number": 1}}))["properties"]["Value"][
+        "number"
+    ] == 1
     assert control.faults() == []
 
 
@@ -74,7 +88,9 @@ async def test_sdk_retries_500_for_get_but_not_for_post(
     assert routes["POST /v1/data_sources/{data_source_id}/query"] == {"503": 1}
 
 
-async def test_hang_outlasts_the_client_timeout(make_notion: Callable[..., AsyncClient], control: SandboxControl) -> None:
+async def test_hang_outlasts_the_client_timeout(
+    make_notion: Callable[..., AsyncClient], control: SandboxControl
+) -> None:
     notion = make_notion(timeout_ms=200)
     control.add_fault("hang", path="/v1/users/me", hang_seconds=0.6)
     started = time.monotonic()

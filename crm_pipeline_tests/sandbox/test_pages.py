@@ -37,7 +37,9 @@ async def test_times_round_down_and_edits_in_one_minute_share_a_timestamp(
     assert edited["created_time"] == "2026-11-28T09:15:00.000Z"
 
 
-async def test_last_edited_by_is_the_editor(notion: AsyncClient, deals: dict[str, Any], control: SandboxControl) -> None:
+async def test_last_edited_by_is_the_editor(
+    notion: AsyncClient, deals: dict[str, Any], control: SandboxControl
+) -> None:
     me = await notion.users.me()
     human = next(user for user in control.users() if user["type"] == "person")
     page = control.human_create_page({"parent": {"data_source_id": deals["data_source_id"]}, "properties": {}})
@@ -71,7 +73,9 @@ async def test_select_options_are_created_on_write(notion: AsyncClient, deals: d
     source = await notion.data_sources.retrieve(deals["data_source_id"])
     options = source["properties"]["Source"]["select"]["options"]
     assert [o["id"] for o in options if o["name"] == "Webinar"] == [option["id"]]
-    again = await notion.pages.create(parent={"data_source_id": deals["data_source_id"]}, properties={"Source": {"select": {"id": option["id"]}}})
+    again = await notion.pages.create(
+        parent={"data_source_id": deals["data_source_id"]}, properties={"Source": {"select": {"id": option["id"]}}}
+    )
     assert again["properties"]["Source"]["select"] == option
 
 
@@ -83,7 +87,9 @@ async def test_trashed_page_rejects_edits_until_restored(notion: AsyncClient, de
         await notion.pages.update(page["id"], properties={"Value": {"number": 1}})
     assert caught.value.status == 400 and caught.value.code == "validation_error"
     assert "archived" in str(caught.value)
-    assert (await notion.pages.retrieve(page["id"]))["properties"]["Value"]["number"] == page["properties"]["Value"]["number"]
+    assert (await notion.pages.retrieve(page["id"]))["properties"]["Value"]["number"] == page["properties"]["Value"][
+        "number"
+    ]
     restored = await notion.pages.update(page["id"], in_trash=False, properties={"Value": {"number": 2}})
     assert restored["in_trash"] is False and restored["properties"]["Value"]["number"] == 2
 
@@ -92,7 +98,9 @@ async def test_property_ids_survive_renames_and_work_in_writes(notion: AsyncClie
     ds_id = deals["data_source_id"]
     before = await notion.data_sources.retrieve(ds_id)
     value_id = before["properties"]["Value"]["id"]
-    after = await notion.data_sources.update(ds_id, properties={"Value": {"name": "Amount"}, "Sync Key": None, "Owner": {"email": {}}})
+    after = await notion.data_sources.update(
+        ds_id, properties={"Value": {"name": "Amount"}, "Sync Key": None, "Owner": {"email": {}}}
+    )
     assert after["properties"]["Amount"]["id"] == value_id
     assert "Sync Key" not in after["properties"] and after["properties"]["Owner"]["type"] == "email"
     page = await first_page(notion, ds_id)
@@ -117,7 +125,9 @@ async def test_ids_without_dashes_and_unknown_ids(notion: AsyncClient, deals: di
 async def test_block_children_paginate(notion: AsyncClient, deals: dict[str, Any]) -> None:
     page = await first_page(notion, deals["data_source_id"])
     for batch in range(3):
-        await notion.blocks.children.append(page["id"], children=[{"paragraph": text(f"{batch}-{i}")} for i in range(50)])
+        await notion.blocks.children.append(
+            page["id"], children=[{"paragraph": text(f"{batch}-{i}")} for i in range(50)]
+        )
     first = await notion.blocks.children.list(page["id"], page_size=100)
     second = await notion.blocks.children.list(page["id"], page_size=100, start_cursor=first["next_cursor"])
     contents = [b["paragraph"]["rich_text"][0]["plain_text"] for b in first["results"] + second["results"]]
@@ -130,7 +140,12 @@ async def test_state_file_survives_a_restart(tmp_path: Path) -> None:
     config = SandboxConfig(rate_limit=0, state_file=state)
     with serve_in_thread(config) as running, SandboxControl(running.base_url) as control:
         ds_id = control.seed(DEALS_SEED)[0]["data_source_id"]
-        page = control.human_create_page({"parent": {"data_source_id": ds_id}, "properties": {"Deal Name": {"title": [{"text": {"content": "Kept"}}]}}})
+        page = control.human_create_page(
+            {
+                "parent": {"data_source_id": ds_id},
+                "properties": {"Deal Name": {"title": [{"text": {"content": "Kept"}}]}},
+            }
+        )
         control.human_update_page(page["id"], {"in_trash": True})
     assert state.exists() and not state.with_name("sandbox.json.tmp").exists()
     with serve_in_thread(config) as running:

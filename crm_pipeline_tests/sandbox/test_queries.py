@@ -76,7 +76,9 @@ async def names(notion: AsyncClient, ds_id: str, **query: Any) -> list[str]:
 
 
 @pytest.mark.parametrize(("query_filter", "expected"), FILTERS, ids=[str(i) for i in range(len(FILTERS))])
-async def test_filter_operators(notion: AsyncClient, ds_id: str, query_filter: dict[str, Any], expected: set[str]) -> None:
+async def test_filter_operators(
+    notion: AsyncClient, ds_id: str, query_filter: dict[str, Any], expected: set[str]
+) -> None:
     assert set(await names(notion, ds_id, filter=query_filter)) == expected
 
 
@@ -89,7 +91,9 @@ async def test_checkbox_filters_and_filters_by_property_id(notion: AsyncClient, 
     assert len(await names(notion, ds_id, filter={"property": "Hot", "checkbox": {"does_not_equal": True}})) == 3
 
 
-async def test_timestamp_filters_use_minute_rounded_times(notion: AsyncClient, ds_id: str, control: SandboxControl) -> None:
+async def test_timestamp_filters_use_minute_rounded_times(
+    notion: AsyncClient, ds_id: str, control: SandboxControl
+) -> None:
     control.set_clock(datetime(2026, 11, 28, 10, 0, 59, tzinfo=UTC))
     page = (await notion.data_sources.query(ds_id))["results"][0]
     edited = await notion.pages.update(page["id"], properties={"Value": {"number": 1}})
@@ -98,12 +102,16 @@ async def test_timestamp_filters_use_minute_rounded_times(notion: AsyncClient, d
     assert await names(notion, ds_id, filter=since) == ["Acme renewal"]
     after = {"timestamp": "last_edited_time", "last_edited_time": {"after": "2026-11-28T10:00:30Z"}}
     assert await names(notion, ds_id, filter=after) == []  # stored at 10:00:00, not 10:00:59
-    new = await notion.pages.create(parent={"data_source_id": ds_id}, properties={"Deal Name": {"title": [{"text": {"content": "New"}}]}})
+    new = await notion.pages.create(
+        parent={"data_source_id": ds_id}, properties={"Deal Name": {"title": [{"text": {"content": "New"}}]}}
+    )
     created = {"timestamp": "created_time", "created_time": {"equals": "2026-11-28T10:00:00Z"}}
     assert await names(notion, ds_id, filter=created) == ["New"] and new["created_time"] == "2026-11-28T10:00:00.000Z"
 
 
-async def test_sorts_by_property_timestamp_and_select_option_order(notion: AsyncClient, ds_id: str, control: SandboxControl) -> None:
+async def test_sorts_by_property_timestamp_and_select_option_order(
+    notion: AsyncClient, ds_id: str, control: SandboxControl
+) -> None:
     by_value = await names(notion, ds_id, sorts=[{"property": "Value", "direction": "descending"}])
     assert by_value == ["Initech", "Globex pilot", "Acme renewal", "acme subsidiary"]  # empty last
     by_stage = await names(notion, ds_id, sorts=[{"property": "Stage", "direction": "ascending"}])
@@ -112,10 +120,19 @@ async def test_sorts_by_property_timestamp_and_select_option_order(notion: Async
     pages = (await notion.data_sources.query(ds_id))["results"]
     await notion.pages.update(pages[1]["id"], properties={"Value": {"number": 7}})
     latest_first = await names(
-        notion, ds_id, sorts=[{"timestamp": "last_edited_time", "direction": "descending"}, {"property": "Deal Name", "direction": "ascending"}]
+        notion,
+        ds_id,
+        sorts=[
+            {"timestamp": "last_edited_time", "direction": "descending"},
+            {"property": "Deal Name", "direction": "ascending"},
+        ],
     )
     assert latest_first[0] == "Globex pilot"
-    assert latest_first[1:] == ["Acme renewal", "acme subsidiary", "Initech"]  # ties broken by the name, case-insensitive
+    assert latest_first[1:] == [
+        "Acme renewal",
+        "acme subsidiary",
+        "Initech",
+    ]  # ties broken by the name, case-insensitive
 
 
 async def test_pagination_across_250_pages(notion: AsyncClient, control: SandboxControl, sandbox: Any) -> None:
@@ -129,7 +146,9 @@ async def test_pagination_across_250_pages(notion: AsyncClient, control: Sandbox
     assert requests == 1 + 3
 
 
-async def test_cursor_survives_an_edit_that_moves_rows(notion: AsyncClient, control: SandboxControl, sandbox: Any) -> None:
+async def test_cursor_survives_an_edit_that_moves_rows(
+    notion: AsyncClient, control: SandboxControl, sandbox: Any
+) -> None:
     ds_id = control.seed(rows(*({"Deal Name": f"Deal {i}", "Value": i} for i in range(10))))[0]["data_source_id"]
     first = await notion.data_sources.query(ds_id, page_size=5)
     await notion.pages.update(first["results"][0]["id"], properties={"Value": {"number": 99}})  # invalidates the result
@@ -158,7 +177,9 @@ async def test_result_cap_ends_the_query_incomplete(notion: AsyncClient, control
     assert "request_status" not in await notion.data_sources.query(ds_id, page_size=100)
 
 
-async def test_trashed_pages_are_only_in_in_trash_queries(notion: AsyncClient, ds_id: str, control: SandboxControl) -> None:
+async def test_trashed_pages_are_only_in_in_trash_queries(
+    notion: AsyncClient, ds_id: str, control: SandboxControl
+) -> None:
     pages = (await notion.data_sources.query(ds_id))["results"]
     await notion.pages.update(pages[0]["id"], in_trash=True)
     await notion.pages.update(pages[1]["id"], archived=True)
