@@ -19,8 +19,8 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
@@ -46,8 +46,19 @@ SCHEMA = {
 }
 
 
-def figure(name: str, value: float | int, unit: str, goal: str | int | None) -> None:
-    print(json.dumps({"bench": "notion_adapter", "figure": name, "value": value, "unit": unit, "goal": goal}), flush=True)
+def figure(name: str, value: float, unit: str, goal: str | int | None) -> None:
+    print(
+        json.dumps(
+            {
+                "bench": "notion_adapter",
+                "figure": name,
+                "value": value,
+                "unit": unit,
+                "goal": goal,
+            }
+        ),
+        flush=True,
+    )
 
 
 def free_port() -> int:
@@ -60,8 +71,16 @@ def free_port() -> int:
 def sandbox_process(burst: int) -> Iterator[str]:
     """A sandbox server in its own process, stopped on exit."""
     port = free_port()
-    command = [str(Path(sys.executable).with_name("crm-pipeline")), "sandbox", "--port", str(port),
-               "--rate-limit", str(RATE), "--burst", str(burst)]
+    command = [
+        str(Path(sys.executable).with_name("crm-pipeline")),
+        "sandbox",
+        "--port",
+        str(port),
+        "--rate-limit",
+        str(RATE),
+        "--burst",
+        str(burst),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     base_url = f"http://127.0.0.1:{port}"
     try:
@@ -81,16 +100,30 @@ def sandbox_process(burst: int) -> Iterator[str]:
 
 
 async def run(base_url: str, control: SandboxControl, updates: int) -> None:
-    keys = [str(uuid4()) for _ in range(updates)]
-    pages = [{"Deal Name": f"deal {i}", "Stage": "Lead", "Sync Key": key} for i, key in enumerate(keys)]
-    [deals] = control.seed({"databases": [{"title": "Deals", "properties": SCHEMA, "pages": pages}]})
+    keys = [uuid4() for _ in range(updates)]
+    pages = [
+        {"Deal Name": f"deal {i}", "Stage": "Lead", "Sync Key": str(key)}
+        for i, key in enumerate(keys)
+    ]
+    [deals] = control.seed(
+        {"databases": [{"title": "Deals", "properties": SCHEMA, "pages": pages}]}
+    )
     adapter = NotionAdapter(
-        DEFAULT_TOKEN, deals["database_id"], base_url=base_url, rate_limit=RateLimit(requests_per_second=RATE)
+        DEFAULT_TOKEN,
+        deals["database_id"],
+        base_url=base_url,
+        rate_limit=RateLimit(requests_per_second=RATE),
     )
     try:
-        assert len(await adapter.list_opportunities(OpportunityFilter(limit=10_000))) == updates  # warm-up
+        assert (
+            len(await adapter.list_opportunities(OpportunityFilter(limit=10_000)))
+            == updates
+        )  # warm-up
         control.reset_stats()
-        records = [OpportunityCreate(id=key, name=f"deal {i} v2", deal_stage="Qualified") for i, key in enumerate(keys)]
+        records = [
+            OpportunityCreate(id=key, name=f"deal {i} v2", deal_stage="Qualified")
+            for i, key in enumerate(keys)
+        ]
         started = time.monotonic()
         outcomes = await adapter.upsert_opportunities(records)
         elapsed = time.monotonic() - started
@@ -101,7 +134,12 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
     figure("elapsed", round(elapsed, 2), "s", None)
     figure("elapsed_over_budget", round(elapsed / budget, 3), "ratio", "<= 1.05")
     figure("failed_writes", sum(not o.ok for o in outcomes), "count", 0)
-    figure("updates_applied", sum(o.action == "updated" for o in outcomes), "count", updates)
+    figure(
+        "updates_applied",
+        sum(o.action == "updated" for o in outcomes),
+        "count",
+        updates,
+    )
     figure("rate_limited_responses", stats["by_status"].get("429", 0), "count", 0)
     figure("requests_sent", stats["total"], "count", updates)
 
@@ -109,7 +147,9 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300)
-    parser.add_argument("--burst", type=int, default=10, help="the sandbox's burst allowance")
+    parser.add_argument(
+        "--burst", type=int, default=10, help="the sandbox's burst allowance"
+    )
     args = parser.parse_args()
     with sandbox_process(args.burst) as base_url, SandboxControl(base_url) as control:
         figure("sandbox_burst", args.burst, "requests", None)

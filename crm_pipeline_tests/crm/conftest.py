@@ -16,7 +16,9 @@ from crm_pipeline.sandbox.config import DEFAULT_TOKEN, SandboxConfig
 from crm_pipeline.sandbox.control_client import SandboxControl
 from crm_pipeline.sandbox.server import RunningSandbox, serve_in_thread
 
-FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0)
+FAST_RETRY = RetryPolicy(
+    max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0
+)
 UNPACED = RateLimit(requests_per_second=1000.0, burst=50, max_in_flight=8)
 
 STAGES = ["Lead", "Qualified", "Negotiation", "Closed Won", "Closed Lost"]
@@ -63,7 +65,11 @@ class Workspace:
             "rate_limit": UNPACED,
             "http_client": httpx.AsyncClient(event_hooks={"request": [self._capture]}),
         }
-        return NotionAdapter(overrides.pop("token", DEFAULT_TOKEN), self.database_id, **{**settings, **overrides})
+        return NotionAdapter(
+            overrides.pop("token", DEFAULT_TOKEN),
+            self.database_id,
+            **{**settings, **overrides},
+        )
 
     async def _capture(self, request: httpx.Request) -> None:
         body = json.loads(request.content) if request.content else None
@@ -98,7 +104,11 @@ def workspace(sandbox: RunningSandbox, control: SandboxControl) -> Workspace:
         }
     )
     return Workspace(
-        sandbox.base_url, control, deals["database_id"], deals["data_source_id"], contacts["data_source_id"]
+        sandbox.base_url,
+        control,
+        deals["database_id"],
+        deals["data_source_id"],
+        contacts["data_source_id"],
     )
 
 

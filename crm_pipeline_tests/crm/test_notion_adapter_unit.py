@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import httpx
 import pytest
+from notion_client.errors import UnknownHTTPResponseError
 
 from crm_pipeline.crm import NotionAdapter
 from crm_pipeline.crm.notion import DataSourceConfigError, RateLimit, RetryPolicy
@@ -21,12 +22,27 @@ TOKEN = "ntn_secret_token_value_123"
 DB, DS, DS2, BOT = "db-1", "ds-1", "ds-2", "bot-user"
 SCHEMA = {
     "Deal Name": {"id": "title", "name": "Deal Name", "type": "title", "title": {}},
-    "Stage": {"id": "st", "name": "Stage", "type": "select", "select": {"options": [{"name": "Lead"}]}},
+    "Stage": {
+        "id": "st",
+        "name": "Stage",
+        "type": "select",
+        "select": {"options": [{"name": "Lead"}]},
+    },
     "Value": {"id": "va", "name": "Value", "type": "number", "number": {}},
     "Close Date": {"id": "cd", "name": "Close Date", "type": "date", "date": {}},
-    "Product": {"id": "pr", "name": "Product", "type": "select", "select": {"options": []}},
+    "Product": {
+        "id": "pr",
+        "name": "Product",
+        "type": "select",
+        "select": {"options": []},
+    },
     "Probability": {"id": "pb", "name": "Probability", "type": "number", "number": {}},
-    "Source": {"id": "so", "name": "Source", "type": "select", "select": {"options": []}},
+    "Source": {
+        "id": "so",
+        "name": "Source",
+        "type": "select",
+        "select": {"options": []},
+    },
     "Contact": {"id": "co", "name": "Contact", "type": "rich_text", "rich_text": {}},
     "Email": {"id": "em", "name": "Email", "type": "email", "email": {}},
     "Sync Key": {"id": "sk", "name": "Sync Key", "type": "rich_text", "rich_text": {}},
@@ -47,9 +63,21 @@ class FakeNotion:
         self.requests.append(request)
         path = request.url.path
         if path == f"/v1/databases/{DB}":
-            return _json({"object": "database", "id": DB, "data_sources": [{"id": d, "name": d} for d in self.data_sources]})
+            return _json(
+                {
+                    "object": "database",
+                    "id": DB,
+                    "data_sources": [{"id": d, "name": d} for d in self.data_sources],
+                }
+            )
         if path.startswith("/v1/data_sources/") and request.method == "GET":
-            return _json({"object": "data_source", "id": path.rsplit("/", 1)[-1], "properties": SCHEMA})
+            return _json(
+                {
+                    "object": "data_source",
+                    "id": path.rsplit("/", 1)[-1],
+                    "properties": SCHEMA,
+                }
+            )
         if path == "/v1/users/me":
             return _json({"object": "user", "id": BOT, "type": "bot"})
         while self.script:
@@ -58,10 +86,16 @@ class FakeNotion:
                 return response
         if path == "/v1/pages":
             return _json(_page(str(uuid4())))
-        return _json({"object": "list", "results": [], "next_cursor": None, "has_more": False})
+        return _json(
+            {"object": "list", "results": [], "next_cursor": None, "has_more": False}
+        )
 
     def sent(self, method: str, path_end: str) -> list[httpx.Request]:
-        return [r for r in self.requests if r.method == method and r.url.path.endswith(path_end)]
+        return [
+            r
+            for r in self.requests
+            if r.method == method and r.url.path.endswith(path_end)
+        ]
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -69,31 +103,54 @@ class FakeNotion:
     def adapter(self, **overrides: Any) -> NotionAdapter:
         settings: dict[str, Any] = {
             "base_url": "http://notion.test",
-            "retry": RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.02, sleep=self.sleep),
+            "retry": RetryPolicy(
+                max_attempts=4, initial_wait=0.01, max_wait=0.02, sleep=self.sleep
+            ),
             "rate_limit": RateLimit(requests_per_second=1000, burst=100),
-            "http_client": httpx.AsyncClient(transport=httpx.MockTransport(self.handle)),
+            "http_client": httpx.AsyncClient(
+                transport=httpx.MockTransport(self.handle)
+            ),
         }
         return NotionAdapter(TOKEN, DB, **{**settings, **overrides})
 
 
-def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return httpx.Response(status, json=body, headers=headers)
 
 
 def _error(status: int, code: str, headers: dict[str, str] | None = None) -> Handler:
-    body = {"object": "error", "status": status, "code": code, "message": f"{code} happened"}
+    body = {
+        "object": "error",
+        "status": status,
+        "code": code,
+        "message": f"{code} happened",
+    }
     return lambda request: _json(body, status, headers)
 
 
 def _page(key: str) -> dict[str, Any]:
     return {
-        "object": "page", "id": f"page-{key[:8]}", "created_time": "2026-11-02T12:00:00.000Z",
-        "last_edited_time": "2026-11-02T12:00:00.000Z", "last_edited_by": {"object": "user", "id": BOT},
-        "in_trash": False, "parent": {"type": "data_source_id", "data_source_id": DS},
+        "object": "page",
+        "id": f"page-{key[:8]}",
+        "created_time": "2026-11-02T12:00:00.000Z",
+        "last_edited_time": "2026-11-02T12:00:00.000Z",
+        "last_edited_by": {"object": "user", "id": BOT},
+        "in_trash": False,
+        "parent": {"type": "data_source_id", "data_source_id": DS},
         "properties": {
-            "Deal Name": {"id": "title", "type": "title", "title": [{"plain_text": "Acme"}]},
+            "Deal Name": {
+                "id": "title",
+                "type": "title",
+                "title": [{"plain_text": "Acme"}],
+            },
             "Stage": {"id": "st", "type": "select", "select": {"name": "Lead"}},
-            "Sync Key": {"id": "sk", "type": "rich_text", "rich_text": [{"plain_text": key}]},
+            "Sync Key": {
+                "id": "sk",
+                "type": "rich_text",
+                "rich_text": [{"plain_text": key}],
+            },
         },
     }
 
@@ -102,9 +159,18 @@ def _page(key: str) -> dict[str, Any]:
 
 
 async def test_notion_adapter_init() -> None:
-    adapter = NotionAdapter(TOKEN, DB, data_source_id=DS, base_url="http://notion.test", tenant_id="t1")
-    assert adapter.database_id == DB and adapter.data_source_id == DS and adapter.tenant_id == "t1"
-    assert adapter.capabilities.bulk_writes and not adapter.capabilities.old_values_in_changes
+    adapter = NotionAdapter(
+        TOKEN, DB, data_source_id=DS, base_url="http://notion.test", tenant_id="t1"
+    )
+    assert (
+        adapter.database_id == DB
+        and adapter.data_source_id == DS
+        and adapter.tenant_id == "t1"
+    )
+    assert (
+        adapter.capabilities.bulk_writes
+        and not adapter.capabilities.old_values_in_changes
+    )
     assert adapter.capabilities.timestamp_resolution_seconds == 60
     assert adapter._client is None  # nothing is built or sent before the first call
     assert TOKEN not in repr(adapter) and DB in repr(adapter)
@@ -145,7 +211,10 @@ async def test_a_chosen_data_source_must_belong_to_the_database() -> None:
 
 async def test_a_query_503_is_retried_by_tenacity_alone() -> None:
     fake = FakeNotion()
-    fake.script = [_error(503, "service_unavailable"), _error(503, "service_unavailable")]
+    fake.script = [
+        _error(503, "service_unavailable"),
+        _error(503, "service_unavailable"),
+    ]
     adapter = fake.adapter()
     await adapter.list_opportunities(OpportunityFilter())
     assert len(fake.sent("POST", "/query")) == 3
@@ -160,12 +229,18 @@ async def test_attempts_stop_at_the_policy_and_do_not_multiply() -> None:
     with pytest.raises(Exception) as raised:
         await adapter.list_opportunities(OpportunityFilter())
     assert getattr(raised.value, "status", None) == 500
-    assert len(fake.sent("POST", "/query")) == 4  # max_attempts, not 4 × (SDK retries + 1)
+    assert (
+        len(fake.sent("POST", "/query")) == 4
+    )  # max_attempts, not 4 × (SDK retries + 1)
     await adapter.aclose()
 
 
-@pytest.mark.parametrize("status,code", [(429, "rate_limited"), (529, "service_overload")])
-async def test_rate_limits_honour_retry_after_beyond_a_minute(status: int, code: str) -> None:
+@pytest.mark.parametrize(
+    "status,code", [(429, "rate_limited"), (529, "service_overload")]
+)
+async def test_rate_limits_honour_retry_after_beyond_a_minute(
+    status: int, code: str
+) -> None:
     fake = FakeNotion()
     fake.script = [_error(status, code, {"Retry-After": "120"})]
     adapter = fake.adapter()
@@ -184,7 +259,10 @@ async def test_a_retry_after_beyond_the_ceiling_surfaces() -> None:
     await adapter.aclose()
 
 
-@pytest.mark.parametrize("status,code", [(400, "validation_error"), (401, "unauthorized"), (403, "restricted_resource")])
+@pytest.mark.parametrize(
+    "status,code",
+    [(400, "validation_error"), (401, "unauthorized"), (403, "restricted_resource")],
+)
 async def test_client_errors_are_never_retried(status: int, code: str) -> None:
     fake = FakeNotion()
     fake.script = [_error(status, code)]
@@ -210,22 +288,35 @@ async def test_a_create_that_timed_out_is_looked_up_before_being_sent_again() ->
     def found(request: httpx.Request) -> httpx.Response | None:
         body = json.loads(request.content)
         assert body["filter"] == {"property": "sk", "rich_text": {"equals": key}}
-        return _json({"object": "list", "results": [_page(key)], "next_cursor": None, "has_more": False})
+        return _json(
+            {
+                "object": "list",
+                "results": [_page(key)],
+                "next_cursor": None,
+                "has_more": False,
+            }
+        )
 
     fake.script = [applied_then_timed_out, found]
     adapter = fake.adapter()
-    page_id = await adapter.create_opportunity(OpportunityCreate(id=key, name="Acme", deal_stage="Lead"))
+    page_id = await adapter.create_opportunity(
+        OpportunityCreate(id=key, name="Acme", deal_stage="Lead")
+    )
     assert page_id == _page(key)["id"]
     assert len(fake.sent("POST", "/v1/pages")) == 1
     await adapter.aclose()
 
 
-async def test_a_create_without_a_sync_key_is_not_resent_after_an_uncertain_failure() -> None:
+async def test_a_create_without_a_sync_key_is_not_resent_after_an_uncertain_failure() -> (
+    None
+):
     fake = FakeNotion()
     fake.script = [_error(502, "bad_gateway")]
     adapter = fake.adapter()
-    with pytest.raises(Exception):
-        await adapter.create_opportunity(OpportunityCreate(name="Acme", deal_stage="Lead"))
+    with pytest.raises(UnknownHTTPResponseError):
+        await adapter.create_opportunity(
+            OpportunityCreate(name="Acme", deal_stage="Lead")
+        )
     assert len(fake.sent("POST", "/v1/pages")) == 1
     await adapter.aclose()
 
@@ -234,7 +325,9 @@ async def test_a_create_refused_with_429_is_resent_without_a_lookup() -> None:
     fake = FakeNotion()
     fake.script = [_error(429, "rate_limited", {"Retry-After": "1"})]
     adapter = fake.adapter()
-    await adapter.create_opportunity(OpportunityCreate(id=uuid4(), name="Acme", deal_stage="Lead"))
+    await adapter.create_opportunity(
+        OpportunityCreate(id=uuid4(), name="Acme", deal_stage="Lead")
+    )
     assert len(fake.sent("POST", "/v1/pages")) == 2 and not fake.sent("POST", "/query")
     await adapter.aclose()
 
@@ -242,14 +335,24 @@ async def test_a_create_refused_with_429_is_resent_without_a_lookup() -> None:
 # --- the token stays secret -----------------------------------------------------------------------
 
 
-async def test_the_token_never_reaches_logs_reprs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
+async def test_the_token_never_reaches_logs_reprs_or_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     fake = FakeNotion()
     fake.script = [_error(503, "service_unavailable"), _error(400, "validation_error")]
     adapter = fake.adapter()
     caplog.set_level(logging.DEBUG)
     with pytest.raises(Exception) as raised:
         await adapter.list_opportunities(OpportunityFilter())
-    texts = [caplog.text, repr(adapter), str(raised.value), repr(raised.value), repr(adapter._caller)]
+    texts = [
+        caplog.text,
+        repr(adapter),
+        str(raised.value),
+        repr(raised.value),
+        repr(adapter._caller),
+    ]
     assert all(TOKEN not in text for text in texts)
-    assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"  # it is sent, only to Notion
+    assert (
+        fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+    )  # it is sent, only to Notion
     await adapter.aclose()
