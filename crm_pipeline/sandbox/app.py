@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,13 +17,29 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .config import SandboxConfig
-from .control import GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats, fault_error, parse_fault
+from .control import (
+    GATEWAY_HTML,
+    FaultScript,
+    Latency,
+    RateLimiter,
+    Stats,
+    fault_error,
+    parse_fault,
+)
 from .errors import NotionError, invalid_url, validation
 from .model import User
-from .render import block_json, data_source_json, database_json, list_json, page_json, page_text
+from .render import (
+    block_json,
+    data_source_json,
+    database_json,
+    list_json,
+    page_json,
+    page_text,
+)
 from .state import Workspace
 
 MAX_BODY_BYTES = 500 * 1024
+logger = logging.getLogger(__name__)
 WRITE_METHODS = ("POST", "PATCH", "PUT")
 
 
@@ -88,6 +105,9 @@ class Sandbox:
             response = await self._pipeline(request, handler)
         except NotionError as error:
             response = error_response(error)
+        except Exception:  # a sandbox bug: still answer in Notion's shape, and say so in the log
+            logger.exception("unexpected error serving %s", route)
+            response = error_response(NotionError(500, "internal_server_error", "Unexpected error occurred."))
         self.stats.record(route, response.status_code)
         return response
 
@@ -329,6 +349,8 @@ def _control_routes(sandbox: Sandbox) -> list[Route]:
                 return json_response(handler(request, body))
             except NotionError as error:
                 return error_response(error)
+            except (TypeError, ValueError, KeyError) as error:
+                return error_response(validation(f"Bad control request: {error}"))
 
         return serve
 

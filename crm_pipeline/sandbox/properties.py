@@ -7,6 +7,7 @@ number, option id, epoch ms, bool) that filters and sorts read without any parsi
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -45,6 +46,10 @@ EMPTY_KEYS: dict[str, Any] = {
 # Select options created by a write, keyed by (property id, option name). They are added to the
 # schema only once the whole request has validated, so a rejected write changes nothing.
 NewOptions = dict[tuple[str, str], tuple[PropertySchema, SelectOption]]
+
+
+def is_color(value: Any, palette: frozenset[str] | tuple[str, ...]) -> bool:
+    return isinstance(value, str) and value in palette
 
 
 # --- rich text -----------------------------------------------------------------------------------
@@ -100,7 +105,7 @@ def _parse_annotations(raw: Any, path: str) -> dict[str, Any]:
     for key, value in raw.items():
         if key not in ANNOTATION_DEFAULTS:
             raise body_validation(f"{path}.{key}", "should be not present", value)
-        valid = value in ANNOTATION_COLORS if key == "color" else isinstance(value, bool)
+        valid = is_color(value, ANNOTATION_COLORS) if key == "color" else isinstance(value, bool)
         if not valid:
             raise body_validation(
                 f"{path}.{key}", "should be a boolean" if key != "color" else "should be a color", value
@@ -155,7 +160,9 @@ def _parse_text_value(prop: PropertySchema, value: Any, path: str, _: NewOptions
 
 
 def _parse_number(prop: PropertySchema, value: Any, path: str, _: NewOptions) -> Any:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
         raise body_validation(path, "should be a number or `null`", value)
     return value
 
@@ -211,7 +218,7 @@ def _parse_select(prop: PropertySchema, value: Any, path: str, new_options: NewO
     pending = new_options.get((prop.id, name))
     if pending is None:
         color = value.get("color") or COLORS[1 + (len(prop.options) + len(new_options)) % (len(COLORS) - 1)]
-        if color not in COLORS:
+        if not is_color(color, COLORS):
             raise body_validation(f"{path}.color", "should be a select color", color)
         pending = (prop, SelectOption(new_id(), name, color))
         new_options[(prop.id, name)] = pending
@@ -339,9 +346,12 @@ def _parse_options(prop: PropertySchema, raw: Any, path: str) -> list[SelectOpti
         name = check_option_name(prop, item.get("name", existing.name if existing else MISSING), f"{path}[{i}].name")
         existing = existing or prop.option_by_name(name)
         color = item.get("color", existing.color if existing else COLORS[1 + i % (len(COLORS) - 1)])
-        if color not in COLORS:
+        if not is_color(color, COLORS):
             raise body_validation(f"{path}[{i}].color", "should be a select color", color)
-        options.append(SelectOption(existing.id if existing else new_id(), name, color, item.get("description")))
+        description = item.get("description")
+        if description is not None and not isinstance(description, str):
+            raise body_validation(f"{path}[{i}].description", "should be a string or `null`", description)
+        options.append(SelectOption(existing.id if existing else new_id(), name, color, description))
     return options
 
 

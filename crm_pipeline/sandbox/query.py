@@ -248,7 +248,7 @@ def _compound(ds: DataSource, kind: str, raw: Any, path: str, depth: int) -> Row
 
 def _timestamp_predicate(raw: dict[str, Any], path: str) -> RowFilter:
     name = raw["timestamp"]
-    if name not in TIMESTAMPS:
+    if not isinstance(name, str) or name not in TIMESTAMPS:
         raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", name)
     op, operand, op_path = _operator(raw.get(name, MISSING), f"{path}.{name}", name, "date")
     return _leaf(name, _date_test(op, operand, op_path))
@@ -314,7 +314,7 @@ def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortColumn, bool]]:
 def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
     if "timestamp" in item:
         name = item["timestamp"]
-        if name not in TIMESTAMPS:
+        if not isinstance(name, str) or name not in TIMESTAMPS:
             raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", name)
         return lambda columns: columns.column(name)
     key = item.get("property", MISSING)

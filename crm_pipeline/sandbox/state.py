@@ -36,6 +36,7 @@ from .properties import (
     apply_config,
     commit_options,
     config_type,
+    is_color,
     new_property_id,
     parse_rich_text,
     parse_value,
@@ -550,7 +551,7 @@ def _parse_block(item: Any, path: str) -> tuple[str, dict[str, Any]]:
             f"body failed validation: {path}.{kind}.children: nested children are not supported by the sandbox."
         )
     color = content.get("color", "default")
-    if color not in ANNOTATION_COLORS:
+    if not is_color(color, ANNOTATION_COLORS):
         raise body_validation(f"{path}.{kind}.color", "should be a color", color)
     rendered: dict[str, Any] = {
         "rich_text": parse_rich_text(content.get("rich_text", MISSING), f"{path}.{kind}.rich_text"),

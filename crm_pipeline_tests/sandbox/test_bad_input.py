@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,3 +132,50 @@ async def test_a_rejected_write_changes_nothing(
     assert await notion.pages.retrieve(ids["page"]) == before
     source = await notion.data_sources.retrieve(ids["ds"])
     assert "Brand new option" not in {o["name"] for o in source["properties"]["Stage"]["select"]["options"]}
+
+
+JUNK: list[Any] = [None, 5, "x", True, [], [1], {}, {"a": 1}, [{"x": []}], 1e308, -1, "", {"name": []}, {"id": 5}]
+
+
+async def test_junk_anywhere_is_a_4xx_never_a_500(raw: httpx.AsyncClient, ids: dict[str, str]) -> None:
+    """Sweep junk values through every field the sandbox reads; all must be Notion 4xx errors or 200."""
+    ds, page = ids["ds"], ids["page"]
+    templates: list[tuple[str, str, Callable[[Any], Any]]] = [
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"filter": j}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"filter": {"property": "Value", "number": j}}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"filter": {"and": [j]}}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"filter": {"property": j, "select": {"equals": "x"}}}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"filter": {"timestamp": j}}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"sorts": j}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"sorts": [{"property": j, "direction": "ascending"}]}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"start_cursor": j, "page_size": j}),
+        ("POST", f"/v1/data_sources/{ds}/query", lambda j: {"in_trash": j}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"properties": j}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"properties": {"Stage": {"select": j}}}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"properties": {"Close Date": {"date": j}}}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"properties": {"Contact": {"rich_text": [j]}}}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"properties": {"Contact": rich("x") | {"annotations": j}}}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"icon": j, "cover": j, "is_locked": j}),
+        ("PATCH", f"/v1/pages/{page}", lambda j: {"in_trash": j, "archived": j}),
+        ("POST", "/v1/pages", lambda j: {"parent": j}),
+        ("POST", "/v1/pages", lambda j: {"parent": {"data_source_id": ds}, "children": j}),
+        ("POST", "/v1/databases", lambda j: {"parent": j, "title": j}),
+        (
+            "POST",
+            "/v1/databases",
+            lambda j: {"parent": {"workspace": True}, "initial_data_source": {"properties": {"A": j}}},
+        ),
+        ("PATCH", f"/v1/data_sources/{ds}", lambda j: {"properties": {"Stage": {"select": {"options": [j]}}}}),
+        ("PATCH", f"/v1/data_sources/{ds}", lambda j: {"properties": {"New": j}, "title": j}),
+        ("PATCH", f"/v1/blocks/{page}/children", lambda j: {"children": [{"paragraph": j}], "after": j}),
+    ]
+    statuses: set[int] = set()
+    unexpected = []
+    for method, path, make in templates:
+        for junk in JUNK:
+            response = await raw.request(method, path, content=json.dumps(make(junk)))
+            statuses.add(response.status_code)
+            if response.status_code not in (200, 400, 404) or "object" not in response.json():
+                unexpected.append((method, path, make(junk), response.status_code))
+    assert unexpected == []
+    assert 400 in statuses

@@ -12,7 +12,12 @@ import pytest
 from notion_client import AsyncClient
 
 from crm_pipeline.sandbox import SandboxControl
-from crm_pipeline_tests.notion_schemas import EXAMPLES_DIR, example, schema_errors, validate
+from crm_pipeline_tests.notion_schemas import (
+    EXAMPLES_DIR,
+    example,
+    schema_errors,
+    validate,
+)
 
 from .conftest import title
 

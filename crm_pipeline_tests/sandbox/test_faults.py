@@ -8,7 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from notion_client import APIResponseError, AsyncClient, RequestTimeoutError, RetryOptions, UnknownHTTPResponseError
+from notion_client import (
+    APIResponseError,
+    AsyncClient,
+    RequestTimeoutError,
+    RetryOptions,
+    UnknownHTTPResponseError,
+)
 
 from crm_pipeline.sandbox import SandboxControl
 

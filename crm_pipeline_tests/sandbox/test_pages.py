@@ -9,7 +9,12 @@ from typing import Any
 import pytest
 from notion_client import APIResponseError, AsyncClient
 
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread
+from crm_pipeline.sandbox import (
+    DEFAULT_TOKEN,
+    SandboxConfig,
+    SandboxControl,
+    serve_in_thread,
+)
 
 from .conftest import DEALS_SEED, SDK_LOGGER, title
 
