@@ -132,6 +132,8 @@ class Workspace:
         is_inline: bool = False,
     ) -> Database:
         path = "body.initial_data_source.properties"
+        if database_id in self.databases or data_source_id in self.data_sources:
+            raise validation(f"A database or data source with id {database_id or data_source_id} already exists.")
         if not isinstance(raw_properties, dict):
             raise body_validation(path, "should be an object", raw_properties)
         properties: dict[str, PropertySchema] = {}

@@ -106,7 +106,7 @@ async def test_hang_outlasts_the_client_timeout(
     assert (await notion.users.me())["type"] == "bot"
 
 
-@pytest.mark.parametrize("kind", ["500", "502", "504", "hang"])
+@pytest.mark.parametrize("kind", ["500", "502", "503", "504", "529", "409", "hang"])
 async def test_applied_then_lost_create_is_not_duplicated_by_a_lookup_first_retry(
     make_notion: Callable[..., AsyncClient], control: SandboxControl, deals: dict[str, Any], kind: str
 ) -> None:

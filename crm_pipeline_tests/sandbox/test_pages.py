@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from notion_client import APIResponseError, AsyncClient
 
@@ -164,3 +165,10 @@ async def test_state_file_survives_a_restart(tmp_path: Path) -> None:
             assert [o["name"] for o in source["properties"]["Stage"]["select"]["options"]][:2] == ["Lead", "Qualified"]
         finally:
             await notion.aclose()
+
+
+async def test_seeding_a_fixed_id_twice_is_refused(control: SandboxControl, deals: dict[str, Any]) -> None:
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        control.seed(DEALS_SEED)
+    assert caught.value.response.status_code == 400 and "already exists" in caught.value.response.json()["message"]
+    assert len(control.all_pages(deals["data_source_id"])) == 3
