@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import uvicorn
 from starlette.applications import Starlette
 
-from .app import Sandbox, create_app
+from .app import create_app
 from .config import SandboxConfig
+from .runtime import Sandbox
 
 
 def run(config: SandboxConfig, host: str, port: int) -> None:

@@ -1,0 +1,137 @@
+"""The `/_sandbox` control surface: reset, settings, faults, clock, stats, human edits, seeding."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .control import Latency, parse_fault
+from .errors import NotionError, validation
+from .render import page_json
+from .runtime import WRITE_METHODS, Sandbox, error_response, json_response
+
+
+async def _control_body(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise NotionError(400, "invalid_json", "Error parsing JSON body.") from None
+
+
+def control_routes(sandbox: Sandbox) -> list[Route]:
+    ws = sandbox.workspace
+
+    def control(handler: Callable[[Request, Any], Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            try:
+                body = await _control_body(request) if request.method in WRITE_METHODS else {}
+                return json_response(handler(request, body))
+            except NotionError as error:
+                return error_response(error)
+            except (TypeError, ValueError, KeyError) as error:
+                return error_response(validation(f"Bad control request: {error}"))
+
+        return serve
+
+    def reset(_: Request, __: Any) -> Any:
+        sandbox.reset()
+        return {"ok": True}
+
+    def configure(request: Request, body: Any) -> Any:
+        if request.method == "PUT":
+            if not isinstance(body, dict):
+                raise validation("Settings must be an object.")
+            sandbox.limiter.configure(
+                float(body.get("rate_limit", sandbox.limiter.rate)), int(body.get("burst", sandbox.limiter.burst))
+            )
+            sandbox.latency = Latency(
+                float(body.get("latency_ms", sandbox.latency.fixed_ms)),
+                float(body.get("jitter_ms", sandbox.latency.jitter_ms)),
+            )
+            sandbox.result_cap = int(body.get("result_cap", sandbox.result_cap))
+        return {
+            "rate_limit": sandbox.limiter.rate,
+            "burst": sandbox.limiter.burst,
+            "latency_ms": sandbox.latency.fixed_ms,
+            "jitter_ms": sandbox.latency.jitter_ms,
+            "result_cap": sandbox.result_cap,
+        }
+
+    def faults(request: Request, body: Any) -> Any:
+        if request.method == "POST":
+            sandbox.faults.faults.append(parse_fault(body))
+        elif request.method == "DELETE":
+            sandbox.faults.faults.clear()
+        return {"faults": [fault.to_json() for fault in sandbox.faults.faults]}
+
+    def clock(request: Request, body: Any) -> Any:
+        if request.method == "POST":
+            if not isinstance(body, dict):
+                raise validation("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
+            if body.get("real"):
+                ws.clock.use_real_time()
+            elif "set" in body:
+                try:
+                    ws.clock.set(datetime.fromisoformat(str(body["set"])))
+                except ValueError:
+                    raise validation(f"Not an ISO-8601 datetime: {body['set']!r}") from None
+            elif isinstance(body.get("advance_seconds"), int | float):
+                ws.clock.advance(body["advance_seconds"])
+            else:
+                raise validation("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
+        return ws.clock.describe()
+
+    def stats(request: Request, _: Any) -> Any:
+        if request.method == "DELETE":
+            sandbox.stats.counts.clear()
+        return sandbox.stats.to_json()
+
+    def human_create(_: Request, body: Any) -> Any:
+        page = ws.create_page(ws.human, _object(body))
+        return page_json(ws.source_of(page), page)
+
+    def human_update(request: Request, body: Any) -> Any:
+        page = ws.update_page(ws.human, ws.page(request.path_params["page_id"]), _object(body))
+        return page_json(ws.source_of(page), page)
+
+    def all_pages(request: Request, _: Any) -> Any:
+        ds = ws.data_source(request.path_params["data_source_id"])
+        return {"results": [page_json(ds, page) for page in ds.pages.values()]}
+
+    def seed(_: Request, body: Any) -> Any:
+        return {"databases": ws.seed(body)}
+
+    def users(_: Request, __: Any) -> Any:
+        return {"results": [user.to_json() for user in ws.users()]}
+
+    def save(_: Request, __: Any) -> Any:
+        sandbox.save_if_changed()
+        return {"saved": sandbox.config.state_file is not None}
+
+    return [
+        Route("/_sandbox/health", control(lambda _, __: {"ok": True}), methods=["GET"]),
+        Route("/_sandbox/reset", control(reset), methods=["POST"]),
+        Route("/_sandbox/config", control(configure), methods=["GET", "PUT"]),
+        Route("/_sandbox/faults", control(faults), methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/clock", control(clock), methods=["GET", "POST"]),
+        Route("/_sandbox/stats", control(stats), methods=["GET", "DELETE"]),
+        Route("/_sandbox/seed", control(seed), methods=["POST"]),
+        Route("/_sandbox/users", control(users), methods=["GET"]),
+        Route("/_sandbox/save", control(save), methods=["POST"]),
+        Route("/_sandbox/pages", control(human_create), methods=["POST"]),
+        Route("/_sandbox/pages/{page_id}", control(human_update), methods=["PATCH"]),
+        Route("/_sandbox/data_sources/{data_source_id}/pages", control(all_pages), methods=["GET"]),
+    ]
+
+
+def _object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise validation("body failed validation: body should be an object.")
+    return body
