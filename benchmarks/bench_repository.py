@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import emit  # noqa: E402
 
-from crm_pipeline.models import OpportunityCreate  # noqa: E402
+from crm_pipeline.models import DEAL_STAGES, OpportunityCreate  # noqa: E402
 from crm_pipeline.settings import Settings  # noqa: E402
 from crm_pipeline.store import Database, DealRepository  # noqa: E402
 
@@ -32,7 +32,7 @@ def make_records(count: int) -> list[OpportunityCreate]:
         OpportunityCreate(
             id=uuid4(),
             name=f"Deal {n}",
-            deal_stage=("prospecting", "qualified", "proposal", "won")[n % 4],
+            deal_stage=DEAL_STAGES[n % len(DEAL_STAGES)],
             estimated_value=Decimal(n % 100_000) + Decimal("0.5"),
             probability=Decimal("0.25"),
             source="benchmark",
@@ -70,7 +70,7 @@ async def run(rows: int, sample: int) -> None:
         assert paged == rows, paged
 
         changed = [
-            record.model_copy(update={"deal_stage": "lost"}) if index % 10 == 0 else record
+            record.model_copy(update={"name": f"{record.name} (renamed)"}) if index % 10 == 0 else record
             for index, record in enumerate(bulk_records)
         ]
         started = time.perf_counter()

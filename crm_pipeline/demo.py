@@ -11,14 +11,14 @@ from crm_pipeline.store import BulkUpsertResult, DealRepository
 
 _DEALS: tuple[tuple[str, str, str, str, str, str], ...] = (
     # name, stage, value, close date, product, source
-    ("Acme Corp platform renewal", "negotiation", "125000", "2027-01-31", "Platform", "renewal"),
-    ("Globex analytics pilot", "qualified", "42000", "2027-02-15", "Analytics", "inbound"),
-    ("Initech seat expansion", "proposal", "18500", "2026-12-20", "Platform", "expansion"),
-    ("Umbrella security add-on", "prospecting", "9900", "2027-03-01", "Security", "outbound"),
-    ("Stark Industries enterprise deal", "qualified", "310000", "2027-04-30", "Platform", "referral"),
-    ("Wayne Enterprises data migration", "won", "56000", "2026-11-30", "Services", "inbound"),
-    ("Hooli analytics upgrade", "lost", "24000", "2026-10-31", "Analytics", "outbound"),
-    ("Soylent onboarding package", "proposal", "12000", "2027-01-15", "Services", "partner"),
+    ("Acme Corp platform renewal", "Negotiation", "125000", "2027-01-31", "Platform", "renewal"),
+    ("Globex analytics pilot", "Qualified", "42000", "2027-02-15", "Analytics", "inbound"),
+    ("Initech seat expansion", "Proposal", "18500", "2026-12-20", "Platform", "expansion"),
+    ("Umbrella security add-on", "Lead", "9900", "2027-03-01", "Security", "outbound"),
+    ("Stark Industries enterprise deal", "Qualified", "310000", "2027-04-30", "Platform", "referral"),
+    ("Wayne Enterprises data migration", "Closed Won", "56000", "2026-11-30", "Services", "inbound"),
+    ("Hooli analytics upgrade", "Closed Lost", "24000", "2026-10-31", "Analytics", "outbound"),
+    ("Soylent onboarding package", "Proposal", "12000", "2027-01-15", "Services", "partner"),
 )
 
 

@@ -74,12 +74,16 @@ OPPORTUNITY_FIELDS: tuple[str, ...] = tuple(_OpportunityFields.model_fields)
 """The names of all writable opportunity fields, in declaration order."""
 
 
+DEAL_STAGES: tuple[str, ...] = ("Lead", "Qualified", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
+"""The pipeline stages, as the sales team sees them in the CRM (Notion's Stage select options)."""
+
+
 class OpportunityCreate(_OpportunityFields):
     """A new opportunity. `id` may be given by the sync path (the sync key); otherwise it is generated."""
 
     id: UUID | None = None
     name: ShortText
-    deal_stage: ShortText = "prospecting"
+    deal_stage: ShortText = DEAL_STAGES[0]
 
 
 class OpportunityUpdate(_OpportunityFields):

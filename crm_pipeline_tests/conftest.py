@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real PostgreSQL deal store.
+"""Fixtures shared by every test: a real PostgreSQL deal store and one local Notion server.
 
 With CRM_PIPELINE_DATABASE_URL unset, the tests run on the embedded server in a database of their
 own (created here, dropped afterwards). With it set, they use that database; every test registers
@@ -8,7 +8,7 @@ its own tenant, so runs never see each other's rows.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from uuid import uuid4
 
 import pytest
@@ -16,6 +16,7 @@ import pytest_asyncio
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from crm_pipeline.sandbox import RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -48,3 +49,17 @@ async def tenant(repository: DealRepository) -> str:
     tenant_id = f"t-{uuid4().hex[:16]}"
     await repository.register_tenant(tenant_id, name="Test tenant")
     return tenant_id
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[RunningSandbox]:
+    """The local Notion API over HTTP on a loopback port, unthrottled; tests reset it as they need."""
+    with serve_in_thread(SandboxConfig(rate_limit=0)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def control(sandbox_server: RunningSandbox) -> Iterator[SandboxControl]:
+    """The sandbox's control surface: reset, faults, clock, rate limit, statistics."""
+    with SandboxControl(sandbox_server.base_url) as client:
+        yield client

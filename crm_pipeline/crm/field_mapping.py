@@ -20,7 +20,7 @@ Rules in one place (see docs/field-mapping.md for the reasoning):
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel
 
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
-from crm_pipeline.models import OPPORTUNITY_FIELDS
+from crm_pipeline.models import DEAL_STAGES, OPPORTUNITY_FIELDS
 
 __all__ = [
     "DEFAULT_FIELD_OWNERSHIP",
@@ -48,6 +48,7 @@ __all__ = [
     "PropertyType",
     "ResolvedPropertyMap",
     "from_notion_properties",
+    "notion_properties_schema",
     "property_bindings",
     "read_sync_key",
     "resolve_property_ids",
@@ -424,6 +425,32 @@ def _parse_sync_key(text: str, prop: NotionProperty, *, record_id: str | None) -
         return UUID(text)
     except ValueError as exc:
         raise FieldMappingError(record_id, _SYNC_KEY_FIELD, prop.name, text, "not a UUID") from exc
+
+
+# --- the schema a data source needs ------------------------------------------------------------
+
+
+def notion_properties_schema(
+    property_map: PropertyMap = NOTION_PROPERTY_MAP,
+    *,
+    select_options: Mapping[str, Sequence[str]] | None = None,
+    sync_key: NotionProperty | None = SYNC_KEY,
+) -> dict[str, Any]:
+    """The data source ``properties`` schema that a map (plus the sync key) writes into.
+
+    Used to create the Notion database for a fresh workspace. ``select_options`` gives the
+    options of selects by field (default: the pipeline stages for ``deal_stage``); other selects
+    start empty and grow as values are written.
+    """
+    options = {"deal_stage": DEAL_STAGES} if select_options is None else select_options
+    props = {**property_map, **({_SYNC_KEY_FIELD: sync_key} if sync_key is not None else {})}
+    schema: dict[str, Any] = {}
+    for field_name, prop in props.items():
+        config: dict[str, Any] = {}
+        if prop.type == "select":
+            config = {"options": [{"name": name} for name in options.get(field_name, ())]}
+        schema[prop.name] = {prop.type: config}
+    return schema
 
 
 # --- binding properties by id ---------------------------------------------------------------------

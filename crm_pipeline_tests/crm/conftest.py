@@ -1,9 +1,9 @@
-"""Fixtures for the Notion adapter tests: one sandbox server per session, a fresh workspace per test."""
+"""Fixtures for the Notion adapter tests: a fresh workspace per test on the session's sandbox server."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,37 +11,18 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import NotionAdapter, RateLimit, RetryPolicy
-from crm_pipeline.sandbox.config import DEFAULT_TOKEN, SandboxConfig
-from crm_pipeline.sandbox.control_client import SandboxControl
-from crm_pipeline.sandbox.server import RunningSandbox, serve_in_thread
+from crm_pipeline.crm.notion.adapter import CONTACT_PROPERTY_MAP
+from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 
 FAST_RETRY = RetryPolicy(
     max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0
 )
 UNPACED = RateLimit(requests_per_second=1000.0, burst=50, max_in_flight=8)
 
-STAGES = ["Lead", "Qualified", "Negotiation", "Closed Won", "Closed Lost"]
-DEALS_SCHEMA: dict[str, Any] = {
-    "Deal Name": {"title": {}},
-    "Stage": {"select": {"options": [{"name": name} for name in STAGES]}},
-    "Value": {"number": {"format": "dollar"}},
-    "Close Date": {"date": {}},
-    "Product": {"select": {"options": [{"name": "Starter"}, {"name": "Enterprise"}]}},
-    "Probability": {"number": {"format": "percent"}},
-    "Source": {"select": {"options": [{"name": "Referral"}, {"name": "Inbound"}]}},
-    "Contact": {"rich_text": {}},
-    "Email": {"email": {}},
-    "Sync Key": {"rich_text": {}},
-}
-CONTACTS_SCHEMA: dict[str, Any] = {
-    "Name": {"title": {}},
-    "Email": {"email": {}},
-    "Phone": {"rich_text": {}},
-    "Title": {"rich_text": {}},
-    "Company": {"rich_text": {}},
-    "Sync Key": {"rich_text": {}},
-}
+DEALS_SCHEMA = notion_properties_schema()
+CONTACTS_SCHEMA = notion_properties_schema(CONTACT_PROPERTY_MAP, select_options={})
 
 
 @dataclass
@@ -80,20 +61,8 @@ class Workspace:
         return self.control.stats()["by_route"].get(f"{method} {route}", {})
 
 
-@pytest.fixture(scope="session")
-def sandbox() -> Iterator[RunningSandbox]:
-    with serve_in_thread(SandboxConfig(rate_limit=0)) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def control(sandbox: RunningSandbox) -> Iterator[SandboxControl]:
-    with SandboxControl(sandbox.base_url) as client:
-        yield client
-
-
 @pytest.fixture
-def workspace(sandbox: RunningSandbox, control: SandboxControl) -> Workspace:
+def workspace(sandbox_server: RunningSandbox, control: SandboxControl) -> Workspace:
     control.reset()
     deals, contacts = control.seed(
         {
@@ -104,7 +73,7 @@ def workspace(sandbox: RunningSandbox, control: SandboxControl) -> Workspace:
         }
     )
     return Workspace(
-        sandbox.base_url,
+        sandbox_server.base_url,
         control,
         deals["database_id"],
         deals["data_source_id"],

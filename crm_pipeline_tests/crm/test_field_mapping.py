@@ -17,6 +17,7 @@ from crm_pipeline.crm.field_mapping import (
     DEFAULT_FIELD_OWNERSHIP,
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
+    SYNC_KEY_PROPERTY,
     FieldMappingError,
     FieldOwner,
     FieldOwnershipConfig,
@@ -24,13 +25,14 @@ from crm_pipeline.crm.field_mapping import (
     PropertyMap,
     PropertySchemaError,
     from_notion_properties,
+    notion_properties_schema,
     property_bindings,
     read_sync_key,
     resolve_property_ids,
     sync_key_property,
     to_notion_properties,
 )
-from crm_pipeline.models import OPPORTUNITY_FIELDS, OpportunityCreate, OpportunityUpdate
+from crm_pipeline.models import DEAL_STAGES, OPPORTUNITY_FIELDS, OpportunityCreate, OpportunityUpdate
 
 # --- a stand-in for what Notion does between a write and the next read ---------------------------
 
@@ -239,7 +241,7 @@ def test_only_present_mapped_fields_are_written() -> None:
 def test_a_model_writes_all_its_mapped_fields() -> None:
     body = to_notion_properties(OpportunityCreate(name="Acme"))
     assert set(body) == {prop.name for prop in NOTION_PROPERTY_MAP.values()}
-    assert body["Stage"] == {"select": {"name": "prospecting"}}
+    assert body["Stage"] == {"select": {"name": "Lead"}}
     assert body["Value"] == {"number": None}
 
 
@@ -547,3 +549,17 @@ def test_round_trip_through_a_resolved_map(value: str) -> None:
     resolved = resolve_property_ids(NOTION_PROPERTY_MAP, SCHEMA)
     resolved["deal_stage"] = dataclasses.replace(resolved["deal_stage"], options=frozenset({value}))
     assert round_trip("deal_stage", value, resolved) == value
+
+
+def test_the_schema_for_a_fresh_data_source_fits_the_map_and_carries_the_sync_key() -> None:
+    schema = notion_properties_schema()
+    assert set(schema) == {prop.name for prop in NOTION_PROPERTY_MAP.values()} | {SYNC_KEY_PROPERTY}
+    assert [option["name"] for option in schema["Stage"]["select"]["options"]] == list(DEAL_STAGES)
+    assert schema["Product"] == {"select": {"options": []}}
+    # What Notion answers for that schema binds cleanly, the closed Stage select with its options.
+    as_returned = {
+        name: {"id": f"id-{n}", "name": name, "type": next(iter(config))} | config
+        for n, (name, config) in enumerate(schema.items())
+    }
+    resolved = resolve_property_ids(NOTION_PROPERTY_MAP, as_returned)
+    assert resolved["deal_stage"].options == frozenset(DEAL_STAGES)

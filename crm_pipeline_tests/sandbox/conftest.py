@@ -1,10 +1,10 @@
-"""One sandbox server per test session (uvicorn on a loopback port), reset before each test."""
+"""The session's sandbox server (from the top-level conftest), reset before each test."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,26 +17,12 @@ from crm_pipeline.sandbox import (
     DEFAULT_TOKEN,
     NOTION_VERSION,
     RunningSandbox,
-    SandboxConfig,
     SandboxControl,
-    serve_in_thread,
 )
 
 DEALS_SEED = json.loads((Path(__file__).parents[2] / "crm_pipeline/sandbox/deals_seed.json").read_text())
 # One logger for every client: the SDK adds a console handler per client when it makes its own.
 SDK_LOGGER = logging.getLogger("crm_pipeline_tests.notion_client")
-
-
-@pytest.fixture(scope="session")
-def sandbox_server() -> Iterator[RunningSandbox]:
-    with serve_in_thread(SandboxConfig(rate_limit=0)) as running:
-        yield running
-
-
-@pytest.fixture(scope="session")
-def control(sandbox_server: RunningSandbox) -> Iterator[SandboxControl]:
-    with SandboxControl(sandbox_server.base_url) as client:
-        yield client
 
 
 @pytest.fixture

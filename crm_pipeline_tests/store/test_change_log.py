@@ -36,13 +36,13 @@ async def test_every_write_logs_its_fields_old_and_new_and_actor(repository: Dea
     assert first.actor is Actor.AGENT
     assert {field: (c.old, c.new) for field, c in first.changes.items()} == {
         "name": (None, "Acme"),
-        "deal_stage": (None, "prospecting"),
+        "deal_stage": (None, "Lead"),
         "estimated_value": (None, "10.50"),
         "manual_tags": (None, ["a"]),
     }
     assert second.actor is Actor.HUMAN
     assert {field: (c.old, c.new) for field, c in second.changes.items()} == {
-        "deal_stage": ("prospecting", "won"),
+        "deal_stage": ("Lead", "won"),
         "custom_notes": (None, "hi"),
     }
     assert third.actor is Actor.SYNC and set(third.changes) == {"probability"}
@@ -124,7 +124,7 @@ async def test_bulk_upsert_creates_updates_and_skips_unchanged(repository: DealR
     assert row.archived_at == archived.archived_at  # an upsert never un-archives
     log = await repository.changes_since(tenant, archived.archived_at)
     assert [(c.actor, c.changes) for c in log if c.record_id == str(ids[0])] == [
-        (Actor.SYNC, {"deal_stage": FieldChange(old="prospecting", new="won")})
+        (Actor.SYNC, {"deal_stage": FieldChange(old="Lead", new="won")})
     ]
 
 
