@@ -1,4 +1,6 @@
-"""Demo deals, so a fresh checkout has something to sync. Ids are stable: seeding twice is a no-op."""
+"""Demo data, so a fresh checkout has something to sync: deals the agent wrote to PostgreSQL, and a
+Notion "Deals" database where the sales team already keeps a few of its own. Ids are stable, so
+seeding twice is a no-op."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ from datetime import date
 from decimal import Decimal
 from uuid import NAMESPACE_URL, uuid5
 
+from typing import Any
+
+from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.models import Actor, OpportunityCreate
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 
@@ -43,3 +48,31 @@ def demo_opportunities() -> list[OpportunityCreate]:
 async def seed_demo(repository: DealRepository, tenant_id: str) -> BulkUpsertResult:
     await repository.register_tenant(tenant_id, name="Demo tenant")
     return await repository.bulk_upsert_opportunities(tenant_id, demo_opportunities(), actor=Actor.AGENT)
+
+
+DEMO_NOTION_DATABASE_ID = "5e1e5d0c-7a1b-4c2d-9e3f-0a1b2c3d4e5f"
+DEMO_NOTION_DATA_SOURCE_ID = "6f2f6e1d-8b2c-4d3e-8f40-1b2c3d4e5f60"
+
+_HUMAN_DEALS: tuple[dict[str, Any], ...] = (
+    {"Deal Name": "Vandelay Industries import deal", "Stage": "Qualified", "Value": 27500,
+     "Close Date": "2027-02-28", "Product": "Platform", "Source": "event",
+     "Contact": "Art Vandelay", "Email": "art@vandelay.example"},
+    {"Deal Name": "Pied Piper compression licence", "Stage": "Lead", "Value": 8000,
+     "Product": "Analytics", "Source": "referral", "Contact": "Richard Hendricks"},
+)
+
+
+def demo_notion_seed() -> dict[str, Any]:
+    """A sandbox seed document: the Deals database the property map expects, with the pages the
+    sales team created there by hand (no sync key yet)."""
+    return {
+        "databases": [
+            {
+                "title": "Deals",
+                "id": DEMO_NOTION_DATABASE_ID,
+                "data_source_id": DEMO_NOTION_DATA_SOURCE_ID,
+                "properties": notion_properties_schema(),
+                "pages": list(_HUMAN_DEALS),
+            }
+        ]
+    }

@@ -1,25 +1,30 @@
 """`crm-pipeline dev`: the main job on one machine.
 
-Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals, then runs
+Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals, serves the
+sandbox Notion with a demo Deals database (unless a real Notion is configured), then runs
 `dagster dev` on the crm_pipeline code location with Dagster's own storage in the same server.
-This process holds the embedded server: it stops when `dagster dev` ends.
+This process holds the embedded server and the sandbox: both stop when `dagster dev` ends.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import URL
 
-from crm_pipeline.demo import seed_demo
+from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, seed_demo
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -64,7 +69,30 @@ def run(args: argparse.Namespace) -> int:
     }
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
-    return _run_supervised(command, cwd=dagster_home, env=environment)
+    with _notion(settings) as notion_environment:
+        return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment)
+
+
+@contextmanager
+def _notion(settings: Settings) -> Iterator[dict[str, str]]:
+    """The Notion the pipeline talks to: the configured one, else the sandbox served from here.
+
+    The sandbox keeps its workspace in the data directory, so edits made in it survive restarts;
+    the demo Deals database is created on its first start.
+    """
+    if settings.notion_token is not None:
+        yield {}
+        return
+    seed_file = settings.data_dir / "sandbox-seed.json"
+    seed_file.write_text(json.dumps(demo_notion_seed(), indent=2))
+    config = SandboxConfig(state_file=settings.data_dir / "sandbox-state.json", seed_file=seed_file)
+    with serve_in_thread(config, port=settings.sandbox_port) as sandbox:
+        logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
+        yield {
+            "CRM_PIPELINE_NOTION_TOKEN": DEFAULT_TOKEN,
+            "CRM_PIPELINE_NOTION_DATABASE_ID": DEMO_NOTION_DATABASE_ID,
+            "CRM_PIPELINE_NOTION_BASE_URL": sandbox.base_url,
+        }
 
 
 def _run_supervised(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:

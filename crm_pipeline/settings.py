@@ -31,6 +31,18 @@ class Settings(BaseSettings):
         default="crm_pipeline", description="Database created on the embedded server."
     )
     tenant_id: str = Field(default="demo", description="Tenant the pipeline syncs.")
+    notion_token: SecretStr | None = Field(
+        default=None,
+        description="Notion integration token. Unset: `crm-pipeline dev` serves the local sandbox Notion.",
+    )
+    notion_database_id: str | None = Field(default=None, description="The Notion database holding the deals.")
+    notion_data_source_id: str | None = Field(
+        default=None, description="Which data source of the database, when it has several."
+    )
+    notion_base_url: str | None = Field(
+        default=None, description="Notion API base URL (the sandbox's in development); unset: api.notion.com."
+    )
+    sandbox_port: int = Field(default=8765, description="Port `crm-pipeline dev` serves the sandbox Notion on.")
 
 
 @lru_cache(maxsize=1)

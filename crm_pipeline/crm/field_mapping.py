@@ -412,12 +412,17 @@ def sync_key_property(record_id: UUID | str, prop: NotionProperty = SYNC_KEY) ->
     return to_notion_properties({_SYNC_KEY_FIELD: key}, {_SYNC_KEY_FIELD: prop}, record_id=key)
 
 
-def read_sync_key(properties: Mapping[str, Any], prop: NotionProperty = SYNC_KEY) -> str | None:
-    """The primary record id a page carries (canonical UUID string), or None if it has none."""
-    text = from_notion_properties(properties, {_SYNC_KEY_FIELD: prop}).get(_SYNC_KEY_FIELD)
+def read_sync_key(
+    properties: Mapping[str, Any], prop: NotionProperty = SYNC_KEY, *, record_id: str | None = None
+) -> str | None:
+    """The primary record id a page carries (canonical UUID string), or None if it has none.
+
+    ``record_id`` (the page's id) is named in the error when the key is not a UUID.
+    """
+    text = from_notion_properties(properties, {_SYNC_KEY_FIELD: prop}, record_id=record_id).get(_SYNC_KEY_FIELD)
     if text is None or not text.strip():
         return None
-    return str(_parse_sync_key(text.strip(), prop, record_id=None))
+    return str(_parse_sync_key(text.strip(), prop, record_id=record_id))
 
 
 def _parse_sync_key(text: str, prop: NotionProperty, *, record_id: str | None) -> UUID:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pandas as pd
 
-from crm_pipeline.defs.resources import DealStoreResource
-from crm_pipeline.models import OpportunityFilter
+from crm_pipeline.defs.resources import DealStoreResource, NotionResource
+from crm_pipeline.models import ExternalOpportunityRead, OpportunityFilter
 
 PAGE_SIZE = 1_000
 
@@ -24,13 +24,29 @@ async def postgres_opportunities(deal_store: DealStoreResource) -> dg.Materializ
         if len(page) < PAGE_SIZE:
             break
         offset += PAGE_SIZE
-    frame = pd.DataFrame(rows, columns=["id", "name", "deal_stage", "estimated_value", "updated_at"])
-    by_stage = frame["deal_stage"].value_counts().to_dict() if len(frame) else {}
+    return dg.MaterializeResult(metadata={"tenant": deal_store.tenant_id, **_summary(rows)})
+
+
+@dg.asset(group_name="deals", kinds={"notion"})
+async def notion_pages(notion: NotionResource) -> dg.MaterializeResult:
+    """Deal pages in the Notion database (trash excluded), the sync's external side."""
+    pages = await notion.adapter.list_opportunities(OpportunityFilter(limit=10_000, order_by="created_at"))
+    linked = sum(1 for page in pages if isinstance(page, ExternalOpportunityRead) and page.sync_key is not None)
     return dg.MaterializeResult(
         metadata={
-            "tenant": deal_store.tenant_id,
-            "row_count": len(frame),
-            "by_stage": dg.MetadataValue.json(by_stage),
-            "preview": dg.MetadataValue.md(frame.head(10).to_markdown(index=False) if len(frame) else "(none)"),
+            **_summary([page.model_dump(mode="json") for page in pages]),
+            "linked_to_postgres": linked,
+            "created_in_notion": len(pages) - linked,
+            "unreadable_pages": len(notion.adapter.read_errors),
         }
     )
+
+
+def _summary(rows: list[dict]) -> dict[str, object]:
+    """Row count, deals per stage and a preview table: what a person checks first in the UI."""
+    frame = pd.DataFrame(rows, columns=["id", "name", "deal_stage", "estimated_value", "updated_at"])
+    return {
+        "row_count": len(frame),
+        "by_stage": dg.MetadataValue.json(frame["deal_stage"].value_counts().to_dict()),
+        "preview": dg.MetadataValue.md(frame.head(10).to_markdown(index=False) if len(frame) else "(none)"),
+    }

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from crm_pipeline.defs.assets import postgres_opportunities
-from crm_pipeline.defs.resources import DealStoreResource
+from crm_pipeline.defs.assets import notion_pages, postgres_opportunities
+from crm_pipeline.defs.resources import DealStoreResource, NotionResource
+from crm_pipeline.models import OpportunityFilter
 
 
 @dg.asset_check(asset=postgres_opportunities, description="Every opportunity has change-log history.")
@@ -16,4 +17,16 @@ async def opportunities_have_change_history(deal_store: DealStoreResource) -> dg
     return dg.AssetCheckResult(
         passed=not unaudited,
         metadata={"unaudited_count": len(unaudited), "sample": dg.MetadataValue.json([str(i) for i in unaudited[:10]])},
+    )
+
+
+@dg.asset_check(asset=notion_pages, description="Every Notion deal page maps to an opportunity.")
+async def notion_pages_map_cleanly(notion: NotionResource) -> dg.AssetCheckResult:
+    """A page whose values cannot be mapped (a stage not in the pipeline, text in a number column
+    after a schema change) cannot sync until someone fixes it; this names each such page."""
+    await notion.adapter.list_opportunities(OpportunityFilter(limit=10_000, archived=None))
+    problems = [str(error) for error in notion.adapter.read_errors]
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"unmappable_count": len(problems), "problems": dg.MetadataValue.json(problems[:20])},
     )

@@ -1,4 +1,5 @@
-"""Dagster resources: the deal store, opened once per run on the run's event loop."""
+"""Dagster resources: the deal store and the Notion connector, opened once per run on the run's
+event loop (Dagster drives async resources and assets on one loop per run)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from contextlib import asynccontextmanager
 import dagster as dg
 from pydantic import PrivateAttr, SecretStr
 
+from crm_pipeline.crm import NotionAdapter
 from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -37,3 +39,39 @@ class DealStoreResource(dg.ConfigurableResource):
         if self._database is None:
             raise RuntimeError("DealStoreResource is used outside a run: it opens the database per run")
         return DealRepository(self._database)
+
+
+class NotionResource(dg.ConfigurableResource):
+    """The Notion deals database, through NotionAdapter (paced and retried).
+
+    The token comes from `dg.EnvVar("CRM_PIPELINE_NOTION_TOKEN")`, resolved at launch and never
+    shown in the UI.
+    """
+
+    token: str
+    database_id: str
+    data_source_id: str | None = None
+    base_url: str | None = None
+    tenant_id: str = get_settings().tenant_id
+    _adapter: NotionAdapter | None = PrivateAttr(default=None)
+
+    @asynccontextmanager
+    async def yield_for_execution(self, context: dg.InitResourceContext) -> AsyncIterator[NotionResource]:
+        self._adapter = NotionAdapter(
+            self.token,
+            self.database_id,
+            data_source_id=self.data_source_id,
+            base_url=self.base_url,
+            tenant_id=self.tenant_id,
+        )
+        try:
+            yield self
+        finally:
+            await self._adapter.aclose()
+            self._adapter = None
+
+    @property
+    def adapter(self) -> NotionAdapter:
+        if self._adapter is None:
+            raise RuntimeError("NotionResource is used outside a run: it opens its client per run")
+        return self._adapter

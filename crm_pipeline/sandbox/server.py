@@ -29,12 +29,15 @@ class RunningSandbox:
 
 
 @contextlib.contextmanager
-def serve_in_thread(config: SandboxConfig | None = None, host: str = "127.0.0.1") -> Iterator[RunningSandbox]:
-    """Serve on a free loopback port in a daemon thread; stops (and saves state) on exit."""
+def serve_in_thread(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[RunningSandbox]:
+    """Serve in a daemon thread (on a free loopback port unless `port` is given); stops (and saves
+    state) on exit."""
     app: Starlette = create_app(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"sandbox:{port}")

@@ -563,3 +563,9 @@ def test_the_schema_for_a_fresh_data_source_fits_the_map_and_carries_the_sync_ke
     }
     resolved = resolve_property_ids(NOTION_PROPERTY_MAP, as_returned)
     assert resolved["deal_stage"].options == frozenset(DEAL_STAGES)
+
+
+def test_a_malformed_sync_key_names_the_page_it_was_read_from() -> None:
+    properties = {"Sync Key": {"id": "k", "type": "rich_text", "rich_text": [{"plain_text": "oops"}]}}
+    with pytest.raises(FieldMappingError, match="record page-7: field 'sync_key' .* 'oops': not a UUID"):
+        read_sync_key(properties, record_id="page-7")

@@ -637,7 +637,7 @@ class NotionAdapter(CRMAdapter):
             page["properties"], deals.properties, record_id=page_id
         )
         sync_key = (
-            read_sync_key(page["properties"], deals.sync_key)
+            read_sync_key(page["properties"], deals.sync_key, record_id=page_id)
             if deals.sync_key
             else None
         )
