@@ -68,12 +68,14 @@ class Sandbox:
             self.workspace.seed(json.loads(self.config.seed_file.read_text(encoding="utf-8")))
 
     def start(self) -> None:
+        """Load the saved workspace, or seed a new one; a seeded workspace counts as unsaved, so
+        its page ids are kept from the first run on."""
         state_file = self.config.state_file
         if state_file is not None and state_file.exists():
             self.workspace.load(state_file)
+            self._saved_revision = self.workspace.revision
         elif self.config.seed_file is not None:
             self.workspace.seed(json.loads(self.config.seed_file.read_text(encoding="utf-8")))
-        self._saved_revision = self.workspace.revision
 
     def save_if_changed(self) -> None:
         if self.config.state_file is not None and self.workspace.revision != self._saved_revision:

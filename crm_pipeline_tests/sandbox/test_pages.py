@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,3 +173,15 @@ async def test_seeding_a_fixed_id_twice_is_refused(control: SandboxControl, deal
         control.seed(DEALS_SEED)
     assert caught.value.response.status_code == 400 and "already exists" in caught.value.response.json()["message"]
     assert len(control.all_pages(deals["data_source_id"])) == 3
+
+
+def test_a_seeded_workspace_keeps_its_page_ids_across_restarts(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps(DEALS_SEED))
+    config = SandboxConfig(rate_limit=0, state_file=tmp_path / "state.json", seed_file=seed)
+    runs = []
+    for _ in range(2):
+        with serve_in_thread(config) as running, SandboxControl(running.base_url) as control:
+            data_source_id = DEALS_SEED["databases"][0]["data_source_id"]
+            runs.append([page["id"] for page in control.all_pages(data_source_id)])
+    assert len(runs[0]) == 3 and runs[0] == runs[1]
