@@ -5,6 +5,7 @@ from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import (
     DatabaseUnavailableError,
     EmbeddedServerError,
+    MigrationError,
     RecordNotFoundError,
     SchemaTooNewError,
     StoreError,
@@ -18,6 +19,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DealRepository",
     "EmbeddedServerError",
+    "MigrationError",
     "RecordNotFoundError",
     "SchemaTooNewError",
     "StoreError",

@@ -19,7 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store.embedded import start_embedded_server
-from crm_pipeline.store.errors import DatabaseUnavailableError, UnknownTenantError
+from crm_pipeline.store.errors import DatabaseUnavailableError, MigrationError, UnknownTenantError
 from crm_pipeline.store.migrate import upgrade_to_head
 from crm_pipeline.store.schema import APP_ROLE, TENANT_SETTING
 
@@ -147,5 +147,13 @@ def _migrate(url: URL) -> None:
     try:
         with _connection_errors_named(url), engine.begin() as connection:
             upgrade_to_head(connection)
+    except DBAPIError as exc:
+        # Not the statement (a whole migration script): PostgreSQL's own reason and hint.
+        diagnostic = getattr(exc.orig, "diag", None)
+        reason = getattr(diagnostic, "message_primary", None) or str(exc.orig).splitlines()[0]
+        hint = getattr(diagnostic, "message_hint", None)
+        raise MigrationError(
+            f"migrating the deal store at {describe(url)} failed: {reason}" + (f". {hint}" if hint else "")
+        ) from None
     finally:
         engine.dispose()

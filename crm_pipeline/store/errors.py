@@ -13,6 +13,10 @@ class EmbeddedServerError(StoreError):
     """The embedded PostgreSQL did not start (the message names its log file)."""
 
 
+class MigrationError(StoreError):
+    """Bringing the schema up to date failed (the message carries PostgreSQL's reason and hint)."""
+
+
 class SchemaTooNewError(StoreError):
     """The database was migrated by a newer crm_pipeline than the one running."""
 

@@ -11,8 +11,16 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.settings import Settings
-from crm_pipeline.store import Database, DatabaseUnavailableError, EmbeddedServerError, SchemaTooNewError
+from crm_pipeline.store import (
+    Database,
+    DatabaseUnavailableError,
+    DealRepository,
+    EmbeddedServerError,
+    MigrationError,
+    SchemaTooNewError,
+)
 from crm_pipeline.store.migrate import head_revision
 
 embedded_only = pytest.mark.skipif(
@@ -84,3 +92,40 @@ def test_two_processes_starting_at_once_share_one_server_and_migrate_once(tmp_pa
     outputs = [process.communicate(timeout=120)[0].strip() for process in processes]
     assert [process.returncode for process in processes] == [0, 0]
     assert outputs == ["1", "1"]
+
+
+@embedded_only
+async def test_an_external_url_with_a_non_superuser_owner_works_and_is_bound_by_rls(database: Database) -> None:
+    """The usual external set-up: a login role that owns its database but is no superuser."""
+    suffix = uuid4().hex[:8]
+    owner, name = f"crm_owner_{suffix}", f"crm_external_{suffix}"
+    admin = create_engine(database.url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE ROLE {owner} LOGIN PASSWORD 'pw-{suffix}'"))
+        connection.execute(text(f'CREATE DATABASE "{name}" OWNER {owner}'))
+    external = database.url.set(database=name, username=owner, password=f"pw-{suffix}")
+    try:
+        # crm_pipeline_app exists already (the test database created it) and this role may not
+        # grant it to itself: the migration says exactly what to do.
+        with pytest.raises(MigrationError, match=f"must be a member .* GRANT crm_pipeline_app TO {owner}$"):
+            await Database.open(Settings(database_url=external.render_as_string(hide_password=False)))
+        with admin.connect() as connection:
+            connection.execute(text(f"GRANT crm_pipeline_app TO {owner}"))
+
+        opened = await Database.open(Settings(database_url=external.render_as_string(hide_password=False)))
+        try:
+            repository = DealRepository(opened)
+            await repository.register_tenant("ext-a")
+            await repository.create_opportunity("ext-a", OpportunityCreate(name="External deal"))
+            async with opened.owner_transaction() as connection:
+                assert await connection.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")) is False
+            async with opened.tenant_transaction("ext-a") as connection:
+                await connection.execute(text("SELECT set_config('crm.tenant_id', 'someone-else', true)"))
+                assert await connection.scalar(text("SELECT count(*) FROM crm.opportunities")) == 0
+        finally:
+            await opened.close()
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f"DROP ROLE IF EXISTS {owner}"))
+        admin.dispose()
