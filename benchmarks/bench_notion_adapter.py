@@ -14,91 +14,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import socket
-import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crm_pipeline.crm.notion import NotionAdapter, RateLimit
-from crm_pipeline.models import OpportunityCreate, OpportunityFilter
-from crm_pipeline.sandbox.config import DEFAULT_TOKEN
-from crm_pipeline.sandbox.control_client import SandboxControl
+from report import emit  # noqa: E402
+from sandbox_process import sandbox_process  # noqa: E402
+
+from crm_pipeline.crm.field_mapping import notion_properties_schema  # noqa: E402
+from crm_pipeline.crm.notion import NotionAdapter, RateLimit  # noqa: E402
+from crm_pipeline.models import OpportunityCreate, OpportunityFilter  # noqa: E402
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl  # noqa: E402
+
+BENCH = "notion_adapter"
 
 RATE = 3.0
-SCHEMA = {
-    "Deal Name": {"title": {}},
-    "Stage": {"select": {"options": [{"name": "Lead"}, {"name": "Qualified"}]}},
-    "Value": {"number": {}},
-    "Close Date": {"date": {}},
-    "Product": {"select": {"options": []}},
-    "Probability": {"number": {}},
-    "Source": {"select": {"options": []}},
-    "Contact": {"rich_text": {}},
-    "Email": {"email": {}},
-    "Sync Key": {"rich_text": {}},
-}
-
-
-def figure(name: str, value: float, unit: str, goal: str | int | None) -> None:
-    print(
-        json.dumps(
-            {
-                "bench": "notion_adapter",
-                "figure": name,
-                "value": value,
-                "unit": unit,
-                "goal": goal,
-            }
-        ),
-        flush=True,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@contextmanager
-def sandbox_process(burst: int) -> Iterator[str]:
-    """A sandbox server in its own process, stopped on exit."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("crm-pipeline")),
-        "sandbox",
-        "--port",
-        str(port),
-        "--rate-limit",
-        str(RATE),
-        "--burst",
-        str(burst),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"{base_url}/_sandbox/health", timeout=1).raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the sandbox did not start") from None
-                time.sleep(0.1)
-        yield base_url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 async def run(base_url: str, control: SandboxControl, updates: int) -> None:
     keys = [uuid4() for _ in range(updates)]
     pages = [
@@ -106,7 +39,7 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
         for i, key in enumerate(keys)
     ]
     [deals] = control.seed(
-        {"databases": [{"title": "Deals", "properties": SCHEMA, "pages": pages}]}
+        {"databases": [{"title": "Deals", "properties": notion_properties_schema(), "pages": pages}]}
     )
     adapter = NotionAdapter(
         DEFAULT_TOKEN,
@@ -131,17 +64,17 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
         await adapter.aclose()
     stats = control.stats()
     budget = updates / RATE
-    figure("elapsed", round(elapsed, 2), "s", None)
-    figure("elapsed_over_budget", round(elapsed / budget, 3), "ratio", "<= 1.05")
-    figure("failed_writes", sum(not o.ok for o in outcomes), "count", 0)
-    figure(
+    emit(BENCH, "elapsed", round(elapsed, 2), "s", None)
+    emit(BENCH, "elapsed_over_budget", round(elapsed / budget, 3), "ratio", "<= 1.05")
+    emit(BENCH, "failed_writes", sum(not o.ok for o in outcomes), "count", 0)
+    emit(BENCH, 
         "updates_applied",
         sum(o.action == "updated" for o in outcomes),
         "count",
         updates,
     )
-    figure("rate_limited_responses", stats["by_status"].get("429", 0), "count", 0)
-    figure("requests_sent", stats["total"], "count", updates)
+    emit(BENCH, "rate_limited_responses", stats["by_status"].get("429", 0), "count", 0)
+    emit(BENCH, "requests_sent", stats["total"], "count", updates)
 
 
 def main() -> None:
@@ -151,8 +84,9 @@ def main() -> None:
         "--burst", type=int, default=10, help="the sandbox's burst allowance"
     )
     args = parser.parse_args()
-    with sandbox_process(args.burst) as base_url, SandboxControl(base_url) as control:
-        figure("sandbox_burst", args.burst, "requests", None)
+    flags = ("--rate-limit", str(RATE), "--burst", str(args.burst))
+    with sandbox_process(*flags) as base_url, SandboxControl(base_url) as control:
+        emit(BENCH, "sandbox_burst", args.burst, "requests")
         asyncio.run(run(base_url, control, args.updates))
 
 

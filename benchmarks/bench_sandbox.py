@@ -13,41 +13,25 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxControl
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import emit  # noqa: E402
+from sandbox_process import sandbox_process  # noqa: E402
+
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxControl  # noqa: E402
 
 CONCURRENCY = 16
 PHASE_SECONDS = 4.0
 QUERY_ROWS = 10_000
 STAGES = ["Lead", "Qualified", "Negotiation", "Closed Won", "Closed Lost"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "crm_pipeline.cli", "sandbox", "--port", str(port), "--rate-limit", "0"]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_sandbox/health").status_code == 200:
-                return server
-        except httpx.TransportError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("sandbox server did not start")
 
 
 def deals_seed(count: int) -> dict[str, Any]:
@@ -126,10 +110,7 @@ async def measure(port: int, name: str, goal: float, request: Request) -> None:
     rate = done / (time.monotonic() - started)
     for connection in connections:
         connection.close()
-    print(
-        json.dumps({"bench": "sandbox", "figure": name, "value": round(rate, 1), "unit": "requests/s", "goal": goal}),
-        flush=True,
-    )
+    emit("sandbox", name, round(rate, 1), "requests/s", goal)
 
 
 async def run(port: int, control: SandboxControl) -> None:
@@ -190,14 +171,8 @@ async def run(port: int, control: SandboxControl) -> None:
 
 
 def main() -> int:
-    port = free_port()
-    server = start_server(port)
-    try:
-        with SandboxControl(f"http://127.0.0.1:{port}", timeout=60) as control:
-            asyncio.run(run(port, control))
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with sandbox_process("--rate-limit", "0") as base_url, SandboxControl(base_url, timeout=60) as control:
+        asyncio.run(run(httpx.URL(base_url).port, control))
     return 0
 
 
