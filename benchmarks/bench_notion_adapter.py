@@ -32,12 +32,11 @@ from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl  # noqa: E402
 BENCH = "notion_adapter"
 
 RATE = 3.0
+
+
 async def run(base_url: str, control: SandboxControl, updates: int) -> None:
     keys = [uuid4() for _ in range(updates)]
-    pages = [
-        {"Deal Name": f"deal {i}", "Stage": "Lead", "Sync Key": str(key)}
-        for i, key in enumerate(keys)
-    ]
+    pages = [{"Deal Name": f"deal {i}", "Stage": "Lead", "Sync Key": str(key)} for i, key in enumerate(keys)]
     [deals] = control.seed(
         {"databases": [{"title": "Deals", "properties": notion_properties_schema(), "pages": pages}]}
     )
@@ -48,15 +47,9 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
         rate_limit=RateLimit(requests_per_second=RATE),
     )
     try:
-        assert (
-            len(await adapter.list_opportunities(OpportunityFilter(limit=10_000)))
-            == updates
-        )  # warm-up
+        assert len(await adapter.list_opportunities(OpportunityFilter(limit=10_000))) == updates  # warm-up
         control.reset_stats()
-        records = [
-            OpportunityCreate(id=key, name=f"deal {i} v2", deal_stage="Qualified")
-            for i, key in enumerate(keys)
-        ]
+        records = [OpportunityCreate(id=key, name=f"deal {i} v2", deal_stage="Qualified") for i, key in enumerate(keys)]
         started = time.monotonic()
         outcomes = await adapter.upsert_opportunities(records)
         elapsed = time.monotonic() - started
@@ -67,7 +60,8 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
     emit(BENCH, "elapsed", round(elapsed, 2), "s", None)
     emit(BENCH, "elapsed_over_budget", round(elapsed / budget, 3), "ratio", "<= 1.05")
     emit(BENCH, "failed_writes", sum(not o.ok for o in outcomes), "count", 0)
-    emit(BENCH, 
+    emit(
+        BENCH,
         "updates_applied",
         sum(o.action == "updated" for o in outcomes),
         "count",
@@ -80,9 +74,7 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300)
-    parser.add_argument(
-        "--burst", type=int, default=10, help="the sandbox's burst allowance"
-    )
+    parser.add_argument("--burst", type=int, default=10, help="the sandbox's burst allowance")
     args = parser.parse_args()
     flags = ("--rate-limit", str(RATE), "--burst", str(args.burst))
     with sandbox_process(*flags) as base_url, SandboxControl(base_url) as control:

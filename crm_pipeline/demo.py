@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from uuid import NAMESPACE_URL, uuid5
-
 from typing import Any
+from uuid import NAMESPACE_URL, uuid5
 
 from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.models import Actor, OpportunityCreate
@@ -54,11 +53,24 @@ DEMO_NOTION_DATABASE_ID = "5e1e5d0c-7a1b-4c2d-9e3f-0a1b2c3d4e5f"
 DEMO_NOTION_DATA_SOURCE_ID = "6f2f6e1d-8b2c-4d3e-8f40-1b2c3d4e5f60"
 
 _HUMAN_DEALS: tuple[dict[str, Any], ...] = (
-    {"Deal Name": "Vandelay Industries import deal", "Stage": "Qualified", "Value": 27500,
-     "Close Date": "2027-02-28", "Product": "Platform", "Source": "event",
-     "Contact": "Art Vandelay", "Email": "art@vandelay.example"},
-    {"Deal Name": "Pied Piper compression licence", "Stage": "Lead", "Value": 8000,
-     "Product": "Analytics", "Source": "referral", "Contact": "Richard Hendricks"},
+    {
+        "Deal Name": "Vandelay Industries import deal",
+        "Stage": "Qualified",
+        "Value": 27500,
+        "Close Date": "2027-02-28",
+        "Product": "Platform",
+        "Source": "event",
+        "Contact": "Art Vandelay",
+        "Email": "art@vandelay.example",
+    },
+    {
+        "Deal Name": "Pied Piper compression licence",
+        "Stage": "Lead",
+        "Value": 8000,
+        "Product": "Analytics",
+        "Source": "referral",
+        "Contact": "Richard Hendricks",
+    },
 )
 
 

@@ -25,7 +25,7 @@ Confidence = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
-class Actor(str, enum.Enum):
+class Actor(enum.StrEnum):
     """Who made a change: the AI agent, a human in an external CRM, or the sync engine itself."""
 
     AGENT = "agent"
@@ -33,7 +33,7 @@ class Actor(str, enum.Enum):
     SYNC = "sync"
 
 
-class RecordType(str, enum.Enum):
+class RecordType(enum.StrEnum):
     """The kinds of record the change log tracks."""
 
     OPPORTUNITY = "opportunity"

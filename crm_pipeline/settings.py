@@ -27,9 +27,7 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT / ".crm_pipeline",
         description="Project-local state: the embedded PostgreSQL's data directory lives here.",
     )
-    database_name: str = Field(
-        default="crm_pipeline", description="Database created on the embedded server."
-    )
+    database_name: str = Field(default="crm_pipeline", description="Database created on the embedded server.")
     tenant_id: str = Field(default="demo", description="Tenant the pipeline syncs.")
     notion_token: SecretStr | None = Field(
         default=None,

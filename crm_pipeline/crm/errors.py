@@ -36,9 +36,7 @@ class FieldMappingError(ValueError):
         self.value = value
         self.reason = reason
         record = f"record {record_id}" if record_id is not None else "record (no id)"
-        super().__init__(
-            f"{record}: field {field!r} (property {property_name!r}) value {_shorten(value)}: {reason}"
-        )
+        super().__init__(f"{record}: field {field!r} (property {property_name!r}) value {_shorten(value)}: {reason}")
 
 
 class PropertySchemaError(ValueError):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -59,7 +59,7 @@ __all__ = [
 # --- field ownership ------------------------------------------------------------------------------
 
 
-class FieldOwner(str, enum.Enum):
+class FieldOwner(enum.StrEnum):
     """Who wins a conflict on a field: the agent, the human in the CRM, or the latest write."""
 
     AGENT = "agent"
@@ -79,6 +79,7 @@ class FieldOwnershipConfig:
     human_owned: frozenset[str] = frozenset()
     shared: frozenset[str] = frozenset()
     default_owner: FieldOwner = FieldOwner.SHARED
+    _owners: dict[str, FieldOwner] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         groups = {
@@ -86,13 +87,13 @@ class FieldOwnershipConfig:
             FieldOwner.HUMAN: self.human_owned,
             FieldOwner.SHARED: self.shared,
         }
+        # Validated and inverted once; frozen dataclasses set derived fields through object.
         object.__setattr__(self, "_owners", _owners_by_field(groups))
 
     def owner_of(self, field_name: str) -> FieldOwner:
         """The owner of a writable opportunity field (``default_owner`` if it is not listed)."""
         _require_opportunity_field(field_name)
-        owners: dict[str, FieldOwner] = getattr(self, "_owners")
-        return owners.get(field_name, self.default_owner)
+        return self._owners.get(field_name, self.default_owner)
 
 
 def _require_opportunity_field(field_name: str) -> None:
@@ -107,9 +108,7 @@ def _owners_by_field(groups: Mapping[FieldOwner, frozenset[str]]) -> dict[str, F
         for name in sorted(names):
             _require_opportunity_field(name)
             if name in owners:
-                raise ValueError(
-                    f"field {name!r} has two owners: {owners[name].value} and {owner.value}"
-                )
+                raise ValueError(f"field {name!r} has two owners: {owners[name].value} and {owner.value}")
             owners[name] = owner
     return owners
 
@@ -392,9 +391,7 @@ def from_notion_properties(
 
 
 @contextmanager
-def _mapping_errors(
-    record_id: str | None, field_name: str, prop: NotionProperty, value: Any
-) -> Iterator[None]:
+def _mapping_errors(record_id: str | None, field_name: str, prop: NotionProperty, value: Any) -> Iterator[None]:
     """Turn a codec's _Unmappable into a FieldMappingError naming record, field and property."""
     try:
         yield
@@ -482,9 +479,7 @@ def resolve_property_ids(
             schema = _schema_entry(field_name, prop, data_source_properties.get(prop.name), "name")
         else:
             schema = _schema_entry(field_name, prop, by_id.get(bound_id), f"bound id {bound_id!r}")
-        resolved[field_name] = replace(
-            prop, name=schema["name"], id=schema["id"], options=_options_of(prop, schema)
-        )
+        resolved[field_name] = replace(prop, name=schema["name"], id=schema["id"], options=_options_of(prop, schema))
     return resolved
 
 
@@ -493,9 +488,7 @@ def _schema_entry(
 ) -> Mapping[str, Any]:
     """The schema entry found for a field, checked to exist and to have the mapped type."""
     if schema is None:
-        raise PropertySchemaError(
-            field_name, prop.name, f"no property with this {matched_by} in the data source"
-        )
+        raise PropertySchemaError(field_name, prop.name, f"no property with this {matched_by} in the data source")
     if schema.get("type") != prop.type:
         raise PropertySchemaError(
             field_name,

@@ -52,9 +52,7 @@ def create_database_if_missing(admin_url: URL, name: str) -> None:
     engine = create_engine(admin_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
     try:
         with _connection_errors_named(admin_url), engine.connect() as connection:
-            exists = connection.execute(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            ).first()
+            exists = connection.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}).first()
             if not exists:
                 try:
                     connection.execute(text(f'CREATE DATABASE "{name}"'))

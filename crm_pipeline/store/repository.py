@@ -197,9 +197,7 @@ class DealRepository:
 
     # -- contacts ------------------------------------------------------------------------------
 
-    async def create_contact(
-        self, tenant_id: str, data: ContactCreate, *, actor: Actor = Actor.AGENT
-    ) -> ContactRead:
+    async def create_contact(self, tenant_id: str, data: ContactCreate, *, actor: Actor = Actor.AGENT) -> ContactRead:
         return await self._create(tenant_id, contacts, RecordType.CONTACT, data, actor, ContactRead)
 
     async def update_contact(
@@ -324,16 +322,16 @@ class DealRepository:
             await _log_changes(connection, tenant_id, record_type, actor, [(record_id, changes)])
         return read_model.model_validate(row._mapping)
 
-    async def _get(self, tenant_id: str, table: Table, record_id: UUID, read_model: type[ReadModel]) -> ReadModel | None:
+    async def _get(
+        self, tenant_id: str, table: Table, record_id: UUID, read_model: type[ReadModel]
+    ) -> ReadModel | None:
         async with self._database.tenant_transaction(tenant_id) as connection:
             row = (await connection.execute(select(table).where(table.c.id == record_id))).one_or_none()
         return None if row is None else read_model.model_validate(row._mapping)
 
     @staticmethod
     async def _select_for_update(connection: AsyncConnection, table: Table, record_id: UUID) -> Row[Any]:
-        row = (
-            await connection.execute(select(table).where(table.c.id == record_id).with_for_update())
-        ).one_or_none()
+        row = (await connection.execute(select(table).where(table.c.id == record_id).with_for_update())).one_or_none()
         if row is None:
             raise RecordNotFoundError(f"no {table.name} row with id {record_id} for this tenant")
         return row

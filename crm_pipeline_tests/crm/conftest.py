@@ -16,9 +16,7 @@ from crm_pipeline.crm.notion import NotionAdapter, RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.adapter import CONTACT_PROPERTY_MAP
 from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 
-FAST_RETRY = RetryPolicy(
-    max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0
-)
+FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0)
 UNPACED = RateLimit(requests_per_second=1000.0, burst=50, max_in_flight=8)
 
 DEALS_SCHEMA = notion_properties_schema()

@@ -203,7 +203,11 @@ def test_property_map_is_the_plan_and_names_real_fields() -> None:
         ("deal_stage", " Won ", {"Stage": {"select": {"name": "Won"}}}),
         ("estimated_value", Decimal("1234.56"), {"Value": {"number": 1234.56}}),
         ("probability", Decimal("0.1"), {"Probability": {"number": 0.1}}),
-        ("close_date", date(2025, 10, 1), {"Close Date": {"date": {"start": "2025-10-01", "end": None, "time_zone": None}}}),
+        (
+            "close_date",
+            date(2025, 10, 1),
+            {"Close Date": {"date": {"start": "2025-10-01", "end": None, "time_zone": None}}},
+        ),
         ("contact_email", "a@b.com", {"Email": {"email": "a@b.com"}}),
     ],
 )
@@ -414,7 +418,9 @@ def test_first_bind_is_by_name_and_carries_ids_and_options() -> None:
     )
     assert resolved["source"] == NotionProperty("Source", "select", id="sRc~")
     assert property_bindings(resolved)["estimated_value"] == "vAl%3D"
-    assert to_notion_properties({"deal_stage": "Negotiation"}, resolved) == {"%3AsTg": {"select": {"name": "Negotiation"}}}
+    assert to_notion_properties({"deal_stage": "Negotiation"}, resolved) == {
+        "%3AsTg": {"select": {"name": "Negotiation"}}
+    }
     assert from_notion_properties(PAGE_PROPERTIES, resolved) == EXPECTED_FIELDS
 
 
@@ -494,9 +500,7 @@ texts = st.one_of(
     st.text(min_size=1, max_size=300),
     st.builds(lambda piece, times: piece * times, st.text(min_size=1, max_size=8), st.integers(250, 600)),
 )
-select_names = (
-    st.text(st.characters(exclude_characters=","), min_size=1, max_size=100).map(str.strip).filter(bool)
-)
+select_names = st.text(st.characters(exclude_characters=","), min_size=1, max_size=100).map(str.strip).filter(bool)
 emails = st.emails().filter(lambda email: len(email) <= 200)
 
 

@@ -48,12 +48,7 @@ def deal(name: str = "Acme renewal", **fields: object) -> OpportunityCreate:
 
 def pages_with_key(workspace: Workspace, key: object) -> list[dict]:
     pages = workspace.control.all_pages(workspace.data_source_id)
-    return [
-        p
-        for p in pages
-        if "".join(t["plain_text"] for t in p["properties"]["Sync Key"]["rich_text"])
-        == str(key)
-    ]
+    return [p for p in pages if "".join(t["plain_text"] for t in p["properties"]["Sync Key"]["rich_text"]) == str(key)]
 
 
 # --- every method ---------------------------------------------------------------------------------
@@ -91,9 +86,7 @@ async def test_create_and_get_round_trip_every_mapped_field(
         "contact_name",
         "contact_email",
     ]
-    assert fetched.model_dump(include=set(mapped)) == data.model_dump(
-        include=set(mapped)
-    )
+    assert fetched.model_dump(include=set(mapped)) == data.model_dump(include=set(mapped))
 
 
 async def test_get_unknown_page_is_none(notion: NotionAdapter) -> None:
@@ -104,9 +97,7 @@ async def test_update_writes_only_the_fields_set_and_a_human_edit_reads_as_human
     notion: NotionAdapter, workspace: Workspace
 ) -> None:
     page_id = await notion.create_opportunity(deal(estimated_value=Decimal(100)))
-    await notion.update_opportunity(
-        page_id, OpportunityUpdate(deal_stage="Negotiation", contact_name=None)
-    )
+    await notion.update_opportunity(page_id, OpportunityUpdate(deal_stage="Negotiation", contact_name=None))
     updated = await notion.get_opportunity(page_id)
     assert updated is not None
     assert (updated.deal_stage, updated.contact_name, updated.estimated_value) == (
@@ -115,9 +106,7 @@ async def test_update_writes_only_the_fields_set_and_a_human_edit_reads_as_human
         Decimal(100),
     )
 
-    workspace.control.human_update_page(
-        page_id, {"properties": {"Value": {"number": 250}}}
-    )
+    workspace.control.human_update_page(page_id, {"properties": {"Value": {"number": 250}}})
     edited = await notion.get_opportunity(page_id)
     assert edited is not None
     assert edited.estimated_value == Decimal(250)
@@ -138,10 +127,7 @@ async def test_list_filters_by_stage_trash_and_paging_options(
     await notion.archive_opportunity(names["d"])
 
     async def names_of(**criteria: object) -> list[str]:
-        return [
-            r.name
-            for r in await notion.list_opportunities(OpportunityFilter(**criteria))
-        ]
+        return [r.name for r in await notion.list_opportunities(OpportunityFilter(**criteria))]
 
     assert sorted(await names_of()) == ["a", "b", "c"]
     assert sorted(await names_of(deal_stage="Qualified")) == ["b", "c"]
@@ -157,16 +143,12 @@ async def test_list_filters_by_stage_trash_and_paging_options(
     assert trashed.in_trash and trashed.archived_at is not None
 
 
-async def test_list_updated_since_uses_last_edited_time(
-    notion: NotionAdapter, workspace: Workspace
-) -> None:
+async def test_list_updated_since_uses_last_edited_time(notion: NotionAdapter, workspace: Workspace) -> None:
     workspace.control.set_clock(NOON)
     old = await notion.create_opportunity(deal("old"))
     workspace.control.advance_clock(600)
     new = await notion.create_opportunity(deal("new"))
-    recent = await notion.list_opportunities(
-        OpportunityFilter(updated_since=NOON + timedelta(minutes=5))
-    )
+    recent = await notion.list_opportunities(OpportunityFilter(updated_since=NOON + timedelta(minutes=5)))
     assert [r.external_id for r in recent] == [new]
     assert old != new
 
@@ -186,12 +168,8 @@ async def test_contacts_are_created_and_updated_in_the_contacts_data_source(
     notion: NotionAdapter, workspace: Workspace
 ) -> None:
     contact_id = uuid4()
-    page_id = await notion.create_contact(
-        ContactCreate(id=contact_id, name="Grace Hopper", email="grace@navy.example")
-    )
-    await notion.update_contact(
-        page_id, ContactUpdate(company="US Navy", phone="+1 555 0100")
-    )
+    page_id = await notion.create_contact(ContactCreate(id=contact_id, name="Grace Hopper", email="grace@navy.example"))
+    await notion.update_contact(page_id, ContactUpdate(company="US Navy", phone="+1 555 0100"))
     [page] = workspace.control.all_pages(workspace.contacts_data_source_id)
     props = page["properties"]
     assert page["id"] == page_id
@@ -205,15 +183,11 @@ async def test_activity_is_one_paragraph_split_at_2000_chars_on_the_deal_page(
 ) -> None:
     data = deal()
     page_id = await notion.create_opportunity(data)
-    cold = (
-        workspace.adapter()
-    )  # empty sync-key cache: finds the page by querying the key
+    cold = workspace.adapter()  # empty sync-key cache: finds the page by querying the key
     try:
         body = "x" * 4500
         block_id = await cold.create_activity(
-            ActivityCreate(
-                opportunity_id=data.id, kind="call", subject="Discovery call", body=body
-            )
+            ActivityCreate(opportunity_id=data.id, kind="call", subject="Discovery call", body=body)
         )
         children = (await cold.client.blocks.children.list(page_id))["results"]
     finally:
@@ -236,9 +210,7 @@ async def test_activity_for_an_unknown_deal_names_the_key(
 # --- paging past the cap, changes and the overlap window ------------------------------------------
 
 
-async def test_list_and_changes_read_past_the_query_result_cap(
-    notion: NotionAdapter, workspace: Workspace
-) -> None:
+async def test_list_and_changes_read_past_the_query_result_cap(notion: NotionAdapter, workspace: Workspace) -> None:
     workspace.control.configure(result_cap=30)
     workspace.control.set_clock(NOON)
     records = [deal(f"deal {i:02}") for i in range(75)]
@@ -254,9 +226,7 @@ async def test_list_and_changes_read_past_the_query_result_cap(
     assert len({c.record_id for c in changes}) == len(changes) == 75
     assert {c.sync_key for c in changes} == {str(r.id) for r in records}
     queries = [body for method, path, body in workspace.sent if path.endswith("/query")]
-    assert any(
-        "created_time" in str(body.get("filter")) for body in queries
-    )  # a second window was opened
+    assert any("created_time" in str(body.get("filter")) for body in queries)  # a second window was opened
 
 
 async def test_changes_overlap_sees_a_human_edit_in_the_same_minute_as_our_write(
@@ -264,27 +234,18 @@ async def test_changes_overlap_sees_a_human_edit_in_the_same_minute_as_our_write
 ) -> None:
     workspace.control.set_clock(NOON)  # 12:00:10
     page_id = await notion.create_opportunity(deal())
-    workspace.control.advance_clock(
-        20
-    )  # 12:00:30: our write, then a human edit in the same minute
-    await notion.update_opportunity(
-        page_id, OpportunityUpdate(estimated_value=Decimal(10))
-    )
+    workspace.control.advance_clock(20)  # 12:00:30: our write, then a human edit in the same minute
+    await notion.update_opportunity(page_id, OpportunityUpdate(estimated_value=Decimal(10)))
     watermark = NOON + timedelta(seconds=25)
     workspace.control.advance_clock(10)  # 12:00:40
-    workspace.control.human_update_page(
-        page_id, {"properties": {"Value": {"number": 99}}}
-    )
+    workspace.control.human_update_page(page_id, {"properties": {"Value": {"number": 99}}})
 
     changes = await notion.get_changes_since(watermark)
 
     [change] = changes  # one record per page despite several edits in the window
     assert change.record_type is RecordType.OPPORTUNITY and change.record_id == page_id
     assert change.actor is Actor.HUMAN
-    assert (
-        change.changes["estimated_value"].new == "99"
-        and change.changes["estimated_value"].old is None
-    )
+    assert change.changes["estimated_value"].new == "99" and change.changes["estimated_value"].old is None
     assert change.changed_at == NOON.replace(second=0)
     workspace.control.advance_clock(600)
     assert await notion.get_changes_since(NOON + timedelta(minutes=10)) == []
@@ -294,9 +255,7 @@ async def test_changes_overlap_sees_a_human_edit_in_the_same_minute_as_our_write
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "503", "504", "529", "409"])
-async def test_transient_faults_on_update_are_retried(
-    notion: NotionAdapter, workspace: Workspace, kind: str
-) -> None:
+async def test_transient_faults_on_update_are_retried(notion: NotionAdapter, workspace: Workspace, kind: str) -> None:
     page_id = await notion.create_opportunity(deal())
     workspace.control.add_fault(kind, method="PATCH", path="/v1/pages/*", count=2)
     await notion.update_opportunity(page_id, OpportunityUpdate(name="after faults"))
@@ -305,9 +264,7 @@ async def test_transient_faults_on_update_are_retried(
 
 
 @pytest.mark.parametrize("kind", ["500", "503", "529"])
-async def test_transient_faults_on_a_query_are_retried(
-    notion: NotionAdapter, workspace: Workspace, kind: str
-) -> None:
+async def test_transient_faults_on_a_query_are_retried(notion: NotionAdapter, workspace: Workspace, kind: str) -> None:
     await notion.create_opportunity(deal())
     workspace.control.add_fault(kind, method="POST", path="/v1/data_sources/*/query")
     assert len(await notion.list_opportunities(OpportunityFilter())) == 1
@@ -317,27 +274,19 @@ async def test_a_timeout_is_retried(workspace: Workspace) -> None:
     adapter = workspace.adapter(timeout_s=0.3)
     try:
         page_id = await adapter.create_opportunity(deal())
-        workspace.control.add_fault(
-            "hang", method="PATCH", path="/v1/pages/*", hang_seconds=1.0
-        )
-        await adapter.update_opportunity(
-            page_id, OpportunityUpdate(name="after a timeout")
-        )
+        workspace.control.add_fault("hang", method="PATCH", path="/v1/pages/*", hang_seconds=1.0)
+        await adapter.update_opportunity(page_id, OpportunityUpdate(name="after a timeout"))
         assert (await adapter.get_opportunity(page_id)).name == "after a timeout"  # type: ignore[union-attr]
     finally:
         await adapter.aclose()
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "504", "529", "409", "hang"])
-async def test_a_create_applied_then_lost_leaves_exactly_one_page(
-    workspace: Workspace, kind: str
-) -> None:
+async def test_a_create_applied_then_lost_leaves_exactly_one_page(workspace: Workspace, kind: str) -> None:
     adapter = workspace.adapter(timeout_s=0.3)
     data = deal()
     try:
-        workspace.control.add_fault(
-            kind, method="POST", path="/v1/pages", applied=True, hang_seconds=1.0
-        )
+        workspace.control.add_fault(kind, method="POST", path="/v1/pages", applied=True, hang_seconds=1.0)
         page_id = await adapter.create_opportunity(data)
     finally:
         await adapter.aclose()
@@ -347,34 +296,22 @@ async def test_a_create_applied_then_lost_leaves_exactly_one_page(
     assert workspace.requests_to("POST", "/v1/pages") in ({kind: 1}, {})
 
 
-async def test_an_activity_applied_then_lost_lands_once(
-    notion: NotionAdapter, workspace: Workspace
-) -> None:
+async def test_an_activity_applied_then_lost_lands_once(notion: NotionAdapter, workspace: Workspace) -> None:
     data = deal()
     page_id = await notion.create_opportunity(data)
-    workspace.control.add_fault(
-        "500", method="PATCH", path="/v1/blocks/*/children", applied=True
-    )
-    block_id = await notion.create_activity(
-        ActivityCreate(opportunity_id=data.id, subject="Sent proposal")
-    )
+    workspace.control.add_fault("500", method="PATCH", path="/v1/blocks/*/children", applied=True)
+    block_id = await notion.create_activity(ActivityCreate(opportunity_id=data.id, subject="Sent proposal"))
     children = (await notion.client.blocks.children.list(page_id))["results"]
     assert [child["id"] for child in children] == [block_id]
 
 
-async def test_a_validation_error_is_not_retried(
-    notion: NotionAdapter, workspace: Workspace
-) -> None:
+async def test_a_validation_error_is_not_retried(notion: NotionAdapter, workspace: Workspace) -> None:
     page_id = await notion.create_opportunity(deal(estimated_value=Decimal(5)))
     # A human turns Value into a text column; the adapter's bound schema still says number.
-    await notion.client.data_sources.update(
-        workspace.data_source_id, properties={"Value": {"rich_text": {}}}
-    )
+    await notion.client.data_sources.update(workspace.data_source_id, properties={"Value": {"rich_text": {}}})
     workspace.control.reset_stats()
     with pytest.raises(Exception, match="Value") as raised:
-        await notion.update_opportunity(
-            page_id, OpportunityUpdate(estimated_value=Decimal(6))
-        )
+        await notion.update_opportunity(page_id, OpportunityUpdate(estimated_value=Decimal(6)))
     assert getattr(raised.value, "code", None) == "validation_error"
     assert workspace.requests_to("PATCH", "/v1/pages/{page_id}") == {"400": 1}
 
@@ -384,27 +321,19 @@ async def test_a_page_trashed_by_a_human_fails_only_its_record_in_a_batch(
 ) -> None:
     good, gone = deal("good"), deal("gone")
     created = await notion.upsert_opportunities([good, gone])
-    workspace.control.human_update_page(
-        created[1].external_id or "", {"in_trash": True}
-    )
+    workspace.control.human_update_page(created[1].external_id or "", {"in_trash": True})
     workspace.control.reset_stats()
 
-    outcomes = await notion.upsert_opportunities(
-        [good.model_copy(update={"name": "good 2"}), gone]
-    )
+    outcomes = await notion.upsert_opportunities([good.model_copy(update={"name": "good 2"}), gone])
 
     assert [o.action for o in outcomes] == ["updated", "failed"]
-    assert outcomes[1].record_id == str(gone.id) and "trash" in (
-        outcomes[1].reason or ""
-    )
+    assert outcomes[1].record_id == str(gone.id) and "trash" in (outcomes[1].reason or "")
     assert workspace.requests_to("PATCH", "/v1/pages/{page_id}") == {
         "200": 1,
         "400": 1,
     }  # not retried
 
-    cold = (
-        workspace.adapter()
-    )  # finds the trashed page by its key instead of creating a duplicate
+    cold = workspace.adapter()  # finds the trashed page by its key instead of creating a duplicate
     try:
         assert [o.action for o in await cold.upsert_opportunities([gone])] == ["failed"]
     finally:
@@ -429,9 +358,7 @@ async def test_bad_values_on_the_way_out_fail_only_their_record(
 
     assert [o.action for o in outcomes] == ["created", "failed", "failed"]
     assert (outcomes[1].property_name, outcomes[2].property_name) == ("Stage", "Email")
-    assert str(batch[1].id) in (outcomes[1].reason or "") and "Won-ish" in (
-        outcomes[1].reason or ""
-    )
+    assert str(batch[1].id) in (outcomes[1].reason or "") and "Won-ish" in (outcomes[1].reason or "")
     assert long_email[:40] in (outcomes[2].reason or "")
     with pytest.raises(FieldMappingError, match="Won-ish"):
         await notion.create_opportunity(batch[1])
@@ -442,9 +369,7 @@ async def test_text_in_a_number_column_is_reported_per_page_on_the_way_in(
 ) -> None:
     kept = await notion.create_opportunity(deal("kept"))
     broken = await notion.create_opportunity(deal("broken"))
-    await notion.client.data_sources.update(
-        workspace.data_source_id, properties={"Value": {"rich_text": {}}}
-    )
+    await notion.client.data_sources.update(workspace.data_source_id, properties={"Value": {"rich_text": {}}})
     workspace.control.human_update_page(
         broken,
         {"properties": {"Value": {"rich_text": [{"text": {"content": "ten k"}}]}}},
@@ -460,27 +385,17 @@ async def test_text_in_a_number_column_is_reported_per_page_on_the_way_in(
         "Value",
         "estimated_value",
     )
-    assert "ten k" in str(
-        errors[broken].value
-    ) and "expected a 'number' property" in str(errors[broken])
+    assert "ten k" in str(errors[broken].value) and "expected a 'number' property" in str(errors[broken])
 
 
-async def test_a_renamed_column_keeps_mapping(
-    notion: NotionAdapter, workspace: Workspace
-) -> None:
+async def test_a_renamed_column_keeps_mapping(notion: NotionAdapter, workspace: Workspace) -> None:
     page_id = await notion.create_opportunity(deal())
-    await notion.client.data_sources.update(
-        workspace.data_source_id, properties={"Stage": {"name": "Phase"}}
-    )
+    await notion.client.data_sources.update(workspace.data_source_id, properties={"Stage": {"name": "Phase"}})
     await notion.update_opportunity(page_id, OpportunityUpdate(deal_stage="Closed Won"))
     assert (await notion.get_opportunity(page_id)).deal_stage == "Closed Won"  # type: ignore[union-attr]
-    renamed = workspace.adapter(
-        bindings=notion.bindings
-    )  # a new adapter given the persisted bindings
+    renamed = workspace.adapter(bindings=notion.bindings)  # a new adapter given the persisted bindings
     try:
-        assert [
-            r.deal_stage for r in await renamed.list_opportunities(OpportunityFilter())
-        ] == ["Closed Won"]
+        assert [r.deal_stage for r in await renamed.list_opportunities(OpportunityFilter())] == ["Closed Won"]
     finally:
         await renamed.aclose()
 
@@ -492,50 +407,34 @@ async def test_the_limiter_keeps_a_burst_under_the_sandbox_rate_limit(
     notion: NotionAdapter, workspace: Workspace
 ) -> None:
     records = [deal(f"deal {i}") for i in range(30)]
-    assert all(
-        o.ok for o in await notion.upsert_opportunities(records)
-    )  # unpaced set-up
+    assert all(o.ok for o in await notion.upsert_opportunities(records))  # unpaced set-up
     workspace.control.configure(rate_limit=10, burst=2)
     workspace.control.reset_stats()
-    paced = workspace.adapter(
-        rate_limit=RateLimit(requests_per_second=10, burst=1, max_in_flight=3)
-    )
+    paced = workspace.adapter(rate_limit=RateLimit(requests_per_second=10, burst=1, max_in_flight=3))
     try:
         started = time.monotonic()
-        outcomes = await paced.upsert_opportunities(
-            [r.model_copy(update={"name": r.name + "!"}) for r in records]
-        )
+        outcomes = await paced.upsert_opportunities([r.model_copy(update={"name": r.name + "!"}) for r in records])
         elapsed = time.monotonic() - started
     finally:
         await paced.aclose()
         workspace.control.configure(rate_limit=0)
     assert [o.action for o in outcomes] == ["updated"] * 30
     stats = workspace.control.stats()
-    assert stats["by_status"] == {
-        "200": 34
-    }  # database, data source, two key lookups, 30 updates: no 429
+    assert stats["by_status"] == {"200": 34}  # database, data source, two key lookups, 30 updates: no 429
     assert elapsed >= (34 - 1) / 10 - 0.1
 
 
-async def test_request_bodies_match_notions_schemas(
-    notion: NotionAdapter, workspace: Workspace
-) -> None:
+async def test_request_bodies_match_notions_schemas(notion: NotionAdapter, workspace: Workspace) -> None:
     data = deal(
         estimated_value=Decimal("1.5"),
         close_date=date(2027, 1, 1),
         contact_email="a@b.example",
     )
     page_id = await notion.create_opportunity(data)
-    await notion.update_opportunity(
-        page_id, OpportunityUpdate(probability=Decimal("0.5"), contact_name="Ann")
-    )
-    await notion.list_opportunities(
-        OpportunityFilter(deal_stage=["Lead", "Qualified"], updated_since=NOON)
-    )
+    await notion.update_opportunity(page_id, OpportunityUpdate(probability=Decimal("0.5"), contact_name="Ann"))
+    await notion.list_opportunities(OpportunityFilter(deal_stage=["Lead", "Qualified"], updated_since=NOON))
     await notion.get_changes_since(NOON)
-    await notion.create_activity(
-        ActivityCreate(opportunity_id=data.id, subject="Hello", body="y" * 2500)
-    )
+    await notion.create_activity(ActivityCreate(opportunity_id=data.id, subject="Hello", body="y" * 2500))
     await notion.archive_opportunity(page_id)
 
     schemas = {

@@ -86,16 +86,10 @@ class FakeNotion:
                 return response
         if path == "/v1/pages":
             return _json(_page(str(uuid4())))
-        return _json(
-            {"object": "list", "results": [], "next_cursor": None, "has_more": False}
-        )
+        return _json({"object": "list", "results": [], "next_cursor": None, "has_more": False})
 
     def sent(self, method: str, path_end: str) -> list[httpx.Request]:
-        return [
-            r
-            for r in self.requests
-            if r.method == method and r.url.path.endswith(path_end)
-        ]
+        return [r for r in self.requests if r.method == method and r.url.path.endswith(path_end)]
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
@@ -103,20 +97,14 @@ class FakeNotion:
     def adapter(self, **overrides: Any) -> NotionAdapter:
         settings: dict[str, Any] = {
             "base_url": "http://notion.test",
-            "retry": RetryPolicy(
-                max_attempts=4, initial_wait=0.01, max_wait=0.02, sleep=self.sleep
-            ),
+            "retry": RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.02, sleep=self.sleep),
             "rate_limit": RateLimit(requests_per_second=1000, burst=100),
-            "http_client": httpx.AsyncClient(
-                transport=httpx.MockTransport(self.handle)
-            ),
+            "http_client": httpx.AsyncClient(transport=httpx.MockTransport(self.handle)),
         }
         return NotionAdapter(TOKEN, DB, **{**settings, **overrides})
 
 
-def _json(
-    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
-) -> httpx.Response:
+def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
     return httpx.Response(status, json=body, headers=headers)
 
 
@@ -159,18 +147,9 @@ def _page(key: str) -> dict[str, Any]:
 
 
 async def test_notion_adapter_init() -> None:
-    adapter = NotionAdapter(
-        TOKEN, DB, data_source_id=DS, base_url="http://notion.test", tenant_id="t1"
-    )
-    assert (
-        adapter.database_id == DB
-        and adapter.data_source_id == DS
-        and adapter.tenant_id == "t1"
-    )
-    assert (
-        adapter.capabilities.bulk_writes
-        and not adapter.capabilities.old_values_in_changes
-    )
+    adapter = NotionAdapter(TOKEN, DB, data_source_id=DS, base_url="http://notion.test", tenant_id="t1")
+    assert adapter.database_id == DB and adapter.data_source_id == DS and adapter.tenant_id == "t1"
+    assert adapter.capabilities.bulk_writes and not adapter.capabilities.old_values_in_changes
     assert adapter.capabilities.timestamp_resolution_seconds == 60
     assert adapter._client is None  # nothing is built or sent before the first call
     assert TOKEN not in repr(adapter) and DB in repr(adapter)
@@ -229,18 +208,12 @@ async def test_attempts_stop_at_the_policy_and_do_not_multiply() -> None:
     with pytest.raises(Exception) as raised:
         await adapter.list_opportunities(OpportunityFilter())
     assert getattr(raised.value, "status", None) == 500
-    assert (
-        len(fake.sent("POST", "/query")) == 4
-    )  # max_attempts, not 4 × (SDK retries + 1)
+    assert len(fake.sent("POST", "/query")) == 4  # max_attempts, not 4 × (SDK retries + 1)
     await adapter.aclose()
 
 
-@pytest.mark.parametrize(
-    "status,code", [(429, "rate_limited"), (529, "service_overload")]
-)
-async def test_rate_limits_honour_retry_after_beyond_a_minute(
-    status: int, code: str
-) -> None:
+@pytest.mark.parametrize("status,code", [(429, "rate_limited"), (529, "service_overload")])
+async def test_rate_limits_honour_retry_after_beyond_a_minute(status: int, code: str) -> None:
     fake = FakeNotion()
     fake.script = [_error(status, code, {"Retry-After": "120"})]
     adapter = fake.adapter()
@@ -299,24 +272,18 @@ async def test_a_create_that_timed_out_is_looked_up_before_being_sent_again() ->
 
     fake.script = [applied_then_timed_out, found]
     adapter = fake.adapter()
-    page_id = await adapter.create_opportunity(
-        OpportunityCreate(id=key, name="Acme", deal_stage="Lead")
-    )
+    page_id = await adapter.create_opportunity(OpportunityCreate(id=key, name="Acme", deal_stage="Lead"))
     assert page_id == _page(key)["id"]
     assert len(fake.sent("POST", "/v1/pages")) == 1
     await adapter.aclose()
 
 
-async def test_a_create_without_a_sync_key_is_not_resent_after_an_uncertain_failure() -> (
-    None
-):
+async def test_a_create_without_a_sync_key_is_not_resent_after_an_uncertain_failure() -> None:
     fake = FakeNotion()
     fake.script = [_error(502, "bad_gateway")]
     adapter = fake.adapter()
     with pytest.raises(UnknownHTTPResponseError):
-        await adapter.create_opportunity(
-            OpportunityCreate(name="Acme", deal_stage="Lead")
-        )
+        await adapter.create_opportunity(OpportunityCreate(name="Acme", deal_stage="Lead"))
     assert len(fake.sent("POST", "/v1/pages")) == 1
     await adapter.aclose()
 
@@ -325,9 +292,7 @@ async def test_a_create_refused_with_429_is_resent_without_a_lookup() -> None:
     fake = FakeNotion()
     fake.script = [_error(429, "rate_limited", {"Retry-After": "1"})]
     adapter = fake.adapter()
-    await adapter.create_opportunity(
-        OpportunityCreate(id=uuid4(), name="Acme", deal_stage="Lead")
-    )
+    await adapter.create_opportunity(OpportunityCreate(id=uuid4(), name="Acme", deal_stage="Lead"))
     assert len(fake.sent("POST", "/v1/pages")) == 2 and not fake.sent("POST", "/query")
     await adapter.aclose()
 
@@ -352,7 +317,5 @@ async def test_the_token_never_reaches_logs_reprs_or_errors(
         repr(adapter._caller),
     ]
     assert all(TOKEN not in text for text in texts)
-    assert (
-        fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
-    )  # it is sent, only to Notion
+    assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"  # it is sent, only to Notion
     await adapter.aclose()

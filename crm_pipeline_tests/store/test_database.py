@@ -118,7 +118,9 @@ async def test_an_external_url_with_a_non_superuser_owner_works_and_is_bound_by_
             await repository.register_tenant("ext-a")
             await repository.create_opportunity("ext-a", OpportunityCreate(name="External deal"))
             async with opened.owner_transaction() as connection:
-                assert await connection.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")) is False
+                assert (
+                    await connection.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")) is False
+                )
             async with opened.tenant_transaction("ext-a") as connection:
                 await connection.execute(text("SELECT set_config('crm.tenant_id', 'someone-else', true)"))
                 assert await connection.scalar(text("SELECT count(*) FROM crm.opportunities")) == 0

@@ -39,9 +39,7 @@ async def test_create_then_get_round_trips_every_field(repository: DealRepositor
 
     assert fetched == created
     assert fetched.tenant_id == tenant
-    assert fetched.model_dump(include=set(FULL.model_fields_set)) == FULL.model_dump(
-        include=set(FULL.model_fields_set)
-    )
+    assert fetched.model_dump(include=set(FULL.model_fields_set)) == FULL.model_dump(include=set(FULL.model_fields_set))
     assert fetched.created_at == fetched.updated_at
     assert fetched.archived_at is None
 

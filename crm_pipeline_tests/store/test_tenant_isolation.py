@@ -50,9 +50,7 @@ async def test_without_a_tenant_setting_a_raw_query_sees_no_rows(database: Datab
             assert await connection.scalar(text(f"SELECT count(*) FROM crm.{table}")) == 0, table
 
 
-async def test_with_another_tenants_setting_a_raw_query_sees_only_that_tenant(
-    database: Database, two_tenants
-) -> None:
+async def test_with_another_tenants_setting_a_raw_query_sees_only_that_tenant(database: Database, two_tenants) -> None:
     tenant_a, tenant_b = two_tenants
     async with as_app_role(database, tenant_b) as connection:
         rows = (await connection.execute(text("SELECT tenant_id, name FROM crm.opportunities"))).all()

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 from uuid import UUID
 
@@ -39,6 +40,7 @@ from crm_pipeline.crm.field_mapping import (
 from crm_pipeline.crm.notion.client import (
     NotionCaller,
     RateLimit,
+    Recover,
     RetryPolicy,
     is_retryable,
     load_sdk,
@@ -207,11 +209,7 @@ class NotionAdapter(CRMAdapter):
     @property
     def bindings(self) -> dict[str, str]:
         """field -> property id, once resolved: persist and pass back as ``bindings=``."""
-        return (
-            property_bindings(self._opportunities.properties)
-            if self._opportunities
-            else dict(self._bindings)
-        )
+        return property_bindings(self._opportunities.properties) if self._opportunities else dict(self._bindings)
 
     async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
         return await self._caller.call(fn, *args, **kwargs)
@@ -221,9 +219,7 @@ class NotionAdapter(CRMAdapter):
         async with self._setup:
             if self._opportunities is None:
                 ds_id = await self._pick_data_source()
-                self._opportunities = await self._bind(
-                    ds_id, self._property_map, self._bindings, require_key=True
-                )
+                self._opportunities = await self._bind(ds_id, self._property_map, self._bindings, require_key=True)
                 self.data_source_id = ds_id
         return self._opportunities
 
@@ -257,9 +253,7 @@ class NotionAdapter(CRMAdapter):
             )
         if len(ids) == 1:
             return ids[0]
-        listing = (
-            ", ".join(f"{s['id']} ({s.get('name', '')})" for s in sources) or "none"
-        )
+        listing = ", ".join(f"{s['id']} ({s.get('name', '')})" for s in sources) or "none"
         raise DataSourceConfigError(
             f"database {self.database_id} has {len(ids)} data sources ({listing}); pass data_source_id= to choose"
         )
@@ -278,9 +272,7 @@ class NotionAdapter(CRMAdapter):
         properties = resolve_property_ids(property_map, schema, bindings)
         key_map = {_SYNC_KEY_FIELD: SYNC_KEY}
         if require_key or SYNC_KEY.name in schema:
-            sync_key: NotionProperty | None = resolve_property_ids(
-                key_map, schema, bindings
-            )[_SYNC_KEY_FIELD]
+            sync_key: NotionProperty | None = resolve_property_ids(key_map, schema, bindings)[_SYNC_KEY_FIELD]
         else:
             sync_key = None
         return _BoundSource(ds_id, properties, sync_key)
@@ -297,9 +289,7 @@ class NotionAdapter(CRMAdapter):
     async def create_opportunity(self, data: OpportunityCreate) -> str:
         return await self._create_record(await self._deals(), data)
 
-    async def update_opportunity(
-        self, external_id: str, data: OpportunityUpdate
-    ) -> None:
+    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
         await self._update_record(await self._deals(), external_id, data.changes())
 
     async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
@@ -311,15 +301,11 @@ class NotionAdapter(CRMAdapter):
             if status_of(error) in (400, 404):
                 return None
             raise
-        if not _same_id(
-            page.get("parent", {}).get("data_source_id", ""), [deals.data_source_id]
-        ):
+        if not _same_id(page.get("parent", {}).get("data_source_id", ""), [deals.data_source_id]):
             return None
         return self._to_opportunity(page, deals, await self.bot_user_id())
 
-    async def list_opportunities(
-        self, criteria: OpportunityFilter
-    ) -> list[OpportunityRead]:
+    async def list_opportunities(self, criteria: OpportunityFilter) -> list[OpportunityRead]:
         """Deals (``ExternalOpportunityRead``) matching ``criteria``. Stage, updated_since and archived are sent to Notion;
         sorting, offset and limit are applied after every match has been read.
 
@@ -331,19 +317,11 @@ class NotionAdapter(CRMAdapter):
             _stage_filter(deals, criteria.deal_stage),
             _updated_filter(criteria.updated_since),
         )
-        trash_modes = {False: [False], True: [True], None: [False, True]}[
-            criteria.archived
-        ]
-        pages = [
-            page
-            for in_trash in trash_modes
-            for page in await self._query(deals, filter_, in_trash=in_trash)
-        ]
+        trash_modes = {False: [False], True: [True], None: [False, True]}[criteria.archived]
+        pages = [page for in_trash in trash_modes for page in await self._query(deals, filter_, in_trash=in_trash)]
         records = await self._to_opportunities(pages, deals)
         ordered = _ordered(records, criteria.order_by, descending=criteria.descending)
-        return list[OpportunityRead](
-            ordered[criteria.offset : criteria.offset + criteria.limit]
-        )
+        return list[OpportunityRead](ordered[criteria.offset : criteria.offset + criteria.limit])
 
     async def archive_opportunity(self, external_id: str) -> ExternalOpportunityRead:
         """Move the page to Notion's trash (the API cannot delete); returns the trashed deal."""
@@ -351,9 +329,7 @@ class NotionAdapter(CRMAdapter):
         page = await self._update_page(external_id, in_trash=True)
         return self._to_opportunity(page, deals, await self.bot_user_id())
 
-    async def upsert_opportunities(
-        self, records: Sequence[OpportunityCreate]
-    ) -> list[UpsertOutcome]:
+    async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
         """Write a batch concurrently under the rate limit: create unknown sync keys, update known ones.
 
         One record's mapping error or non-retryable API error becomes its failed outcome; every
@@ -363,15 +339,9 @@ class NotionAdapter(CRMAdapter):
         deals = await self._deals()
         keys = [str(record.id) for record in records if record.id is not None]
         await self._find_pages_by_keys(deals, keys, include_trash=True)
-        return list(
-            await asyncio.gather(
-                *(self._upsert_one(deals, record) for record in records)
-            )
-        )
+        return list(await asyncio.gather(*(self._upsert_one(deals, record) for record in records)))
 
-    async def _upsert_one(
-        self, deals: _BoundSource, record: OpportunityCreate
-    ) -> UpsertOutcome:
+    async def _upsert_one(self, deals: _BoundSource, record: OpportunityCreate) -> UpsertOutcome:
         if record.id is None:
             return UpsertOutcome(
                 "",
@@ -380,9 +350,7 @@ class NotionAdapter(CRMAdapter):
             )
         record_id = str(record.id)
         try:
-            properties = to_notion_properties(
-                record, deals.properties, record_id=record_id
-            )
+            properties = to_notion_properties(record, deals.properties, record_id=record_id)
             page_id = self._page_by_key.get(record_id)
             if page_id is None:
                 page = await self._create_page(deals, properties, record_id)
@@ -401,9 +369,7 @@ class NotionAdapter(CRMAdapter):
         except Exception as error:
             if status_of(error) is None and not is_retryable(error):
                 raise
-            return UpsertOutcome(
-                record_id, "failed", reason=f"Notion refused the write: {error}"
-            )
+            return UpsertOutcome(record_id, "failed", reason=f"Notion refused the write: {error}")
 
     # --- changes ------------------------------------------------------------------------------------
 
@@ -416,25 +382,18 @@ class NotionAdapter(CRMAdapter):
         """
         deals = await self._deals()
         start = since - self.overlap
-        pages = await self._query(
-            deals, timestamp_on_or_after("last_edited_time", start)
-        )
+        pages = await self._query(deals, timestamp_on_or_after("last_edited_time", start))
         records = await self._to_opportunities(pages, deals)
         changes = [self._change_record(record, deals) for record in records]
         return sorted(changes, key=lambda change: change.changed_at)
 
-    def _change_record(
-        self, record: ExternalOpportunityRead, deals: _BoundSource
-    ) -> ChangeRecord:
+    def _change_record(self, record: ExternalOpportunityRead, deals: _BoundSource) -> ChangeRecord:
         return ChangeRecord(
             tenant_id=self.tenant_id,
             record_type=RecordType.OPPORTUNITY,
             record_id=record.external_id,
             sync_key=str(record.sync_key) if record.sync_key else None,
-            changes={
-                name: FieldChange(new=to_jsonable_python(getattr(record, name)))
-                for name in deals.properties
-            },
+            changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in deals.properties},
             actor=record.last_edited_by,
             changed_at=record.updated_at,
         )
@@ -445,9 +404,7 @@ class NotionAdapter(CRMAdapter):
         return await self._create_record(await self._contact_source(), data)
 
     async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
-        await self._update_record(
-            await self._contact_source(), external_id, data.changes()
-        )
+        await self._update_record(await self._contact_source(), external_id, data.changes())
 
     async def create_activity(self, data: ActivityCreate) -> str:
         """Append the activity as one paragraph to its deal's page; returns the block id.
@@ -479,23 +436,11 @@ class NotionAdapter(CRMAdapter):
         append landed."""
         cursor: str | None = None
         while True:
-            kwargs = (
-                {"page_size": 100}
-                if cursor is None
-                else {"page_size": 100, "start_cursor": cursor}
-            )
-            response = await self._call(
-                self.client.blocks.children.list, page_id, **kwargs
-            )
+            kwargs = {"page_size": 100} if cursor is None else {"page_size": 100, "start_cursor": cursor}
+            response = await self._call(self.client.blocks.children.list, page_id, **kwargs)
             for block in response["results"]:
                 paragraph = block.get("paragraph") or {}
-                if (
-                    "".join(
-                        item.get("plain_text", "")
-                        for item in paragraph.get("rich_text", [])
-                    )
-                    == text
-                ):
+                if "".join(item.get("plain_text", "") for item in paragraph.get("rich_text", [])) == text:
                     return {"results": [block]}
             cursor = response.get("next_cursor")
             if not response.get("has_more") or cursor is None:
@@ -503,37 +448,28 @@ class NotionAdapter(CRMAdapter):
 
     # --- pages: create, update, find ----------------------------------------------------------------
 
-    async def _create_record(
-        self, source: _BoundSource, data: OpportunityCreate | ContactCreate
-    ) -> str:
+    async def _create_record(self, source: _BoundSource, data: OpportunityCreate | ContactCreate) -> str:
         record_id = str(data.id) if data.id is not None else None
         properties = to_notion_properties(data, source.properties, record_id=record_id)
         page = await self._create_page(source, properties, record_id)
         return page["id"]
 
-    async def _update_record(
-        self, source: _BoundSource, external_id: str, changes: Mapping[str, Any]
-    ) -> None:
+    async def _update_record(self, source: _BoundSource, external_id: str, changes: Mapping[str, Any]) -> None:
         """Write the changed mapped fields; nothing is sent when none of them is mapped."""
-        properties = to_notion_properties(
-            changes, source.properties, record_id=external_id
-        )
+        properties = to_notion_properties(changes, source.properties, record_id=external_id)
         if properties:
             await self._update_page(external_id, properties=properties)
 
-    async def _create_page(
-        self, source: _BoundSource, properties: dict[str, Any], key: str | None
-    ) -> Page:
+    async def _create_page(self, source: _BoundSource, properties: dict[str, Any], key: str | None) -> Page:
         """Create a page, stamped with its sync key when there is one.
 
         With a key, an uncertain failure (timeout, dropped connection, 5xx/529/409) is followed by
         a lookup of the key before creating again; without one, such a failure is not retried.
         """
+        recover: Recover | None = None
         if key is not None and source.sync_key is not None:
             properties = {**properties, **sync_key_property(key, source.sync_key)}
-            recover = lambda: self._find_page_by_key(source, key)
-        else:
-            recover = None
+            recover = partial(self._find_page_by_key, source, key)
         page = await self._call(
             self.client.pages.create,
             parent={"type": "data_source_id", "data_source_id": source.data_source_id},
@@ -576,10 +512,7 @@ class NotionAdapter(CRMAdapter):
         missing = [key for key in dict.fromkeys(keys) if key not in self._page_by_key]
         for start in range(0, len(missing), _KEYS_PER_LOOKUP):
             chunk = missing[start : start + _KEYS_PER_LOOKUP]
-            conditions = [
-                {"property": source.sync_key.key, "rich_text": {"equals": key}}
-                for key in chunk
-            ]
+            conditions = [{"property": source.sync_key.key, "rich_text": {"equals": key}} for key in chunk]
             filter_ = conditions[0] if len(conditions) == 1 else {"or": conditions}
             for in_trash in (False, True) if include_trash else (False,):
                 for page in await self._query(source, filter_, in_trash=in_trash):
@@ -614,9 +547,7 @@ class NotionAdapter(CRMAdapter):
 
     # --- pages -> records ---------------------------------------------------------------------------
 
-    async def _to_opportunities(
-        self, pages: list[Page], deals: _BoundSource
-    ) -> list[ExternalOpportunityRead]:
+    async def _to_opportunities(self, pages: list[Page], deals: _BoundSource) -> list[ExternalOpportunityRead]:
         """Map pages to deals; a page that cannot be mapped is left out and kept in ``read_errors``."""
         bot_id = await self.bot_user_id()
         self.read_errors = []
@@ -629,18 +560,10 @@ class NotionAdapter(CRMAdapter):
                 self.read_errors.append(error)
         return records
 
-    def _to_opportunity(
-        self, page: Page, deals: _BoundSource, bot_id: str
-    ) -> ExternalOpportunityRead:
+    def _to_opportunity(self, page: Page, deals: _BoundSource, bot_id: str) -> ExternalOpportunityRead:
         page_id = page["id"]
-        fields = from_notion_properties(
-            page["properties"], deals.properties, record_id=page_id
-        )
-        sync_key = (
-            read_sync_key(page["properties"], deals.sync_key, record_id=page_id)
-            if deals.sync_key
-            else None
-        )
+        fields = from_notion_properties(page["properties"], deals.properties, record_id=page_id)
+        sync_key = read_sync_key(page["properties"], deals.sync_key, record_id=page_id) if deals.sync_key else None
         in_trash = bool(page.get("in_trash", page.get("archived", False)))
         edited = parse_time(page["last_edited_time"])
         editor = (page.get("last_edited_by") or {}).get("id")
@@ -672,9 +595,7 @@ def _same_id(candidate: str, ids: Sequence[str]) -> bool:
     return any(plain == other.replace("-", "").lower() for other in ids)
 
 
-def _stage_filter(
-    deals: _BoundSource, stage: str | list[str] | None
-) -> dict[str, Any] | None:
+def _stage_filter(deals: _BoundSource, stage: str | list[str] | None) -> dict[str, Any] | None:
     if stage is None:
         return None
     stages = [stage] if isinstance(stage, str) else stage
@@ -687,32 +608,21 @@ def _updated_filter(since: datetime | None) -> dict[str, Any] | None:
     return None if since is None else timestamp_on_or_after("last_edited_time", since)
 
 
-def _ordered(
-    records: list[ExternalOpportunityRead], field: str, *, descending: bool
-) -> list[ExternalOpportunityRead]:
+def _ordered(records: list[ExternalOpportunityRead], field: str, *, descending: bool) -> list[ExternalOpportunityRead]:
     """Sorted by ``field``; records without a value come last in either direction."""
     valued = [record for record in records if getattr(record, field) is not None]
     empty = [record for record in records if getattr(record, field) is None]
-    return (
-        sorted(valued, key=lambda record: getattr(record, field), reverse=descending)
-        + empty
-    )
+    return sorted(valued, key=lambda record: getattr(record, field), reverse=descending) + empty
 
 
 def _activity_rich_text(data: ActivityCreate) -> list[dict[str, Any]]:
     """The paragraph text, split into rich-text items of at most 2,000 characters by the mapping layer."""
-    when = (
-        f" ({data.occurred_at:%Y-%m-%d %H:%M %Z})".replace(" )", ")")
-        if data.occurred_at
-        else ""
-    )
+    when = f" ({data.occurred_at:%Y-%m-%d %H:%M %Z})".replace(" )", ")") if data.occurred_at else ""
     text = f"{data.kind.capitalize()}: {data.subject}{when}"
     if data.body:
         text += f"\n{data.body}"
     record_id = str(data.id) if data.id else None
-    encoded = to_notion_properties(
-        {"text": text}, {"text": _ACTIVITY_TEXT}, record_id=record_id
-    )
+    encoded = to_notion_properties({"text": text}, {"text": _ACTIVITY_TEXT}, record_id=record_id)
     return encoded[_ACTIVITY_TEXT.name]["rich_text"]
 
 
@@ -723,6 +633,4 @@ def _as_mapping_error(
     first = error.errors()[0]
     field = str(first["loc"][0]) if first["loc"] else "?"
     prop = deals.properties.get(field)
-    return FieldMappingError(
-        page_id, field, prop.name if prop else field, fields.get(field), first["msg"]
-    )
+    return FieldMappingError(page_id, field, prop.name if prop else field, fields.get(field), first["msg"])

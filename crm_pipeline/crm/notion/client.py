@@ -33,9 +33,7 @@ Recover = Callable[[], Awaitable[Any | None]]
 
 _RATE_LIMITED = frozenset({429, 529})
 _TRANSIENT = frozenset({409, 500, 502, 503, 504})
-INSTALL_HINT = (
-    "NotionAdapter needs the notion-client package: pip install 'notion-client>=3.1,<4'"
-)
+INSTALL_HINT = "NotionAdapter needs the notion-client package: pip install 'notion-client>=3.1,<4'"
 
 
 def load_sdk() -> ModuleType:
@@ -78,9 +76,7 @@ class _Budget:
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
-        self._bucket = AsyncLimiter(
-            limit.burst, limit.burst / limit.requests_per_second
-        )
+        self._bucket = AsyncLimiter(limit.burst, limit.burst / limit.requests_per_second)
         self._in_flight = asyncio.Semaphore(limit.max_in_flight)
 
     async def run(self, send: Callable[[], Awaitable[T]]) -> T:
@@ -89,9 +85,9 @@ class _Budget:
             return await send()
 
 
-_budgets: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[str, RateLimit], _Budget]
-] = weakref.WeakKeyDictionary()
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, RateLimit], _Budget]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def token_digest(token: str) -> str:
@@ -122,10 +118,7 @@ def status_of(error: BaseException) -> int | None:
 
 
 def _is_timeout_or_transport(error: BaseException) -> bool:
-    return (
-        isinstance(error, httpx.TransportError)
-        or getattr(error, "code", None) == "notionhq_client_request_timeout"
-    )
+    return isinstance(error, httpx.TransportError) or getattr(error, "code", None) == "notionhq_client_request_timeout"
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -153,9 +146,7 @@ def retry_after_seconds(error: BaseException) -> float | None:
     except ValueError:
         pass
     try:
-        return max(
-            0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        )
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
 
@@ -166,9 +157,7 @@ def retry_after_seconds(error: BaseException) -> float | None:
 class NotionCaller:
     """Runs SDK endpoint calls under the shared budget with tenacity retries."""
 
-    def __init__(
-        self, token_digest: str, policy: RetryPolicy, limit: RateLimit
-    ) -> None:
+    def __init__(self, token_digest: str, policy: RetryPolicy, limit: RateLimit) -> None:
         self._token_digest = token_digest
         self.policy = policy
         self.limit = limit
@@ -202,9 +191,7 @@ class NotionCaller:
         retrying = AsyncRetrying(
             stop=self._stop,
             wait=self._wait,
-            retry=retry_if_exception(
-                lambda e: is_retryable(e) and (resend_blindly or not is_uncertain(e))
-            ),
+            retry=retry_if_exception(lambda e: is_retryable(e) and (resend_blindly or not is_uncertain(e))),
             sleep=self.policy.sleep,
             before_sleep=_log_retry,
             reraise=True,
@@ -220,9 +207,7 @@ class NotionCaller:
                 except Exception as error:
                     uncertain = is_uncertain(error)
                     raise
-        raise AssertionError(
-            "unreachable: tenacity re-raises the last error"
-        )  # pragma: no cover
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     def _stop(self, state: RetryCallState) -> bool:
         if state.attempt_number >= self.policy.max_attempts:

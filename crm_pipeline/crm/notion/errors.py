@@ -16,9 +16,7 @@ class PageTrashedError(NotionAdapterError):
 
     def __init__(self, page_id: str) -> None:
         self.page_id = page_id
-        super().__init__(
-            f"Notion page {page_id} is in the trash; restore it in Notion or archive the deal"
-        )
+        super().__init__(f"Notion page {page_id} is in the trash; restore it in Notion or archive the deal")
 
 
 class OpportunityPageNotFoundError(NotionAdapterError):

@@ -49,18 +49,12 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-async def query_all(
-    query_page: QueryPage, filter_: dict[str, Any] | None, *, in_trash: bool = False
-) -> list[Page]:
+async def query_all(query_page: QueryPage, filter_: dict[str, Any] | None, *, in_trash: bool = False) -> list[Page]:
     """Every matching page, each once (the latest copy read), in created_time order."""
     pages: dict[str, Page] = {}
     window_start: datetime | None = None
     while True:
-        window_filter = (
-            None
-            if window_start is None
-            else timestamp_on_or_after("created_time", window_start)
-        )
+        window_filter = None if window_start is None else timestamp_on_or_after("created_time", window_start)
         body: dict[str, Any] = {"sorts": _CREATED_ASCENDING, "page_size": PAGE_SIZE}
         combined = all_of(filter_, window_filter)
         if combined is not None:
@@ -71,9 +65,7 @@ async def query_all(
         if not capped:
             return list(pages.values())
         next_start = parse_time(last_created) if last_created else None
-        if next_start is None or (
-            window_start is not None and next_start <= window_start
-        ):
+        if next_start is None or (window_start is not None and next_start <= window_start):
             raise QueryWindowError(
                 f"a query hit the result cap within the created_time minute {last_created}; "
                 "narrow the filter to read these rows"
@@ -81,16 +73,12 @@ async def query_all(
         window_start = next_start
 
 
-async def _read_window(
-    query_page: QueryPage, body: dict[str, Any], pages: dict[str, Page]
-) -> tuple[bool, str | None]:
+async def _read_window(query_page: QueryPage, body: dict[str, Any], pages: dict[str, Page]) -> tuple[bool, str | None]:
     """Page through one query; returns (hit the cap, created_time of its last row)."""
     cursor: str | None = None
     last_created: str | None = None
     while True:
-        response = await query_page(
-            body if cursor is None else {**body, "start_cursor": cursor}
-        )
+        response = await query_page(body if cursor is None else {**body, "start_cursor": cursor})
         for page in response["results"]:
             pages[page["id"]] = page
             last_created = page["created_time"]
