@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from uuid import uuid4
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,7 +47,25 @@ def make_records(count: int) -> list[OpportunityCreate]:
 
 
 async def run(rows: int, sample: int) -> None:
-    settings = Settings(database_name="crm_pipeline_bench")
+    # A database of its own (on the embedded server), so earlier runs never skew the figures.
+    settings = Settings(database_name=f"crm_pipeline_bench_{os.getpid()}")
+    try:
+        await measure(settings, rows, sample)
+    finally:
+        if settings.database_url is None:
+            await drop_database(settings)
+
+
+async def drop_database(settings: Settings) -> None:
+    async with await Database.open(settings) as database:
+        admin = database.url.set(database="postgres")
+    engine = create_async_engine(admin, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{settings.database_name}" WITH (FORCE)'))
+    await engine.dispose()
+
+
+async def measure(settings: Settings, rows: int, sample: int) -> None:
     async with await Database.open(settings) as database:
         repository = DealRepository(database)
         tenant = f"bench-{uuid4().hex[:12]}"
