@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         "CRM_PIPELINE_DAGSTER_PG_URL": database_url.set(drivername="postgresql+psycopg2").render_as_string(
             hide_password=False
         ),
+        # Resolved here (environment or .env), handed on: Dagster's processes run elsewhere.
         "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
     }
     workspace = str(PROJECT_ROOT / "workspace.yaml")
     command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
@@ -75,13 +77,20 @@ def run(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _notion(settings: Settings) -> Iterator[dict[str, str]]:
-    """The Notion the pipeline talks to: the configured one, else the sandbox served from here.
+    """The Notion the pipeline talks to, as environment for Dagster: the configured one, else the
+    sandbox served from here.
 
     The sandbox keeps its workspace in the data directory, so edits made in it survive restarts;
     the demo Deals database is created on its first start.
     """
     if settings.notion_token is not None:
-        yield {}
+        configured = {
+            "CRM_PIPELINE_NOTION_TOKEN": settings.notion_token.get_secret_value(),
+            "CRM_PIPELINE_NOTION_DATABASE_ID": settings.notion_database_id,
+            "CRM_PIPELINE_NOTION_DATA_SOURCE_ID": settings.notion_data_source_id,
+            "CRM_PIPELINE_NOTION_BASE_URL": settings.notion_base_url,
+        }
+        yield {name: value for name, value in configured.items() if value is not None}
         return
     seed_file = settings.data_dir / "sandbox-seed.json"
     seed_file.write_text(json.dumps(demo_notion_seed(), indent=2))

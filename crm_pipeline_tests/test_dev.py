@@ -1,0 +1,90 @@
+"""`crm-pipeline dev`: what it hands to Dagster, the sandbox it serves, and how it stops."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID
+from crm_pipeline.dev import _notion
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION
+from crm_pipeline.settings import Settings
+
+
+def test_a_configured_notion_is_handed_to_dagster(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, notion_token="ntn_real", notion_database_id="db-1")
+    with _notion(settings) as environment:
+        assert environment == {"CRM_PIPELINE_NOTION_TOKEN": "ntn_real", "CRM_PIPELINE_NOTION_DATABASE_ID": "db-1"}
+    assert not (tmp_path / "sandbox-state.json").exists()  # no sandbox was served
+
+
+def test_without_a_notion_the_sandbox_serves_the_demo_database_and_keeps_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, sandbox_port=0)
+    with _notion(settings) as environment:
+        assert environment["CRM_PIPELINE_NOTION_DATABASE_ID"] == DEMO_NOTION_DATABASE_ID
+        response = httpx.get(
+            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            headers={
+                "Authorization": f"Bearer {environment['CRM_PIPELINE_NOTION_TOKEN']}",
+                "Notion-Version": NOTION_VERSION,
+            },
+        )
+        assert response.status_code == 200
+        assert [source["id"] for source in response.json()["data_sources"]] == [DEMO_NOTION_DATA_SOURCE_ID]
+    assert environment["CRM_PIPELINE_NOTION_TOKEN"] == DEFAULT_TOKEN
+    assert (tmp_path / "sandbox-state.json").exists()
+
+
+SUPERVISOR = """
+import sys
+from pathlib import Path
+from crm_pipeline.dev import _run_supervised
+
+# The child starts a grandchild in its group, as dagster dev starts its webserver and daemon.
+child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
+print("ready", flush=True)
+sys.exit(_run_supervised([sys.executable, "-c", child], cwd=Path("."), env={"PATH": ""}))
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups")
+def test_sigterm_stops_the_whole_process_group() -> None:
+    supervisor = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISOR],
+        stdout=subprocess.PIPE,
+        text=True,
+        # As from a non-interactive shell: SIGINT ignored, which dagster dev turns into ignoring SIGTERM.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert supervisor.stdout is not None and supervisor.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + 10
+    while len(_descendants(supervisor.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    family = _descendants(supervisor.pid)
+    assert len(family) == 2
+
+    supervisor.send_signal(signal.SIGTERM)
+    supervisor.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in family)
+
+
+def _descendants(pid: int) -> list[int]:
+    children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
