@@ -9,6 +9,13 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The source checkout (with pyproject.toml, workspace.yaml, dagster.yaml) this package runs from."""
+
+
+def _default_data_dir() -> Path:
+    """`.crm_pipeline/` in the checkout; for an installed package, in the working directory."""
+    base = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd()
+    return base / ".crm_pipeline"
 
 
 class Settings(BaseSettings):
@@ -24,7 +31,7 @@ class Settings(BaseSettings):
         ),
     )
     data_dir: Path = Field(
-        default=PROJECT_ROOT / ".crm_pipeline",
+        default_factory=_default_data_dir,
         description="Project-local state: the embedded PostgreSQL's data directory lives here.",
     )
     database_name: str = Field(default="crm_pipeline", description="Database created on the embedded server.")
