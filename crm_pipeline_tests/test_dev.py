@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -88,3 +90,59 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "\nState:\tZ" not in status
+
+
+def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: Path) -> None:
+    """The README's main command, end to end, in a data directory of its own."""
+    ui_port, sandbox_port = _free_port(), _free_port()
+    environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
+    environment.pop("CRM_PIPELINE_DATABASE_URL", None)
+    log = (tmp_path / "dev.log").open("w")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "crm_pipeline.cli", "dev", "--port", str(ui_port)],
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        location = _wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
+        assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()
+        deals = httpx.get(
+            f"http://127.0.0.1:{sandbox_port}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
+        )
+        assert deals.status_code == 200
+        family = _descendants(dev.pid)
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        exit_code = dev.wait(timeout=60)
+        log.close()
+    assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in family)
+    assert "demo deals for tenant 'demo'" in (tmp_path / "dev.log").read_text()
+
+
+LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+
+
+def _wait_for_code_location(graphql: str, dev: subprocess.Popen[bytes]) -> dict[str, str] | None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and dev.poll() is None:
+        try:
+            entries = httpx.post(graphql, json={"query": LOCATIONS}, timeout=5).json()["data"]["workspaceOrError"]
+            loaded = [entry for entry in entries["locationEntries"] if entry["loadStatus"] == "LOADED"]
+            if loaded:
+                return loaded[0]
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(0.5)
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
