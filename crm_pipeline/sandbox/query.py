@@ -330,7 +330,21 @@ def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
     return lambda columns: columns.column(prop_id)
 
 
-def _ordered(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, bool]]) -> list[int]:
+def _ordered(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, bool]], sort_key: str) -> list[int]:
+    """`rows` in the order of `sorts`. Every row's order is sorted once per sort spec and data
+    source version; a query then only picks its matches out of it, whatever its filter."""
+    if not sorts:
+        return rows  # creation order, as Notion returns unsorted queries
+    order = columns.derived("", f"order:{sort_key}", lambda: _sorted(columns, list(range(len(columns.pages))), sorts))
+    if len(rows) == len(order):
+        return order
+    selected = bytearray(len(order))
+    for row in rows:
+        selected[row] = 1
+    return list(compress(order, map(selected.__getitem__, order)))
+
+
+def _sorted(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, bool]]) -> list[int]:
     """Stable multi-key sort, least significant key first; empty values sort last either way."""
     for sort_column, descending in reversed(sorts):
         keys = sort_column(columns)
@@ -396,7 +410,9 @@ class QueryEngine:
         rows = list(range(len(columns.pages)))
         if row_filter is not None:
             rows = row_filter(columns, rows)
-        result = Result(columns.pages, _ordered(columns, rows, sorts))
+        # Names in sorts resolve against the schema, so a rename must not reuse an old order.
+        sort_key = json.dumps([ds.schema_version, body.get("sorts")], sort_keys=True)
+        result = Result(columns.pages, _ordered(columns, rows, sorts, sort_key))
         self._results[cache_key] = result
         if len(self._results) > self._cache_size:
             self._results.popitem(last=False)

@@ -202,3 +202,22 @@ async def test_filters_nested_three_deep_are_rejected(notion: AsyncClient, ds_id
     with pytest.raises(APIResponseError) as caught:
         await notion.data_sources.query(ds_id, filter={"and": [{"or": [{"and": [leaf]}]}]})
     assert caught.value.code == "validation_error" and "body.filter.and[0].or[0].and" in str(caught.value)
+
+
+async def test_a_sorted_filtered_query_follows_edits_and_renames(notion: AsyncClient, ds_id: str) -> None:
+    """Sort orders are cached per data source version: an edit or a rename must never reuse one."""
+    query = {
+        "filter": {"property": "Value", "number": {"is_not_empty": True}},
+        "sorts": [{"property": "Value", "direction": "ascending"}],
+    }
+    assert await names(notion, ds_id, **query) == ["Acme renewal", "Globex pilot", "Initech"]
+    pages = {title(page): page["id"] for page in (await notion.data_sources.query(ds_id))["results"]}
+    await notion.pages.update(pages["Initech"], properties={"Value": {"number": 1}})
+    assert await names(notion, ds_id, **query) == ["Initech", "Acme renewal", "Globex pilot"]
+
+    # "Value" now names another number property, one no page has a value in, and nothing else
+    # changed: the same query text must match by the new property, not replay a cached result.
+    await notion.data_sources.update(
+        ds_id, properties={"Value": {"name": "Old value"}, "Probability": {"name": "Value"}}
+    )
+    assert await names(notion, ds_id, **query) == []
