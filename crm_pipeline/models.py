@@ -227,6 +227,36 @@ class ChangeRecord(_Model):
     changed_at: datetime
 
 
+class ChangeCursor(_Model):
+    """A position in a tenant's change feed: every entry up to it has been read.
+
+    Persist it as `str(cursor)` and restore it with `ChangeCursor.parse`; the zero cursor is the
+    beginning of the log.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    txid: int = Field(default=0, ge=0)
+    sequence: int = Field(default=0, ge=0)
+
+    def __str__(self) -> str:
+        return f"{self.txid}:{self.sequence}"
+
+    @classmethod
+    def parse(cls, text: str) -> ChangeCursor:
+        txid, _, sequence = text.partition(":")
+        return cls(txid=int(txid), sequence=int(sequence))
+
+
+class ChangeFeedPage(_Model):
+    """Entries of the change feed in commit-safe order, and the cursor to read on from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    entries: list[ChangeRecord]
+    cursor: ChangeCursor
+
+
 class SyncError(_Model):
     """Why one record could not be synced; every other record still is."""
 

@@ -7,7 +7,8 @@ audit trail.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -15,15 +16,33 @@ from uuid import UUID, uuid4
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import to_json
-from sqlalchemy import Row, Table, Text, func, insert, literal_column, select, text, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    Text,
+    cast,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import UserDefinedType
 
 from crm_pipeline.models import (
     ActivityCreate,
     ActivityRead,
     Actor,
+    ChangeCursor,
+    ChangeFeedPage,
     ChangeRecord,
     ContactCreate,
     ContactRead,
@@ -248,30 +267,49 @@ class DealRepository:
         tenant_id: str,
         since: datetime,
         *,
-        after_sequence: int | None = None,
         record_type: RecordType | None = None,
         limit: int | None = None,
     ) -> list[ChangeRecord]:
         """Change-log entries written strictly after `since`, oldest first (by sequence).
 
-        To read a long log in pages, pass the last entry's `sequence` as `after_sequence` with a
-        `limit`: a keyset cursor that neither skips nor repeats entries sharing a timestamp.
+        For audits and time windows. A transaction stamps its entries with its start time, so one
+        that commits late can hold entries older than some already read: an incremental reader
+        must follow `change_feed` instead, which never skips them.
         """
-        query = select(change_log).where(change_log.c.changed_at > since).order_by(change_log.c.sequence)
-        if after_sequence is not None:
-            query = query.where(change_log.c.sequence > after_sequence)
+        query = select(change_log).where(change_log.c.changed_at > since)
         if record_type is not None:
             query = query.where(change_log.c.record_type == record_type.value)
         if limit is not None:
-            query = query.limit(limit)
-        # PostgreSQL renders the entries as one JSON array that pydantic validates in one pass:
-        # no per-row Python objects in between, which dominated long reads.
-        entries = query.subquery("entries")
-        in_order = func.json_agg(aggregate_order_by(literal_column("entries"), entries.c.sequence))
-        as_json = select(func.coalesce(in_order.cast(Text), "[]")).select_from(entries)
-        async with self._database.tenant_transaction(tenant_id) as connection:
-            document = await connection.scalar(as_json)
-        return _CHANGE_RECORDS.validate_json(document)
+            query = query.order_by(change_log.c.sequence).limit(limit)
+        entries, _ = await self._read_changes(tenant_id, query, "sequence")
+        return entries
+
+    async def change_feed(
+        self, tenant_id: str, after: ChangeCursor | None = None, *, limit: int = 1_000
+    ) -> ChangeFeedPage:
+        """The next entries after `after`, for a reader that must see every change exactly once.
+
+        Entries come in (transaction id, sequence) order, and only from transactions older than
+        the oldest one still running anywhere on the server: those can no longer add entries
+        before the cursor. An entry written by a transaction that commits late is therefore
+        delivered late, never skipped. A long-running transaction holds the feed back until it
+        ends.
+        """
+        after = after or ChangeCursor()
+        position = tuple_(change_log.c.txid, change_log.c.sequence) > tuple_(
+            cast(cast(literal(after.txid), Text), _XID8()), literal(after.sequence)
+        )
+        query = (
+            select(change_log)
+            .where(change_log.c.txid < func.pg_snapshot_xmin(func.pg_current_snapshot()), position)
+            .order_by(change_log.c.txid, change_log.c.sequence)
+            .limit(limit)
+        )
+        entries, last_txid = await self._read_changes(tenant_id, query, "txid", "sequence")
+        if not entries:
+            return ChangeFeedPage(entries=[], cursor=after)
+        assert last_txid is not None
+        return ChangeFeedPage(entries=entries, cursor=ChangeCursor(txid=last_txid, sequence=entries[-1].sequence))
 
     async def opportunities_without_history(self, tenant_id: str) -> list[UUID]:
         """Opportunities with no change-log entry: written around the repository, so unaudited."""
@@ -279,6 +317,22 @@ class DealRepository:
         query = select(opportunities.c.id).where(opportunities.c.id.not_in(logged)).order_by(opportunities.c.id)
         async with self._database.tenant_transaction(tenant_id) as connection:
             return list((await connection.scalars(query)).all())
+
+    async def _read_changes(
+        self, tenant_id: str, query: Select[Any], *order_by: str
+    ) -> tuple[list[ChangeRecord], int | None]:
+        """Run a change-log query; return its entries in `order_by` order and the highest txid.
+
+        PostgreSQL renders the entries as one JSON array that pydantic validates in one pass: no
+        per-row Python objects in between, which dominated long reads.
+        """
+        entries = query.subquery("entries")
+        record = func.to_jsonb(literal_column("entries")).op("-")(literal("txid"))
+        in_order = func.jsonb_agg(aggregate_order_by(record, *(entries.c[name] for name in order_by)))
+        document_and_last = select(func.coalesce(in_order.cast(Text), "[]"), func.max(entries.c.txid).cast(Text))
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            document, last_txid = (await connection.execute(document_and_last.select_from(entries))).one()
+        return _CHANGE_RECORDS.validate_json(document), None if last_txid is None else int(last_txid)
 
     # -- shared plumbing -----------------------------------------------------------------------
 
@@ -294,11 +348,12 @@ class DealRepository:
         values = data.model_dump(exclude={"id"})
         record_id = getattr(data, "id", None) or uuid4()
         async with self._database.tenant_transaction(tenant_id) as connection:
-            row = (
-                await connection.execute(
-                    insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
-                )
-            ).one()
+            with _references_checked(table, values):
+                row = (
+                    await connection.execute(
+                        insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
+                    )
+                ).one()
             await _log_changes(connection, tenant_id, record_type, actor, [(record_id, diff_fields({}, values))])
         return read_model.model_validate(row._mapping)
 
@@ -317,14 +372,15 @@ class DealRepository:
             changes = diff_fields(current._mapping, values)
             if not changes:
                 return read_model.model_validate(current._mapping)
-            row = (
-                await connection.execute(
-                    update(table)
-                    .where(table.c.id == record_id)
-                    .values(**{field: values[field] for field in changes}, updated_at=text("now()"))
-                    .returning(table)
-                )
-            ).one()
+            with _references_checked(table, values):
+                row = (
+                    await connection.execute(
+                        update(table)
+                        .where(table.c.id == record_id)
+                        .values(**{field: values[field] for field in changes}, updated_at=text("now()"))
+                        .returning(table)
+                    )
+                ).one()
             await _log_changes(connection, tenant_id, record_type, actor, [(record_id, changes)])
         return read_model.model_validate(row._mapping)
 
@@ -341,6 +397,20 @@ class DealRepository:
         if row is None:
             raise RecordNotFoundError(f"no {table.name} row with id {record_id} for this tenant")
         return row
+
+
+@contextmanager
+def _references_checked(table: Table, values: Mapping[str, Any]) -> Iterator[None]:
+    """A reference to an opportunity this tenant does not have is "not found", whether it exists
+    for another tenant or not at all (the keys include the tenant, so both fail alike)."""
+    try:
+        yield
+    except IntegrityError as error:
+        if getattr(error.orig, "sqlstate", None) != _FOREIGN_KEY_VIOLATION:
+            raise
+        raise RecordNotFoundError(
+            f"{table.name}: no opportunity {values.get('opportunity_id')} for this tenant"
+        ) from None
 
 
 def _recordset(columns: Iterable[Any]) -> str:
@@ -364,6 +434,17 @@ def _build_upsert(table: Table) -> Any:
 
 _UPSERT_OPPORTUNITIES = _build_upsert(opportunities)
 _CHANGE_RECORDS = TypeAdapter(list[ChangeRecord])
+_FOREIGN_KEY_VIOLATION = "23503"
+
+
+class _XID8(UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id, for comparisons in SQL only."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
 
 _INSERT_CHANGES = text(
     "INSERT INTO crm.change_log (tenant_id, record_type, actor, record_id, changes) "

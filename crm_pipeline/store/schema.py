@@ -82,7 +82,7 @@ contacts = Table(
     Column("phone", Text),
     Column("title", Text),
     Column("company", Text),
-    Column("opportunity_id", UUID(as_uuid=True), ForeignKey("opportunities.id")),
+    Column("opportunity_id", UUID(as_uuid=True)),  # with tenant_id, a key of opportunities
     _timestamp("created_at"),
     _timestamp("updated_at"),
 )
@@ -92,7 +92,7 @@ activities = Table(
     metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
-    Column("opportunity_id", UUID(as_uuid=True), ForeignKey("opportunities.id"), nullable=False),
+    Column("opportunity_id", UUID(as_uuid=True), nullable=False),  # with tenant_id, a key of opportunities
     Column("kind", Text, nullable=False),
     Column("subject", Text, nullable=False),
     Column("body", Text, nullable=False),
@@ -110,6 +110,8 @@ change_log = Table(
     Column("actor", Text, nullable=False),
     Column("changes", JSONB, nullable=False),
     _timestamp("changed_at"),
+    # The writing transaction (xid8, default pg_current_xact_id()): orders the change feed.
+    Column("txid", Text, nullable=False, server_default=text("pg_current_xact_id()")),
 )
 
 TENANT_SCOPED_TABLES: tuple[Table, ...] = (opportunities, contacts, activities, change_log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from uuid import uuid4
@@ -11,6 +12,7 @@ import pytest
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,
+    ChangeCursor,
     ContactCreate,
     ContactUpdate,
     FieldChange,
@@ -150,13 +152,58 @@ async def test_bulk_upsert_needs_unique_sync_keys(repository: DealRepository, te
         )
 
 
-async def test_changes_since_pages_with_a_sequence_cursor(repository: DealRepository, tenant: str) -> None:
+async def test_the_change_feed_pages_with_its_cursor(repository: DealRepository, tenant: str) -> None:
     await repository.bulk_upsert_opportunities(tenant, [OpportunityCreate(id=uuid4(), name=f"D{n}") for n in range(7)])
-    since = datetime(2000, 1, 1, tzinfo=UTC)
     pages, cursor = [], None
-    while page := await repository.changes_since(tenant, since, after_sequence=cursor, limit=3):
-        pages.append(page)
-        cursor = page[-1].sequence
-    assert [len(page) for page in pages] == [3, 3, 1]
-    sequences = [entry.sequence for page in pages for entry in page]
-    assert sequences == sorted(set(sequences))  # all entries share one timestamp; none lost or repeated
+    while (page := await repository.change_feed(tenant, cursor, limit=3)).entries:
+        pages.append(page.entries)
+        cursor = ChangeCursor.parse(str(page.cursor))  # as a sync engine would persist it
+    assert [len(entries) for entries in pages] == [3, 3, 1]
+    names = [entry.changes["name"].new for entries in pages for entry in entries]
+    assert names == [f"D{n}" for n in range(7)]  # all in one transaction: sequence order
+    assert (await repository.change_feed(tenant, cursor)).cursor == cursor  # nothing new: stays put
+
+
+async def test_the_change_feed_delivers_an_entry_that_commits_after_a_later_one(
+    repository: DealRepository, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long bulk upsert holds entry N while the agent commits entry N+1: a reader that saw N+1
+    and moved on must still get N once the upsert commits."""
+    first = await repository.create_opportunity(tenant, OpportunityCreate(name="one"))
+    second = await repository.create_opportunity(tenant, OpportunityCreate(name="two"))
+    cursor = (await repository.change_feed(tenant)).cursor
+
+    upsert_written = asyncio.Event()
+    release_upsert = asyncio.Event()
+    write_batch = DealRepository._upsert_batch
+
+    async def slow_batch(self: DealRepository, *args: object, **kwargs: object) -> object:
+        result = await write_batch(self, *args, **kwargs)
+        upsert_written.set()
+        await release_upsert.wait()  # still inside the bulk upsert's transaction
+        return result
+
+    monkeypatch.setattr(DealRepository, "_upsert_batch", slow_batch)
+    upsert = asyncio.create_task(
+        repository.bulk_upsert_opportunities(tenant, [OpportunityCreate(id=first.id, name="one, from Notion")])
+    )
+    await upsert_written.wait()
+    await repository.update_opportunity(tenant, second.id, OpportunityUpdate(name="two, by the agent"))
+
+    while_open = await repository.change_feed(tenant, cursor)
+    assert while_open.entries == []  # the agent's later entry waits for the open transaction
+    release_upsert.set()
+    await upsert
+    after = await repository.change_feed(tenant, while_open.cursor)
+    assert [entry.changes["name"].new for entry in after.entries] == ["one, from Notion", "two, by the agent"]
+    assert [entry.actor for entry in after.entries] == [Actor.SYNC, Actor.AGENT]
+
+    # A sequence or timestamp cursor would have lost it: the late entry is older on both counts.
+    late, agent = after.entries
+    assert late.sequence < agent.sequence and late.changed_at < agent.changed_at
+
+
+def test_a_change_cursor_survives_a_round_trip_through_text() -> None:
+    cursor = ChangeCursor(txid=123_456_789_012, sequence=42)
+    assert str(cursor) == "123456789012:42" and ChangeCursor.parse(str(cursor)) == cursor
+    assert ChangeCursor.parse(str(ChangeCursor())) == ChangeCursor()

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_pipeline.models import OpportunityCreate
-from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.models import ActivityCreate, ContactCreate, ContactUpdate, OpportunityCreate
+from crm_pipeline.store import Database, DealRepository, RecordNotFoundError
 from crm_pipeline.store.schema import APP_ROLE, TENANT_SETTING
 
 
@@ -81,3 +81,20 @@ async def test_the_repository_cannot_reach_another_tenants_record_by_id(
         # Reusing tenant A's id from tenant B collides with a row B cannot see: refused, not leaked.
         await repository.bulk_upsert_opportunities(tenant_b, [OpportunityCreate(id=deal_a.id, name="x")])
     assert (await repository.get_opportunity(tenant_a, deal_a.id)).name == deal_a.name
+
+
+async def test_contacts_and_activities_cannot_point_at_another_tenants_deal(
+    repository: DealRepository, two_tenants: tuple[str, str]
+) -> None:
+    """Foreign keys bypass row-level security, so they include the tenant: another tenant's deal
+    is as unknown as a deal that does not exist, and tells nothing about which ids exist."""
+    tenant_a, tenant_b = two_tenants
+    (deal_a,) = await repository.list_opportunities(tenant_a)
+    for opportunity_id in (deal_a.id, uuid4()):
+        with pytest.raises(RecordNotFoundError, match=f"no opportunity {opportunity_id} for this tenant"):
+            await repository.create_activity(tenant_b, ActivityCreate(opportunity_id=opportunity_id, subject="x"))
+        with pytest.raises(RecordNotFoundError, match=f"no opportunity {opportunity_id} for this tenant"):
+            await repository.create_contact(tenant_b, ContactCreate(name="x", opportunity_id=opportunity_id))
+    contact = await repository.create_contact(tenant_b, ContactCreate(name="y"))
+    with pytest.raises(RecordNotFoundError):
+        await repository.update_contact(tenant_b, contact.id, ContactUpdate(opportunity_id=deal_a.id))
