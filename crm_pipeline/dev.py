@@ -84,6 +84,11 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     the demo Deals database is created on its first start.
     """
     if settings.notion_token is not None:
+        if not settings.notion_database_id:
+            raise SystemExit(
+                "CRM_PIPELINE_NOTION_TOKEN is set, so the sandbox is not used: set CRM_PIPELINE_NOTION_DATABASE_ID "
+                "to the Notion database holding the deals (or unset the token to use the sandbox)"
+            )
         configured = {
             "CRM_PIPELINE_NOTION_TOKEN": settings.notion_token.get_secret_value(),
             "CRM_PIPELINE_NOTION_DATABASE_ID": settings.notion_database_id,

@@ -114,6 +114,10 @@ class OpportunityRead(_OpportunityFields):
 SortableOpportunityField = Literal["updated_at", "created_at", "name", "estimated_value", "close_date"]
 
 
+MAX_LIST_LIMIT = 10_000
+"""The most opportunities one `list_opportunities` call returns; page with `offset` beyond it."""
+
+
 class OpportunityFilter(_Model):
     """What `list_opportunities` returns: all conditions are ANDed; unknown fields are an error."""
 
@@ -124,7 +128,7 @@ class OpportunityFilter(_Model):
     archived: bool | None = Field(
         default=False, description="False: live only (default); True: archived only; None: both."
     )
-    limit: int = Field(default=100, ge=1, le=10_000)
+    limit: int = Field(default=100, ge=1, le=MAX_LIST_LIMIT)
     offset: int = Field(default=0, ge=0)
     order_by: SortableOpportunityField = "updated_at"
     descending: bool = False

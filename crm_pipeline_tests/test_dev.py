@@ -26,6 +26,12 @@ def test_a_configured_notion_is_handed_to_dagster(tmp_path: Path) -> None:
     assert not (tmp_path / "sandbox-state.json").exists()  # no sandbox was served
 
 
+def test_a_token_without_a_database_is_refused_up_front(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, notion_token="ntn_real")
+    with pytest.raises(SystemExit, match="set CRM_PIPELINE_NOTION_DATABASE_ID"), _notion(settings):
+        pass
+
+
 def test_without_a_notion_the_sandbox_serves_the_demo_database_and_keeps_it(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, sandbox_port=0)
     with _notion(settings) as environment:

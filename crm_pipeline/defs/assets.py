@@ -2,35 +2,43 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+
 import dagster as dg
 import pandas as pd
 
 from crm_pipeline.defs.resources import DealStoreResource, NotionResource
-from crm_pipeline.models import ExternalOpportunityRead, OpportunityFilter
+from crm_pipeline.models import MAX_LIST_LIMIT, ExternalOpportunityRead, OpportunityFilter, OpportunityRead
 
-PAGE_SIZE = 1_000
+
+async def read_all(
+    list_opportunities: Callable[[OpportunityFilter], Awaitable[Sequence[OpportunityRead]]],
+    *,
+    archived: bool | None = False,
+) -> list[OpportunityRead]:
+    """Every opportunity a backend lists, page by page: an asset never stops silently at a cap."""
+    rows: list[OpportunityRead] = []
+    while True:
+        criteria = OpportunityFilter(limit=MAX_LIST_LIMIT, offset=len(rows), order_by="created_at", archived=archived)
+        page = await list_opportunities(criteria)
+        rows.extend(page)
+        if len(page) < MAX_LIST_LIMIT:
+            return rows
 
 
 @dg.asset(group_name="deals", kinds={"postgres"})
 async def postgres_opportunities(deal_store: DealStoreResource) -> dg.MaterializeResult:
     """Live (not archived) opportunities in the PostgreSQL deal store, the sync's primary side."""
-    rows = []
-    offset = 0
-    while True:
-        page = await deal_store.repository.list_opportunities(
-            deal_store.tenant_id, OpportunityFilter(limit=PAGE_SIZE, offset=offset, order_by="created_at")
-        )
-        rows.extend(opportunity.model_dump(mode="json") for opportunity in page)
-        if len(page) < PAGE_SIZE:
-            break
-        offset += PAGE_SIZE
+    opportunities = await read_all(partial(deal_store.repository.list_opportunities, deal_store.tenant_id))
+    rows = [opportunity.model_dump(mode="json") for opportunity in opportunities]
     return dg.MaterializeResult(metadata={"tenant": deal_store.tenant_id, **_summary(rows)})
 
 
 @dg.asset(group_name="deals", kinds={"notion"})
 async def notion_pages(notion: NotionResource) -> dg.MaterializeResult:
     """Deal pages in the Notion database (trash excluded), the sync's external side."""
-    pages = await notion.adapter.list_opportunities(OpportunityFilter(limit=10_000, order_by="created_at"))
+    pages = await read_all(notion.adapter.list_opportunities)
     linked = sum(1 for page in pages if isinstance(page, ExternalOpportunityRead) and page.sync_key is not None)
     return dg.MaterializeResult(
         metadata={

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from crm_pipeline.defs.assets import notion_pages, postgres_opportunities
+from crm_pipeline.defs.assets import notion_pages, postgres_opportunities, read_all
 from crm_pipeline.defs.resources import DealStoreResource, NotionResource
-from crm_pipeline.models import OpportunityFilter
 
 
 @dg.asset_check(asset=postgres_opportunities, description="Every opportunity has change-log history.")
@@ -24,7 +23,7 @@ async def opportunities_have_change_history(deal_store: DealStoreResource) -> dg
 async def notion_pages_map_cleanly(notion: NotionResource) -> dg.AssetCheckResult:
     """A page whose values cannot be mapped (a stage not in the pipeline, text in a number column
     after a schema change) cannot sync until someone fixes it; this names each such page."""
-    await notion.adapter.list_opportunities(OpportunityFilter(limit=10_000, archived=None))
+    await read_all(notion.adapter.list_opportunities, archived=None)  # trashed pages too
     problems = [str(error) for error in notion.adapter.read_errors]
     return dg.AssetCheckResult(
         passed=not problems,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import dagster as dg
-from pydantic import PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr
 
 from crm_pipeline.crm import NotionAdapter
 from crm_pipeline.settings import get_settings
@@ -18,8 +18,9 @@ class DealStoreResource(dg.ConfigurableResource):
     """The PostgreSQL deal store for one tenant (the database comes from the project settings)."""
 
     tenant_id: str = get_settings().tenant_id
-    database_url: str | None = None
-    """None: the project settings decide (CRM_PIPELINE_DATABASE_URL, else the embedded server)."""
+    database_url: str | None = Field(default=None, repr=False)
+    """None: the project settings decide (CRM_PIPELINE_DATABASE_URL, else the embedded server).
+    It may carry a password: give it as `dg.EnvVar`, never as a literal."""
     _database: Database | None = PrivateAttr(default=None)
 
     @asynccontextmanager
@@ -48,7 +49,7 @@ class NotionResource(dg.ConfigurableResource):
     shown in the UI.
     """
 
-    token: str
+    token: str = Field(repr=False)
     database_id: str
     data_source_id: str | None = None
     base_url: str | None = None

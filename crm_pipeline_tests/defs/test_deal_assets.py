@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import dagster as dg
 from sqlalchemy import text
 
 from crm_pipeline.definitions import defs
-from crm_pipeline.defs.assets import postgres_opportunities
+from crm_pipeline.defs.assets import postgres_opportunities, read_all
 from crm_pipeline.defs.checks import opportunities_have_change_history
-from crm_pipeline.defs.resources import DealStoreResource
-from crm_pipeline.models import OpportunityCreate
+from crm_pipeline.defs.resources import DealStoreResource, NotionResource
+from crm_pipeline.models import MAX_LIST_LIMIT, OpportunityCreate, OpportunityFilter, OpportunityRead
 from crm_pipeline.store import Database, DealRepository
 
 
@@ -56,3 +57,35 @@ async def test_change_history_check_fails_for_a_row_written_around_the_repositor
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed is False
     assert evaluation.metadata["unaudited_count"].value == 1
+
+
+async def test_read_all_pages_past_the_listing_cap() -> None:
+    """A backend lists at most MAX_LIST_LIMIT per call: the assets page on instead of stopping."""
+    deals = [OpportunityRead.model_validate(_row(n)) for n in range(MAX_LIST_LIMIT + 5)]
+    calls: list[OpportunityFilter] = []
+
+    async def list_opportunities(criteria: OpportunityFilter) -> list[OpportunityRead]:
+        calls.append(criteria)
+        return deals[criteria.offset : criteria.offset + criteria.limit]
+
+    assert await read_all(list_opportunities) == deals
+    assert [call.offset for call in calls] == [0, MAX_LIST_LIMIT]
+
+
+def _row(n: int) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {
+        "id": uuid4(),
+        "tenant_id": "t",
+        "name": f"D{n}",
+        "deal_stage": "Lead",
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def test_resources_keep_their_secrets_out_of_reprs() -> None:
+    deal_store = DealStoreResource(tenant_id="t", database_url="postgresql://crm:hunter2@db.example/crm")
+    notion = NotionResource(token="ntn_supersecret", database_id="db")
+    assert "hunter2" not in repr(deal_store) and "hunter2" not in str(deal_store)
+    assert "ntn_supersecret" not in repr(notion) and "ntn_supersecret" not in str(notion)
