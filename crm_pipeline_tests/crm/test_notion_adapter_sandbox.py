@@ -4,6 +4,7 @@ Notion's JSON Schemas."""
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -18,6 +19,7 @@ from crm_pipeline.crm.notion import (
     PageTrashedError,
     RateLimit,
 )
+from crm_pipeline.crm.notion.adapter import activity_ref
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,
@@ -47,8 +49,17 @@ def deal(name: str = "Acme renewal", **fields: object) -> OpportunityCreate:
 
 
 def pages_with_key(workspace: Workspace, key: object) -> list[dict]:
+    """Pages whose Sync Key is ``key`` in any letter case."""
     pages = workspace.control.all_pages(workspace.data_source_id)
-    return [p for p in pages if "".join(t["plain_text"] for t in p["properties"]["Sync Key"]["rich_text"]) == str(key)]
+    return [
+        p
+        for p in pages
+        if "".join(t["plain_text"] for t in p["properties"]["Sync Key"]["rich_text"]).lower() == str(key).lower()
+    ]
+
+
+def paragraph_texts(children: list[dict]) -> list[str]:
+    return ["".join(i["plain_text"] for i in child["paragraph"]["rich_text"]) for child in children]
 
 
 # --- every method ---------------------------------------------------------------------------------
@@ -111,6 +122,104 @@ async def test_update_writes_only_the_fields_set_and_a_human_edit_reads_as_human
     assert edited is not None
     assert edited.estimated_value == Decimal(250)
     assert edited.last_edited_by is Actor.HUMAN
+
+
+async def test_an_upsert_of_an_existing_deal_writes_only_the_fields_set_on_the_record(
+    notion: NotionAdapter, workspace: Workspace
+) -> None:
+    key = uuid4()
+    full = OpportunityCreate(
+        id=key,
+        name="Acme",
+        deal_stage="Negotiation",
+        estimated_value=Decimal(50000),
+        close_date=date(2027, 1, 31),
+        source="Referral",
+    )
+    assert [o.action for o in await notion.upsert_opportunities([full])] == ["created"]
+    workspace.sent.clear()
+
+    renamed = OpportunityCreate(id=key, name="Acme (renamed)")  # deal_stage left at its default, not set
+    cleared = OpportunityCreate(id=key, name="Acme (renamed)", source=None)  # an explicit None clears
+    assert [o.action for o in await notion.upsert_opportunities([renamed])] == ["updated"]
+    [page] = pages_with_key(workspace, key)
+    props = page["properties"]
+    assert props["Deal Name"]["title"][0]["plain_text"] == "Acme (renamed)"
+    assert props["Stage"]["select"]["name"] == "Negotiation"
+    assert props["Value"]["number"] == 50000
+    assert props["Close Date"]["date"]["start"] == "2027-01-31"
+    assert props["Source"]["select"]["name"] == "Referral"
+    [(_, _, body)] = [(m, p, b) for m, p, b in workspace.sent if m == "PATCH"]
+    assert list(body["properties"]) == [notion.bindings["name"]]  # only the title was sent
+
+    assert [o.action for o in await notion.upsert_opportunities([cleared])] == ["updated"]
+    fetched = await notion.get_opportunity(page["id"])
+    assert fetched is not None
+    assert (fetched.source, fetched.deal_stage, fetched.estimated_value) == (None, "Negotiation", Decimal(50000))
+
+    fresh = workspace.adapter()  # a new record in another batch still takes every field, defaults included
+    try:
+        new = OpportunityCreate(id=uuid4(), name="Globex")
+        [created] = await fresh.upsert_opportunities([new])
+        assert (await fresh.get_opportunity(created.external_id or "")).deal_stage == "Lead"  # type: ignore[union-attr]
+    finally:
+        await fresh.aclose()
+
+
+async def test_the_same_id_twice_in_one_upsert_batch_is_refused(notion: NotionAdapter, workspace: Workspace) -> None:
+    key = uuid4()
+    with pytest.raises(ValueError, match=f"same id more than once.*{key}"):
+        await notion.upsert_opportunities([OpportunityCreate(id=key, name="a"), OpportunityCreate(id=key, name="b")])
+    assert pages_with_key(workspace, key) == []
+
+
+async def test_a_keyed_create_returns_the_page_already_holding_the_key(
+    notion: NotionAdapter, workspace: Workspace
+) -> None:
+    data = deal()
+    page_id = await notion.create_opportunity(data)
+    assert await notion.create_opportunity(data) == page_id  # same adapter: from its cache
+    fresh = workspace.adapter()  # a later run whose first create's answer was lost
+    try:
+        workspace.control.reset_stats()
+        assert await fresh.create_opportunity(data) == page_id
+    finally:
+        await fresh.aclose()
+    assert [p["id"] for p in pages_with_key(workspace, data.id)] == [page_id]
+    assert workspace.requests_to("POST", "/v1/pages") == {}
+    assert workspace.requests_to("POST", "/v1/data_sources/{data_source_id}/query") == {"200": 1}
+
+
+async def test_a_sync_key_stamped_upper_case_is_found_rather_than_duplicated(workspace: Workspace) -> None:
+    key, other = uuid4(), uuid4()
+    for stamped in (key, other):  # pages another tool (a CSV re-import) stamped with upper-case keys
+        workspace.control.human_create_page(
+            {
+                "parent": {"data_source_id": workspace.data_source_id},
+                "properties": {
+                    "Deal Name": {"title": [{"text": {"content": "Acme"}}]},
+                    "Stage": {"select": {"name": "Lead"}},
+                    "Sync Key": {"rich_text": [{"text": {"content": str(stamped).upper()}}]},
+                },
+            }
+        )
+    [page] = pages_with_key(workspace, key)
+    [other_page] = pages_with_key(workspace, other)
+    for run in range(3):
+        adapter = workspace.adapter()  # a cold cache each time: every path queries the key
+        try:
+            if run == 0:
+                [outcome] = await adapter.upsert_opportunities([OpportunityCreate(id=key, name="Acme 2")])
+                assert (outcome.action, outcome.external_id) == ("updated", page["id"])
+            elif run == 1:
+                assert await adapter.create_opportunity(OpportunityCreate(id=other, name="Acme")) == other_page["id"]
+            else:
+                block_id = await adapter.create_activity(ActivityCreate(opportunity_id=key, subject="Call back"))
+                children = (await adapter.client.blocks.children.list(page["id"]))["results"]
+                assert [child["id"] for child in children] == [block_id]
+        finally:
+            await adapter.aclose()
+    assert len(pages_with_key(workspace, key)) == len(pages_with_key(workspace, other)) == 1
 
 
 async def test_list_filters_by_stage_trash_and_paging_options(
@@ -196,7 +305,8 @@ async def test_activity_is_one_paragraph_split_at_2000_chars_on_the_deal_page(
     assert paragraph["id"] == block_id and paragraph["type"] == "paragraph"
     items = paragraph["paragraph"]["rich_text"]
     assert all(len(item["plain_text"]) <= 2000 for item in items) and len(items) == 3
-    assert "".join(i["plain_text"] for i in items) == f"Call: Discovery call\n{body}"
+    header, text = "".join(i["plain_text"] for i in items).split("\n", 1)
+    assert re.fullmatch(r"Call: Discovery call · ref [0-9a-f]{12}", header) and text == body
 
 
 async def test_activity_for_an_unknown_deal_names_the_key(
@@ -296,13 +406,40 @@ async def test_a_create_applied_then_lost_leaves_exactly_one_page(workspace: Wor
     assert workspace.requests_to("POST", "/v1/pages") in ({kind: 1}, {})
 
 
-async def test_an_activity_applied_then_lost_lands_once(notion: NotionAdapter, workspace: Workspace) -> None:
+@pytest.mark.parametrize("body", ["", "y" * 4500], ids=["one line", "split at 2000 chars"])
+@pytest.mark.parametrize("activity_id", [None, uuid4()], ids=["no id", "with id"])
+async def test_an_activity_applied_then_lost_lands_once(
+    notion: NotionAdapter, workspace: Workspace, body: str, activity_id: object
+) -> None:
     data = deal()
     page_id = await notion.create_opportunity(data)
     workspace.control.add_fault("500", method="PATCH", path="/v1/blocks/*/children", applied=True)
-    block_id = await notion.create_activity(ActivityCreate(opportunity_id=data.id, subject="Sent proposal"))
+    block_id = await notion.create_activity(
+        ActivityCreate(id=activity_id, opportunity_id=data.id, subject="Sent proposal", body=body)
+    )
     children = (await notion.client.blocks.children.list(page_id))["results"]
     assert [child["id"] for child in children] == [block_id]
+    assert workspace.requests_to("PATCH", "/v1/blocks/{block_id}/children") == {"500": 1}  # not appended again
+    if activity_id is not None:
+        [text] = paragraph_texts(children)
+        assert text.startswith(f"Note: Sent proposal · ref {activity_ref(activity_id)}")  # type: ignore[arg-type]
+
+
+async def test_two_activities_with_the_same_text_both_land(notion: NotionAdapter, workspace: Workspace) -> None:
+    data = deal()
+    page_id = await notion.create_opportunity(data)
+    when = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+    voicemail = ActivityCreate(opportunity_id=data.id, kind="call", subject="Left voicemail", occurred_at=when)
+    first = await notion.create_activity(voicemail.model_copy(update={"id": uuid4()}))
+    # a second call a minute later reads the same; its append fails with a 503 that was not applied
+    workspace.control.add_fault("503", method="PATCH", path="/v1/blocks/*/children", applied=False)
+    second = await notion.create_activity(
+        voicemail.model_copy(update={"id": uuid4(), "occurred_at": when.replace(second=40)})
+    )
+    children = (await notion.client.blocks.children.list(page_id))["results"]
+    assert [child["id"] for child in children] == [first, second] and first != second
+    texts = paragraph_texts(children)
+    assert [text.split(" · ref ")[0] for text in texts] == ["Call: Left voicemail (2026-11-02 12:00 UTC)"] * 2
 
 
 async def test_a_validation_error_is_not_retried(notion: NotionAdapter, workspace: Workspace) -> None:

@@ -1,5 +1,6 @@
 """NotionAdapter without a server: construction, the import error, data source choice, the retry
-split with the SDK, Retry-After, idempotent creates and keeping the token secret (httpx.MockTransport)."""
+split with the SDK, Retry-After, idempotent creates, sync-key lookups and keeping the token secret
+(httpx.MockTransport)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import sys
 from collections.abc import Callable
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from notion_client.errors import UnknownHTTPResponseError
 
 from crm_pipeline.crm import NotionAdapter
 from crm_pipeline.crm.notion import DataSourceConfigError, RateLimit, RetryPolicy
+from crm_pipeline.crm.notion.adapter import activity_ref
 from crm_pipeline.models import OpportunityCreate, OpportunityFilter
 
 TOKEN = "ntn_secret_token_value_123"
@@ -250,32 +252,94 @@ async def test_client_errors_are_never_retried(status: int, code: str) -> None:
 # --- idempotent creates ---------------------------------------------------------------------------
 
 
+def _key_filter(*keys: str) -> dict[str, Any]:
+    """The Sync Key lookup filter: each key lower- and upper-cased."""
+    conditions = [
+        {"property": "sk", "rich_text": {"equals": spelling}} for key in keys for spelling in (key, key.upper())
+    ]
+    return conditions[0] if len(conditions) == 1 else {"or": conditions}
+
+
+def _listing(*pages: dict[str, Any]) -> httpx.Response:
+    return _json({"object": "list", "results": list(pages), "next_cursor": None, "has_more": False})
+
+
 async def test_a_create_that_timed_out_is_looked_up_before_being_sent_again() -> None:
     fake = FakeNotion()
     key = str(uuid4())
+    lookups: list[dict[str, Any]] = []
+
+    def lookup(result: list[dict[str, Any]]) -> Handler:
+        def answer(request: httpx.Request) -> httpx.Response:
+            assert request.url.path.endswith("/query")
+            lookups.append(json.loads(request.content)["filter"])
+            return _listing(*result)
+
+        return answer
 
     def applied_then_timed_out(request: httpx.Request) -> None:
-        if request.url.path == "/v1/pages":
-            raise httpx.ReadTimeout("lost", request=request)
+        assert request.url.path == "/v1/pages"
+        raise httpx.ReadTimeout("lost", request=request)
 
-    def found(request: httpx.Request) -> httpx.Response | None:
-        body = json.loads(request.content)
-        assert body["filter"] == {"property": "sk", "rich_text": {"equals": key}}
-        return _json(
-            {
-                "object": "list",
-                "results": [_page(key)],
-                "next_cursor": None,
-                "has_more": False,
-            }
-        )
-
-    fake.script = [applied_then_timed_out, found]
+    fake.script = [lookup([]), applied_then_timed_out, lookup([_page(key)])]
     adapter = fake.adapter()
     page_id = await adapter.create_opportunity(OpportunityCreate(id=key, name="Acme", deal_stage="Lead"))
     assert page_id == _page(key)["id"]
     assert len(fake.sent("POST", "/v1/pages")) == 1
+    assert lookups == [_key_filter(key)] * 2  # before the first POST, then after the timeout
     await adapter.aclose()
+
+
+async def test_a_keyed_create_looks_the_key_up_once_before_posting() -> None:
+    fake = FakeNotion()
+    key = str(uuid4())
+    fake.script = [lambda request: _listing(_page(key))]
+    adapter = fake.adapter()
+    page_id = await adapter.create_opportunity(OpportunityCreate(id=key, name="Acme"))
+    again = await adapter.create_opportunity(OpportunityCreate(id=key, name="Acme"))  # from the cache
+    assert page_id == again == _page(key)["id"]
+    assert not fake.sent("POST", "/v1/pages")
+    [query] = fake.sent("POST", "/query")
+    assert json.loads(query.content)["filter"] == _key_filter(key)
+    await adapter.aclose()
+
+
+async def test_key_lookups_ask_for_both_cases_within_the_compound_filter_limit() -> None:
+    fake = FakeNotion()
+    records = [OpportunityCreate(id=uuid4(), name=f"deal {i}") for i in range(60)]
+    adapter = fake.adapter()
+    outcomes = await adapter.upsert_opportunities(records)
+    assert [o.action for o in outcomes] == ["created"] * 60
+    filters = [json.loads(q.content)["filter"] for q in fake.sent("POST", "/query")]
+    assert len(filters) == 4  # 50 + 10 keys, each in the live pages and in the trash
+    assert all(len(f["or"]) <= 100 for f in filters)
+    asked = [c["rich_text"]["equals"] for f in filters[::2] for c in f["or"]]
+    assert asked == [spelling for r in records for spelling in (str(r.id), str(r.id).upper())]
+    await adapter.aclose()
+
+
+async def test_the_same_id_twice_in_one_upsert_is_refused_before_anything_is_sent() -> None:
+    fake = FakeNotion()
+    key = uuid4()
+    adapter = fake.adapter()
+    with pytest.raises(ValueError, match=str(key)):
+        await adapter.upsert_opportunities(
+            [
+                OpportunityCreate(id=key, name="a"),
+                OpportunityCreate(id=uuid4(), name="b"),
+                OpportunityCreate(id=key, name="c"),
+            ]
+        )
+    assert fake.requests == []
+    await adapter.aclose()
+
+
+def test_activity_refs_are_stable_and_differ_for_ids_sharing_a_prefix() -> None:
+    first = UUID("01890a5d-ac96-7000-8000-000000000001")  # time-ordered ids one tick apart
+    second = UUID("01890a5d-ac96-7000-8000-000000000002")
+    assert activity_ref(first) == activity_ref(UUID(str(first)))
+    assert activity_ref(first) != activity_ref(second)
+    assert len(activity_ref(first)) == 12 and int(activity_ref(first), 16) >= 0
 
 
 async def test_a_create_without_a_sync_key_is_not_resent_after_an_uncertain_failure() -> None:
@@ -290,10 +354,11 @@ async def test_a_create_without_a_sync_key_is_not_resent_after_an_uncertain_fail
 
 async def test_a_create_refused_with_429_is_resent_without_a_lookup() -> None:
     fake = FakeNotion()
-    fake.script = [_error(429, "rate_limited", {"Retry-After": "1"})]
+    fake.script = [lambda request: _listing(), _error(429, "rate_limited", {"Retry-After": "1"})]
     adapter = fake.adapter()
     await adapter.create_opportunity(OpportunityCreate(id=uuid4(), name="Acme", deal_stage="Lead"))
-    assert len(fake.sent("POST", "/v1/pages")) == 2 and not fake.sent("POST", "/query")
+    # the one lookup is the one before the first POST; none between the 429 and the resend
+    assert len(fake.sent("POST", "/v1/pages")) == 2 and len(fake.sent("POST", "/query")) == 1
     await adapter.aclose()
 
 

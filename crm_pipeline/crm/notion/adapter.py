@@ -10,13 +10,16 @@ mapping.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import httpx
 from pydantic import SecretStr, ValidationError
@@ -87,7 +90,7 @@ CONTACT_PROPERTY_MAP: PropertyMap = {
 
 _ACTIVITY_TEXT = NotionProperty("Activity", "rich_text")
 _SYNC_KEY_FIELD = "sync_key"
-_KEYS_PER_LOOKUP = 100  # Notion allows at most 100 filters in one compound filter
+_KEYS_PER_LOOKUP = 50  # two conditions per key (lower and upper case); Notion allows 100 per compound filter
 MIN_OVERLAP = timedelta(minutes=2)
 
 
@@ -332,12 +335,22 @@ class NotionAdapter(CRMAdapter):
     async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
         """Write a batch concurrently under the rate limit: create unknown sync keys, update known ones.
 
+        A new page takes every field (model defaults included); an existing page takes only the
+        fields explicitly set on the record (``model_fields_set``), as the deal store's bulk upsert
+        does, so a record carrying one changed field leaves the page's other properties alone.
+
         One record's mapping error or non-retryable API error becomes its failed outcome; every
         other record still goes through. Outcomes are in the order of ``records``. Keys are looked
-        up in the trash too, so a deal trashed in Notion is reported, not created again.
+        up in the trash too, so a deal trashed in Notion is reported, not created again. The same
+        id twice in one batch is a ValueError before anything is sent (it would create two pages).
         """
-        deals = await self._deals()
         keys = [str(record.id) for record in records if record.id is not None]
+        repeated = sorted(key for key, count in Counter(keys).items() if count > 1)
+        if repeated:
+            raise ValueError(
+                f"upsert_opportunities got the same id more than once ({', '.join(repeated)}); merge those records first"
+            )
+        deals = await self._deals()
         await self._find_pages_by_keys(deals, keys, include_trash=True)
         return list(await asyncio.gather(*(self._upsert_one(deals, record) for record in records)))
 
@@ -350,12 +363,15 @@ class NotionAdapter(CRMAdapter):
             )
         record_id = str(record.id)
         try:
-            properties = to_notion_properties(record, deals.properties, record_id=record_id)
             page_id = self._page_by_key.get(record_id)
             if page_id is None:
+                properties = to_notion_properties(record, deals.properties, record_id=record_id)
                 page = await self._create_page(deals, properties, record_id)
                 return UpsertOutcome(record_id, "created", page["id"])
-            await self._update_page(page_id, properties=properties)
+            explicitly_set = {name: getattr(record, name) for name in record.model_fields_set - {"id"}}
+            properties = to_notion_properties(explicitly_set, deals.properties, record_id=record_id)
+            if properties:  # nothing mapped was set: nothing to send
+                await self._update_page(page_id, properties=properties)
             return UpsertOutcome(record_id, "updated", page_id)
         except FieldMappingError as error:
             return UpsertOutcome(
@@ -409,13 +425,16 @@ class NotionAdapter(CRMAdapter):
     async def create_activity(self, data: ActivityCreate) -> str:
         """Append the activity as one paragraph to its deal's page; returns the block id.
 
-        The deal page is found by sync key (cached). After an uncertain failure the page's blocks
-        are searched for the same text before appending again, so an activity lands once.
+        The deal page is found by sync key (cached). The paragraph's first line ends with a short
+        reference derived from ``data.id`` (``· ref 1a2b3c4d5e6f``; an id is generated for the call
+        when missing). After an uncertain failure the page's blocks are searched for that reference
+        before appending again, so an activity lands once, and a distinct activity with the same
+        text is never taken for it.
         """
         deals = await self._deals()
         page_id = await self._page_for_key(deals, str(data.opportunity_id))
-        rich_text = _activity_rich_text(data)
-        text = "".join(item["text"]["content"] for item in rich_text)
+        ref = activity_ref(data.id or uuid4())
+        rich_text = _activity_rich_text(data, ref)
         response = await self._call(
             self.client.blocks.children.append,
             page_id,
@@ -427,20 +446,21 @@ class NotionAdapter(CRMAdapter):
                 }
             ],
             idempotent=False,
-            recover=lambda: self._find_paragraph(page_id, text),
+            recover=lambda: self._find_paragraph(page_id, ref),
         )
         return response["results"][-1]["id"]
 
-    async def _find_paragraph(self, page_id: str, text: str) -> dict[str, Any] | None:
-        """An append response holding the page's paragraph with exactly this text, if an earlier
-        append landed."""
+    async def _find_paragraph(self, page_id: str, ref: str) -> dict[str, Any] | None:
+        """An append response holding the page's paragraph carrying this activity reference, if an
+        earlier append landed. The reference is read from the whole text (all rich-text items)."""
         cursor: str | None = None
         while True:
             kwargs = {"page_size": 100} if cursor is None else {"page_size": 100, "start_cursor": cursor}
             response = await self._call(self.client.blocks.children.list, page_id, **kwargs)
             for block in response["results"]:
                 paragraph = block.get("paragraph") or {}
-                if "".join(item.get("plain_text", "") for item in paragraph.get("rich_text", [])) == text:
+                text = "".join(item.get("plain_text", "") for item in paragraph.get("rich_text", []))
+                if ref in _refs_in(text):
                     return {"results": [block]}
             cursor = response.get("next_cursor")
             if not response.get("has_more") or cursor is None:
@@ -449,8 +469,17 @@ class NotionAdapter(CRMAdapter):
     # --- pages: create, update, find ----------------------------------------------------------------
 
     async def _create_record(self, source: _BoundSource, data: OpportunityCreate | ContactCreate) -> str:
+        """Create a page; with a sync key, return the page already holding the key instead.
+
+        The key is checked in the cache, then looked up with one query, before the first POST: an
+        earlier call (or an earlier run whose answer was lost) may already have created the page.
+        """
         record_id = str(data.id) if data.id is not None else None
         properties = to_notion_properties(data, source.properties, record_id=record_id)
+        if record_id is not None and source.sync_key is not None:
+            existing = await self._find_page_by_key(source, record_id)
+            if existing is not None:
+                return existing["id"]
         page = await self._create_page(source, properties, record_id)
         return page["id"]
 
@@ -500,6 +529,7 @@ class NotionAdapter(CRMAdapter):
         return page_id
 
     async def _find_page_by_key(self, source: _BoundSource, key: str) -> Page | None:
+        key = _normal_key(key)
         await self._find_pages_by_keys(source, [key])
         page_id = self._page_by_key.get(key)
         return None if page_id is None else {"id": page_id}
@@ -507,12 +537,18 @@ class NotionAdapter(CRMAdapter):
     async def _find_pages_by_keys(
         self, source: _BoundSource, keys: Sequence[str], *, include_trash: bool = False
     ) -> None:
-        """Fill the sync-key cache for ``keys`` not yet in it, 100 keys per query."""
+        """Fill the sync-key cache for ``keys`` not yet in it, 50 keys per query.
+
+        ``rich_text equals`` is case-sensitive while a key reads back normalised, so each key is
+        looked up both lower- and upper-cased (a page stamped by another tool with ``UUID.upper()``
+        is still found); the pages found are cached under their normalised key.
+        """
         assert source.sync_key is not None
-        missing = [key for key in dict.fromkeys(keys) if key not in self._page_by_key]
+        missing = [key for key in dict.fromkeys(map(_normal_key, keys)) if key not in self._page_by_key]
         for start in range(0, len(missing), _KEYS_PER_LOOKUP):
             chunk = missing[start : start + _KEYS_PER_LOOKUP]
-            conditions = [{"property": source.sync_key.key, "rich_text": {"equals": key}} for key in chunk]
+            spellings = dict.fromkeys(spelling for key in chunk for spelling in (key.lower(), key.upper()))
+            conditions = [{"property": source.sync_key.key, "rich_text": {"equals": text}} for text in spellings]
             filter_ = conditions[0] if len(conditions) == 1 else {"or": conditions}
             for in_trash in (False, True) if include_trash else (False,):
                 for page in await self._query(source, filter_, in_trash=in_trash):
@@ -589,6 +625,14 @@ class NotionAdapter(CRMAdapter):
 # --- helpers --------------------------------------------------------------------------------------
 
 
+def _normal_key(key: str) -> str:
+    """A sync key as ``read_sync_key`` returns it (canonical lower-case UUID) when it is a UUID."""
+    try:
+        return str(UUID(key))
+    except ValueError:
+        return key
+
+
 def _same_id(candidate: str, ids: Sequence[str]) -> bool:
     """Notion ids compare equal with or without dashes."""
     plain = candidate.replace("-", "").lower()
@@ -615,10 +659,35 @@ def _ordered(records: list[ExternalOpportunityRead], field: str, *, descending: 
     return sorted(valued, key=lambda record: getattr(record, field), reverse=descending) + empty
 
 
-def _activity_rich_text(data: ActivityCreate) -> list[dict[str, Any]]:
-    """The paragraph text, split into rich-text items of at most 2,000 characters by the mapping layer."""
+def activity_ref(activity_id: UUID) -> str:
+    """The short reference an activity's paragraph carries: 12 hex digits of a hash of its id.
+
+    Hashed rather than cut from the id, so ids sharing a prefix (time-ordered UUIDs) still differ.
+    """
+    return hashlib.blake2b(activity_id.bytes, digest_size=6).hexdigest()
+
+
+_REF_MARK = " · ref "
+_REF_AT_LINE_END = re.compile(re.escape(_REF_MARK) + r"([0-9a-f]{12})$", re.MULTILINE)
+
+
+def _refs_in(text: str) -> set[str]:
+    """The activity references ending a line of ``text``.
+
+    Every line is read, not only the first, so a subject spanning lines cannot hide the header's
+    reference; a reference is a hash of a fresh id, so no other activity carries it by chance.
+    """
+    return set(_REF_AT_LINE_END.findall(text))
+
+
+def _activity_rich_text(data: ActivityCreate, ref: str) -> list[dict[str, Any]]:
+    """The paragraph text, split into rich-text items of at most 2,000 characters by the mapping layer.
+
+    The header line is ``Kind: subject (when) · ref <ref>``; the body, if any, follows on the next
+    lines.
+    """
     when = f" ({data.occurred_at:%Y-%m-%d %H:%M %Z})".replace(" )", ")") if data.occurred_at else ""
-    text = f"{data.kind.capitalize()}: {data.subject}{when}"
+    text = f"{data.kind.capitalize()}: {data.subject}{when}{_REF_MARK}{ref}"
     if data.body:
         text += f"\n{data.body}"
     record_id = str(data.id) if data.id else None
