@@ -1,8 +1,9 @@
 """NotionAdapter: deals as pages of a Notion data source (API 2025-09-03), via notion-client.
 
 Every request goes through ``NotionCaller`` (pacing + retries, see client.py). Creates are made
-idempotent with the Sync Key property: after an uncertain failure the page is looked up by its key
-before anything is sent again. Reads page past the 10,000-row query cap with created_time windows
+idempotent with the Sync Key property: a keyed create first looks its key up and returns the page
+already holding it, and after an uncertain failure the key is looked up again before anything is
+sent again. Activities carry a reference derived from their id, matched the same way. Reads page past the 10,000-row query cap with created_time windows
 (paging.py). Property ids are bound against the data source schema once, so renamed columns keep
 mapping.
 """
