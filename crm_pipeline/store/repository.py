@@ -35,7 +35,6 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.types import UserDefinedType
 
 from crm_pipeline.models import (
     ActivityCreate,
@@ -56,7 +55,7 @@ from crm_pipeline.models import (
 from crm_pipeline.store.changes import FieldChanges, diff_fields
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import RecordNotFoundError
-from crm_pipeline.store.schema import activities, change_log, contacts, opportunities, tenants
+from crm_pipeline.store.schema import XID8, activities, change_log, contacts, opportunities, tenants
 
 ReadModel = TypeVar("ReadModel", bound=BaseModel)
 
@@ -297,7 +296,7 @@ class DealRepository:
         """
         after = after or ChangeCursor()
         position = tuple_(change_log.c.txid, change_log.c.sequence) > tuple_(
-            cast(cast(literal(after.txid), Text), _XID8()), literal(after.sequence)
+            cast(literal(str(after.txid)), XID8()), literal(after.sequence)
         )
         query = (
             select(change_log)
@@ -435,15 +434,6 @@ def _build_upsert(table: Table) -> Any:
 _UPSERT_OPPORTUNITIES = _build_upsert(opportunities)
 _CHANGE_RECORDS = TypeAdapter(list[ChangeRecord])
 _FOREIGN_KEY_VIOLATION = "23503"
-
-
-class _XID8(UserDefinedType[str]):
-    """PostgreSQL's 64-bit transaction id, for comparisons in SQL only."""
-
-    cache_ok = True
-
-    def get_col_spec(self, **kw: Any) -> str:
-        return "xid8"
 
 
 _INSERT_CHANGES = text(

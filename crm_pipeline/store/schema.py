@@ -7,6 +7,8 @@ only describe them to the queries.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.types import UserDefinedType
 
 SCHEMA = "crm"
 APP_ROLE = "crm_pipeline_app"
@@ -27,6 +30,16 @@ APP_ROLE = "crm_pipeline_app"
 so PostgreSQL's row-level security applies to it even when the login user is a superuser."""
 TENANT_SETTING = "crm.tenant_id"
 """The per-transaction setting that the row-level security policies compare `tenant_id` with."""
+
+
+class XID8(UserDefinedType[str]):
+    """PostgreSQL's 64-bit transaction id (read as text): orders the change feed."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "xid8"
+
 
 metadata = MetaData(schema=SCHEMA)
 
@@ -110,8 +123,7 @@ change_log = Table(
     Column("actor", Text, nullable=False),
     Column("changes", JSONB, nullable=False),
     _timestamp("changed_at"),
-    # The writing transaction (xid8, default pg_current_xact_id()): orders the change feed.
-    Column("txid", Text, nullable=False, server_default=text("pg_current_xact_id()")),
+    Column("txid", XID8(), nullable=False, server_default=text("pg_current_xact_id()")),
 )
 
 TENANT_SCOPED_TABLES: tuple[Table, ...] = (opportunities, contacts, activities, change_log)
