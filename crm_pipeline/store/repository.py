@@ -129,9 +129,7 @@ class DealRepository:
         if criteria.descending:
             order, tie_breaker = order.desc(), tie_breaker.desc()
         query = query.order_by(order, tie_breaker).limit(criteria.limit).offset(criteria.offset)
-        async with self._database.tenant_transaction(tenant_id) as connection:
-            rows = (await connection.execute(query)).all()
-        return [OpportunityRead.model_validate(row._mapping) for row in rows]
+        return await self._fetch(tenant_id, query, OpportunityRead)
 
     async def archive_opportunity(
         self, tenant_id: str, opportunity_id: UUID, *, actor: Actor = Actor.AGENT
@@ -235,9 +233,7 @@ class DealRepository:
         query = select(contacts).order_by(contacts.c.created_at, contacts.c.id).limit(limit).offset(offset)
         if opportunity_id is not None:
             query = query.where(contacts.c.opportunity_id == opportunity_id)
-        async with self._database.tenant_transaction(tenant_id) as connection:
-            rows = (await connection.execute(query)).all()
-        return [ContactRead.model_validate(row._mapping) for row in rows]
+        return await self._fetch(tenant_id, query, ContactRead)
 
     # -- activities ----------------------------------------------------------------------------
 
@@ -255,9 +251,7 @@ class DealRepository:
         query = select(activities).order_by(activities.c.occurred_at, activities.c.id).limit(limit).offset(offset)
         if opportunity_id is not None:
             query = query.where(activities.c.opportunity_id == opportunity_id)
-        async with self._database.tenant_transaction(tenant_id) as connection:
-            rows = (await connection.execute(query)).all()
-        return [ActivityRead.model_validate(row._mapping) for row in rows]
+        return await self._fetch(tenant_id, query, ActivityRead)
 
     # -- change log ----------------------------------------------------------------------------
 
@@ -386,9 +380,14 @@ class DealRepository:
     async def _get(
         self, tenant_id: str, table: Table, record_id: UUID, read_model: type[ReadModel]
     ) -> ReadModel | None:
+        found = await self._fetch(tenant_id, select(table).where(table.c.id == record_id), read_model)
+        return found[0] if found else None
+
+    async def _fetch(self, tenant_id: str, query: Select[Any], read_model: type[ReadModel]) -> list[ReadModel]:
+        """Run a read in the tenant's scope and validate each row into `read_model`."""
         async with self._database.tenant_transaction(tenant_id) as connection:
-            row = (await connection.execute(select(table).where(table.c.id == record_id))).one_or_none()
-        return None if row is None else read_model.model_validate(row._mapping)
+            rows = (await connection.execute(query)).all()
+        return [read_model.model_validate(row._mapping) for row in rows]
 
     @staticmethod
     async def _select_for_update(connection: AsyncConnection, table: Table, record_id: UUID) -> Row[Any]:
