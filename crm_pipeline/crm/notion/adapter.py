@@ -521,13 +521,11 @@ class NotionAdapter(CRMAdapter):
             raise
 
     async def _page_for_key(self, deals: _BoundSource, key: str) -> str:
-        page_id = self._page_by_key.get(key)
-        if page_id is None:
-            page = await self._find_page_by_key(deals, key)
-            if page is None:
-                raise OpportunityPageNotFoundError(key)
-            page_id = page["id"]
-        return page_id
+        """The page holding `key` (from the cache, else one lookup), or OpportunityPageNotFoundError."""
+        page = await self._find_page_by_key(deals, key)
+        if page is None:
+            raise OpportunityPageNotFoundError(key)
+        return str(page["id"])
 
     async def _find_page_by_key(self, source: _BoundSource, key: str) -> Page | None:
         key = _normal_key(key)
