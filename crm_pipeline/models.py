@@ -44,6 +44,11 @@ class RecordType(enum.StrEnum):
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
+    def changes(self) -> dict[str, Any]:
+        """The fields explicitly set (an id excepted): what writing this record to an existing
+        one changes. A field left out is left alone; one set to None is cleared."""
+        return {name: getattr(self, name) for name in self.model_fields_set - {"id"}}
+
 
 class _OpportunityFields(_Model):
     """Every writable opportunity field, all optional; create and update narrow it."""
@@ -89,12 +94,8 @@ class OpportunityCreate(_OpportunityFields):
 class OpportunityUpdate(_OpportunityFields):
     """A partial update: only the fields that were explicitly set count as changes.
 
-    Setting a field to None clears it; leaving it out leaves it alone.
+    Setting a field to None clears it; leaving it out leaves it alone (see `changes()`).
     """
-
-    def changes(self) -> dict[str, Any]:
-        """The explicitly set fields and their values."""
-        return {name: getattr(self, name) for name in self.model_fields_set}
 
 
 class OpportunityRead(_OpportunityFields):
@@ -152,10 +153,7 @@ class ContactCreate(_ContactFields):
 
 
 class ContactUpdate(_ContactFields):
-    """A partial update of a contact: only explicitly set fields count."""
-
-    def changes(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.model_fields_set}
+    """A partial update of a contact: only explicitly set fields count (see `changes()`)."""
 
 
 class ContactRead(_ContactFields):

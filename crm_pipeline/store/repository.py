@@ -200,7 +200,7 @@ class DealRepository:
                 changes = diff_fields({}, values)
                 row = values
             else:
-                values = {field: getattr(record, field) for field in record.model_fields_set - {"id"}}
+                values = record.changes()
                 changes = diff_fields(old, values)
                 if not changes:
                     continue

@@ -337,7 +337,7 @@ class NotionAdapter(CRMAdapter):
         """Write a batch concurrently under the rate limit: create unknown sync keys, update known ones.
 
         A new page takes every field (model defaults included); an existing page takes only the
-        fields explicitly set on the record (``model_fields_set``), as the deal store's bulk upsert
+        fields explicitly set on the record (``record.changes()``), as the deal store's bulk upsert
         does, so a record carrying one changed field leaves the page's other properties alone.
 
         One record's mapping error or non-retryable API error becomes its failed outcome; every
@@ -369,8 +369,7 @@ class NotionAdapter(CRMAdapter):
                 properties = to_notion_properties(record, deals.properties, record_id=record_id)
                 page = await self._create_page(deals, properties, record_id)
                 return UpsertOutcome(record_id, "created", page["id"])
-            explicitly_set = {name: getattr(record, name) for name in record.model_fields_set - {"id"}}
-            properties = to_notion_properties(explicitly_set, deals.properties, record_id=record_id)
+            properties = to_notion_properties(record.changes(), deals.properties, record_id=record_id)
             if properties:  # nothing mapped was set: nothing to send
                 await self._update_page(page_id, properties=properties)
             return UpsertOutcome(record_id, "updated", page_id)
