@@ -44,13 +44,17 @@ class RecordType(enum.StrEnum):
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
 
+
+class _WritableFields(_Model):
+    """The writable fields of a record; create and update models narrow them."""
+
     def changes(self) -> dict[str, Any]:
         """The fields explicitly set (an id excepted): what writing this record to an existing
         one changes. A field left out is left alone; one set to None is cleared."""
         return {name: getattr(self, name) for name in self.model_fields_set - {"id"}}
 
 
-class _OpportunityFields(_Model):
+class _OpportunityFields(_WritableFields):
     """Every writable opportunity field, all optional; create and update narrow it."""
 
     name: ShortText | None = None
@@ -135,7 +139,7 @@ class OpportunityFilter(_Model):
     descending: bool = False
 
 
-class _ContactFields(_Model):
+class _ContactFields(_WritableFields):
     name: ShortText | None = None
     email: EmailStr | None = None
     phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
