@@ -376,13 +376,17 @@ class Workspace:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the previous complete file, never a torn one."""
-        text = json.dumps(self.snapshot(), ensure_ascii=False)
+        data = json.dumps(self.snapshot(), ensure_ascii=False).encode("utf-8")  # fails before any file is touched
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def load(self, path: Path) -> None:
         doc = json.loads(path.read_text(encoding="utf-8"))
