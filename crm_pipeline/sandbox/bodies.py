@@ -52,7 +52,7 @@ def _check(body: Any) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
                 if not _is_unicode(key):
-                    raise _not_unicode(_text(path), key, "a property name")
+                    raise _not_unicode(f"{_text(path)} has a key that", key)
                 _check_item(stack, item, depth, (path, key))
         elif isinstance(value, list):
             for index, item in enumerate(value):
@@ -64,7 +64,7 @@ def _check_item(stack: list[tuple[Any, int, _Path]], item: Any, depth: int, path
         stack.append((item, depth + 1, path))
     elif isinstance(item, str):
         if not _is_unicode(item):
-            raise _not_unicode(_text(path), item, "text")
+            raise _not_unicode(_text(path), item)
     elif isinstance(item, int | float) and not isinstance(item, bool) and not abs(item) <= sys.float_info.max:
         raise body_validation(_text(path), "should be a finite number", item)
 
@@ -79,11 +79,11 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _not_unicode(path: str, text: str, what: str) -> NotionError:
+def _not_unicode(subject: str, text: str) -> NotionError:
     shown = json.dumps(text)  # ASCII escapes: the message itself must stay encodable
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     return validation(
-        f"body failed validation: {path} should be valid Unicode {what} "
+        f"body failed validation: {subject} should be valid Unicode text "
         f"(it holds a lone UTF-16 surrogate), instead was `{shown}`."
     )
 

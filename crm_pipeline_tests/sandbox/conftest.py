@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -74,3 +75,13 @@ def rows(*specs: dict[str, Any]) -> dict[str, Any]:
     """A seed document: the Deals schema with the given shorthand rows."""
     database = {k: v for k, v in DEALS_SEED["databases"][0].items() if k not in ("id", "data_source_id")}
     return {"databases": [{**database, "pages": list(specs)}]}
+
+
+async def eventually(check: Callable[[], bool], what: str, attempts: int = 500) -> None:
+    """Poll for something another thread does (e.g. the server noticing a disconnect); the
+    generous bound only decides how long a genuine failure takes to report."""
+    for _ in range(attempts):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
