@@ -191,8 +191,8 @@ def test_a_seeded_workspace_keeps_its_page_ids_across_restarts(tmp_path: Path) -
 
 def create_titled(ds_id: str, title_json: str) -> str:
     """A create body written by hand, so the title can hold any JSON escape."""
-    properties = '{"Deal Name": {"title": [{"text": {"content": "%s"}}]}}' % title_json
-    return '{"parent": {"data_source_id": "%s"}, "properties": %s}' % (ds_id, properties)
+    body = {"parent": {"data_source_id": ds_id}, "properties": {"Deal Name": {"title": [{"text": {"content": "?"}}]}}}
+    return json.dumps(body).replace('"?"', f'"{title_json}"')
 
 
 async def test_a_lone_surrogate_cannot_poison_the_state_file(tmp_path: Path) -> None:
