@@ -39,7 +39,8 @@ async def make_notion(sandbox: RunningSandbox) -> AsyncIterator[Callable[..., As
 
     def make(**options: Any) -> AsyncClient:
         options.setdefault("retry", False)
-        client = AsyncClient(auth=DEFAULT_TOKEN, base_url=sandbox.base_url, logger=SDK_LOGGER, **options)
+        options.setdefault("auth", DEFAULT_TOKEN)
+        client = AsyncClient(base_url=sandbox.base_url, logger=SDK_LOGGER, **options)
         clients.append(client)
         return client
 
