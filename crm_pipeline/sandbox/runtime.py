@@ -121,22 +121,16 @@ class Sandbox:
         return response
 
     async def _simulate_delay(self, request: Request, seconds: float) -> None:
-        """Server time that is not spent working (latency, a hang fault); raises ClientGone as soon
-        as the client hangs up, so an abandoned request is never carried out or answered."""
+        """Server time not spent working (latency, a hang fault). A client that hung up meanwhile
+        (its timeout fired) gets nothing more: ClientGone, so the request is not carried out."""
         if seconds <= 0:
             return
-        sleeping = asyncio.ensure_future(self.sleep(seconds))
-        leaving = asyncio.ensure_future(_client_left(request))
-        try:
-            await asyncio.wait({sleeping, leaving}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleeping.cancel()
-            leaving.cancel()
-        if leaving.done() and not leaving.cancelled():
+        await self.sleep(seconds)
+        if await request.is_disconnected():  # never waits: the body has been read, see _pipeline
             raise ClientGone
 
     async def _pipeline(self, request: Request, handler: Handler | None) -> Response:
-        raw = await request.body() if request.method in WRITE_METHODS else b""  # read first: see _client_left
+        raw = await request.body()  # read first: after it, a disconnect is the only message left
         await self._simulate_delay(request, self.latency.sample_seconds())
         if handler is None:
             raise invalid_url()
@@ -154,7 +148,7 @@ class Sandbox:
         fault = self.faults.take(request.method, request.url.path)
         if fault is not None and not fault.applied:
             return await self._fault_response(request, fault.kind, fault.hang_seconds)
-        call = Call(self, actor, dict(request.path_params), query_lists(request), json_body(raw))
+        call = Call(self, actor, dict(request.path_params), query_lists(request), json_body(request.method, raw))
         result = handler(call)
         if fault is not None:
             return await self._fault_response(request, fault.kind, fault.hang_seconds)
@@ -167,13 +161,6 @@ class Sandbox:
             await self._simulate_delay(request, hang_seconds)
             return error_response(fault_error("504"))
         return error_response(fault_error(kind))
-
-
-async def _client_left(request: Request) -> None:
-    """Returns once the client disconnects. The body must have been read already: once it has,
-    the only message the server can still deliver is the disconnect."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def json_response(result: Any, status: int = 200) -> Response:
@@ -194,7 +181,10 @@ def query_lists(request: Request) -> dict[str, list[str]]:
     return {key: request.query_params.getlist(key) for key in request.query_params}
 
 
-def json_body(raw: bytes) -> dict[str, Any]:
+def json_body(method: str, raw: bytes) -> dict[str, Any]:
+    """The body of a write; other methods' bodies are ignored, as in Notion."""
+    if method not in WRITE_METHODS:
+        return {}
     if len(raw) > MAX_BODY_BYTES:
         raise validation(f"Request body too large: {len(raw)} bytes, the limit is {MAX_BODY_BYTES}.")
     body = parse_json_body(raw)

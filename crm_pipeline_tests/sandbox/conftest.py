@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,43 @@ async def eventually(check: Callable[[], bool], what: str, attempts: int = 500) 
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"never happened: {what}")
+
+
+class HeldDelays:
+    """Stands in for the server's simulated delays (latency, hangs): each one lasts until the test
+    releases it, so "the client gave up first" is a fact the test arranges, not a race."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        self._entered = threading.Semaphore(0)
+        self._released = False
+
+    async def sleep(self, seconds: float) -> None:  # runs on the server's event loop
+        gate = asyncio.Event()
+        with self._lock:
+            if self._released:
+                return
+            self._held.append((asyncio.get_running_loop(), gate))
+        self._entered.release()
+        await gate.wait()
+
+    async def started(self) -> None:
+        """Wait until the server is inside one more delay."""
+        assert await asyncio.to_thread(self._entered.acquire, True, 10), "the server never started a delay"
+
+    def release(self) -> None:
+        """End every delay, now and from now on."""
+        with self._lock:
+            self._released = True
+            held, self._held = self._held, []
+        for loop, gate in held:
+            loop.call_soon_threadsafe(gate.set)
+
+
+@pytest.fixture
+def held_delays(sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldDelays]:
+    delays = HeldDelays()
+    monkeypatch.setattr(sandbox.sandbox, "sleep", delays.sleep)
+    yield delays
+    delays.release()

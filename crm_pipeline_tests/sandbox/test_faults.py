@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +18,7 @@ from notion_client import (
 
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 
-from .conftest import eventually, title
+from .conftest import HeldDelays, eventually, title
 
 FAST_RETRY = RetryOptions(max_retries=2, initial_retry_delay_ms=20, max_retry_delay_ms=100)
 
@@ -96,26 +94,31 @@ async def test_sdk_retries_500_for_get_but_not_for_post(
     assert routes["POST /v1/data_sources/{data_source_id}/query"] == {"503": 1}
 
 
-async def test_a_hang_outlasts_the_client_timeout_and_ends_when_the_client_leaves(
-    make_notion: Callable[..., AsyncClient], control: SandboxControl
+async def test_a_hang_outlasts_the_client_timeout_and_counts_as_a_closed_request(
+    make_notion: Callable[..., AsyncClient], control: SandboxControl, held_delays: HeldDelays
 ) -> None:
     notion = make_notion(timeout_ms=200)
-    control.add_fault("hang", path="/v1/users/me", hang_seconds=3600)  # far beyond any client timeout
+    control.add_fault("hang", path="/v1/users/me", hang_seconds=60)
     with pytest.raises(RequestTimeoutError):
-        await notion.users.me()
-    await eventually(lambda: "499" in control.stats()["by_status"], "the hung request counted as closed")
-    assert control.stats()["by_status"] == {"499": 1}  # not a 504 an hour later
+        await notion.users.me()  # the hang is held until released below, so the timeout comes first
+    held_delays.release()
+    await eventually(lambda: control.stats()["total"] > 0, "the hang ended")
+    assert control.stats()["by_status"] == {"499": 1}  # nobody was there to get the 504
     assert (await notion.users.me())["type"] == "bot"
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "503", "504", "529", "409", "hang"])
 async def test_applied_then_lost_create_is_not_duplicated_by_a_lookup_first_retry(
-    make_notion: Callable[..., AsyncClient], control: SandboxControl, deals: dict[str, Any], kind: str
+    make_notion: Callable[..., AsyncClient],
+    control: SandboxControl,
+    deals: dict[str, Any],
+    held_delays: HeldDelays,
+    kind: str,
 ) -> None:
     """The create happens, the answer is lost; a retry that looks its sync key up first finds it."""
     notion = make_notion(timeout_ms=300)
     ds_id = deals["data_source_id"]
-    control.add_fault(kind, method="POST", path="/v1/pages", applied=True, hang_seconds=3600)
+    control.add_fault(kind, method="POST", path="/v1/pages", applied=True, hang_seconds=60)
     with pytest.raises((APIResponseError, UnknownHTTPResponseError, RequestTimeoutError)):
         await notion.pages.create(**create_body(ds_id, "deal-42"))
     found = await notion.data_sources.query(ds_id, filter={"property": "Sync Key", "rich_text": {"equals": "deal-42"}})
@@ -152,13 +155,15 @@ async def test_a_client_that_gives_up_during_latency_is_a_closed_request_not_an_
     make_notion: Callable[..., AsyncClient],
     control: SandboxControl,
     deals: dict[str, Any],
+    held_delays: HeldDelays,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="crm_pipeline.sandbox")
     notion = make_notion(timeout_ms=200)
-    control.configure(latency_ms=3_600_000)  # far beyond the client's timeout
+    control.configure(latency_ms=1000)
     with pytest.raises(RequestTimeoutError):
         await notion.pages.create(**create_body(deals["data_source_id"], "never sent"))
+    held_delays.release()
     await eventually(lambda: control.stats()["total"] > 0, "the abandoned request counted")
     assert control.stats()["by_route"] == {"POST /v1/pages": {"499": 1}}
     assert len(control.all_pages(deals["data_source_id"])) == 3  # an abandoned request is not carried out
@@ -169,24 +174,14 @@ async def test_a_client_that_gives_up_during_latency_is_a_closed_request_not_an_
 
 @pytest.mark.parametrize("reset", ["reset", "reset_stats"])
 async def test_a_request_running_across_a_reset_is_not_counted_after_it(
-    notion: AsyncClient, control: SandboxControl, sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch, reset: str
+    notion: AsyncClient, control: SandboxControl, held_delays: HeldDelays, reset: str
 ) -> None:
     """A hang left over from one test must not turn up in the next test's statistics."""
-    entered = threading.Event()
-    release: list[Callable[[], None]] = []
-
-    async def held(seconds: float) -> None:  # runs on the server's event loop
-        gate = asyncio.Event()
-        release.append(functools.partial(asyncio.get_running_loop().call_soon_threadsafe, gate.set))
-        entered.set()
-        await gate.wait()
-
-    monkeypatch.setattr(sandbox.sandbox, "sleep", held)
     control.add_fault("hang", path="/v1/users/me", hang_seconds=1)
     hanging = asyncio.ensure_future(notion.users.me())
-    assert await asyncio.to_thread(entered.wait, 10)
+    await held_delays.started()
     getattr(control, reset)()
-    release[0]()
+    held_delays.release()
     with pytest.raises(APIResponseError) as caught:
         await hanging  # answered (and counted, if at all) before the client sees it
     assert caught.value.status == 504
