@@ -15,6 +15,7 @@ from notion_client import APIResponseError, AsyncClient
 from crm_pipeline.sandbox import (
     DEFAULT_TOKEN,
     NOTION_VERSION,
+    RunningSandbox,
     SandboxConfig,
     SandboxControl,
     serve_in_thread,
@@ -175,6 +176,15 @@ async def test_seeding_a_fixed_id_twice_is_refused(control: SandboxControl, deal
         control.seed(DEALS_SEED)
     assert caught.value.response.status_code == 400 and "already exists" in caught.value.response.json()["message"]
     assert len(control.all_pages(deals["data_source_id"])) == 3
+
+
+async def test_a_seed_with_a_bad_row_writes_nothing(control: SandboxControl, sandbox: RunningSandbox) -> None:
+    broken = {"title": "Broken", "properties": {"Name": {"title": {}}}, "pages": [{"Name": "ok"}, {"Nope": 1}]}
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        control.seed({"databases": [DEALS_SEED["databases"][0], broken]})
+    assert caught.value.response.status_code == 400 and "Nope" in caught.value.response.json()["message"]
+    assert sandbox.sandbox.workspace.databases == {} and sandbox.sandbox.workspace.pages == {}
+    assert len(control.all_pages(control.seed(DEALS_SEED)[0]["data_source_id"])) == 3  # its ids are free again
 
 
 def test_a_seeded_workspace_keeps_its_page_ids_across_restarts(tmp_path: Path) -> None:
