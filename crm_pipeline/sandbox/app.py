@@ -15,7 +15,7 @@ from .api import ALL_METHODS, api_routes
 from .config import SandboxConfig
 from .control_api import control_routes
 from .errors import invalid_url
-from .runtime import Sandbox, error_response
+from .runtime import Sandbox, SaveFailed, error_response
 
 
 async def _unknown_path(request: Request) -> Response:
@@ -34,7 +34,8 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         finally:
             if saver is not None:
                 saver.cancel()
-            sandbox.save_if_changed()
+            with contextlib.suppress(SaveFailed):  # logged; nothing more can be done at shutdown
+                sandbox.save_if_changed()
 
     routes = api_routes(sandbox) + control_routes(sandbox)
     routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
@@ -44,7 +45,9 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
 
 
 async def _save_periodically(sandbox: Sandbox) -> None:
-    """Debounced persistence: at most one write per interval, however many edits arrive."""
+    """Debounced persistence: at most one write per interval, however many edits arrive; a failed
+    write (already logged) is retried at the next interval."""
     while True:
         await asyncio.sleep(sandbox.config.save_interval_s)
-        sandbox.save_if_changed()
+        with contextlib.suppress(SaveFailed):
+            sandbox.save_if_changed()

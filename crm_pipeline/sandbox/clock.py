@@ -6,6 +6,9 @@ import time
 from datetime import UTC, datetime
 
 MINUTE_MS = 60_000
+# Times the API can print (ISO 8601 with a four-digit year); a clock outside them is refused.
+EARLIEST_MS = 0
+LATEST_MS = int(datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp() * 1000)
 
 
 class Clock:
@@ -24,10 +27,15 @@ class Clock:
         """Freeze at `moment`; it stays there until advanced or returned to real time."""
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        self._frozen_ms = int(moment.timestamp() * 1000)
+        self._freeze(int(moment.timestamp() * 1000))
 
     def advance(self, seconds: float) -> None:
-        self._frozen_ms = self.now_ms() + int(seconds * 1000)
+        self._freeze(self.now_ms() + int(seconds * 1000))
+
+    def _freeze(self, ms: int) -> None:
+        if not EARLIEST_MS <= ms <= LATEST_MS:
+            raise ValueError("the sandbox clock must stay between 1970-01-01 and 9999-12-31 (UTC)")
+        self._frozen_ms = ms
 
     def use_real_time(self) -> None:
         self._frozen_ms = None

@@ -7,12 +7,16 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import NotionError, validation
 
 FAULT_KINDS = ("500", "502", "503", "504", "529", "409", "hang")
+CLIENT_CLOSED = 499  # nginx's "client closed request": the client hung up before the answer
+MAX_RATE = 1_000_000  # requests/s, and requests in a burst
+MAX_DELAY_S = 3600.0  # latency, jitter and hangs; longer is a typo, and could overflow the event loop's timers
 
 
 @dataclass
@@ -32,21 +36,22 @@ class RateLimiter:
     holds at least `ceil(rate)` tokens whatever `burst` says.
     """
 
-    def __init__(self, rate: float, burst: int) -> None:
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock  # seconds; a test can make time stand still or jump
         self.configure(rate, burst)
 
     def configure(self, rate: float, burst: int) -> None:
-        if rate < 0 or burst < 1:
-            raise validation("rate_limit must be ≥ 0 and burst ≥ 1.")
+        if not 0 <= rate <= MAX_RATE or not 1 <= burst <= MAX_RATE:
+            raise validation(f"rate_limit must be between 0 and {MAX_RATE}, and burst between 1 and {MAX_RATE}.")
         self.rate = rate
         self.burst = burst
         self.capacity = float(max(burst, math.ceil(rate)))
         self._buckets: dict[str, _Bucket] = {}
 
-    def check(self, token: str, now: float | None = None) -> None:
+    def check(self, token: str) -> None:
         if self.rate == 0:
             return
-        now = time.monotonic() if now is None else now
+        now = self.clock()
         bucket = self._buckets.setdefault(token, _Bucket(self.capacity, now))
         bucket.tokens = min(self.capacity, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
@@ -96,8 +101,14 @@ def parse_fault(raw: Any) -> Fault:
     if kind not in FAULT_KINDS:
         raise validation(f"Unknown fault kind {kind!r}; use one of {', '.join(FAULT_KINDS)}.")
     count, hang = raw.get("count", 1), raw.get("hang_seconds", 0)
-    if not isinstance(count, int) or count < 1 or not isinstance(hang, int | float) or hang < 0:
-        raise validation("count must be a positive integer and hang_seconds a non-negative number.")
+    if (
+        not isinstance(count, int)
+        or count < 1
+        or not isinstance(hang, int | float)
+        or isinstance(hang, bool)
+        or not 0 <= hang <= MAX_DELAY_S
+    ):
+        raise validation(f"count must be a positive integer and hang_seconds a number from 0 to {MAX_DELAY_S:g}.")
     if kind == "hang" and hang == 0:
         raise validation("A hang fault needs hang_seconds > 0.")
     return Fault(
@@ -149,18 +160,32 @@ class Latency:
     fixed_ms: float = 0.0
     jitter_ms: float = 0.0
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.fixed_ms + self.jitter_ms <= MAX_DELAY_S * 1000 or min(self.fixed_ms, self.jitter_ms) < 0:
+            raise validation(f"latency_ms and jitter_ms must be ≥ 0 and add up to at most {MAX_DELAY_S * 1000:g}.")
+
     def sample_seconds(self) -> float:
         return (self.fixed_ms + random.uniform(0, self.jitter_ms)) / 1000
 
 
 @dataclass
 class Stats:
-    """Counts per route template (e.g. `PATCH /v1/pages/{page_id}`) and status."""
+    """Counts per route template (e.g. `PATCH /v1/pages/{page_id}`) and status.
+
+    Each reset starts a new epoch; a request counts in the epoch it arrived in, so one still
+    running across a reset (a hang, a slow client) cannot turn up in the next test's numbers.
+    """
 
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    epoch: int = 0
 
-    def record(self, route: str, status: int) -> None:
-        self.counts[(route, status)] += 1
+    def record(self, route: str, status: int, epoch: int) -> None:
+        if epoch == self.epoch:
+            self.counts[(route, status)] += 1
+
+    def clear(self) -> None:
+        self.counts.clear()
+        self.epoch += 1
 
     def to_json(self) -> dict[str, Any]:
         by_route: dict[str, dict[str, int]] = {}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -11,18 +10,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .bodies import parse_json_body
 from .control import Latency, parse_fault
 from .errors import NotionError, validation
 from .render import page_json
-from .runtime import WRITE_METHODS, Sandbox, error_response, json_response
+from .runtime import WRITE_METHODS, Sandbox, SaveFailed, error_response, json_response
 
 
-async def _control_body(request: Request) -> Any:
-    raw = await request.body()
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise NotionError(400, "invalid_json", "Error parsing JSON body.") from None
+def _setting(body: dict[str, Any], key: str, current: float, integer: bool = False) -> Any:
+    """A number from a settings body (ranges are checked where the setting is applied)."""
+    value = body.get(key, current)
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise validation(f"{key} must be {'an integer' if integer else 'a number'}, instead was {value!r}.")
+    return value
 
 
 def control_routes(sandbox: Sandbox) -> list[Route]:
@@ -31,7 +32,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
     def control(handler: Callable[[Request, Any], Any]) -> Callable[[Request], Awaitable[Response]]:
         async def serve(request: Request) -> Response:
             try:
-                body = await _control_body(request) if request.method in WRITE_METHODS else {}
+                body = parse_json_body(await request.body()) if request.method in WRITE_METHODS else {}
                 return json_response(handler(request, body))
             except NotionError as error:
                 return error_response(error)
@@ -48,14 +49,20 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         if request.method == "PUT":
             if not isinstance(body, dict):
                 raise validation("Settings must be an object.")
-            sandbox.limiter.configure(
-                float(body.get("rate_limit", sandbox.limiter.rate)), int(body.get("burst", sandbox.limiter.burst))
+            rate, burst = (
+                _setting(body, "rate_limit", sandbox.limiter.rate),
+                _setting(body, "burst", sandbox.limiter.burst, True),
             )
-            sandbox.latency = Latency(
-                float(body.get("latency_ms", sandbox.latency.fixed_ms)),
-                float(body.get("jitter_ms", sandbox.latency.jitter_ms)),
+            latency = Latency(
+                float(_setting(body, "latency_ms", sandbox.latency.fixed_ms)),
+                float(_setting(body, "jitter_ms", sandbox.latency.jitter_ms)),
             )
-            sandbox.result_cap = int(body.get("result_cap", sandbox.result_cap))
+            result_cap = _setting(body, "result_cap", sandbox.result_cap, integer=True)
+            if result_cap < 1:
+                raise validation(f"result_cap must be at least 1, instead was {result_cap}.")
+            sandbox.limiter.configure(float(rate), burst)  # everything checked first: all or nothing
+            sandbox.latency = latency
+            sandbox.result_cap = result_cap
         return {
             "rate_limit": sandbox.limiter.rate,
             "burst": sandbox.limiter.burst,
@@ -79,10 +86,11 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
                 ws.clock.use_real_time()
             elif "set" in body:
                 try:
-                    ws.clock.set(datetime.fromisoformat(str(body["set"])))
+                    moment = datetime.fromisoformat(str(body["set"]))
                 except ValueError:
                     raise validation(f"Not an ISO-8601 datetime: {body['set']!r}") from None
-            elif isinstance(body.get("advance_seconds"), int | float):
+                ws.clock.set(moment)
+            elif isinstance(body.get("advance_seconds"), int | float) and not isinstance(body["advance_seconds"], bool):
                 ws.clock.advance(body["advance_seconds"])
             else:
                 raise validation("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
@@ -90,7 +98,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
 
     def stats(request: Request, _: Any) -> Any:
         if request.method == "DELETE":
-            sandbox.stats.counts.clear()
+            sandbox.stats.clear()
         return sandbox.stats.to_json()
 
     def human_create(_: Request, body: Any) -> Any:
@@ -112,7 +120,10 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         return {"results": [user.to_json() for user in ws.users()]}
 
     def save(_: Request, __: Any) -> Any:
-        sandbox.save_if_changed()
+        try:
+            sandbox.save_if_changed()
+        except SaveFailed as error:
+            raise NotionError(500, "internal_server_error", f"Saving the state file failed: {error}") from None
         return {"saved": sandbox.config.state_file is not None}
 
     return [

@@ -13,6 +13,9 @@ from typing import Any
 from urllib.parse import quote
 
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+WORKSPACE_NAME = "Sandbox"
+WORKSPACE_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, "https://crm-pipeline.invalid/sandbox-workspace"))  # stable
+MAX_FILE_UPLOAD_BYTES = 5 * 1024 * 1024  # a free workspace's limit, as Notion reports it
 
 
 def new_id() -> str:
@@ -49,7 +52,9 @@ class User:
         if self.kind == "bot":
             body["bot"] = {
                 "owner": {"type": "workspace", "workspace": True},
-                "workspace_name": "Sandbox",
+                "workspace_name": WORKSPACE_NAME,
+                "workspace_id": WORKSPACE_ID,
+                "workspace_limits": {"max_file_upload_size_in_bytes": MAX_FILE_UPLOAD_BYTES},
             }
         else:
             body["person"] = {"email": self.email}

@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from .bodies import parse_json_body
 from .config import SandboxConfig
-from .control import GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats, fault_error
+from .control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats, fault_error
 from .errors import NotionError, invalid_url, validation
 from .model import User
 from .state import Workspace
@@ -22,6 +23,14 @@ from .state import Workspace
 MAX_BODY_BYTES = 500 * 1024
 logger = logging.getLogger(__name__)
 WRITE_METHODS = ("POST", "PATCH", "PUT")
+
+
+class ClientGone(Exception):
+    """The client hung up (typically its timeout fired) while the sandbox was simulating delay."""
+
+
+class SaveFailed(Exception):
+    """The state file could not be written; the error is logged and the changes stay unsaved."""
 
 
 @dataclass
@@ -53,6 +62,7 @@ class Sandbox:
         self.limiter = RateLimiter(config.rate_limit, config.burst)
         self.latency = Latency(config.latency_ms, config.jitter_ms)
         self.result_cap = config.result_cap
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # simulated delays; tests may swap it
         self._saved_revision = -1
 
     def reset(self) -> None:
@@ -60,7 +70,7 @@ class Sandbox:
         self.workspace.clear()
         self.workspace.clock.use_real_time()
         self.faults.faults.clear()
-        self.stats.counts.clear()
+        self.stats.clear()
         self.limiter.configure(self.config.rate_limit, self.config.burst)
         self.latency = Latency(self.config.latency_ms, self.config.jitter_ms)
         self.result_cap = self.config.result_cap
@@ -78,26 +88,50 @@ class Sandbox:
             self.workspace.seed(json.loads(self.config.seed_file.read_text(encoding="utf-8")))
 
     def save_if_changed(self) -> None:
-        if self.config.state_file is not None and self.workspace.revision != self._saved_revision:
-            revision = self.workspace.revision
-            self.workspace.save(self.config.state_file)
-            self._saved_revision = revision
+        """Write the state file if the workspace changed since the last successful save.
+
+        Raises SaveFailed after logging the cause at error level; the workspace stays marked
+        unsaved, so the next save (periodic, shutdown or requested) writes everything again.
+        """
+        state_file = self.config.state_file
+        if state_file is None or self.workspace.revision == self._saved_revision:
+            return
+        revision = self.workspace.revision
+        try:
+            self.workspace.save(state_file)
+        except Exception as error:  # whatever broke, the saver must survive it and say so
+            logger.exception("saving the sandbox state to %s failed; the changes stay unsaved", state_file)
+            raise SaveFailed(f"{type(error).__name__}: {error}") from error
+        self._saved_revision = revision
 
     async def serve(self, request: Request, route: str, handler: Handler | None) -> Response:
+        epoch = self.stats.epoch  # a request that outlives a stats reset is not counted in the new epoch
         try:
             response = await self._pipeline(request, handler)
+        except (ClientGone, ClientDisconnect):
+            logger.info("client closed the connection during %s %s", request.method, request.url.path)
+            self.stats.record(route, CLIENT_CLOSED, epoch)
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it
         except NotionError as error:
             response = error_response(error)
         except Exception:  # a sandbox bug: still answer in Notion's shape, and say so in the log
             logger.exception("unexpected error serving %s", route)
             response = error_response(NotionError(500, "internal_server_error", "Unexpected error occurred."))
-        self.stats.record(route, response.status_code)
+        self.stats.record(route, response.status_code, epoch)
         return response
 
+    async def _simulate_delay(self, request: Request, seconds: float) -> None:
+        """Server time not spent working (latency, a hang fault). A client that hung up meanwhile
+        (its timeout fired) gets nothing more: ClientGone, so the request is not carried out."""
+        if seconds <= 0:
+            return
+        await self.sleep(seconds)
+        if await request.is_disconnected():  # never waits: the body has been read, see _pipeline
+            raise ClientGone
+
     async def _pipeline(self, request: Request, handler: Handler | None) -> Response:
-        delay = self.latency.sample_seconds()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        raw = await request.body()  # read first: after it, a disconnect is the only message left
+        await self._simulate_delay(request, self.latency.sample_seconds())
         if handler is None:
             raise invalid_url()
         if not request.headers.get("notion-version"):
@@ -113,18 +147,18 @@ class Sandbox:
         self.limiter.check(token)
         fault = self.faults.take(request.method, request.url.path)
         if fault is not None and not fault.applied:
-            return await self._fault_response(fault.kind, fault.hang_seconds)
-        call = Call(self, actor, dict(request.path_params), query_lists(request), await json_body(request))
+            return await self._fault_response(request, fault.kind, fault.hang_seconds)
+        call = Call(self, actor, dict(request.path_params), query_lists(request), json_body(request.method, raw))
         result = handler(call)
         if fault is not None:
-            return await self._fault_response(fault.kind, fault.hang_seconds)
+            return await self._fault_response(request, fault.kind, fault.hang_seconds)
         return json_response(result)
 
-    async def _fault_response(self, kind: str, hang_seconds: float) -> Response:
+    async def _fault_response(self, request: Request, kind: str, hang_seconds: float) -> Response:
         if kind == "502":
             return Response(GATEWAY_HTML, status_code=502, media_type="text/html")
         if kind == "hang":
-            await asyncio.sleep(hang_seconds)
+            await self._simulate_delay(request, hang_seconds)
             return error_response(fault_error("504"))
         return error_response(fault_error(kind))
 
@@ -147,22 +181,13 @@ def query_lists(request: Request) -> dict[str, list[str]]:
     return {key: request.query_params.getlist(key) for key in request.query_params}
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    if request.method not in WRITE_METHODS:
+def json_body(method: str, raw: bytes) -> dict[str, Any]:
+    """The body of a write; other methods' bodies are ignored, as in Notion."""
+    if method not in WRITE_METHODS:
         return {}
-    raw = await request.body()
     if len(raw) > MAX_BODY_BYTES:
         raise validation(f"Request body too large: {len(raw)} bytes, the limit is {MAX_BODY_BYTES}.")
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError):
-        raise NotionError(400, "invalid_json", "Error parsing JSON body.") from None
+    body = parse_json_body(raw)
     if not isinstance(body, dict):
         raise validation(f"body failed validation: body should be an object, instead was `{json.dumps(body)[:40]}`.")
     return body

@@ -314,8 +314,17 @@ class Workspace:
         """Create databases and pages from a seed document (format in docs/sandbox.md)."""
         if not isinstance(doc, dict) or not isinstance(doc.get("databases"), list):
             raise validation("A seed document needs a `databases` array.")
+        known = set(self.databases)
+        try:
+            return self._seed_databases(doc["databases"])
+        except Exception:  # all or nothing: a bad row must not leave half a seed behind
+            for database_id in set(self.databases) - known:
+                self._drop_database(database_id)
+            raise
+
+    def _seed_databases(self, specs: list[Any]) -> list[dict[str, Any]]:
         summary = []
-        for i, spec in enumerate(doc["databases"]):
+        for i, spec in enumerate(specs):
             if not isinstance(spec, dict):
                 raise body_validation(f"databases[{i}]", "should be an object", spec)
             db = self._add_database(
@@ -332,6 +341,14 @@ class Workspace:
                 self.create_page(self.human, {"parent": {"data_source_id": ds.id}, "properties": properties})
             summary.append({"database_id": db.id, "data_source_id": ds.id, "title": db.title, "pages": len(ds.pages)})
         return summary
+
+    def _drop_database(self, database_id: str) -> None:
+        """Forget a database with everything in it (seeded pages have no blocks)."""
+        for ds_id in self.databases.pop(database_id).data_source_ids:
+            for page_id in self.data_sources.pop(ds_id).pages:
+                del self.pages[page_id]
+        self.queries.clear()
+        self.revision += 1
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -376,13 +393,17 @@ class Workspace:
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the previous complete file, never a torn one."""
-        text = json.dumps(self.snapshot(), ensure_ascii=False)
+        data = json.dumps(self.snapshot(), ensure_ascii=False).encode("utf-8")  # fails before any file is touched
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def load(self, path: Path) -> None:
         doc = json.loads(path.read_text(encoding="utf-8"))

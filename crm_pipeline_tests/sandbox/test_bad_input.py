@@ -179,3 +179,127 @@ async def test_junk_anywhere_is_a_4xx_never_a_500(raw: httpx.AsyncClient, ids: d
                 unexpected.append((method, path, make(junk), response.status_code))
     assert unexpected == []
     assert 400 in statuses
+
+
+# (method, path, hand-written JSON holding a `\ud800`-`\udfff` escape: valid JSON, but no UTF-8
+# text can hold it; the field the error must name)
+SURROGATE_CASES: list[tuple[str, str, str, str]] = [
+    ("POST", "/v1/pages", '{"parent": {"data_source_id": "{ds}"}, "properties": {"Deal Name": {"title": [{"text": {"content": "a\\ud800"}}]}}}',
+     "body.properties.Deal Name.title[0].text.content"),
+    ("PATCH", "/v1/pages/{page}", '{"properties": {"Contact": {"rich_text": [{"text": {"content": "\\udfff"}}]}}}',
+     "body.properties.Contact.rich_text[0].text.content"),
+    ("PATCH", "/v1/pages/{page}", '{"properties": {"Stage": {"select": {"name": "\\ud800"}}}}', "body.properties.Stage.select.name"),
+    ("PATCH", "/v1/pages/{page}", '{"properties": {"\\ud800": {"number": 1}}}', "body.properties has a key that should be valid Unicode"),
+    ("POST", "/v1/data_sources/{ds}/query", '{"filter": {"property": "Deal Name", "title": {"equals": "\\ud800"}}}',
+     "body.filter.title.equals"),
+    ("PATCH", "/v1/data_sources/{ds}", '{"properties": {"Owner": {"name": "\\ud800", "rich_text": {}}}}', "body.properties.Owner.name"),
+    ("POST", "/v1/databases", '{"parent": {"workspace": true}, "title": [{"text": {"content": "\\ud800"}}]}', "body.title[0].text.content"),
+    ("PATCH", "/v1/blocks/{page}/children", '{"children": [{"paragraph": {"rich_text": [{"text": {"content": "\\ud800"}}]}}]}',
+     "body.children[0].paragraph.rich_text[0].text.content"),
+    ("POST", "/_sandbox/pages", '{"parent": {"data_source_id": "{ds}"}, "properties": {"Deal Name": {"title": [{"text": {"content": "\\ud800"}}]}}}',
+     "body.properties.Deal Name.title[0].text.content"),
+    ("POST", "/_sandbox/seed", '{"databases": [{"title": "\\ud800"}]}', "body.databases[0].title"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "content", "field"), SURROGATE_CASES, ids=[c[3] for c in SURROGATE_CASES])
+async def test_lone_surrogates_are_refused_and_nothing_is_written(
+    raw: httpx.AsyncClient,
+    control: SandboxControl,
+    ids: dict[str, str],
+    method: str,
+    path: str,
+    content: str,
+    field: str,
+) -> None:
+    before = control.all_pages(ids["ds"]), control.users()
+    response = await raw.request(method, path.format(**ids), content=content.replace("{ds}", ids["ds"]).encode())
+    assert (response.status_code, response.json()["code"]) == (400, "validation_error"), response.text
+    assert field in response.json()["message"] and "lone UTF-16 surrogate" in response.json()["message"]
+    assert (control.all_pages(ids["ds"]), control.users()) == before
+    query = await raw.post(f"/v1/data_sources/{ids['ds']}/query", json={})
+    assert query.status_code == 200 and len(query.json()["results"]) == 3
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [101, 5000])
+@pytest.mark.parametrize(
+    ("method", "path", "wrap"),
+    [
+        ("POST", "/v1/data_sources/{ds}/query", '{"filter": %s}'),
+        ("POST", "/v1/pages", '{"parent": {"data_source_id": "{ds}"}, "properties": %s}'),
+        ("PATCH", "/v1/pages/{page}", '{"properties": {"Contact": {"rich_text": %s}}}'),
+        ("PATCH", "/v1/data_sources/{ds}", "%s"),
+        ("POST", "/v1/databases", '{"title": %s}'),
+        ("PATCH", "/v1/blocks/{page}/children", '{"children": %s}'),
+        ("POST", "/_sandbox/faults", "%s"),
+        ("POST", "/_sandbox/seed", '{"databases": %s}'),
+        ("PUT", "/_sandbox/config", "%s"),
+        ("PATCH", "/_sandbox/pages/{page}", "%s"),
+    ],
+)
+async def test_deeply_nested_json_is_a_400(
+    raw: httpx.AsyncClient, control: SandboxControl, ids: dict[str, str], method: str, path: str, wrap: str, depth: int
+) -> None:
+    before = control.all_pages(ids["ds"])
+    content = wrap.replace("{ds}", ids["ds"]) % nested(depth)
+    response = await raw.request(method, path.format(**ids), content=content)
+    body = response.json()
+    assert (response.status_code, body["object"], body["code"]) == (400, "error", "validation_error")
+    assert "nested more than 100 levels deep" in body["message"]
+    assert control.all_pages(ids["ds"]) == before and control.faults() == []
+
+
+async def test_nesting_up_to_the_limit_is_parsed(raw: httpx.AsyncClient, ids: dict[str, str]) -> None:
+    response = await raw.post(f"/v1/data_sources/{ids['ds']}/query", content='{"filter": ' + nested(99) + "}")
+    assert response.json()["code"] == "validation_error" and "nested" not in response.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        ('{"properties": {"Value": {"number": 1e400}}}', "body.properties.Value.number should be a finite number"),
+        ('{"properties": {"Value": {"number": -1%s}}}' % ("0" * 400), "body.properties.Value.number"),
+    ],
+)
+async def test_numbers_beyond_a_double_are_refused(
+    raw: httpx.AsyncClient, control: SandboxControl, ids: dict[str, str], content: str, field: str
+) -> None:
+    before = control.all_pages(ids["ds"])
+    response = await raw.patch(f"/v1/pages/{ids['page']}", content=content)
+    assert (response.status_code, response.json()["code"]) == (400, "validation_error")
+    assert field in response.json()["message"]
+    assert control.all_pages(ids["ds"]) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content"),
+    [
+        ("PUT", "/config", '{"rate_limit": 1e400}'),
+        ("PUT", "/config", '{"rate_limit": 1e300}'),
+        ("PUT", "/config", '{"result_cap": 1e400}'),
+        ("PUT", "/config", '{"result_cap": 1e300}'),
+        ("PUT", "/config", '{"result_cap": 0}'),
+        ("PUT", "/config", '{"burst": 1%s}' % ("0" * 400)),
+        ("PUT", "/config", '{"latency_ms": 1e300}'),
+        ("PUT", "/config", '{"jitter_ms": -1}'),
+        ("PUT", "/config", '{"rate_limit": "fast"}'),
+        ("PUT", "/config", '{"burst": true}'),
+        ("POST", "/clock", '{"advance_seconds": 1e300}'),
+        ("POST", "/clock", '{"advance_seconds": -1e300}'),
+        ("POST", "/clock", '{"set": "0001-01-01T00:00:00+00:00"}'),
+        ("POST", "/faults", '{"kind": "hang", "hang_seconds": 1e300}'),
+    ],
+)
+async def test_control_values_out_of_range_are_a_400(
+    raw: httpx.AsyncClient, control: SandboxControl, sandbox: Any, method: str, path: str, content: str
+) -> None:
+    settings, clock = control.settings(), control.set_clock(datetime(2026, 11, 28, tzinfo=UTC))
+    response = await raw.request(method, f"/_sandbox{path}", content=content)
+    body = response.json()
+    assert (response.status_code, body["object"], body["code"]) == (400, "error", "validation_error"), response.text
+    assert control.settings() == settings and control.faults() == []
+    assert (await raw.get("/_sandbox/clock")).json() == clock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ from notion_client import APIResponseError, AsyncClient
 
 from crm_pipeline.sandbox import (
     DEFAULT_TOKEN,
+    NOTION_VERSION,
+    RunningSandbox,
     SandboxConfig,
     SandboxControl,
     serve_in_thread,
 )
 
-from .conftest import DEALS_SEED, SDK_LOGGER, title
+from .conftest import DEALS_SEED, SDK_LOGGER, eventually, title
 
 
 def text(content: str) -> dict[str, Any]:
@@ -175,6 +178,15 @@ async def test_seeding_a_fixed_id_twice_is_refused(control: SandboxControl, deal
     assert len(control.all_pages(deals["data_source_id"])) == 3
 
 
+async def test_a_seed_with_a_bad_row_writes_nothing(control: SandboxControl, sandbox: RunningSandbox) -> None:
+    broken = {"title": "Broken", "properties": {"Name": {"title": {}}}, "pages": [{"Name": "ok"}, {"Nope": 1}]}
+    with pytest.raises(httpx.HTTPStatusError) as caught:
+        control.seed({"databases": [DEALS_SEED["databases"][0], broken]})
+    assert caught.value.response.status_code == 400 and "Nope" in caught.value.response.json()["message"]
+    assert sandbox.sandbox.workspace.databases == {} and sandbox.sandbox.workspace.pages == {}
+    assert len(control.all_pages(control.seed(DEALS_SEED)[0]["data_source_id"])) == 3  # its ids are free again
+
+
 def test_a_seeded_workspace_keeps_its_page_ids_across_restarts(tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
     seed.write_text(json.dumps(DEALS_SEED))
@@ -185,3 +197,50 @@ def test_a_seeded_workspace_keeps_its_page_ids_across_restarts(tmp_path: Path) -
             data_source_id = DEALS_SEED["databases"][0]["data_source_id"]
             runs.append([page["id"] for page in control.all_pages(data_source_id)])
     assert len(runs[0]) == 3 and runs[0] == runs[1]
+
+
+def create_titled(ds_id: str, title_json: str) -> str:
+    """A create body written by hand, so the title can hold any JSON escape."""
+    body = {"parent": {"data_source_id": ds_id}, "properties": {"Deal Name": {"title": [{"text": {"content": "?"}}]}}}
+    return json.dumps(body).replace('"?"', f'"{title_json}"')
+
+
+async def test_a_lone_surrogate_cannot_poison_the_state_file(tmp_path: Path) -> None:
+    """It is refused before anything is stored, so queries, saves and later pages are unharmed."""
+    config = SandboxConfig(rate_limit=0, state_file=tmp_path / "state.json")
+    headers = {"Notion-Version": NOTION_VERSION, "Authorization": f"Bearer {DEFAULT_TOKEN}"}
+    with serve_in_thread(config) as running, SandboxControl(running.base_url) as control:
+        ds_id = control.seed(DEALS_SEED)[0]["data_source_id"]
+        async with httpx.AsyncClient(base_url=running.base_url, headers=headers) as raw:
+            refused = await raw.post("/v1/pages", content=create_titled(ds_id, "\\ud800"))
+            assert (refused.status_code, refused.json()["code"]) == (400, "validation_error")
+            assert (await raw.post(f"/v1/data_sources/{ds_id}/query", json={})).status_code == 200
+            later = await raw.post("/v1/pages", content=create_titled(ds_id, "Later \\u00e9"))
+            assert later.status_code == 200
+        control.save()
+    with serve_in_thread(config) as running, SandboxControl(running.base_url) as control:
+        assert sorted(title(page) for page in control.all_pages(ds_id))[-1] == "Later é"
+        assert len(control.all_pages(ds_id)) == 4
+
+
+async def test_a_failed_save_is_loud_and_retried_until_it_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "not yet" / "state.json"  # every write fails until its directory exists
+    config = SandboxConfig(rate_limit=0, state_file=state, save_interval_s=0.01)
+    with serve_in_thread(config) as running, SandboxControl(running.base_url) as control:
+        ds_id = control.seed(DEALS_SEED)[0]["data_source_id"]
+        with pytest.raises(httpx.HTTPStatusError) as caught:
+            control.save()
+        body = caught.value.response.json()
+        assert (caught.value.response.status_code, body["code"]) == (500, "internal_server_error")
+        assert "Saving the state file failed" in body["message"] and "state.json" in body["message"]
+        failures = [r for r in caplog.records if r.name == "crm_pipeline.sandbox.runtime"]
+        assert failures and all(r.levelno == logging.ERROR and r.exc_info for r in failures)
+        assert not state.with_name("state.json.tmp").exists()
+        control.human_create_page({"parent": {"data_source_id": ds_id}, "properties": {}})  # while saves fail
+        state.parent.mkdir()
+        await eventually(state.is_file, "the periodic save retried")  # nobody asked it to
+        control.save()
+    with serve_in_thread(config) as running, SandboxControl(running.base_url) as control:
+        assert len(control.all_pages(ds_id)) == 4  # the seed and the page created while saves failed

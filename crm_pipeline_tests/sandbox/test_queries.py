@@ -65,8 +65,13 @@ FILTERS: list[tuple[dict[str, Any], set[str]]] = [
 ]  # fmt: skip
 
 
+SEEDED_AT = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+
+
 @pytest.fixture
 def ds_id(control: SandboxControl, sandbox: Any) -> str:
+    """The rows above, created at SEEDED_AT on the sandbox clock (which stays frozen there)."""
+    control.set_clock(SEEDED_AT)
     return control.seed(rows(*ROWS))[0]["data_source_id"]
 
 
@@ -102,11 +107,15 @@ async def test_timestamp_filters_use_minute_rounded_times(
     assert await names(notion, ds_id, filter=since) == ["Acme renewal"]
     after = {"timestamp": "last_edited_time", "last_edited_time": {"after": "2026-11-28T10:00:30Z"}}
     assert await names(notion, ds_id, filter=after) == []  # stored at 10:00:00, not 10:00:59
+    before = {"timestamp": "last_edited_time", "last_edited_time": {"before": "2026-11-28T10:00:00Z"}}
+    assert set(await names(notion, ds_id, filter=before)) == {"Globex pilot", "Initech", "acme subsidiary"}
     new = await notion.pages.create(
         parent={"data_source_id": ds_id}, properties={"Deal Name": {"title": [{"text": {"content": "New"}}]}}
     )
     created = {"timestamp": "created_time", "created_time": {"equals": "2026-11-28T10:00:00Z"}}
     assert await names(notion, ds_id, filter=created) == ["New"] and new["created_time"] == "2026-11-28T10:00:00.000Z"
+    seeded = {"timestamp": "created_time", "created_time": {"equals": "2026-11-28T09:00:00Z"}}
+    assert len(await names(notion, ds_id, filter=seeded)) == len(ROWS)
 
 
 async def test_sorts_by_property_timestamp_and_select_option_order(
