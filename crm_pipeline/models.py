@@ -1,28 +1,133 @@
 """Domain models shared by the deal store, the CRM adapters and the sync engine.
 
 Every model is a pydantic v2 model, so bad input fails at the boundary with an error that names
-the field, before anything is written anywhere.
+the field, before anything is written anywhere: text PostgreSQL cannot store, JSON that jsonb
+cannot hold or that is too deep or too large, a stage outside the pipeline, a naive datetime.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import to_json
 
 JsonValue = Any
 """A JSON-shaped value (dict, list, str, number, bool or None) stored as PostgreSQL jsonb."""
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000)]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+MAX_JSON_DEPTH = 32
+"""How deeply a JSON field may nest (each object or array is one level). Deal data is a few levels
+deep; far deeper is a bug or hostile input, refused before it costs recursion in the change diff,
+the serialisers and PostgreSQL's jsonb functions."""
+
+MAX_JSON_BYTES = 256 * 1024
+"""The most one JSON field may take, serialised as compact UTF-8 JSON. Every write copies the field
+into the change log (old and new value) and every sync sends it to the CRM, so a field is kept to
+what an agent's notes on one deal plausibly need (Notion itself caps rich text far lower)."""
+
+_NUL = "\x00"
+T = TypeVar("T")
+
+
+def _without_nul(text: str) -> str:
+    """PostgreSQL text (and jsonb strings) cannot hold the NUL character: refuse it here."""
+    if _NUL in text:
+        raise ValueError("must not contain the NUL character (\\x00): PostgreSQL cannot store it")
+    return text
+
+
+def _json_checked(value: T) -> T:
+    """Refuse what jsonb cannot hold (see `_json_problem`) and values over `MAX_JSON_BYTES`."""
+    problem = _json_problem(value, "", 1)
+    if problem is not None:
+        raise ValueError(problem)
+    size = len(to_json(value))
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"is {size} bytes as JSON; the most a JSON field may take is {MAX_JSON_BYTES} bytes")
+    return value
+
+
+def _json_problem(value: Any, path: str, depth: int) -> str | None:
+    """Why `value` (at `path`) is not plain JSON that jsonb stores as given, or None if it is.
+
+    Only what `json.loads` returns is allowed: no sets, tuples, datetimes, bytes or Decimals (each
+    serialiser would convert them differently, or not at all), no NaN or Infinity (not JSON), no
+    NUL in strings or keys (jsonb refuses \\u0000), and no nesting beyond `MAX_JSON_DEPTH`.
+    """
+    where = f" at {path}" if path else ""
+    if value is None or isinstance(value, bool | int):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"holds {value}{where}, which JSON cannot represent"
+    if isinstance(value, str):
+        return f"holds a NUL character (\\u0000){where}, which jsonb cannot store" if _NUL in value else None
+    if isinstance(value, dict | list):
+        if depth > MAX_JSON_DEPTH:
+            return f"nests deeper than {MAX_JSON_DEPTH} levels{where}"
+        if isinstance(value, list):
+            items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+        else:
+            for key in value:
+                if not isinstance(key, str):
+                    return f"has a key of type {type(key).__name__} ({key!r}){where}; JSON object keys are strings"
+                if _NUL in key:
+                    return f"has a key holding a NUL character (\\u0000){where}, which jsonb cannot store"
+            items = ((f"{path}.{key}" if path else key, item) for key, item in value.items())
+        for item_path, item in items:
+            problem = _json_problem(item, item_path, depth + 1)
+            if problem is not None:
+                return problem
+        return None
+    return f"holds a {type(value).__name__}{where}, which is not a JSON value (use a string or number)"
+
+
+def _known_stage(stage: str) -> str:
+    if stage not in DEAL_STAGES:
+        raise ValueError(f"unknown deal stage {stage!r}; the stages are: {', '.join(DEAL_STAGES)}")
+    return stage
+
+
+def _not_cleared(value: T | None) -> T:
+    """For an update of a column every record has: None would clear it, so it is refused."""
+    if value is None:
+        raise ValueError("cannot be cleared (every record has one); leave the field out to keep it")
+    return value
+
+
+DEAL_STAGES: tuple[str, ...] = ("Lead", "Qualified", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
+"""The pipeline stages, as the sales team sees them in the CRM (Notion's Stage select options).
+The only stages the deal store accepts, so every deal can sync."""
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000), AfterValidator(_without_nul)]
+ShortText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_without_nul)
+]
+DealStage = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_known_stage)]
 Probability = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Confidence = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_without_nul)
+]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50), AfterValidator(_without_nul)]
+JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_json_checked)]
+"""A JSON object field: plain JSON only, at most `MAX_JSON_DEPTH` deep and `MAX_JSON_BYTES` long."""
+JsonArray = Annotated[list[JsonValue], AfterValidator(_json_checked)]
+"""A JSON array field, with the same limits as `JsonObject`."""
 
 
 class Actor(enum.StrEnum):
@@ -58,7 +163,7 @@ class _OpportunityFields(_WritableFields):
     """Every writable opportunity field, all optional; create and update narrow it."""
 
     name: ShortText | None = None
-    deal_stage: ShortText | None = None
+    deal_stage: DealStage | None = None
     estimated_value: Money | None = None
     close_date: date | None = None
     product_line: ShortText | None = None
@@ -68,23 +173,19 @@ class _OpportunityFields(_WritableFields):
     contact_email: EmailStr | None = None
     # Agent-owned: written by the agent, pushed outward, never overwritten by a human edit unless
     # that edit is an explicit override.
-    qualification_snapshot: dict[str, JsonValue] | None = None
+    qualification_snapshot: JsonObject | None = None
     detection_confidence: Confidence | None = None
-    qualification_tracking: dict[str, JsonValue] | None = None
-    stakeholder_map: dict[str, JsonValue] | None = None
-    score_evidence: list[JsonValue] | None = None
+    qualification_tracking: JsonObject | None = None
+    stakeholder_map: JsonObject | None = None
+    score_evidence: JsonArray | None = None
     # Human-owned: the external CRM always wins.
     custom_notes: Text | None = None
-    manual_tags: list[Tag] | None = None
-    override_stage: ShortText | None = None
+    manual_tags: Annotated[list[Tag], AfterValidator(_json_checked)] | None = None
+    override_stage: DealStage | None = None
 
 
 OPPORTUNITY_FIELDS: tuple[str, ...] = tuple(_OpportunityFields.model_fields)
 """The names of all writable opportunity fields, in declaration order."""
-
-
-DEAL_STAGES: tuple[str, ...] = ("Lead", "Qualified", "Proposal", "Negotiation", "Closed Won", "Closed Lost")
-"""The pipeline stages, as the sales team sees them in the CRM (Notion's Stage select options)."""
 
 
 class OpportunityCreate(_OpportunityFields):
@@ -92,14 +193,17 @@ class OpportunityCreate(_OpportunityFields):
 
     id: UUID | None = None
     name: ShortText
-    deal_stage: ShortText = DEAL_STAGES[0]
+    deal_stage: DealStage = DEAL_STAGES[0]
 
 
 class OpportunityUpdate(_OpportunityFields):
     """A partial update: only the fields that were explicitly set count as changes.
 
-    Setting a field to None clears it; leaving it out leaves it alone (see `changes()`).
+    Setting a field to None clears it; leaving it out leaves it alone (see `changes()`). A name
+    or stage cannot be cleared.
     """
+
+    _required = field_validator("name", "deal_stage")(_not_cleared)
 
 
 class OpportunityRead(_OpportunityFields):
@@ -126,9 +230,9 @@ MAX_LIST_LIMIT = 10_000
 class OpportunityFilter(_Model):
     """What `list_opportunities` returns: all conditions are ANDed; unknown fields are an error."""
 
-    deal_stage: str | list[str] | None = None
-    updated_since: datetime | None = Field(
-        default=None, description="Only opportunities updated strictly after this instant."
+    deal_stage: DealStage | list[DealStage] | None = None
+    updated_since: AwareDatetime | None = Field(
+        default=None, description="Only opportunities updated strictly after this instant (timezone-aware)."
     )
     archived: bool | None = Field(
         default=False, description="False: live only (default); True: archived only; None: both."
@@ -142,7 +246,7 @@ class OpportunityFilter(_Model):
 class _ContactFields(_WritableFields):
     name: ShortText | None = None
     email: EmailStr | None = None
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, max_length=50)] | None = None
+    phone: Phone | None = None
     title: ShortText | None = None
     company: ShortText | None = None
     opportunity_id: UUID | None = None
@@ -157,7 +261,10 @@ class ContactCreate(_ContactFields):
 
 
 class ContactUpdate(_ContactFields):
-    """A partial update of a contact: only explicitly set fields count (see `changes()`)."""
+    """A partial update of a contact: only explicitly set fields count (see `changes()`); the name
+    cannot be cleared."""
+
+    _required = field_validator("name")(_not_cleared)
 
 
 class ContactRead(_ContactFields):
@@ -180,8 +287,10 @@ class ActivityCreate(_Model):
     opportunity_id: UUID
     kind: ActivityKind = "note"
     subject: ShortText
-    body: Annotated[str, StringConstraints(max_length=100_000)] = ""
-    occurred_at: datetime | None = None
+    body: Annotated[str, StringConstraints(max_length=100_000), AfterValidator(_without_nul)] = ""
+    occurred_at: AwareDatetime | None = Field(
+        default=None, description="When it happened (timezone-aware); default now."
+    )
 
 
 class ActivityRead(ActivityCreate):
