@@ -4,6 +4,7 @@ security, with a field-level change log written in the same transaction as every
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import (
     DatabaseUnavailableError,
+    DuplicateRecordError,
     EmbeddedServerError,
     MigrationError,
     RecordNotFoundError,
@@ -18,6 +19,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailableError",
     "DealRepository",
+    "DuplicateRecordError",
     "EmbeddedServerError",
     "MigrationError",
     "RecordNotFoundError",

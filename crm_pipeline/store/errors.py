@@ -27,3 +27,7 @@ class UnknownTenantError(StoreError):
 
 class RecordNotFoundError(StoreError):
     """An id that does not exist for this tenant."""
+
+
+class DuplicateRecordError(StoreError):
+    """A create with an id this tenant already has (the message names the record type and id)."""
