@@ -4,6 +4,7 @@ security, with a field-level change log written in the same transaction as every
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import (
     DatabaseUnavailableError,
+    DatabaseURLError,
     DuplicateRecordError,
     EmbeddedServerError,
     MigrationError,
@@ -18,6 +19,7 @@ __all__ = [
     "BulkUpsertResult",
     "Database",
     "DatabaseUnavailableError",
+    "DatabaseURLError",
     "DealRepository",
     "DuplicateRecordError",
     "EmbeddedServerError",
