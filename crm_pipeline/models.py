@@ -40,7 +40,7 @@ into the change log (old and new value) and every sync sends it to the CRM, so a
 what an agent's notes on one deal plausibly need (Notion itself caps rich text far lower)."""
 
 _NUL = "\x00"
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 def _without_nul(text: str) -> str:
@@ -50,7 +50,7 @@ def _without_nul(text: str) -> str:
     return text
 
 
-def _json_checked(value: T) -> T:
+def _json_checked(value: _T) -> _T:
     """Refuse what jsonb cannot hold (see `_json_problem`) and values over `MAX_JSON_BYTES`."""
     problem = _json_problem(value, "", 1)
     if problem is not None:
@@ -101,7 +101,7 @@ def _known_stage(stage: str) -> str:
     return stage
 
 
-def _not_cleared(value: T | None) -> T:
+def _not_cleared(value: _T | None) -> _T:
     """For an update of a column every record has: None would clear it, so it is refused."""
     if value is None:
         raise ValueError("cannot be cleared (every record has one); leave the field out to keep it")
@@ -124,10 +124,6 @@ Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_without_nul)
 ]
 Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50), AfterValidator(_without_nul)]
-JsonObject = Annotated[dict[str, JsonValue], AfterValidator(_json_checked)]
-"""A JSON object field: plain JSON only, at most `MAX_JSON_DEPTH` deep and `MAX_JSON_BYTES` long."""
-JsonArray = Annotated[list[JsonValue], AfterValidator(_json_checked)]
-"""A JSON array field, with the same limits as `JsonObject`."""
 
 
 class Actor(enum.StrEnum):
@@ -163,7 +159,7 @@ class _OpportunityFields(_WritableFields):
     """Every writable opportunity field, all optional; create and update narrow it."""
 
     name: ShortText | None = None
-    deal_stage: DealStage | None = None
+    deal_stage: ShortText | None = None
     estimated_value: Money | None = None
     close_date: date | None = None
     product_line: ShortText | None = None
@@ -173,30 +169,55 @@ class _OpportunityFields(_WritableFields):
     contact_email: EmailStr | None = None
     # Agent-owned: written by the agent, pushed outward, never overwritten by a human edit unless
     # that edit is an explicit override.
-    qualification_snapshot: JsonObject | None = None
+    qualification_snapshot: dict[str, JsonValue] | None = None
     detection_confidence: Confidence | None = None
-    qualification_tracking: JsonObject | None = None
-    stakeholder_map: JsonObject | None = None
-    score_evidence: JsonArray | None = None
+    qualification_tracking: dict[str, JsonValue] | None = None
+    stakeholder_map: dict[str, JsonValue] | None = None
+    score_evidence: list[JsonValue] | None = None
     # Human-owned: the external CRM always wins.
     custom_notes: Text | None = None
-    manual_tags: Annotated[list[Tag], AfterValidator(_json_checked)] | None = None
-    override_stage: DealStage | None = None
+    manual_tags: list[Tag] | None = None
+    override_stage: ShortText | None = None
 
 
 OPPORTUNITY_FIELDS: tuple[str, ...] = tuple(_OpportunityFields.model_fields)
 """The names of all writable opportunity fields, in declaration order."""
 
 
-class OpportunityCreate(_OpportunityFields):
+JSON_FIELDS: tuple[str, ...] = (
+    "qualification_snapshot",
+    "qualification_tracking",
+    "stakeholder_map",
+    "score_evidence",
+    "manual_tags",
+)
+"""The opportunity fields stored as jsonb, held to `MAX_JSON_DEPTH` and `MAX_JSON_BYTES` on write."""
+
+
+class _OpportunityWrite(_OpportunityFields):
+    """The checks a write must pass beyond the field types: stages from `DEAL_STAGES`, JSON fields
+    that jsonb stores as given. Reads skip them, so rows stored before a check existed stay readable."""
+
+    @field_validator("deal_stage", "override_stage")
+    @classmethod
+    def _stage_known(cls, stage: str | None) -> str | None:
+        return stage if stage is None else _known_stage(stage)
+
+    @field_validator(*JSON_FIELDS)
+    @classmethod
+    def _plain_json(cls, value: _T | None) -> _T | None:
+        return value if value is None else _json_checked(value)
+
+
+class OpportunityCreate(_OpportunityWrite):
     """A new opportunity. `id` may be given by the sync path (the sync key); otherwise it is generated."""
 
     id: UUID | None = None
     name: ShortText
-    deal_stage: DealStage = DEAL_STAGES[0]
+    deal_stage: ShortText = DEAL_STAGES[0]
 
 
-class OpportunityUpdate(_OpportunityFields):
+class OpportunityUpdate(_OpportunityWrite):
     """A partial update: only the fields that were explicitly set count as changes.
 
     Setting a field to None clears it; leaving it out leaves it alone (see `changes()`). A name
