@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -52,47 +53,51 @@ def _without_nul(text: str) -> str:
 
 def _json_checked(value: _T) -> _T:
     """Refuse what jsonb cannot hold (see `_json_problem`) and values over `MAX_JSON_BYTES`."""
-    problem = _json_problem(value, "", 1)
-    if problem is not None:
-        raise ValueError(problem)
+    found = _json_problem(value, 1)
+    if found is not None:
+        problem, path = found
+        where = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in reversed(path))
+        raise ValueError(problem + (f" (at {where.removeprefix('.')})" if where else ""))
     size = len(to_json(value))
     if size > MAX_JSON_BYTES:
         raise ValueError(f"is {size} bytes as JSON; the most a JSON field may take is {MAX_JSON_BYTES} bytes")
     return value
 
 
-def _json_problem(value: Any, path: str, depth: int) -> str | None:
-    """Why `value` (at `path`) is not plain JSON that jsonb stores as given, or None if it is.
+def _json_problem(value: Any, depth: int) -> tuple[str, list[str | int]] | None:
+    """Why `value` is not plain JSON that jsonb stores as given, and where (the path from the
+    innermost step out), or None if it is.
 
     Only what `json.loads` returns is allowed: no sets, tuples, datetimes, bytes or Decimals (each
     serialiser would convert them differently, or not at all), no NaN or Infinity (not JSON), no
     NUL in strings or keys (jsonb refuses \\u0000), and no nesting beyond `MAX_JSON_DEPTH`.
     """
-    where = f" at {path}" if path else ""
     if value is None or isinstance(value, bool | int):
         return None
     if isinstance(value, float):
-        return None if math.isfinite(value) else f"holds {value}{where}, which JSON cannot represent"
+        return None if math.isfinite(value) else (f"holds {value}, which JSON cannot represent", [])
     if isinstance(value, str):
-        return f"holds a NUL character (\\u0000){where}, which jsonb cannot store" if _NUL in value else None
-    if isinstance(value, dict | list):
-        if depth > MAX_JSON_DEPTH:
-            return f"nests deeper than {MAX_JSON_DEPTH} levels{where}"
-        if isinstance(value, list):
-            items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
-        else:
-            for key in value:
-                if not isinstance(key, str):
-                    return f"has a key of type {type(key).__name__} ({key!r}){where}; JSON object keys are strings"
-                if _NUL in key:
-                    return f"has a key holding a NUL character (\\u0000){where}, which jsonb cannot store"
-            items = ((f"{path}.{key}" if path else key, item) for key, item in value.items())
-        for item_path, item in items:
-            problem = _json_problem(item, item_path, depth + 1)
-            if problem is not None:
-                return problem
-        return None
-    return f"holds a {type(value).__name__}{where}, which is not a JSON value (use a string or number)"
+        return ("holds a NUL character (\\u0000), which jsonb cannot store", []) if _NUL in value else None
+    if not isinstance(value, dict | list):
+        return f"holds a {type(value).__name__}, which is not a JSON value (use a string or number)", []
+    if depth > MAX_JSON_DEPTH:
+        return f"nests deeper than {MAX_JSON_DEPTH} levels", []
+    items: Iterable[tuple[str | int, Any]]
+    if isinstance(value, list):
+        items = enumerate(value)
+    else:
+        for key in value:
+            if not isinstance(key, str):
+                return f"has a key of type {type(key).__name__} ({key!r}); JSON object keys are strings", []
+            if _NUL in key:
+                return "has a key holding a NUL character (\\u0000), which jsonb cannot store", []
+        items = value.items()
+    for step, item in items:
+        found = _json_problem(item, depth + 1)
+        if found is not None:
+            found[1].append(step)
+            return found
+    return None
 
 
 def _known_stage(stage: str) -> str:
