@@ -4,6 +4,8 @@ security, with a field-level change log written in the same transaction as every
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import (
     DatabaseUnavailableError,
+    DatabaseURLError,
+    DuplicateRecordError,
     EmbeddedServerError,
     MigrationError,
     RecordNotFoundError,
@@ -17,7 +19,9 @@ __all__ = [
     "BulkUpsertResult",
     "Database",
     "DatabaseUnavailableError",
+    "DatabaseURLError",
     "DealRepository",
+    "DuplicateRecordError",
     "EmbeddedServerError",
     "MigrationError",
     "RecordNotFoundError",

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Self
 
-from sqlalchemy import URL, create_engine, make_url, text
+from sqlalchemy import URL, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -22,16 +22,18 @@ from crm_pipeline.store.embedded import start_embedded_server
 from crm_pipeline.store.errors import DatabaseUnavailableError, MigrationError, UnknownTenantError
 from crm_pipeline.store.migrate import upgrade_to_head
 from crm_pipeline.store.schema import APP_ROLE, TENANT_SETTING
+from crm_pipeline.store.urls import parse_database_url, raise_unchained, redact, url_secrets
 
 _DRIVER = "postgresql+psycopg"
 _ALREADY_EXISTS = frozenset({"42P04", "23505"})
 
 
 def describe(url: URL) -> str:
-    """Where a URL points (host or socket directory, port, database), never its password."""
+    """Where a URL points (host or socket directory, port, database), never any part of its
+    password, even one the URL's parts happen to share."""
     host = url.host or url.query.get("host") or "localhost"
     port = f":{url.port}" if url.port else ""
-    return f"{host}{port}/{url.database}"
+    return redact(f"{host}{port}/{url.database}", [url.password] if url.password else [])
 
 
 def with_driver(url: URL) -> URL:
@@ -42,7 +44,7 @@ def with_driver(url: URL) -> URL:
 def resolve_url(settings: Settings) -> URL:
     """The deal-store URL: the configured one, else the embedded server (started if needed)."""
     if settings.database_url is not None:
-        return with_driver(make_url(settings.database_url.get_secret_value()))
+        return with_driver(parse_database_url(settings.database_url.get_secret_value()))
     admin_url = start_embedded_server(settings.data_dir)
     create_database_if_missing(admin_url, settings.database_name)
     return admin_url.set(database=settings.database_name)
@@ -67,14 +69,16 @@ def create_database_if_missing(admin_url: URL, name: str) -> None:
 
 @contextmanager
 def _connection_errors_named(url: URL) -> Iterator[None]:
-    """Turn "could not connect" into one error naming host and database, never the password."""
+    """Turn "could not connect" into one error naming host and database. The driver's message is
+    scrubbed of the user name and password, and the driver's error is not chained: it may echo
+    the host, and in a mistyped URL the "host" can be the tail of the password."""
     try:
         yield
     except OperationalError as exc:
-        reason = str(exc.orig or exc).strip().splitlines()[0]
-        if url.password:
-            reason = reason.replace(str(url.password), "***")
-        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL at {describe(url)}: {reason}") from None
+        reason = redact(str(exc.orig or exc).strip().splitlines()[0], url_secrets(url))
+    else:
+        return
+    raise_unchained(DatabaseUnavailableError(f"cannot connect to PostgreSQL at {describe(url)}: {reason}"))
 
 
 class Database:

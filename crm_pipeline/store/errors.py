@@ -9,6 +9,10 @@ class DatabaseUnavailableError(StoreError):
     """The configured PostgreSQL cannot be reached (the message names host and database)."""
 
 
+class DatabaseURLError(DatabaseUnavailableError):
+    """The configured database URL cannot be parsed unambiguously (the message quotes none of it)."""
+
+
 class EmbeddedServerError(StoreError):
     """The embedded PostgreSQL did not start (the message names its log file)."""
 
@@ -27,3 +31,7 @@ class UnknownTenantError(StoreError):
 
 class RecordNotFoundError(StoreError):
     """An id that does not exist for this tenant."""
+
+
+class DuplicateRecordError(StoreError):
+    """A create with an id this tenant already has (the message names the record type and id)."""

@@ -54,7 +54,7 @@ from crm_pipeline.models import (
 )
 from crm_pipeline.store.changes import FieldChanges, diff_fields
 from crm_pipeline.store.database import Database
-from crm_pipeline.store.errors import RecordNotFoundError
+from crm_pipeline.store.errors import DuplicateRecordError, RecordNotFoundError
 from crm_pipeline.store.schema import XID8, activities, change_log, contacts, opportunities, tenants
 
 ReadModel = TypeVar("ReadModel", bound=BaseModel)
@@ -341,7 +341,7 @@ class DealRepository:
         values = data.model_dump(exclude={"id"})
         record_id = getattr(data, "id", None) or uuid4()
         async with self._database.tenant_transaction(tenant_id) as connection:
-            with _references_checked(table, values):
+            with _references_checked(table, values), _duplicate_refused(table, record_type, record_id):
                 row = (
                     await connection.execute(
                         insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
@@ -409,6 +409,19 @@ def _references_checked(table: Table, values: Mapping[str, Any]) -> Iterator[Non
         raise RecordNotFoundError(
             f"{table.name}: no opportunity {values.get('opportunity_id')} for this tenant"
         ) from None
+
+
+@contextmanager
+def _duplicate_refused(table: Table, record_type: RecordType, record_id: UUID) -> Iterator[None]:
+    """A create whose id is taken is the caller's mistake, reported as such (not a raw
+    IntegrityError); other constraint violations pass through."""
+    try:
+        yield
+    except IntegrityError as error:
+        diagnostic = getattr(error.orig, "diag", None)
+        if getattr(diagnostic, "constraint_name", None) != f"{table.name}_pkey":
+            raise
+        raise DuplicateRecordError(f"{record_type.value} {record_id} already exists: update it instead") from None
 
 
 def _recordset(columns: Iterable[Any]) -> str:

@@ -238,8 +238,8 @@ def test_none_clears_number_and_date() -> None:
 
 
 def test_only_present_mapped_fields_are_written() -> None:
-    update = OpportunityUpdate(deal_stage="Won", custom_notes="not in Notion")
-    assert to_notion_properties(update.changes()) == {"Stage": {"select": {"name": "Won"}}}
+    update = OpportunityUpdate(deal_stage="Closed Won", custom_notes="not in Notion")
+    assert to_notion_properties(update.changes()) == {"Stage": {"select": {"name": "Closed Won"}}}
 
 
 def test_a_model_writes_all_its_mapped_fields() -> None:

@@ -34,13 +34,13 @@ async def _materialize(database: Database, tenant: str) -> dg.ExecuteInProcessRe
 async def test_postgres_opportunities_counts_live_deals_and_the_check_passes(
     database: Database, repository: DealRepository, tenant: str
 ) -> None:
-    for name, stage in [("A", "won"), ("B", "won"), ("C", "qualified")]:
+    for name, stage in [("A", "Closed Won"), ("B", "Closed Won"), ("C", "Qualified")]:
         await repository.create_opportunity(tenant, OpportunityCreate(name=name, deal_stage=stage))
     result = await _materialize(database, tenant)
     assert result.success
     metadata = result.asset_materializations_for_node("postgres_opportunities")[0].metadata
     assert metadata["row_count"].value == 3
-    assert metadata["by_stage"].value == {"won": 2, "qualified": 1}
+    assert metadata["by_stage"].value == {"Closed Won": 2, "Qualified": 1}
     assert [evaluation.passed for evaluation in result.get_asset_check_evaluations()] == [True]
 
 
