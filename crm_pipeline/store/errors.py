@@ -27,3 +27,7 @@ class UnknownTenantError(StoreError):
 
 class RecordNotFoundError(StoreError):
     """An id that does not exist for this tenant."""
+
+
+class DatabaseRoleError(StoreError):
+    """The application's login role is missing or could get around row-level security."""

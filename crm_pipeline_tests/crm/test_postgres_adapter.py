@@ -37,7 +37,7 @@ async def test_postgres_adapter_create_opportunity(
         OpportunityCreate(
             id=key,
             name="Acme renewal",
-            deal_stage="qualified",
+            deal_stage="Qualified",
             estimated_value=Decimal("1200.50"),
         )
     )
@@ -47,9 +47,9 @@ async def test_postgres_adapter_create_opportunity(
 
 
 async def test_postgres_adapter_list_opportunities(adapter: PostgresAdapter) -> None:
-    for name, stage in [("a", "lead"), ("b", "qualified"), ("c", "qualified")]:
+    for name, stage in [("a", "Lead"), ("b", "Qualified"), ("c", "Qualified")]:
         await adapter.create_opportunity(OpportunityCreate(name=name, deal_stage=stage))
-    listed = await adapter.list_opportunities(OpportunityFilter(deal_stage="qualified", order_by="name"))
+    listed = await adapter.list_opportunities(OpportunityFilter(deal_stage="Qualified", order_by="name"))
     assert [o.name for o in listed] == ["b", "c"]
     assert [
         o.name for o in await adapter.list_opportunities(OpportunityFilter(order_by="name", limit=1, offset=2))
@@ -60,10 +60,10 @@ async def test_update_and_get_apply_only_the_fields_set(
     adapter: PostgresAdapter,
 ) -> None:
     opportunity_id = await adapter.create_opportunity(OpportunityCreate(name="Acme", estimated_value=Decimal(5)))
-    await adapter.update_opportunity(opportunity_id, OpportunityUpdate(deal_stage="negotiation"))
+    await adapter.update_opportunity(opportunity_id, OpportunityUpdate(deal_stage="Negotiation"))
     fetched = await adapter.get_opportunity(opportunity_id)
     assert fetched is not None and (fetched.deal_stage, fetched.estimated_value) == (
-        "negotiation",
+        "Negotiation",
         Decimal(5),
     )
     assert await adapter.get_opportunity(str(uuid4())) is None

@@ -23,7 +23,11 @@ def test_code_location_loads() -> None:
 
 async def _materialize(database: Database, tenant: str) -> dg.ExecuteInProcessResult:
     """Run the asset and its check in-process; Dagster runs its own event loop, so in a thread."""
-    deal_store = DealStoreResource(tenant_id=tenant, database_url=database.url.render_as_string(hide_password=False))
+    deal_store = DealStoreResource(
+        tenant_id=tenant,
+        database_url=database.url.render_as_string(hide_password=False),
+        app_database_url=database.app_url.render_as_string(hide_password=False),
+    )
     return await asyncio.to_thread(
         dg.materialize,
         [postgres_opportunities, opportunities_have_change_history],
@@ -34,13 +38,13 @@ async def _materialize(database: Database, tenant: str) -> dg.ExecuteInProcessRe
 async def test_postgres_opportunities_counts_live_deals_and_the_check_passes(
     database: Database, repository: DealRepository, tenant: str
 ) -> None:
-    for name, stage in [("A", "won"), ("B", "won"), ("C", "qualified")]:
+    for name, stage in [("A", "Closed Won"), ("B", "Closed Won"), ("C", "Qualified")]:
         await repository.create_opportunity(tenant, OpportunityCreate(name=name, deal_stage=stage))
     result = await _materialize(database, tenant)
     assert result.success
     metadata = result.asset_materializations_for_node("postgres_opportunities")[0].metadata
     assert metadata["row_count"].value == 3
-    assert metadata["by_stage"].value == {"won": 2, "qualified": 1}
+    assert metadata["by_stage"].value == {"Closed Won": 2, "Qualified": 1}
     assert [evaluation.passed for evaluation in result.get_asset_check_evaluations()] == [True]
 
 
@@ -50,7 +54,9 @@ async def test_change_history_check_fails_for_a_row_written_around_the_repositor
     await repository.create_opportunity(tenant, OpportunityCreate(name="Audited"))
     async with database.owner_transaction() as connection:
         await connection.execute(
-            text("INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage) VALUES (:id, :t, 'Sneaky', 'won')"),
+            text(
+                "INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage) VALUES (:id, :t, 'Sneaky', 'Closed Won')"
+            ),
             {"id": uuid4(), "t": tenant},
         )
     result = await _materialize(database, tenant)

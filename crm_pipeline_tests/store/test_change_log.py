@@ -29,7 +29,7 @@ async def test_every_write_logs_its_fields_old_and_new_and_actor(repository: Dea
         tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("10.50"), manual_tags=["a"])
     )
     await repository.update_opportunity(
-        tenant, created.id, OpportunityUpdate(deal_stage="won", custom_notes="hi"), actor=Actor.HUMAN
+        tenant, created.id, OpportunityUpdate(deal_stage="Closed Won", custom_notes="hi"), actor=Actor.HUMAN
     )
     await repository.update_opportunity(tenant, created.id, OpportunityUpdate(probability="0.9"), actor=Actor.SYNC)
 
@@ -44,7 +44,7 @@ async def test_every_write_logs_its_fields_old_and_new_and_actor(repository: Dea
     }
     assert second.actor is Actor.HUMAN
     assert {field: (c.old, c.new) for field, c in second.changes.items()} == {
-        "deal_stage": ("Lead", "won"),
+        "deal_stage": ("Lead", "Closed Won"),
         "custom_notes": (None, "hi"),
     }
     assert third.actor is Actor.SYNC and set(third.changes) == {"probability"}
@@ -113,7 +113,7 @@ async def test_bulk_upsert_creates_updates_and_skips_unchanged(repository: DealR
     archived = await repository.archive_opportunity(tenant, ids[0])
     second = await repository.bulk_upsert_opportunities(
         tenant,
-        [OpportunityCreate(id=ids[0], name="Deal 0", deal_stage="won")]  # name unchanged, stage new
+        [OpportunityCreate(id=ids[0], name="Deal 0", deal_stage="Closed Won")]  # name unchanged, stage new
         + [OpportunityCreate(id=i, name=f"Deal {n}") for n, i in enumerate(ids[1:], start=1)]  # unchanged
         + [OpportunityCreate(id=uuid4(), name="New")],
         batch_size=10,
@@ -121,19 +121,19 @@ async def test_bulk_upsert_creates_updates_and_skips_unchanged(repository: DealR
     assert (second.created, second.updated, second.unchanged) == (1, 1, 24)
 
     row = await repository.get_opportunity(tenant, ids[0])
-    assert row.deal_stage == "won"
+    assert row.deal_stage == "Closed Won"
     assert row.estimated_value == Decimal(0)  # not set on the record, so left alone
     assert row.archived_at == archived.archived_at  # an upsert never un-archives
     log = await repository.changes_since(tenant, archived.archived_at)
     assert [(c.actor, c.changes) for c in log if c.record_id == str(ids[0])] == [
-        (Actor.SYNC, {"deal_stage": FieldChange(old="Lead", new="won")})
+        (Actor.SYNC, {"deal_stage": FieldChange(old="Lead", new="Closed Won")})
     ]
 
 
 async def test_failed_bulk_upsert_leaves_the_database_as_it_was(repository: DealRepository, tenant: str) -> None:
     good = [OpportunityCreate(id=uuid4(), name=f"Deal {n}") for n in range(15)]
     # model_construct skips validation, so the database's own CHECK constraint has to catch it.
-    bad = OpportunityCreate.model_construct(id=uuid4(), name="Bad", deal_stage="x", probability=Decimal(5))
+    bad = OpportunityCreate.model_construct(id=uuid4(), name="Bad", probability=Decimal(5))
     with pytest.raises(Exception, match="probability"):
         await repository.bulk_upsert_opportunities(tenant, [*good, bad], batch_size=5)
     assert await repository.list_opportunities(tenant, OpportunityFilter(archived=None)) == []

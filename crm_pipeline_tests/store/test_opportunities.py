@@ -14,7 +14,7 @@ from crm_pipeline.store import DealRepository, RecordNotFoundError, UnknownTenan
 
 FULL = OpportunityCreate(
     name="Acme renewal",
-    deal_stage="qualified",
+    deal_stage="Qualified",
     estimated_value=Decimal("125000.50"),
     close_date=date(2027, 3, 31),
     product_line="Platform",
@@ -61,9 +61,9 @@ async def test_get_unknown_id_is_none_and_update_unknown_id_is_an_error(
 async def test_update_applies_only_the_fields_that_were_set(repository: DealRepository, tenant: str) -> None:
     created = await repository.create_opportunity(tenant, FULL)
     updated = await repository.update_opportunity(
-        tenant, created.id, OpportunityUpdate(deal_stage="negotiation", custom_notes=None)
+        tenant, created.id, OpportunityUpdate(deal_stage="Negotiation", custom_notes=None)
     )
-    assert updated.deal_stage == "negotiation"
+    assert updated.deal_stage == "Negotiation"
     assert updated.custom_notes is None  # explicitly cleared
     assert updated.estimated_value == FULL.estimated_value  # left alone
     assert updated.manual_tags == FULL.manual_tags
@@ -73,7 +73,7 @@ async def test_update_applies_only_the_fields_that_were_set(repository: DealRepo
 async def test_update_that_changes_nothing_writes_nothing(repository: DealRepository, tenant: str) -> None:
     created = await repository.create_opportunity(tenant, FULL)
     same = await repository.update_opportunity(
-        tenant, created.id, OpportunityUpdate(estimated_value=Decimal("125000.5"), deal_stage="qualified")
+        tenant, created.id, OpportunityUpdate(estimated_value=Decimal("125000.5"), deal_stage="Qualified")
     )
     assert same.updated_at == created.updated_at
     log = await repository.changes_since(tenant, created.created_at.replace(year=2000))
@@ -81,7 +81,7 @@ async def test_update_that_changes_nothing_writes_nothing(repository: DealReposi
 
 
 async def _seed(repository: DealRepository, tenant: str) -> dict[str, list]:
-    stages = {"prospecting": [], "qualified": [], "won": []}
+    stages = {"Proposal": [], "Qualified": [], "Closed Won": []}
     for index in range(9):
         stage = list(stages)[index % 3]
         record = await repository.create_opportunity(
@@ -93,15 +93,15 @@ async def _seed(repository: DealRepository, tenant: str) -> dict[str, list]:
 
 async def test_list_filters_by_stage(repository: DealRepository, tenant: str) -> None:
     stages = await _seed(repository, tenant)
-    won = await repository.list_opportunities(tenant, OpportunityFilter(deal_stage="won"))
-    assert {o.id for o in won} == {o.id for o in stages["won"]}
-    either = await repository.list_opportunities(tenant, OpportunityFilter(deal_stage=["won", "qualified"]))
+    won = await repository.list_opportunities(tenant, OpportunityFilter(deal_stage="Closed Won"))
+    assert {o.id for o in won} == {o.id for o in stages["Closed Won"]}
+    either = await repository.list_opportunities(tenant, OpportunityFilter(deal_stage=["Closed Won", "Qualified"]))
     assert len(either) == 6
 
 
 async def test_list_filters_by_updated_since_strictly_after(repository: DealRepository, tenant: str) -> None:
     stages = await _seed(repository, tenant)
-    pivot = stages["won"][0]
+    pivot = stages["Closed Won"][0]
     touched = await repository.update_opportunity(tenant, pivot.id, OpportunityUpdate(name="Touched"))
     result = await repository.list_opportunities(tenant, OpportunityFilter(updated_since=pivot.updated_at))
     assert touched.id in {o.id for o in result}
@@ -127,7 +127,7 @@ async def test_list_pages_in_a_stable_order(repository: DealRepository, tenant: 
 
 async def test_archive_is_a_soft_delete(repository: DealRepository, tenant: str) -> None:
     stages = await _seed(repository, tenant)
-    target = stages["won"][0]
+    target = stages["Closed Won"][0]
     archived = await repository.archive_opportunity(tenant, target.id)
     assert archived.archived_at is not None
     again = await repository.archive_opportunity(tenant, target.id)
@@ -164,7 +164,7 @@ def test_invalid_values_are_rejected_naming_the_field(fields: dict, bad_field: s
 
 def test_unknown_filter_field_is_rejected_naming_it() -> None:
     with pytest.raises(ValidationError) as caught:
-        OpportunityFilter(stage="won")  # the field is deal_stage
+        OpportunityFilter(stage="Closed Won")  # the field is deal_stage
     assert caught.value.errors()[0]["loc"] == ("stage",)
     with pytest.raises(ValidationError):
         OpportunityFilter(order_by="password")
