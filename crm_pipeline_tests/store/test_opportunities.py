@@ -8,9 +8,11 @@ from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
-from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
-from crm_pipeline.store import DealRepository, RecordNotFoundError, UnknownTenantError
+from crm_pipeline.models import DEAL_STAGES, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+from crm_pipeline.store import Database, DealRepository, RecordNotFoundError, UnknownTenantError
 
 FULL = OpportunityCreate(
     name="Acme renewal",
@@ -177,3 +179,19 @@ async def test_unknown_or_missing_tenant_is_a_clear_error(repository: DealReposi
         await repository.create_opportunity("nobody", OpportunityCreate(name="x"))
     with pytest.raises(UnknownTenantError, match="no tenant given"):
         await repository.get_opportunity("", uuid4())
+
+
+async def test_the_database_takes_only_the_pipelines_stages(database: Database, tenant: str) -> None:
+    """A CHECK constraint, so no code path (raw SQL included) stores a stage the CRM would refuse."""
+    insert = text(
+        "INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage, override_stage)"
+        " VALUES (:id, :t, 'x', :stage, :override)"
+    )
+    async with database.tenant_transaction(tenant) as connection:
+        for stage in DEAL_STAGES:
+            await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": stage, "override": stage})
+        await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": "Lead", "override": None})
+        for stage, override, constraint in [("won", None, "deal_stage"), ("Lead", "closed won", "override_stage")]:
+            with pytest.raises(IntegrityError, match=f"opportunities_{constraint}_check"):
+                async with connection.begin_nested():
+                    await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": stage, "override": override})
