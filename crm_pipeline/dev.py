@@ -31,7 +31,7 @@ from crm_pipeline.store import Database, DealRepository
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("dev", help="run Dagster with the deal store and demo data")
     parser.add_argument("--host", default="127.0.0.1", help="Dagster UI host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")

@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import to_json
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
     Table,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -122,8 +124,8 @@ class DealRepository:
         if criteria.archived is not None:
             archived_at = opportunities.c.archived_at
             query = query.where(archived_at.is_not(None) if criteria.archived else archived_at.is_(None))
-        order = opportunities.c[criteria.order_by]
-        tie_breaker = opportunities.c.id
+        order: ColumnElement[Any] = opportunities.c[criteria.order_by]
+        tie_breaker: ColumnElement[Any] = opportunities.c.id
         if criteria.descending:
             order, tie_breaker = order.desc(), tie_breaker.desc()
         query = query.order_by(order, tie_breaker).limit(criteria.limit).offset(criteria.offset)
@@ -397,7 +399,7 @@ def _references_checked(table: Table, values: Mapping[str, Any]) -> Iterator[Non
 
 def _recordset(columns: Iterable[Any]) -> str:
     """The column list of a jsonb_to_recordset() alias, typed like the table's columns."""
-    dialect = postgresql.dialect()
+    dialect = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves the constructor unannotated
     return ", ".join(f"{column.name} {column.type.compile(dialect=dialect)}" for column in columns)
 
 

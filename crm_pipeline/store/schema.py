@@ -52,7 +52,7 @@ metadata = MetaData(schema=SCHEMA)
 _now = text("now()")
 
 
-def _timestamp(name: str, *, nullable: bool = False) -> Column:
+def _timestamp(name: str, *, nullable: bool = False) -> Column[Any]:
     return Column(name, TIMESTAMP(timezone=True), nullable=nullable, server_default=None if nullable else _now)
 
 
