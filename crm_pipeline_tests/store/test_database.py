@@ -44,7 +44,7 @@ async def test_unreachable_server_names_host_and_database_but_not_the_password(t
 async def test_embedded_server_that_cannot_start_points_at_its_log(tmp_path: Path) -> None:
     (tmp_path / "postgres").write_text("a file where the data directory should be")
     with pytest.raises(EmbeddedServerError, match=str(tmp_path / "postgres" / "log")):
-        await Database.open(Settings(data_dir=tmp_path))
+        await Database.open(Settings(database_url=None, app_database_url=None, data_dir=tmp_path))
 
 
 @embedded_only
@@ -161,7 +161,7 @@ ROLE_FACTS = "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = 
 
 
 async def test_an_application_url_without_an_owner_url_is_refused(tmp_path: Path) -> None:
-    settings = Settings(app_database_url="postgresql://crm_app@127.0.0.1:1/deals", data_dir=tmp_path)
+    settings = Settings(database_url=None, app_database_url="postgresql://crm_app@127.0.0.1:1/deals", data_dir=tmp_path)
     with pytest.raises(DatabaseRoleError, match="set both for an external PostgreSQL, or neither"):
         await Database.open(settings)
     assert not (tmp_path / "postgres").exists()  # refused before starting anything
