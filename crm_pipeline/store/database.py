@@ -71,10 +71,10 @@ def check_login_settings(settings: Settings) -> None:
     if settings.database_url is not None and settings.app_database_url is None:
         owner = describe(with_driver(make_url(settings.database_url.get_secret_value())))
         raise DatabaseRoleError(
-            f"CRM_PIPELINE_APP_DATABASE_URL is not set: the application does not run as the tables' owner "
-            f"(CRM_PIPELINE_DATABASE_URL, {owner}), which row-level security does not bind. As a superuser, "
-            f"create its login role once: {CREATE_APP_LOGIN}; then set CRM_PIPELINE_APP_DATABASE_URL to that "
-            "role's URL for the same database"
+            f"CRM_PIPELINE_APP_DATABASE_URL is not set, and the application never runs as the tables' owner "
+            f"(CRM_PIPELINE_DATABASE_URL, {owner}): an owner can switch row-level security and change capture "
+            f"off. As a superuser, create the application's login role once: {CREATE_APP_LOGIN}; then set "
+            "CRM_PIPELINE_APP_DATABASE_URL to that role's URL for the same database"
         )
 
 
@@ -223,7 +223,7 @@ class Database:
                 ("may create roles (CREATEROLE), and so grant itself more", found.creates_roles),
                 (f"owns the tables or may act as their owner {found.owner}", found.acts_as_owner),
                 ("may write the change log directly", found.writes_change_log),
-                (f"is not a member of {APP_ROLE}", not found.app_member),
+                (f"does not have the privileges of {APP_ROLE} (a member of it, with INHERIT)", not found.app_member),
             )
             if present
         ]
