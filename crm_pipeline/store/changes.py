@@ -1,4 +1,5 @@
-"""Field-level change detection: the pure part of the change log."""
+"""Field-level change detection: which fields a write would change, so the repository can skip
+writes that change nothing (PostgreSQL's triggers log what a write did change)."""
 
 from __future__ import annotations
 
