@@ -315,3 +315,18 @@ async def test_a_records_key_never_changes(database: Database, repository: DealR
         async with raw_write(database, tenant) as connection:
             await connection.execute(text("UPDATE crm.opportunities SET id = :new"), {"new": uuid4()})
     assert await repository.get_opportunity(tenant, created.id) == created
+
+
+async def test_archiving_is_logged_once_with_its_actor(repository: DealRepository, tenant: str) -> None:
+    created = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    archived = await repository.archive_opportunity(tenant, created.id, actor=Actor.HUMAN)
+    assert await repository.archive_opportunity(tenant, created.id) == archived  # a no-op, not logged
+
+    _, entry = (await repository.change_feed(tenant)).entries
+    assert (
+        entry.actor is Actor.HUMAN
+        and entry.changes["archived_at"].old is None
+        and set(entry.changes) == {"archived_at"}
+    )
+    assert datetime.fromisoformat(str(entry.changes["archived_at"].new)) == archived.archived_at
+    assert archived.updated_at == archived.archived_at
