@@ -31,7 +31,7 @@ from crm_pipeline.store import Database, DealRepository
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("dev", help="run Dagster with the deal store and demo data")
     parser.add_argument("--host", default="127.0.0.1", help="Dagster UI host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
@@ -39,19 +39,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-async def _prepare(settings: Settings, seed: bool) -> URL:
-    """Open (migrating) the deal store, seed it, and return its URL for the Dagster processes."""
+async def _prepare(settings: Settings, seed: bool) -> tuple[URL, URL]:
+    """Open (migrating) the deal store, seed it, and return the owner's and the application's URL
+    for the Dagster processes."""
     async with await Database.open(settings) as database:
         if seed:
             result = await seed_demo(DealRepository(database), settings.tenant_id)
             logger.info("demo deals for tenant %r: %s", settings.tenant_id, result)
-        return database.url
+        return database.url, database.app_url
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
+    database_url, app_database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
     dagster_home = settings.data_dir / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     # Dagster reads dagster.yaml from DAGSTER_HOME and writes logs into its working directory:
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         # Resolved here (environment or .env), handed on: Dagster's processes run elsewhere.
         "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
     }
     workspace = str(PROJECT_ROOT / "workspace.yaml")

@@ -27,7 +27,16 @@ class Settings(BaseSettings):
         default=None,
         description=(
             "SQLAlchemy URL of an external PostgreSQL (e.g. postgresql://user:pw@host:5432/crm). "
-            "Unset: an embedded PostgreSQL is started in `data_dir`."
+            "Unset: an embedded PostgreSQL is started in `data_dir`. Its login role owns the deal store's "
+            "tables: it runs the migrations and registers tenants."
+        ),
+    )
+    app_database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy URL of the same database for the application's login role, a member of "
+            "crm_pipeline_app that is no superuser and does not own the tables; required with `database_url`. "
+            "Unset with the embedded server: its own login role is created and used."
         ),
     )
     data_dir: Path = Field(

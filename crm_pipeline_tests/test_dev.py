@@ -103,6 +103,7 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     ui_port, sandbox_port = _free_port(), _free_port()
     environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
     environment.pop("CRM_PIPELINE_DATABASE_URL", None)
+    environment.pop("CRM_PIPELINE_APP_DATABASE_URL", None)
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
         [sys.executable, "-m", "crm_pipeline.cli", "dev", "--port", str(ui_port)],

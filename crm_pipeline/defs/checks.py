@@ -10,8 +10,9 @@ from crm_pipeline.defs.resources import DealStoreResource, NotionResource
 
 @dg.asset_check(asset=postgres_opportunities, description="Every opportunity has change-log history.")
 async def opportunities_have_change_history(deal_store: DealStoreResource) -> dg.AssetCheckResult:
-    """A row without a change-log entry was written around the repository: its edits cannot be
-    merged per field or audited."""
+    """PostgreSQL logs every write by trigger, so a row without a change-log entry was written
+    while the tables' owner had switched change capture off: its edits cannot be merged per field
+    or audited."""
     unaudited = await deal_store.repository.opportunities_without_history(deal_store.tenant_id)
     return dg.AssetCheckResult(
         passed=not unaudited,

@@ -21,13 +21,20 @@ class DealStoreResource(dg.ConfigurableResource):
     database_url: str | None = Field(default=None, repr=False)
     """None: the project settings decide (CRM_PIPELINE_DATABASE_URL, else the embedded server).
     It may carry a password: give it as `dg.EnvVar`, never as a literal."""
+    app_database_url: str | None = Field(default=None, repr=False)
+    """The application's login (CRM_PIPELINE_APP_DATABASE_URL), required with `database_url`."""
     _database: Database | None = PrivateAttr(default=None)
 
     @asynccontextmanager
     async def yield_for_execution(self, context: dg.InitResourceContext) -> AsyncIterator[DealStoreResource]:
         settings = get_settings()
         if self.database_url is not None:
-            settings = settings.model_copy(update={"database_url": SecretStr(self.database_url)})
+            settings = settings.model_copy(
+                update={
+                    "database_url": SecretStr(self.database_url),
+                    "app_database_url": None if self.app_database_url is None else SecretStr(self.app_database_url),
+                }
+            )
         self._database = await Database.open(settings)
         try:
             yield self

@@ -1,8 +1,9 @@
 """The deal store: opportunities, contacts and activities on PostgreSQL, tenant-scoped by row-level
-security, with a field-level change log written in the same transaction as every change."""
+security, with a field-level change log that PostgreSQL writes in the same transaction as every change."""
 
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import (
+    DatabaseRoleError,
     DatabaseUnavailableError,
     DatabaseURLError,
     DuplicateRecordError,
@@ -18,6 +19,7 @@ from crm_pipeline.store.repository import BulkUpsertResult, DealRepository
 __all__ = [
     "BulkUpsertResult",
     "Database",
+    "DatabaseRoleError",
     "DatabaseUnavailableError",
     "DatabaseURLError",
     "DealRepository",

@@ -35,3 +35,7 @@ class RecordNotFoundError(StoreError):
 
 class DuplicateRecordError(StoreError):
     """A create with an id this tenant already has (the message names the record type and id)."""
+
+
+class DatabaseRoleError(StoreError):
+    """The application's login role is missing or could get around row-level security."""

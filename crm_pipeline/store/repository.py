@@ -1,8 +1,8 @@
 """DealRepository: tenant-scoped reads and writes of opportunities, contacts and activities.
 
-Every write records, in its own transaction, which fields changed (old → new), when and by which
-actor. The sync engine reads those per-field changes for last-write-wins; people read them as an
-audit trail.
+PostgreSQL records every write, in the writing transaction, as a change-log entry: which fields
+changed (old → new), when, and the actor the repository names for the transaction. The sync engine
+reads those per-field changes for last-write-wins; people read them as an audit trail.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from uuid import UUID, uuid4
 from pydantic import BaseModel, TypeAdapter
 from pydantic_core import to_json
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Select,
     Table,
@@ -33,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,7 +54,7 @@ from crm_pipeline.models import (
     OpportunityUpdate,
     RecordType,
 )
-from crm_pipeline.store.changes import FieldChanges, diff_fields
+from crm_pipeline.store.changes import diff_fields
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import DuplicateRecordError, RecordNotFoundError
 from crm_pipeline.store.schema import XID8, activities, change_log, contacts, opportunities, tenants
@@ -98,15 +100,13 @@ class DealRepository:
     async def create_opportunity(
         self, tenant_id: str, data: OpportunityCreate, *, actor: Actor = Actor.AGENT
     ) -> OpportunityRead:
-        return await self._create(tenant_id, opportunities, RecordType.OPPORTUNITY, data, actor, OpportunityRead)
+        return await self._create(tenant_id, opportunities, data, actor, OpportunityRead)
 
     async def update_opportunity(
         self, tenant_id: str, opportunity_id: UUID, data: OpportunityUpdate, *, actor: Actor = Actor.AGENT
     ) -> OpportunityRead:
         """Apply the explicitly set fields; a write that changes nothing records nothing."""
-        return await self._update(
-            tenant_id, opportunities, RecordType.OPPORTUNITY, opportunity_id, data.changes(), actor, OpportunityRead
-        )
+        return await self._update(tenant_id, opportunities, opportunity_id, data.changes(), actor, OpportunityRead)
 
     async def get_opportunity(self, tenant_id: str, opportunity_id: UUID) -> OpportunityRead | None:
         return await self._get(tenant_id, opportunities, opportunity_id, OpportunityRead)
@@ -124,8 +124,8 @@ class DealRepository:
         if criteria.archived is not None:
             archived_at = opportunities.c.archived_at
             query = query.where(archived_at.is_not(None) if criteria.archived else archived_at.is_(None))
-        order = opportunities.c[criteria.order_by]
-        tie_breaker = opportunities.c.id
+        order: ColumnElement[Any] = opportunities.c[criteria.order_by]
+        tie_breaker: ColumnElement[Any] = opportunities.c.id
         if criteria.descending:
             order, tie_breaker = order.desc(), tie_breaker.desc()
         query = query.order_by(order, tie_breaker).limit(criteria.limit).offset(criteria.offset)
@@ -135,20 +135,17 @@ class DealRepository:
         self, tenant_id: str, opportunity_id: UUID, *, actor: Actor = Actor.AGENT
     ) -> OpportunityRead:
         """Soft-delete: set `archived_at` (nothing is ever hard-deleted). Archiving twice is a no-op."""
-        async with self._database.tenant_transaction(tenant_id) as connection:
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
             row = (
                 await connection.execute(
                     update(opportunities)
                     .where(opportunities.c.id == opportunity_id, opportunities.c.archived_at.is_(None))
-                    .values(archived_at=text("now()"), updated_at=text("now()"))
+                    .values(archived_at=text("now()"))
                     .returning(opportunities)
                 )
             ).one_or_none()
             if row is None:
-                existing = await self._select_for_update(connection, opportunities, opportunity_id)
-                return OpportunityRead.model_validate(existing._mapping)
-            changes = diff_fields({"archived_at": None}, {"archived_at": row.archived_at})
-            await _log_changes(connection, tenant_id, RecordType.OPPORTUNITY, actor, [(opportunity_id, changes)])
+                row = await self._select_for_update(connection, opportunities, opportunity_id)
         return OpportunityRead.model_validate(row._mapping)
 
     async def bulk_upsert_opportunities(
@@ -162,9 +159,9 @@ class DealRepository:
         """Create or update many opportunities keyed by their id (the sync key), all or nothing.
 
         New rows take every field (with defaults); existing rows take only the fields that were
-        explicitly set on the record. Each batch costs three round trips (read the current rows,
-        upsert the changed ones, log their changes), whatever its size, and the whole call is one
-        transaction: a failure leaves the database exactly as it was.
+        explicitly set on the record. Each batch costs two round trips (read the current rows,
+        upsert the changed ones; the database logs their changes), whatever its size, and the whole
+        call is one transaction: a failure leaves the database exactly as it was.
         """
         ids = [record.id for record in records]
         for index, record_id in enumerate(ids):
@@ -173,14 +170,14 @@ class DealRepository:
         if len(set(ids)) != len(ids):
             raise ValueError("bulk upsert got the same id more than once; merge those records first")
         total = BulkUpsertResult()
-        async with self._database.tenant_transaction(tenant_id) as connection:
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
             for start in range(0, len(records), batch_size):
                 batch = records[start : start + batch_size]
-                total += await self._upsert_batch(connection, tenant_id, batch, actor)
+                total += await self._upsert_batch(connection, tenant_id, batch)
         return total
 
     async def _upsert_batch(
-        self, connection: AsyncConnection, tenant_id: str, batch: Sequence[OpportunityCreate], actor: Actor
+        self, connection: AsyncConnection, tenant_id: str, batch: Sequence[OpportunityCreate]
     ) -> BulkUpsertResult:
         current = {
             row.id: row._mapping
@@ -189,40 +186,32 @@ class DealRepository:
             )
         }
         rows: list[dict[str, Any]] = []
-        log: list[tuple[UUID, FieldChanges]] = []
         created = 0
         for record in batch:
             assert record.id is not None
             old = current.get(record.id)
             if old is None:
-                values = record.model_dump(exclude={"id"})
+                row = record.model_dump(exclude={"id"})
                 created += 1
-                changes = diff_fields({}, values)
-                row = values
             else:
                 values = record.changes()
-                changes = diff_fields(old, values)
-                if not changes:
+                if not diff_fields(old, values):
                     continue
                 row = {**old, **values}  # keys outside the table (created_at, updated_at) are ignored
             rows.append({**row, "id": record.id, "tenant_id": tenant_id})
-            log.append((record.id, changes))
         if rows:
             await connection.execute(_UPSERT_OPPORTUNITIES, {"rows": to_json(rows).decode()})
-            await _log_changes(connection, tenant_id, RecordType.OPPORTUNITY, actor, log)
         return BulkUpsertResult(created=created, updated=len(rows) - created, unchanged=len(batch) - len(rows))
 
     # -- contacts ------------------------------------------------------------------------------
 
     async def create_contact(self, tenant_id: str, data: ContactCreate, *, actor: Actor = Actor.AGENT) -> ContactRead:
-        return await self._create(tenant_id, contacts, RecordType.CONTACT, data, actor, ContactRead)
+        return await self._create(tenant_id, contacts, data, actor, ContactRead)
 
     async def update_contact(
         self, tenant_id: str, contact_id: UUID, data: ContactUpdate, *, actor: Actor = Actor.AGENT
     ) -> ContactRead:
-        return await self._update(
-            tenant_id, contacts, RecordType.CONTACT, contact_id, data.changes(), actor, ContactRead
-        )
+        return await self._update(tenant_id, contacts, contact_id, data.changes(), actor, ContactRead)
 
     async def get_contact(self, tenant_id: str, contact_id: UUID) -> ContactRead | None:
         return await self._get(tenant_id, contacts, contact_id, ContactRead)
@@ -243,7 +232,7 @@ class DealRepository:
         """Record an activity (append-only); `occurred_at` defaults to now."""
         if data.occurred_at is None:
             data = data.model_copy(update={"occurred_at": datetime.now().astimezone()})
-        return await self._create(tenant_id, activities, RecordType.ACTIVITY, data, actor, ActivityRead)
+        return await self._create(tenant_id, activities, data, actor, ActivityRead)
 
     async def list_activities(
         self, tenant_id: str, *, opportunity_id: UUID | None = None, limit: int = 100, offset: int = 0
@@ -305,7 +294,8 @@ class DealRepository:
         return ChangeFeedPage(entries=entries, cursor=ChangeCursor(txid=last_txid, sequence=entries[-1].sequence))
 
     async def opportunities_without_history(self, tenant_id: str) -> list[UUID]:
-        """Opportunities with no change-log entry: written around the repository, so unaudited."""
+        """Opportunities with no change-log entry: written while their owner had switched the
+        change-capture triggers off, so unaudited."""
         logged = select(change_log.c.record_id).where(change_log.c.record_type == RecordType.OPPORTUNITY.value)
         query = select(opportunities.c.id).where(opportunities.c.id.not_in(logged)).order_by(opportunities.c.id)
         async with self._database.tenant_transaction(tenant_id) as connection:
@@ -333,34 +323,31 @@ class DealRepository:
         self,
         tenant_id: str,
         table: Table,
-        record_type: RecordType,
         data: BaseModel,
         actor: Actor,
         read_model: type[ReadModel],
     ) -> ReadModel:
         values = data.model_dump(exclude={"id"})
         record_id = getattr(data, "id", None) or uuid4()
-        async with self._database.tenant_transaction(tenant_id) as connection:
-            with _references_checked(table, values), _duplicate_refused(table, record_type, record_id):
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
+            with _references_checked(table, values), _duplicate_refused(table, record_id):
                 row = (
                     await connection.execute(
                         insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
                     )
                 ).one()
-            await _log_changes(connection, tenant_id, record_type, actor, [(record_id, diff_fields({}, values))])
         return read_model.model_validate(row._mapping)
 
     async def _update(
         self,
         tenant_id: str,
         table: Table,
-        record_type: RecordType,
         record_id: UUID,
         values: Mapping[str, Any],
         actor: Actor,
         read_model: type[ReadModel],
     ) -> ReadModel:
-        async with self._database.tenant_transaction(tenant_id) as connection:
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
             current = await self._select_for_update(connection, table, record_id)
             changes = diff_fields(current._mapping, values)
             if not changes:
@@ -370,11 +357,10 @@ class DealRepository:
                     await connection.execute(
                         update(table)
                         .where(table.c.id == record_id)
-                        .values(**{field: values[field] for field in changes}, updated_at=text("now()"))
+                        .values(**{field: values[field] for field in changes})
                         .returning(table)
                     )
                 ).one()
-            await _log_changes(connection, tenant_id, record_type, actor, [(record_id, changes)])
         return read_model.model_validate(row._mapping)
 
     async def _get(
@@ -412,7 +398,7 @@ def _references_checked(table: Table, values: Mapping[str, Any]) -> Iterator[Non
 
 
 @contextmanager
-def _duplicate_refused(table: Table, record_type: RecordType, record_id: UUID) -> Iterator[None]:
+def _duplicate_refused(table: Table, record_id: UUID) -> Iterator[None]:
     """A create whose id is taken is the caller's mistake, reported as such (not a raw
     IntegrityError); other constraint violations pass through."""
     try:
@@ -421,12 +407,13 @@ def _duplicate_refused(table: Table, record_type: RecordType, record_id: UUID) -
         diagnostic = getattr(error.orig, "diag", None)
         if getattr(diagnostic, "constraint_name", None) != f"{table.name}_pkey":
             raise
+        record_type = _RECORD_TYPES[table.name]
         raise DuplicateRecordError(f"{record_type.value} {record_id} already exists: update it instead") from None
 
 
 def _recordset(columns: Iterable[Any]) -> str:
     """The column list of a jsonb_to_recordset() alias, typed like the table's columns."""
-    dialect = postgresql.dialect()
+    dialect = PGDialect()  # type: ignore[no-untyped-call]  # SQLAlchemy leaves the constructor unannotated
     return ", ".join(f"{column.name} {column.type.compile(dialect=dialect)}" for column in columns)
 
 
@@ -439,38 +426,15 @@ def _build_upsert(table: Table) -> Any:
     return text(
         f"INSERT INTO {table.schema}.{table.name} ({names}) "
         f"SELECT {names} FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x({_recordset(columns)}) "
-        f"ON CONFLICT (id) DO UPDATE SET {assignments}, updated_at = now()"
+        f"ON CONFLICT (tenant_id, id) DO UPDATE SET {assignments}"
     )
 
 
 _UPSERT_OPPORTUNITIES = _build_upsert(opportunities)
+_RECORD_TYPES = {
+    opportunities.name: RecordType.OPPORTUNITY,
+    contacts.name: RecordType.CONTACT,
+    activities.name: RecordType.ACTIVITY,
+}
 _CHANGE_RECORDS = TypeAdapter(list[ChangeRecord])
 _FOREIGN_KEY_VIOLATION = "23503"
-
-
-_INSERT_CHANGES = text(
-    "INSERT INTO crm.change_log (tenant_id, record_type, actor, record_id, changes) "
-    "SELECT :tenant_id, :record_type, :actor, x.record_id, x.changes "
-    "FROM jsonb_to_recordset(CAST(:entries AS jsonb)) AS x(record_id uuid, changes jsonb)"
-)
-
-
-async def _log_changes(
-    connection: AsyncConnection,
-    tenant_id: str,
-    record_type: RecordType,
-    actor: Actor,
-    entries: Sequence[tuple[UUID, FieldChanges]],
-) -> None:
-    """Append change-log entries in one round trip, in the caller's transaction."""
-    payload = [{"record_id": record_id, "changes": changes} for record_id, changes in entries if changes]
-    if payload:
-        await connection.execute(
-            _INSERT_CHANGES,
-            {
-                "tenant_id": tenant_id,
-                "record_type": record_type.value,
-                "actor": actor.value,
-                "entries": to_json(payload).decode(),
-            },
-        )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Identity,
     MetaData,
     Numeric,
+    PrimaryKeyConstraint,
     Table,
     Text,
     text,
@@ -26,10 +27,15 @@ from sqlalchemy.types import UserDefinedType
 
 SCHEMA = "crm"
 APP_ROLE = "crm_pipeline_app"
-"""The role every tenant-scoped transaction switches to: not a superuser, not the tables' owner,
-so PostgreSQL's row-level security applies to it even when the login user is a superuser."""
+"""The role holding the application's privileges: not a superuser, not the tables' owner, so
+PostgreSQL's row-level security binds it. The application logs in as a member of it."""
+EMBEDDED_APP_LOGIN = "crm_pipeline_app_login"
+"""The application's login role on the embedded server, created with the schema (local socket
+connections to the embedded server need no password)."""
 TENANT_SETTING = "crm.tenant_id"
 """The per-transaction setting that the row-level security policies compare `tenant_id` with."""
+ACTOR_SETTING = "crm.actor"
+"""The per-transaction setting the change-capture triggers record as the actor (`agent` if unset)."""
 
 
 class XID8(UserDefinedType[str]):
@@ -46,7 +52,7 @@ metadata = MetaData(schema=SCHEMA)
 _now = text("now()")
 
 
-def _timestamp(name: str, *, nullable: bool = False) -> Column:
+def _timestamp(name: str, *, nullable: bool = False) -> Column[Any]:
     return Column(name, TIMESTAMP(timezone=True), nullable=nullable, server_default=None if nullable else _now)
 
 
@@ -61,7 +67,7 @@ tenants = Table(
 opportunities = Table(
     "opportunities",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("id", UUID(as_uuid=True), nullable=False),
     Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
     Column("name", Text, nullable=False),
     Column("deal_stage", Text, nullable=False),
@@ -83,12 +89,13 @@ opportunities = Table(
     _timestamp("created_at"),
     _timestamp("updated_at"),
     _timestamp("archived_at", nullable=True),
+    PrimaryKeyConstraint("tenant_id", "id"),  # keys per tenant: another tenant's ids tell nothing
 )
 
 contacts = Table(
     "contacts",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("id", UUID(as_uuid=True), nullable=False),
     Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
     Column("name", Text, nullable=False),
     Column("email", Text),
@@ -98,12 +105,13 @@ contacts = Table(
     Column("opportunity_id", UUID(as_uuid=True)),  # with tenant_id, a key of opportunities
     _timestamp("created_at"),
     _timestamp("updated_at"),
+    PrimaryKeyConstraint("tenant_id", "id"),
 )
 
 activities = Table(
     "activities",
     metadata,
-    Column("id", UUID(as_uuid=True), primary_key=True),
+    Column("id", UUID(as_uuid=True), nullable=False),
     Column("tenant_id", Text, ForeignKey("tenants.id"), nullable=False),
     Column("opportunity_id", UUID(as_uuid=True), nullable=False),  # with tenant_id, a key of opportunities
     Column("kind", Text, nullable=False),
@@ -111,6 +119,7 @@ activities = Table(
     Column("body", Text, nullable=False),
     Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
     _timestamp("created_at"),
+    PrimaryKeyConstraint("tenant_id", "id"),
 )
 
 change_log = Table(

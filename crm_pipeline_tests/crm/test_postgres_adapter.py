@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -83,11 +83,14 @@ async def test_contacts_and_activities(adapter: PostgresAdapter, repository: Dea
 
 
 async def test_changes_since_reports_old_and_new_values_by_actor(repository: DealRepository, tenant: str) -> None:
-    before = datetime.now(UTC) - timedelta(seconds=1)
+    """Times compared are the database's own (record and entry stamps), never this machine's clock."""
     agent = PostgresAdapter(repository, tenant)
     sync = PostgresAdapter(repository, tenant, actor=Actor.SYNC)
     opportunity_id = await agent.create_opportunity(OpportunityCreate(name="Acme", estimated_value=Decimal(1)))
     await sync.update_opportunity(opportunity_id, OpportunityUpdate(estimated_value=Decimal(2)))
+    created = await repository.get_opportunity(tenant, UUID(opportunity_id))
+    assert created is not None
+    before = created.created_at - timedelta(microseconds=1)
 
     changes = [c for c in await agent.get_changes_since(before) if c.record_type is RecordType.OPPORTUNITY]
 
@@ -95,7 +98,7 @@ async def test_changes_since_reports_old_and_new_values_by_actor(repository: Dea
     assert changes[1].record_id == opportunity_id
     value = changes[1].changes["estimated_value"]
     assert (Decimal(value.old), Decimal(value.new)) == (Decimal(1), Decimal(2))
-    assert await agent.get_changes_since(datetime.now(UTC) + timedelta(seconds=5)) == []
+    assert await agent.get_changes_since(changes[-1].changed_at) == []  # strictly after the last entry
 
 
 async def test_bulk_upsert_and_archive(adapter: PostgresAdapter) -> None:

@@ -23,7 +23,11 @@ def test_code_location_loads() -> None:
 
 async def _materialize(database: Database, tenant: str) -> dg.ExecuteInProcessResult:
     """Run the asset and its check in-process; Dagster runs its own event loop, so in a thread."""
-    deal_store = DealStoreResource(tenant_id=tenant, database_url=database.url.render_as_string(hide_password=False))
+    deal_store = DealStoreResource(
+        tenant_id=tenant,
+        database_url=database.url.render_as_string(hide_password=False),
+        app_database_url=database.app_url.render_as_string(hide_password=False),
+    )
     return await asyncio.to_thread(
         dg.materialize,
         [postgres_opportunities, opportunities_have_change_history],
@@ -44,15 +48,22 @@ async def test_postgres_opportunities_counts_live_deals_and_the_check_passes(
     assert [evaluation.passed for evaluation in result.get_asset_check_evaluations()] == [True]
 
 
-async def test_change_history_check_fails_for_a_row_written_around_the_repository(
+async def test_change_history_check_fails_for_a_row_written_with_change_capture_switched_off(
     database: Database, repository: DealRepository, tenant: str
 ) -> None:
+    """The tables' owner (no superuser needed) can switch the capture triggers off for a write:
+    the row then has no history, and the check says so."""
     await repository.create_opportunity(tenant, OpportunityCreate(name="Audited"))
     async with database.owner_transaction() as connection:
+        await connection.execute(text("ALTER TABLE crm.opportunities DISABLE TRIGGER capture_inserts"))
+        await connection.execute(text("SELECT set_config('crm.tenant_id', :t, true)"), {"t": tenant})
         await connection.execute(
-            text("INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage) VALUES (:id, :t, 'Sneaky', 'won')"),
+            text(
+                "INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage) VALUES (:id, :t, 'Sneaky', 'Closed Won')"
+            ),
             {"id": uuid4(), "t": tenant},
         )
+        await connection.execute(text("ALTER TABLE crm.opportunities ENABLE TRIGGER capture_inserts"))
     result = await _materialize(database, tenant)
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed is False
@@ -73,7 +84,7 @@ async def test_read_all_pages_past_the_listing_cap() -> None:
 
 
 def _row(n: int) -> dict[str, object]:
-    now = datetime.now(UTC)
+    now = datetime(2026, 1, 1, tzinfo=UTC)  # any instant: the rows never reach a database
     return {
         "id": uuid4(),
         "tenant_id": "t",

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import uuid4
 
 import pytest
+from pydantic_core import to_jsonable_python
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import (
+    OPPORTUNITY_FIELDS,
     ActivityCreate,
     Actor,
     ChangeCursor,
@@ -21,7 +28,7 @@ from crm_pipeline.models import (
     OpportunityUpdate,
     RecordType,
 )
-from crm_pipeline.store import DealRepository
+from crm_pipeline.store import Database, DealRepository
 
 
 async def test_every_write_logs_its_fields_old_and_new_and_actor(repository: DealRepository, tenant: str) -> None:
@@ -133,7 +140,7 @@ async def test_bulk_upsert_creates_updates_and_skips_unchanged(repository: DealR
 async def test_failed_bulk_upsert_leaves_the_database_as_it_was(repository: DealRepository, tenant: str) -> None:
     good = [OpportunityCreate(id=uuid4(), name=f"Deal {n}") for n in range(15)]
     # model_construct skips validation, so the database's own CHECK constraint has to catch it.
-    bad = OpportunityCreate.model_construct(id=uuid4(), name="Bad", deal_stage="x", probability=Decimal(5))
+    bad = OpportunityCreate.model_construct(id=uuid4(), name="Bad", probability=Decimal(5))
     with pytest.raises(Exception, match="probability"):
         await repository.bulk_upsert_opportunities(tenant, [*good, bad], batch_size=5)
     assert await repository.list_opportunities(tenant, OpportunityFilter(archived=None)) == []
@@ -207,3 +214,119 @@ def test_a_change_cursor_survives_a_round_trip_through_text() -> None:
     cursor = ChangeCursor(txid=123_456_789_012, sequence=42)
     assert str(cursor) == "123456789012:42" and ChangeCursor.parse(str(cursor)) == cursor
     assert ChangeCursor.parse(str(ChangeCursor())) == ChangeCursor()
+
+
+async def test_the_log_holds_what_a_read_gives(repository: DealRepository, tenant: str) -> None:
+    """Numbers as exact decimal strings (at the column's scale), dates as ISO strings, JSON as JSON:
+    an entry's new values are the stored record's, serialised."""
+    created = await repository.create_opportunity(
+        tenant,
+        OpportunityCreate(
+            name="Acme",
+            estimated_value=Decimal("10.5"),
+            probability=Decimal("0.25"),
+            close_date=date(2027, 3, 31),
+            qualification_snapshot={"budget": "approved", "seats": 40},
+            manual_tags=["renewal"],
+        ),
+    )
+    (entry,) = await repository.changes_since(tenant, created.created_at - timedelta(microseconds=1))
+    stored = created.model_dump(include=set(OPPORTUNITY_FIELDS), exclude_none=True)
+    assert entry.changes == {field: FieldChange(new=to_jsonable_python(value)) for field, value in stored.items()}
+    assert entry.changes["estimated_value"].new == "10.50" and entry.changes["probability"].new == "0.250000"
+
+
+@asynccontextmanager
+async def raw_write(database: Database, tenant: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction on the application's connection that bypasses the repository entirely."""
+    async with database.engine.begin() as connection:
+        await connection.execute(text("SELECT set_config('crm.tenant_id', :t, true)"), {"t": tenant})
+        yield connection
+
+
+async def test_a_raw_sql_write_is_logged_by_the_database(
+    database: Database, repository: DealRepository, tenant: str
+) -> None:
+    deal_id = uuid4()
+    async with raw_write(database, tenant) as connection:  # no actor set: the agent's own SQL
+        await connection.execute(
+            text(
+                "INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage, estimated_value, close_date, manual_tags)"
+                " VALUES (:id, :t, 'Raw', 'Lead', 12.5, '2027-03-31', '[\"a\"]')"
+            ),
+            {"id": deal_id, "t": tenant},
+        )
+    async with raw_write(database, tenant) as connection:
+        await connection.execute(text("SELECT set_config('crm.actor', 'human', true)"))
+        await connection.execute(
+            text(
+                "UPDATE crm.opportunities SET estimated_value = 13, deal_stage = 'Qualified', name = name WHERE id = :id"
+            ),
+            {"id": deal_id},
+        )
+    async with raw_write(database, tenant) as connection:
+        await connection.execute(
+            text("UPDATE crm.opportunities SET archived_at = now() WHERE id = :id"), {"id": deal_id}
+        )
+
+    created, updated, archived = (await repository.change_feed(tenant)).entries
+    assert (created.record_id, created.actor, updated.actor, archived.actor) == (
+        str(deal_id),
+        Actor.AGENT,
+        Actor.HUMAN,
+        Actor.AGENT,
+    )
+    assert {field: (c.old, c.new) for field, c in created.changes.items()} == {
+        "name": (None, "Raw"),
+        "deal_stage": (None, "Lead"),
+        "estimated_value": (None, "12.50"),
+        "close_date": (None, "2027-03-31"),
+        "manual_tags": (None, ["a"]),
+    }
+    assert {field: (c.old, c.new) for field, c in updated.changes.items()} == {
+        "estimated_value": ("12.50", "13.00"),
+        "deal_stage": ("Lead", "Qualified"),
+    }
+    row = await repository.get_opportunity(tenant, deal_id)
+    assert set(archived.changes) == {"archived_at"} and archived.changes["archived_at"].old is None
+    assert datetime.fromisoformat(str(archived.changes["archived_at"].new)) == row.archived_at
+    assert row.updated_at == row.archived_at > row.created_at  # the database moved updated_at
+
+
+async def test_an_update_that_changes_nothing_logs_nothing_and_keeps_updated_at(
+    database: Database, repository: DealRepository, tenant: str
+) -> None:
+    created = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal(5)))
+    async with raw_write(database, tenant) as connection:
+        await connection.execute(
+            text(
+                "UPDATE crm.opportunities SET name = 'Acme', estimated_value = 5.0, manual_tags = NULL WHERE id = :id"
+            ),
+            {"id": created.id},
+        )
+    assert len((await repository.change_feed(tenant)).entries) == 1  # the create only
+    assert await repository.get_opportunity(tenant, created.id) == created
+
+
+async def test_a_records_key_never_changes(database: Database, repository: DealRepository, tenant: str) -> None:
+    """The log follows a record by its key, so a write may not move a record to another id."""
+    created = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    with pytest.raises(DBAPIError, match="tenant_id and id of a opportunity never change"):
+        async with raw_write(database, tenant) as connection:
+            await connection.execute(text("UPDATE crm.opportunities SET id = :new"), {"new": uuid4()})
+    assert await repository.get_opportunity(tenant, created.id) == created
+
+
+async def test_archiving_is_logged_once_with_its_actor(repository: DealRepository, tenant: str) -> None:
+    created = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    archived = await repository.archive_opportunity(tenant, created.id, actor=Actor.HUMAN)
+    assert await repository.archive_opportunity(tenant, created.id) == archived  # a no-op, not logged
+
+    _, entry = (await repository.change_feed(tenant)).entries
+    assert (
+        entry.actor is Actor.HUMAN
+        and entry.changes["archived_at"].old is None
+        and set(entry.changes) == {"archived_at"}
+    )
+    assert datetime.fromisoformat(str(entry.changes["archived_at"].new)) == archived.archived_at
+    assert archived.updated_at == archived.archived_at

@@ -8,17 +8,17 @@ from pathlib import Path
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import URL, create_engine, text
 from sqlalchemy.pool import NullPool
 
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import (
     Database,
+    DatabaseRoleError,
     DatabaseUnavailableError,
     DealRepository,
     EmbeddedServerError,
-    MigrationError,
     SchemaTooNewError,
 )
 from crm_pipeline.store.migrate import head_revision
@@ -29,7 +29,11 @@ embedded_only = pytest.mark.skipif(
 
 
 async def test_unreachable_server_names_host_and_database_but_not_the_password(tmp_path: Path) -> None:
-    settings = Settings(database_url="postgresql://crm:hunter2@127.0.0.1:1/deals", data_dir=tmp_path)
+    settings = Settings(
+        database_url="postgresql://crm:hunter2@127.0.0.1:1/deals",
+        app_database_url="postgresql://crm_app:hunter2@127.0.0.1:1/deals",
+        data_dir=tmp_path,
+    )
     with pytest.raises(DatabaseUnavailableError) as caught:
         await Database.open(settings)
     message = str(caught.value)
@@ -40,7 +44,7 @@ async def test_unreachable_server_names_host_and_database_but_not_the_password(t
 async def test_embedded_server_that_cannot_start_points_at_its_log(tmp_path: Path) -> None:
     (tmp_path / "postgres").write_text("a file where the data directory should be")
     with pytest.raises(EmbeddedServerError, match=str(tmp_path / "postgres" / "log")):
-        await Database.open(Settings(data_dir=tmp_path))
+        await Database.open(Settings(database_url=None, app_database_url=None, data_dir=tmp_path))
 
 
 @embedded_only
@@ -95,33 +99,52 @@ def test_two_processes_starting_at_once_share_one_server_and_migrate_once(tmp_pa
 
 
 @embedded_only
-async def test_an_external_url_with_a_non_superuser_owner_works_and_is_bound_by_rls(database: Database) -> None:
-    """The usual external set-up: a login role that owns its database but is no superuser."""
+async def test_an_external_server_runs_the_application_as_a_plain_login_role(database: Database) -> None:
+    """The usual external set-up: an owner that is no superuser migrates; the application logs in
+    as a role an administrator created, and every role that could get around row-level security
+    is refused."""
     suffix = uuid4().hex[:8]
-    owner, name = f"crm_owner_{suffix}", f"crm_external_{suffix}"
+    owner, app_login, name = f"crm_owner_{suffix}", f"crm_app_{suffix}", f"crm_external_{suffix}"
     admin = create_engine(database.url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f"CREATE ROLE {owner} LOGIN PASSWORD 'pw-{suffix}'"))
         connection.execute(text(f'CREATE DATABASE "{name}" OWNER {owner}'))
-    external = database.url.set(database=name, username=owner, password=f"pw-{suffix}")
-    try:
-        # crm_pipeline_app exists already (the test database created it) and this role may not
-        # grant it to itself: the migration says exactly what to do.
-        with pytest.raises(MigrationError, match=f"must be a member .* GRANT crm_pipeline_app TO {owner}$"):
-            await Database.open(Settings(database_url=external.render_as_string(hide_password=False)))
-        with admin.connect() as connection:
-            connection.execute(text(f"GRANT crm_pipeline_app TO {owner}"))
+    owner_url = database.url.set(database=name, username=owner, password=f"pw-{suffix}")
+    app_url = owner_url.set(username=app_login)
 
-        opened = await Database.open(Settings(database_url=external.render_as_string(hide_password=False)))
+    def settings(app: URL | None) -> Settings:
+        return Settings(
+            database_url=owner_url.render_as_string(hide_password=False),
+            app_database_url=None if app is None else app.render_as_string(hide_password=False),
+        )
+
+    try:
+        with pytest.raises(DatabaseRoleError, match="APP_DATABASE_URL is not set.*GRANT crm_pipeline_app TO crm_app"):
+            await Database.open(settings(None))
+        with pytest.raises(DatabaseRoleError, match=f"role {owner} .* owns the tables"):
+            await Database.open(settings(owner_url))
+        with pytest.raises(DatabaseRoleError, match="is a superuser"):
+            await Database.open(settings(database.url.set(database=name)))
+
+        # What the README tells an administrator to run.
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE ROLE {app_login} LOGIN PASSWORD 'pw-{suffix}'"))
+            connection.execute(text(f"GRANT crm_pipeline_app TO {app_login}"))
+            connection.execute(text(f"ALTER ROLE {app_login} BYPASSRLS"))
+        with pytest.raises(DatabaseRoleError, match="bypasses row-level security"):
+            await Database.open(settings(app_url))
+        with admin.connect() as connection:
+            connection.execute(text(f"ALTER ROLE {app_login} NOBYPASSRLS"))
+
+        opened = await Database.open(settings(app_url))
         try:
             repository = DealRepository(opened)
             await repository.register_tenant("ext-a")
             await repository.create_opportunity("ext-a", OpportunityCreate(name="External deal"))
             async with opened.owner_transaction() as connection:
-                assert (
-                    await connection.scalar(text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")) is False
-                )
+                assert (await connection.execute(text(ROLE_FACTS))).one() == (owner, False)
             async with opened.tenant_transaction("ext-a") as connection:
+                assert (await connection.execute(text(ROLE_FACTS))).one() == (app_login, False)
                 await connection.execute(text("SELECT set_config('crm.tenant_id', 'someone-else', true)"))
                 assert await connection.scalar(text("SELECT count(*) FROM crm.opportunities")) == 0
         finally:
@@ -129,5 +152,16 @@ async def test_an_external_url_with_a_non_superuser_owner_works_and_is_bound_by_
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f"DROP ROLE IF EXISTS {app_login}"))
             connection.execute(text(f"DROP ROLE IF EXISTS {owner}"))
         admin.dispose()
+
+
+ROLE_FACTS = "SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user"
+
+
+async def test_an_application_url_without_an_owner_url_is_refused(tmp_path: Path) -> None:
+    settings = Settings(database_url=None, app_database_url="postgresql://crm_app@127.0.0.1:1/deals", data_dir=tmp_path)
+    with pytest.raises(DatabaseRoleError, match="set both for an external PostgreSQL, or neither"):
+        await Database.open(settings)
+    assert not (tmp_path / "postgres").exists()  # refused before starting anything

@@ -8,9 +8,11 @@ from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
-from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
-from crm_pipeline.store import DealRepository, RecordNotFoundError, UnknownTenantError
+from crm_pipeline.models import DEAL_STAGES, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+from crm_pipeline.store import Database, DealRepository, RecordNotFoundError, UnknownTenantError
 
 FULL = OpportunityCreate(
     name="Acme renewal",
@@ -81,7 +83,7 @@ async def test_update_that_changes_nothing_writes_nothing(repository: DealReposi
 
 
 async def _seed(repository: DealRepository, tenant: str) -> dict[str, list]:
-    stages = {"Lead": [], "Qualified": [], "Closed Won": []}
+    stages = {"Proposal": [], "Qualified": [], "Closed Won": []}
     for index in range(9):
         stage = list(stages)[index % 3]
         record = await repository.create_opportunity(
@@ -164,7 +166,7 @@ def test_invalid_values_are_rejected_naming_the_field(fields: dict, bad_field: s
 
 def test_unknown_filter_field_is_rejected_naming_it() -> None:
     with pytest.raises(ValidationError) as caught:
-        OpportunityFilter(stage="won")  # the field is deal_stage
+        OpportunityFilter(stage="Closed Won")  # the field is deal_stage
     assert caught.value.errors()[0]["loc"] == ("stage",)
     with pytest.raises(ValidationError):
         OpportunityFilter(order_by="password")
@@ -177,3 +179,19 @@ async def test_unknown_or_missing_tenant_is_a_clear_error(repository: DealReposi
         await repository.create_opportunity("nobody", OpportunityCreate(name="x"))
     with pytest.raises(UnknownTenantError, match="no tenant given"):
         await repository.get_opportunity("", uuid4())
+
+
+async def test_the_database_takes_only_the_pipelines_stages(database: Database, tenant: str) -> None:
+    """A CHECK constraint, so no code path (raw SQL included) stores a stage the CRM would refuse."""
+    insert = text(
+        "INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage, override_stage)"
+        " VALUES (:id, :t, 'x', :stage, :override)"
+    )
+    async with database.tenant_transaction(tenant) as connection:
+        for stage in DEAL_STAGES:
+            await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": stage, "override": stage})
+        await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": "Lead", "override": None})
+        for stage, override, constraint in [("won", None, "deal_stage"), ("Lead", "closed won", "override_stage")]:
+            with pytest.raises(IntegrityError, match=f"opportunities_{constraint}_check"):
+                async with connection.begin_nested():
+                    await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": stage, "override": override})

@@ -60,7 +60,7 @@ def assert_nothing_of(secret: str, error: BaseException) -> None:
 )
 async def test_opening_a_malformed_url_reveals_no_part_of_the_password(raw: str, password: str, tmp_path: Path) -> None:
     with pytest.raises(DatabaseUnavailableError) as caught:
-        await Database.open(Settings(database_url=raw, data_dir=tmp_path))
+        await Database.open(Settings(database_url=raw, app_database_url=raw, data_dir=tmp_path))
     assert_nothing_of(password, caught.value)
 
 
@@ -75,7 +75,7 @@ async def test_the_drivers_echo_of_the_user_name_and_password_is_scrubbed(databa
     url = database.url.set(username="Secret_9x7_as_user", password="Secret_pw_9x7")
     raw = url.render_as_string(hide_password=False)
     with pytest.raises(DatabaseUnavailableError, match="cannot connect") as caught:
-        await Database.open(Settings(database_url=raw, database_name=url.database))
+        await Database.open(Settings(database_url=raw, app_database_url=raw, database_name=url.database))
     assert_nothing_of("Secret_9x7_as_user", caught.value)
     assert_nothing_of("Secret_pw_9x7", caught.value)
     assert "***" in str(caught.value)

@@ -1,8 +1,8 @@
 """Tenant isolation is enforced by PostgreSQL's row-level security, not by the queries.
 
-These tests run raw SQL as the application role, as a buggy query would, and show that without a
-tenant setting it sees nothing, and with another tenant's setting it sees and writes only that
-tenant's rows.
+These tests run raw SQL on the application's own connection, as a buggy query would, and show that
+without a tenant setting it sees nothing, with another tenant's setting it sees and writes only
+that tenant's rows, and that the connection cannot make itself more privileged.
 """
 
 from __future__ import annotations
@@ -16,17 +16,16 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_pipeline.models import ActivityCreate, ContactCreate, ContactUpdate, OpportunityCreate
+from crm_pipeline.models import ActivityCreate, ContactCreate, ContactUpdate, OpportunityCreate, OpportunityUpdate
 from crm_pipeline.store import Database, DealRepository, RecordNotFoundError
-from crm_pipeline.store.schema import APP_ROLE, TENANT_SETTING
+from crm_pipeline.store.schema import TENANT_SETTING
 
 
 @asynccontextmanager
-async def as_app_role(database: Database, tenant_id: str | None) -> AsyncIterator[AsyncConnection]:
-    """A raw transaction as the application role, with or without a tenant setting."""
+async def as_application(database: Database, tenant_id: str | None) -> AsyncIterator[AsyncConnection]:
+    """A raw transaction on the application's connection, with or without a tenant setting."""
     async with database.engine.connect() as connection:
         transaction = await connection.begin()
-        await connection.execute(text(f"SET LOCAL ROLE {APP_ROLE}"))
         if tenant_id is not None:
             await connection.execute(text("SELECT set_config(:s, :t, true)"), {"s": TENANT_SETTING, "t": tenant_id})
         try:
@@ -45,14 +44,14 @@ async def two_tenants(repository: DealRepository) -> tuple[str, str]:
 
 
 async def test_without_a_tenant_setting_a_raw_query_sees_no_rows(database: Database, two_tenants) -> None:
-    async with as_app_role(database, None) as connection:
+    async with as_application(database, None) as connection:
         for table in ("opportunities", "contacts", "activities", "change_log", "tenants"):
             assert await connection.scalar(text(f"SELECT count(*) FROM crm.{table}")) == 0, table
 
 
 async def test_with_another_tenants_setting_a_raw_query_sees_only_that_tenant(database: Database, two_tenants) -> None:
     tenant_a, tenant_b = two_tenants
-    async with as_app_role(database, tenant_b) as connection:
+    async with as_application(database, tenant_b) as connection:
         rows = (await connection.execute(text("SELECT tenant_id, name FROM crm.opportunities"))).all()
         assert rows == [(tenant_b, f"{tenant_b} deal")]
         updated = await connection.execute(
@@ -63,7 +62,7 @@ async def test_with_another_tenants_setting_a_raw_query_sees_only_that_tenant(da
 
 async def test_a_raw_insert_for_another_tenant_is_refused(database: Database, two_tenants) -> None:
     tenant_a, tenant_b = two_tenants
-    async with as_app_role(database, tenant_b) as connection:
+    async with as_application(database, tenant_b) as connection:
         with pytest.raises(DBAPIError, match="row-level security"):
             await connection.execute(
                 text("INSERT INTO crm.opportunities (id, tenant_id, name, deal_stage) VALUES (:id, :a, 'x', 'x')"),
@@ -77,10 +76,56 @@ async def test_the_repository_cannot_reach_another_tenants_record_by_id(
     tenant_a, tenant_b = two_tenants
     (deal_a,) = await repository.list_opportunities(tenant_a)
     assert await repository.get_opportunity(tenant_b, deal_a.id) is None
-    with pytest.raises(DBAPIError, match="row-level security"):
-        # Reusing tenant A's id from tenant B collides with a row B cannot see: refused, not leaked.
-        await repository.bulk_upsert_opportunities(tenant_b, [OpportunityCreate(id=deal_a.id, name="x")])
-    assert (await repository.get_opportunity(tenant_a, deal_a.id)).name == deal_a.name
+    with pytest.raises(RecordNotFoundError):
+        await repository.update_opportunity(tenant_b, deal_a.id, OpportunityUpdate(name="stolen"))
+    assert await repository.get_opportunity(tenant_a, deal_a.id) == deal_a
+
+
+async def test_an_id_another_tenant_uses_is_simply_free_for_this_one(repository: DealRepository, two_tenants) -> None:
+    """Keys are per tenant: creating a record with another tenant's id succeeds, exactly as with
+    an unused id, so it tells nothing about which ids exist elsewhere."""
+    tenant_a, tenant_b = two_tenants
+    (deal_a,) = await repository.list_opportunities(tenant_a)
+    mine = await repository.create_opportunity(tenant_b, OpportunityCreate(id=deal_a.id, name="B's own"))
+    assert (mine.id, mine.tenant_id) == (deal_a.id, tenant_b)
+    result = await repository.bulk_upsert_opportunities(
+        tenant_b, [OpportunityCreate(id=deal_a.id, name="B's own, renamed"), OpportunityCreate(id=uuid4(), name="new")]
+    )
+    assert (result.created, result.updated) == (1, 1)
+    contact = await repository.create_contact(tenant_b, ContactCreate(name="Ada", opportunity_id=deal_a.id))
+    assert contact.opportunity_id == deal_a.id  # B's deal of that id
+    assert await repository.create_contact(tenant_a, ContactCreate(id=contact.id, name="Grace"))
+    assert await repository.get_opportunity(tenant_a, deal_a.id) == deal_a
+    assert (await repository.get_opportunity(tenant_b, deal_a.id)).name == "B's own, renamed"
+
+
+async def test_the_applications_connection_cannot_make_itself_privileged(database: Database, two_tenants) -> None:
+    """RESET ROLE, SET ROLE and SET SESSION AUTHORIZATION lead nowhere: the application logs in as
+    a role that is no superuser, has no BYPASSRLS and cannot become the tables' owner."""
+    tenant_a, tenant_b = two_tenants
+    async with database.owner_transaction() as connection:
+        owner = await connection.scalar(text("SELECT current_user::text"))
+    facts = text("SELECT current_user::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+    async with as_application(database, tenant_b) as connection:
+        await connection.execute(text("RESET ROLE"))
+        role, superuser, bypasses_rls = (await connection.execute(facts)).one()
+        assert role != owner and (superuser, bypasses_rls) == (False, False)
+        for escalation in (f'SET ROLE "{owner}"', "SET ROLE postgres", f'SET SESSION AUTHORIZATION "{owner}"'):
+            with pytest.raises(DBAPIError, match="permission denied|does not exist"):
+                async with connection.begin_nested():
+                    await connection.execute(text(escalation))
+        assert (await connection.execute(facts)).one() == (role, False, False)
+        rows = (await connection.execute(text("SELECT DISTINCT tenant_id FROM crm.opportunities"))).all()
+        assert rows == [(tenant_b,)]
+        with pytest.raises(DBAPIError, match="permission denied for table change_log"):
+            async with connection.begin_nested():
+                await connection.execute(
+                    text(
+                        "INSERT INTO crm.change_log (tenant_id, record_type, record_id, actor, changes)"
+                        " VALUES (:t, 'opportunity', :id, 'human', '{}')"
+                    ),
+                    {"t": tenant_b, "id": uuid4()},
+                )
 
 
 async def test_contacts_and_activities_cannot_point_at_another_tenants_deal(

@@ -88,6 +88,8 @@ CREATE INDEX change_log_tenant_record ON crm.change_log (tenant_id, record_id, s
 
 -- The application role: it owns nothing and is not a superuser, so row-level security binds it.
 -- Roles are cluster-wide, so another database on the same server may have created it already.
+-- The application's login role is a member of it (granted by an administrator; automatically on
+-- the embedded server).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'crm_pipeline_app') THEN
@@ -98,19 +100,7 @@ EXCEPTION
         NULL;  -- created concurrently by a migration of another database
     WHEN insufficient_privilege THEN
         RAISE EXCEPTION 'the login role % may not create roles, and role crm_pipeline_app does not exist yet', current_user
-            USING HINT = format('As a superuser, run: CREATE ROLE crm_pipeline_app NOLOGIN; GRANT crm_pipeline_app TO %I', current_user);
-END
-$$;
--- The login role switches to it per transaction, so it must be a member. A role that created
--- crm_pipeline_app may grant that to itself; otherwise a superuser has to, once.
-DO $$
-BEGIN
-    IF NOT pg_has_role(current_user, 'crm_pipeline_app', 'MEMBER') THEN
-        EXECUTE format('GRANT crm_pipeline_app TO %I', current_user);
-    END IF;
-EXCEPTION WHEN insufficient_privilege THEN
-    RAISE EXCEPTION 'the login role % must be a member of role crm_pipeline_app and cannot grant it to itself', current_user
-        USING HINT = format('As a superuser, run: GRANT crm_pipeline_app TO %I', current_user);
+            USING HINT = 'As a superuser, run: CREATE ROLE crm_pipeline_app NOLOGIN';
 END
 $$;
 GRANT USAGE ON SCHEMA crm TO crm_pipeline_app;
