@@ -33,7 +33,9 @@ from crm_pipeline.crm.field_mapping import (
     SYNC_KEY,
     NotionProperty,
     PropertyMap,
+    PropertySpec,
     ResolvedPropertyMap,
+    as_property_map,
     from_notion_properties,
     property_bindings,
     read_sync_key,
@@ -80,12 +82,12 @@ from crm_pipeline.models import (
 
 logger = logging.getLogger("crm_pipeline.crm.notion")
 
-CONTACT_PROPERTY_MAP: PropertyMap = {
-    "name": NotionProperty("Name", "title"),
-    "email": NotionProperty("Email", "email"),
-    "phone": NotionProperty("Phone", "rich_text"),
-    "title": NotionProperty("Title", "rich_text"),
-    "company": NotionProperty("Company", "rich_text"),
+CONTACT_PROPERTY_MAP: dict[str, PropertySpec] = {
+    "name": {"notion_name": "Name", "type": "title"},
+    "email": {"notion_name": "Email", "type": "email"},
+    "phone": {"notion_name": "Phone", "type": "rich_text"},
+    "title": {"notion_name": "Title", "type": "rich_text"},
+    "company": {"notion_name": "Company", "type": "rich_text"},
 }
 """Default contacts data source layout; pass ``contact_property_map`` for another one."""
 
@@ -163,8 +165,8 @@ class NotionAdapter(CRMAdapter):
         self.tenant_id = tenant_id
         self.contacts_data_source_id = contacts_data_source_id
         self.overlap = max(overlap, MIN_OVERLAP)
-        self._property_map = property_map
-        self._contact_property_map = contact_property_map
+        self._property_map = as_property_map(property_map)
+        self._contact_property_map = as_property_map(contact_property_map)
         self._bindings = dict(bindings or {})
         self._timeout_s = timeout_s
         self._http_client = http_client
@@ -265,7 +267,7 @@ class NotionAdapter(CRMAdapter):
     async def _bind(
         self,
         ds_id: str,
-        property_map: PropertyMap,
+        property_map: ResolvedPropertyMap,
         bindings: Mapping[str, str],
         *,
         require_key: bool,
