@@ -310,8 +310,10 @@ def _encode_select(value: Any, prop: NotionProperty) -> dict[str, str] | None:
 def _decode_select(payload: Any, prop: NotionProperty) -> str | None:
     if payload is None:
         return None
-    _require(isinstance(payload, dict) and isinstance(payload.get("name"), str), "expected {'name': str}")
-    return payload["name"]
+    name = payload.get("name") if isinstance(payload, dict) else None
+    if not isinstance(name, str):
+        raise _Unmappable("expected {'name': str}")
+    return name
 
 
 def _encode_number(value: Any, prop: NotionProperty) -> int | float | None:
@@ -380,7 +382,8 @@ def _encode_email(value: Any, prop: NotionProperty) -> str | None:
 
 
 def _decode_email(payload: Any, prop: NotionProperty) -> str | None:
-    _require(payload is None or isinstance(payload, str), "expected a string or null")
+    if payload is not None and not isinstance(payload, str):
+        raise _Unmappable("expected a string or null")
     return payload or None
 
 
