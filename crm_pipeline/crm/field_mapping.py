@@ -376,7 +376,8 @@ def _decode_date(payload: Any, prop: NotionProperty) -> date | None:
 def _encode_email(value: Any, prop: NotionProperty) -> str | None:
     if value is None or value == "":
         return None
-    _require(isinstance(value, str), f"expected text, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise _Unmappable(f"expected text, got {type(value).__name__}")
     _require(len(value) <= EMAIL_MAX_CHARS, f"Notion emails are at most {EMAIL_MAX_CHARS} chars")
     return value
 
