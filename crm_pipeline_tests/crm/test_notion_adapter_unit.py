@@ -111,12 +111,12 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
     return httpx.Response(status, json=body, headers=headers)
 
 
-def _error(status: int, code: str, headers: dict[str, str] | None = None) -> Handler:
+def _error(status: int, code: str, headers: dict[str, str] | None = None, message: str | None = None) -> Handler:
     body = {
         "object": "error",
         "status": status,
         "code": code,
-        "message": f"{code} happened",
+        "message": message or f"{code} happened",
     }
     return lambda request: _json(body, status, headers)
 
@@ -253,16 +253,11 @@ async def test_client_errors_are_never_retried(status: int, code: str) -> None:
 # --- reading Notion's answers ---------------------------------------------------------------------
 
 
-def _error_saying(status: int, code: str, message: str) -> Handler:
-    body = {"object": "error", "status": status, "code": code, "message": message}
-    return lambda request: _json(body, status)
-
-
 async def test_a_trashed_page_is_recognised_whatever_the_error_says() -> None:
     fake = FakeNotion()
     trashed = {**_page(str(uuid4())), "in_trash": True}
     fake.script = [
-        _error_saying(400, "validation_error", "Can't edit a page that is in the trash."),
+        _error(400, "validation_error", message="Can't edit a page that is in the trash."),
         lambda request: _json(trashed) if request.method == "GET" else None,
     ]
     adapter = fake.adapter()
