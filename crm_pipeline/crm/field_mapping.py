@@ -13,6 +13,8 @@ Rules in one place (see docs/field-mapping.md for the reasoning):
   the same Decimal; they are read with ``Decimal(str(value))`` so 0.1 stays Decimal("0.1").
 * a date read from a datetime keeps the calendar date on the page's wall clock: in ``time_zone``
   when Notion gives one, else in the offset written in ``start``.
+* a property map may give each entry in the plan's shape (``{"notion_name", "type"}``) or as a
+  ``NotionProperty``; ``as_property_map`` reads both, once, at every entry point.
 * a map resolved against the data source schema (``resolve_property_ids``) is keyed by property id
   on write and found by id on read, so renaming a column in Notion does not break sync.
 """
