@@ -16,9 +16,14 @@ import pytest
 from notion_client.errors import UnknownHTTPResponseError
 
 from crm_pipeline.crm import NotionAdapter
-from crm_pipeline.crm.notion import DataSourceConfigError, PageTrashedError, RateLimit, RetryPolicy
+from crm_pipeline.crm.notion import (
+    DataSourceConfigError,
+    PageTrashedError,
+    RateLimit,
+    RetryPolicy,
+    UnexpectedResponseError,
+)
 from crm_pipeline.crm.notion.adapter import activity_ref
-from crm_pipeline.crm.notion.errors import UnexpectedResponseError
 from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
 
 TOKEN = "ntn_secret_token_value_123"
