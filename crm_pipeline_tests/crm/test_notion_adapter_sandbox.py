@@ -12,6 +12,7 @@ from uuid import uuid4
 import pytest
 
 from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import (
     NotionAdapter,
     OpportunityPageNotFoundError,
@@ -30,7 +31,8 @@ from crm_pipeline.models import (
     OpportunityUpdate,
     RecordType,
 )
-from crm_pipeline_tests.crm.conftest import HANG_SECONDS, HANG_TIMEOUT_S, Workspace
+from crm_pipeline.sandbox import DEFAULT_TOKEN
+from crm_pipeline_tests.crm.conftest import HANG_SECONDS, HANG_TIMEOUT_S, UNPACED, Workspace
 from crm_pipeline_tests.notion_schemas import validate
 
 pytestmark = pytest.mark.integration
@@ -539,6 +541,34 @@ async def test_a_renamed_column_keeps_mapping(notion: NotionAdapter, workspace: 
         assert [r.deal_stage for r in await renamed.list_opportunities(OpportunityFilter())] == ["Closed Won"]
     finally:
         await renamed.aclose()
+
+
+async def test_a_plan_shaped_custom_property_map_drives_the_adapter(workspace: Workspace) -> None:
+    custom = {
+        "name": {"notion_name": "Opportunity", "type": "title"},
+        "deal_stage": {"notion_name": "Pipeline", "type": "select"},
+        "estimated_value": {"notion_name": "Amount", "type": "number"},
+    }
+    [source] = workspace.control.seed(
+        {"databases": [{"title": "Custom deals", "properties": notion_properties_schema(custom)}]}
+    )
+    adapter = NotionAdapter(
+        DEFAULT_TOKEN, source["database_id"], base_url=workspace.base_url, property_map=custom, rate_limit=UNPACED
+    )
+    try:
+        page_id = await adapter.create_opportunity(deal("Globex", deal_stage="Proposal", estimated_value=Decimal(750)))
+        fetched = await adapter.get_opportunity(page_id)
+        [bad] = await adapter.upsert_opportunities([deal("Initech", deal_stage="Won-ish")])
+    finally:
+        await adapter.aclose()
+    assert fetched is not None and (fetched.name, fetched.deal_stage, fetched.estimated_value) == (
+        "Globex",
+        "Proposal",
+        Decimal(750),
+    )
+    [page] = workspace.control.all_pages(source["data_source_id"])
+    assert page["properties"]["Amount"]["number"] == 750
+    assert bad.action == "failed" and bad.property_name == "Pipeline"  # the stage select stays closed
 
 
 # --- pacing and request bodies --------------------------------------------------------------------
