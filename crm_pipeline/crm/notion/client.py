@@ -179,13 +179,13 @@ def _is_timeout_or_transport(error: BaseException) -> bool:
 
 
 def is_retryable(error: BaseException) -> bool:
-    """429/529, 409 and the 5xx codes, any other 5xx answer (a gateway's HTML page), timeouts and
-    connection errors; never a 4xx such as ``validation_error``."""
+    """429/529, 409 and the 5xx codes, any other 5xx answer (a gateway's HTML page, a code newer
+    than the SDK), timeouts and connection errors; never a 4xx such as ``validation_error``."""
     code = error_code(error)
     if code in _rate_limited_codes() or code in _transient_codes() or _is_timeout_or_transport(error):
         return True
     status = status_of(error)
-    return code is None and status is not None and status >= 500
+    return status is not None and status >= 500
 
 
 def is_uncertain(error: BaseException) -> bool:
