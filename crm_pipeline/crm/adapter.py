@@ -44,10 +44,10 @@ class CRMAdapter(ABC):
     capabilities: AdapterCapabilities = AdapterCapabilities()
 
     @abstractmethod
-    async def create_opportunity(self, data: OpportunityCreate) -> str:
+    async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
         """Create an opportunity; return the backend's id for it.
 
-        `data.id`, when given, is the sync key (the primary record's id). A backend that can store
+        `opportunity.id`, when given, is the sync key (the primary record's id). A backend that can store
         it must, and must not create a second record for a key it already holds.
         """
 
@@ -60,11 +60,11 @@ class CRMAdapter(ABC):
         """The opportunity, or None when the backend has no record with that id."""
 
     @abstractmethod
-    async def list_opportunities(self, criteria: OpportunityFilter) -> list[OpportunityRead]:
-        """Opportunities matching `criteria` (stage, updated since, archived, paging)."""
+    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
+        """Opportunities matching `filters` (stage, updated since, archived, paging)."""
 
     @abstractmethod
-    async def create_contact(self, data: ContactCreate) -> str:
+    async def create_contact(self, contact: ContactCreate) -> str:
         """Create a contact; return the backend's id for it."""
 
     @abstractmethod
@@ -72,7 +72,7 @@ class CRMAdapter(ABC):
         """Apply the explicitly set fields of a contact."""
 
     @abstractmethod
-    async def create_activity(self, data: ActivityCreate) -> str:
+    async def create_activity(self, activity: ActivityCreate) -> str:
         """Record an activity on an opportunity; return the backend's id for it."""
 
     @abstractmethod

@@ -13,6 +13,8 @@ Rules in one place (see docs/field-mapping.md for the reasoning):
   the same Decimal; they are read with ``Decimal(str(value))`` so 0.1 stays Decimal("0.1").
 * a date read from a datetime keeps the calendar date on the page's wall clock: in ``time_zone``
   when Notion gives one, else in the offset written in ``start``.
+* a property map may give each entry in the plan's shape (``{"notion_name", "type"}``) or as a
+  ``NotionProperty``; ``as_property_map`` reads both, once, at every entry point.
 * a map resolved against the data source schema (``resolve_property_ids``) is keyed by property id
   on write and found by id on read, so renaming a column in Notion does not break sync.
 """
@@ -20,12 +22,12 @@ Rules in one place (see docs/field-mapping.md for the reasoning):
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast, get_args
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,10 +45,13 @@ __all__ = [
     "FieldOwner",
     "FieldOwnershipConfig",
     "NotionProperty",
+    "CLOSED_SELECT_FIELDS",
     "PropertyMap",
     "PropertySchemaError",
+    "PropertySpec",
     "PropertyType",
     "ResolvedPropertyMap",
+    "as_property_map",
     "from_notion_properties",
     "notion_properties_schema",
     "property_bindings",
@@ -67,33 +72,53 @@ class FieldOwner(enum.StrEnum):
     SHARED = "shared"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class FieldOwnershipConfig:
     """Which side owns each opportunity field; the sync engine resolves conflicts with it.
 
-    Fields listed nowhere get ``default_owner`` (SHARED: last write wins), which covers the plain
-    deal attributes such as product_line, source, contact_name and contact_email.
+    Built as in the plan, ``FieldOwnershipConfig(agent_owned_fields=[...], human_owned_fields=[...],
+    shared_fields=[...])``; any iterable of field names will do, and each group is kept as a
+    frozenset, so the config stays immutable and hashable. Fields listed nowhere get
+    ``default_owner`` (SHARED: last write wins), which covers the plain deal attributes such as
+    product_line, source, contact_name and contact_email.
     """
 
-    agent_owned: frozenset[str] = frozenset()
-    human_owned: frozenset[str] = frozenset()
-    shared: frozenset[str] = frozenset()
-    default_owner: FieldOwner = FieldOwner.SHARED
+    agent_owned_fields: frozenset[str]
+    human_owned_fields: frozenset[str]
+    shared_fields: frozenset[str]
+    default_owner: FieldOwner
     _owners: dict[str, FieldOwner] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        agent_owned_fields: Iterable[str] = (),
+        human_owned_fields: Iterable[str] = (),
+        shared_fields: Iterable[str] = (),
+        default_owner: FieldOwner = FieldOwner.SHARED,
+    ) -> None:
         groups = {
-            FieldOwner.AGENT: self.agent_owned,
-            FieldOwner.HUMAN: self.human_owned,
-            FieldOwner.SHARED: self.shared,
+            FieldOwner.AGENT: _field_names(agent_owned_fields, "agent_owned_fields"),
+            FieldOwner.HUMAN: _field_names(human_owned_fields, "human_owned_fields"),
+            FieldOwner.SHARED: _field_names(shared_fields, "shared_fields"),
         }
-        # Validated and inverted once; frozen dataclasses set derived fields through object.
+        # Frozen dataclasses set their fields through object; validated and inverted once.
+        object.__setattr__(self, "agent_owned_fields", groups[FieldOwner.AGENT])
+        object.__setattr__(self, "human_owned_fields", groups[FieldOwner.HUMAN])
+        object.__setattr__(self, "shared_fields", groups[FieldOwner.SHARED])
+        object.__setattr__(self, "default_owner", FieldOwner(default_owner))
         object.__setattr__(self, "_owners", _owners_by_field(groups))
 
     def owner_of(self, field_name: str) -> FieldOwner:
         """The owner of a writable opportunity field (``default_owner`` if it is not listed)."""
         _require_opportunity_field(field_name)
         return self._owners.get(field_name, self.default_owner)
+
+
+def _field_names(names: Iterable[str], group: str) -> frozenset[str]:
+    """A group of field names as a frozenset; a bare string would be read letter by letter."""
+    if isinstance(names, str):
+        raise TypeError(f"{group} takes a collection of field names, not the string {names!r}")
+    return frozenset(names)
 
 
 def _require_opportunity_field(field_name: str) -> None:
@@ -114,28 +139,34 @@ def _owners_by_field(groups: Mapping[FieldOwner, frozenset[str]]) -> dict[str, F
 
 
 DEFAULT_FIELD_OWNERSHIP = FieldOwnershipConfig(
-    agent_owned=frozenset(
-        {
-            "qualification_snapshot",
-            "detection_confidence",
-            "probability",
-            "qualification_tracking",
-            "stakeholder_map",
-            "score_evidence",
-        }
-    ),
-    human_owned=frozenset({"custom_notes", "manual_tags", "override_stage"}),
-    shared=frozenset({"deal_stage", "estimated_value", "close_date", "name"}),
+    agent_owned_fields=[
+        "qualification_snapshot",
+        "detection_confidence",
+        "probability",
+        "qualification_tracking",
+        "stakeholder_map",
+        "score_evidence",
+    ],
+    human_owned_fields=["custom_notes", "manual_tags", "override_stage"],
+    shared_fields=["deal_stage", "estimated_value", "close_date", "name"],
 )
 
 # --- the property map -----------------------------------------------------------------------------
 
 PropertyType = Literal["title", "rich_text", "select", "number", "date", "email"]
+PROPERTY_TYPES: frozenset[str] = frozenset(get_args(PropertyType))
+
+
+class PropertySpec(TypedDict):
+    """A property map entry in the plan's shape: ``{"notion_name": "Deal Name", "type": "title"}``."""
+
+    notion_name: str
+    type: PropertyType
 
 
 @dataclass(frozen=True)
 class NotionProperty:
-    """One Notion property a field maps to.
+    """One Notion property a field maps to, with what the plan's ``PropertySpec`` cannot say.
 
     ``id`` and ``options`` are filled by ``resolve_property_ids``: ``id`` survives renames in
     Notion. ``closed`` marks a select that must not grow: Notion creates an unknown option on
@@ -155,23 +186,54 @@ class NotionProperty:
         return self.id if self.id is not None else self.name
 
 
-PropertyMap = Mapping[str, NotionProperty]
-"""field name -> Notion property."""
+PropertyMap = Mapping[str, NotionProperty | PropertySpec]
+"""field name -> Notion property, each entry in the plan's shape or a ``NotionProperty``."""
 
 ResolvedPropertyMap = dict[str, NotionProperty]
-"""A PropertyMap whose every property has its ``id`` bound (from ``resolve_property_ids``)."""
+"""A normalised map (see ``as_property_map``); once from ``resolve_property_ids``, every property
+has its ``id`` bound."""
 
-NOTION_PROPERTY_MAP: PropertyMap = {
-    "name": NotionProperty("Deal Name", "title"),
-    "deal_stage": NotionProperty("Stage", "select", closed=True),
-    "estimated_value": NotionProperty("Value", "number"),
-    "close_date": NotionProperty("Close Date", "date"),
-    "product_line": NotionProperty("Product", "select"),
-    "probability": NotionProperty("Probability", "number"),
-    "source": NotionProperty("Source", "select"),
-    "contact_name": NotionProperty("Contact", "rich_text"),
-    "contact_email": NotionProperty("Email", "email"),
+NOTION_PROPERTY_MAP: dict[str, PropertySpec] = {
+    "name": {"notion_name": "Deal Name", "type": "title"},
+    "deal_stage": {"notion_name": "Stage", "type": "select"},
+    "estimated_value": {"notion_name": "Value", "type": "number"},
+    "close_date": {"notion_name": "Close Date", "type": "date"},
+    "product_line": {"notion_name": "Product", "type": "select"},
+    "probability": {"notion_name": "Probability", "type": "number"},
+    "source": {"notion_name": "Source", "type": "select"},
+    "contact_name": {"notion_name": "Contact", "type": "rich_text"},
+    "contact_email": {"notion_name": "Email", "type": "email"},
 }
+"""The plan's deals map (field -> property name and type)."""
+
+CLOSED_SELECT_FIELDS: frozenset[str] = frozenset({"deal_stage"})
+"""Fields whose select is closed when the map gives it in the plan's shape: a deal's stage is one
+of the pipeline stages, so an unknown stage is an error rather than a new option. A
+``NotionProperty`` entry says for itself (``closed=``)."""
+
+
+def as_property_map(property_map: PropertyMap) -> ResolvedPropertyMap:
+    """The map with every entry a ``NotionProperty``: the one place both shapes are read.
+
+    A plan-shaped select is closed when its field is in ``CLOSED_SELECT_FIELDS``. An entry of
+    neither shape, or of a type the mapping cannot handle, is a TypeError naming the field.
+    """
+    return {field_name: _as_notion_property(field_name, entry) for field_name, entry in property_map.items()}
+
+
+def _as_notion_property(field_name: str, entry: object) -> NotionProperty:
+    if isinstance(entry, NotionProperty):
+        return entry
+    if isinstance(entry, Mapping):
+        name, kind = entry.get("notion_name"), entry.get("type")
+        if isinstance(name, str) and isinstance(kind, str) and kind in PROPERTY_TYPES:
+            closed = kind == "select" and field_name in CLOSED_SELECT_FIELDS
+            return NotionProperty(name, cast(PropertyType, kind), closed=closed)
+    raise TypeError(
+        f"property map entry for {field_name!r} must be a NotionProperty or "
+        f"{{'notion_name': str, 'type': one of {sorted(PROPERTY_TYPES)}}}, got {entry!r}"
+    )
+
 
 SYNC_KEY_PROPERTY = "Sync Key"
 """Default name of the rich_text property holding the primary record's id (idempotent creates)."""
@@ -250,8 +312,10 @@ def _encode_select(value: Any, prop: NotionProperty) -> dict[str, str] | None:
 def _decode_select(payload: Any, prop: NotionProperty) -> str | None:
     if payload is None:
         return None
-    _require(isinstance(payload, dict) and isinstance(payload.get("name"), str), "expected {'name': str}")
-    return payload["name"]
+    name = payload.get("name") if isinstance(payload, dict) else None
+    if not isinstance(name, str):
+        raise _Unmappable("expected {'name': str}")
+    return name
 
 
 def _encode_number(value: Any, prop: NotionProperty) -> int | float | None:
@@ -314,13 +378,15 @@ def _decode_date(payload: Any, prop: NotionProperty) -> date | None:
 def _encode_email(value: Any, prop: NotionProperty) -> str | None:
     if value is None or value == "":
         return None
-    _require(isinstance(value, str), f"expected text, got {type(value).__name__}")
+    if not isinstance(value, str):
+        raise _Unmappable(f"expected text, got {type(value).__name__}")
     _require(len(value) <= EMAIL_MAX_CHARS, f"Notion emails are at most {EMAIL_MAX_CHARS} chars")
     return value
 
 
 def _decode_email(payload: Any, prop: NotionProperty) -> str | None:
-    _require(payload is None or isinstance(payload, str), "expected a string or null")
+    if payload is not None and not isinstance(payload, str):
+        raise _Unmappable("expected a string or null")
     return payload or None
 
 
@@ -353,7 +419,7 @@ def to_notion_properties(
     """
     values = dict(data) if isinstance(data, BaseModel) else data
     body: dict[str, Any] = {}
-    for field_name, prop in property_map.items():
+    for field_name, prop in as_property_map(property_map).items():
         if field_name in values:
             value = values[field_name]
             encode, _ = _CODECS[prop.type]
@@ -375,7 +441,7 @@ def from_notion_properties(
     """
     by_id = {value.get("id"): value for value in properties.values() if isinstance(value, dict)}
     fields: dict[str, Any] = {}
-    for field_name, prop in property_map.items():
+    for field_name, prop in as_property_map(property_map).items():
         value = by_id.get(prop.id) if prop.id is not None else properties.get(prop.name)
         if value is None:
             continue
@@ -445,7 +511,7 @@ def notion_properties_schema(
     start empty and grow as values are written.
     """
     options = {"deal_stage": DEAL_STAGES} if select_options is None else select_options
-    props = {**property_map, **({_SYNC_KEY_FIELD: sync_key} if sync_key is not None else {})}
+    props = {**as_property_map(property_map), **({_SYNC_KEY_FIELD: sync_key} if sync_key is not None else {})}
     schema: dict[str, Any] = {}
     for field_name, prop in props.items():
         config: dict[str, Any] = {}
@@ -473,7 +539,7 @@ def resolve_property_ids(
     bindings = bindings or {}
     by_id = {schema.get("id"): schema for schema in data_source_properties.values()}
     resolved: ResolvedPropertyMap = {}
-    for field_name, prop in property_map.items():
+    for field_name, prop in as_property_map(property_map).items():
         bound_id = bindings.get(field_name, prop.id)
         if bound_id is None:
             schema = _schema_entry(field_name, prop, data_source_properties.get(prop.name), "name")

@@ -35,9 +35,9 @@ class PostgresAdapter(CRMAdapter):
         self.tenant_id = tenant_id
         self.actor = actor
 
-    async def create_opportunity(self, data: OpportunityCreate) -> str:
-        opportunity = await self.repository.create_opportunity(self.tenant_id, data, actor=self.actor)
-        return str(opportunity.id)
+    async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
+        created = await self.repository.create_opportunity(self.tenant_id, opportunity, actor=self.actor)
+        return str(created.id)
 
     async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
         await self.repository.update_opportunity(self.tenant_id, UUID(external_id), data, actor=self.actor)
@@ -45,19 +45,19 @@ class PostgresAdapter(CRMAdapter):
     async def get_opportunity(self, external_id: str) -> OpportunityRead | None:
         return await self.repository.get_opportunity(self.tenant_id, UUID(external_id))
 
-    async def list_opportunities(self, criteria: OpportunityFilter) -> list[OpportunityRead]:
-        return await self.repository.list_opportunities(self.tenant_id, criteria)
+    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
+        return await self.repository.list_opportunities(self.tenant_id, filters)
 
-    async def create_contact(self, data: ContactCreate) -> str:
-        contact = await self.repository.create_contact(self.tenant_id, data, actor=self.actor)
-        return str(contact.id)
+    async def create_contact(self, contact: ContactCreate) -> str:
+        created = await self.repository.create_contact(self.tenant_id, contact, actor=self.actor)
+        return str(created.id)
 
     async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
         await self.repository.update_contact(self.tenant_id, UUID(external_id), data, actor=self.actor)
 
-    async def create_activity(self, data: ActivityCreate) -> str:
-        activity = await self.repository.create_activity(self.tenant_id, data, actor=self.actor)
-        return str(activity.id)
+    async def create_activity(self, activity: ActivityCreate) -> str:
+        created = await self.repository.create_activity(self.tenant_id, activity, actor=self.actor)
+        return str(created.id)
 
     async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
         return await self.repository.changes_since(self.tenant_id, since)

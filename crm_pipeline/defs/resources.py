@@ -14,7 +14,7 @@ from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
 
 
-class DealStoreResource(dg.ConfigurableResource):
+class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
     """The PostgreSQL deal store for one tenant (the database comes from the project settings)."""
 
     tenant_id: str = get_settings().tenant_id
@@ -25,8 +25,9 @@ class DealStoreResource(dg.ConfigurableResource):
     """The application's login (CRM_PIPELINE_APP_DATABASE_URL), required with `database_url`."""
     _database: Database | None = PrivateAttr(default=None)
 
+    # Dagster's stub declares a sync context manager; an async one runs on the run's event loop.
     @asynccontextmanager
-    async def yield_for_execution(self, context: dg.InitResourceContext) -> AsyncIterator[DealStoreResource]:
+    async def yield_for_execution(self, context: dg.InitResourceContext) -> AsyncIterator[DealStoreResource]:  # type: ignore[override]
         settings = get_settings()
         if self.database_url is not None:
             settings = settings.model_copy(
@@ -49,7 +50,7 @@ class DealStoreResource(dg.ConfigurableResource):
         return DealRepository(self._database)
 
 
-class NotionResource(dg.ConfigurableResource):
+class NotionResource(dg.ConfigurableResource["NotionResource"]):
     """The Notion deals database, through NotionAdapter (paced and retried).
 
     The token comes from `dg.EnvVar("CRM_PIPELINE_NOTION_TOKEN")`, resolved at launch and never
@@ -63,8 +64,9 @@ class NotionResource(dg.ConfigurableResource):
     tenant_id: str = get_settings().tenant_id
     _adapter: NotionAdapter | None = PrivateAttr(default=None)
 
+    # Dagster's stub declares a sync context manager; an async one runs on the run's event loop.
     @asynccontextmanager
-    async def yield_for_execution(self, context: dg.InitResourceContext) -> AsyncIterator[NotionResource]:
+    async def yield_for_execution(self, context: dg.InitResourceContext) -> AsyncIterator[NotionResource]:  # type: ignore[override]
         self._adapter = NotionAdapter(
             self.token,
             self.database_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,6 +19,10 @@ from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0)
 UNPACED = RateLimit(requests_per_second=1000.0, burst=50, max_in_flight=8)
+HANG_TIMEOUT_S = 1.0
+"""The adapter's request timeout in tests of a hung request: well above a normal answer's time."""
+HANG_SECONDS = 2.0
+"""How long a "hang" fault holds its request: past HANG_TIMEOUT_S, so the client always times out."""
 
 DEALS_SCHEMA = notion_properties_schema()
 CONTACTS_SCHEMA = notion_properties_schema(CONTACT_PROPERTY_MAP, select_options={})
@@ -57,6 +62,19 @@ class Workspace:
     def requests_to(self, method: str, route: str) -> dict[str, int]:
         """Responses by status for one route, e.g. ("PATCH", "/v1/pages/{page_id}")."""
         return self.control.stats()["by_route"].get(f"{method} {route}", {})
+
+    async def hung_requests_answered(self, method: str, route: str, count: int = 1) -> dict[str, int]:
+        """The route's responses once ``count`` hung requests on it have been answered.
+
+        The sandbox holds a hung request open past the client's timeout and counts its 504 only
+        when the hang ends; waiting for it keeps that answer out of a later test's statistics.
+        """
+        for _ in range(int(30 / 0.05)):  # a generous bound: a hang ends after HANG_SECONDS
+            answered = self.requests_to(method, route)
+            if answered.get("504", 0) >= count:
+                return answered
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{count} hung request(s) on {method} {route} never answered")
 
 
 @pytest.fixture

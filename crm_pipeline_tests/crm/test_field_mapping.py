@@ -24,6 +24,7 @@ from crm_pipeline.crm.field_mapping import (
     NotionProperty,
     PropertyMap,
     PropertySchemaError,
+    as_property_map,
     from_notion_properties,
     notion_properties_schema,
     property_bindings,
@@ -61,7 +62,7 @@ def notion_echo(body: dict[str, Any], property_map: PropertyMap) -> dict[str, An
     when the write was keyed by id.
     """
     wire = json.loads(json.dumps(body))
-    by_key = {prop.key: prop for prop in property_map.values()}
+    by_key = {prop.key: prop for prop in as_property_map(property_map).values()}
     page: dict[str, Any] = {}
     for key, value in wire.items():
         prop = by_key[key]
@@ -162,34 +163,111 @@ def test_default_ownership_is_the_plan() -> None:
 
 def test_a_field_with_two_owners_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="'deal_stage' has two owners"):
-        FieldOwnershipConfig(agent_owned=frozenset({"deal_stage"}), shared=frozenset({"deal_stage", "name"}))
+        FieldOwnershipConfig(agent_owned_fields=["deal_stage"], shared_fields=["deal_stage", "name"])
 
 
 def test_an_unknown_field_is_refused() -> None:
     with pytest.raises(ValueError, match="'stage' is not an opportunity field"):
-        FieldOwnershipConfig(human_owned=frozenset({"stage"}))
+        FieldOwnershipConfig(human_owned_fields=["stage"])
     with pytest.raises(ValueError, match="'updated_at' is not an opportunity field"):
         DEFAULT_FIELD_OWNERSHIP.owner_of("updated_at")
 
 
 def test_ownership_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        DEFAULT_FIELD_OWNERSHIP.shared = frozenset()  # type: ignore[misc]
+        DEFAULT_FIELD_OWNERSHIP.shared_fields = frozenset()  # type: ignore[misc]
+
+
+def test_ownership_is_configured_the_plans_way_with_any_iterable_and_stays_hashable() -> None:
+    from_lists = FieldOwnershipConfig(
+        agent_owned_fields=["probability", "score_evidence"],
+        human_owned_fields=["custom_notes"],
+        shared_fields=["deal_stage", "name"],
+    )
+    from_other_iterables = FieldOwnershipConfig(
+        agent_owned_fields=("score_evidence", "probability"),
+        human_owned_fields={"custom_notes"},
+        shared_fields=(name for name in ["name", "deal_stage"]),
+    )
+    assert from_lists.agent_owned_fields == frozenset({"probability", "score_evidence"})
+    assert isinstance(from_lists.human_owned_fields, frozenset)
+    assert from_lists.shared_fields == frozenset({"deal_stage", "name"})
+    assert from_lists == from_other_iterables and hash(from_lists) == hash(from_other_iterables)
+    assert len({from_lists, from_other_iterables, DEFAULT_FIELD_OWNERSHIP}) == 2
+    assert from_lists.owner_of("score_evidence") is FieldOwner.AGENT
+    assert from_lists.owner_of("source") is FieldOwner.SHARED  # listed nowhere: the default
+    assert DEFAULT_FIELD_OWNERSHIP.human_owned_fields == frozenset({"custom_notes", "manual_tags", "override_stage"})
+
+
+def test_a_bare_string_is_not_taken_for_a_list_of_fields() -> None:
+    with pytest.raises(TypeError, match="shared_fields takes a collection of field names"):
+        FieldOwnershipConfig(shared_fields="name")
 
 
 def test_property_map_is_the_plan_and_names_real_fields() -> None:
-    assert {f: (p.name, p.type) for f, p in NOTION_PROPERTY_MAP.items()} == {
-        "name": ("Deal Name", "title"),
-        "deal_stage": ("Stage", "select"),
-        "estimated_value": ("Value", "number"),
-        "close_date": ("Close Date", "date"),
-        "product_line": ("Product", "select"),
-        "probability": ("Probability", "number"),
-        "source": ("Source", "select"),
-        "contact_name": ("Contact", "rich_text"),
-        "contact_email": ("Email", "email"),
+    assert NOTION_PROPERTY_MAP == {
+        "name": {"notion_name": "Deal Name", "type": "title"},
+        "deal_stage": {"notion_name": "Stage", "type": "select"},
+        "estimated_value": {"notion_name": "Value", "type": "number"},
+        "close_date": {"notion_name": "Close Date", "type": "date"},
+        "product_line": {"notion_name": "Product", "type": "select"},
+        "probability": {"notion_name": "Probability", "type": "number"},
+        "source": {"notion_name": "Source", "type": "select"},
+        "contact_name": {"notion_name": "Contact", "type": "rich_text"},
+        "contact_email": {"notion_name": "Email", "type": "email"},
     }
     assert set(NOTION_PROPERTY_MAP) <= set(OPPORTUNITY_FIELDS)
+    assert as_property_map(NOTION_PROPERTY_MAP)["deal_stage"] == NotionProperty("Stage", "select", closed=True)
+    assert not as_property_map(NOTION_PROPERTY_MAP)["source"].closed
+
+
+def test_code_written_against_the_plans_map_runs_unchanged() -> None:
+    title = NOTION_PROPERTY_MAP["name"]["notion_name"]
+    body = to_notion_properties({"name": "Acme", "estimated_value": 5000}, NOTION_PROPERTY_MAP)
+    assert body == {title: {"title": [{"type": "text", "text": {"content": "Acme"}}]}, "Value": {"number": 5000}}
+    properties = {
+        spec["notion_name"]: PAGE_PROPERTIES[spec["notion_name"]]
+        for spec in NOTION_PROPERTY_MAP.values()
+        if spec["type"] != "date"
+    }
+    fields = from_notion_properties(properties, NOTION_PROPERTY_MAP)
+    assert fields == {name: value for name, value in EXPECTED_FIELDS.items() if name != "close_date"}
+
+
+def test_a_plan_shaped_custom_map_round_trips() -> None:
+    custom = {
+        "name": {"notion_name": "Opportunity", "type": "title"},
+        "deal_stage": {"notion_name": "Pipeline", "type": "select"},
+        "estimated_value": {"notion_name": "Amount", "type": "number"},
+        "close_date": {"notion_name": "Expected close", "type": "date"},
+        "contact_email": {"notion_name": "Buyer email", "type": "email"},
+    }
+    values = {
+        "name": "Globex expansion",
+        "deal_stage": "Proposal",
+        "estimated_value": Decimal("7500.25"),
+        "close_date": date(2027, 6, 30),
+        "contact_email": "buyer@globex.example",
+    }
+    body = to_notion_properties(values, custom)
+    assert set(body) == {"Opportunity", "Pipeline", "Amount", "Expected close", "Buyer email"}
+    assert from_notion_properties(notion_echo(body, custom), custom) == values
+    # the deal stage stays a closed select in a plan-shaped map once bound to a schema
+    schema = notion_properties_schema(custom, sync_key=None)
+    as_returned = {
+        name: {"id": name, "name": name, "type": next(iter(config))} | config for name, config in schema.items()
+    }
+    with pytest.raises(FieldMappingError, match="not an option"):
+        to_notion_properties({"deal_stage": "Won-ish"}, resolve_property_ids(custom, as_returned))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"name": "Deal Name", "type": "title"}, {"notion_name": "Deal Name", "type": "people"}, ("Deal Name", "title")],
+)
+def test_a_map_entry_of_neither_shape_is_refused_by_field(entry: Any) -> None:
+    with pytest.raises(TypeError, match="entry for 'name' must be a NotionProperty or"):
+        to_notion_properties({"name": "Acme"}, {"name": entry})
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -244,7 +322,7 @@ def test_only_present_mapped_fields_are_written() -> None:
 
 def test_a_model_writes_all_its_mapped_fields() -> None:
     body = to_notion_properties(OpportunityCreate(name="Acme"))
-    assert set(body) == {prop.name for prop in NOTION_PROPERTY_MAP.values()}
+    assert set(body) == {spec["notion_name"] for spec in NOTION_PROPERTY_MAP.values()}
     assert body["Stage"] == {"select": {"name": "Lead"}}
     assert body["Value"] == {"number": None}
 
@@ -557,7 +635,7 @@ def test_round_trip_through_a_resolved_map(value: str) -> None:
 
 def test_the_schema_for_a_fresh_data_source_fits_the_map_and_carries_the_sync_key() -> None:
     schema = notion_properties_schema()
-    assert set(schema) == {prop.name for prop in NOTION_PROPERTY_MAP.values()} | {SYNC_KEY_PROPERTY}
+    assert set(schema) == {spec["notion_name"] for spec in NOTION_PROPERTY_MAP.values()} | {SYNC_KEY_PROPERTY}
     assert [option["name"] for option in schema["Stage"]["select"]["options"]] == list(DEAL_STAGES)
     assert schema["Product"] == {"select": {"options": []}}
     # What Notion answers for that schema binds cleanly, the closed Stage select with its options.

@@ -16,9 +16,15 @@ import pytest
 from notion_client.errors import UnknownHTTPResponseError
 
 from crm_pipeline.crm import NotionAdapter
-from crm_pipeline.crm.notion import DataSourceConfigError, RateLimit, RetryPolicy
+from crm_pipeline.crm.notion import (
+    DataSourceConfigError,
+    PageTrashedError,
+    RateLimit,
+    RetryPolicy,
+    UnexpectedResponseError,
+)
 from crm_pipeline.crm.notion.adapter import activity_ref
-from crm_pipeline.models import OpportunityCreate, OpportunityFilter
+from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
 
 TOKEN = "ntn_secret_token_value_123"
 DB, DS, DS2, BOT = "db-1", "ds-1", "ds-2", "bot-user"
@@ -110,12 +116,12 @@ def _json(body: dict[str, Any], status: int = 200, headers: dict[str, str] | Non
     return httpx.Response(status, json=body, headers=headers)
 
 
-def _error(status: int, code: str, headers: dict[str, str] | None = None) -> Handler:
+def _error(status: int, code: str, headers: dict[str, str] | None = None, message: str | None = None) -> Handler:
     body = {
         "object": "error",
         "status": status,
         "code": code,
-        "message": f"{code} happened",
+        "message": message or f"{code} happened",
     }
     return lambda request: _json(body, status, headers)
 
@@ -246,6 +252,33 @@ async def test_client_errors_are_never_retried(status: int, code: str) -> None:
         await adapter.list_opportunities(OpportunityFilter())
     assert getattr(raised.value, "status", None) == status
     assert len(fake.sent("POST", "/query")) == 1 and fake.sleeps == []
+    await adapter.aclose()
+
+
+# --- reading Notion's answers ---------------------------------------------------------------------
+
+
+async def test_a_trashed_page_is_recognised_whatever_the_error_says() -> None:
+    fake = FakeNotion()
+    trashed = {**_page(str(uuid4())), "in_trash": True}
+    fake.script = [
+        _error(400, "validation_error", message="Can't edit a page that is in the trash."),
+        lambda request: _json(trashed) if request.method == "GET" else None,
+    ]
+    adapter = fake.adapter()
+    with pytest.raises(PageTrashedError):
+        await adapter.update_opportunity(trashed["id"], OpportunityUpdate(name="too late"))
+    assert len(fake.sent("PATCH", trashed["id"])) == 1  # read back, not retried
+    await adapter.aclose()
+
+
+async def test_a_response_of_an_unexpected_shape_names_the_endpoint() -> None:
+    fake = FakeNotion()
+    fake.script = [lambda request: _json({"object": "list", "results": [{"id": "p-1"}], "has_more": False})]
+    adapter = fake.adapter()
+    with pytest.raises(UnexpectedResponseError, match="data_sources.query") as raised:
+        await adapter.list_opportunities(OpportunityFilter())
+    assert "created_time" in str(raised.value) and "next_cursor" in str(raised.value)
     await adapter.aclose()
 
 

@@ -12,6 +12,7 @@ from crm_pipeline.crm.notion.errors import (
     OpportunityPageNotFoundError,
     PageTrashedError,
     QueryWindowError,
+    UnexpectedResponseError,
 )
 
 __all__ = [
@@ -24,5 +25,6 @@ __all__ = [
     "QueryWindowError",
     "RateLimit",
     "RetryPolicy",
+    "UnexpectedResponseError",
     "UpsertOutcome",
 ]

@@ -15,11 +15,11 @@ import hashlib
 import logging
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID, uuid4
 
 import httpx
@@ -33,7 +33,9 @@ from crm_pipeline.crm.field_mapping import (
     SYNC_KEY,
     NotionProperty,
     PropertyMap,
+    PropertySpec,
     ResolvedPropertyMap,
+    as_property_map,
     from_notion_properties,
     property_bindings,
     read_sync_key,
@@ -41,11 +43,12 @@ from crm_pipeline.crm.field_mapping import (
     sync_key_property,
     to_notion_properties,
 )
+from crm_pipeline.crm.notion.api import NotionAPI, Page, Parent
 from crm_pipeline.crm.notion.client import (
     NotionCaller,
     RateLimit,
-    Recover,
     RetryPolicy,
+    has_code,
     is_retryable,
     load_sdk,
     status_of,
@@ -57,7 +60,6 @@ from crm_pipeline.crm.notion.errors import (
     PageTrashedError,
 )
 from crm_pipeline.crm.notion.paging import (
-    Page,
     all_of,
     parse_time,
     query_all,
@@ -78,14 +80,17 @@ from crm_pipeline.models import (
     RecordType,
 )
 
+if TYPE_CHECKING:
+    from notion_client import AsyncClient
+
 logger = logging.getLogger("crm_pipeline.crm.notion")
 
-CONTACT_PROPERTY_MAP: PropertyMap = {
-    "name": NotionProperty("Name", "title"),
-    "email": NotionProperty("Email", "email"),
-    "phone": NotionProperty("Phone", "rich_text"),
-    "title": NotionProperty("Title", "rich_text"),
-    "company": NotionProperty("Company", "rich_text"),
+CONTACT_PROPERTY_MAP: dict[str, PropertySpec] = {
+    "name": {"notion_name": "Name", "type": "title"},
+    "email": {"notion_name": "Email", "type": "email"},
+    "phone": {"notion_name": "Phone", "type": "rich_text"},
+    "title": {"notion_name": "Title", "type": "rich_text"},
+    "company": {"notion_name": "Company", "type": "rich_text"},
 }
 """Default contacts data source layout; pass ``contact_property_map`` for another one."""
 
@@ -163,8 +168,8 @@ class NotionAdapter(CRMAdapter):
         self.tenant_id = tenant_id
         self.contacts_data_source_id = contacts_data_source_id
         self.overlap = max(overlap, MIN_OVERLAP)
-        self._property_map = property_map
-        self._contact_property_map = contact_property_map
+        self._property_map = as_property_map(property_map)
+        self._contact_property_map = as_property_map(contact_property_map)
         self._bindings = dict(bindings or {})
         self._timeout_s = timeout_s
         self._http_client = http_client
@@ -173,7 +178,8 @@ class NotionAdapter(CRMAdapter):
             retry or RetryPolicy(),
             rate_limit or RateLimit(),
         )
-        self._client: Any = None
+        self._client: AsyncClient | None = None
+        self._api: NotionAPI | None = None
         self._opportunities: _BoundSource | None = None
         self._contacts: _BoundSource | None = None
         self._bot_id: str | None = None
@@ -191,7 +197,7 @@ class NotionAdapter(CRMAdapter):
     # --- lifecycle and lazy set-up ----------------------------------------------------------------
 
     @property
-    def client(self) -> Any:
+    def client(self) -> AsyncClient:
         """The notion_client.AsyncClient, built on first use (one per adapter)."""
         if self._client is None:
             options: dict[str, Any] = {
@@ -205,18 +211,23 @@ class NotionAdapter(CRMAdapter):
             self._client = self._sdk.AsyncClient(client=self._http_client, **options)
         return self._client
 
+    @property
+    def api(self) -> NotionAPI:
+        """The endpoints in use, typed, paced and retried (see api.py)."""
+        if self._api is None:
+            self._api = NotionAPI(self.client, self._caller)
+        return self._api
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+            self._api = None
 
     @property
     def bindings(self) -> dict[str, str]:
         """field -> property id, once resolved: persist and pass back as ``bindings=``."""
         return property_bindings(self._opportunities.properties) if self._opportunities else dict(self._bindings)
-
-    async def _call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
-        return await self._caller.call(fn, *args, **kwargs)
 
     async def _deals(self) -> _BoundSource:
         """The deals data source, resolved and bound on first use."""
@@ -246,8 +257,8 @@ class NotionAdapter(CRMAdapter):
         Several data sources and none chosen is an error: taking the first would silently write
         to whichever one Notion lists first.
         """
-        database = await self._call(self.client.databases.retrieve, self.database_id)
-        sources = database.get("data_sources") or []
+        database = await self.api.retrieve_database(self.database_id)
+        sources = database["data_sources"]
         ids = [source["id"] for source in sources]
         if self.data_source_id is not None:
             if _same_id(self.data_source_id, ids):
@@ -265,13 +276,13 @@ class NotionAdapter(CRMAdapter):
     async def _bind(
         self,
         ds_id: str,
-        property_map: PropertyMap,
+        property_map: ResolvedPropertyMap,
         bindings: Mapping[str, str],
         *,
         require_key: bool,
     ) -> _BoundSource:
         """Bind the map to property ids; the Sync Key too (required for deals: idempotent creates)."""
-        source = await self._call(self.client.data_sources.retrieve, ds_id)
+        source = await self.api.retrieve_data_source(ds_id)
         schema = source["properties"]
         properties = resolve_property_ids(property_map, schema, bindings)
         key_map = {_SYNC_KEY_FIELD: SYNC_KEY}
@@ -284,33 +295,36 @@ class NotionAdapter(CRMAdapter):
     async def bot_user_id(self) -> str:
         """Our integration's user id (GET /v1/users/me, cached): tells our edits from a human's."""
         if self._bot_id is None:
-            me = await self._call(self.client.users.me)
+            me = await self.api.me()
             self._bot_id = me["id"]
         return self._bot_id
 
     # --- opportunities ------------------------------------------------------------------------------
 
-    async def create_opportunity(self, data: OpportunityCreate) -> str:
-        return await self._create_record(await self._deals(), data)
+    async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
+        return await self._create_record(await self._deals(), opportunity)
 
     async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
         await self._update_record(await self._deals(), external_id, data.changes())
 
     async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
-        """The page as a deal; None when it does not exist, is not shared, or is not a deal page."""
+        """The page as a deal; None when it does not exist, is not shared, is not a deal page, or
+        the id is not a page id at all (Notion's ``object_not_found`` and ``validation_error``)."""
+        from notion_client import APIErrorCode
+
         deals = await self._deals()
         try:
-            page = await self._call(self.client.pages.retrieve, external_id)
+            page = await self.api.retrieve_page(external_id)
         except Exception as error:
-            if status_of(error) in (400, 404):
+            if has_code(error, APIErrorCode.ObjectNotFound) or has_code(error, APIErrorCode.ValidationError):
                 return None
             raise
-        if not _same_id(page.get("parent", {}).get("data_source_id", ""), [deals.data_source_id]):
+        if not _same_id((page.get("parent") or Parent()).get("data_source_id", ""), [deals.data_source_id]):
             return None
         return self._to_opportunity(page, deals, await self.bot_user_id())
 
-    async def list_opportunities(self, criteria: OpportunityFilter) -> list[OpportunityRead]:
-        """Deals (``ExternalOpportunityRead``) matching ``criteria``. Stage, updated_since and archived are sent to Notion;
+    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
+        """Deals (``ExternalOpportunityRead``) matching ``filters``. Stage, updated_since and archived are sent to Notion;
         sorting, offset and limit are applied after every match has been read.
 
         ``updated_since`` is widened to the start of its minute (Notion's resolution), so a deal
@@ -318,14 +332,14 @@ class NotionAdapter(CRMAdapter):
         """
         deals = await self._deals()
         filter_ = all_of(
-            _stage_filter(deals, criteria.deal_stage),
-            _updated_filter(criteria.updated_since),
+            _stage_filter(deals, filters.deal_stage),
+            _updated_filter(filters.updated_since),
         )
-        trash_modes = {False: [False], True: [True], None: [False, True]}[criteria.archived]
+        trash_modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
         pages = [page for in_trash in trash_modes for page in await self._query(deals, filter_, in_trash=in_trash)]
         records = await self._to_opportunities(pages, deals)
-        ordered = _ordered(records, criteria.order_by, descending=criteria.descending)
-        return list[OpportunityRead](ordered[criteria.offset : criteria.offset + criteria.limit])
+        ordered = _ordered(records, filters.order_by, descending=filters.descending)
+        return list[OpportunityRead](ordered[filters.offset : filters.offset + filters.limit])
 
     async def archive_opportunity(self, external_id: str) -> ExternalOpportunityRead:
         """Move the page to Notion's trash (the API cannot delete); returns the trashed deal."""
@@ -367,8 +381,8 @@ class NotionAdapter(CRMAdapter):
             page_id = self._page_by_key.get(record_id)
             if page_id is None:
                 properties = to_notion_properties(record, deals.properties, record_id=record_id)
-                page = await self._create_page(deals, properties, record_id)
-                return UpsertOutcome(record_id, "created", page["id"])
+                created = await self._create_page(deals, properties, record_id)
+                return UpsertOutcome(record_id, "created", created)
             properties = to_notion_properties(record.changes(), deals.properties, record_id=record_id)
             if properties:  # nothing mapped was set: nothing to send
                 await self._update_page(page_id, properties=properties)
@@ -416,52 +430,44 @@ class NotionAdapter(CRMAdapter):
 
     # --- contacts and activities --------------------------------------------------------------------
 
-    async def create_contact(self, data: ContactCreate) -> str:
-        return await self._create_record(await self._contact_source(), data)
+    async def create_contact(self, contact: ContactCreate) -> str:
+        return await self._create_record(await self._contact_source(), contact)
 
     async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
         await self._update_record(await self._contact_source(), external_id, data.changes())
 
-    async def create_activity(self, data: ActivityCreate) -> str:
+    async def create_activity(self, activity: ActivityCreate) -> str:
         """Append the activity as one paragraph to its deal's page; returns the block id.
 
         The deal page is found by sync key (cached). The paragraph's first line ends with a short
-        reference derived from ``data.id`` (``· ref 1a2b3c4d5e6f``; an id is generated for the call
-        when missing). After an uncertain failure the page's blocks are searched for that reference
-        before appending again, so an activity lands once, and a distinct activity with the same
-        text is never taken for it.
+        reference derived from ``activity.id`` (``· ref 1a2b3c4d5e6f``; an id is generated for the
+        call when missing). After an uncertain failure the page's blocks are searched for that
+        reference before appending again, so an activity lands once, and a distinct activity with
+        the same text is never taken for it.
         """
         deals = await self._deals()
-        page_id = await self._page_for_key(deals, str(data.opportunity_id))
-        ref = activity_ref(data.id or uuid4())
-        rich_text = _activity_rich_text(data, ref)
-        response = await self._call(
-            self.client.blocks.children.append,
-            page_id,
-            children=[
-                {
-                    "object": "block",
-                    "type": "paragraph",
-                    "paragraph": {"rich_text": rich_text},
-                }
-            ],
-            idempotent=False,
-            recover=lambda: self._find_paragraph(page_id, ref),
+        page_id = await self._page_for_key(deals, str(activity.opportunity_id))
+        ref = activity_ref(activity.id or uuid4())
+        paragraph = {
+            "object": "block",
+            "type": "paragraph",
+            "paragraph": {"rich_text": _activity_rich_text(activity, ref)},
+        }
+        return await self.api.append_block_children(
+            page_id, [paragraph], recover=lambda: self._find_paragraph(page_id, ref)
         )
-        return response["results"][-1]["id"]
 
-    async def _find_paragraph(self, page_id: str, ref: str) -> dict[str, Any] | None:
-        """An append response holding the page's paragraph carrying this activity reference, if an
-        earlier append landed. The reference is read from the whole text (all rich-text items)."""
+    async def _find_paragraph(self, page_id: str, ref: str) -> str | None:
+        """The id of the page's paragraph carrying this activity reference, if an earlier append
+        landed. The reference is read from the whole text (all rich-text items)."""
         cursor: str | None = None
         while True:
-            kwargs = {"page_size": 100} if cursor is None else {"page_size": 100, "start_cursor": cursor}
-            response = await self._call(self.client.blocks.children.list, page_id, **kwargs)
+            response = await self.api.list_block_children(page_id, cursor)
             for block in response["results"]:
                 paragraph = block.get("paragraph") or {}
                 text = "".join(item.get("plain_text", "") for item in paragraph.get("rich_text", []))
                 if ref in _refs_in(text):
-                    return {"results": [block]}
+                    return block["id"]
             cursor = response.get("next_cursor")
             if not response.get("has_more") or cursor is None:
                 return None
@@ -479,9 +485,8 @@ class NotionAdapter(CRMAdapter):
         if record_id is not None and source.sync_key is not None:
             existing = await self._find_page_by_key(source, record_id)
             if existing is not None:
-                return existing["id"]
-        page = await self._create_page(source, properties, record_id)
-        return page["id"]
+                return existing
+        return await self._create_page(source, properties, record_id)
 
     async def _update_record(self, source: _BoundSource, external_id: str, changes: Mapping[str, Any]) -> None:
         """Write the changed mapped fields; nothing is sent when none of them is mapped."""
@@ -489,48 +494,50 @@ class NotionAdapter(CRMAdapter):
         if properties:
             await self._update_page(external_id, properties=properties)
 
-    async def _create_page(self, source: _BoundSource, properties: dict[str, Any], key: str | None) -> Page:
-        """Create a page, stamped with its sync key when there is one.
+    async def _create_page(self, source: _BoundSource, properties: dict[str, Any], key: str | None) -> str:
+        """Create a page, stamped with its sync key when there is one; returns its id.
 
         With a key, an uncertain failure (timeout, dropped connection, 5xx/529/409) is followed by
         a lookup of the key before creating again; without one, such a failure is not retried.
         """
-        recover: Recover | None = None
+        recover: Callable[[], Awaitable[str | None]] | None = None
         if key is not None and source.sync_key is not None:
             properties = {**properties, **sync_key_property(key, source.sync_key)}
             recover = partial(self._find_page_by_key, source, key)
-        page = await self._call(
-            self.client.pages.create,
-            parent={"type": "data_source_id", "data_source_id": source.data_source_id},
-            properties=properties,
-            idempotent=False,
-            recover=recover,
-        )
+        page_id = await self.api.create_page(source.data_source_id, properties, recover=recover)
         if key is not None:
-            self._page_by_key[key] = page["id"]
-        return page
+            self._page_by_key[key] = page_id
+        return page_id
 
-    async def _update_page(self, page_id: str, **body: Any) -> Page:
-        """PATCH a page; a trashed page becomes PageTrashedError, told apart from other 400s."""
+    async def _update_page(
+        self, page_id: str, *, properties: Mapping[str, Any] | None = None, in_trash: bool | None = None
+    ) -> Page:
+        """PATCH a page; a trashed page becomes PageTrashedError.
+
+        Notion refuses to edit a trashed page with a plain ``validation_error``, the same code as
+        for a bad value, so on that code the page is read back to see whether it is in the trash.
+        """
+        from notion_client import APIErrorCode
+
         try:
-            return await self._call(self.client.pages.update, page_id, **body)
+            return await self.api.update_page(page_id, properties=properties, in_trash=in_trash)
         except Exception as error:
-            if status_of(error) == 400 and "archived" in str(error):
+            if has_code(error, APIErrorCode.ValidationError) and _in_trash(await self.api.retrieve_page(page_id)):
                 raise PageTrashedError(page_id) from error
             raise
 
     async def _page_for_key(self, deals: _BoundSource, key: str) -> str:
         """The page holding `key` (from the cache, else one lookup), or OpportunityPageNotFoundError."""
-        page = await self._find_page_by_key(deals, key)
-        if page is None:
+        page_id = await self._find_page_by_key(deals, key)
+        if page_id is None:
             raise OpportunityPageNotFoundError(key)
-        return str(page["id"])
+        return page_id
 
-    async def _find_page_by_key(self, source: _BoundSource, key: str) -> Page | None:
+    async def _find_page_by_key(self, source: _BoundSource, key: str) -> str | None:
+        """The id of the page holding ``key`` (from the cache, else one lookup), or None."""
         key = _normal_key(key)
         await self._find_pages_by_keys(source, [key])
-        page_id = self._page_by_key.get(key)
-        return None if page_id is None else {"id": page_id}
+        return self._page_by_key.get(key)
 
     async def _find_pages_by_keys(
         self, source: _BoundSource, keys: Sequence[str], *, include_trash: bool = False
@@ -570,14 +577,7 @@ class NotionAdapter(CRMAdapter):
         *,
         in_trash: bool = False,
     ) -> list[Page]:
-        async def query_page(body: dict[str, Any]) -> dict[str, Any]:
-            return await self._call(
-                self.client.data_sources.query,
-                data_source_id=source.data_source_id,
-                **body,
-            )
-
-        return await query_all(query_page, filter_, in_trash=in_trash)
+        return await query_all(partial(self.api.query_data_source, source.data_source_id), filter_, in_trash=in_trash)
 
     # --- pages -> records ---------------------------------------------------------------------------
 
@@ -598,9 +598,9 @@ class NotionAdapter(CRMAdapter):
         page_id = page["id"]
         fields = from_notion_properties(page["properties"], deals.properties, record_id=page_id)
         sync_key = read_sync_key(page["properties"], deals.sync_key, record_id=page_id) if deals.sync_key else None
-        in_trash = bool(page.get("in_trash", page.get("archived", False)))
+        in_trash = _in_trash(page)
         edited = parse_time(page["last_edited_time"])
-        editor = (page.get("last_edited_by") or {}).get("id")
+        editor = page["last_edited_by"]["id"] if "last_edited_by" in page else None
         try:
             record = ExternalOpportunityRead(
                 **fields,
@@ -629,6 +629,11 @@ def _normal_key(key: str) -> str:
         return str(UUID(key))
     except ValueError:
         return key
+
+
+def _in_trash(page: Page) -> bool:
+    """``in_trash``, or its deprecated alias ``archived`` (still sent under API 2025-09-03)."""
+    return page.get("in_trash", page.get("archived", False))
 
 
 def _same_id(candidate: str, ids: Sequence[str]) -> bool:
@@ -678,19 +683,20 @@ def _refs_in(text: str) -> set[str]:
     return set(_REF_AT_LINE_END.findall(text))
 
 
-def _activity_rich_text(data: ActivityCreate, ref: str) -> list[dict[str, Any]]:
+def _activity_rich_text(activity: ActivityCreate, ref: str) -> list[dict[str, Any]]:
     """The paragraph text, split into rich-text items of at most 2,000 characters by the mapping layer.
 
     The header line is ``Kind: subject (when) · ref <ref>``; the body, if any, follows on the next
     lines.
     """
-    when = f" ({data.occurred_at:%Y-%m-%d %H:%M %Z})".replace(" )", ")") if data.occurred_at else ""
-    text = f"{data.kind.capitalize()}: {data.subject}{when}{_REF_MARK}{ref}"
-    if data.body:
-        text += f"\n{data.body}"
-    record_id = str(data.id) if data.id else None
+    when = f" ({activity.occurred_at:%Y-%m-%d %H:%M %Z})".replace(" )", ")") if activity.occurred_at else ""
+    text = f"{activity.kind.capitalize()}: {activity.subject}{when}{_REF_MARK}{ref}"
+    if activity.body:
+        text += f"\n{activity.body}"
+    record_id = str(activity.id) if activity.id else None
     encoded = to_notion_properties({"text": text}, {"text": _ACTIVITY_TEXT}, record_id=record_id)
-    return encoded[_ACTIVITY_TEXT.name]["rich_text"]
+    rich_text: list[dict[str, Any]] = encoded[_ACTIVITY_TEXT.name]["rich_text"]
+    return rich_text
 
 
 def _as_mapping_error(

@@ -10,7 +10,9 @@ a helpful ImportError when the package is missing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import json
 import logging
 import random
 import weakref
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
@@ -28,11 +30,6 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 logger = logging.getLogger("crm_pipeline.crm.notion")
 
 T = TypeVar("T")
-Recover = Callable[[], Awaitable[Any | None]]
-"""Looks up whether an uncertain write took effect; returns its result, or None to send again."""
-
-_RATE_LIMITED = frozenset({429, 529})
-_TRANSIENT = frozenset({409, 500, 502, 503, 504})
 INSTALL_HINT = "NotionAdapter needs the notion-client package: pip install 'notion-client>=3.1,<4'"
 
 
@@ -109,36 +106,102 @@ def shared_budget(digest: str, limit: RateLimit) -> _Budget:
 
 
 # --- classifying failures -------------------------------------------------------------------------
+#
+# Errors are told apart by Notion's error codes (``APIErrorCode``, plus ``service_overload``, which
+# notion-client 3.x does not know yet), never by message text. The SDK is imported inside these
+# functions: they only ever see errors the SDK raised, and the package must import without it.
+
+SERVICE_OVERLOAD = "service_overload"
+"""529's code: the SDK raises it as UnknownHTTPResponseError, with Notion's JSON body kept."""
+
+
+@functools.cache
+def _rate_limited_codes() -> frozenset[str]:
+    from notion_client import APIErrorCode
+
+    return frozenset({APIErrorCode.RateLimited.value, SERVICE_OVERLOAD})
+
+
+@functools.cache
+def _transient_codes() -> frozenset[str]:
+    from notion_client import APIErrorCode
+
+    return frozenset(
+        {
+            APIErrorCode.ConflictError.value,
+            APIErrorCode.InternalServerError.value,
+            APIErrorCode.ServiceUnavailable.value,
+            APIErrorCode.GatewayTimeout.value,
+        }
+    )
+
+
+def error_code(error: BaseException) -> str | None:
+    """Notion's code for an SDK error: ``APIResponseError.code``, the ``code`` in the body of a
+    response the SDK did not recognise (``service_overload``), or the SDK's own client code (a
+    timeout); None for anything else, including a non-JSON body such as a proxy's 502 page."""
+    from notion_client import APIResponseError, RequestTimeoutError, UnknownHTTPResponseError
+
+    if isinstance(error, APIResponseError):
+        return error.code.value
+    if isinstance(error, UnknownHTTPResponseError):
+        try:
+            body = json.loads(error.body)
+        except ValueError:
+            return None
+        code = body.get("code") if isinstance(body, dict) else None
+        return code if isinstance(code, str) else None
+    if isinstance(error, RequestTimeoutError):
+        return error.code.value
+    return None
 
 
 def status_of(error: BaseException) -> int | None:
-    """The HTTP status of an SDK response error (duck-typed: no SDK import needed)."""
-    status = getattr(error, "status", None)
-    return status if isinstance(status, int) else None
+    """The HTTP status of an error Notion answered with; None when no response came back."""
+    from notion_client.errors import HTTPResponseError
+
+    return error.status if isinstance(error, HTTPResponseError) else None
+
+
+def has_code(error: BaseException, code: str) -> bool:
+    """Whether Notion (or the SDK) gave ``error`` this code, e.g. ``APIErrorCode.ObjectNotFound``."""
+    return error_code(error) == code
+
+
+def is_rate_limited(error: BaseException) -> bool:
+    return error_code(error) in _rate_limited_codes()
 
 
 def _is_timeout_or_transport(error: BaseException) -> bool:
-    return isinstance(error, httpx.TransportError) or getattr(error, "code", None) == "notionhq_client_request_timeout"
+    from notion_client import RequestTimeoutError
+
+    return isinstance(error, RequestTimeoutError | httpx.TransportError)
 
 
 def is_retryable(error: BaseException) -> bool:
-    """429/529, 409, 5xx, timeouts and connection errors; never a 4xx validation error."""
+    """429/529, 409 and the 5xx codes, any other 5xx answer (a gateway's HTML page, a code newer
+    than the SDK), timeouts and connection errors; never a 4xx such as ``validation_error``."""
+    code = error_code(error)
+    if code in _rate_limited_codes() or code in _transient_codes() or _is_timeout_or_transport(error):
+        return True
     status = status_of(error)
-    if status is not None:
-        return status in _RATE_LIMITED or status in _TRANSIENT or status >= 500
-    return _is_timeout_or_transport(error)
+    return status is not None and status >= 500
 
 
 def is_uncertain(error: BaseException) -> bool:
-    """The write may have been applied: anything retryable except a 429 (refused up front)."""
-    return is_retryable(error) and status_of(error) != 429
+    """The write may have been applied: anything retryable except ``rate_limited`` (refused up front)."""
+    from notion_client import APIErrorCode
+
+    return is_retryable(error) and error_code(error) != APIErrorCode.RateLimited.value
 
 
 def retry_after_seconds(error: BaseException) -> float | None:
-    """``Retry-After`` of a 429/529 as seconds (integer or HTTP-date), else None."""
-    if status_of(error) not in _RATE_LIMITED:
+    """``Retry-After`` of a rate-limited answer (429/529) as seconds (integer or HTTP-date), else None."""
+    from notion_client.errors import HTTPResponseError
+
+    if not isinstance(error, HTTPResponseError) or not is_rate_limited(error):
         return None
-    value = getattr(error, "headers", httpx.Headers()).get("retry-after")
+    value = error.headers.get("retry-after")
     if not value:
         return None
     try:
@@ -149,6 +212,15 @@ def retry_after_seconds(error: BaseException) -> float | None:
         return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
     except (TypeError, ValueError):
         return None
+
+
+def _rate_limit_reason(error: BaseException) -> str | None:
+    """Which budget a 429 exhausted (``additional_data.rate_limit_reason``), when Notion says."""
+    from notion_client.errors import HTTPResponseError
+
+    data = error.additional_data if isinstance(error, HTTPResponseError) else None
+    reason = (data or {}).get("rate_limit_reason")
+    return reason if isinstance(reason, str) else None
 
 
 # --- the caller -----------------------------------------------------------------------------------
@@ -174,14 +246,12 @@ class NotionCaller:
 
     async def call(
         self,
-        fn: Callable[..., Awaitable[T]],
-        /,
-        *args: Any,
+        send: Callable[[], Awaitable[T]],
+        *,
         idempotent: bool = True,
-        recover: Recover | None = None,
-        **kwargs: Any,
+        recover: Callable[[], Awaitable[T | None]] | None = None,
     ) -> T:
-        """Call ``fn(*args, **kwargs)``, retrying what is worth retrying.
+        """Run ``send()`` under the budget, retrying what is worth retrying.
 
         A non-idempotent call (create, append) is sent again after an uncertain failure only when
         ``recover`` exists; ``recover`` runs first and its non-None result is returned instead.
@@ -203,7 +273,7 @@ class NotionCaller:
                     if found is not None:
                         return found
                 try:
-                    return await self.budget.run(lambda: fn(*args, **kwargs))
+                    return await self.budget.run(send)
                 except Exception as error:
                     uncertain = is_uncertain(error)
                     raise
@@ -232,9 +302,11 @@ def _log_retry(state: RetryCallState) -> None:
     error = state.outcome.exception() if state.outcome else None
     wait = state.next_action.sleep if state.next_action else 0.0
     logger.info(
-        "Notion request failed (%s, status %s); retry %d in %.2fs",
+        "Notion request failed (%s, status %s, code %s%s); retry %d in %.2fs",
         type(error).__name__,
         status_of(error) if error else None,
+        error_code(error) if error else None,
+        f", {reason}" if error and (reason := _rate_limit_reason(error)) else "",
         state.attempt_number,
         wait,
     )

@@ -29,3 +29,11 @@ class OpportunityPageNotFoundError(NotionAdapterError):
 
 class QueryWindowError(NotionAdapterError):
     """More rows share one created_time minute than a single query may return: windows cannot advance."""
+
+
+class UnexpectedResponseError(NotionAdapterError):
+    """Notion answered with a body the adapter cannot read (an API change, a proxy's error page)."""
+
+    def __init__(self, endpoint: str, problem: object) -> None:
+        self.endpoint = endpoint
+        super().__init__(f"unexpected response from Notion's {endpoint}: {problem}")

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from crm_pipeline.crm.notion.api import Page, PageList
 from crm_pipeline.crm.notion.errors import QueryWindowError
 
-Page = dict[str, Any]
-QueryPage = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+QueryPage = Callable[[dict[str, Any]], Awaitable[PageList]]
 """Sends one query body, returns Notion's list response."""
 
 PAGE_SIZE = 100
@@ -82,7 +82,8 @@ async def _read_window(query_page: QueryPage, body: dict[str, Any], pages: dict[
         for page in response["results"]:
             pages[page["id"]] = page
             last_created = page["created_time"]
-        if (response.get("request_status") or {}).get("type") == "incomplete":
+        status = response.get("request_status")
+        if status is not None and status.get("type") == "incomplete":
             return True, last_created
         cursor = response.get("next_cursor")
         if not response.get("has_more") or cursor is None:
