@@ -66,12 +66,13 @@ class Workspace:
     async def hung_requests_answered(self, method: str, route: str, count: int = 1) -> dict[str, int]:
         """The route's responses once ``count`` hung requests on it have been answered.
 
-        The sandbox holds a hung request open past the client's timeout and counts its 504 only
-        when the hang ends; waiting for it keeps that answer out of a later test's statistics.
+        The sandbox holds a hung request open past the client's timeout and, when the hang ends,
+        counts it as 499 (the client had closed the connection); waiting for that keeps the
+        statistics this test asserts complete.
         """
         for _ in range(int(30 / 0.05)):  # a generous bound: a hang ends after HANG_SECONDS
             answered = self.requests_to(method, route)
-            if answered.get("504", 0) >= count:
+            if answered.get("499", 0) >= count:
                 return answered
             await asyncio.sleep(0.05)
         raise AssertionError(f"{count} hung request(s) on {method} {route} never answered")
