@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from crm_pipeline.store import Database, DealRepository
 logger = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("dev", help="run Dagster with the deal store and demo data")
     parser.add_argument("--host", default="127.0.0.1", help="Dagster UI host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
@@ -53,16 +52,12 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
     dagster_home = settings.data_dir / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    # Dagster reads dagster.yaml from DAGSTER_HOME and writes logs into its working directory:
-    # both go under the project's state directory, with the top-level dagster.yaml as the source.
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    write_instance_config(dagster_home)
     environment = os.environ | {
         "DAGSTER_HOME": str(dagster_home),
-        "CRM_PIPELINE_DAGSTER_STORAGE": str(dagster_home / "storage"),
         # dagster-postgres sends `NOTIFY run_events, %(id)s`, which only psycopg2's client-side
         # parameter interpolation accepts; psycopg 3 binds on the server and fails.
-        "CRM_PIPELINE_DAGSTER_PG_URL": database_url.set(drivername="postgresql+psycopg2").render_as_string(
+        DAGSTER_PG_URL_VARIABLE: database_url.set(drivername="postgresql+psycopg2").render_as_string(
             hide_password=False
         ),
         # Resolved here (environment or .env), handed on: Dagster's processes run elsewhere.
@@ -73,6 +68,39 @@ def run(args: argparse.Namespace) -> int:
     command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
     with _notion(settings) as notion_environment:
         return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment)
+
+
+DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
+"""Where `crm-pipeline dev` hands Dagster its storage URL: in the environment, so a password never
+lands in a file."""
+
+
+def write_instance_config(dagster_home: Path) -> None:
+    """Write `dagster_home/dagster.yaml`: the checkout's dagster.yaml (settings shared by every
+    Dagster command) plus storage in the deal store's PostgreSQL and local files under
+    `dagster_home`. Dagster also writes logs into its working directory, which is `dagster_home`."""
+    storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(
+        (PROJECT_ROOT / "dagster.yaml").read_text()
+        + f"""
+# Added by `crm-pipeline dev`.
+storage:
+  postgres:
+    postgres_url:
+      env: {DAGSTER_PG_URL_VARIABLE}
+local_artifact_storage:
+  module: dagster.core.storage.root
+  class: LocalArtifactStorage
+  config:
+    base_dir: {storage}
+compute_logs:
+  module: dagster.core.storage.local_compute_log_manager
+  class: LocalComputeLogManager
+  config:
+    base_dir: {storage}
+"""
+    )
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,9 +15,9 @@ import httpx
 import pytest
 
 from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID
-from crm_pipeline.dev import _notion
+from crm_pipeline.dev import _notion, _prepare
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION
-from crm_pipeline.settings import Settings
+from crm_pipeline.settings import PROJECT_ROOT, Settings
 
 
 def test_a_configured_notion_is_handed_to_dagster(tmp_path: Path) -> None:
@@ -152,3 +153,31 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> None:
+    """`dagster asset materialize` run in the checkout with nothing but PATH and HOME (and a data
+    directory of the test's own): the embedded deal store and the sandbox Notion, found at run time."""
+    settings = Settings(data_dir=tmp_path, database_url=None, sandbox_port=_free_port())
+    asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
+        "CRM_PIPELINE_SANDBOX_PORT": str(settings.sandbox_port),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select"]
+    with _notion(settings):  # the sandbox `crm-pipeline dev` serves
+        run = subprocess.run(
+            [*command, "postgres_opportunities,notion_pages"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for asset in ("postgres_opportunities", "notion_pages"):
+        assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
+    assert "RUN_SUCCESS" in run.stderr
