@@ -23,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import URL
 
 from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, seed_demo
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, serve_in_thread
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -109,7 +109,8 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     sandbox served from here.
 
     The sandbox keeps its workspace in the data directory, so edits made in it survive restarts;
-    the demo Deals database is created on its first start.
+    the demo Deals database is created on its first start, and again if the saved workspace lacks
+    it (one saved by an older release, under other ids).
     """
     if settings.notion_token is not None:
         if not settings.notion_database_id:
@@ -129,6 +130,9 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     seed_file.write_text(json.dumps(demo_notion_seed(), indent=2))
     config = SandboxConfig(state_file=settings.data_dir / "sandbox-state.json", seed_file=seed_file)
     with serve_in_thread(config, port=settings.sandbox_port) as sandbox:
+        if DEMO_NOTION_DATABASE_ID not in sandbox.sandbox.workspace.databases:
+            with SandboxControl(sandbox.base_url) as control:
+                control.seed(demo_notion_seed())
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
         yield {
             "CRM_PIPELINE_NOTION_TOKEN": DEFAULT_TOKEN,

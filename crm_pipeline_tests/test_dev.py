@@ -10,13 +10,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
 
-from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID
+from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, demo_notion_seed
 from crm_pipeline.dev import _notion, _prepare
-from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 
 
@@ -48,6 +49,24 @@ def test_without_a_notion_the_sandbox_serves_the_demo_database_and_keeps_it(tmp_
         assert [source["id"] for source in response.json()["data_sources"]] == [DEMO_NOTION_DATA_SOURCE_ID]
     assert environment["CRM_PIPELINE_NOTION_TOKEN"] == DEFAULT_TOKEN
     assert (tmp_path / "sandbox-state.json").exists()
+
+
+def test_a_workspace_saved_without_the_demo_database_gets_it(tmp_path: Path) -> None:
+    """A sandbox workspace saved by an older demo, whose Deals database had other ids."""
+    older = demo_notion_seed()
+    older["databases"][0] |= {"id": str(uuid4()), "data_source_id": str(uuid4())}
+    with (
+        serve_in_thread(SandboxConfig(state_file=tmp_path / "sandbox-state.json")) as sandbox,
+        SandboxControl(sandbox.base_url) as control,
+    ):
+        control.seed(older)
+    settings = Settings(data_dir=tmp_path, sandbox_port=0)
+    with _notion(settings) as environment:
+        response = httpx.get(
+            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
+        )
+    assert response.status_code == 200
 
 
 SUPERVISOR = """
