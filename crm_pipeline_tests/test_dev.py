@@ -122,7 +122,8 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     """The README's main command, end to end, in a data directory of its own."""
     ui_port, sandbox_port = _free_port(), _free_port()
     environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
-    environment.pop("CRM_PIPELINE_DATABASE_URL", None)
+    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL"):
+        environment.pop(external, None)
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
         [sys.executable, "-m", "crm_pipeline.cli", "dev", "--port", str(ui_port)],
