@@ -49,8 +49,10 @@ async def seed_demo(repository: DealRepository, tenant_id: str) -> BulkUpsertRes
     return await repository.bulk_upsert_opportunities(tenant_id, demo_opportunities(), actor=Actor.AGENT)
 
 
-DEMO_NOTION_DATABASE_ID = "5e1e5d0c-7a1b-4c2d-9e3f-0a1b2c3d4e5f"
-DEMO_NOTION_DATA_SOURCE_ID = "6f2f6e1d-8b2c-4d3e-8f40-1b2c3d4e5f60"
+# The ids of the Deals database in crm_pipeline/sandbox/deals_seed.json: code written against the
+# sandbox (the README's example, the Notion resource's default) finds the Deals database in both.
+DEMO_NOTION_DATABASE_ID = "2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
+DEMO_NOTION_DATA_SOURCE_ID = "3b2c4d5e-6f70-4b8c-9dae-1f203a4b5c6d"
 
 _HUMAN_DEALS: tuple[dict[str, Any], ...] = (
     {

@@ -13,7 +13,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 from sqlalchemy import URL
 
 from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, seed_demo
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, serve_in_thread
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -54,16 +53,12 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     database_url, app_database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
     dagster_home = settings.data_dir / "dagster"
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    # Dagster reads dagster.yaml from DAGSTER_HOME and writes logs into its working directory:
-    # both go under the project's state directory, with the top-level dagster.yaml as the source.
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    write_instance_config(dagster_home)
     environment = os.environ | {
         "DAGSTER_HOME": str(dagster_home),
-        "CRM_PIPELINE_DAGSTER_STORAGE": str(dagster_home / "storage"),
         # dagster-postgres sends `NOTIFY run_events, %(id)s`, which only psycopg2's client-side
         # parameter interpolation accepts; psycopg 3 binds on the server and fails.
-        "CRM_PIPELINE_DAGSTER_PG_URL": database_url.set(drivername="postgresql+psycopg2").render_as_string(
+        DAGSTER_PG_URL_VARIABLE: database_url.set(drivername="postgresql+psycopg2").render_as_string(
             hide_password=False
         ),
         # Resolved here (environment or .env), handed on: Dagster's processes run elsewhere.
@@ -77,13 +72,47 @@ def run(args: argparse.Namespace) -> int:
         return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment)
 
 
+DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
+"""Where `crm-pipeline dev` hands Dagster its storage URL: in the environment, so a password never
+lands in a file."""
+
+
+def write_instance_config(dagster_home: Path) -> None:
+    """Write `dagster_home/dagster.yaml`: the checkout's dagster.yaml (settings shared by every
+    Dagster command) plus storage in the deal store's PostgreSQL and local files under
+    `dagster_home`. Dagster also writes logs into its working directory, which is `dagster_home`."""
+    storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(
+        (PROJECT_ROOT / "dagster.yaml").read_text()
+        + f"""
+# Added by `crm-pipeline dev`.
+storage:
+  postgres:
+    postgres_url:
+      env: {DAGSTER_PG_URL_VARIABLE}
+local_artifact_storage:
+  module: dagster.core.storage.root
+  class: LocalArtifactStorage
+  config:
+    base_dir: {storage}
+compute_logs:
+  module: dagster.core.storage.local_compute_log_manager
+  class: LocalComputeLogManager
+  config:
+    base_dir: {storage}
+"""
+    )
+
+
 @contextmanager
 def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     """The Notion the pipeline talks to, as environment for Dagster: the configured one, else the
     sandbox served from here.
 
     The sandbox keeps its workspace in the data directory, so edits made in it survive restarts;
-    the demo Deals database is created on its first start.
+    the demo Deals database is created on its first start, and again if the saved workspace lacks
+    it (one saved by an older release, under other ids).
     """
     if settings.notion_token is not None:
         if not settings.notion_database_id:
@@ -103,6 +132,9 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     seed_file.write_text(json.dumps(demo_notion_seed(), indent=2))
     config = SandboxConfig(state_file=settings.data_dir / "sandbox-state.json", seed_file=seed_file)
     with serve_in_thread(config, port=settings.sandbox_port) as sandbox:
+        if DEMO_NOTION_DATABASE_ID not in sandbox.sandbox.workspace.databases:
+            with SandboxControl(sandbox.base_url) as control:
+                control.seed(demo_notion_seed())
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
         yield {
             "CRM_PIPELINE_NOTION_TOKEN": DEFAULT_TOKEN,

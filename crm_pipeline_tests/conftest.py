@@ -1,8 +1,9 @@
 """Fixtures shared by every test: a real PostgreSQL deal store and one local Notion server.
 
 With CRM_PIPELINE_DATABASE_URL unset, the tests run on the embedded server in a database of their
-own (created here, dropped afterwards). With it set, they use that database; every test registers
-its own tenant, so runs never see each other's rows.
+own (created here, dropped afterwards). With it set (and CRM_PIPELINE_APP_DATABASE_URL, the
+application's login), they use that database and leave it in place; every test registers its own
+tenant, so runs never see each other's rows. `scripts/test` runs the suite both ways.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -9,14 +10,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
 import pytest
 
-from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID
-from crm_pipeline.dev import _notion
-from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION
-from crm_pipeline.settings import Settings
+from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, demo_notion_seed
+from crm_pipeline.dev import _notion, _prepare
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
+from crm_pipeline.settings import PROJECT_ROOT, Settings
 
 
 def test_a_configured_notion_is_handed_to_dagster(tmp_path: Path) -> None:
@@ -47,6 +49,24 @@ def test_without_a_notion_the_sandbox_serves_the_demo_database_and_keeps_it(tmp_
         assert [source["id"] for source in response.json()["data_sources"]] == [DEMO_NOTION_DATA_SOURCE_ID]
     assert environment["CRM_PIPELINE_NOTION_TOKEN"] == DEFAULT_TOKEN
     assert (tmp_path / "sandbox-state.json").exists()
+
+
+def test_a_workspace_saved_without_the_demo_database_gets_it(tmp_path: Path) -> None:
+    """A sandbox workspace saved by an older demo, whose Deals database had other ids."""
+    older = demo_notion_seed()
+    older["databases"][0] |= {"id": str(uuid4()), "data_source_id": str(uuid4())}
+    with (
+        serve_in_thread(SandboxConfig(state_file=tmp_path / "sandbox-state.json")) as sandbox,
+        SandboxControl(sandbox.base_url) as control,
+    ):
+        control.seed(older)
+    settings = Settings(data_dir=tmp_path, sandbox_port=0)
+    with _notion(settings) as environment:
+        response = httpx.get(
+            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
+        )
+    assert response.status_code == 200
 
 
 SUPERVISOR = """
@@ -102,8 +122,8 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     """The README's main command, end to end, in a data directory of its own."""
     ui_port, sandbox_port = _free_port(), _free_port()
     environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
-    environment.pop("CRM_PIPELINE_DATABASE_URL", None)
-    environment.pop("CRM_PIPELINE_APP_DATABASE_URL", None)
+    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL"):
+        environment.pop(external, None)
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
         [sys.executable, "-m", "crm_pipeline.cli", "dev", "--port", str(ui_port)],
@@ -153,3 +173,31 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> None:
+    """`dagster asset materialize` run in the checkout with nothing but PATH and HOME (and a data
+    directory of the test's own): the embedded deal store and the sandbox Notion, found at run time."""
+    settings = Settings(data_dir=tmp_path, database_url=None, sandbox_port=_free_port())
+    asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
+        "CRM_PIPELINE_SANDBOX_PORT": str(settings.sandbox_port),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select"]
+    with _notion(settings):  # the sandbox `crm-pipeline dev` serves
+        run = subprocess.run(
+            [*command, "postgres_opportunities,notion_pages"],
+            cwd=PROJECT_ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    assert run.returncode == 0, run.stderr[-3000:]
+    for asset in ("postgres_opportunities", "notion_pages"):
+        assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
+    assert "RUN_SUCCESS" in run.stderr
