@@ -178,7 +178,7 @@ def _free_port() -> int:
 def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> None:
     """`dagster asset materialize` run in the checkout with nothing but PATH and HOME (and a data
     directory of the test's own): the embedded deal store and the sandbox Notion, found at run time."""
-    settings = Settings(data_dir=tmp_path, database_url=None, sandbox_port=_free_port())
+    settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=_free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
     environment = {
         "PATH": os.environ["PATH"],

@@ -43,7 +43,7 @@ async def test_unreachable_server_names_host_and_database_but_not_the_password(t
 
 async def test_embedded_server_that_cannot_start_points_at_its_log(tmp_path: Path) -> None:
     (tmp_path / "postgres").write_text("a file where the data directory should be")
-    # database_url=None: the embedded server, whatever CRM_PIPELINE_DATABASE_URL says.
+    # Both URLs None: the embedded server, whatever the environment says.
     with pytest.raises(EmbeddedServerError, match=str(tmp_path / "postgres" / "log")):
         await Database.open(Settings(database_url=None, app_database_url=None, data_dir=tmp_path))
 
