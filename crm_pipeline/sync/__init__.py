@@ -15,10 +15,11 @@ from crm_pipeline.sync.model import (
     Rule,
     Side,
 )
-from crm_pipeline.sync.rules import DECISION_TABLE, TableRow, TimeOrder, When
+from crm_pipeline.sync.rules import CONDITIONS, DECISION_TABLE, TableRow, TimeOrder, When
 
 __all__ = [
     "CELL_COLUMNS",
+    "CONDITIONS",
     "DECISION_COLUMNS",
     "DECISION_TABLE",
     "EXTERNAL_TIME_PRECISION",

@@ -33,16 +33,16 @@ class TimeOrder(enum.StrEnum):
 class When:
     """The conditions of a row; None matches any value.
 
-    ``valid``: no codec error on the cell. ``equal``: the two sides hold the same value.
-    ``primary_changed`` / ``external_changed``: that side's value differs from the base.
+    ``valid``: no codec error on the cell. ``primary_changed`` / ``external_changed``: that side's
+    value differs from the base. ``equal``: the two sides hold the same value.
     """
 
     owner: FieldOwner | None = None
     mapped: bool | None = None
     valid: bool | None = None
-    equal: bool | None = None
     primary_changed: bool | None = None
     external_changed: bool | None = None
+    equal: bool | None = None
     time_order: TimeOrder | None = None
 
     def required(self) -> Iterator[tuple[str, object]]:
@@ -70,7 +70,7 @@ class TableRow:
 
 def _differ(owner: FieldOwner, primary: bool, external: bool, time_order: TimeOrder | None = None) -> When:
     """A mapped, valid cell whose sides hold different values, by who changed it since the base."""
-    return When(owner, True, True, False, primary, external, time_order)
+    return When(owner, True, True, primary, external, False, time_order)
 
 
 _AGENT, _HUMAN, _SHARED = FieldOwner.AGENT, FieldOwner.HUMAN, FieldOwner.SHARED
