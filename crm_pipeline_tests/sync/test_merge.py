@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from itertools import product
+from itertools import product, takewhile
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +42,8 @@ def _doc_table() -> list[list[str]]:
     """The decision table's header and rows, as the text cells of docs/sync-rules.md."""
     lines = DOC.read_text(encoding="utf-8").splitlines()
     start = next(index for index, line in enumerate(lines) if line.startswith("| # |"))
-    table = [lines[start]]
-    table += _rows_until_blank(lines[start + 2 :])
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table]
-
-
-def _rows_until_blank(lines: list[str]) -> list[str]:
-    rows = []
-    for line in lines:
-        if not line.startswith("|"):
-            break
-        rows.append(line)
-    return rows
+    rows = takewhile(lambda line: line.startswith("|"), lines[start + 2 :])
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in [lines[start], *rows]]
 
 
 def _text(value: object) -> str:
@@ -133,7 +123,9 @@ def _cell(combination: dict[str, Any]) -> FieldState:
     return FieldState(FIELD_OWNED_BY[combination["owner"]], "b", primary, external, primary_at, external_at, error)
 
 
-def _decide_combinations() -> pd.DataFrame:
+@pytest.fixture(scope="module")
+def decided_combinations() -> pd.DataFrame:
+    """Every possible combination decided in one call, row i for COMBINATIONS[i]."""
     frame = cells_frame(
         ((f"deal-{index}", _cell(combination)) for index, combination in enumerate(COMBINATIONS)),
         DEFAULT_FIELD_OWNERSHIP,
@@ -143,21 +135,18 @@ def _decide_combinations() -> pd.DataFrame:
     return decide(frame)
 
 
-DECIDED = _decide_combinations()
-
-
 def _matches(when: dict[str, object], combination: dict[str, Any]) -> bool:
     return all(value is None or combination[name] == value for name, value in when.items())
 
 
 @pytest.mark.parametrize("doc_row", _doc_table()[1:], ids=lambda row: f"row-{row[0]}-{row[-3]}")
-def test_doc_row_decides_every_cell_it_covers(doc_row: list[str]) -> None:
+def test_doc_row_decides_every_cell_it_covers(doc_row: list[str], decided_combinations: pd.DataFrame) -> None:
     number, *conditions, outcome, winner, rule, _ = doc_row
     when = {name: _parse(name, text) for name, text in zip(CONDITIONS, conditions, strict=True)}
     covered = [index for index, combination in enumerate(COMBINATIONS) if _matches(when, combination)]
     assert covered, f"row {number} covers no possible cell"
     for index in covered:
-        decided = DECIDED.iloc[index]
+        decided = decided_combinations.iloc[index]
         cell = _cell(COMBINATIONS[index])
         assert (decided.outcome, decided.winner, decided.rule) == (
             Outcome(outcome),
