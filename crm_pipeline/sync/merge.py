@@ -23,6 +23,7 @@ import pandas as pd
 from crm_pipeline.crm.field_mapping import FieldOwner, FieldOwnershipConfig
 from crm_pipeline.sync.model import (
     CELL_COLUMNS,
+    DECISION_COLUMNS,
     EXTERNAL_TIME_PRECISION,
     FieldDecision,
     FieldState,
@@ -170,7 +171,11 @@ def decide(cells: pd.DataFrame, *, precision: timedelta = EXTERNAL_TIME_PRECISIO
         "rule": _RULES[rows],
     }
     # dtype object throughout: inferred, a column of StrEnums and None would become text and NaN.
-    return pd.DataFrame({name: pd.Series(column, index=cells.index, dtype=object) for name, column in columns.items()})
+    return pd.DataFrame(
+        {name: pd.Series(column, index=cells.index, dtype=object) for name, column in columns.items()},
+        columns=list(DECISION_COLUMNS),
+        copy=False,
+    )
 
 
 def _check_columns(cells: pd.DataFrame) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, NOTION_PROPERTY_MAP, FieldOwner
 from crm_pipeline.sync import (
     CONDITIONS,
+    DECISION_COLUMNS,
     DECISION_TABLE,
     FieldDecision,
     FieldState,
@@ -300,6 +301,7 @@ def test_one_call_decides_many_records_as_it_decides_each() -> None:
         for decision in decide_record(f"deal-{n}", states[n % 3 :], DEFAULT_FIELD_OWNERSHIP, NOTION_PROPERTY_MAP)
     ]
     assert list(zip(together.outcome, together.winner, together.value, together.rule, strict=True)) == one_by_one
+    assert list(together.columns) == list(DECISION_COLUMNS)
     assert list(together.record) == [record for record, _ in records]
 
 
