@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-from crm_pipeline.crm.field_mapping import notion_properties_schema
+from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.models import Actor, OpportunityCreate
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 
@@ -64,6 +64,7 @@ _HUMAN_DEALS: tuple[dict[str, Any], ...] = (
         "Source": "event",
         "Contact": "Art Vandelay",
         "Email": "art@vandelay.example",
+        "Notes": "Met at the trade fair; wants a call after the holidays.",
     },
     {
         "Deal Name": "Pied Piper compression licence",
@@ -85,7 +86,7 @@ def demo_notion_seed() -> dict[str, Any]:
                 "title": "Deals",
                 "id": DEMO_NOTION_DATABASE_ID,
                 "data_source_id": DEMO_NOTION_DATA_SOURCE_ID,
-                "properties": notion_properties_schema(),
+                "properties": notion_properties_schema(SYNCED_PROPERTY_MAP),
                 "pages": list(_HUMAN_DEALS),
             }
         ]
