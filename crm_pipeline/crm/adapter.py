@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
@@ -70,6 +70,8 @@ class ChangeBatch:
 
     changes: list[ChangeRecord]
     cursor: str
+    unreadable: list[FieldMappingError] = field(default_factory=list)
+    """Records changed in the backend but left out because a value could not be mapped."""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

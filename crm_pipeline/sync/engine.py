@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import Actor, ChangeRecord, FieldChange, OpportunityRead, RecordType, SyncResult
@@ -89,7 +90,7 @@ class SyncEngine:
             outbound, primary_changes = await self._primary_feed()
             inbound = await self.status.watermark(Direction.INBOUND)
             batch = await self.external.read_changes(inbound[0] if inbound else None)
-            result = await self._sync(primary_changes, batch.changes)
+            result = await self._sync(primary_changes, batch.changes, unreadable=batch.unreadable)
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
@@ -119,7 +120,7 @@ class SyncEngine:
             touched = {change.record_id for change in batch.changes}
             links = await self.status.links_by_external(touched)
             related = [change for change in pending if UUID(change.record_id) in set(links.values())]
-            result = await self._sync(related, batch.changes, only_touched=True)
+            result = await self._sync(related, batch.changes, only_touched=True, unreadable=batch.unreadable)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
             return result
@@ -167,11 +168,16 @@ class SyncEngine:
         *,
         read_external: bool = False,
         only_touched: bool = False,
+        unreadable: Sequence[FieldMappingError] = (),
     ) -> SyncResult:
         assert self.external is not None
         fields = self.external.mapped_fields
         executor = Executor(self.external, self.status)
         tally = Tally()
+        tally.failures += [
+            LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
+            for error in unreadable
+        ]
         views = _external_views(external_changes, fields)
         known = await self.status.links_by_external(views)
         await self._link_or_adopt(views, known, executor, tally)

@@ -409,7 +409,7 @@ class NotionAdapter(CRMAdapter):
         since = datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
         changes = await self.get_changes_since(since)
         latest = max((change.changed_at for change in changes), default=since)
-        return ChangeBatch(changes, max(latest, since).isoformat())
+        return ChangeBatch(changes, max(latest, since).isoformat(), list(self.read_errors))
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
         """The deal pages with these ids, read concurrently under the rate limit; missing ones left out."""
