@@ -18,7 +18,7 @@ from crm_pipeline.sync.model import (
     Rule,
     Side,
 )
-from crm_pipeline.sync.planner import RecordPlan, RecordState, plan_records
+from crm_pipeline.sync.planner import PassPlan, RecordPlan, RecordState, plan_records
 from crm_pipeline.sync.rules import CONDITIONS, DECISION_TABLE, TableRow, TimeOrder, When
 from crm_pipeline.sync.status import AuditEntry, Direction, LedgerEntry, SyncStatus
 
@@ -26,6 +26,7 @@ __all__ = [
     "AuditEntry",
     "Direction",
     "LedgerEntry",
+    "PassPlan",
     "RecordPlan",
     "RecordState",
     "SyncEngine",

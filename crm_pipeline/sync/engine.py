@@ -16,15 +16,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.adapter import ChangeBatch, CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import Actor, ChangeRecord, FieldChange, OpportunityRead, RecordType, SyncResult
-from crm_pipeline.sync.executor import Executor, Tally
+from crm_pipeline.sync.executor import Executor
 from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
-from crm_pipeline.sync.planner import RecordState, plan_records
+from crm_pipeline.sync.planner import PassPlan, RecordState, plan_records
 from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus, decode_value
 
 __all__ = ["SyncEngine"]
@@ -87,14 +87,22 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
-            outbound, primary_changes = await self._primary_feed()
-            inbound = await self.status.watermark(Direction.INBOUND)
-            batch = await self.external.read_changes(inbound[0] if inbound else None)
+            outbound, primary_changes, batch = await self._read_both()
             result = await self._sync(primary_changes, batch.changes, unreadable=batch.unreadable)
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
             return result
+
+    async def plan(self) -> PassPlan:
+        """What ``run_pass`` would do now (create, update, which conflicts it would decide),
+        writing nothing: no write to either side, no state, no watermark moved."""
+        if self.external is None:
+            return PassPlan()
+        _, primary_changes, batch = await self._read_both()
+        plan = await self._plan(primary_changes, batch.changes)
+        plan.failures += _unreadable(batch.unreadable)
+        return plan
 
     async def sync_outbound(self, changes: Sequence[ChangeRecord]) -> SyncResult:
         """Sync the records these primary changes touch; their external records are read afresh,
@@ -149,6 +157,13 @@ class SyncEngine:
 
     # --- one pass -----------------------------------------------------------------------------
 
+    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch]:
+        """The primary's changes (and the cursor after them) and the external side's."""
+        assert self.external is not None
+        outbound, primary_changes = await self._primary_feed()
+        inbound = await self.status.watermark(Direction.INBOUND)
+        return outbound, primary_changes, await self.external.read_changes(inbound[0] if inbound else None)
+
     async def _primary_feed(self) -> tuple[str, list[ChangeRecord]]:
         """Every opportunity change after the outbound cursor, and the cursor after them."""
         stored = await self.status.watermark(Direction.OUTBOUND)
@@ -170,35 +185,50 @@ class SyncEngine:
         only_touched: bool = False,
         unreadable: Sequence[FieldMappingError] = (),
     ) -> SyncResult:
+        """Plan the records these changes touch, then carry the plan out."""
         assert self.external is not None
-        fields = self.external.mapped_fields
-        executor = Executor(self.external, self.status)
-        tally = Tally()
-        tally.failures += [
+        plan = await self._plan(
+            primary_changes, external_changes, read_external=read_external, only_touched=only_touched
+        )
+        plan.failures += [
             LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
             for error in unreadable
         ]
+        tally = await Executor(self.external, self.status).run(plan)
+        await self.status.record_errors(tally.failures)
+        return tally.result()
+
+    async def _plan(
+        self,
+        primary_changes: Sequence[ChangeRecord],
+        external_changes: Sequence[ChangeRecord],
+        *,
+        read_external: bool = False,
+        only_touched: bool = False,
+    ) -> PassPlan:
+        """Read what the plan needs (links, bases, the touched records) and plan; writes nothing."""
+        assert self.external is not None
+        fields = self.external.mapped_fields
+        plan = PassPlan()
         views = _external_views(external_changes, fields)
         known = await self.status.links_by_external(views)
-        await self._link_or_adopt(views, known, executor, tally)
-        known = await self.status.links_by_external(views)
+        new_links = await self._new_links(views, known, plan)
 
         primary_times = _field_times(primary_changes)
         retry = (
             set() if only_touched else {UUID(e.record_id) for e in await self.status.errors() if _is_uuid(e.record_id)}
         )
-        record_ids = set(primary_times) | set(known.values()) | retry
-        links = await self.status.links(record_ids)
+        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry
+        links = await self.status.links(record_ids) | new_links
         records = {r.id: r for r in await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])}
-        unlinked = [
+        plan.creates = [
             records[i] for i in sorted(record_ids - links.keys()) if i in records and not records[i].archived_at
         ]
-        await executor.create_external(unlinked, fields, tally)
 
-        by_external = {external_id: view for external_id, view in views.items() if external_id in known}
+        by_external = {external_id: view for external_id, view in views.items() if external_id in links.values()}
         if read_external:
             fresh = await self.external.get_opportunities([links[i] for i in links if i in records])
-            by_external |= {str(_external_id(r)): _view_of(r, fields) for r in fresh}
+            by_external |= {_external_id(r): _view_of(r, fields) for r in fresh}
         bases = await self.status.bases(links)
         states = [
             RecordState(
@@ -213,26 +243,31 @@ class SyncEngine:
             for record_id, external_id in sorted(links.items())
             if record_id in records
         ]
-        await executor.apply(plan_records(states, self.field_ownership, fields, precision=self._precision), tally)
-        await self.status.record_errors(tally.failures)
-        return tally.result()
+        plan.records = plan_records(states, self.field_ownership, fields, precision=self._precision)
+        return plan
 
-    async def _link_or_adopt(
-        self, views: Mapping[str, _ExternalView], known: Mapping[str, UUID], executor: Executor, tally: Tally
-    ) -> None:
-        """Link external records carrying a deal's key; adopt those a human created (no key)."""
-        adopt = [(ext, view.values) for ext, view in views.items() if view.sync_key is None]
+    async def _new_links(
+        self, views: Mapping[str, _ExternalView], known: Mapping[str, UUID], plan: PassPlan
+    ) -> dict[UUID, str]:
+        """Sort the external records without a link: a human's (no key) are adopted; one carrying
+        the key of a deal without a link is linked (returned, record -> external id); a key no
+        deal has is an error. A linked record without its key gets the key written."""
+        plan.key_writes = [(ext, known[ext]) for ext, view in views.items() if view.sync_key is None and ext in known]
+        plan.adoptions = [
+            (ext, view.values) for ext, view in views.items() if view.sync_key is None and ext not in known
+        ]
         keyed = {view.sync_key: ext for ext, view in views.items() if view.sync_key is not None and ext not in known}
-        if keyed:
-            linked = await self.status.links(keyed)
-            existing = {r.id for r in await self.primary.get_opportunities([str(k) for k in keyed])}
-            await executor.link([(key, ext) for key, ext in keyed.items() if key in existing and key not in linked])
-            tally.failures += [
-                LedgerEntry(ext, f"carries the sync key {key}, which no deal of this tenant has", Side.EXTERNAL)
-                for key, ext in keyed.items()
-                if key not in existing
-            ]
-        await executor.adopt(adopt, tally)
+        if not keyed:
+            return {}
+        linked = await self.status.links(keyed)
+        existing = {r.id for r in await self.primary.get_opportunities([str(k) for k in keyed])}
+        plan.links = [(key, ext) for key, ext in keyed.items() if key in existing and key not in linked]
+        plan.failures += [
+            LedgerEntry(ext, f"carries the sync key {key}, which no deal of this tenant has", Side.EXTERNAL)
+            for key, ext in keyed.items()
+            if key not in existing
+        ]
+        return dict(plan.links)
 
 
 def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, _ExternalView]:
@@ -264,6 +299,11 @@ def _field_times(changes: Iterable[ChangeRecord]) -> dict[UUID, dict[str, dateti
         for name in change.changes:
             fields[name] = max(fields.get(name, change.changed_at), change.changed_at)
     return times
+
+
+def _unreadable(errors: Iterable[FieldMappingError]) -> list[LedgerEntry]:
+    """External records left out of a read because a value could not be mapped, as ledger entries."""
+    return [LedgerEntry(e.record_id or "", str(e), Side.EXTERNAL, e.field, e.value) for e in errors]
 
 
 def _is_uuid(text: str) -> bool:

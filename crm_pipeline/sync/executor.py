@@ -25,11 +25,10 @@ from crm_pipeline.models import (
     OpportunityCreate,
     OpportunityRead,
     OpportunityUpdate,
-    SyncError,
     SyncResult,
 )
 from crm_pipeline.sync.model import Side
-from crm_pipeline.sync.planner import RecordPlan
+from crm_pipeline.sync.planner import PassPlan, RecordPlan
 from crm_pipeline.sync.status import LedgerEntry, SyncStatus
 
 __all__ = ["Executor", "Tally"]
@@ -53,7 +52,7 @@ class Tally:
     failures: list[LedgerEntry] = field(default_factory=list)
 
     def result(self) -> SyncResult:
-        errors = [SyncError(record_id=f.record_id, reason=f.reason, field=f.field or None) for f in self.failures]
+        errors = [failure.as_error() for failure in self.failures]
         return SyncResult(
             pushed=self.pushed,
             pulled=self.pulled,
@@ -79,6 +78,16 @@ class Executor:
                 await work(item)
 
         await asyncio.gather(*(slot(item) for item in items))
+
+    async def run(self, plan: PassPlan) -> Tally:
+        """Carry out a pass's plan: links first, then adoptions and creates, then field writes."""
+        tally = Tally(failures=list(plan.failures))
+        await self.link(plan.links)
+        await self.adopt(plan.adoptions, tally)
+        await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))
+        await self.create_external(plan.creates, self.external.mapped_fields, tally)
+        await self.apply(plan.records, tally)
+        return tally
 
     # --- linked records -----------------------------------------------------------------------
 
@@ -147,28 +156,27 @@ class Executor:
             tally.created += 1
 
     async def adopt(self, pages: Sequence[tuple[str, dict[str, Any]]], tally: Tally) -> None:
-        """Make deals of external records a human created (no sync key, no link), then write
-        each one's key back; one whose deal already exists (an earlier pass stopped before the
-        key was written) only gets its key."""
-        known = await self.status.links_by_external(external_id for external_id, _ in pages)
-        await self._each(pages, lambda page: self._adopt_one(page[0], page[1], known.get(page[0]), tally))
+        """Make deals of external records a human created (no sync key, no link), each with its
+        link and base in the same transaction, then write each one's key back."""
+        await self._each(pages, lambda page: self._adopt_one(page[0], page[1], tally))
 
-    async def _adopt_one(self, external_id: str, values: dict[str, Any], record_id: UUID | None, tally: Tally) -> None:
-        if record_id is None:
-            try:
-                deal = OpportunityCreate(
-                    id=uuid4(), **{name: value for name, value in values.items() if value is not None}
-                )
-            except ValidationError as error:
-                reason = _reason("the external record cannot become a deal", error)
-                tally.failures.append(LedgerEntry(external_id, reason, Side.PRIMARY))
-                return
-            assert deal.id is not None
-            record_id = deal.id
-            async with self.status.transaction(actor=Actor.HUMAN) as connection:
-                await self.repository.create_opportunity_in(connection, self.status.tenant_id, deal)
-                await self.status.record_synced(connection, record_id, external_id, values)
-            tally.created += 1
+    async def _adopt_one(self, external_id: str, values: dict[str, Any], tally: Tally) -> None:
+        try:
+            deal = OpportunityCreate(id=uuid4(), **{name: value for name, value in values.items() if value is not None})
+        except ValidationError as error:
+            reason = _reason("the external record cannot become a deal", error)
+            tally.failures.append(LedgerEntry(external_id, reason, Side.PRIMARY))
+            return
+        assert deal.id is not None
+        async with self.status.transaction(actor=Actor.HUMAN) as connection:
+            await self.repository.create_opportunity_in(connection, self.status.tenant_id, deal)
+            await self.status.record_synced(connection, deal.id, external_id, values)
+        tally.created += 1
+        await self._write_key(external_id, deal.id, tally)
+
+    async def _write_key(self, external_id: str, record_id: UUID, tally: Tally) -> None:
+        """Stamp the external record with its deal's key. A failure is retried next pass: the
+        link exists, so the record is not adopted twice."""
         try:
             await self.external.link_opportunity(external_id, record_id)
         except FATAL_ERRORS:

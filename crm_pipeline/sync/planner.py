@@ -14,11 +14,12 @@ from typing import Any
 from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
+from crm_pipeline.models import OpportunityRead, SyncResult
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
-from crm_pipeline.sync.status import AuditEntry
+from crm_pipeline.sync.status import AuditEntry, LedgerEntry
 
-__all__ = ["RecordPlan", "RecordState", "plan_records"]
+__all__ = ["PassPlan", "RecordPlan", "RecordState", "plan_records"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,35 @@ class RecordPlan:
     @property
     def changes_anything(self) -> bool:
         return bool(self.push or self.pull or self.base)
+
+
+@dataclass
+class PassPlan:
+    """Everything one pass would write, decided before anything is written (``SyncEngine.plan``).
+
+    ``creates``: deals without a link, to create externally under their key. ``adoptions``:
+    external records a human created, to become deals (external id, field values).
+    ``key_writes``: linked external records still lacking their key (an earlier pass stopped
+    before writing it). ``links``: external records carrying a deal's key but not linked yet.
+    ``records``: the linked records' field plans. ``failures``: what cannot even be planned.
+    """
+
+    creates: list[OpportunityRead] = field(default_factory=list)
+    adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    key_writes: list[tuple[str, UUID]] = field(default_factory=list)
+    links: list[tuple[UUID, str]] = field(default_factory=list)
+    records: list[RecordPlan] = field(default_factory=list)
+    failures: list[LedgerEntry] = field(default_factory=list)
+
+    def summary(self) -> SyncResult:
+        """The pass's counts as if every write succeeds."""
+        return SyncResult(
+            pushed=sum(bool(plan.push) for plan in self.records),
+            pulled=sum(bool(plan.pull) for plan in self.records),
+            conflicts=sum(plan.conflicts for plan in self.records),
+            created=len(self.creates) + len(self.adoptions),
+            errors=[failure.as_error() for failure in self.failures],
+        )
 
 
 def _cells(state: RecordState, fields: Iterable[str]) -> Iterable[tuple[str, FieldState]]:

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, Table, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead
+from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
 from crm_pipeline.sync.model import Outcome, Rule, Side
@@ -72,6 +72,9 @@ class LedgerEntry:
     side: Side
     field: str = ""
     value: Any = None
+
+    def as_error(self) -> SyncError:
+        return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
 
 
 class SyncStatus:

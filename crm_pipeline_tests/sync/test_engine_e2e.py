@@ -335,3 +335,25 @@ async def test_sync_outbound_reads_the_page_first_and_keeps_a_human_edit(
     assert page["properties"]["Stage"]["select"]["name"] == "Qualified"
     assert page["properties"]["Notes"]["rich_text"][0]["plain_text"] == "keep me"
     assert uuid4() != deal.id
+
+
+async def test_plan_says_what_a_pass_would_do_and_writes_nothing(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    linked = await new_deal(repository, tenant, estimated_value=Decimal("100"))
+    await engine.run_pass()
+    new = await new_deal(repository, tenant, name="Globex")
+    await repository.update_opportunity(tenant, linked.id, OpportunityUpdate(estimated_value=Decimal("200")))
+    moved_clock(workspace, 10)
+    human_edit(workspace, page_of(workspace, linked.id)["id"], Value={"number": 300})
+    workspace.control.reset_stats()
+    plan = await engine.plan()
+    assert [deal.id for deal in plan.creates] == [new.id]
+    [record] = plan.records
+    assert (record.record_id, record.pull, record.conflicts) == (linked.id, {"estimated_value": Decimal("300")}, 1)
+    assert plan.summary() == SyncResult(pulled=1, conflicts=1, created=1)
+    assert page_writes(workspace) == 0
+    assert (await stored(repository, tenant, linked.id)).estimated_value == Decimal("200")
+    # Nothing moved: the pass itself then does exactly that.
+    result = await engine.run_pass()
+    assert (result.created, result.pulled, result.conflicts) == (1, 1, 1)
