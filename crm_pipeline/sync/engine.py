@@ -211,14 +211,14 @@ class SyncEngine:
         fields = self.external.mapped_fields
         plan = PassPlan()
         views = _external_views(external_changes, fields)
+        retry = set() if only_touched else {entry.record_id for entry in await self.status.errors()}
+        retry_deals = {r.id for r in await self.primary.get_opportunities(sorted(filter(_is_uuid, retry)))}
+        views |= await self._read_pages(retry - {str(i) for i in retry_deals}, fields, plan)
         known = await self.status.links_by_external(views)
         new_links = await self._new_links(views, known, plan)
 
         primary_times = _field_times(primary_changes)
-        retry = (
-            set() if only_touched else {UUID(e.record_id) for e in await self.status.errors() if _is_uuid(e.record_id)}
-        )
-        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry
+        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
         links = await self.status.links(record_ids) | new_links
         records = {r.id: r for r in await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])}
         plan.creates = [
@@ -226,9 +226,11 @@ class SyncEngine:
         ]
 
         by_external = {external_id: view for external_id, view in views.items() if external_id in links.values()}
-        if read_external:
-            fresh = await self.external.get_opportunities([links[i] for i in links if i in records])
-            by_external |= {_external_id(r): _view_of(r, fields) for r in fresh}
+        # Records retried from the ledger are read afresh: their last write may not have landed,
+        # and a human may have changed them since (decided by the rules, never overwritten).
+        reread = links.keys() & records.keys() if read_external else links.keys() & retry_deals
+        fresh = await self.external.get_opportunities([links[i] for i in sorted(reread)])
+        by_external |= {_external_id(r): _view_of(r, fields) for r in fresh}
         bases = await self.status.bases(links)
         states = [
             RecordState(
@@ -245,6 +247,22 @@ class SyncEngine:
         ]
         plan.records = plan_records(states, self.field_ownership, fields, precision=self._precision)
         return plan
+
+    async def _read_pages(
+        self, external_ids: Iterable[str], fields: Iterable[str], plan: PassPlan
+    ) -> dict[str, _ExternalView]:
+        """External records named in the ledger (unreadable, or not yet made deals), read again."""
+        assert self.external is not None
+        views = {}
+        for external_id in sorted(external_ids):
+            try:
+                record = await self.external.get_opportunity(external_id)
+            except FieldMappingError as error:
+                plan.failures += _unreadable([error])
+                continue
+            if record is not None:
+                views[external_id] = _view_of(record, fields)
+        return views
 
     async def _new_links(
         self, views: Mapping[str, _ExternalView], known: Mapping[str, UUID], plan: PassPlan

@@ -144,7 +144,7 @@ class SyncStatus:
         audit: Sequence[AuditEntry] = (),
     ) -> None:
         """In the caller's transaction: link the record, set the given fields' bases, append the
-        audit entries, and clear the record's ledger entries (it synced)."""
+        audit entries, and clear the ledger entries of the record and of its external record."""
         await connection.execute(
             insert(sync_links)
             .values(tenant_id=self.tenant_id, connector=self.connector, record_id=record_id, external_id=external_id)
@@ -189,7 +189,9 @@ class SyncStatus:
                 )
             )
         await connection.execute(
-            delete(sync_errors).where(self._scope(sync_errors), sync_errors.c.record_id == str(record_id))
+            delete(sync_errors).where(
+                self._scope(sync_errors), sync_errors.c.record_id.in_([str(record_id), external_id])
+            )
         )
 
     # --- watermarks ---------------------------------------------------------------------------

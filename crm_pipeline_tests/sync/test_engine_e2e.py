@@ -357,3 +357,44 @@ async def test_plan_says_what_a_pass_would_do_and_writes_nothing(
     # Nothing moved: the pass itself then does exactly that.
     result = await engine.run_pass()
     assert (result.created, result.pulled, result.conflicts) == (1, 1, 1)
+
+
+def patches(workspace: Workspace) -> dict[str, int]:
+    return workspace.requests_to("PATCH", "/v1/pages/{page_id}")
+
+
+async def test_a_write_whose_answer_was_lost_is_read_back_and_never_resent_over_a_human_edit(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    workspace.control.reset_stats()
+    workspace.control.add_fault("503", method="PATCH", path="/v1/pages/*")  # not applied, answer lost
+    failed = await engine.run_pass()
+    assert [e.record_id for e in failed.errors] == [str(deal.id)]
+    assert "UncertainWriteError" in failed.errors[0].reason
+    assert patches(workspace) == {"503": 1}  # read back, not resent
+    # Meanwhile a person moves the deal on; the next pass reads the page afresh and decides.
+    moved_clock(workspace, 10)
+    human_edit(workspace, page_id, Stage={"select": {"name": "Proposal"}})
+    settled = await engine.run_pass()
+    assert (settled.errors, settled.conflicts) == ([], 1)
+    assert (await stored(repository, tenant, deal.id)).deal_stage == "Proposal"
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Proposal"
+
+
+async def test_a_write_that_landed_but_whose_answer_was_lost_counts_as_written(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    workspace.control.reset_stats()
+    workspace.control.add_fault("503", method="PATCH", path="/v1/pages/*", applied=True)
+    result = await engine.run_pass()
+    assert (result.pushed, result.errors) == (1, [])
+    assert patches(workspace) == {"503": 1}
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
+    assert await engine.run_pass() == SyncResult()

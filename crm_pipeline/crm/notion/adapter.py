@@ -27,7 +27,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
 from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
-from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
@@ -50,6 +50,7 @@ from crm_pipeline.crm.notion.client import (
     RetryPolicy,
     has_code,
     is_retryable,
+    is_uncertain,
     load_sdk,
     status_of,
     token_digest,
@@ -426,8 +427,33 @@ class NotionAdapter(CRMAdapter):
             if current is None:
                 raise RecordGoneError(external_id, "no such deal page")
             return current
-        page = await self._update_page(external_id, properties=properties)
+        from notion_client import APIErrorCode
+
+        try:
+            page = await self.api.update_page(external_id, properties=properties, resend_when_uncertain=False)
+        except Exception as error:
+            if not is_uncertain(error):
+                if has_code(error, APIErrorCode.ValidationError) and _in_trash(
+                    await self.api.retrieve_page(external_id)
+                ):
+                    raise PageTrashedError(external_id) from error
+                raise
+            return await self._landed(external_id, properties, deals, error)
         return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def _landed(
+        self, external_id: str, sent: Mapping[str, Any], deals: _BoundSource, error: BaseException
+    ) -> ExternalOpportunityRead:
+        """After a PATCH whose answer was lost: the page as written if every value landed (compared
+        as property JSON), else UncertainWriteError: never a blind resend, which could overwrite a
+        human's edit made meanwhile."""
+        current = await self.get_opportunity(external_id)
+        if current is None:
+            raise RecordGoneError(external_id, "no such deal page") from error
+        held = to_notion_properties(current, deals.properties, record_id=external_id)
+        if all(held.get(key) == value for key, value in sent.items()):
+            return current
+        raise UncertainWriteError(external_id, error) from error
 
     async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
         """Write the Sync Key onto a page a human created, so it is linked to its new deal."""
