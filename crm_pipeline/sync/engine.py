@@ -10,6 +10,7 @@ tenant runs at a time. See docs/sync-rules.md for the rules and docs/architectur
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,9 @@ from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus, decode_
 __all__ = ["SyncEngine"]
 
 logger = logging.getLogger("crm_pipeline.sync")
+
+TIME_BUDGET_SHARE = 0.8
+"""The share of the sync interval a pass may spend starting writes (the default time budget)."""
 
 
 @dataclass
@@ -57,6 +61,7 @@ class SyncEngine:
         sync_interval_seconds: int = 60,
         *,
         connector: str | None = None,
+        time_budget_seconds: float | None = None,
     ) -> None:
         if not isinstance(primary, PostgresAdapter):
             raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
@@ -66,6 +71,10 @@ class SyncEngine:
         self.sync_interval_seconds = sync_interval_seconds
         name = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
         self.status = SyncStatus(primary.repository, primary.tenant_id, name)
+        self.time_budget_seconds = (
+            TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
+        )
+        """How long a pass may start new writes; what is left waits in the ledger for the next."""
         self._last_sync: datetime | None = None
         self._precision = EXTERNAL_TIME_PRECISION
         if external is not None and external.capabilities.timestamp_resolution_seconds:
@@ -185,8 +194,9 @@ class SyncEngine:
         only_touched: bool = False,
         unreadable: Sequence[FieldMappingError] = (),
     ) -> SyncResult:
-        """Plan the records these changes touch, then carry the plan out."""
+        """Plan the records these changes touch, then carry the plan out within the time budget."""
         assert self.external is not None
+        deadline = time.monotonic() + self.time_budget_seconds
         plan = await self._plan(
             primary_changes, external_changes, read_external=read_external, only_touched=only_touched
         )
@@ -194,8 +204,8 @@ class SyncEngine:
             LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
             for error in unreadable
         ]
-        tally = await Executor(self.external, self.status).run(plan)
-        await self.status.record_errors(tally.failures)
+        tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
+        await self.status.record_errors(tally.failures + tally.deferred)
         return tally.result()
 
     async def _plan(

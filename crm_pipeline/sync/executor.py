@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -50,6 +51,8 @@ class Tally:
     created: int = 0
     conflicts: int = 0
     failures: list[LedgerEntry] = field(default_factory=list)
+    deferred: list[LedgerEntry] = field(default_factory=list)
+    """Records left for the next pass when the time budget ran out (in the ledger, not errors)."""
 
     def result(self) -> SyncResult:
         errors = [failure.as_error() for failure in self.failures]
@@ -59,18 +62,32 @@ class Tally:
             conflicts=self.conflicts,
             created=self.created,
             errors=errors,
+            deferred=len(self.deferred),
         )
+
+
+CREATE_BATCH = 50
+"""Deals created per ``upsert_opportunities`` call: one key lookup each on Notion, and the time
+budget is checked between batches."""
+DEFERRED = "deferred: the pass's time budget ran out"
 
 
 class Executor:
     """Writes plans to both sides, at most ``concurrency`` records at a time (the adapters pace
     their own requests under the backend's rate limit)."""
 
-    def __init__(self, external: CRMAdapter, status: SyncStatus, *, concurrency: int = 8) -> None:
+    def __init__(
+        self, external: CRMAdapter, status: SyncStatus, *, deadline: float | None = None, concurrency: int = 8
+    ) -> None:
         self.external = external
         self.status = status
         self.repository = status.repository
+        self.deadline = deadline
+        """``time.monotonic()`` after which no record is started; the rest waits in the ledger."""
         self._slots = asyncio.Semaphore(concurrency)
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     async def _each(self, items: Sequence[T], work: Callable[[T], Awaitable[None]]) -> None:
         async def slot(item: T) -> None:
@@ -95,6 +112,9 @@ class Executor:
         await self._each(plans, lambda plan: self._apply_one(plan, tally))
 
     async def _apply_one(self, plan: RecordPlan, tally: Tally) -> None:
+        if self._out_of_time():
+            tally.deferred.append(LedgerEntry(str(plan.record_id), DEFERRED, Side.EXTERNAL))
+            return
         base = dict(plan.base)
         audit = [entry for entry in plan.audit if entry.side is Side.PRIMARY]
         record = str(plan.record_id)
@@ -143,9 +163,17 @@ class Executor:
     async def create_external(self, records: Sequence[OpportunityRead], fields: frozenset[str], tally: Tally) -> None:
         """Create deals without a link on the external side, keyed by their id (idempotent there),
         and link each with the values sent as its base."""
+        for start in range(0, len(records), CREATE_BATCH):
+            batch = records[start : start + CREATE_BATCH]
+            if self._out_of_time():
+                tally.deferred += [LedgerEntry(str(record.id), DEFERRED, Side.EXTERNAL) for record in batch]
+                continue
+            await self._create_batch(batch, fields, tally)
+
+    async def _create_batch(self, records: Sequence[OpportunityRead], fields: frozenset[str], tally: Tally) -> None:
         sent = {record.id: {name: getattr(record, name) for name in fields} for record in records}
         creates = [OpportunityCreate(id=record.id, **sent[record.id]) for record in records]
-        outcomes = await self.external.upsert_opportunities(creates) if creates else []
+        outcomes = await self.external.upsert_opportunities(creates)
         for record, outcome in zip(records, outcomes, strict=True):
             if not outcome.ok or outcome.external_id is None:
                 reason = outcome.reason or "the external create failed"

@@ -398,3 +398,29 @@ async def test_a_write_that_landed_but_whose_answer_was_lost_counts_as_written(
     assert patches(workspace) == {"503": 1}
     assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
     assert await engine.run_pass() == SyncResult()
+
+
+async def test_a_pass_out_of_time_leaves_the_rest_to_the_next_one(
+    engine: SyncEngine,
+    primary: PostgresAdapter,
+    notion: NotionAdapter,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+) -> None:
+    linked = await new_deal(repository, tenant)
+    await engine.run_pass()
+    hurried = SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, time_budget_seconds=0)
+    new = [await new_deal(repository, tenant, name=f"Deal {n}") for n in range(3)]
+    await repository.update_opportunity(tenant, linked.id, OpportunityUpdate(deal_stage="Qualified"))
+    human_edit(workspace, page_of(workspace, linked.id)["id"], Notes={"rich_text": [{"text": {"content": "hi"}}]})
+    workspace.control.reset_stats()
+    out_of_time = await hurried.run_pass()
+    assert (out_of_time.deferred, out_of_time.created, out_of_time.pushed, out_of_time.errors) == (4, 0, 0, [])
+    assert page_writes(workspace) == 0
+    # Both watermarks moved on; the ledger carries what is left, and the next pass does it.
+    resumed = await engine.run_pass()
+    assert (resumed.created, resumed.pushed, resumed.pulled, resumed.errors) == (3, 1, 1, [])
+    assert [len(workspace.control.all_pages(workspace.data_source_id))] == [1 + len(new)]
+    assert (await stored(repository, tenant, linked.id)).custom_notes == "hi"
+    assert await engine.status.errors() == []
