@@ -175,6 +175,31 @@ class DealRepository:
                 row = await self._select_for_update(connection, opportunities, opportunity_id)
         return OpportunityRead.model_validate(row._mapping)
 
+    async def restore_opportunity(
+        self, tenant_id: str, opportunity_id: UUID, *, actor: Actor = Actor.AGENT
+    ) -> OpportunityRead:
+        """Undo an archive: clear `archived_at`. Restoring a live opportunity is a no-op."""
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
+            return await self.set_archived_in(connection, opportunity_id, archived=False)
+
+    async def set_archived_in(
+        self, connection: AsyncConnection, opportunity_id: UUID, *, archived: bool
+    ) -> OpportunityRead:
+        """Archive or restore inside the caller's tenant transaction (see ``transaction``)."""
+        current = await self._select_for_update(connection, opportunities, opportunity_id)
+        if (current.archived_at is not None) == archived:
+            return OpportunityRead.model_validate(current._mapping)
+        value = text("now()") if archived else None
+        row = (
+            await connection.execute(
+                update(opportunities)
+                .where(opportunities.c.id == opportunity_id)
+                .values(archived_at=value)
+                .returning(opportunities)
+            )
+        ).one()
+        return OpportunityRead.model_validate(row._mapping)
+
     async def bulk_upsert_opportunities(
         self,
         tenant_id: str,

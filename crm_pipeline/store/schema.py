@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -146,6 +147,7 @@ sync_links = Table(
     Column("connector", Text, nullable=False),
     Column("record_id", UUID(as_uuid=True), nullable=False),
     Column("external_id", Text, nullable=False),
+    Column("archived", Boolean, nullable=False),
     _timestamp("linked_at"),
     PrimaryKeyConstraint("tenant_id", "connector", "record_id"),
 )

@@ -25,7 +25,7 @@ from crm_pipeline.models import Actor, ChangeRecord, FieldChange, OpportunityRea
 from crm_pipeline.sync.executor import Executor
 from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
-from crm_pipeline.sync.planner import PassPlan, RecordState, plan_records
+from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
 from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus, decode_value
 
 __all__ = ["SyncEngine"]
@@ -43,6 +43,7 @@ class _ExternalView:
     values: dict[str, Any] = field(default_factory=dict)
     changed_at: datetime | None = None
     sync_key: UUID | None = None
+    in_trash: bool = False
 
 
 class SyncEngine:
@@ -62,6 +63,7 @@ class SyncEngine:
         *,
         connector: str | None = None,
         time_budget_seconds: float | None = None,
+        trash_check_seconds: float = 300,
     ) -> None:
         if not isinstance(primary, PostgresAdapter):
             raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
@@ -75,6 +77,8 @@ class SyncEngine:
             TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
         )
         """How long a pass may start new writes; what is left waits in the ledger for the next."""
+        self.trash_check_seconds = trash_check_seconds
+        """How often a pass also reads the external trash (deletes and restores made there)."""
         self._last_sync: datetime | None = None
         self._precision = EXTERNAL_TIME_PRECISION
         if external is not None and external.capabilities.timestamp_resolution_seconds:
@@ -96,10 +100,14 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
-            outbound, primary_changes, batch = await self._read_both()
-            result = await self._sync(primary_changes, batch.changes, unreadable=batch.unreadable)
+            outbound, primary_changes, batch, trash = await self._read_both()
+            changes = batch.changes + (trash.changes if trash else [])
+            unreadable = batch.unreadable + (trash.unreadable if trash else [])
+            result = await self._sync(primary_changes, changes, unreadable=unreadable)
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
+            if trash is not None:
+                await self.status.set_watermark(Direction.TRASH, trash.cursor)
             self._last_sync = datetime.now(UTC)
             return result
 
@@ -108,9 +116,9 @@ class SyncEngine:
         writing nothing: no write to either side, no state, no watermark moved."""
         if self.external is None:
             return PassPlan()
-        _, primary_changes, batch = await self._read_both()
-        plan = await self._plan(primary_changes, batch.changes)
-        plan.failures += _unreadable(batch.unreadable)
+        _, primary_changes, batch, trash = await self._read_both()
+        plan = await self._plan(primary_changes, batch.changes + (trash.changes if trash else []))
+        plan.failures += _unreadable(batch.unreadable + (trash.unreadable if trash else []))
         return plan
 
     async def sync_outbound(self, changes: Sequence[ChangeRecord]) -> SyncResult:
@@ -166,12 +174,17 @@ class SyncEngine:
 
     # --- one pass -----------------------------------------------------------------------------
 
-    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch]:
-        """The primary's changes (and the cursor after them) and the external side's."""
+    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch, ChangeBatch | None]:
+        """The primary's changes (and the cursor after them), the external side's, and its
+        trash when a check is due (every ``trash_check_seconds``: it costs a request of its own)."""
         assert self.external is not None
         outbound, primary_changes = await self._primary_feed()
         inbound = await self.status.watermark(Direction.INBOUND)
-        return outbound, primary_changes, await self.external.read_changes(inbound[0] if inbound else None)
+        batch = await self.external.read_changes(inbound[0] if inbound else None)
+        trash_mark = await self.status.watermark(Direction.TRASH)
+        due = trash_mark is None or datetime.now(UTC) - trash_mark[1] >= timedelta(seconds=self.trash_check_seconds)
+        trash = await self.external.read_trashed(trash_mark[0] if trash_mark else None) if due else None
+        return outbound, primary_changes, batch, trash
 
     async def _primary_feed(self) -> tuple[str, list[ChangeRecord]]:
         """Every opportunity change after the outbound cursor, and the cursor after them."""
@@ -241,6 +254,21 @@ class SyncEngine:
         reread = links.keys() & records.keys() if read_external else links.keys() & retry_deals
         fresh = await self.external.get_opportunities([links[i] for i in sorted(reread)])
         by_external |= {_external_id(r): _view_of(r, fields) for r in fresh}
+        live = {i: e for i, e in links.items() if i in records}
+        archived = await self.status.archived(live)
+        plan.deletes = plan_deletes(
+            live,
+            {i: records[i].archived_at is not None for i in live},
+            {external_id: view.in_trash for external_id, view in by_external.items()},
+            archived,
+        )
+        # Fields travel between live pairs only: not while a pair is (or is becoming) archived.
+        changing = {d.record_id: d.action for d in plan.deletes}
+        links = {
+            i: e
+            for i, e in live.items()
+            if changing.get(i) is Lifecycle.MARK_LIVE or (i not in changing and i not in archived)
+        }
         bases = await self.status.bases(links)
         states = [
             RecordState(
@@ -253,7 +281,6 @@ class SyncEngine:
                 by_external[external_id].changed_at if external_id in by_external else None,
             )
             for record_id, external_id in sorted(links.items())
-            if record_id in records
         ]
         plan.records = plan_records(states, self.field_ownership, fields, precision=self._precision)
         return plan
@@ -307,12 +334,15 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         view.values |= {k: decode_value(k, v.new) for k, v in change.changes.items() if k in wanted}
         view.changed_at = change.changed_at
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
+        if "archived_at" in change.changes:
+            view.in_trash = change.changes["archived_at"].new is not None
     return views
 
 
 def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
     sync_key = getattr(record, "sync_key", None)
-    return _ExternalView({name: getattr(record, name) for name in fields}, record.updated_at, sync_key)
+    in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
+    return _ExternalView({name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash)
 
 
 def _external_id(record: OpportunityRead) -> str:

@@ -29,7 +29,7 @@ from crm_pipeline.models import (
     SyncResult,
 )
 from crm_pipeline.sync.model import Side
-from crm_pipeline.sync.planner import PassPlan, RecordPlan
+from crm_pipeline.sync.planner import DeleteAction, Lifecycle, PassPlan, RecordPlan
 from crm_pipeline.sync.status import LedgerEntry, SyncStatus
 
 __all__ = ["Executor", "Tally"]
@@ -49,6 +49,7 @@ class Tally:
     pushed: int = 0
     pulled: int = 0
     created: int = 0
+    trashed: int = 0
     conflicts: int = 0
     failures: list[LedgerEntry] = field(default_factory=list)
     deferred: list[LedgerEntry] = field(default_factory=list)
@@ -61,6 +62,7 @@ class Tally:
             pulled=self.pulled,
             conflicts=self.conflicts,
             created=self.created,
+            trashed=self.trashed,
             errors=errors,
             deferred=len(self.deferred),
         )
@@ -103,8 +105,30 @@ class Executor:
         await self.adopt(plan.adoptions, tally)
         await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))
         await self.create_external(plan.creates, self.external.mapped_fields, tally)
+        await self._each(plan.deletes, lambda action: self._lifecycle(action, tally))
         await self.apply(plan.records, tally)
         return tally
+
+    async def _lifecycle(self, action: DeleteAction, tally: Tally) -> None:
+        """Archive or restore one pair (the external side first, then the deal and the link's
+        state in one transaction). Nothing is ever deleted: a deal is archived, a page trashed."""
+        kind, record_id = action.action, action.record_id
+        try:
+            if kind is Lifecycle.TRASH:
+                await self.external.archive_opportunity(action.external_id)
+            elif kind is Lifecycle.RESTORE_EXTERNAL:
+                await self.external.restore_opportunity(action.external_id)
+        except FATAL_ERRORS:
+            raise
+        except Exception as error:
+            tally.failures.append(LedgerEntry(str(record_id), _reason(f"{kind} failed", error), Side.EXTERNAL))
+            return
+        archived = kind in (Lifecycle.TRASH, Lifecycle.ARCHIVE, Lifecycle.MARK_ARCHIVED)
+        async with self.status.transaction(actor=Actor.HUMAN) as connection:
+            if kind in (Lifecycle.ARCHIVE, Lifecycle.RESTORE_PRIMARY):
+                await self.repository.set_archived_in(connection, record_id, archived=archived)
+            await self.status.set_archived(connection, record_id, archived=archived)
+        tally.trashed += kind in (Lifecycle.TRASH, Lifecycle.ARCHIVE)
 
     # --- linked records -----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy import ColumnElement, Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -49,6 +49,8 @@ class Direction(enum.StrEnum):
     """The primary's change-feed cursor: everything before it has been planned."""
     INBOUND = "inbound"
     """The external side's change cursor (for Notion an edit time, read back with an overlap)."""
+    TRASH = "trash"
+    """The external side's trash cursor, read less often than every pass (a request of its own)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,22 @@ class SyncStatus:
         )
         async with self.transaction() as connection:
             return {row.external_id: row.record_id for row in await connection.execute(query)}
+
+    async def archived(self, record_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these linked records are archived on both sides (deal archived, page trashed)."""
+        query = select(sync_links.c.record_id).where(
+            self._scope(sync_links), sync_links.c.archived, sync_links.c.record_id.in_(list(record_ids))
+        )
+        async with self.transaction() as connection:
+            return set((await connection.scalars(query)).all())
+
+    async def set_archived(self, connection: AsyncConnection, record_id: UUID, *, archived: bool) -> None:
+        """In the caller's transaction: record that both sides now hold the pair archived (or live)."""
+        await connection.execute(
+            update(sync_links)
+            .where(self._scope(sync_links), sync_links.c.record_id == record_id)
+            .values(archived=archived)
+        )
 
     async def bases(self, record_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
         """record id -> {field: base value}, decoded to each field's type; fields never synced are absent."""

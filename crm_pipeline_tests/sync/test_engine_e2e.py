@@ -424,3 +424,45 @@ async def test_a_pass_out_of_time_leaves_the_rest_to_the_next_one(
     assert [len(workspace.control.all_pages(workspace.data_source_id))] == [1 + len(new)]
     assert (await stored(repository, tenant, linked.id)).custom_notes == "hi"
     assert await engine.status.errors() == []
+
+
+@pytest.fixture
+def watchful(primary: PostgresAdapter, notion: NotionAdapter) -> SyncEngine:
+    """An engine that reads Notion's trash every pass."""
+    return SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)
+
+
+async def test_archiving_a_deal_trashes_its_page_and_restoring_it_restores_the_page(
+    watchful: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await watchful.run_pass()
+    await repository.archive_opportunity(tenant, deal.id)
+    assert (await watchful.run_pass()).trashed == 1
+    assert page_of(workspace, deal.id)["in_trash"]
+    assert await watchful.run_pass() == SyncResult()
+    await repository.restore_opportunity(tenant, deal.id)
+    assert (await watchful.run_pass()).errors == []
+    assert not page_of(workspace, deal.id)["in_trash"]
+    # Live again: fields travel as before.
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await watchful.run_pass()).pushed == 1
+
+
+async def test_a_page_trashed_in_notion_archives_the_deal_and_restoring_it_restores_the_deal(
+    watchful: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await watchful.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    workspace.control.human_update_page(page_id, {"in_trash": True})
+    assert (await watchful.run_pass()).trashed == 1
+    assert (await stored(repository, tenant, deal.id)).archived_at is not None  # archived, never deleted
+    # The agent's writes to an archived deal do not reach the trashed page.
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await watchful.run_pass()).errors == []
+    workspace.control.human_update_page(page_id, {"in_trash": False})
+    assert (await watchful.run_pass()).errors == []
+    assert (await stored(repository, tenant, deal.id)).archived_at is None
+    assert (await watchful.run_pass()).pushed == 1  # the stage the agent set meanwhile goes out
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"

@@ -405,12 +405,25 @@ class NotionAdapter(CRMAdapter):
         return sorted(changes, key=lambda change: change.changed_at)
 
     async def read_changes(self, cursor: str | None) -> ChangeBatch:
-        """Pages edited since the cursor (an edit time) less the overlap, as ``get_changes_since``;
-        the next cursor is the latest edit time read (or the same cursor when nothing was)."""
-        since = datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        """Pages edited since the cursor (an edit time) less the overlap, as ``get_changes_since``
+        reads them (one query when few changed); the next cursor is the latest edit time read
+        (or the same cursor when nothing was)."""
+        since = _cursor_time(cursor)
         changes = await self.get_changes_since(since)
-        latest = max((change.changed_at for change in changes), default=since)
-        return ChangeBatch(changes, max(latest, since).isoformat(), list(self.read_errors))
+        return _change_batch(changes, since, self.read_errors)
+
+    async def read_trashed(self, cursor: str | None) -> ChangeBatch:
+        """Pages moved to (or edited in) the trash since the cursor less the overlap; each change
+        carries ``archived_at`` (Notion's queries leave trashed pages out unless asked)."""
+        since = _cursor_time(cursor)
+        deals = await self._deals()
+        pages = await self._query(deals, timestamp_on_or_after("last_edited_time", since - self.overlap), in_trash=True)
+        trashed = []
+        for record in await self._to_opportunities(pages, deals):
+            change = self._change_record(record, deals)
+            archived = {**change.changes, "archived_at": FieldChange(new=to_jsonable_python(record.archived_at))}
+            trashed.append(change.model_copy(update={"changes": archived}))
+        return _change_batch(trashed, since, self.read_errors)
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
         """The deal pages with these ids, read concurrently under the rate limit; missing ones left out."""
@@ -454,6 +467,12 @@ class NotionAdapter(CRMAdapter):
         if all(held.get(key) == value for key, value in sent.items()):
             return current
         raise UncertainWriteError(external_id, error) from error
+
+    async def restore_opportunity(self, external_id: str) -> ExternalOpportunityRead:
+        """Take the page out of Notion's trash; returns the restored deal."""
+        deals = await self._deals()
+        page = await self.api.update_page(external_id, in_trash=False)
+        return self._to_opportunity(page, deals, await self.bot_user_id())
 
     async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
         """Write the Sync Key onto a page a human created, so it is linked to its new deal."""
@@ -666,6 +685,15 @@ class NotionAdapter(CRMAdapter):
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _cursor_time(cursor: str | None) -> datetime:
+    return datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _change_batch(changes: list[ChangeRecord], since: datetime, unreadable: list[FieldMappingError]) -> ChangeBatch:
+    latest = max((change.changed_at for change in changes), default=since)
+    return ChangeBatch(sorted(changes, key=lambda c: c.changed_at), max(latest, since).isoformat(), list(unreadable))
 
 
 def _normal_key(key: str) -> str:
