@@ -191,6 +191,11 @@ class CRMAdapter(ABC):
         """Undo ``archive_opportunity``; returns the record as restored."""
         raise NotImplementedError(f"{type(self).__name__} cannot restore records")
 
+    async def find_activity(self, activity: ActivityCreate) -> str | None:
+        """The backend's id for this activity if an earlier ``create_activity`` landed (looked up
+        by ``activity.id``), else None. The default cannot tell and says None."""
+        return None
+
     async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
         """Stamp a record created in the backend (no sync key yet) with its primary record's id."""
         raise NotImplementedError(f"{type(self).__name__} cannot store a sync key")

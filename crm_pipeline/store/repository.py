@@ -294,6 +294,14 @@ class DealRepository:
             query = query.where(activities.c.opportunity_id == opportunity_id)
         return await self._fetch(tenant_id, query, ActivityRead)
 
+    async def get_activities(self, tenant_id: str, activity_ids: Iterable[UUID]) -> list[ActivityRead]:
+        """The activities with these ids, in the order they happened; unknown ids are left out."""
+        ids = list(dict.fromkeys(activity_ids))
+        if not ids:
+            return []
+        query = select(activities).where(activities.c.id.in_(ids)).order_by(activities.c.occurred_at, activities.c.id)
+        return await self._fetch(tenant_id, query, ActivityRead)
+
     # -- change log ----------------------------------------------------------------------------
 
     async def changes_since(

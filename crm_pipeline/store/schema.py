@@ -208,4 +208,24 @@ sync_audit = Table(
     _timestamp("at"),
 )
 
-SYNC_STATE_TABLES: tuple[Table, ...] = (sync_links, sync_base, sync_watermarks, sync_errors, sync_audit)
+sync_activities = Table(
+    "sync_activities",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("activity_id", UUID(as_uuid=True), nullable=False),
+    Column("opportunity_id", UUID(as_uuid=True), nullable=False),
+    Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("attempted", Boolean, nullable=False),
+    Column("external_id", Text),
+    PrimaryKeyConstraint("tenant_id", "connector", "activity_id"),
+)
+
+SYNC_STATE_TABLES: tuple[Table, ...] = (
+    sync_links,
+    sync_base,
+    sync_watermarks,
+    sync_errors,
+    sync_audit,
+    sync_activities,
+)

@@ -32,6 +32,8 @@ __all__ = ["SyncEngine"]
 
 logger = logging.getLogger("crm_pipeline.sync")
 
+_SYNCED_RECORDS = frozenset({RecordType.OPPORTUNITY, RecordType.ACTIVITY})
+
 TIME_BUDGET_SHARE = 0.8
 """The share of the sync interval a pass may spend starting writes (the default time budget)."""
 
@@ -187,13 +189,13 @@ class SyncEngine:
         return outbound, primary_changes, batch, trash
 
     async def _primary_feed(self) -> tuple[str, list[ChangeRecord]]:
-        """Every opportunity change after the outbound cursor, and the cursor after them."""
+        """Every opportunity and activity change after the outbound cursor, and the cursor after them."""
         stored = await self.status.watermark(Direction.OUTBOUND)
         cursor = stored[0] if stored else None
         changes: list[ChangeRecord] = []
         while True:
             batch = await self.primary.read_changes(cursor)
-            changes += [change for change in batch.changes if change.record_type is RecordType.OPPORTUNITY]
+            changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
             if batch.cursor == cursor or not batch.changes:
                 return batch.cursor, changes
             cursor = batch.cursor
@@ -217,6 +219,7 @@ class SyncEngine:
             LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
             for error in unreadable
         ]
+        await self.status.queue_activities(_new_activities(primary_changes))
         tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
         await self.status.record_errors(tally.failures + tally.deferred)
         return tally.result()
@@ -353,10 +356,25 @@ def _field_times(changes: Iterable[ChangeRecord]) -> dict[UUID, dict[str, dateti
     """Per primary record, each field's latest change time in these changes."""
     times: dict[UUID, dict[str, datetime]] = {}
     for change in changes:
+        if change.record_type is not RecordType.OPPORTUNITY:
+            continue
         fields = times.setdefault(UUID(change.record_id), {})
         for name in change.changes:
             fields[name] = max(fields.get(name, change.changed_at), change.changed_at)
     return times
+
+
+def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:
+    """(activity id, deal id, occurred at) of the activities these changes created."""
+    return [
+        (
+            UUID(change.record_id),
+            UUID(change.changes["opportunity_id"].new),
+            datetime.fromisoformat(change.changes["occurred_at"].new),
+        )
+        for change in changes
+        if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
+    ]
 
 
 def _unreadable(errors: Iterable[FieldMappingError]) -> list[LedgerEntry]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -22,6 +22,8 @@ from pydantic import ValidationError
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.models import (
+    ActivityCreate,
+    ActivityRead,
     Actor,
     OpportunityCreate,
     OpportunityRead,
@@ -72,6 +74,7 @@ CREATE_BATCH = 50
 """Deals created per ``upsert_opportunities`` call: one key lookup each on Notion, and the time
 budget is checked between batches."""
 DEFERRED = "deferred: the pass's time budget ran out"
+_ACTIVITY_FIELDS = set(ActivityCreate.model_fields)
 
 
 class Executor:
@@ -107,6 +110,7 @@ class Executor:
         await self.create_external(plan.creates, self.external.mapped_fields, tally)
         await self._each(plan.deletes, lambda action: self._lifecycle(action, tally))
         await self.apply(plan.records, tally)
+        await self.append_activities(tally)
         return tally
 
     async def _lifecycle(self, action: DeleteAction, tally: Tally) -> None:
@@ -237,6 +241,40 @@ class Executor:
             tally.failures.append(
                 LedgerEntry(str(record_id), _reason("writing the sync key failed", error), Side.EXTERNAL)
             )
+
+    async def append_activities(self, tally: Tally) -> None:
+        """Append the queued activities of linked deals, once each and in order per deal.
+
+        Each send is marked attempted first; an attempted one is looked up on the external side
+        before it is sent again (a crash may have come between the append and its record). A
+        failure stops that deal's sequence until the next pass, so order holds.
+        """
+        queued = await self.status.pending_activities()
+        linked = await self.status.links({deal_id for _, deal_id, _ in queued}) if queued else {}
+        pending = [row for row in queued if row[1] in linked]
+        by_deal: dict[UUID, list[tuple[UUID, bool]]] = {}
+        for activity_id, deal_id, attempted in pending:
+            by_deal.setdefault(deal_id, []).append((activity_id, attempted))
+        found = {a.id: a for a in await self.repository.get_activities(self.status.tenant_id, (r[0] for r in pending))}
+        await self._each(list(by_deal.items()), lambda item: self._append_in_order(item[0], item[1], found, tally))
+
+    async def _append_in_order(
+        self, deal_id: UUID, queue: Sequence[tuple[UUID, bool]], found: Mapping[UUID, ActivityRead], tally: Tally
+    ) -> None:
+        for activity_id, attempted in queue:
+            activity = ActivityCreate.model_validate(found[activity_id].model_dump(include=_ACTIVITY_FIELDS))
+            try:
+                landed = await self.external.find_activity(activity) if attempted else None
+                if landed is None:
+                    await self.status.activity_attempted(activity_id)
+                    landed = await self.external.create_activity(activity)
+            except FATAL_ERRORS:
+                raise
+            except Exception as error:
+                reason = _reason(f"appending activity {activity_id} failed", error)
+                tally.failures.append(LedgerEntry(str(deal_id), reason, Side.EXTERNAL, "activities"))
+                return
+            await self.status.activity_attempted(activity_id, landed)
 
     async def link(self, pairs: Sequence[tuple[UUID, str]]) -> None:
         """Link external records that carry a deal's key but have no link yet; no base yet, so

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
-from crm_pipeline.store.schema import sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
+from crm_pipeline.store.schema import sync_activities, sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
 __all__ = ["AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
@@ -211,6 +211,45 @@ class SyncStatus:
                 self._scope(sync_errors), sync_errors.c.record_id.in_([str(record_id), external_id])
             )
         )
+
+    # --- activities to append ------------------------------------------------------------------
+
+    async def queue_activities(self, activities: Iterable[tuple[UUID, UUID, datetime]]) -> None:
+        """Queue (activity id, deal id, occurred at) to be appended externally; known ones stay as they are."""
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "connector": self.connector,
+                "activity_id": activity_id,
+                "opportunity_id": opportunity_id,
+                "occurred_at": occurred_at,
+                "attempted": False,
+            }
+            for activity_id, opportunity_id, occurred_at in activities
+        ]
+        if rows:
+            async with self.transaction() as connection:
+                await connection.execute(insert(sync_activities).values(rows).on_conflict_do_nothing())
+
+    async def pending_activities(self) -> list[tuple[UUID, UUID, bool]]:
+        """(activity id, deal id, attempted before) of the activities not appended yet, in the order they happened."""
+        query = (
+            select(sync_activities.c.activity_id, sync_activities.c.opportunity_id, sync_activities.c.attempted)
+            .where(self._scope(sync_activities), sync_activities.c.external_id.is_(None))
+            .order_by(sync_activities.c.occurred_at, sync_activities.c.activity_id)
+        )
+        async with self.transaction() as connection:
+            return [(row.activity_id, row.opportunity_id, row.attempted) for row in await connection.execute(query)]
+
+    async def activity_attempted(self, activity_id: UUID, external_id: str | None = None) -> None:
+        """Record that an append is about to be sent (``external_id`` None) or landed."""
+        values: dict[str, Any] = {"attempted": True} if external_id is None else {"external_id": external_id}
+        async with self.transaction() as connection:
+            await connection.execute(
+                update(sync_activities)
+                .where(self._scope(sync_activities), sync_activities.c.activity_id == activity_id)
+                .values(**values)
+            )
 
     # --- watermarks ---------------------------------------------------------------------------
 

@@ -12,11 +12,13 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
-from crm_pipeline.models import OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import Direction, Outcome, Rule, Side
 from crm_pipeline_tests.crm.conftest import Workspace
@@ -466,3 +468,52 @@ async def test_a_page_trashed_in_notion_archives_the_deal_and_restoring_it_resto
     assert (await stored(repository, tenant, deal.id)).archived_at is None
     assert (await watchful.run_pass()).pushed == 1  # the stage the agent set meanwhile goes out
     assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
+
+
+def paragraphs(workspace: Workspace, page_id: str) -> list[str]:
+    """The page's paragraphs' first lines, without the activity reference."""
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION}
+    response = httpx.get(f"{workspace.base_url}/v1/blocks/{page_id}/children", headers=headers)
+    texts = [
+        "".join(item["plain_text"] for item in block["paragraph"]["rich_text"]) for block in response.json()["results"]
+    ]
+    return [text.splitlines()[0].split(" · ref ")[0] for text in texts]
+
+
+async def test_activities_appear_on_the_page_once_each_in_order(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    start = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    for minutes, subject in ((30, "second"), (0, "first")):  # logged out of order
+        activity = ActivityCreate(
+            opportunity_id=deal.id, kind="call", subject=subject, occurred_at=start + timedelta(minutes=minutes)
+        )
+        await repository.create_activity(tenant, activity)
+    await engine.run_pass()  # creates the page, then appends
+    page_id = page_of(workspace, deal.id)["id"]
+    assert paragraphs(workspace, page_id) == [
+        "Call: first (2027-01-04 09:00 UTC)",
+        "Call: second (2027-01-04 09:30 UTC)",
+    ]
+    await engine.run_pass()
+    assert len(paragraphs(workspace, page_id)) == 2
+
+
+async def test_an_activity_appended_before_a_crash_is_not_appended_again(
+    engine: SyncEngine, notion: NotionAdapter, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    logged = await repository.create_activity(tenant, ActivityCreate(opportunity_id=deal.id, subject="Demo booked"))
+    # The state a crash between the append and its record leaves: queued, attempted, landed.
+    await engine.status.queue_activities([(logged.id, deal.id, logged.occurred_at)])
+    await engine.status.activity_attempted(logged.id)
+    await notion.create_activity(
+        ActivityCreate.model_validate(logged.model_dump(include=set(ActivityCreate.model_fields)))
+    )
+    assert (await engine.run_pass()).errors == []
+    assert paragraphs(workspace, page_of(workspace, deal.id)["id"]) == [
+        f"Note: Demo booked ({logged.occurred_at:%Y-%m-%d %H:%M %Z})"
+    ]
+    assert await engine.status.pending_activities() == []

@@ -521,6 +521,13 @@ class NotionAdapter(CRMAdapter):
             page_id, [paragraph], recover=lambda: self._find_paragraph(page_id, ref)
         )
 
+    async def find_activity(self, activity: ActivityCreate) -> str | None:
+        """The paragraph an earlier ``create_activity`` of this activity appended, if any."""
+        if activity.id is None:
+            return None
+        page_id = await self._find_page_by_key(await self._deals(), str(activity.opportunity_id))
+        return None if page_id is None else await self._find_paragraph(page_id, activity_ref(activity.id))
+
     async def _find_paragraph(self, page_id: str, ref: str) -> str | None:
         """The id of the page's paragraph carrying this activity reference, if an earlier append
         landed. The reference is read from the whole text (all rich-text items)."""

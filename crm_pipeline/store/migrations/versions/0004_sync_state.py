@@ -10,6 +10,9 @@
   read by the engine).
 - sync_errors: the error ledger, one row per failing record and field (field '' for the whole
   record); retried every pass, removed once the record syncs.
+- sync_activities: the activities to append to the external record, once each: queued when the
+  change feed shows them, `attempted` before each send (after a crash the external side is
+  searched before sending again), `external_id` once landed.
 - sync_audit: append-only, what the sync decided and wrote: field, old, new, side written, rule.
 
 Every table is tenant-scoped by row-level security like the deal tables; the application role may
@@ -27,7 +30,7 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-TABLES = ("sync_links", "sync_base", "sync_watermarks", "sync_errors", "sync_audit")
+TABLES = ("sync_links", "sync_base", "sync_watermarks", "sync_errors", "sync_audit", "sync_activities")
 
 UPGRADE = """
 CREATE TABLE crm.sync_links (
@@ -93,7 +96,21 @@ CREATE TABLE crm.sync_audit (
 );
 CREATE INDEX sync_audit_tenant_record ON crm.sync_audit (tenant_id, record_id, sequence);
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON crm.sync_links, crm.sync_base, crm.sync_watermarks, crm.sync_errors
+CREATE TABLE crm.sync_activities (
+    tenant_id       text NOT NULL REFERENCES crm.tenants(id),
+    connector       text NOT NULL,
+    activity_id     uuid NOT NULL,
+    opportunity_id  uuid NOT NULL,
+    occurred_at     timestamptz NOT NULL,
+    attempted       boolean NOT NULL DEFAULT false,
+    external_id     text,
+    PRIMARY KEY (tenant_id, connector, activity_id)
+);
+CREATE INDEX sync_activities_pending ON crm.sync_activities (tenant_id, connector, occurred_at)
+    WHERE external_id IS NULL;
+
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON crm.sync_links, crm.sync_base, crm.sync_watermarks, crm.sync_errors, crm.sync_activities
     TO crm_pipeline_app;
 GRANT SELECT, INSERT ON crm.sync_audit TO crm_pipeline_app;
 """
