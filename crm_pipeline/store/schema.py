@@ -148,6 +148,7 @@ sync_links = Table(
     Column("record_id", UUID(as_uuid=True), nullable=False),
     Column("external_id", Text, nullable=False),
     Column("archived", Boolean, nullable=False),
+    _timestamp("vanished_at", nullable=True),
     _timestamp("linked_at"),
     PrimaryKeyConstraint("tenant_id", "connector", "record_id"),
 )

@@ -21,9 +21,9 @@ from crm_pipeline.crm.adapter import ChangeBatch, CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import Actor, ChangeRecord, FieldChange, OpportunityRead, RecordType, SyncResult
+from crm_pipeline.models import Actor, ChangeRecord, FieldChange, OpportunityRead, RecordType, SyncError, SyncResult
 from crm_pipeline.sync.executor import Executor
-from crm_pipeline.sync.merge import decide_record
+from crm_pipeline.sync.merge import comparable, decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
 from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus, decode_value
@@ -66,6 +66,9 @@ class SyncEngine:
         connector: str | None = None,
         time_budget_seconds: float | None = None,
         trash_check_seconds: float = 300,
+        reconcile_seconds: float = 300,
+        reconcile_per_pass: int = 50,
+        max_vanished_share: float = 0.1,
     ) -> None:
         if not isinstance(primary, PostgresAdapter):
             raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
@@ -81,6 +84,14 @@ class SyncEngine:
         """How long a pass may start new writes; what is left waits in the ledger for the next."""
         self.trash_check_seconds = trash_check_seconds
         """How often a pass also reads the external trash (deletes and restores made there)."""
+        self.reconcile_seconds = reconcile_seconds
+        self.reconcile_per_pass = reconcile_per_pass
+        """Every ``reconcile_seconds`` a pass re-reads this many linked records in full (in id
+        order, starting over after the last), to catch what the watermark missed: edits hidden by
+        rounding, deletes, lost access."""
+        self.max_vanished_share = max_vanished_share
+        """The mass-delete breaker: when more of the linked records than this share vanish in one
+        pass, none is queued for deletion and the pass says so."""
         self._last_sync: datetime | None = None
         self._precision = EXTERNAL_TIME_PRECISION
         if external is not None and external.capabilities.timestamp_resolution_seconds:
@@ -105,7 +116,10 @@ class SyncEngine:
             outbound, primary_changes, batch, trash = await self._read_both()
             changes = batch.changes + (trash.changes if trash else [])
             unreadable = batch.unreadable + (trash.unreadable if trash else [])
-            result = await self._sync(primary_changes, changes, unreadable=unreadable)
+            reconcile = await self._reconcile_slice()
+            result = await self._sync(primary_changes, changes, unreadable=unreadable, reconcile=reconcile)
+            if reconcile:
+                await self.status.set_watermark(Direction.RECONCILE, _slice_end(reconcile, self.reconcile_per_pass))
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             if trash is not None:
@@ -119,7 +133,8 @@ class SyncEngine:
         if self.external is None:
             return PassPlan()
         _, primary_changes, batch, trash = await self._read_both()
-        plan = await self._plan(primary_changes, batch.changes + (trash.changes if trash else []))
+        changes = batch.changes + (trash.changes if trash else [])
+        plan = await self._plan(primary_changes, changes, reconcile=await self._reconcile_slice())
         plan.failures += _unreadable(batch.unreadable + (trash.unreadable if trash else []))
         return plan
 
@@ -208,12 +223,17 @@ class SyncEngine:
         read_external: bool = False,
         only_touched: bool = False,
         unreadable: Sequence[FieldMappingError] = (),
+        reconcile: Mapping[UUID, str] | None = None,
     ) -> SyncResult:
         """Plan the records these changes touch, then carry the plan out within the time budget."""
         assert self.external is not None
         deadline = time.monotonic() + self.time_budget_seconds
         plan = await self._plan(
-            primary_changes, external_changes, read_external=read_external, only_touched=only_touched
+            primary_changes,
+            external_changes,
+            read_external=read_external,
+            only_touched=only_touched,
+            reconcile=reconcile or {},
         )
         plan.failures += [
             LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
@@ -231,6 +251,7 @@ class SyncEngine:
         *,
         read_external: bool = False,
         only_touched: bool = False,
+        reconcile: Mapping[UUID, str] | None = None,
     ) -> PassPlan:
         """Read what the plan needs (links, bases, the touched records) and plan; writes nothing."""
         assert self.external is not None
@@ -244,7 +265,8 @@ class SyncEngine:
         new_links = await self._new_links(views, known, plan)
 
         primary_times = _field_times(primary_changes)
-        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
+        reconcile = reconcile or {}
+        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals | set(reconcile)
         links = await self.status.links(record_ids) | new_links
         records = {r.id: r for r in await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])}
         plan.creates = [
@@ -252,12 +274,17 @@ class SyncEngine:
         ]
 
         by_external = {external_id: view for external_id, view in views.items() if external_id in links.values()}
+
         # Records retried from the ledger are read afresh: their last write may not have landed,
         # and a human may have changed them since (decided by the rules, never overwritten).
-        reread = links.keys() & records.keys() if read_external else links.keys() & retry_deals
-        fresh = await self.external.get_opportunities([links[i] for i in sorted(reread)])
-        by_external |= {_external_id(r): _view_of(r, fields) for r in fresh}
-        live = {i: e for i, e in links.items() if i in records}
+        reread = links.keys() & records.keys() if read_external else links.keys() & (retry_deals | set(reconcile))
+        fresh = {
+            _external_id(r): _view_of(r, fields)
+            for r in await self.external.get_opportunities([links[i] for i in sorted(reread)])
+        }
+        by_external |= fresh
+        gone = await self._vanished(plan, {i: links[i] for i in reread}, fresh)
+        live = {i: e for i, e in links.items() if i in records and i not in gone}
         archived = await self.status.archived(live)
         plan.deletes = plan_deletes(
             live,
@@ -273,6 +300,13 @@ class SyncEngine:
             if changing.get(i) is Lifecycle.MARK_LIVE or (i not in changing and i not in archived)
         }
         bases = await self.status.bases(links)
+        kept_views = {}
+        for record_id, duplicate in plan.duplicates:
+            if record_id in links:
+                kept_views[record_id] = by_external.get(links[record_id])
+                by_external[links[record_id]] = _with_duplicate(
+                    kept_views[record_id], views[duplicate], bases.get(record_id, {})
+                )
         states = [
             RecordState(
                 record_id,
@@ -286,7 +320,39 @@ class SyncEngine:
             for record_id, external_id in sorted(links.items())
         ]
         plan.records = plan_records(states, self.field_ownership, fields, precision=self._precision)
+        for record_plan in plan.records:
+            if record_plan.record_id in kept_views:  # what came in from a duplicate goes to the kept page too
+                kept = kept_views[record_plan.record_id]
+                held = kept.values if kept is not None else {}
+                record_plan.push |= {
+                    name: value
+                    for name, value in record_plan.pull.items()
+                    if kept is None or comparable(held.get(name)) != comparable(value)
+                }
         return plan
+
+    async def _reconcile_slice(self) -> dict[UUID, str]:
+        """The linked records this pass reconciles: the next ones after the last pass's slice."""
+        mark = await self.status.watermark(Direction.RECONCILE)
+        if self.reconcile_per_pass <= 0 or (
+            mark and datetime.now(UTC) - mark[1] < timedelta(seconds=self.reconcile_seconds)
+        ):
+            return {}
+        after = UUID(mark[0]) if mark and mark[0] else None
+        return await self.status.links_after(after, self.reconcile_per_pass)
+
+    async def _vanished(self, plan: PassPlan, read: Mapping[UUID, str], found: Mapping[str, Any]) -> set[UUID]:
+        """The records read and not found. They go to the pending-delete queue (never straight to
+        a delete), unless more than ``max_vanished_share`` of the links vanish at once: then the
+        breaker holds them all back and the pass says so."""
+        gone = {record_id for record_id, external_id in read.items() if external_id not in found}
+        plan.found_again = set(read) - gone
+        if len(gone) > max(self.max_vanished_share * await self.status.count_links(), 1):
+            reason = f"mass-delete breaker: {len(gone)} linked records vanished at once; none queued for deletion"
+            plan.notices.append(SyncError(record_id="*", reason=reason))
+        else:
+            plan.vanished = gone
+        return gone
 
     async def _read_pages(
         self, external_ids: Iterable[str], fields: Iterable[str], plan: PassPlan
@@ -314,17 +380,29 @@ class SyncEngine:
         plan.adoptions = [
             (ext, view.values) for ext, view in views.items() if view.sync_key is None and ext not in known
         ]
-        keyed = {view.sync_key: ext for ext, view in views.items() if view.sync_key is not None and ext not in known}
+        keyed: dict[UUID, list[str]] = {}
+        for ext, view in sorted(views.items()):
+            if view.sync_key is not None and ext not in known and not view.in_trash:
+                keyed.setdefault(view.sync_key, []).append(ext)
         if not keyed:
             return {}
         linked = await self.status.links(keyed)
         existing = {r.id for r in await self.primary.get_opportunities([str(k) for k in keyed])}
-        plan.links = [(key, ext) for key, ext in keyed.items() if key in existing and key not in linked]
         plan.failures += [
             LedgerEntry(ext, f"carries the sync key {key}, which no deal of this tenant has", Side.EXTERNAL)
-            for key, ext in keyed.items()
+            for key, exts in keyed.items()
             if key not in existing
+            for ext in exts
         ]
+        for key, exts in keyed.items():
+            if key not in existing:
+                continue
+            # One page per deal: the linked one stays (else the first); duplicates, from a
+            # create that timed out yet landed, bring their values in as edits, then go to the trash.
+            keep = linked.get(key) or exts[0]
+            if key not in linked:
+                plan.links.append((key, keep))
+            plan.duplicates += [(key, ext) for ext in exts if ext != keep]
         return dict(plan.links)
 
 
@@ -340,6 +418,19 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         if "archived_at" in change.changes:
             view.in_trash = change.changes["archived_at"].new is not None
     return views
+
+
+def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: Mapping[str, Any]) -> _ExternalView:
+    """The kept record's view with what a person changed on a duplicate: per field, the
+    duplicate's value where the kept record still holds the base."""
+    if kept is None:
+        return duplicate
+    values = {
+        name: value if comparable(kept.values.get(name)) == comparable(base.get(name)) else kept.values.get(name)
+        for name, value in duplicate.values.items()
+    }
+    changed_at = max((t for t in (kept.changed_at, duplicate.changed_at) if t is not None), default=None)
+    return _ExternalView(values, changed_at, kept.sync_key, kept.in_trash)
 
 
 def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
@@ -375,6 +466,11 @@ def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, d
         for change in changes
         if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
     ]
+
+
+def _slice_end(slice_: Mapping[UUID, str], size: int) -> str:
+    """Where the next reconciliation slice starts: after this one, or over from the start."""
+    return str(max(slice_)) if len(slice_) == size and slice_ else ""
 
 
 def _unreadable(errors: Iterable[FieldMappingError]) -> list[LedgerEntry]:

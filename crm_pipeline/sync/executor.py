@@ -28,6 +28,7 @@ from crm_pipeline.models import (
     OpportunityCreate,
     OpportunityRead,
     OpportunityUpdate,
+    SyncError,
     SyncResult,
 )
 from crm_pipeline.sync.model import Side
@@ -56,9 +57,11 @@ class Tally:
     failures: list[LedgerEntry] = field(default_factory=list)
     deferred: list[LedgerEntry] = field(default_factory=list)
     """Records left for the next pass when the time budget ran out (in the ledger, not errors)."""
+    notices: list[SyncError] = field(default_factory=list)
+    """What the pass must report that is no record's failure (the mass-delete breaker)."""
 
     def result(self) -> SyncResult:
-        errors = [failure.as_error() for failure in self.failures]
+        errors = [failure.as_error() for failure in self.failures] + self.notices
         return SyncResult(
             pushed=self.pushed,
             pulled=self.pulled,
@@ -103,15 +106,29 @@ class Executor:
 
     async def run(self, plan: PassPlan) -> Tally:
         """Carry out a pass's plan: links first, then adoptions and creates, then field writes."""
-        tally = Tally(failures=list(plan.failures))
+        tally = Tally(failures=list(plan.failures), notices=list(plan.notices))
+        await self.status.set_vanished(plan.vanished, vanished=True)
+        await self.status.set_vanished(plan.found_again, vanished=False)
         await self.link(plan.links)
         await self.adopt(plan.adoptions, tally)
         await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))
         await self.create_external(plan.creates, self.external.mapped_fields, tally)
         await self._each(plan.deletes, lambda action: self._lifecycle(action, tally))
+        await self._each(plan.duplicates, lambda pair: self._trash_duplicate(pair[0], pair[1], tally))
         await self.apply(plan.records, tally)
         await self.append_activities(tally)
         return tally
+
+    async def _trash_duplicate(self, record_id: UUID, external_id: str, tally: Tally) -> None:
+        try:
+            await self.external.archive_opportunity(external_id)
+        except FATAL_ERRORS:
+            raise
+        except Exception as error:
+            reason = _reason(f"trashing the duplicate {external_id} failed", error)
+            tally.failures.append(LedgerEntry(str(record_id), reason, Side.EXTERNAL))
+            return
+        tally.trashed += 1
 
     async def _lifecycle(self, action: DeleteAction, tally: Tally) -> None:
         """Archive or restore one pair (the external side first, then the deal and the link's

@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
-from crm_pipeline.models import OpportunityRead, SyncResult
+from crm_pipeline.models import OpportunityRead, SyncError, SyncResult
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.status import AuditEntry, LedgerEntry
@@ -119,18 +119,26 @@ class PassPlan:
     ``creates``: deals without a link, to create externally under their key. ``adoptions``:
     external records a human created, to become deals (external id, field values).
     ``key_writes``: linked external records still lacking their key (an earlier pass stopped
-    before writing it). ``links``: external records carrying a deal's key but not linked yet.
+    before writing it). ``links``: external records carrying a deal's key but not linked yet. ``duplicates``: (deal,
+    external id) of second records carrying a linked deal's key, to trash.
     ``records``: the linked records' field plans. ``deletes``: archives and restores, both ways
-    (a pair changing state this pass gets no field writes). ``failures``: what cannot be planned.
+    (a pair changing state this pass gets no field writes). ``vanished``: deals whose external
+    record reconciliation could not find, for the pending-delete queue (never deleted);
+    ``found_again``: ones back. ``failures``: what cannot be planned; ``notices``: what the pass
+    must say without a record to retry (the mass-delete breaker).
     """
 
     creates: list[OpportunityRead] = field(default_factory=list)
     adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     key_writes: list[tuple[str, UUID]] = field(default_factory=list)
     links: list[tuple[UUID, str]] = field(default_factory=list)
+    duplicates: list[tuple[UUID, str]] = field(default_factory=list)
     records: list[RecordPlan] = field(default_factory=list)
     deletes: list[DeleteAction] = field(default_factory=list)
+    vanished: set[UUID] = field(default_factory=set)
+    found_again: set[UUID] = field(default_factory=set)
     failures: list[LedgerEntry] = field(default_factory=list)
+    notices: list[SyncError] = field(default_factory=list)
 
     def summary(self) -> SyncResult:
         """The pass's counts as if every write succeeds."""
@@ -139,8 +147,8 @@ class PassPlan:
             pulled=sum(bool(plan.pull) for plan in self.records),
             conflicts=sum(plan.conflicts for plan in self.records),
             created=len(self.creates) + len(self.adoptions),
-            trashed=sum(d.action in (Lifecycle.TRASH, Lifecycle.ARCHIVE) for d in self.deletes),
-            errors=[failure.as_error() for failure in self.failures],
+            trashed=sum(d.action in (Lifecycle.TRASH, Lifecycle.ARCHIVE) for d in self.deletes) + len(self.duplicates),
+            errors=[failure.as_error() for failure in self.failures] + self.notices,
         )
 
 

@@ -51,6 +51,8 @@ class Direction(enum.StrEnum):
     """The external side's change cursor (for Notion an edit time, read back with an overlap)."""
     TRASH = "trash"
     """The external side's trash cursor, read less often than every pass (a request of its own)."""
+    RECONCILE = "reconcile"
+    """The last deal id the rolling reconciliation read; it starts over after the last one."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,40 @@ class SyncStatus:
         query = select(sync_links.c.record_id, sync_links.c.external_id).where(self._scope(sync_links))
         if record_ids is not None:
             query = query.where(sync_links.c.record_id.in_(list(record_ids)))
+        async with self.transaction() as connection:
+            return {row.record_id: row.external_id for row in await connection.execute(query)}
+
+    async def links_after(self, record_id: UUID | None, limit: int) -> dict[UUID, str]:
+        """The next ``limit`` links in record-id order after ``record_id`` (from the first when None)."""
+        query = select(sync_links.c.record_id, sync_links.c.external_id).where(self._scope(sync_links))
+        if record_id is not None:
+            query = query.where(sync_links.c.record_id > record_id)
+        query = query.order_by(sync_links.c.record_id).limit(limit)
+        async with self.transaction() as connection:
+            return {row.record_id: row.external_id for row in await connection.execute(query)}
+
+    async def set_vanished(self, record_ids: Iterable[UUID], *, vanished: bool) -> None:
+        """Queue these links as pending delete (their external record cannot be found), or take
+        them off the queue (found again). Nothing is deleted either way."""
+        ids = list(record_ids)
+        if not ids:
+            return
+        async with self.transaction() as connection:
+            await connection.execute(
+                update(sync_links)
+                .where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
+                .values(vanished_at=func.coalesce(sync_links.c.vanished_at, func.now()) if vanished else None)
+            )
+
+    async def count_links(self) -> int:
+        async with self.transaction() as connection:
+            return int(await connection.scalar(select(func.count()).where(self._scope(sync_links))) or 0)
+
+    async def pending_deletes(self) -> dict[UUID, str]:
+        """record id -> external id of the links whose external record has vanished."""
+        query = select(sync_links.c.record_id, sync_links.c.external_id).where(
+            self._scope(sync_links), sync_links.c.vanished_at.is_not(None)
+        )
         async with self.transaction() as connection:
             return {row.record_id: row.external_id for row in await connection.execute(query)}
 

@@ -18,7 +18,7 @@ import pytest
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
-from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import Direction, Outcome, Rule, Side
 from crm_pipeline_tests.crm.conftest import Workspace
@@ -517,3 +517,84 @@ async def test_an_activity_appended_before_a_crash_is_not_appended_again(
         f"Note: Demo booked ({logged.occurred_at:%Y-%m-%d %H:%M %Z})"
     ]
     assert await engine.status.pending_activities() == []
+
+
+@pytest.fixture
+def reconciling(primary: PostgresAdapter, notion: NotionAdapter) -> SyncEngine:
+    """An engine that reconciles a slice of two linked records every pass."""
+    return SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, reconcile_seconds=0, reconcile_per_pass=2)
+
+
+def vanish(sandbox: RunningSandbox, page_id: str) -> None:
+    """The page is gone for the integration (deleted for good, or no longer shared): a 404."""
+    workspace = sandbox.sandbox.workspace
+    del workspace.pages[page_id]
+    for source in workspace.data_sources.values():
+        if source.pages.pop(page_id, None) is not None:
+            source.rows_version += 1
+
+
+async def test_reconciliation_catches_an_edit_the_watermark_missed(
+    reconciling: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await reconciling.run_pass()
+    # An edit dated long before the inbound watermark (a clock skew, a restored backup): the
+    # change read never sees it.
+    workspace.control.set_clock(datetime(2001, 1, 1, tzinfo=UTC))
+    human_edit(workspace, page_of(workspace, deal.id)["id"], Value={"number": 5})
+    result = await reconciling.run_pass()
+    assert result.pulled == 1
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal("5")
+
+
+async def test_a_vanished_page_is_queued_never_deleted_and_a_mass_vanish_trips_the_breaker(
+    reconciling: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+    sandbox_server: RunningSandbox,
+) -> None:
+    deals = [await new_deal(repository, tenant, name=f"Deal {n}") for n in range(4)]
+    await reconciling.run_pass()
+    first, second = sorted(deal.id for deal in deals)[:2]
+    vanish(sandbox_server, page_of(workspace, first)["id"])
+    result = await reconciling.run_pass()  # reconciles the first two: one vanished
+    assert result.errors == [] and result.trashed == 0
+    assert set(await reconciling.status.pending_deletes()) == {first}
+    for deal in deals:
+        assert (await stored(repository, tenant, deal.id)).archived_at is None
+    # Three of four gone at once: the breaker queues none of them and says so.
+    for deal_id in sorted(deal.id for deal in deals)[2:]:
+        vanish(sandbox_server, page_of(workspace, deal_id)["id"])
+    tripped = await reconciling.run_pass()  # the next slice: the other two, both gone
+    assert [error.reason.split(":")[0] for error in tripped.errors] == ["mass-delete breaker"]
+    assert set(await reconciling.status.pending_deletes()) == {first}
+    assert second not in await reconciling.status.pending_deletes()
+
+
+async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_trash(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant, estimated_value=Decimal("10"))
+    await engine.run_pass()
+    kept = page_of(workspace, deal.id)["id"]
+    # A create that timed out yet landed later: a second page with the same key, edited by a person.
+    workspace.control.human_create_page(
+        {
+            "parent": {"data_source_id": workspace.data_source_id},
+            "properties": {
+                "Deal Name": {"title": [{"text": {"content": "Acme renewal"}}]},
+                "Stage": {"select": {"name": "Lead"}},
+                "Value": {"number": 77},
+                "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+            },
+        }
+    )
+    result = await engine.run_pass()
+    assert (result.trashed, result.pulled, result.errors) == (1, 1, [])
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal("77")
+    live = [p for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
+    assert [p["id"] for p in live] == [kept]
+    assert live[0]["properties"]["Value"]["number"] == 77  # the kept page takes the person's edit too
+    assert await engine.run_pass() == SyncResult()

@@ -2,12 +2,13 @@
 
 - sync_links: a deal ⇄ its record in one external connector, unique both ways per tenant and
   connector (a deal has one page, a page mirrors one deal); `archived` once both sides hold the
-  pair archived (deal) and trashed (page).
+  pair archived (deal) and trashed (page); `vanished_at` while the external record cannot be
+  found (the pending-delete queue: nothing is deleted for it).
 - sync_base: per linked deal and field, the value both sides held after the last successful sync
   (JSON, as the change log stores values). Gone with its link.
 - sync_watermarks: per tenant, connector and direction, how far the sync has read: the change
-  feed's cursor outbound, an edit-time watermark inbound and one for the external trash (text,
-  read by the engine).
+  feed's cursor outbound, an edit-time watermark inbound, one for the external trash, and how far
+  the rolling reconciliation has come (text, read by the engine).
 - sync_errors: the error ledger, one row per failing record and field (field '' for the whole
   record); retried every pass, removed once the record syncs.
 - sync_activities: the activities to append to the external record, once each: queued when the
@@ -39,6 +40,7 @@ CREATE TABLE crm.sync_links (
     record_id    uuid NOT NULL,
     external_id  text NOT NULL,
     archived     boolean NOT NULL DEFAULT false,
+    vanished_at  timestamptz,
     linked_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, connector, record_id),
     UNIQUE (tenant_id, connector, external_id),
@@ -60,7 +62,7 @@ CREATE TABLE crm.sync_base (
 CREATE TABLE crm.sync_watermarks (
     tenant_id   text NOT NULL REFERENCES crm.tenants(id),
     connector   text NOT NULL,
-    direction   text NOT NULL CHECK (direction IN ('outbound', 'inbound', 'trash')),
+    direction   text NOT NULL CHECK (direction IN ('outbound', 'inbound', 'trash', 'reconcile')),
     position    text NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, connector, direction)
