@@ -341,7 +341,7 @@ class Workspace:
     ) -> None:
         old = ds.properties
         gone = [prop for prop_id, prop in old.items() if prop_id not in properties or prop_id in retyped]
-        ds.title = title
+        renamed, ds.title = title != ds.title, title
         ds.properties = properties
         for page in ds.pages.values():
             for prop_id in [p for p in page.values if p not in properties or p in retyped]:
@@ -356,7 +356,7 @@ class Workspace:
             self._changed(target, schema_editor=actor)
         self._follow_partners(actor, ds, gone)
         db = self.databases[ds.database_id]
-        if len(db.data_source_ids) == 1:
+        if renamed and len(db.data_source_ids) == 1:  # a lone data source's title is its database's
             db.title = title
         self._changed(ds, schema_editor=actor)
 
