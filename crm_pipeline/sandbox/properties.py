@@ -181,7 +181,10 @@ def parse_instant(text: Any) -> tuple[int, bool] | None:
 
 
 def parse_value(prop: PropertySchema, raw: Any, path: str, ctx: WriteContext) -> Any:
-    """Validate one property write (`{type?: t, t: value}`) and return the normalized value."""
+    """Validate one property write (`{type?: t, t: value}`) and return the normalized value.
+    Notion also takes a title or text as the bare rich-text array (as recorded)."""
+    if isinstance(raw, list) and prop.type in TEXT_TYPES:
+        raw = {prop.type: raw}
     if not isinstance(raw, dict):
         raise body_validation(path, "should be an object", raw)
     if prop.type in READ_ONLY_TYPES or not any(key in raw for key in WRITABLE_TYPES):
