@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
+from .properties import plain_text
 from .query import Viewer, page_size_of, paginate
 from .render import (
     block_json,
@@ -138,7 +139,7 @@ def _search_descending(raw: Any) -> bool:
 
 
 def _title(ds: DataSource, page: Page) -> str:
-    return "".join(item["plain_text"] for item in page.values.get(ds.title_property().id, []))
+    return plain_text(page.values.get(ds.title_property().id, []))
 
 
 def get_database(call: Call) -> Any:

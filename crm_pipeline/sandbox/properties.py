@@ -391,10 +391,6 @@ def commit_options(new_options: NewOptions) -> None:
             prop.options.append(option)
 
 
-def empty_value(prop_type: str) -> Any:
-    return EMPTY_VALUES.get(prop_type)
-
-
 # --- formula and rollup results (set through the control surface) ------------------------------
 
 

@@ -35,7 +35,6 @@ EDITORS = {"created_by": "created_by", "last_edited_by": "edited_by"}
 FILTER_FILLERS: dict[str, Any] = {
     "number": math.nan,
     "date": math.nan,
-    "unique_id": math.nan,
     "select": "",
     "status": "",
 }

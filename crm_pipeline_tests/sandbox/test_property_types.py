@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from notion_client import APIResponseError, AsyncClient
 from notion_client.helpers import async_collect_paginated_api
@@ -269,7 +270,7 @@ async def test_formula_and_rollup_results_are_set_through_the_control_surface(
         {"Weighted": {"type": "number", "number": "1"}},
         {"Hot": {"type": "boolean", "boolean": True}},
     ):
-        with pytest.raises(Exception, match="400"):
+        with pytest.raises(httpx.HTTPStatusError, match="400"):
             control.set_computed(page["id"], bad)
 
 
