@@ -13,7 +13,7 @@ import binascii
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
@@ -25,6 +25,7 @@ from .model import DataSource, Page, PropertySchema, User, normalize_id
 from .properties import COMPUTED_TYPES, EMPTY_KEYS, TEXT_TYPES, computed_key, default_computed, parse_instant
 
 T = TypeVar("T", bound="Identified")
+T_co = TypeVar("T_co", bound="Identified", covariant=True)
 KeyTest = Callable[[Any], bool]
 Resolve = Callable[[str, str], Any]  # (operand, path) -> the key it stands for
 DAY_MS = 86_400_000
@@ -505,7 +506,7 @@ def _sorted(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, boo
 
 
 @dataclass(frozen=True)
-class Result(Sequence[Page]):
+class Result:
     """An ordered query result: row indices into a column snapshot's pages (no per-row list built)."""
 
     pages: list[Page]
@@ -514,7 +515,7 @@ class Result(Sequence[Page]):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> Page:  # type: ignore[override]  # no slices needed
+    def __getitem__(self, index: int) -> Page:
         return self.pages[self.rows[index]]
 
 
@@ -573,7 +574,16 @@ def _in_trash_flag(body: dict[str, Any]) -> bool:
 
 
 class Identified(Protocol):
-    id: str
+    @property
+    def id(self) -> str: ...
+
+
+class Rows(Protocol[T_co]):
+    """What pagination needs of an ordered result: a list, or a query `Result`."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> T_co: ...
 
 
 def page_size_of(raw: Any, path: str) -> int:
@@ -583,7 +593,7 @@ def page_size_of(raw: Any, path: str) -> int:
     return size
 
 
-def paginate(items: Sequence[T], cursor: Any, page_size: int, limit: int | None = None) -> tuple[list[T], str | None]:
+def paginate(items: Rows[T], cursor: Any, page_size: int, limit: int | None = None) -> tuple[list[T], str | None]:
     """One page of an ordered result (up to `limit` items of it) and the cursor to the next."""
     start = decode_cursor(cursor, items)
     visible = len(items) if limit is None else min(len(items), limit)
@@ -595,7 +605,7 @@ def encode_cursor(index: int, object_id: str) -> str:
     return base64.urlsafe_b64encode(f"{index}:{object_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: Any, rows: Sequence[Identified]) -> int:
+def decode_cursor(cursor: Any, rows: Rows[Identified]) -> int:
     """Resume at the object the cursor names; if it left the result meanwhile, at its old position."""
     if cursor is None:
         return 0
