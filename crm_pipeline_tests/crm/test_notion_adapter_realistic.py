@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from notion_client import AsyncClient
@@ -16,7 +17,7 @@ from notion_client import AsyncClient
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import DataSourceConfigError, QueryWindowError
-from crm_pipeline.models import OpportunityFilter, OpportunityUpdate
+from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl
 from crm_pipeline_tests.crm.conftest import Workspace
 from crm_pipeline_tests.notion_schemas import validate
@@ -207,3 +208,26 @@ async def test_a_full_minute_without_a_unique_id_names_the_remedy(workspace: Wor
         assert len(await numbered.list_opportunities(OpportunityFilter(limit=1000))) == 60
     finally:
         await numbered.aclose()
+
+
+async def test_a_windowed_read_keeps_a_compound_filter_within_notions_nesting_limit(workspace: Workspace) -> None:
+    """Stages (an ``or``) and updated_since make an ``and``; a created_time window must join that
+    ``and`` rather than nest it a third level deep, which Notion refuses."""
+    workspace.control.configure(result_cap=5)
+    workspace.control.set_clock(IMPORTED_AT)
+    notion = workspace.adapter()
+    try:
+        for i in range(8):
+            await notion.create_opportunity(deal_named(f"deal {i}", "Lead" if i % 2 else "Qualified"))
+            workspace.control.advance_clock(60)
+        stages = OpportunityFilter(deal_stage=["Lead", "Qualified"], updated_since=IMPORTED_AT, limit=100)
+        assert len(await notion.list_opportunities(stages)) == 8
+    finally:
+        await notion.aclose()
+    for _, path, body in workspace.sent:
+        if path.endswith("/query"):
+            validate("QueryDataSourceBodyParameters", body)
+
+
+def deal_named(name: str, stage: str) -> OpportunityCreate:
+    return OpportunityCreate(id=uuid4(), name=name, deal_stage=stage)
