@@ -105,9 +105,13 @@ class Workspace:
         if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not isinstance(raw.get("email"), str):
             raise body_validation(path, "should be `{name, email, id?}`", raw)
         user_id = _optional_id(raw.get("id")) or str(uuid.uuid5(_USER_NAMESPACE, f"person:{raw['email']}"))
-        if user_id in self.user_table:
-            raise validation(f"A user with id {user_id} already exists.")
-        person = self.people[user_id] = User(user_id, raw["name"], "person", raw["email"])
+        person = User(user_id, raw["name"], "person", raw["email"])
+        known = self.user_table.get(user_id)
+        if known == person:  # seeded before (a seed applied again to a saved workspace)
+            return known
+        if known is not None:
+            raise validation(f"A different user with id {user_id} already exists.")
+        self.people[user_id] = person
         self.user_table[user_id] = person
         self.revision += 1
         return person

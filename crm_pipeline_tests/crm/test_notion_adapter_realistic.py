@@ -17,6 +17,7 @@ from notion_client import AsyncClient
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import DataSourceConfigError, QueryWindowError
+from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, demo_notion_seed, demo_opportunities
 from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl
 from crm_pipeline_tests.crm.conftest import Workspace
@@ -231,3 +232,34 @@ async def test_a_windowed_read_keeps_a_compound_filter_within_notions_nesting_li
 
 def deal_named(name: str, stage: str) -> OpportunityCreate:
     return OpportunityCreate(id=uuid4(), name=name, deal_stage=stage)
+
+
+async def test_the_adapter_works_against_the_demo_database(workspace: Workspace) -> None:
+    """`crm-pipeline dev`'s Deals database, with the team's own Status, Owner, formula and ID."""
+    workspace.control.seed(demo_notion_seed())
+    demo = dataclasses.replace(
+        workspace, database_id=DEMO_NOTION_DATABASE_ID, data_source_id=DEMO_NOTION_DATA_SOURCE_ID
+    )
+    notion = demo.adapter()
+    try:
+        team = await notion.list_opportunities(OpportunityFilter())
+        assert {deal.name for deal in team} == {"Vandelay Industries import deal", "Pied Piper compression licence"}
+        outcomes = await notion.upsert_opportunities(demo_opportunities())
+        assert [outcome.action for outcome in outcomes] == ["created"] * len(outcomes)
+        vandelay = next(deal for deal in team if deal.name.startswith("Vandelay"))
+        await notion.update_opportunity(vandelay.external_id, OpportunityUpdate(deal_stage="Proposal"))
+        assert len(await notion.list_opportunities(OpportunityFilter())) == 2 + len(outcomes)
+    finally:
+        await notion.aclose()
+    pages = {
+        "".join(t["plain_text"] for t in page["properties"]["Deal Name"]["title"]): page["properties"]
+        for page in workspace.control.all_pages(DEMO_NOTION_DATA_SOURCE_ID)
+    }
+    kept = pages["Vandelay Industries import deal"]
+    assert kept["Stage"]["select"]["name"] == "Proposal"
+    assert kept["Status"]["status"]["name"] == "Waiting on customer"
+    assert [person["name"] for person in kept["Owner"]["people"]] == ["Maya Lindqvist"]
+    assert kept["Weighted value"]["formula"] == {"type": "number", "number": 11000}
+    assert kept["Follow-up"]["checkbox"] is True
+    numbers = sorted(properties["Deal ID"]["unique_id"]["number"] for properties in pages.values())
+    assert numbers == list(range(1, len(pages) + 1))  # every page numbered, the synced ones too
