@@ -13,7 +13,7 @@ from starlette.routing import Route
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
 from .properties import plain_text
-from .query import Viewer, page_size_of, paginate
+from .query import MAX_PAGE_SIZE, Viewer, page_size_of, paginate
 from .render import (
     block_json,
     data_source_json,
@@ -53,15 +53,19 @@ def users_me(call: Call) -> Any:
 
 
 def list_users(call: Call) -> Any:
-    size = _query_value(call, "page_size")
-    page_size = page_size_of(int(size) if size is not None and size.isdigit() else size, "query.page_size")
-    users, next_cursor = paginate(call.workspace.users(), _query_value(call, "start_cursor"), page_size)
+    cursors = call.query.get("start_cursor")
+    users, next_cursor = paginate(call.workspace.users(), cursors[0] if cursors else None, _query_page_size(call))
     return list_json([user.to_json() for user in users], next_cursor, "user")
 
 
-def _query_value(call: Call, key: str) -> str | None:
-    values = call.query.get(key)
-    return values[0] if values else None
+def _query_page_size(call: Call) -> int:
+    size_text = (call.query.get("page_size") or ["100"])[0]
+    if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+        raise validation(
+            "query failed validation: query.page_size should be an integer between 1 and "
+            f"{MAX_PAGE_SIZE}, instead was `{size_text}`."
+        )
+    return int(size_text)
 
 
 def get_user(call: Call) -> Any:
@@ -209,11 +213,7 @@ def update_page(call: Call) -> Any:
 
 def list_children(call: Call) -> Any:
     children = call.workspace.children_of(call.params["block_id"])
-    size_text = (call.query.get("page_size") or ["100"])[0]
-    if not size_text.isdigit() or not 1 <= int(size_text) <= 100:
-        raise validation(
-            f"query failed validation: query.page_size should be an integer between 1 and 100, instead was `{size_text}`."
-        )
+    page_size = _query_page_size(call)
     cursors = call.query.get("start_cursor")
     start = 0
     if cursors:
@@ -221,7 +221,7 @@ def list_children(call: Call) -> Any:
         if cursor not in children:
             raise validation(f"The start_cursor provided is invalid: {cursor}")
         start = children.index(cursor)
-    end = start + int(size_text)
+    end = start + page_size
     blocks = [block_json(call.workspace.blocks[i]) for i in children[start:end]]
     return list_json(blocks, children[end] if end < len(children) else None, "block")
 

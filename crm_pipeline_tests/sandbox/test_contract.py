@@ -282,6 +282,8 @@ async def test_every_error_answer_validates(
         ("POST", "/_sandbox/seed", b"[" * 5000),
         ("POST", "/_sandbox/clock", b"{"),
         ("GET", "/_sandbox/pages/nope", None),
+        ("PUT", "/_sandbox/pages/nope/computed", b'{"properties": {}}'),
+        ("POST", "/_sandbox/seed", b'{"users": [{"name": "No email"}], "databases": []}'),
     ],
 )
 async def test_control_surface_errors_are_notion_shaped(
