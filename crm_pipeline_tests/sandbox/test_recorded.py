@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 from notion_client import APIResponseError, AsyncClient
 
-from crm_pipeline.sandbox import SandboxControl
+from crm_pipeline.sandbox.api import API_ROUTES
 from crm_pipeline_tests.notion_schemas import RECORDED_DIR, recorded
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -61,50 +61,89 @@ def shape(value: Any, path: str = "", into: dict[str, set[str]] | None = None) -
     return into
 
 
-async def sandbox_answer(name: str, notion: AsyncClient, control: SandboxControl) -> Any:
-    """The sandbox's answer to the request the recording made (same kind of object, same names)."""
+# Every /v1 route, with the recording of the same kind of answer it is compared with.
+ROUTE_RECORDINGS = {
+    "GET /v1/users/me": "users_me",
+    "GET /v1/users": "users_list",
+    "GET /v1/users/{user_id}": "users_me",
+    "POST /v1/search": "search",
+    "POST /v1/databases": "databases_retrieve",
+    "GET /v1/databases/{database_id}": "databases_retrieve",
+    "POST /v1/data_sources": "data_sources_retrieve",
+    "GET /v1/data_sources/{data_source_id}": "data_sources_retrieve",
+    "PATCH /v1/data_sources/{data_source_id}": "data_sources_retrieve",
+    "POST /v1/data_sources/{data_source_id}/query": "search",  # the same list of pages
+    "POST /v1/pages": "pages_create",
+    "GET /v1/pages/{page_id}": "pages_create",
+    "PATCH /v1/pages/{page_id}": "pages_create",
+    "GET /v1/blocks/{block_id}/children": "blocks_children_list",
+    "PATCH /v1/blocks/{block_id}/children": "blocks_children_list",
+}
+# An append answers with the blocks it added, all of them: no next page.
+ROUTE_FORMATS = {"PATCH /v1/blocks/{block_id}/children": {"next_cursor": ({"uuid"}, {"null"})}}
+
+
+async def sandbox_answer(route: str, notion: AsyncClient) -> Any:
+    """The sandbox's answer on `route` to what its recording asked (same kind of object, same names)."""
+    untitled = route in ("POST /v1/search", "POST /v1/data_sources/{data_source_id}/query")
     database = await notion.databases.create(
         parent={"page_id": PAGE},
         title=[{"text": {"content": "Test Database"}}],
         initial_data_source={"properties": {"title": {"title": {}}}},
     )
     source_id = database["data_sources"][0]["id"]
-    content = [] if name == "search" else [{"text": {"content": "Test"}}]  # the recorded search found an untitled page
+    content = [] if untitled else [{"text": {"content": "Test"}}]  # the recorded search found an untitled page
     page = await notion.pages.create(parent={"data_source_id": source_id}, properties={"title": content}, children=[])
     paragraphs = [{"paragraph": {"rich_text": [{"text": {"content": f"paragraph {i}"}}]}} for i in range(3)]
-    await notion.blocks.children.append(page["id"], children=paragraphs)
-    if name == "users_me":
-        return await notion.users.me()
-    if name == "users_list":
-        return await notion.users.list()
-    if name == "pages_create":
-        return page
-    if name == "databases_retrieve":
-        return await notion.databases.retrieve(database["id"])
-    if name == "data_sources_retrieve":
-        named = await notion.databases.create(
-            parent={"page_id": PAGE}, title=[{"text": {"content": "Test Data Source"}}]
-        )
-        return await notion.data_sources.retrieve(named["data_sources"][0]["id"])
-    if name == "blocks_children_list":
-        return await notion.blocks.children.list(page["id"], page_size=2)
-    if name == "search":  # the recording's workspace holds pages only
-        return await notion.search(filter={"property": "object", "value": "page"})
-    assert name == "pages_retrieve_404"
+    named = await notion.databases.create(parent={"page_id": PAGE}, title=[{"text": {"content": "Test Data Source"}}])
+    named_source = named["data_sources"][0]["id"]
+    me = await notion.users.me()
+    answers: dict[str, Callable[[], Awaitable[Any]]] = {
+        "GET /v1/users/me": notion.users.me,
+        "GET /v1/users": notion.users.list,
+        "GET /v1/users/{user_id}": lambda: notion.users.retrieve(me["id"]),
+        "POST /v1/search": lambda: notion.search(filter={"property": "object", "value": "page"}),
+        "POST /v1/databases": lambda: _value(database),
+        "GET /v1/databases/{database_id}": lambda: notion.databases.retrieve(database["id"]),
+        "POST /v1/data_sources": lambda: notion.data_sources.create(
+            parent={"database_id": named["id"]}, title=[{"text": {"content": "Second"}}]
+        ),
+        "GET /v1/data_sources/{data_source_id}": lambda: notion.data_sources.retrieve(named_source),
+        "PATCH /v1/data_sources/{data_source_id}": lambda: notion.data_sources.update(
+            named_source, title=[{"text": {"content": "Renamed"}}]
+        ),
+        "POST /v1/data_sources/{data_source_id}/query": lambda: notion.data_sources.query(source_id),
+        "POST /v1/pages": lambda: _value(page),
+        "GET /v1/pages/{page_id}": lambda: notion.pages.retrieve(page["id"]),
+        "PATCH /v1/pages/{page_id}": lambda: notion.pages.update(page["id"], properties={}),
+        "GET /v1/blocks/{block_id}/children": lambda: notion.blocks.children.list(page["id"], page_size=2),
+        "PATCH /v1/blocks/{block_id}/children": lambda: notion.blocks.children.append(
+            page["id"], children=paragraphs[:2]
+        ),
+    }
+    if route == "GET /v1/blocks/{block_id}/children":
+        await notion.blocks.children.append(page["id"], children=paragraphs)
+    return await answers[route]()
+
+
+async def _value(answer: Any) -> Any:
+    return answer
+
+
+async def not_found_answer(notion: AsyncClient) -> Any:
     with pytest.raises(APIResponseError) as caught:
         await notion.pages.retrieve("00000000-0000-0000-0000-000000000000")
     return json.loads(caught.value.body)
 
 
-@pytest.mark.parametrize("name", sorted(path.stem for path in RECORDED_DIR.glob("*.json")))
-async def test_answers_have_real_notions_keys_and_formats(
-    name: str, notion: AsyncClient, control: SandboxControl, sandbox: Any
-) -> None:
-    real = recorded(name)
-    ours = await sandbox_answer(name, notion, control)
-    assert real["request"]["path"].startswith("/v1/")
-    expected, theirs = shape(real["response"]), shape(ours)
-    only_real, only_ours, formats = DIFFERENCES.get(name, (set(), set(), {}))
+def test_every_route_is_compared() -> None:
+    assert set(ROUTE_RECORDINGS) == {f"{method} {template}" for method, template, _ in API_ROUTES}
+    assert set(ROUTE_RECORDINGS.values()) | {"pages_retrieve_404"} == {p.stem for p in RECORDED_DIR.glob("*.json")}
+
+
+def assert_same_shape(real: Any, ours: Any, name: str, formats: dict[str, tuple[set[str], set[str]]]) -> None:
+    expected, theirs = shape(real), shape(ours)
+    only_real, only_ours, known_formats = DIFFERENCES.get(name, (set(), set(), {}))
     assert set(expected) - set(theirs) == only_real
     assert set(theirs) - set(expected) == only_ours
     differing = {
@@ -112,4 +151,18 @@ async def test_answers_have_real_notions_keys_and_formats(
         for path in expected.keys() & theirs.keys()
         if expected[path] != theirs[path]
     }
-    assert differing == formats
+    assert differing == {**known_formats, **formats}
+
+
+@pytest.mark.parametrize("route", sorted(ROUTE_RECORDINGS))
+async def test_answers_have_real_notions_keys_and_formats(route: str, notion: AsyncClient, sandbox: Any) -> None:
+    name = ROUTE_RECORDINGS[route]
+    real = recorded(name)
+    assert real["status"] == 200
+    assert_same_shape(real["response"], await sandbox_answer(route, notion), name, ROUTE_FORMATS.get(route, {}))
+
+
+async def test_a_not_found_answer_has_real_notions_keys_and_formats(notion: AsyncClient, sandbox: Any) -> None:
+    real = recorded("pages_retrieve_404")
+    assert real["status"] == 404
+    assert_same_shape(real["response"], await not_found_answer(notion), "pages_retrieve_404", {})
