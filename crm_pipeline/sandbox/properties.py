@@ -405,9 +405,16 @@ def parse_computed(prop: PropertySchema, raw: Any, path: str) -> dict[str, Any] 
         raise body_validation(path, f"should be `{{type, <type>: value}}` with a type of {', '.join(kinds)}", raw)
     value = raw.get(kind)
     if kind == "array":
-        if not isinstance(value, list) or not all(_is_read_value(item) for item in value):
-            raise body_validation(f"{path}.array", "should be an array of property values in their read shape", value)
-        return {"type": "array", "array": value}
+        result = {"type": "array", "array": value}
+        try:  # filters read every item: one they cannot read is refused now, not at query time
+            if not isinstance(value, list) or not all(_is_read_value(item) for item in value):
+                raise TypeError(value)
+            computed_key(result)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            raise body_validation(
+                f"{path}.array", "should be an array of property values in their read shape", value
+            ) from None
+        return result
     checks: dict[str, Callable[[Any], bool]] = {
         "string": lambda v: isinstance(v, str),
         "number": is_number,

@@ -269,6 +269,7 @@ async def test_formula_and_rollup_results_are_set_through_the_control_surface(
         {"Weighted": {"type": "array", "array": []}},
         {"Weighted": {"type": "number", "number": "1"}},
         {"Hot": {"type": "boolean", "boolean": True}},
+        {"Company tiers": {"type": "array", "array": [{"type": "select", "select": {"color": "red"}}]}},
     ):
         with pytest.raises(httpx.HTTPStatusError, match="400"):
             control.set_computed(page["id"], bad)
