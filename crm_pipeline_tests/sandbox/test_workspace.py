@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from notion_client import APIResponseError, AsyncClient
 from notion_client.helpers import async_collect_paginated_api
@@ -124,3 +125,30 @@ async def test_the_realistic_crm_survives_a_restart(tmp_path: Path) -> None:
             assert created["properties"]["Deal ID"]["unique_id"]["number"] == 5  # the counter was kept
         finally:
             await notion.aclose()
+
+
+async def test_a_failed_seed_leaves_no_people_or_relation_sides_behind(
+    notion: AsyncClient, crm: list[dict[str, Any]], control: SandboxControl
+) -> None:
+    companies_before = (await notion.data_sources.retrieve(COMPANIES_DS))["properties"]
+    users_before = control.users()
+    bad = {
+        "users": [{"name": "Nora New", "email": "nora@sales.example"}],
+        "databases": [
+            {
+                "title": "Partners",
+                "properties": {
+                    "Name": {"title": {}},
+                    "Company": {"relation": {"data_source_id": COMPANIES_DS, "dual_property": {}}},
+                },
+                "pages": [{"Name": "Fine", "Company": ["Acme"]}, {"Name": "Broken", "No such column": 1}],
+            }
+        ],
+    }
+    with pytest.raises(httpx.HTTPStatusError):
+        control.seed(bad)
+    assert control.users() == users_before
+    companies = await notion.data_sources.retrieve(COMPANIES_DS)
+    assert companies["properties"] == companies_before
+    acme = next(p for p in control.all_pages(COMPANIES_DS) if title(p, "Name") == "Acme")
+    assert set(acme["properties"]) == set(companies_before)
