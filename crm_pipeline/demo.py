@@ -1,6 +1,7 @@
 """Demo data, so a fresh checkout has something to sync: deals the agent wrote to PostgreSQL, and a
-Notion "Deals" database where the sales team already keeps a few of its own. Ids are stable, so
-seeding twice is a no-op."""
+Notion "Deals" database where the sales team already keeps a few of its own, with the columns a
+real team adds around the synced ones (a Status, an Owner, a formula, an auto-numbered ID). Ids
+are stable, so seeding twice is a no-op."""
 
 from __future__ import annotations
 
@@ -54,17 +55,52 @@ async def seed_demo(repository: DealRepository, tenant_id: str) -> BulkUpsertRes
 DEMO_NOTION_DATABASE_ID = "2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 DEMO_NOTION_DATA_SOURCE_ID = "3b2c4d5e-6f70-4b8c-9dae-1f203a4b5c6d"
 
+_SALES_TEAM = (
+    {"name": "Maya Lindqvist", "email": "maya@sales.example"},
+    {"name": "Tom Okoro", "email": "tom@sales.example"},
+)
+
+# Columns the team keeps beside the synced ones; the sync leaves them alone. The sandbox does not
+# evaluate formulas: the team's own deals carry a result, deals the sync creates show none.
+TEAM_COLUMNS: dict[str, Any] = {
+    "Status": {
+        "status": {
+            "options": [
+                {"name": "Not started", "color": "default"},
+                {"name": "Waiting on customer", "color": "yellow"},
+                {"name": "In progress", "color": "blue"},
+                {"name": "Done", "color": "green"},
+            ],
+            "groups": [
+                {"name": "To-do", "color": "gray", "options": ["Not started"]},
+                {"name": "In progress", "color": "blue", "options": ["Waiting on customer", "In progress"]},
+                {"name": "Complete", "color": "green", "options": ["Done"]},
+            ],
+        }
+    },
+    "Owner": {"people": {}},
+    "Weighted value": {"formula": {"expression": 'prop("Value") * prop("Probability")'}},
+    "Follow-up": {"checkbox": {}},
+    "Deal ID": {"unique_id": {"prefix": "DEAL"}},
+    "Last edited by": {"last_edited_by": {}},
+}
+
 _HUMAN_DEALS: tuple[dict[str, Any], ...] = (
     {
         "Deal Name": "Vandelay Industries import deal",
         "Stage": "Qualified",
         "Value": 27500,
+        "Probability": 0.4,
         "Close Date": "2027-02-28",
         "Product": "Platform",
         "Source": "event",
         "Contact": "Art Vandelay",
         "Email": "art@vandelay.example",
         "Notes": "Met at the trade fair; wants a call after the holidays.",
+        "Status": "Waiting on customer",
+        "Owner": ["Maya Lindqvist"],
+        "Weighted value": 11000,
+        "Follow-up": True,
     },
     {
         "Deal Name": "Pied Piper compression licence",
@@ -73,21 +109,24 @@ _HUMAN_DEALS: tuple[dict[str, Any], ...] = (
         "Product": "Analytics",
         "Source": "referral",
         "Contact": "Richard Hendricks",
+        "Status": "Not started",
+        "Owner": ["Tom Okoro"],
     },
 )
 
 
 def demo_notion_seed() -> dict[str, Any]:
-    """A sandbox seed document: the Deals database the property map expects, with the pages the
-    sales team created there by hand (no sync key yet)."""
+    """A sandbox seed document: the Deals database the property map expects plus the team's own
+    columns, with the pages the sales team created there by hand (no sync key yet)."""
     return {
+        "users": list(_SALES_TEAM),
         "databases": [
             {
                 "title": "Deals",
                 "id": DEMO_NOTION_DATABASE_ID,
                 "data_source_id": DEMO_NOTION_DATA_SOURCE_ID,
-                "properties": notion_properties_schema(SYNCED_PROPERTY_MAP),
+                "properties": {**notion_properties_schema(SYNCED_PROPERTY_MAP), **TEAM_COLUMNS},
                 "pages": list(_HUMAN_DEALS),
             }
-        ]
+        ],
     }

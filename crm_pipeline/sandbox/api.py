@@ -10,7 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .errors import validation
+from .errors import MISSING, body_validation, validation
+from .model import DataSource, Page
+from .properties import plain_text
+from .query import MAX_PAGE_SIZE, Viewer, page_size_of, paginate
 from .render import (
     block_json,
     data_source_json,
@@ -41,11 +44,106 @@ def _page_result(call: Call, page_id: str) -> Any:
     page = ws.pages[page_id]
     ds = ws.source_of(page)
     only = _filter_properties(call, ds.id)
-    return page_text(ds, page) if only is None else page_json(ds, page, only)
+    users = ws.user_table
+    return page_text(ds, page, users) if only is None else page_json(ds, page, users, only)
 
 
 def users_me(call: Call) -> Any:
     return call.actor.to_json()
+
+
+def list_users(call: Call) -> Any:
+    cursors = call.query.get("start_cursor")
+    users, next_cursor = paginate(call.workspace.users(), cursors[0] if cursors else None, _query_page_size(call))
+    return list_json([user.to_json() for user in users], next_cursor, "user")
+
+
+def _query_page_size(call: Call) -> int:
+    size_text = (call.query.get("page_size") or ["100"])[0]
+    if not size_text.isdigit() or not 1 <= int(size_text) <= MAX_PAGE_SIZE:
+        raise validation(
+            "query failed validation: query.page_size should be an integer between 1 and "
+            f"{MAX_PAGE_SIZE}, instead was `{size_text}`."
+        )
+    return int(size_text)
+
+
+def get_user(call: Call) -> Any:
+    return call.workspace.user(call.params["user_id"]).to_json()
+
+
+def search(call: Call) -> Any:
+    """Pages and data sources whose title contains `query` (case-insensitive), most recently
+    edited first (the sandbox's relevance) or sorted by `last_edited_time`; trashed ones only
+    with `filter.in_trash`. Everything in the sandbox is shared with every integration."""
+    ws, body = call.workspace, call.body
+    query = body.get("query", "")
+    if not isinstance(query, str):
+        raise body_validation("body.query", "should be a string", query)
+    kind, in_trash = _search_filter(body.get("filter"))
+    descending = _search_descending(body.get("sort"))
+    folded = query.casefold()
+    found: list[DataSource | Page] = []
+    if kind in (None, "data_source"):
+        found += [ds for ds in ws.data_sources.values() if ds.in_trash == in_trash and folded in ds.title.casefold()]
+    if kind in (None, "page"):
+        found += [
+            page
+            for ds in ws.data_sources.values()
+            for page in ds.pages.values()
+            if page.in_trash == in_trash and folded in _title(ds, page).casefold()
+        ]
+    found.sort(key=lambda item: item.edited_ms, reverse=descending)
+    results, next_cursor = paginate(
+        found, body.get("start_cursor"), page_size_of(body.get("page_size"), "body.page_size")
+    )
+    return list_json(
+        [
+            page_json(ws.source_of(item), item, ws.user_table)
+            if isinstance(item, Page)
+            else data_source_json(item, ws.databases[item.database_id])
+            for item in results
+        ],
+        next_cursor,
+        "page_or_data_source",
+    )
+
+
+def _search_filter(raw: Any) -> tuple[str | None, bool]:
+    """`{property: "object", value: "page" | "data_source", in_trash?}` or `{in_trash}`."""
+    if raw is None:
+        return None, False
+    if not isinstance(raw, dict):
+        raise body_validation("body.filter", "should be an object", raw)
+    in_trash = raw.get("in_trash", False)
+    if not isinstance(in_trash, bool):
+        raise body_validation("body.filter.in_trash", "should be a boolean", in_trash)
+    if "property" not in raw and "value" not in raw:
+        return None, in_trash
+    if raw.get("property") != "object" or raw.get("value") not in ("page", "data_source"):
+        raise body_validation("body.filter", 'should be `{property: "object", value: "page" | "data_source"}`', raw)
+    return raw["value"], in_trash
+
+
+def _search_descending(raw: Any) -> bool:
+    if raw is None or raw == {"property": "relevance"}:
+        return True
+    direction = raw.get("direction", MISSING) if isinstance(raw, dict) else MISSING
+    if (
+        not isinstance(raw, dict)
+        or raw.get("timestamp") != "last_edited_time"
+        or direction
+        not in (
+            "ascending",
+            "descending",
+        )
+    ):
+        raise body_validation("body.sort", 'should be `{timestamp: "last_edited_time", direction}`', raw)
+    return bool(direction == "descending")
+
+
+def _title(ds: DataSource, page: Page) -> str:
+    return plain_text(page.values.get(ds.title_property().id, []))
 
 
 def get_database(call: Call) -> Any:
@@ -56,6 +154,11 @@ def get_database(call: Call) -> Any:
 def create_database(call: Call) -> Any:
     db = call.workspace.create_database(call.actor, call.body)
     return database_json(db, [call.workspace.data_sources[i] for i in db.data_source_ids])
+
+
+def create_data_source(call: Call) -> Any:
+    ds = call.workspace.create_data_source(call.actor, call.body)
+    return data_source_json(ds, call.workspace.databases[ds.database_id])
 
 
 def get_data_source(call: Call) -> Any:
@@ -72,8 +175,11 @@ def update_data_source(call: Call) -> Any:
 def query_data_source(call: Call) -> Any:
     ds = call.workspace.data_source(call.params["data_source_id"])
     only = _filter_properties(call, ds.id)
-    result = call.workspace.queries.run(ds, call.body, call.sandbox.result_cap)
-    pages = (page_text(ds, p) if only is None else json.dumps(page_json(ds, p, only)) for p in result.pages)
+    users = call.workspace.user_table
+    result = call.workspace.queries.run(ds, call.body, call.sandbox.result_cap, Viewer(call.actor.id, users))
+    pages = (
+        page_text(ds, p, users) if only is None else json.dumps(page_json(ds, p, users, only)) for p in result.pages
+    )
     tail = (
         ',"request_status":{"type":"incomplete","incomplete_reason":"query_result_limit_reached"}'
         if result.capped
@@ -107,11 +213,7 @@ def update_page(call: Call) -> Any:
 
 def list_children(call: Call) -> Any:
     children = call.workspace.children_of(call.params["block_id"])
-    size_text = (call.query.get("page_size") or ["100"])[0]
-    if not size_text.isdigit() or not 1 <= int(size_text) <= 100:
-        raise validation(
-            f"query failed validation: query.page_size should be an integer between 1 and 100, instead was `{size_text}`."
-        )
+    page_size = _query_page_size(call)
     cursors = call.query.get("start_cursor")
     start = 0
     if cursors:
@@ -119,7 +221,7 @@ def list_children(call: Call) -> Any:
         if cursor not in children:
             raise validation(f"The start_cursor provided is invalid: {cursor}")
         start = children.index(cursor)
-    end = start + int(size_text)
+    end = start + page_size
     blocks = [block_json(call.workspace.blocks[i]) for i in children[start:end]]
     return list_json(blocks, children[end] if end < len(children) else None, "block")
 
@@ -131,6 +233,10 @@ def append_children(call: Call) -> Any:
 
 API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/users/me", users_me),
+    ("GET", "/v1/users", list_users),
+    ("GET", "/v1/users/{user_id}", get_user),
+    ("POST", "/v1/search", search),
+    ("POST", "/v1/data_sources", create_data_source),
     ("POST", "/v1/databases", create_database),
     ("GET", "/v1/databases/{database_id}", get_database),
     ("GET", "/v1/data_sources/{data_source_id}", get_data_source),

@@ -11,6 +11,16 @@ EARLIEST_MS = 0
 LATEST_MS = int(datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp() * 1000)
 
 
+def iso_minute(ms: int) -> str:
+    """Page and data source times are stored floored to the minute; Notion prints them with `.000Z`."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:00.000Z")
+
+
+def iso_millis(ms: int) -> str:
+    """Databases keep their times to the millisecond, printed with `+00:00` (as recorded from Notion)."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
 class Clock:
     def __init__(self) -> None:
         self._frozen_ms: int | None = None

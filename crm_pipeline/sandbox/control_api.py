@@ -103,15 +103,19 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
 
     def human_create(_: Request, body: Any) -> Any:
         page = ws.create_page(ws.human, _object(body))
-        return page_json(ws.source_of(page), page)
+        return page_json(ws.source_of(page), page, ws.user_table)
 
     def human_update(request: Request, body: Any) -> Any:
         page = ws.update_page(ws.human, ws.page(request.path_params["page_id"]), _object(body))
-        return page_json(ws.source_of(page), page)
+        return page_json(ws.source_of(page), page, ws.user_table)
+
+    def set_computed(request: Request, body: Any) -> Any:
+        page = ws.set_computed(ws.page(request.path_params["page_id"]), _object(body))
+        return page_json(ws.source_of(page), page, ws.user_table)
 
     def all_pages(request: Request, _: Any) -> Any:
         ds = ws.data_source(request.path_params["data_source_id"])
-        return {"results": [page_json(ds, page) for page in ds.pages.values()]}
+        return {"results": [page_json(ds, page, ws.user_table) for page in ds.pages.values()]}
 
     def seed(_: Request, body: Any) -> Any:
         return {"databases": ws.seed(body)}
@@ -138,6 +142,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         Route("/_sandbox/save", control(save), methods=["POST"]),
         Route("/_sandbox/pages", control(human_create), methods=["POST"]),
         Route("/_sandbox/pages/{page_id}", control(human_update), methods=["PATCH"]),
+        Route("/_sandbox/pages/{page_id}/computed", control(set_computed), methods=["PUT"]),
         Route("/_sandbox/data_sources/{data_source_id}/pages", control(all_pages), methods=["GET"]),
     ]
 

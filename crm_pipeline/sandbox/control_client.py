@@ -108,6 +108,12 @@ class SandboxControl:
         """Edit a page as the human user (same body as PATCH /v1/pages/{id}); last_edited_by is the human."""
         return self._call("PATCH", f"/pages/{page_id}", body)
 
+    def set_computed(self, page_id: str, results: dict[str, Any]) -> dict[str, Any]:
+        """Set formula and rollup results, which the sandbox does not evaluate: `{property name or
+        id: {"type": "number", "number": 3} | None}` (a rollup's `function` comes from its schema).
+        Returns the page; nobody's edit time changes."""
+        return self._call("PUT", f"/pages/{page_id}/computed", {"properties": results})
+
     def all_pages(self, data_source_id: str) -> list[dict[str, Any]]:
         """Every page of a data source, trashed ones included, in creation order."""
         return list(self._call("GET", f"/data_sources/{data_source_id}/pages")["results"])

@@ -59,13 +59,33 @@ def too_long(path: str, limit: int, actual: int) -> NotionError:
     return validation(f"body failed validation: {path}.length should be ≤ `{limit}`, instead was `{actual}`.")
 
 
-def not_found(kind: str, object_id: str) -> NotionError:
-    return NotionError(
-        404,
-        "object_not_found",
-        f"Could not find {kind} with ID: {object_id}. "
-        "Make sure the relevant pages and databases are shared with your integration.",
-    )
+class NotFound(NotionError):
+    """404 `object_not_found`. Notion names the asking integration in it, so `/v1` answers it
+    through `for_integration`; the control surface, which has none, as it is."""
+
+    def __init__(self, kind: str, object_id: str) -> None:
+        super().__init__(404, "object_not_found", self._message(kind, object_id, ""))
+        self.kind, self.object_id = kind, object_id
+
+    @staticmethod
+    def _message(kind: str, object_id: str, integration: str) -> str:
+        return (
+            f"Could not find {kind} with ID: {object_id}. "
+            f"Make sure the relevant pages and databases are shared with your integration{integration}."
+        )
+
+    def for_integration(self, name: str, integration_id: str) -> NotionError:
+        """As recorded from Notion: the integration's name in the message, its id in `additional_data`."""
+        return NotionError(
+            404,
+            "object_not_found",
+            self._message(self.kind, self.object_id, f' "{name}"'),
+            additional_data={"integration_id": integration_id},
+        )
+
+
+def not_found(kind: str, object_id: str) -> NotFound:
+    return NotFound(kind, object_id)
 
 
 def invalid_url() -> NotionError:

@@ -70,13 +70,26 @@ class SelectOption:
 
 
 @dataclass
+class StatusGroup:
+    id: str
+    name: str
+    color: str
+    option_ids: list[str]
+
+
+@dataclass
 class PropertySchema:
     id: str
     name: str
     type: str
     description: str | None = None
-    options: list[SelectOption] = field(default_factory=list)
+    options: list[SelectOption] = field(default_factory=list)  # select, multi_select, status
     number_format: str = "number"
+    groups: list[StatusGroup] = field(default_factory=list)  # status
+    # The type's own configuration as Notion renders it: relation (data_source_id, database_id,
+    # type, dual_property), rollup (names, ids, function), formula (expression), unique_id (prefix).
+    settings: dict[str, Any] = field(default_factory=dict)
+    next_number: int = 1  # unique_id: the number the next page gets
 
     def option_by_id(self, option_id: str) -> SelectOption | None:
         return next((o for o in self.options if o.id == option_id), None)

@@ -13,23 +13,40 @@ import binascii
 import json
 import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from itertools import compress
 from operator import eq, ge, gt, le, lt, ne
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from .errors import MISSING, body_validation, validation
-from .model import DataSource, Page
-from .properties import EMPTY_KEYS, parse_instant
+from .model import DataSource, Page, PropertySchema, User, normalize_id
+from .properties import COMPUTED_TYPES, EMPTY_KEYS, TEXT_TYPES, computed_key, default_computed, parse_instant
 
+T = TypeVar("T", bound="Identified")
+T_co = TypeVar("T_co", bound="Identified", covariant=True)
 KeyTest = Callable[[Any], bool]
+Resolve = Callable[[str, str], Any]  # (operand, path) -> the key it stands for
 DAY_MS = 86_400_000
 MAX_FILTER_DEPTH = 2
 MAX_PAGE_SIZE = 100
 TIMESTAMPS = {"created_time": "created_ms", "last_edited_time": "edited_ms"}
-FILTER_FILLERS: dict[str, Any] = {"number": math.nan, "date": math.nan, "select": ""}
+EDITORS = {"created_by": "created_by", "last_edited_by": "edited_by"}
+FILTER_FILLERS: dict[str, Any] = {
+    "number": math.nan,
+    "date": math.nan,
+    "select": "",
+    "status": "",
+}
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: `me` in people filters, and the names people sorts compare."""
+
+    me: str
+    users: Mapping[str, User]
 
 
 @dataclass(frozen=True)
@@ -48,16 +65,23 @@ class Columns:
         self._columns: dict[tuple[str, str], list[Any]] = {}
 
     def column(self, name: str) -> list[Any]:
-        """Keys of a property id (None when empty), or of `created_time` / `last_edited_time`."""
-        if name in TIMESTAMPS:
-            attribute = TIMESTAMPS[name]
+        """Keys of a property id (None when empty), or of `created_time` / `last_edited_time`.
+        The page's own times and editors back the properties of those types."""
+        kind = self.ds.properties[name].type if name not in TIMESTAMPS else name
+        if kind in TIMESTAMPS:
+            attribute = TIMESTAMPS[kind]
             return self.derived(name, "", lambda: [getattr(page, attribute) for page in self.pages])
-        empty = EMPTY_KEYS.get(self.ds.properties[name].type)
+        if kind in EDITORS:
+            editor = EDITORS[kind]
+            return self.derived(name, "", lambda: [(getattr(page, editor),) for page in self.pages])
+        empty = EMPTY_KEYS.get(kind)
         return self.derived(name, "", lambda: [page.keys.get(name, empty) for page in self.pages])
 
     def filter_column(self, name: str) -> list[Any]:
-        """Keys with empties filled so C-level comparisons work: NaN for numbers/dates, "" for selects."""
-        filler = FILTER_FILLERS.get(self.ds.properties[name].type) if name not in TIMESTAMPS else None
+        """Keys with empties filled so C-level comparisons work: NaN for numbers and dates, "" for
+        selects, a formula's or rollup's empty result for those."""
+        prop = self.ds.properties.get(name) if name not in TIMESTAMPS else None
+        filler = _filler(prop) if prop is not None else None
         if filler is None:
             return self.column(name)
         return self.derived(name, "filter", lambda: [filler if k is None else k for k in self.column(name)])
@@ -67,6 +91,12 @@ class Columns:
         if column is None:
             column = self._columns[(name, variant)] = build()
         return column
+
+
+def _filler(prop: PropertySchema) -> Any:
+    if prop.type in COMPUTED_TYPES:
+        return computed_key(default_computed(prop))
+    return FILTER_FILLERS.get(prop.type)
 
 
 RowFilter = Callable[[Columns, list[int]], list[int]]  # narrows candidate row indices
@@ -81,7 +111,7 @@ def _leaf(name: str, test: KeyTest) -> RowFilter:
     return run
 
 
-# --- operators per property family ------------------------------------------------------------
+# --- operators per key family ------------------------------------------------------------------
 
 
 def _need(kind: type | tuple[type, ...], operand: Any, path: str, what: str) -> None:
@@ -103,7 +133,7 @@ def _emptiness(op: str, operand: Any, path: str, is_empty: KeyTest, is_not_empty
 # common comparisons in C. Note the operand comes first: `lt(operand, k)` means `k > operand`.
 
 
-def _text_test(op: str, operand: Any, path: str) -> KeyTest:
+def _text_test(op: str, operand: Any, path: str, _: Resolve) -> KeyTest:
     if op in ("is_empty", "is_not_empty"):
         return _emptiness(op, operand, path, partial(eq, ""), partial(ne, ""))
     _need(str, operand, path, "a string")
@@ -119,7 +149,7 @@ def _text_test(op: str, operand: Any, path: str) -> KeyTest:
     return tests[op]
 
 
-def _number_test(op: str, operand: Any, path: str) -> KeyTest:
+def _number_test(op: str, operand: Any, path: str, _: Resolve) -> KeyTest:
     if op in ("is_empty", "is_not_empty"):
         return _emptiness(op, operand, path, math.isnan, _not_nan)
     _need((int, float), operand, path, "a number")
@@ -134,7 +164,7 @@ def _number_test(op: str, operand: Any, path: str) -> KeyTest:
     return partial(comparisons[op], operand)
 
 
-def _date_test(op: str, operand: Any, path: str) -> KeyTest:
+def _date_test(op: str, operand: Any, path: str, _: Resolve) -> KeyTest:
     """A date-only operand means the whole UTC day; one with a time compares to the millisecond."""
     if op in ("is_empty", "is_not_empty"):
         return _emptiness(op, operand, path, math.isnan, _not_nan)
@@ -153,46 +183,78 @@ def _date_test(op: str, operand: Any, path: str) -> KeyTest:
     return tests[op]
 
 
-def _checkbox_test(op: str, operand: Any, path: str) -> KeyTest:
+def _checkbox_test(op: str, operand: Any, path: str, _: Resolve) -> KeyTest:
     _need(bool, operand, path, "a boolean")
     return partial(eq if op == "equals" else ne, operand)
 
 
-_TEXT_OPS = (
-    "equals",
-    "does_not_equal",
-    "contains",
-    "does_not_contain",
-    "starts_with",
-    "ends_with",
-    "is_empty",
-    "is_not_empty",
-)
+def _option_test(op: str, operand: Any, path: str, resolve: Resolve) -> KeyTest:
+    """A select or status: `equals` one name, or any of several; an unknown name matches nothing."""
+    if op in ("is_empty", "is_not_empty"):
+        return _emptiness(op, operand, path, partial(eq, ""), partial(ne, ""))
+    wanted = frozenset(resolve(name, path) for name in _names(operand, path))
+    return wanted.__contains__ if op == "equals" else lambda k: k not in wanted
+
+
+def _contains_test(op: str, operand: Any, path: str, resolve: Resolve) -> KeyTest:
+    """Multi-selects, people and relations (keys are id tuples): `contains` one, or any of several."""
+    if op in ("is_empty", "is_not_empty"):
+        return _emptiness(op, operand, path, partial(eq, ()), partial(ne, ()))
+    wanted = frozenset(resolve(name, path) for name in _names(operand, path))
+
+    def contains(key: tuple[Any, ...]) -> bool:
+        return any(item in wanted for item in key)
+
+    return contains if op == "contains" else lambda k: not contains(k)
+
+
+def _existence_test(op: str, operand: Any, path: str, _: Resolve) -> KeyTest:
+    return _emptiness(op, operand, path, partial(eq, ()), partial(ne, ()))
+
+
+def _names(operand: Any, path: str) -> list[str]:
+    names = operand if isinstance(operand, list) else [operand]
+    if not names or not all(isinstance(name, str) for name in names):
+        raise body_validation(path, "should be a string or an array of strings", operand)
+    return names
+
+
+_TEXT_OPS = ("equals", "does_not_equal", "contains", "does_not_contain", "starts_with", "ends_with")
 _NUMBER_OPS = (
-    "equals",
-    "does_not_equal",
-    "greater_than",
-    "less_than",
-    "greater_than_or_equal_to",
-    "less_than_or_equal_to",
-    "is_empty",
-    "is_not_empty",
-)
-_DATE_OPS = ("equals", "before", "after", "on_or_before", "on_or_after", "is_empty", "is_not_empty")
-_FAMILIES: dict[str, tuple[tuple[str, ...], Callable[[str, Any, str], KeyTest]]] = {
-    "text": (_TEXT_OPS, _text_test),
-    "number": (_NUMBER_OPS, _number_test),
-    "date": (_DATE_OPS, _date_test),
+    "equals", "does_not_equal", "greater_than", "less_than", "greater_than_or_equal_to", "less_than_or_equal_to",
+)  # fmt: skip
+_DATE_OPS = ("equals", "before", "after", "on_or_before", "on_or_after")
+_EXISTENCE = ("is_empty", "is_not_empty")
+Family = tuple[tuple[str, ...], Callable[[str, Any, str, Resolve], KeyTest]]
+_FAMILIES: dict[str, Family] = {
+    "text": ((*_TEXT_OPS, *_EXISTENCE), _text_test),
+    "number": ((*_NUMBER_OPS, *_EXISTENCE), _number_test),
+    "date": ((*_DATE_OPS, *_EXISTENCE), _date_test),
     "checkbox": (("equals", "does_not_equal"), _checkbox_test),
+    "option": (("equals", "does_not_equal", *_EXISTENCE), _option_test),
+    "contains": (("contains", "does_not_contain", *_EXISTENCE), _contains_test),
+    "existence": (_EXISTENCE, _existence_test),
 }
 _FAMILY_OF = {
     "title": "text", "rich_text": "text", "email": "text", "url": "text", "phone_number": "text",
-    "number": "number", "date": "date", "checkbox": "checkbox",
+    "number": "number", "unique_id": "number",
+    "date": "date", "created_time": "date", "last_edited_time": "date",
+    "checkbox": "checkbox", "select": "option", "status": "option",
+    "multi_select": "contains", "people": "contains", "created_by": "contains", "last_edited_by": "contains",
+    "relation": "contains", "files": "existence",
+}  # fmt: skip
+# A formula result's type for each sub-condition, and a rollup item's types for each sub-filter.
+_FORMULA_CONDITIONS = {"string": "string", "checkbox": "boolean", "number": "number", "date": "date"}
+_ROLLUP_ITEM_TYPES = {
+    "rich_text": ("title", "rich_text"), "number": ("number",), "checkbox": ("checkbox",), "select": ("select",),
+    "multi_select": ("multi_select",), "relation": ("relation",), "date": ("date",), "people": ("people",),
+    "files": ("files",), "status": ("status",),
 }  # fmt: skip
 
 
-def _operator(raw: Any, path: str, subject: str, family: str) -> tuple[str, Any, str]:
-    ops = _FAMILIES[family][0]
+def _condition(raw: Any, path: str, subject: str, family: str, resolve: Resolve) -> KeyTest:
+    """One `{operator: operand}` object, checked against the operators of the key family."""
+    ops, build = _FAMILIES[family]
     if not isinstance(raw, dict) or len(raw) != 1:
         raise body_validation(path, "should be an object with exactly one operator", raw)
     ((op, operand),) = raw.items()
@@ -201,33 +263,51 @@ def _operator(raw: Any, path: str, subject: str, family: str) -> tuple[str, Any,
             f"body failed validation: {path}.{op} is not a valid filter operator for {subject}. "
             f"Valid operators: {', '.join(ops)}."
         )
-    return op, operand, f"{path}.{op}"
+    return build(op, operand, f"{path}.{op}", resolve)
+
+
+def _one_key(raw: Any, path: str, keys: tuple[str, ...] | dict[str, Any]) -> tuple[str, Any]:
+    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in keys:
+        raise body_validation(path, f"should be an object with one of {', '.join(keys)}", raw)
+    ((key, value),) = raw.items()
+    return key, value
+
+
+def _as_is(operand: str, path: str) -> str:
+    return operand
+
+
+def _an_id(operand: str, path: str) -> str:
+    page_id = normalize_id(operand)
+    if page_id is None:
+        raise body_validation(path, "should be a valid uuid", operand)
+    return page_id
 
 
 # --- filters -----------------------------------------------------------------------------------
 
 
-def compile_filter(ds: DataSource, raw: Any, path: str = "body.filter", depth: int = 0) -> RowFilter:
+def compile_filter(ds: DataSource, raw: Any, viewer: Viewer, path: str = "body.filter", depth: int = 0) -> RowFilter:
     if not isinstance(raw, dict):
         raise body_validation(path, "should be an object", raw)
     for compound in ("and", "or"):
         if compound in raw:
-            return _compound(ds, compound, raw[compound], f"{path}.{compound}", depth + 1)
+            return _compound(ds, compound, raw[compound], viewer, f"{path}.{compound}", depth + 1)
     if "timestamp" in raw:
         return _timestamp_predicate(raw, path)
     if "property" in raw:
-        return _property_predicate(ds, raw, path)
+        return _property_predicate(ds, raw, viewer, path)
     raise body_validation(path, "should have `property`, `timestamp`, `and` or `or`", raw)
 
 
-def _compound(ds: DataSource, kind: str, raw: Any, path: str, depth: int) -> RowFilter:
+def _compound(ds: DataSource, kind: str, raw: Any, viewer: Viewer, path: str, depth: int) -> RowFilter:
     if depth > MAX_FILTER_DEPTH:
         raise validation(f"body failed validation: {path} nests filters more than {MAX_FILTER_DEPTH} levels deep.")
     if not isinstance(raw, list):
         raise body_validation(path, "should be an array", raw)
     if len(raw) > MAX_PAGE_SIZE:
         raise body_validation(f"{path}.length", f"should be ≤ `{MAX_PAGE_SIZE}`", len(raw))
-    parts = [compile_filter(ds, item, f"{path}[{i}]", depth) for i, item in enumerate(raw)]
+    parts = [compile_filter(ds, item, viewer, f"{path}[{i}]", depth) for i, item in enumerate(raw)]
     if kind == "and":
 
         def every(columns: Columns, rows: list[int]) -> list[int]:
@@ -250,11 +330,10 @@ def _timestamp_predicate(raw: dict[str, Any], path: str) -> RowFilter:
     name = raw["timestamp"]
     if not isinstance(name, str) or name not in TIMESTAMPS:
         raise body_validation(f"{path}.timestamp", "should be `created_time` or `last_edited_time`", name)
-    op, operand, op_path = _operator(raw.get(name, MISSING), f"{path}.{name}", name, "date")
-    return _leaf(name, _date_test(op, operand, op_path))
+    return _leaf(name, _condition(raw.get(name, MISSING), f"{path}.{name}", name, "date", _as_is))
 
 
-def _property_predicate(ds: DataSource, raw: dict[str, Any], path: str) -> RowFilter:
+def _property_predicate(ds: DataSource, raw: dict[str, Any], viewer: Viewer, path: str) -> RowFilter:
     key = raw["property"]
     prop = ds.resolve(key) if isinstance(key, str) else None
     if prop is None:
@@ -266,26 +345,59 @@ def _property_predicate(ds: DataSource, raw: dict[str, Any], path: str) -> RowFi
             f"body failed validation: {path} must filter property {prop.name} (type {prop.type}) "
             f"with a `{prop.type}` condition, instead got `{', '.join(given) or 'none'}`."
         )
-    if prop.type == "select":
-        test = _select_test(ds, prop.id, raw[given[0]], f"{path}.select", prop.name)
+    at, subject = f"{path}.{given[0]}", f"property {prop.name}"
+    condition = raw[given[0]]
+    if prop.type == "formula":
+        test = _formula_test(condition, at, subject)
+    elif prop.type == "rollup":
+        test = _rollup_test(condition, at, subject, viewer)
     else:
-        family = _FAMILY_OF[prop.type]
-        op, operand, op_path = _operator(raw[given[0]], f"{path}.{given[0]}", f"property {prop.name}", family)
-        test = _FAMILIES[family][1](op, operand, op_path)
+        test = _condition(condition, at, subject, _FAMILY_OF[prop.type], _resolver(prop, viewer))
     return _leaf(prop.id, test)
 
 
-def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -> KeyTest:
-    ops = ("equals", "does_not_equal", "is_empty", "is_not_empty")
-    if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ops:
-        raise validation(f"body failed validation: {path} needs one operator of {', '.join(ops)} for property {name}.")
-    ((op, operand),) = raw.items()
-    if op in ("is_empty", "is_not_empty"):
-        return _emptiness(op, operand, f"{path}.{op}", partial(eq, ""), partial(ne, ""))
-    _need(str, operand, f"{path}.{op}", "a string")
-    option = ds.properties[prop_id].option_by_name(operand)
-    option_id = option.id if option else None  # an unknown name matches no page
-    return partial(eq if op == "equals" else ne, option_id)
+def _resolver(prop: PropertySchema, viewer: Viewer) -> Resolve:
+    """What a condition's operand stands for in the keys: option names become option ids,
+    `me` the asking bot, other ids their dashed form."""
+    if prop.type in ("select", "status", "multi_select"):
+        return lambda name, path: option.id if (option := prop.option_by_name(name)) else None
+    if prop.type in ("people", "created_by", "last_edited_by"):
+        return lambda operand, path: viewer.me if operand == "me" else _an_id(operand, path)
+    return _an_id if prop.type == "relation" else _as_is
+
+
+def _formula_test(raw: Any, path: str, subject: str) -> KeyTest:
+    """`{string | checkbox | number | date: condition}`, matching results of that type only."""
+    sub, condition = _one_key(raw, path, _FORMULA_CONDITIONS)
+    family = {"string": "text", "checkbox": "checkbox", "number": "number", "date": "date"}[sub]
+    inner = _condition(condition, f"{path}.{sub}", subject, family, _as_is)
+    result_type = _FORMULA_CONDITIONS[sub]
+    return lambda key: key[0] == result_type and inner(key[1])
+
+
+def _rollup_test(raw: Any, path: str, subject: str, viewer: Viewer) -> KeyTest:
+    """`{number | date: condition}` on a number or date result; `{any | every | none: {type:
+    condition}}` over an array result's items (selects by name)."""
+    kind, condition = _one_key(raw, path, ("any", "every", "none", "number", "date"))
+    if kind in ("number", "date"):
+        inner = _condition(condition, f"{path}.{kind}", subject, kind, _as_is)
+        return lambda key: key[0] == kind and inner(key[1])
+    sub, item_condition = _one_key(condition, f"{path}.{kind}", _ROLLUP_ITEM_TYPES)
+    family = "text" if sub == "rich_text" else _FAMILY_OF[sub]
+    resolve: Resolve = (
+        (lambda o, p: viewer.me if o == "me" else _an_id(o, p)) if sub in ("people", "relation") else _as_is
+    )
+    test = _condition(item_condition, f"{path}.{kind}.{sub}", subject, family, resolve)
+    item_types = _ROLLUP_ITEM_TYPES[sub]
+
+    def matches(item: tuple[str, Any]) -> bool:
+        return item[0] in item_types and test(item[1])
+
+    if kind == "any":
+        return lambda key: key[0] == "array" and any(map(matches, key[1]))
+    if kind == "every":
+        return lambda key: key[0] == "array" and all(map(matches, key[1]))
+    return lambda key: key[0] == "array" and not any(map(matches, key[1]))
 
 
 # --- sorts -------------------------------------------------------------------------------------
@@ -294,7 +406,7 @@ def _select_test(ds: DataSource, prop_id: str, raw: Any, path: str, name: str) -
 SortColumn = Callable[[Columns], list[Any]]  # aligned sort keys; None sorts last
 
 
-def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortColumn, bool]]:
+def compile_sorts(ds: DataSource, raw: Any, viewer: Viewer) -> list[tuple[SortColumn, bool]]:
     if raw is None:
         return []
     if not isinstance(raw, list):
@@ -307,11 +419,11 @@ def compile_sorts(ds: DataSource, raw: Any) -> list[tuple[SortColumn, bool]]:
         direction = item.get("direction", MISSING)
         if direction not in ("ascending", "descending"):
             raise body_validation(f"{path}.direction", "should be `ascending` or `descending`", direction)
-        compiled.append((_sort_column(ds, item, path), direction == "descending"))
+        compiled.append((_sort_column(ds, item, path, viewer), direction == "descending"))
     return compiled
 
 
-def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
+def _sort_column(ds: DataSource, item: dict[str, Any], path: str, viewer: Viewer) -> SortColumn:
     if "timestamp" in item:
         name = item["timestamp"]
         if not isinstance(name, str) or name not in TIMESTAMPS:
@@ -322,12 +434,45 @@ def _sort_column(ds: DataSource, item: dict[str, Any], path: str) -> SortColumn:
     if prop is None:
         raise validation(f"Could not find sort property with name or id: {key if key is not MISSING else ''}")
     prop_id = prop.id
-    if prop.type == "select":  # Notion orders selects by the schema's option order
+    sort_key = _sort_key(prop, viewer)
+    if sort_key is None:
+        return lambda columns: columns.column(prop_id)
+    return lambda c: c.derived(prop_id, "sort", lambda: [None if k is None else sort_key(k) for k in c.column(prop_id)])
+
+
+def _sort_key(prop: PropertySchema, viewer: Viewer) -> Callable[[Any], Any] | None:
+    """How a property's keys order (None: as stored). Selects and statuses follow the schema's
+    option order, multi-selects their options' ranks, people their names; text ignores case;
+    relations and files order by how many they hold; formulas and rollups by result (type first).
+    Empty values map to None, which sorts last either way."""
+    kind = prop.type
+    if kind in ("select", "status", "multi_select"):
         rank = {option.id: index for index, option in enumerate(prop.options)}
-        return lambda c: c.derived(prop_id, "rank", lambda: [rank.get(k) for k in c.column(prop_id)])
-    if prop.type in EMPTY_KEYS and prop.type != "checkbox":  # text: case-insensitive, "" is empty
-        return lambda c: c.derived(prop_id, "folded", lambda: [k.casefold() or None for k in c.column(prop_id)])
-    return lambda columns: columns.column(prop_id)
+        if kind == "multi_select":
+            return lambda ids: tuple(sorted(rank[i] for i in ids if i in rank)) or None
+        return rank.get
+    if kind in TEXT_TYPES or kind in ("email", "url", "phone_number"):
+        return lambda text: text.casefold() or None
+    if kind in ("people", "created_by", "last_edited_by"):
+        return lambda ids: tuple(_user_name(viewer, i) for i in ids) or None
+    if kind in ("relation", "files"):
+        return lambda items: len(items) or None
+    if kind in COMPUTED_TYPES:
+        return _result_sort_key
+    return None
+
+
+def _user_name(viewer: Viewer, user_id: str) -> str:
+    user = viewer.users.get(user_id)
+    return (user.name if user is not None else user_id).casefold()
+
+
+def _result_sort_key(key: tuple[str, Any]) -> Any:
+    kind, value = key
+    if kind == "array":
+        return (kind, len(value)) if value else None
+    empty = value == "" or (isinstance(value, float) and math.isnan(value))
+    return None if empty else (kind, value)
 
 
 def _ordered(columns: Columns, rows: list[int], sorts: list[tuple[SortColumn, bool]], sort_key: str) -> list[int]:
@@ -384,28 +529,22 @@ class QueryEngine:
         self._results.clear()
         self._columns.clear()
 
-    def run(self, ds: DataSource, body: dict[str, Any], result_cap: int) -> QueryPage:
-        page_size = body.get("page_size", MAX_PAGE_SIZE)
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise body_validation("body.page_size", f"should be an integer between 1 and {MAX_PAGE_SIZE}", page_size)
+    def run(self, ds: DataSource, body: dict[str, Any], result_cap: int, viewer: Viewer) -> QueryPage:
+        page_size = page_size_of(body.get("page_size"), "body.page_size")
         in_trash = _in_trash_flag(body)
-        result = self._result(ds, body, in_trash)
-        start = _decode_cursor(body.get("start_cursor"), result)
-        visible = min(len(result), result_cap)
-        end = min(start + page_size, visible)
-        next_cursor = _encode_cursor(end, result[end].id) if end < visible else None
-        pages = [result[i] for i in range(start, end)]
+        result = self._result(ds, body, in_trash, viewer)
+        pages, next_cursor = paginate(result, body.get("start_cursor"), page_size, result_cap)
         return QueryPage(pages, next_cursor, next_cursor is None and len(result) > result_cap)
 
-    def _result(self, ds: DataSource, body: dict[str, Any], in_trash: bool) -> Result:
-        signature = json.dumps([body.get("filter"), body.get("sorts"), in_trash], sort_keys=True)
+    def _result(self, ds: DataSource, body: dict[str, Any], in_trash: bool, viewer: Viewer) -> Result:
+        signature = json.dumps([body.get("filter"), body.get("sorts"), in_trash, viewer.me], sort_keys=True)
         cache_key = (ds.id, ds.rows_version, signature)
         cached = self._results.get(cache_key)
         if cached is not None:
             self._results.move_to_end(cache_key)
             return cached
-        row_filter = compile_filter(ds, body["filter"]) if body.get("filter") is not None else None
-        sorts = compile_sorts(ds, body.get("sorts"))
+        row_filter = compile_filter(ds, body["filter"], viewer) if body.get("filter") is not None else None
+        sorts = compile_sorts(ds, body.get("sorts"), viewer)
         columns = self._columns_of(ds, in_trash)
         rows = list(range(len(columns.pages)))
         if row_filter is not None:
@@ -434,23 +573,51 @@ def _in_trash_flag(body: dict[str, Any]) -> bool:
     return any(flags)
 
 
-def _encode_cursor(index: int, page_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{index}:{page_id}".encode()).decode().rstrip("=")
+class Identified(Protocol):
+    @property
+    def id(self) -> str: ...
 
 
-def _decode_cursor(cursor: Any, rows: Result) -> int:
-    """Resume at the page the cursor names; if it left the result meanwhile, at its old position."""
+class Rows(Protocol[T_co]):
+    """What pagination needs of an ordered result: a list, or a query `Result`."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> T_co: ...
+
+
+def page_size_of(raw: Any, path: str) -> int:
+    size = MAX_PAGE_SIZE if raw is None else raw
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE:
+        raise body_validation(path, f"should be an integer between 1 and {MAX_PAGE_SIZE}", raw)
+    return size
+
+
+def paginate(items: Rows[T], cursor: Any, page_size: int, limit: int | None = None) -> tuple[list[T], str | None]:
+    """One page of an ordered result (up to `limit` items of it) and the cursor to the next."""
+    start = decode_cursor(cursor, items)
+    visible = len(items) if limit is None else min(len(items), limit)
+    end = min(start + page_size, visible)
+    return [items[i] for i in range(start, end)], encode_cursor(end, items[end].id) if end < visible else None
+
+
+def encode_cursor(index: int, object_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{index}:{object_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any, rows: Rows[Identified]) -> int:
+    """Resume at the object the cursor names; if it left the result meanwhile, at its old position."""
     if cursor is None:
         return 0
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        index_text, page_id = text.split(":", 1)
+        index_text, object_id = text.split(":", 1)
         index = int(index_text)
     except (TypeError, ValueError, binascii.Error, UnicodeDecodeError):
         raise validation(f"The start_cursor provided is invalid: {cursor}") from None
     if index < 0:
         raise validation(f"The start_cursor provided is invalid: {cursor}")
-    if index < len(rows) and rows[index].id == page_id:
+    if index < len(rows) and rows[index].id == object_id:
         return index
-    position = next((i for i in range(len(rows)) if rows[i].id == page_id), None)
+    position = next((i for i in range(len(rows)) if rows[i].id == object_id), None)
     return position if position is not None else min(index, len(rows))

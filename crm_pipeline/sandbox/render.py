@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
-from .model import Block, Database, DataSource, Page, user_ref
-from .properties import empty_value, plain_text, render_schema, render_value, text_items
-
-
-def iso_minute(ms: int) -> str:
-    """Timestamps are stored already floored to the minute; Notion prints them with `.000Z`."""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:00.000Z")
+from .clock import iso_millis, iso_minute
+from .model import Block, Database, DataSource, Page, User, user_ref
+from .properties import plain_text, render_schema, render_value, text_items
 
 
 def notion_url(title: str, object_id: str) -> str:
+    """`https://app.notion.com/p/<title slug>-<id>` for pages, `…/p/<id>` otherwise, as recorded."""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-")
     compact = object_id.replace("-", "")
-    return f"https://www.notion.so/{slug}-{compact}" if slug else f"https://www.notion.so/{compact}"
+    return f"https://app.notion.com/p/{slug}-{compact}" if slug else f"https://app.notion.com/p/{compact}"
 
 
-def page_json(ds: DataSource, page: Page, only: set[str] | None = None) -> dict[str, Any]:
+def page_json(ds: DataSource, page: Page, users: Mapping[str, User], only: set[str] | None = None) -> dict[str, Any]:
     properties = {
-        prop.name: render_value(prop, page.values.get(prop.id, empty_value(prop.type)))
-        for prop in ds.properties.values()
-        if only is None or prop.id in only
+        prop.name: render_value(prop, page, users) for prop in ds.properties.values() if only is None or prop.id in only
     }
     title = plain_text(page.values.get(ds.title_property().id, []))
     return {
@@ -49,10 +44,10 @@ def page_json(ds: DataSource, page: Page, only: set[str] | None = None) -> dict[
     }
 
 
-def page_text(ds: DataSource, page: Page) -> str:
+def page_text(ds: DataSource, page: Page, users: Mapping[str, User]) -> str:
     """The page as JSON text, cached until the page or its schema changes (queries just join these)."""
     if page.rendered is None or page.rendered[0] != ds.schema_version:
-        page.rendered = (ds.schema_version, json.dumps(page_json(ds, page), ensure_ascii=False))
+        page.rendered = (ds.schema_version, json.dumps(page_json(ds, page, users), ensure_ascii=False))
     return page.rendered[1]
 
 
@@ -90,12 +85,12 @@ def database_json(db: Database, sources: list[DataSource]) -> dict[str, Any]:
         "in_trash": db.in_trash,
         "archived": db.in_trash,
         "is_locked": db.is_locked,
-        "created_time": iso_minute(db.created_ms),
-        "last_edited_time": iso_minute(db.edited_ms),
+        "created_time": iso_millis(db.created_ms),
+        "last_edited_time": iso_millis(db.edited_ms),
         "data_sources": [{"id": ds.id, "name": ds.title} for ds in sources],
         "icon": None,
         "cover": None,
-        "url": notion_url(db.title, db.id),
+        "url": notion_url("", db.id),
         "public_url": None,
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ from starlette.responses import Response
 from .bodies import parse_json_body
 from .config import SandboxConfig
 from .control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats, fault_error
-from .errors import NotionError, invalid_url, validation
+from .errors import NotFound, NotionError, invalid_url, validation
 from .model import User
 from .state import Workspace
 
@@ -149,10 +150,13 @@ class Sandbox:
         if fault is not None and not fault.applied:
             return await self._fault_response(request, fault.kind, fault.hang_seconds)
         call = Call(self, actor, dict(request.path_params), query_lists(request), json_body(request.method, raw))
-        result = handler(call)
+        try:
+            result = handler(call)
+        except NotFound as error:
+            raise error.for_integration(actor.name, actor.id) from None
         if fault is not None:
             return await self._fault_response(request, fault.kind, fault.hang_seconds)
-        return json_response(result)
+        return json_response(with_request_id(result))
 
     async def _fault_response(self, request: Request, kind: str, hang_seconds: float) -> Response:
         if kind == "502":
@@ -161,6 +165,14 @@ class Sandbox:
             await self._simulate_delay(request, hang_seconds)
             return error_response(fault_error("504"))
         return error_response(fault_error(kind))
+
+
+def with_request_id(result: Any) -> Any:
+    """Notion puts a `request_id` on every answer, successful ones included."""
+    request_id = str(uuid.uuid4())
+    if isinstance(result, str):  # pre-rendered JSON text of an object
+        return f'{result[:-1]},"request_id":"{request_id}"}}'
+    return {**result, "request_id": request_id}
 
 
 def json_response(result: Any, status: int = 200) -> Response:

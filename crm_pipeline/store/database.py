@@ -105,10 +105,25 @@ def _connection_errors_named(url: URL) -> Iterator[None]:
     try:
         yield
     except OperationalError as exc:
+        if not _lost_the_server(exc):
+            raise  # a statement's own failure (a timeout, a lock, a serialization failure)
         reason = redact(str(exc.orig or exc).strip().splitlines()[0], url_secrets(url))
     else:
         return
     raise_unchained(DatabaseUnavailableError(f"cannot connect to PostgreSQL at {describe(url)}: {reason}"))
+
+
+_SERVER_GONE = frozenset({"53300", "57P01", "57P02", "57P03"})
+"""too_many_connections, admin_shutdown, crash_shutdown, cannot_connect_now."""
+
+
+def _lost_the_server(error: OperationalError) -> bool:
+    """Whether the server could not be reached or dropped the connection: no SQLSTATE (the
+    driver failed to connect), class 08 (connection exception), or the server refusing or ending
+    sessions. psycopg also raises OperationalError for a statement's own failures, such as a
+    statement timeout or a serialization failure; those are not an unavailable server."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _SERVER_GONE
 
 
 class Database:

@@ -1,7 +1,10 @@
-"""Notion's JSON Schemas (from the official JS SDK's types) and a validator for tests.
+"""Notion's JSON Schemas (from the official JS SDK's types), real recorded answers, and a
+validator for tests.
 
 `validate("PageObjectResponse", page)` raises AssertionError naming the first offending field.
 Adapter tests use the `*BodyParameters` schemas to check the request bodies they send.
+Real answers carry keys the SDK's types lack (`request_id` on every answer, `has_more` on a
+relation value); `official(answer)` removes exactly those before validating.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from jsonschema.exceptions import best_match
 
 SCHEMA_DIR = Path(__file__).parent
 EXAMPLES_DIR = SCHEMA_DIR / "examples"
+RECORDED_DIR = SCHEMA_DIR / "recorded"
 
 
 @cache
@@ -39,3 +43,29 @@ def validate(schema_name: str, instance: Any) -> None:
 
 def example(name: str) -> Any:
     return json.loads((EXAMPLES_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def recorded(name: str) -> Any:
+    """A real answer from api.notion.com: `{"request": {method, path, body}, "status", "response"}`."""
+    return json.loads((RECORDED_DIR / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def official(answer: Any) -> Any:
+    """The answer without the keys real Notion sends beyond the SDK's types: the top-level
+    `request_id`, and `has_more` on relation values (in a page, or in each page of a list)."""
+    if not isinstance(answer, dict):
+        return answer
+    stripped = {key: value for key, value in answer.items() if key != "request_id"}
+    if isinstance(stripped.get("results"), list):
+        stripped["results"] = [_without_relation_has_more(item) for item in stripped["results"]]
+    return _without_relation_has_more(stripped)
+
+
+def _without_relation_has_more(item: Any) -> Any:
+    if not isinstance(item, dict) or not isinstance(item.get("properties"), dict) or item.get("object") != "page":
+        return item
+    properties = {
+        name: {k: v for k, v in value.items() if not (value.get("type") == "relation" and k == "has_more")}
+        for name, value in item["properties"].items()
+    }
+    return {**item, "properties": properties}

@@ -1,6 +1,7 @@
-"""Every kind of response the sandbox gives validates against the SDK-derived JSON Schemas, and the
-schema examples' request bodies are accepted. Responses come through the real SDK wherever it can
-make the request; raw HTTP only sends what the SDK never would."""
+"""Every kind of response the sandbox gives validates against the SDK-derived JSON Schemas (once the
+keys real Notion sends beyond them are set aside, see `official`), and the schema examples' request
+bodies are accepted. Responses come through the real SDK wherever it can make the request; raw HTTP
+only sends what the SDK never would."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ from crm_pipeline.sandbox.control import FAULT_KINDS
 from crm_pipeline_tests.notion_schemas import (
     EXAMPLES_DIR,
     example,
+    official,
     schema_errors,
     validate,
 )
@@ -32,6 +35,10 @@ CLOCK = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)  # after the example query's 2
 # The schema each /v1 route's success answer must match.
 ROUTE_SCHEMAS = {
     "GET /v1/users/me": "UserObjectResponse",
+    "GET /v1/users": "list of UserObjectResponse",  # the SDK has no type for the list itself
+    "GET /v1/users/{user_id}": "UserObjectResponse",
+    "POST /v1/search": "SearchResponse",
+    "POST /v1/data_sources": "DataSourceObjectResponse",
     "POST /v1/databases": "DatabaseObjectResponse",
     "GET /v1/databases/{database_id}": "DatabaseObjectResponse",
     "GET /v1/data_sources/{data_source_id}": "DataSourceObjectResponse",
@@ -53,6 +60,22 @@ def deals(control: SandboxControl, sandbox: RunningSandbox) -> dict[str, Any]:
     """The Deals seed, created at CLOCK on the sandbox clock (which stays there)."""
     control.set_clock(CLOCK)
     return control.seed(DEALS_SEED)[0]
+
+
+def validate_answer(route: str, answer: Any) -> None:
+    """Validate a success answer against its route's schema; every answer carries a request_id."""
+    assert isinstance(answer["request_id"], str) and answer["request_id"]
+    schema = ROUTE_SCHEMAS[route]
+    if schema.startswith("list of "):
+        assert {k: v for k, v in answer.items() if k not in ("results", "next_cursor", "has_more", "request_id")} == {
+            "object": "list",
+            "type": "user",
+            "user": {},
+        }
+        for item in answer["results"]:
+            validate(schema.removeprefix("list of "), item)
+    else:
+        validate(schema, official(answer))
 
 
 def validate_error(body: Any) -> None:
@@ -83,7 +106,7 @@ def test_every_route_has_a_schema() -> None:
 
 async def test_users_me_is_the_tokens_bot_user(notion: AsyncClient, control: SandboxControl) -> None:
     me = await notion.users.me()
-    validate("UserObjectResponse", me)
+    validate_answer("GET /v1/users/me", me)
     # The keys a recorded answer from api.notion.com has (see notion_schemas/README.md).
     assert set(me["bot"]) == {"owner", "workspace_name", "workspace_id", "workspace_limits"}
     assert me["type"] == "bot" and me["bot"]["owner"] == {"type": "workspace", "workspace": True}
@@ -101,11 +124,24 @@ async def test_every_route_answers_in_its_schema(
         answers.setdefault(route, []).append(answer)
         return answer
 
-    seen("GET /v1/users/me", await notion.users.me())
+    me = seen("GET /v1/users/me", await notion.users.me())
+    users = seen("GET /v1/users", await notion.users.list())
+    assert me["id"] in {user["id"] for user in users["results"]}
+    seen("GET /v1/users", await notion.users.list(page_size=1))
+    assert seen("GET /v1/users/{user_id}", await notion.users.retrieve(me["id"])) == {**me, "request_id": ANY}
     database = seen("GET /v1/databases/{database_id}", await notion.databases.retrieve(DEALS_DB))
     assert database["data_sources"] == [{"id": DEALS_DS, "name": "Deals"}]
     source = seen("GET /v1/data_sources/{data_source_id}", await notion.data_sources.retrieve(DEALS_DS))
     assert source["parent"] == {"type": "database_id", "database_id": DEALS_DB}
+    second = seen(
+        "POST /v1/data_sources",
+        await notion.data_sources.create(
+            parent={"type": "database_id", "database_id": DEALS_DB},
+            title=[{"text": {"content": "Renewals"}}],
+            properties={"Renewal": {"title": {}}, "Due": {"date": {}}},
+        ),
+    )
+    assert second["parent"] == {"type": "database_id", "database_id": DEALS_DB}
     seen(
         "PATCH /v1/data_sources/{data_source_id}",
         await notion.data_sources.update(DEALS_DS, properties={"Owner": {"rich_text": {}}}),
@@ -129,6 +165,9 @@ async def test_every_route_answers_in_its_schema(
     assert updated["properties"]["Stage"]["select"]["name"] == "Closed Won"
     assert updated["properties"]["Contact"]["rich_text"] == []
     seen("PATCH /v1/pages/{page_id}", await notion.pages.update(created["id"], in_trash=True))
+    seen("POST /v1/search", await notion.search(query="acme", page_size=2))
+    for kind in ("page", "data_source"):
+        seen("POST /v1/search", await notion.search(filter={"property": "object", "value": kind}))
 
     query = "POST /v1/data_sources/{data_source_id}/query"
     result = seen(query, await notion.data_sources.query(DEALS_DS, **example("query_data_source_body")))
@@ -153,9 +192,9 @@ async def test_every_route_answers_in_its_schema(
     assert set(answers) == set(ROUTE_SCHEMAS)
     for route, items in answers.items():
         for answer in items:
-            validate(ROUTE_SCHEMAS[route], answer)
+            validate_answer(route, answer)
     for answer in answers[query]:
-        for page in answer["results"]:
+        for page in official(answer)["results"]:
             for value in page["properties"].values():
                 validate("PagePropertyValueWithIdResponse", value)
 
@@ -178,6 +217,10 @@ async def test_every_error_answer_validates(
         bodies.setdefault(body["code"], []).append(body)
 
     await sdk_error(notion.pages.retrieve(DEALS_DB))  # object_not_found
+    me = await notion.users.me()
+    assert bodies["object_not_found"][0]["additional_data"] == {"integration_id": me["id"]}
+    assert bodies["object_not_found"][0]["message"].endswith(f'shared with your integration "{me["name"]}".')
+    await sdk_error(notion.users.retrieve(DEALS_DB))  # object_not_found
     await sdk_error(notion.pages.update(DEALS_DB.replace("2a", "3a"), properties={}))  # object_not_found
     await sdk_error(notion.data_sources.query(DEALS_DS, page_size=101))  # validation_error
     await sdk_error(notion.pages.create(parent={"data_source_id": DEALS_DS}, properties={"Value": {"number": "1"}}))
@@ -239,6 +282,8 @@ async def test_every_error_answer_validates(
         ("POST", "/_sandbox/seed", b"[" * 5000),
         ("POST", "/_sandbox/clock", b"{"),
         ("GET", "/_sandbox/pages/nope", None),
+        ("PUT", "/_sandbox/pages/nope/computed", b'{"properties": {}}'),
+        ("POST", "/_sandbox/seed", b'{"users": [{"name": "No email"}], "databases": []}'),
     ],
 )
 async def test_control_surface_errors_are_notion_shaped(

@@ -9,6 +9,7 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import URL, create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
 from crm_pipeline.models import OpportunityCreate
@@ -166,3 +167,15 @@ async def test_an_application_url_without_an_owner_url_is_refused(tmp_path: Path
     with pytest.raises(DatabaseRoleError, match="set both for an external PostgreSQL, or neither"):
         await Database.open(settings)
     assert not (tmp_path / "postgres").exists()  # refused before starting anything
+
+
+async def test_a_statement_that_fails_on_a_reachable_server_is_not_reported_as_unreachable(
+    database: Database, tenant: str
+) -> None:
+    """psycopg raises OperationalError for a statement timeout too: that is the statement's
+    failure, with PostgreSQL's own error, not "cannot connect"."""
+    with pytest.raises(OperationalError, match="statement timeout") as caught:
+        async with database.tenant_transaction(tenant) as connection:
+            await connection.execute(text("SET LOCAL statement_timeout = '1ms'"))
+            await connection.execute(text("SELECT pg_sleep(1)"))
+    assert not isinstance(caught.value, DatabaseUnavailableError)

@@ -3,9 +3,10 @@
 Every request goes through ``NotionCaller`` (pacing + retries, see client.py). Creates are made
 idempotent with the Sync Key property: a keyed create first looks its key up and returns the page
 already holding it, and after an uncertain failure the key is looked up again before anything is
-sent again. Activities carry a reference derived from their id, matched the same way. Reads page past the 10,000-row query cap with created_time windows
-(paging.py). Property ids are bound against the data source schema once, so renamed columns keep
-mapping.
+sent again. Activities carry a reference derived from their id, matched the same way. Reads
+page past the 10,000-row query cap with created_time windows, and past a minute holding more
+pages than that by a unique_id property when there is one (paging.py). Property ids are bound
+against the data source schema once, so renamed columns keep mapping.
 """
 
 from __future__ import annotations
@@ -108,6 +109,9 @@ class _BoundSource:
     data_source_id: str
     properties: ResolvedPropertyMap
     sync_key: NotionProperty | None
+    order_key: str | None
+    """The id of a unique_id property, if the data source has one: reads past a minute holding
+    more pages than a query returns (see paging.py)."""
 
 
 class NotionAdapter(CRMAdapter):
@@ -277,7 +281,8 @@ class NotionAdapter(CRMAdapter):
             sync_key: NotionProperty | None = resolve_property_ids(key_map, schema, bindings)[_SYNC_KEY_FIELD]
         else:
             sync_key = None
-        return _BoundSource(ds_id, properties, sync_key)
+        order_key = next((entry["id"] for entry in schema.values() if entry.get("type") == "unique_id"), None)
+        return _BoundSource(ds_id, properties, sync_key, order_key)
 
     async def bot_user_id(self) -> str:
         """Our integration's user id (GET /v1/users/me, cached): tells our edits from a human's."""
@@ -648,7 +653,12 @@ class NotionAdapter(CRMAdapter):
         *,
         in_trash: bool = False,
     ) -> list[Page]:
-        return await query_all(partial(self.api.query_data_source, source.data_source_id), filter_, in_trash=in_trash)
+        return await query_all(
+            partial(self.api.query_data_source, source.data_source_id),
+            filter_,
+            in_trash=in_trash,
+            order_key=source.order_key,
+        )
 
     # --- pages -> records ---------------------------------------------------------------------------
 
