@@ -598,3 +598,24 @@ async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_tr
     assert [p["id"] for p in live] == [kept]
     assert live[0]["properties"]["Value"]["number"] == 77  # the kept page takes the person's edit too
     assert await engine.run_pass() == SyncResult()
+
+
+async def test_tags_a_human_sets_come_in_and_an_agent_write_to_them_is_put_back(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    human_edit(workspace, page_id, Tags={"multi_select": [{"name": "vip"}, {"name": "renewal"}]})
+    assert (await engine.run_pass()).pulled == 1
+    assert (await stored(repository, tenant, deal.id)).manual_tags == ["vip", "renewal"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(manual_tags=["agent-idea"]))
+    workspace.control.reset_stats()
+    assert (await engine.run_pass()).pulled == 1
+    assert page_writes(workspace) == 0
+    assert (await stored(repository, tenant, deal.id)).manual_tags == ["vip", "renewal"]
+    # Cleared in Notion: an empty multi-select is no tags, and settles.
+    human_edit(workspace, page_id, Tags={"multi_select": []})
+    await engine.run_pass()
+    assert (await stored(repository, tenant, deal.id)).manual_tags is None
+    assert await engine.run_pass() == SyncResult()
