@@ -91,6 +91,11 @@ class SyncEngine:
     def has_external(self) -> bool:
         return self.external is not None
 
+    async def close(self) -> None:
+        """Close the adapters' connections (the deal store's pool belongs to its owner)."""
+        if self.external is not None:
+            await self.external.aclose()
+
     # --- the plan's API -----------------------------------------------------------------------
 
     async def run_pass(self) -> SyncResult:
