@@ -50,3 +50,21 @@ class PropertySchemaError(ValueError):
         self.property_name = property_name
         self.reason = reason
         super().__init__(f"field {field!r} (property {property_name!r}): {reason}")
+
+
+class RecordGoneError(LookupError):
+    """The record no longer exists in the backend, or is in its trash: a deletion, not a transient
+    failure. Every backend raises this (or a subclass) for a write to such a record."""
+
+    def __init__(self, external_id: str, reason: str = "the record is gone") -> None:
+        self.external_id = external_id
+        super().__init__(f"{external_id}: {reason}")
+
+
+class UncertainWriteError(RuntimeError):
+    """A write's answer was lost and a read-back shows it did not land. It is not resent: someone
+    may have changed the record meanwhile, so the caller decides again from a fresh read."""
+
+    def __init__(self, external_id: str, cause: BaseException) -> None:
+        self.external_id = external_id
+        super().__init__(f"{external_id}: the write's answer was lost and it did not land ({cause}); not resent")

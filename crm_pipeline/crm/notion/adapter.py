@@ -18,17 +18,17 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import httpx
 from pydantic import SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, CRMAdapter
-from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
@@ -51,6 +51,7 @@ from crm_pipeline.crm.notion.client import (
     RetryPolicy,
     has_code,
     is_retryable,
+    is_uncertain,
     load_sdk,
     status_of,
     token_digest,
@@ -111,25 +112,6 @@ class _BoundSource:
     order_key: str | None
     """The id of a unique_id property, if the data source has one: reads past a minute holding
     more pages than a query returns (see paging.py)."""
-
-
-@dataclass(frozen=True)
-class UpsertOutcome:
-    """What happened to one record of ``upsert_opportunities``.
-
-    On failure ``property_name`` names the Notion property when known and ``reason`` says why; the
-    other records of the batch are unaffected.
-    """
-
-    record_id: str
-    action: Literal["created", "updated", "failed"]
-    external_id: str | None = None
-    property_name: str | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.action != "failed"
 
 
 class NotionAdapter(CRMAdapter):
@@ -197,6 +179,11 @@ class NotionAdapter(CRMAdapter):
             f"NotionAdapter(database_id={self.database_id!r}, data_source_id={self.data_source_id!r}, "
             f"base_url={self.base_url!r}, tenant_id={self.tenant_id!r})"
         )
+
+    @property
+    def mapped_fields(self) -> frozenset[str]:
+        """The fields of the property map: only these have a Notion property."""
+        return frozenset(self._property_map)
 
     # --- lifecycle and lazy set-up ----------------------------------------------------------------
 
@@ -422,6 +409,83 @@ class NotionAdapter(CRMAdapter):
         changes = [self._change_record(record, deals) for record in records]
         return sorted(changes, key=lambda change: change.changed_at)
 
+    async def read_changes(self, cursor: str | None) -> ChangeBatch:
+        """Pages edited since the cursor (an edit time) less the overlap, as ``get_changes_since``
+        reads them (one query when few changed); the next cursor is the latest edit time read
+        (or the same cursor when nothing was)."""
+        since = _cursor_time(cursor)
+        changes = await self.get_changes_since(since)
+        return _change_batch(changes, since, self.read_errors)
+
+    async def read_trashed(self, cursor: str | None) -> ChangeBatch:
+        """Pages moved to (or edited in) the trash since the cursor less the overlap; each change
+        carries ``archived_at`` (Notion's queries leave trashed pages out unless asked)."""
+        since = _cursor_time(cursor)
+        deals = await self._deals()
+        pages = await self._query(deals, timestamp_on_or_after("last_edited_time", since - self.overlap), in_trash=True)
+        trashed = []
+        for record in await self._to_opportunities(pages, deals):
+            change = self._change_record(record, deals)
+            archived = {**change.changes, "archived_at": FieldChange(new=to_jsonable_python(record.archived_at))}
+            trashed.append(change.model_copy(update={"changes": archived}))
+        return _change_batch(trashed, since, self.read_errors)
+
+    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
+        """The deal pages with these ids, read concurrently under the rate limit; missing ones left out."""
+        found = await asyncio.gather(*(self.get_opportunity(external_id) for external_id in external_ids))
+        return [record for record in found if record is not None]
+
+    async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
+        """Update the page; the deal as written, from Notion's answer (no extra request). Nothing
+        mapped to write: the page is read instead."""
+        deals = await self._deals()
+        properties = to_notion_properties(data.changes(), deals.properties, record_id=external_id)
+        if not properties:
+            current = await self.get_opportunity(external_id)
+            if current is None:
+                raise RecordGoneError(external_id, "no such deal page")
+            return current
+        from notion_client import APIErrorCode
+
+        try:
+            page = await self.api.update_page(external_id, properties=properties, resend_when_uncertain=False)
+        except Exception as error:
+            if is_uncertain(error):
+                return await self._landed(external_id, properties, deals, error)
+            if has_code(error, APIErrorCode.ObjectNotFound):
+                raise RecordGoneError(external_id, "no such page, or it is no longer shared") from error
+            if has_code(error, APIErrorCode.ValidationError) and _in_trash(await self.api.retrieve_page(external_id)):
+                raise PageTrashedError(external_id) from error
+            raise
+        return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def _landed(
+        self, external_id: str, sent: Mapping[str, Any], deals: _BoundSource, error: BaseException
+    ) -> ExternalOpportunityRead:
+        """After a PATCH whose answer was lost: the page as written if every value landed (compared
+        as property JSON), else UncertainWriteError: never a blind resend, which could overwrite a
+        human's edit made meanwhile."""
+        current = await self.get_opportunity(external_id)
+        if current is None:
+            raise RecordGoneError(external_id, "no such deal page") from error
+        held = to_notion_properties(current, deals.properties, record_id=external_id)
+        if all(held.get(key) == value for key, value in sent.items()):
+            return current
+        raise UncertainWriteError(external_id, error) from error
+
+    async def restore_opportunity(self, external_id: str) -> ExternalOpportunityRead:
+        """Take the page out of Notion's trash; returns the restored deal."""
+        deals = await self._deals()
+        page = await self.api.update_page(external_id, in_trash=False)
+        return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
+        """Write the Sync Key onto a page a human created, so it is linked to its new deal."""
+        deals = await self._deals()
+        assert deals.sync_key is not None
+        await self._update_page(external_id, properties=sync_key_property(sync_key, deals.sync_key))
+        self._page_by_key[str(sync_key)] = external_id
+
     def _change_record(self, record: ExternalOpportunityRead, deals: _BoundSource) -> ChangeRecord:
         return ChangeRecord(
             tenant_id=self.tenant_id,
@@ -461,6 +525,13 @@ class NotionAdapter(CRMAdapter):
         return await self.api.append_block_children(
             page_id, [paragraph], recover=lambda: self._find_paragraph(page_id, ref)
         )
+
+    async def find_activity(self, activity: ActivityCreate) -> str | None:
+        """The paragraph an earlier ``create_activity`` of this activity appended, if any."""
+        if activity.id is None:
+            return None
+        page_id = await self._find_page_by_key(await self._deals(), str(activity.opportunity_id))
+        return None if page_id is None else await self._find_paragraph(page_id, activity_ref(activity.id))
 
     async def _find_paragraph(self, page_id: str, ref: str) -> str | None:
         """The id of the page's paragraph carrying this activity reference, if an earlier append
@@ -631,6 +702,15 @@ class NotionAdapter(CRMAdapter):
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _cursor_time(cursor: str | None) -> datetime:
+    return datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _change_batch(changes: list[ChangeRecord], since: datetime, unreadable: list[FieldMappingError]) -> ChangeBatch:
+    latest = max((change.changed_at for change in changes), default=since)
+    return ChangeBatch(sorted(changes, key=lambda c: c.changed_at), max(latest, since).isoformat(), list(unreadable))
 
 
 def _normal_key(key: str) -> str:

@@ -1,0 +1,291 @@
+"""SyncEngine: two-way, field-level sync of the deal store with one external CRM.
+
+A pass reads what changed on each side since its watermarks, lets ``PassReader`` read the touched
+records and ask the planner (pure, one ``decide`` over every field of every touched record) what
+to write, and lets the executor write it. All state (links, bases, watermarks, the error ledger, the audit log) lives in PostgreSQL
+(``SyncStatus``), so a new process continues exactly where the last one stopped; one pass per
+tenant runs at a time. See docs/sync-rules.md for the rules and docs/architecture.md for the shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+from crm_pipeline.crm.adapter import ChangeBatch, CRMAdapter
+from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
+from crm_pipeline.crm.postgres import PostgresAdapter
+from crm_pipeline.models import Actor, ChangeRecord, FieldChange, RecordType, SyncResult
+from crm_pipeline.sync.executor import Executor
+from crm_pipeline.sync.merge import decide_record
+from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
+from crm_pipeline.sync.planner import PassPlan
+from crm_pipeline.sync.reader import PassReader, unreadable_entries
+from crm_pipeline.sync.status import Direction, SyncStatus
+
+__all__ = ["SyncEngine"]
+
+logger = logging.getLogger("crm_pipeline.sync")
+
+_SYNCED_RECORDS = frozenset({RecordType.OPPORTUNITY, RecordType.ACTIVITY})
+
+TIME_BUDGET_SHARE = 0.8
+"""The share of the sync interval a pass may spend starting writes (the default time budget)."""
+
+
+class SyncEngine:
+    """Keeps ``primary`` (the deal store) and ``external`` (any ``CRMAdapter``) in two-way sync.
+
+    ``field_ownership`` decides conflicts per field; ``sync_interval_seconds`` is how often the
+    schedule runs a pass (``run_pass``). ``_last_sync`` is only a cache of when the last inbound
+    sync finished: the watermarks in PostgreSQL are what a pass continues from.
+    """
+
+    def __init__(
+        self,
+        primary: PostgresAdapter,
+        external: CRMAdapter | None,
+        field_ownership: FieldOwnershipConfig,
+        sync_interval_seconds: int = 60,
+        *,
+        connector: str | None = None,
+        time_budget_seconds: float | None = None,
+        trash_check_seconds: float = 300,
+        reconcile_seconds: float = 300,
+        reconcile_per_pass: int = 50,
+        max_vanished_share: float = 0.1,
+    ) -> None:
+        if not isinstance(primary, PostgresAdapter):
+            raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
+        self.primary = primary
+        self.external = external
+        self.field_ownership = field_ownership
+        self.sync_interval_seconds = sync_interval_seconds
+        name = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
+        self.status = SyncStatus(primary.repository, primary.tenant_id, name)
+        self.time_budget_seconds = (
+            TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
+        )
+        """How long a pass may start new writes; what is left waits in the ledger for the next."""
+        self.trash_check_seconds = trash_check_seconds
+        """How often a pass also reads the external trash (deletes and restores made there)."""
+        self.reconcile_seconds = reconcile_seconds
+        self.reconcile_per_pass = reconcile_per_pass
+        """Every ``reconcile_seconds`` a pass re-reads this many linked records in full (in id
+        order, starting over after the last), to catch what the watermark missed: edits hidden by
+        rounding, deletes, lost access."""
+        self.max_vanished_share = max_vanished_share
+        """The mass-delete breaker: when more of the linked records than this share vanish in one
+        pass, none is queued for deletion and the pass says so."""
+        self._last_sync: datetime | None = None
+        self._precision = EXTERNAL_TIME_PRECISION
+        if external is not None and external.capabilities.timestamp_resolution_seconds:
+            self._precision = max(
+                self._precision, timedelta(seconds=external.capabilities.timestamp_resolution_seconds)
+            )
+
+    def has_external(self) -> bool:
+        return self.external is not None
+
+    async def close(self) -> None:
+        """Close the adapters' connections (the deal store's pool belongs to its owner)."""
+        if self.external is not None:
+            await self.external.aclose()
+
+    # --- the plan's API -----------------------------------------------------------------------
+
+    async def run_pass(self) -> SyncResult:
+        """One whole pass: the primary's changes since the outbound cursor and the external
+        side's since the inbound watermark, decided together, written, and both watermarks moved.
+        Returns at once, ``skipped``, when another pass of the tenant holds the lock."""
+        if self.external is None:
+            return SyncResult()
+        async with self.status.pass_lock() as acquired:
+            if not acquired:
+                return SyncResult(skipped=True)
+            outbound, primary_changes, batch, trash = await self._read_both()
+            changes = batch.changes + (trash.changes if trash else [])
+            unreadable = batch.unreadable + (trash.unreadable if trash else [])
+            reconcile = await self._reconcile_slice()
+            result = await self._sync(primary_changes, changes, unreadable=unreadable, reconcile=reconcile)
+            if reconcile:
+                await self.status.set_watermark(Direction.RECONCILE, _slice_end(reconcile, self.reconcile_per_pass))
+            await self.status.set_watermark(Direction.OUTBOUND, outbound)
+            await self.status.set_watermark(Direction.INBOUND, batch.cursor)
+            if trash is not None:
+                await self.status.set_watermark(Direction.TRASH, trash.cursor)
+            self._last_sync = datetime.now(UTC)
+            return result
+
+    async def plan(self) -> PassPlan:
+        """What ``run_pass`` would do now (create, update, which conflicts it would decide),
+        writing nothing: no write to either side, no state, no watermark moved."""
+        if self.external is None:
+            return PassPlan()
+        _, primary_changes, batch, trash = await self._read_both()
+        changes = batch.changes + (trash.changes if trash else [])
+        plan = await self._reader().plan(primary_changes, changes, reconcile=await self._reconcile_slice())
+        plan.failures += unreadable_entries(batch.unreadable + (trash.unreadable if trash else []))
+        return plan
+
+    async def sync_outbound(self, changes: Sequence[ChangeRecord]) -> SyncResult:
+        """Sync the records these primary changes touch; their external records are read afresh,
+        so a human edit made meanwhile is decided by the rules, never overwritten."""
+        if self.external is None:
+            return SyncResult(pushed=0, pulled=0, conflicts=0, errors=[])
+        async with self.status.pass_lock() as acquired:
+            if not acquired:
+                return SyncResult(skipped=True)
+            return await self._sync(changes, [], read_external=True)
+
+    async def sync_inbound(self) -> SyncResult:
+        """Pull the external changes since the inbound watermark (deciding them against the
+        primary's pending changes) and move the watermark; records the sync time."""
+        if self.external is None:
+            return SyncResult()
+        async with self.status.pass_lock() as acquired:
+            if not acquired:
+                return SyncResult(skipped=True)
+            _, pending = await self._primary_feed()
+            inbound = await self.status.watermark(Direction.INBOUND)
+            batch = await self.external.read_changes(inbound[0] if inbound else None)
+            touched = {change.record_id for change in batch.changes}
+            links = await self.status.links_by_external(touched)
+            related = [change for change in pending if UUID(change.record_id) in set(links.values())]
+            result = await self._sync(related, batch.changes, only_touched=True, unreadable=batch.unreadable)
+            await self.status.set_watermark(Direction.INBOUND, batch.cursor)
+            self._last_sync = datetime.now(UTC)
+            return result
+
+    async def approve_pending_deletes(self, record_ids: Iterable[UUID] | None = None) -> int:
+        """Archive (soft) the deals whose external record vanished (``status.pending_deletes()``),
+        all or the given ones: a person's decision, never the sync's. Returns how many; a page that
+        comes back later restores its deal."""
+        pending = await self.status.pending_deletes()
+        chosen = pending.keys() if record_ids is None else pending.keys() & set(record_ids)
+        for record_id in sorted(chosen):
+            async with self.status.transaction(actor=Actor.HUMAN) as connection:
+                await self.primary.repository.set_archived_in(connection, record_id, archived=True)
+                await self.status.set_archived(connection, record_id, archived=True)
+        await self.status.set_vanished(chosen, vanished=False)
+        return len(chosen)
+
+    def _resolve_conflict(self, change: ChangeRecord, other: ChangeRecord | None = None) -> ChangeRecord:
+        """``change`` filtered to the fields whose value wins, by the rules.
+
+        ``change`` comes from one side (a human's change from the external CRM, anything else
+        from the primary) and carries each field's old (the base) and new value; ``other`` is the
+        other side's concurrent change to the same record, if any (its fields otherwise still
+        hold the base).
+        """
+        side = Side.EXTERNAL if change.actor is Actor.HUMAN else Side.PRIMARY
+        other_changes = other.changes if other is not None else {}
+        states = []
+        for name, mine in change.changes.items():
+            theirs = other_changes.get(name, FieldChange(old=mine.old, new=mine.old)).new
+            ours_at, theirs_at = change.changed_at, other.changed_at if other is not None else None
+            primary, external = (mine.new, theirs) if side is Side.PRIMARY else (theirs, mine.new)
+            primary_at, external_at = (ours_at, theirs_at) if side is Side.PRIMARY else (theirs_at, ours_at)
+            states.append(FieldState(name, mine.old, primary, external, primary_at, external_at))
+        mapped = self.external.mapped_fields if self.external is not None else frozenset(change.changes)
+        decisions = decide_record(change.record_id, states, self.field_ownership, mapped, precision=self._precision)
+        winning = {d.field for d in decisions if d.winner is side and d.outcome is not Outcome.NOTHING}
+        return change.model_copy(update={"changes": {k: v for k, v in change.changes.items() if k in winning}})
+
+    # --- one pass -----------------------------------------------------------------------------
+
+    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch, ChangeBatch | None]:
+        """The primary's changes (and the cursor after them), the external side's, and its
+        trash when a check is due (every ``trash_check_seconds``: it costs a request of its own)."""
+        assert self.external is not None
+        outbound, primary_changes = await self._primary_feed()
+        inbound = await self.status.watermark(Direction.INBOUND)
+        batch = await self.external.read_changes(inbound[0] if inbound else None)
+        trash_mark = await self.status.watermark(Direction.TRASH)
+        due = trash_mark is None or datetime.now(UTC) - trash_mark[1] >= timedelta(seconds=self.trash_check_seconds)
+        trash = await self.external.read_trashed(trash_mark[0] if trash_mark else None) if due else None
+        return outbound, primary_changes, batch, trash
+
+    async def _primary_feed(self) -> tuple[str, list[ChangeRecord]]:
+        """Every opportunity and activity change after the outbound cursor, and the cursor after them."""
+        stored = await self.status.watermark(Direction.OUTBOUND)
+        cursor = stored[0] if stored else None
+        changes: list[ChangeRecord] = []
+        while True:
+            batch = await self.primary.read_changes(cursor)
+            changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
+            if batch.cursor == cursor or not batch.changes:
+                return batch.cursor, changes
+            cursor = batch.cursor
+
+    async def _sync(
+        self,
+        primary_changes: Sequence[ChangeRecord],
+        external_changes: Sequence[ChangeRecord],
+        *,
+        read_external: bool = False,
+        only_touched: bool = False,
+        unreadable: Sequence[FieldMappingError] = (),
+        reconcile: Mapping[UUID, str] | None = None,
+    ) -> SyncResult:
+        """Plan the records these changes touch, then carry the plan out within the time budget."""
+        assert self.external is not None
+        deadline = time.monotonic() + self.time_budget_seconds
+        plan = await self._reader().plan(
+            primary_changes,
+            external_changes,
+            read_external=read_external,
+            only_touched=only_touched,
+            reconcile=reconcile or {},
+        )
+        plan.failures += unreadable_entries(unreadable)
+        await self.status.queue_activities(_new_activities(primary_changes))
+        tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
+        await self.status.record_errors(tally.failures + tally.deferred)
+        return tally.result()
+
+    def _reader(self) -> PassReader:
+        assert self.external is not None
+        return PassReader(
+            self.primary,
+            self.external,
+            self.status,
+            self.field_ownership,
+            precision=self._precision,
+            max_vanished_share=self.max_vanished_share,
+        )
+
+    async def _reconcile_slice(self) -> dict[UUID, str]:
+        """The linked records this pass reconciles: the next ones after the last pass's slice."""
+        mark = await self.status.watermark(Direction.RECONCILE)
+        if self.reconcile_per_pass <= 0 or (
+            mark and datetime.now(UTC) - mark[1] < timedelta(seconds=self.reconcile_seconds)
+        ):
+            return {}
+        after = UUID(mark[0]) if mark and mark[0] else None
+        slice_ = await self.status.links_after(after, self.reconcile_per_pass)
+        if not slice_ and after is not None:  # past the last link: start over
+            slice_ = await self.status.links_after(None, self.reconcile_per_pass)
+        return slice_
+
+
+def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:
+    """(activity id, deal id, occurred at) of the activities these changes created."""
+    return [
+        (
+            UUID(change.record_id),
+            UUID(change.changes["opportunity_id"].new),
+            datetime.fromisoformat(change.changes["occurred_at"].new),
+        )
+        for change in changes
+        if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
+    ]
+
+
+def _slice_end(slice_: Mapping[UUID, str], size: int) -> str:
+    """Where the next reconciliation slice starts: after this one, or over from the start."""
+    return str(max(slice_)) if len(slice_) == size and slice_ else ""
