@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .errors import HubSpotError, not_found, validation
-from .portal import ASSOCIATION_TYPES, Portal, Record, iso, record_json, records_json
+from .portal import ASSOCIATION_TYPES, OBJECT_TYPES, Portal, Record, iso, record_json, records_json
 from .runtime import Call, Handler, HubSpotSandbox
 from .search import search
 
@@ -185,6 +185,9 @@ def api_routes(sandbox: HubSpotSandbox) -> list[Route]:
                 repeated = [k for k, n in Counter(str(i.get("id")) for i in inputs).items() if n > 1]
                 if repeated:
                     raise validation(f"Duplicate IDs found in batch input: {repeated}. IDs must be unique")
+            if kind == "upsert":  # the whole batch is refused for a key that is not a unique property
+                for item in inputs:
+                    call.portal.unique_property(object_type, str(item.get("idProperty") or ""))
             results, errors = [], []
             for item in inputs:
                 trace = str(item.get("objectWriteTraceId") or uuid.uuid4())
@@ -241,13 +244,30 @@ def api_routes(sandbox: HubSpotSandbox) -> list[Route]:
 
     # --- v4 associations ------------------------------------------------------------------------
 
-    def associate(call: Call) -> Any:
+    def associate_default(call: Call) -> Any:
+        """The default (unlabelled) association; answered in a batch's shape."""
         portal, p = call.portal, call.params
         from_type, to_type = _type(call, "from_type"), _type(call, "to_type")
-        labels = call.body if isinstance(call.body, list) else [{}]
-        for label in labels:
+        portal.associate(from_type, p["from_id"], to_type, p["to_id"])
+        spec = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": ASSOCIATION_TYPES[(from_type, to_type)]}
+        link = {"from": {"id": p["from_id"]}, "to": {"id": p["to_id"]}, "associationSpec": spec}
+        return _batch([link], [], 200, iso(portal.clock.now_ms()))
+
+    def associate(call: Call) -> Any:
+        """The association types listed in the body (201)."""
+        portal, p = call.portal, call.params
+        from_type, to_type = _type(call, "from_type"), _type(call, "to_type")
+        if not isinstance(call.body, list) or not call.body:
+            raise validation("The body is a list of {associationCategory, associationTypeId}.")
+        for label in call.body:
             portal.associate(from_type, p["from_id"], to_type, p["to_id"], label.get("associationTypeId"))
-        return 201 if labels != [{}] else 200, _association_result(from_type, p["from_id"], to_type, p["to_id"])
+        return 201, {
+            "fromObjectTypeId": OBJECT_TYPES[from_type],
+            "fromObjectId": p["from_id"],
+            "toObjectTypeId": OBJECT_TYPES[to_type],
+            "toObjectId": p["to_id"],
+            "labels": [],
+        }
 
     def read_associations(call: Call) -> Any:
         from_type, to_type = _type(call, "from_type"), _type(call, "to_type")
@@ -292,7 +312,7 @@ def api_routes(sandbox: HubSpotSandbox) -> list[Route]:
         route("/crm/v3/properties/{object_type}", ["GET", "POST"], {"GET": list_properties, "POST": create_property}),
         route("/crm/v3/properties/{object_type}/{name}", ["GET"], {"GET": read_property}),
         route("/crm/v3/pipelines/{object_type}", ["GET"], {"GET": pipelines}),
-        route(v4 + "/default/{to_type}/{to_id}", ["PUT"], {"PUT": associate}),
+        route(v4 + "/default/{to_type}/{to_id}", ["PUT"], {"PUT": associate_default}),
         route(v4 + "/{to_type}/{to_id}", ["PUT"], {"PUT": associate}),
         route(v4 + "/{to_type}", ["GET"], {"GET": read_associations}),
         route("/crm/v4/associations/{from_type}/{to_type}/batch/read", ["POST"], {"POST": batch_read_associations}),
@@ -308,8 +328,6 @@ def _write_one(portal: Portal, object_type: str, kind: str, item: dict[str, Any]
     if kind == "update":
         record = portal.get(object_type, str(item.get("id", "")), id_property=id_property)
         return record_json(portal.update(record, properties), portal, list(properties), [])
-    if not id_property:
-        raise validation("Upserts need an idProperty with unique values.")
     key = str(item.get("id", ""))
     try:
         record = portal.get(object_type, key, id_property=id_property)
@@ -328,14 +346,4 @@ def _association_target(from_type: str, to_type: str, to_id: str) -> dict[str, A
     return {
         "toObjectId": int(to_id),
         "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}],
-    }
-
-
-def _association_result(from_type: str, from_id: str, to_type: str, to_id: str) -> dict[str, Any]:
-    return {
-        "fromObjectTypeId": from_type,
-        "fromObjectId": int(from_id),
-        "toObjectTypeId": to_type,
-        "toObjectId": int(to_id),
-        "labels": [],
     }

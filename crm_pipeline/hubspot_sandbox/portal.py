@@ -281,7 +281,7 @@ class Portal:
     def get(self, object_type: str, object_id: str, *, id_property: str | None = None) -> Record:
         """The record by id (an absorbed id answers as its survivor) or by a unique property."""
         if id_property and id_property != "hs_object_id":
-            self._unique_property(object_type, id_property)
+            self.unique_property(object_type, id_property)
             found = self.find_unique(object_type, id_property, object_id)
             if found is None:
                 raise not_found(object_type, object_id)
@@ -300,7 +300,7 @@ class Portal:
                 return record
         return None
 
-    def _unique_property(self, object_type: str, name: str) -> Property:
+    def unique_property(self, object_type: str, name: str) -> Property:
         prop = self.properties[object_type].get(name)
         if prop is None or not prop.unique:
             raise validation(f"{name} is not a unique identifier property for {object_type}.")
