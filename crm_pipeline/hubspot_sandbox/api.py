@@ -328,7 +328,7 @@ def _write_one(portal: Portal, object_type: str, kind: str, item: dict[str, Any]
     if kind == "update":
         record = portal.get(object_type, str(item.get("id", "")), id_property=id_property)
         return record_json(portal.update(record, properties), portal, list(properties), [])
-    key = str(item.get("id", ""))
+    key, id_property = str(item.get("id", "")), str(id_property)  # checked for the batch already
     try:
         record = portal.get(object_type, key, id_property=id_property)
     except HubSpotError as error:
