@@ -335,10 +335,10 @@ def _write_one(portal: Portal, object_type: str, kind: str, item: dict[str, Any]
         if error.status != 404:
             raise
         record = portal.create(object_type, {**properties, id_property: key})
-        return {**record_json(record, portal, list(properties), []), "new": True}
+        return {**record_json(record, portal, [*properties, id_property], []), "new": True}
     if record.archived_ms is not None:
         raise HubSpotError(409, "CONFLICT", f"The {object_type[:-1]} with {id_property}={key} is archived.")
-    return {**record_json(portal.update(record, properties), portal, list(properties), []), "new": False}
+    return {**record_json(portal.update(record, properties), portal, [*properties, id_property], []), "new": False}
 
 
 def _association_target(from_type: str, to_type: str, to_id: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ class HubSpotSandboxConfig:
     daily_limit: int = 250_000  # requests per account per day (of the sandbox clock); 0 turns it off
     search_per_second: int = 5  # search's own limit, exempt from the ten-secondly one; 0 turns it off
     search_lag_ms: int = 0  # how far behind writes the search index is
+    search_result_cap: int = 10_000  # results one search query can page through; tests lower it
     preserve_merged_ids: bool = False  # a merge keeps the primary's id (HubSpot beta) or makes a new one
     retry_after_s: int | None = None  # a Retry-After on 429s; HubSpot's own behaviour is unconfirmed
     latency_ms: float = 0.0

@@ -58,6 +58,7 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
             sandbox.latency = latency
             sandbox.daily_limit = int(body.get("daily_limit", sandbox.daily_limit))
             portal.search_lag_ms = int(body.get("search_lag_ms", portal.search_lag_ms))
+            portal.search_result_cap = int(body.get("search_result_cap", portal.search_result_cap))
             portal.preserve_merged_ids = bool(body.get("preserve_merged_ids", portal.preserve_merged_ids))
             sandbox.retry_after_s = body.get("retry_after_s", sandbox.retry_after_s)
         return {
@@ -65,6 +66,7 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
             "search_per_second": sandbox.search_secondly.limit,
             "daily_limit": sandbox.daily_limit,
             "search_lag_ms": portal.search_lag_ms,
+            "search_result_cap": portal.search_result_cap,
             "preserve_merged_ids": portal.preserve_merged_ids,
             "retry_after_s": sandbox.retry_after_s,
             "latency_ms": sandbox.latency.fixed_ms,

@@ -31,8 +31,8 @@ class HubSpotControl:
         self._call("POST", "/reset")
 
     def configure(self, **settings: Any) -> dict[str, Any]:
-        """ten_secondly_limit, daily_limit, search_per_second, search_lag_ms, preserve_merged_ids,
-        retry_after_s, latency_ms, jitter_ms."""
+        """ten_secondly_limit, daily_limit, search_per_second, search_lag_ms, search_result_cap,
+        preserve_merged_ids, retry_after_s, latency_ms, jitter_ms."""
         result: dict[str, Any] = self._call("PUT", "/config", settings)
         return result
 

@@ -227,6 +227,7 @@ class Portal:
         self._first_id = first_id
         self.preserve_merged_ids = False  # HubSpot's "Primary ID Preservation" beta
         self.search_lag_ms = 0
+        self.search_result_cap = 10_000
         self.clear()
 
     def clear(self) -> None:
@@ -236,6 +237,7 @@ class Portal:
         self.aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}  # merged id -> survivor
         self.associations: set[tuple[str, str, str, str]] = set()  # (from type, from id, to type, to id)
         self._ids = itertools.count(self._first_id)
+        self._unique: dict[tuple[str, str, str], str] = {}  # (type, property, value) -> record id
         self.revision = 0
 
     # --- schema -------------------------------------------------------------------------------------
@@ -293,12 +295,20 @@ class Portal:
         return records[object_id]
 
     def find_unique(self, object_type: str, name: str, value: str) -> Record | None:
-        folded = value.lower() if name == "email" else value
-        for record in self.records[object_type].values():
-            held = record.values().get(name)
-            if held is not None and (held.lower() if name == "email" else held) == folded:
-                return record
-        return None
+        """The record holding a unique property's value (emails compared case-blind)."""
+        record_id = self._unique.get((object_type, name, _folded(name, value)))
+        return self.records[object_type].get(record_id) if record_id is not None else None
+
+    def _index(self, record: Record, values: Mapping[str, str]) -> None:
+        """Point the unique-value index at ``record`` for these values (old ones dropped)."""
+        known = self.properties[record.object_type]
+        for name, value in values.items():
+            if name in known and known[name].unique:
+                old = record.values().get(name)
+                if old is not None:
+                    self._unique.pop((record.object_type, name, _folded(name, old)), None)
+                if value:
+                    self._unique[(record.object_type, name, _folded(name, value))] = record.id
 
     def unique_property(self, object_type: str, name: str) -> Property:
         prop = self.properties[object_type].get(name)
@@ -338,6 +348,7 @@ class Portal:
     def _write(self, record: Record, values: Mapping[str, str], source: Source, now: int) -> None:
         current = record.values()
         changed = {name: value for name, value in values.items() if current.get(name, "") != value}
+        self._index(record, changed)
         changed[LAST_MODIFIED[record.object_type]] = iso(now)
         for name, value in changed.items():
             record.history.setdefault(name, []).insert(
@@ -414,8 +425,10 @@ class Portal:
             survivor = Record(str(next(self._ids)), object_type, primary.created_ms, dict(primary.history))
             del records[primary.id]
             records[survivor.id] = survivor
+            self._index(survivor, survivor.values())
             survivor.merged_ids.append(primary.id)
         del records[absorbed.id]
+        self._index(absorbed, dict.fromkeys(absorbed.values(), ""))  # its unique values are free again
         survivor.merged_ids.append(absorbed.id)
         for old in (primary.id, absorbed.id):
             if old != survivor.id:
@@ -458,6 +471,10 @@ class Portal:
         return sorted(
             (ti for ft, fi, tt, ti in self.associations if (ft, fi, tt) == (from_type, source.id, to_type)), key=int
         )
+
+
+def _folded(name: str, value: str) -> str:
+    return value.lower() if name == "email" else value
 
 
 def _normal(prop: Property, value: str, existing: str) -> str:

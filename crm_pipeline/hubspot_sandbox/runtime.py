@@ -79,6 +79,7 @@ class HubSpotSandbox:
         self.clock.use_real_time()
         self.portal.clear()
         self.portal.search_lag_ms = config.search_lag_ms
+        self.portal.search_result_cap = config.search_result_cap
         self.portal.preserve_merged_ids = config.preserve_merged_ids
         self.faults.faults.clear()
         self.stats.clear()

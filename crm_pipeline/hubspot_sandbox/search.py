@@ -1,5 +1,5 @@
 """``POST /crm/v3/objects/{type}/search``: filter groups (OR of ANDs), one sort, integer ``after``
-paging, and HubSpot's caps (200 a page, 10,000 results a query, 5 groups of 6 filters, 18 in
+paging, and HubSpot's caps (200 a page, 10,000 results a query (``search_result_cap``), 5 groups of 6 filters, 18 in
 all, 3,000 characters a body). Records are matched as the index saw them ``search_lag_ms`` ago."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from .errors import validation
 from .portal import LAST_MODIFIED, Portal, Property, epoch_ms, records_json
 
 MAX_PAGE = 200
-MAX_RESULTS = 10_000
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
 MAX_BODY_CHARS = 3_000
 OPERATORS = (
@@ -39,8 +38,8 @@ def search(portal: Portal, object_type: str, body: Mapping[str, Any]) -> dict[st
     if not after.isdigit():
         raise validation("after must be an integer string.")
     start = int(after)
-    if start + limit > MAX_RESULTS:
-        raise validation(f"Paging beyond {MAX_RESULTS} results is not supported.")
+    if start + limit > portal.search_result_cap:
+        raise validation(f"Paging beyond {portal.search_result_cap} results is not supported.")
 
     as_of = portal.clock.now_ms() - portal.search_lag_ms
     known = portal.properties[object_type]

@@ -1,0 +1,264 @@
+"""HubSpotAdapter against the local HubSpot over HTTP, through the official client: keyed upserts,
+lossless values, change reads with history, the recycling bin, merges, notes, retries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+import pytest
+import pytest_asyncio
+
+from crm_pipeline.crm.errors import RecordGoneError
+from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit, RestoreUnsupportedError, RetryPolicy
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
+from crm_pipeline.models import ActivityCreate, Actor, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+
+CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def hubspot(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
+    hubspot_control.reset()
+    hubspot_control.set_clock(CLOCK)
+    return hubspot_server
+
+
+@pytest_asyncio.fixture
+async def adapter(hubspot: RunningHubSpot, hubspot_control: HubSpotControl) -> AsyncIterator[HubSpotAdapter]:
+    async def advance(seconds: float) -> None:  # retry waits move the sandbox clock, never sleep
+        hubspot_control.advance_clock(seconds)
+
+    adapter = HubSpotAdapter(
+        DEFAULT_TOKEN,
+        base_url=hubspot.base_url,
+        tenant_id="acme",
+        retry=RetryPolicy(sleep=advance),
+        rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
+        overlap=timedelta(seconds=30),
+    )
+    yield adapter
+    await adapter.aclose()
+
+
+def deal(key: UUID | None = None, **fields: object) -> OpportunityCreate:
+    values: dict[str, object] = {
+        "name": "Acme rollout",
+        "deal_stage": "Proposal",
+        "estimated_value": Decimal("1500.00"),
+        "close_date": date(2026, 4, 30),
+        "product_line": "Platform",
+        "probability": Decimal("0.35"),
+        "source": "Referral",
+        "contact_name": "Ann Lee",
+        "contact_email": "ann@example.com",
+    }
+    return OpportunityCreate(id=key or uuid4(), **(values | fields))
+
+
+async def test_values_round_trip_as_hubspot_strings_without_loss(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    record = deal()
+    (outcome,) = await adapter.upsert_opportunities([record])
+    assert (outcome.action, outcome.record_id) == ("created", str(record.id))
+    stored = {r["id"]: r for r in hubspot_control.all_records("deals")}[outcome.external_id]["properties"]
+    assert stored["amount"] == "1500.00" and stored["crm_probability"] == "0.35"
+    assert stored["closedate"] == "2026-04-30T00:00:00.000Z" and stored["dealstage"] == "presentationscheduled"
+    read = await adapter.get_opportunity(str(outcome.external_id))
+    assert read is not None and read.sync_key == record.id and read.external_id == outcome.external_id
+    assert {name: getattr(read, name) for name in adapter.mapped_fields} == {
+        name: getattr(record, name) for name in adapter.mapped_fields
+    }
+
+
+async def test_keyed_creates_are_idempotent_across_adapters(adapter: HubSpotAdapter, hubspot: RunningHubSpot) -> None:
+    record = deal()
+    first = await adapter.create_opportunity(record)
+    fresh = HubSpotAdapter(DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0))
+    assert await fresh.create_opportunity(record) == first
+    assert len(await adapter.list_opportunities(OpportunityFilter())) == 1
+
+
+async def test_a_create_whose_answer_was_lost_lands_once(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    hubspot_control.add_fault("503", path="/crm/v3/objects/deals/batch/upsert", applied=True)
+    (outcome,) = await adapter.upsert_opportunities([deal()])
+    assert outcome.action == "updated"  # the resend found the record the lost answer had created
+    assert len(hubspot_control.all_records("deals")) == 1
+
+
+async def test_an_update_changes_only_the_fields_set(adapter: HubSpotAdapter, hubspot_control: HubSpotControl) -> None:
+    record = deal()
+    await adapter.upsert_opportunities([record])
+    hubspot_control.reset_stats()
+    (outcome,) = await adapter.upsert_opportunities([OpportunityCreate(id=record.id, name="Acme (renamed)")])
+    assert outcome.action == "updated"
+    read = await adapter.get_opportunity(str(outcome.external_id))
+    assert read is not None and read.name == "Acme (renamed)" and read.deal_stage == "Proposal"
+    assert read.estimated_value == Decimal("1500.00")
+
+
+async def test_a_batch_of_250_takes_one_request_per_100_and_reports_each_record(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    records = [deal(name=f"Deal {i}") for i in range(250)]
+    await adapter.upsert_opportunities(records[:1])
+    gone = await adapter.upsert_opportunities([records[1]])
+    await adapter.archive_opportunity(str(gone[0].external_id))
+    hubspot_control.reset_stats()
+    outcomes = await adapter.upsert_opportunities(records)
+    assert hubspot_control.stats()["by_route"] == {
+        "POST /crm/v3/objects/{object_type}/batch/upsert": {"200": 2, "207": 1}
+    }
+    assert [o.action for o in outcomes[:3]] == ["updated", "failed", "created"]
+    assert outcomes[1].record_id == str(records[1].id) and "archived" in str(outcomes[1].reason)
+    assert sum(o.action == "created" for o in outcomes) == 248
+
+
+async def test_the_same_id_twice_is_refused_before_anything_is_sent(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    record = deal()
+    with pytest.raises(ValueError, match=str(record.id)):
+        await adapter.upsert_opportunities([record, record])
+    assert hubspot_control.stats()["total"] == 0
+
+
+async def test_write_opportunity_returns_the_record_and_gone_records_raise(adapter: HubSpotAdapter) -> None:
+    external_id = await adapter.create_opportunity(deal())
+    written = await adapter.write_opportunity(external_id, OpportunityUpdate(deal_stage="Closed Won"))
+    assert written.deal_stage == "Closed Won"
+    await adapter.archive_opportunity(external_id)
+    with pytest.raises(RecordGoneError):
+        await adapter.write_opportunity(external_id, OpportunityUpdate(name="x"))
+    with pytest.raises(RestoreUnsupportedError):
+        await adapter.restore_opportunity(external_id)
+
+
+async def test_a_lost_update_answer_is_read_back_not_resent(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    external_id = await adapter.create_opportunity(deal())
+    hubspot_control.add_fault("503", path="/crm/v3/objects/deals/batch/update", applied=True)
+    hubspot_control.reset_stats()
+    written = await adapter.write_opportunity(external_id, OpportunityUpdate(name="Landed"))
+    assert written.name == "Landed"
+    assert hubspot_control.stats()["by_route"]["POST /crm/v3/objects/{object_type}/batch/update"] == {"503": 1}
+
+
+async def test_changes_tell_a_persons_edit_from_ours(adapter: HubSpotAdapter, hubspot_control: HubSpotControl) -> None:
+    ours = await adapter.create_opportunity(deal())
+    theirs = await adapter.create_opportunity(deal())
+    batch = await adapter.read_changes(None)
+    assert {c.record_id: c.actor for c in batch.changes} == {ours: Actor.SYNC, theirs: Actor.SYNC}
+    hubspot_control.advance_clock(120)
+    hubspot_control.ui_edit("deals", theirs, {"amount": "99.95"}, user_id=7)
+    later = await adapter.read_changes(batch.cursor)
+    changed = {c.record_id: c for c in later.changes}
+    assert changed[theirs].actor == Actor.HUMAN and changed[theirs].changes["estimated_value"].new == "99.95"
+    assert changed[ours].actor == Actor.SYNC  # read again: it lies in the overlap window
+
+
+async def test_change_reads_never_miss_an_edit_the_index_had_not_seen(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    hubspot_control.configure(search_lag_ms=5_000)
+    first = await adapter.create_opportunity(deal())
+    hubspot_control.advance_clock(10)
+    batch = await adapter.read_changes(None)
+    assert [c.record_id for c in batch.changes] == [first]
+    hubspot_control.advance_clock(1)
+    second = await adapter.create_opportunity(deal())
+    assert second not in [c.record_id for c in (await adapter.read_changes(batch.cursor)).changes]  # not indexed yet
+    hubspot_control.advance_clock(10)
+    assert second in [c.record_id for c in (await adapter.read_changes(batch.cursor)).changes]
+
+
+@pytest.mark.parametrize("spread", [False, True], ids=["one-millisecond", "spread-out"])
+async def test_change_reads_go_past_the_search_result_cap(
+    hubspot: RunningHubSpot, hubspot_control: HubSpotControl, spread: bool
+) -> None:
+    hubspot_control.configure(search_result_cap=200)
+    adapter = HubSpotAdapter(
+        DEFAULT_TOKEN,
+        base_url=hubspot.base_url,
+        rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
+        search_result_cap=200,
+    )
+    keys = []
+    for _ in range(5):
+        batch = [deal() for _ in range(100)]
+        keys += [str(r.id) for r in batch]
+        await adapter.upsert_opportunities(batch)
+        if spread:
+            hubspot_control.advance_clock(0.5)
+    changes = (await adapter.read_changes(None)).changes
+    assert sorted(c.sync_key or "" for c in changes) == sorted(keys)
+
+
+async def test_archived_deals_are_swept_from_the_recycling_bin(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    kept, gone = await adapter.create_opportunity(deal()), await adapter.create_opportunity(deal())
+    cursor = (await adapter.read_trashed(None)).cursor
+    hubspot_control.advance_clock(120)
+    archived = await adapter.archive_opportunity(gone)
+    assert archived.in_trash and archived.archived_at is not None
+    trashed = await adapter.read_trashed(cursor)
+    assert [(c.record_id, c.changes["archived_at"].new is not None) for c in trashed.changes] == [(gone, True)]
+    assert await adapter.get_opportunity(gone) is None
+    assert [r.external_id for r in await adapter.list_opportunities(OpportunityFilter(archived=True))] == [gone]  # type: ignore[attr-defined]
+    hubspot_control.advance_clock(60)
+    hubspot_control.ui_restore("deals", gone)
+    assert gone in [
+        c.record_id for c in (await adapter.read_changes((await adapter.read_changes(None)).cursor)).changes
+    ]
+    assert kept
+
+
+async def test_a_merged_id_answers_as_its_survivor(adapter: HubSpotAdapter, hubspot: RunningHubSpot) -> None:
+    primary, other = await adapter.create_opportunity(deal()), await adapter.create_opportunity(deal())
+    from hubspot import HubSpot
+    from hubspot.crm.deals import PublicMergeInput
+
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    survivor = sdk.crm.deals.basic_api.merge(PublicMergeInput(primary_object_id=primary, object_id_to_merge=other)).id
+    found = await adapter.get_opportunities([other, primary])
+    assert [r.external_id for r in found] == [survivor, survivor]  # type: ignore[attr-defined]
+    assert adapter.merged == {other: survivor, primary: survivor}
+
+
+async def test_an_activity_lands_once_as_a_note_on_its_deal(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    record = deal()
+    deal_id = await adapter.create_opportunity(record)
+    activity = ActivityCreate(id=uuid4(), opportunity_id=record.id, subject="Call", body="Went well")
+    twin = ActivityCreate(id=uuid4(), opportunity_id=record.id, subject="Call", body="Went well")
+    hubspot_control.add_fault("503", path="/crm/v3/objects/notes", method="POST", applied=True)
+    note_id = await adapter.create_activity(activity)
+    assert await adapter.find_activity(activity) == note_id
+    assert await adapter.find_activity(twin) is None
+    assert await adapter.create_activity(twin) != note_id  # the same text is another activity
+    notes = hubspot_control.all_records("notes")
+    assert len(notes) == 2 and all(n["properties"]["hs_note_body"].endswith("Went well") for n in notes)
+    assert deal_id
+
+
+async def test_a_429_is_waited_out_and_the_daily_limit_surfaces(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    hubspot_control.configure(ten_secondly_limit=2)
+    for _ in range(3):
+        await adapter.create_opportunity(deal())  # the retry's wait moves the sandbox clock past the window
+    assert hubspot_control.stats()["by_status"].get("429", 0) >= 1
+    hubspot_control.configure(ten_secondly_limit=0, daily_limit=1)
+    hubspot_control.advance_clock(86_400)
+    await adapter.get_opportunities(["1"])
+    with pytest.raises(Exception) as raised:
+        await adapter.get_opportunities(["1"])
+    assert getattr(raised.value, "status", None) == 429
