@@ -236,6 +236,10 @@ def api_routes(sandbox: HubSpotSandbox) -> list[Route]:
             raise HubSpotError(404, "OBJECT_NOT_FOUND", f"Unable to find property {call.params['name']}")
         return prop.to_json(object_type)
 
+    def update_property(call: Call) -> Any:
+        object_type = _type(call)
+        return call.portal.update_property(object_type, call.params["name"], call.body).to_json(object_type)
+
     def pipelines(call: Call) -> Any:
         if _type(call) != "deals":
             return {"results": []}
@@ -310,7 +314,11 @@ def api_routes(sandbox: HubSpotSandbox) -> list[Route]:
             {"GET": read_object, "PATCH": update_object, "DELETE": archive_object},
         ),
         route("/crm/v3/properties/{object_type}", ["GET", "POST"], {"GET": list_properties, "POST": create_property}),
-        route("/crm/v3/properties/{object_type}/{name}", ["GET"], {"GET": read_property}),
+        route(
+            "/crm/v3/properties/{object_type}/{name}",
+            ["GET", "PATCH"],
+            {"GET": read_property, "PATCH": update_property},
+        ),
         route("/crm/v3/pipelines/{object_type}", ["GET"], {"GET": pipelines}),
         route(v4 + "/default/{to_type}/{to_id}", ["PUT"], {"PUT": associate_default}),
         route(v4 + "/{to_type}/{to_id}", ["PUT"], {"PUT": associate}),

@@ -274,6 +274,20 @@ class Portal:
         self.revision += 1
         return prop
 
+    def update_property(self, object_type: str, name: str, body: Mapping[str, Any]) -> Property:
+        """Change a property's label or options (its type and uniqueness stay)."""
+        prop = self.properties[object_type].get(name)
+        if prop is None or prop.read_only:
+            raise HubSpotError(404, "OBJECT_NOT_FOUND", f"Unable to find property {name}")
+        if "options" in body:
+            options = [str(o.get("value")) for o in body.get("options") or [] if isinstance(o, dict)]
+            if len(set(options)) != len(options) or not all(options):
+                raise validation("Option values must be unique and non-empty.")
+            prop.options = options
+        prop.label = str(body.get("label", prop.label))
+        self.revision += 1
+        return prop
+
     def stage(self, pipeline_id: str, stage_id: str) -> Stage | None:
         pipeline = self.pipelines.get(pipeline_id)
         return next((s for s in pipeline.stages if s.id == stage_id), None) if pipeline else None
@@ -473,6 +487,10 @@ class Portal:
         )
 
 
+_OPEN_ENUMERATIONS = frozenset({"dealstage", "pipeline", "hubspot_owner_id", "hs_attachment_ids"})
+"""Enumerations whose values are other objects' ids (pipelines and stages are checked apart)."""
+
+
 def _folded(name: str, value: str) -> str:
     return value.lower() if name == "email" else value
 
@@ -499,7 +517,7 @@ def _normal(prop: Property, value: str, existing: str) -> str:
         if ms % 86_400_000:
             raise invalid_value(name, value, "a date is midnight UTC")
         return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
-    if prop.type == "enumeration" and prop.options and name not in ("dealstage", "pipeline"):
+    if prop.type == "enumeration" and name not in _OPEN_ENUMERATIONS:
         parts = [p for p in value.split(";") if p]
         if value.startswith(";"):  # a leading ';' appends to the values held
             parts = [p for p in existing.split(";") if p] + parts

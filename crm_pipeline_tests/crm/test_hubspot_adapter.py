@@ -54,6 +54,9 @@ def deal(key: UUID | None = None, **fields: object) -> OpportunityCreate:
         "source": "Referral",
         "contact_name": "Ann Lee",
         "contact_email": "ann@example.com",
+        "custom_notes": "Call after the holidays",
+        "override_stage": None,
+        "manual_tags": ["vip", "q2"],
     }
     return OpportunityCreate(id=key or uuid4(), **(values | fields))
 
@@ -67,6 +70,7 @@ async def test_values_round_trip_as_hubspot_strings_without_loss(
     stored = {r["id"]: r for r in hubspot_control.all_records("deals")}[outcome.external_id]["properties"]
     assert stored["amount"] == "1500.00" and stored["crm_probability"] == "0.35"
     assert stored["closedate"] == "2026-04-30T00:00:00.000Z" and stored["dealstage"] == "presentationscheduled"
+    assert stored["crm_tags"] == "vip;q2"  # a multi-checkbox, its options added as tags first appear
     read = await adapter.get_opportunity(str(outcome.external_id))
     assert read is not None and read.sync_key == record.id and read.external_id == outcome.external_id
     assert {name: getattr(read, name) for name in adapter.mapped_fields} == {
@@ -117,6 +121,22 @@ async def test_a_batch_of_250_takes_one_request_per_100_and_reports_each_record(
     assert [o.action for o in outcomes[:3]] == ["updated", "failed", "created"]
     assert outcomes[1].record_id == str(records[1].id) and "archived" in str(outcomes[1].reason)
     assert sum(o.action == "created" for o in outcomes) == 248
+
+
+async def test_records_without_every_field_have_their_keys_read_first(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    record = deal()
+    await adapter.upsert_opportunities([record])
+    hubspot_control.reset_stats()
+    [outcome] = await adapter.upsert_opportunities([OpportunityCreate(id=record.id, name="Renamed")])
+    assert outcome.action == "updated"
+    assert hubspot_control.stats()["by_route"] == {
+        "POST /crm/v3/objects/{object_type}/batch/read": {"200": 1},
+        "POST /crm/v3/objects/{object_type}/batch/upsert": {"200": 1},
+    }
+    read = await adapter.get_opportunity(str(outcome.external_id))
+    assert read is not None and (read.name, read.manual_tags) == ("Renamed", ["vip", "q2"])
 
 
 async def test_the_same_id_twice_is_refused_before_anything_is_sent(

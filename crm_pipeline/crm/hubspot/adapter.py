@@ -49,6 +49,7 @@ from crm_pipeline.crm.hubspot.mapping import (
     DEFAULT_STAGE_LABELS,
     HUBSPOT_PROPERTY_MAP,
     SYNC_KEY,
+    HubSpotProperty,
     decode,
     encode,
     epoch_ms,
@@ -104,6 +105,7 @@ class HubSpotAdapter(CRMAdapter):
         base_url: str | None = None,
         tenant_id: str = "default",
         pipeline: str = "default",
+        property_map: Mapping[str, HubSpotProperty] = HUBSPOT_PROPERTY_MAP,
         stage_labels: Mapping[str, str] = DEFAULT_STAGE_LABELS,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
@@ -126,6 +128,7 @@ class HubSpotAdapter(CRMAdapter):
         self.base_url = base_url
         self.tenant_id = tenant_id
         self.pipeline = pipeline
+        self.property_map = dict(property_map)
         self.stage_labels = dict(stage_labels)
         self.overlap = overlap
         self.app_source_id = app_source_id
@@ -134,6 +137,7 @@ class HubSpotAdapter(CRMAdapter):
         self.merged: dict[str, str] = {}
         """Absorbed record id -> the id of the record it was merged into, as reads found them."""
         self._stage_ids: dict[str, str] | None = None
+        self._options: dict[str, list[str]] = {}  # multi-checkbox property -> its option values
         self._deal_by_key: dict[str, str] = {}
         self._ready = asyncio.Lock()
 
@@ -142,7 +146,7 @@ class HubSpotAdapter(CRMAdapter):
 
     @property
     def mapped_fields(self) -> frozenset[str]:
-        return frozenset(HUBSPOT_PROPERTY_MAP)
+        return frozenset(self.property_map)
 
     # --- schema ---------------------------------------------------------------------------------
 
@@ -171,13 +175,14 @@ class HubSpotAdapter(CRMAdapter):
     async def _ensure_properties(self) -> None:
         """Create the custom deal properties HubSpot lacks; refuse ones of the wrong type."""
         held = await self.api.properties(DEALS)
-        for field, prop in [*HUBSPOT_PROPERTY_MAP.items(), ("sync_key", SYNC_KEY)]:
+        for field, prop in [*self.property_map.items(), ("sync_key", SYNC_KEY)]:
             found = held.get(prop.name)
             if found is None and prop.custom:
+                label = field.replace("_", " ").capitalize()
                 await self.api.create_property(
-                    DEALS, prop.name, field.replace("_", " ").capitalize(), prop.hubspot_type, prop is SYNC_KEY
+                    DEALS, prop.name, label, prop.hubspot_type, prop.field_type, prop is SYNC_KEY
                 )
-                continue
+                found = {"type": prop.hubspot_type, "read_only": False, "unique": prop is SYNC_KEY, "options": []}
             if found is None:
                 raise PropertySchemaError(field, prop.name, "HubSpot has no such deal property")
             if found["type"] != prop.hubspot_type or found["read_only"]:
@@ -188,13 +193,25 @@ class HubSpotAdapter(CRMAdapter):
                 raise PropertySchemaError(
                     field, prop.name, "must have unique values (hasUniqueValue), so upserts can key on it"
                 )
+            if prop.codec == "tags":
+                self._options[prop.name] = list(found["options"])
+
+    async def _add_options(self, properties: Iterable[Mapping[str, str]]) -> None:
+        """Add the tags a write uses that a multi-checkbox property has no option for yet
+        (HubSpot refuses a value that is not one of its options)."""
+        for name, options in self._options.items():
+            wanted = [tag for values in properties for tag in values.get(name, "").split(";") if tag]
+            new = [tag for tag in dict.fromkeys(wanted) if tag not in options]
+            if new:
+                await self.api.set_options(DEALS, name, options + new)
+                options += new
 
     def _properties(
         self, values: Mapping[str, Any], stages: Mapping[str, str], record_id: str | None
     ) -> dict[str, str]:
         return {
             prop.name: encode(values[field], field, prop, stages, record_id)
-            for field, prop in HUBSPOT_PROPERTY_MAP.items()
+            for field, prop in self.property_map.items()
             if field in values
         }
 
@@ -316,6 +333,7 @@ class HubSpotAdapter(CRMAdapter):
                     ready.append((index, key, self._properties(values, stages, key)))
                 except FieldMappingError as error:
                     outcomes[index] = UpsertOutcome(key, "failed", property_name=error.property_name, reason=str(error))
+        await self._add_options([props for _, _, props in ready])
         for chunk in _chunks(ready, MAX_BATCH):
             outcomes |= await self._upsert_chunk(chunk)
         return [outcomes[index] for index in range(len(records))]
@@ -410,10 +428,10 @@ class HubSpotAdapter(CRMAdapter):
                 self.merged[absorbed] = deal.id
 
     def _read_properties(self) -> list[str]:
-        return [p.name for p in HUBSPOT_PROPERTY_MAP.values()] + [SYNC_KEY.name, LAST_MODIFIED, MERGED_IDS]
+        return [p.name for p in self.property_map.values()] + [SYNC_KEY.name, LAST_MODIFIED, MERGED_IDS]
 
     def _history_properties(self) -> list[str]:
-        return [p.name for p in HUBSPOT_PROPERTY_MAP.values()] + [SYNC_KEY.name]
+        return [p.name for p in self.property_map.values()] + [SYNC_KEY.name]
 
     async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
         """Update the deal's set fields, then read it as written. Never resent blindly: after a
@@ -421,6 +439,7 @@ class HubSpotAdapter(CRMAdapter):
         UncertainWriteError (a person may have edited it meanwhile)."""
         properties = self._properties(data.changes(), await self._stages(), external_id)
         if properties:
+            await self._add_options([properties])
             try:
                 answer = await self.api.batch_update(DEALS, [(external_id, properties)])
             except Exception as error:
@@ -576,7 +595,7 @@ class HubSpotAdapter(CRMAdapter):
             record_type=RecordType.OPPORTUNITY,
             record_id=record.external_id,
             sync_key=str(record.sync_key) if record.sync_key else None,
-            changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in HUBSPOT_PROPERTY_MAP},
+            changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in self.property_map},
             actor=record.last_edited_by,
             changed_at=record.updated_at,
         )
@@ -586,7 +605,7 @@ class HubSpotAdapter(CRMAdapter):
     def _to_opportunity(self, deal: HubSpotObject, stage_names: Mapping[str, str]) -> ExternalOpportunityRead:
         fields = {
             field: decode(deal.properties.get(prop.name), field, prop, stage_names, deal.id)
-            for field, prop in HUBSPOT_PROPERTY_MAP.items()
+            for field, prop in self.property_map.items()
         }
         key = deal.properties.get(SYNC_KEY.name)
         try:
@@ -609,7 +628,7 @@ class HubSpotAdapter(CRMAdapter):
         except ValidationError as error:
             first = error.errors()[0]
             field = str(first["loc"][0]) if first["loc"] else "?"
-            prop = HUBSPOT_PROPERTY_MAP.get(field)
+            prop = self.property_map.get(field)
             raise FieldMappingError(
                 deal.id, field, prop.name if prop else field, fields.get(field), first["msg"]
             ) from error

@@ -144,7 +144,8 @@ class HubSpotAPI:
         return [(p.id, p.label, [(s.id, s.label) for s in p.stages or []]) for p in answer.results or []]
 
     async def properties(self, object_type: str) -> dict[str, dict[str, Any]]:
-        """Each property's ``type``, ``hasUniqueValue`` and whether it is read-only, by name."""
+        """Each property's ``type``, ``hasUniqueValue``, whether it is read-only and its option
+        values, by name."""
         answer = await self._call(
             lambda: self.sdk.crm.properties.core_api.get_all(object_type, _request_timeout=self.timeout_s)
         )
@@ -153,14 +154,16 @@ class HubSpotAPI:
                 "type": p.type,
                 "unique": bool(p.has_unique_value),
                 "read_only": bool(p.modification_metadata and p.modification_metadata.read_only_value),
+                "options": [o.value for o in p.options or []],
             }
             for p in answer.results or []
         }
 
-    async def create_property(self, object_type: str, name: str, label: str, kind: str, unique: bool) -> None:
+    async def create_property(
+        self, object_type: str, name: str, label: str, kind: str, field_type: str, unique: bool
+    ) -> None:
         from hubspot.crm.properties import PropertyCreate
 
-        field_type = {"number": "number", "datetime": "date", "date": "date"}.get(kind, "text")
         body = PropertyCreate(
             name=name,
             label=label,
@@ -171,6 +174,16 @@ class HubSpotAPI:
         )
         await self._call(
             lambda: self.sdk.crm.properties.core_api.create(object_type, body, _request_timeout=self.timeout_s)
+        )
+
+    async def set_options(self, object_type: str, name: str, values: Sequence[str]) -> None:
+        """Replace an enumeration property's options (each value its own label)."""
+        from hubspot.crm.properties import OptionInput, PropertyUpdate
+
+        options = [OptionInput(label=v, value=v, display_order=i, hidden=False) for i, v in enumerate(values)]
+        body = PropertyUpdate(options=options)
+        await self._call(
+            lambda: self.sdk.crm.properties.core_api.update(object_type, name, body, _request_timeout=self.timeout_s)
         )
 
     # --- records --------------------------------------------------------------------------------

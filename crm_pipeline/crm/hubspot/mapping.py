@@ -2,7 +2,8 @@
 
 HubSpot holds every value as a string: numbers as plain decimals (``"1500.00"``; never an
 exponent), dates as epoch milliseconds of midnight UTC on the way in and ISO 8601 on the way out,
-stages as their pipeline's internal stage ids, and ``""`` clears a value. A value that cannot be
+stages as their pipeline's internal stage ids, tags as a multi-checkbox's ``a;b``, and ``""``
+clears a value. A value that cannot be
 mapped either way is a ``FieldMappingError`` naming the record, field, property and value.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Literal
 
 from crm_pipeline.crm.errors import FieldMappingError
 
-Codec = Literal["string", "number", "date", "stage"]
+Codec = Literal["string", "number", "date", "stage", "tags"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,14 @@ class HubSpotProperty:
 
     @property
     def hubspot_type(self) -> str:
-        return {"number": "number", "date": "datetime", "stage": "enumeration"}.get(self.codec, "string")
+        return {"number": "number", "date": "datetime", "stage": "enumeration", "tags": "enumeration"}.get(
+            self.codec, "string"
+        )
+
+    @property
+    def field_type(self) -> str:
+        """The property's form field, for creating it."""
+        return {"number": "number", "date": "date", "tags": "checkbox"}.get(self.codec, "text")
 
 
 HUBSPOT_PROPERTY_MAP: dict[str, HubSpotProperty] = {
@@ -43,8 +51,11 @@ HUBSPOT_PROPERTY_MAP: dict[str, HubSpotProperty] = {
     "source": HubSpotProperty("crm_source", custom=True),
     "contact_name": HubSpotProperty("crm_contact_name", custom=True),
     "contact_email": HubSpotProperty("crm_contact_email", custom=True),
+    "custom_notes": HubSpotProperty("crm_notes", custom=True),
+    "override_stage": HubSpotProperty("crm_override_stage", custom=True),
+    "manual_tags": HubSpotProperty("crm_tags", "tags", custom=True),
 }
-"""The synced deal fields (the same ones Notion's map holds), by HubSpot property."""
+"""The synced deal fields (the same ones Notion's synced map holds), by HubSpot property."""
 
 SYNC_KEY = HubSpotProperty("crm_pipeline_id", custom=True)
 """The unique-value property holding the primary record's id: upserts key on it."""
@@ -77,6 +88,10 @@ def encode(value: Any, field: str, prop: HubSpotProperty, stages: Mapping[str, s
         if value not in stages:
             raise FieldMappingError(record_id, field, prop.name, value, "no pipeline stage is mapped to this stage")
         return stages[value]
+    if prop.codec == "tags":
+        if not isinstance(value, list) or any(not isinstance(t, str) or ";" in t or not t for t in value):
+            raise FieldMappingError(record_id, field, prop.name, value, "tags are non-empty texts without ';'")
+        return ";".join(value)  # a leading ';' would append instead of replace; no tag is empty
     return str(value)
 
 
@@ -98,6 +113,8 @@ def decode(raw: str | None, field: str, prop: HubSpotProperty, stage_names: Mapp
         if raw not in stage_names:
             raise FieldMappingError(record_id, field, prop.name, raw, "a stage id no deal stage is mapped to")
         return stage_names[raw]
+    if prop.codec == "tags":
+        return [tag for tag in raw.split(";") if tag]
     return raw
 
 
