@@ -230,7 +230,8 @@ async def test_archived_deals_are_swept_from_the_recycling_bin(
     assert archived.in_trash and archived.archived_at is not None
     trashed = await adapter.read_trashed(cursor)
     assert [(c.record_id, c.changes["archived_at"].new is not None) for c in trashed.changes] == [(gone, True)]
-    assert await adapter.get_opportunity(gone) is None
+    deleted = await adapter.get_opportunity(gone)
+    assert deleted is not None and deleted.in_trash  # a delete, not a record that vanished
     assert [r.external_id for r in await adapter.list_opportunities(OpportunityFilter(archived=True))] == [gone]  # type: ignore[attr-defined]
     hubspot_control.advance_clock(60)
     hubspot_control.ui_restore("deals", gone)
@@ -273,12 +274,11 @@ async def test_a_429_is_waited_out_and_the_daily_limit_surfaces(
     adapter: HubSpotAdapter, hubspot_control: HubSpotControl
 ) -> None:
     hubspot_control.configure(ten_secondly_limit=2)
-    for _ in range(3):
-        await adapter.create_opportunity(deal())  # the retry's wait moves the sandbox clock past the window
+    created = [await adapter.create_opportunity(deal()) for _ in range(3)]  # a retry's wait moves the clock
     assert hubspot_control.stats()["by_status"].get("429", 0) >= 1
     hubspot_control.configure(ten_secondly_limit=0, daily_limit=1)
     hubspot_control.advance_clock(86_400)
-    await adapter.get_opportunities(["1"])
+    await adapter.get_opportunities(created[:1])
     with pytest.raises(Exception) as raised:
-        await adapter.get_opportunities(["1"])
+        await adapter.get_opportunities(created[:1])
     assert getattr(raised.value, "status", None) == 429

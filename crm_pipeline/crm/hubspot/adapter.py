@@ -381,15 +381,20 @@ class HubSpotAdapter(CRMAdapter):
         return {r.properties.get(SYNC_KEY.name) or "" for r in answer.results}
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
-        """The deals with these ids, 50 a request with history; missing ones left out. An id merged
-        into another deal answers as that deal (``self.merged`` remembers the pair)."""
+        """The deals with these ids, 50 a request with history, archived ones as ``in_trash``;
+        missing ones left out. An id merged into another deal answers as that deal
+        (``self.merged`` remembers the pair)."""
         return list[OpportunityRead](await self._by_ids(external_ids))
 
     async def _by_ids(self, external_ids: Sequence[str]) -> list[ExternalOpportunityRead]:
-        records = await self._read(external_ids)
+        """Live deals first; ids not found live are looked for in the recycling bin (one more
+        request, only then), so a deleted deal reads as deleted (``in_trash``), not as gone."""
         wanted = {i: n for n, i in enumerate(external_ids)}
         found: dict[str, ExternalOpportunityRead] = {}
-        for record in records:
+        for record in await self._read(external_ids):
+            found |= dict.fromkeys(self._answers_for(record.external_id, wanted), record)
+        missing = [i for i in external_ids if i not in found]
+        for record in await self._read(missing, archived=True) if missing else []:
             found |= dict.fromkeys(self._answers_for(record.external_id, wanted), record)
         return [found[i] for i in external_ids if i in found]
 
