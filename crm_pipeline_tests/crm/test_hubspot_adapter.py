@@ -282,3 +282,28 @@ async def test_a_429_is_waited_out_and_the_daily_limit_surfaces(
     with pytest.raises(Exception) as raised:
         await adapter.get_opportunities(created[:1])
     assert getattr(raised.value, "status", None) == 429
+
+
+async def test_a_burst_of_writes_stays_under_the_ten_second_limit(
+    hubspot: RunningHubSpot, hubspot_control: HubSpotControl
+) -> None:
+    """Client and server windows run on the local HubSpot's clock: a paced adapter waits by moving
+    it, so the server's statistics, not elapsed time, show the pacing."""
+    hubspot_control.configure(ten_secondly_limit=5)
+    clock = hubspot.sandbox.clock
+
+    async def wait(seconds: float) -> None:
+        clock.advance(seconds)
+
+    paced = HubSpotAdapter(
+        DEFAULT_TOKEN,
+        base_url=hubspot.base_url,
+        rate_limit=RateLimit(per_ten_seconds=5, clock=lambda: clock.now_ms() / 1000, sleep=wait),
+    )
+    records = [deal() for _ in range(4)]
+    for record in records:  # with the schema reads: more requests than one window allows
+        await paced.upsert_opportunities([record])
+    assert await paced.get_opportunities([str(o.external_id) for o in await paced.upsert_opportunities(records)])
+    stats = hubspot_control.stats()
+    assert stats["total"] > 5 and "429" not in stats["by_status"]
+    assert clock.now_ms() - int(CLOCK.timestamp() * 1000) >= 10_000  # it waited a window at least

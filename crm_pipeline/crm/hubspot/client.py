@@ -62,36 +62,47 @@ class RateLimit:
     per_ten_seconds: int = 90
     searches_per_second: int = 4
     max_in_flight: int = 4
+    clock: Callable[[], float] | None = None
+    """Seconds, for the windows; None: the event loop's clock. Tests pass the local HubSpot's."""
+    sleep: Callable[[float], Awaitable[None]] | None = None
+    """How a caller waits for a window; None: ``asyncio.sleep``."""
 
 
 class RollingWindow:
     """At most ``limit`` starts in any ``window`` seconds: a caller waits for the oldest start in
     the window to leave it. ``limit`` 0 means no limit."""
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
         self.limit, self.window = limit, window
+        self._clock = clock or asyncio.get_running_loop().time
+        self._sleep = sleep or asyncio.sleep
         self._starts: deque[float] = deque()
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
         if self.limit == 0:
             return
-        loop = asyncio.get_running_loop()
         async with self._lock:
             while True:
-                now = loop.time()
+                now = self._clock()
                 while self._starts and self._starts[0] <= now - self.window:
                     self._starts.popleft()
                 if len(self._starts) < self.limit:
                     self._starts.append(now)
                     return
-                await asyncio.sleep(self._starts[0] + self.window - now)
+                await self._sleep(self._starts[0] + self.window - now)
 
 
 class _Budget:
     def __init__(self, limit: RateLimit) -> None:
-        self.requests = RollingWindow(limit.per_ten_seconds, 10.0)
-        self.searches = RollingWindow(limit.searches_per_second, 1.0)
+        self.requests = RollingWindow(limit.per_ten_seconds, 10.0, limit.clock, limit.sleep)
+        self.searches = RollingWindow(limit.searches_per_second, 1.0, limit.clock, limit.sleep)
         self.in_flight = asyncio.Semaphore(limit.max_in_flight)
 
     async def run(self, send: Callable[[], Awaitable[T]], *, search: bool) -> T:
