@@ -251,6 +251,9 @@ async def test_a_merged_id_answers_as_its_survivor(adapter: HubSpotAdapter, hubs
     found = await adapter.get_opportunities([other, primary])
     assert [r.external_id for r in found] == [survivor, survivor]  # type: ignore[attr-defined]
     assert adapter.merged == {other: survivor, primary: survivor}
+    assert sorted(found[0].merged_ids) == sorted([primary, other])  # type: ignore[attr-defined]
+    [change] = [c for c in (await adapter.read_changes(None)).changes if c.record_id == survivor]
+    assert change.sync_key == str(found[0].sync_key)
 
 
 async def test_an_activity_lands_once_as_a_note_on_its_deal(

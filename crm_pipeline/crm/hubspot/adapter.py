@@ -629,6 +629,7 @@ class HubSpotAdapter(CRMAdapter):
                 archived_at=deal.archived_at if deal.archived else None,
                 in_trash=deal.archived,
                 last_edited_by=self._editor(deal.history),
+                merged_ids=[i for i in (deal.properties.get(MERGED_IDS) or "").split(";") if i and i != deal.id],
             )
         except ValidationError as error:
             first = error.errors()[0]
