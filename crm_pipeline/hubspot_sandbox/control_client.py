@@ -37,11 +37,26 @@ class HubSpotControl:
         return result
 
     def add_fault(
-        self, kind: str, *, path: str = "/crm/*", method: str = "*", count: int = 1, applied: bool = False
+        self,
+        kind: str,
+        *,
+        path: str = "/crm/*",
+        method: str = "*",
+        count: int = 1,
+        applied: bool = False,
+        hang_seconds: float = 0.0,
     ) -> None:
         """Answer the next ``count`` matching requests with ``kind`` (423, 500, 502, 503, 504 or
-        hang); ``applied`` carries the request out first, so the answer alone is lost."""
-        body = {"kind": kind, "path": path, "method": method, "count": count, "applied": applied}
+        hang, held ``hang_seconds``); ``applied`` carries the request out first, so the answer
+        alone is lost."""
+        body = {
+            "kind": kind,
+            "path": path,
+            "method": method,
+            "count": count,
+            "applied": applied,
+            "hang_seconds": hang_seconds,
+        }
         self._call("POST", "/faults", body)
 
     def set_clock(self, moment: datetime) -> None:

@@ -10,11 +10,19 @@ from uuid import UUID, uuid4
 
 import pytest
 import pytest_asyncio
+from hubspot import HubSpot
 
 from crm_pipeline.crm.errors import RecordGoneError
 from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit, RestoreUnsupportedError, RetryPolicy
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
-from crm_pipeline.models import ActivityCreate, Actor, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+from crm_pipeline.models import (
+    ActivityCreate,
+    Actor,
+    ContactCreate,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityUpdate,
+)
 
 CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -310,3 +318,42 @@ async def test_a_burst_of_writes_stays_under_the_ten_second_limit(
     stats = hubspot_control.stats()
     assert stats["total"] > 5 and "429" not in stats["by_status"]
     assert clock.now_ms() - int(CLOCK.timestamp() * 1000) >= 10_000  # it waited a window at least
+
+
+async def test_a_contact_is_keyed_on_its_email_and_associated_with_its_deal(
+    adapter: HubSpotAdapter, hubspot: RunningHubSpot
+) -> None:
+    record = deal()
+    deal_id = await adapter.create_opportunity(record)
+    contact = ContactCreate(name="Ann Lee", email="ann@example.com", title="CTO", opportunity_id=record.id)
+    contact_id = await adapter.create_contact(contact)
+    assert await adapter.create_contact(contact) == contact_id  # a resend creates no second contact
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    read = sdk.crm.contacts.basic_api.get_by_id(contact_id, properties=["firstname", "lastname", "jobtitle"])
+    assert (read.properties["firstname"], read.properties["lastname"], read.properties["jobtitle"]) == (
+        "Ann",
+        "Lee",
+        "CTO",
+    )
+    linked = sdk.crm.associations.v4.basic_api.get_page("deals", deal_id, "contacts").results
+    assert [str(r.to_object_id) for r in linked] == [contact_id]
+
+
+async def test_a_hung_request_times_out_and_the_keyed_resend_lands_once(
+    hubspot: RunningHubSpot, hubspot_control: HubSpotControl
+) -> None:
+    async def no_wait(_: float) -> None:
+        pass
+
+    adapter = HubSpotAdapter(
+        DEFAULT_TOKEN,
+        base_url=hubspot.base_url,
+        retry=RetryPolicy(sleep=no_wait),
+        rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
+        timeout_s=0.3,
+    )
+    await adapter.upsert_opportunities([deal()])  # the schema is read before the fault is set
+    hubspot_control.add_fault("hang", path="/crm/v3/objects/deals/batch/upsert", applied=True, hang_seconds=0.6)
+    [outcome] = await adapter.upsert_opportunities([deal()])
+    assert outcome.ok
+    assert len(hubspot_control.all_records("deals")) == 2

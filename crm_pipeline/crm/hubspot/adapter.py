@@ -253,8 +253,23 @@ class HubSpotAdapter(CRMAdapter):
         return list[OpportunityRead](ordered[filters.offset : filters.offset + filters.limit])
 
     async def create_contact(self, contact: ContactCreate) -> str:
-        created = await self.api.create(CONTACTS, _contact_properties(contact.changes()))
-        return created.id
+        """A contact keyed on its email when it has one (an upsert by ``email``: a resend, or a
+        person HubSpot already holds, is not created twice), associated with its deal when it names
+        one (contact to deal, type 4)."""
+        properties = _contact_properties(contact.changes())
+        if contact.email:
+            answer = await self.api.batch_upsert(CONTACTS, "email", [(contact.email, properties)])
+            if not answer.results:
+                refusal = answer.errors[0] if answer.errors else None
+                name = refusal.property_names[0] if refusal and refusal.property_names else "email"
+                raise FieldMappingError(None, "email", name, contact.email, refusal.message if refusal else "no answer")
+            contact_id = answer.results[0].id
+        else:
+            contact_id = (await self.api.create(CONTACTS, properties)).id
+        if contact.opportunity_id is not None:
+            deal_id = await self._deal_for_key(str(contact.opportunity_id))
+            await self.api.associate(CONTACTS, contact_id, DEALS, deal_id)
+        return contact_id
 
     async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
         await self.api.update(CONTACTS, external_id, _contact_properties(data.changes()))

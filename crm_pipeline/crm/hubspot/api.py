@@ -303,6 +303,13 @@ class HubSpotAPI:
         body = models.SimplePublicObjectInput(properties=properties)
         return _object(await self._call(lambda: api.update(object_id, body, _request_timeout=self.timeout_s)))
 
+    async def associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+        """The default association between two records (v4; a PUT, so a resend changes nothing)."""
+        api = self.sdk.crm.associations.v4.basic_api
+        await self._call(
+            partial(api.create_default, from_type, from_id, to_type, to_id, _request_timeout=self.timeout_s)
+        )
+
     async def associated_ids(self, from_type: str, from_id: str, to_type: str) -> list[str]:
         """Ids of the records of ``to_type`` associated with one record (v4; up to 500 a page)."""
         api = self.sdk.crm.associations.v4.basic_api
