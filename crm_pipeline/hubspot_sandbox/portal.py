@@ -433,7 +433,7 @@ class Portal:
         if primary is absorbed or primary.archived_ms is not None or absorbed.archived_ms is not None:
             raise validation("Merge needs two different live records.")
         now = self.clock.now_ms()
-        records = self.records[object_type]
+        records, known = self.records[object_type], self.properties[object_type]
         survivor = primary
         if not self.preserve_merged_ids:
             survivor = Record(str(next(self._ids)), object_type, primary.created_ms, dict(primary.history))
@@ -450,10 +450,8 @@ class Portal:
         for alias, target in list(self.aliases[object_type].items()):
             if target in (primary.id, absorbed.id):
                 self.aliases[object_type][alias] = survivor.id
-        fill = {k: v for k, v in absorbed.values().items() if k not in survivor.values()}
-        fill.pop(LAST_MODIFIED[object_type], None)
-        for name in ("createdate",):
-            fill.pop(name, None)
+        kept = survivor.values()
+        fill = {k: v for k, v in absorbed.values().items() if k not in kept and not known[k].read_only}
         fill.update({"hs_object_id": survivor.id, "hs_merged_object_ids": ";".join(survivor.merged_ids)})
         self._write(survivor, fill, APP, now)
         self.associations = {(ft, self._alias(ft, fi), tt, self._alias(tt, ti)) for ft, fi, tt, ti in self.associations}

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import validation
-from .portal import LAST_MODIFIED, Portal, Property, epoch_ms, records_json
+from .portal import Portal, Property, epoch_ms, records_json
 
 MAX_PAGE = 200
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18
@@ -59,7 +59,6 @@ def search(portal: Portal, object_type: str, body: Mapping[str, Any]) -> dict[st
         matches.sort(key=lambda m: (_sort_key(prop, m[1].get(name)), int(m[0].id)), reverse=descending)
     page = [record for record, _ in matches[start : start + limit]]
     properties = list(body.get("properties") or [])
-    properties += [LAST_MODIFIED[object_type]]
     answer: dict[str, Any] = {"total": len(matches), "results": records_json(page, portal, properties, [], as_of)}
     if start + limit < len(matches):
         answer["paging"] = {"next": {"after": str(start + limit)}}
