@@ -36,7 +36,8 @@ class Connector:
     name: str
     make_adapter: Callable[[], CRMAdapter]
     lose_next_answer: Callable[[str], None]
-    """Carry out the next ``create`` or ``update`` of a deal, then answer 503 (the answer is lost)."""
+    """Carry out the next ``create`` or ``update`` of a deal, or ``activity`` appended to one, then
+    answer 503 (the answer is lost)."""
     human_rename: Callable[[str, str], None]
     """A person renames the deal (by external id) in the CRM."""
     human_delete: Callable[[str], None]
@@ -75,7 +76,11 @@ def notion_connector(server: RunningSandbox, control: SandboxControl) -> Connect
         )
 
     def lose(kind: str) -> None:
-        path, method = {"create": ("/v1/pages", "POST"), "update": ("/v1/pages/*", "PATCH")}[kind]
+        path, method = {
+            "create": ("/v1/pages", "POST"),
+            "update": ("/v1/pages/*", "PATCH"),
+            "activity": ("/v1/blocks/*/children", "PATCH"),
+        }[kind]
         control.add_fault("503", path=path, method=method, applied=True)
 
     def rename(page_id: str, name: str) -> None:
@@ -110,8 +115,12 @@ def hubspot_connector(server: RunningHubSpot, control: HubSpotControl) -> Connec
         )
 
     def lose(kind: str) -> None:
-        path = {"create": "/crm/v3/objects/deals/batch/upsert", "update": "/crm/v3/objects/deals/batch/update"}[kind]
-        control.add_fault("503", path=path, applied=True)
+        path, method = {
+            "create": ("/crm/v3/objects/deals/batch/upsert", "POST"),
+            "update": ("/crm/v3/objects/deals/batch/update", "POST"),
+            "activity": ("/crm/v3/objects/notes", "POST"),
+        }[kind]
+        control.add_fault("503", path=path, method=method, applied=True)
 
     return Connector(
         "hubspot",

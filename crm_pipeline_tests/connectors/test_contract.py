@@ -1,5 +1,5 @@
 """The connector contract (docs/connectors.md), run against every connector's local CRM over HTTP:
-keyed creates that land once under lost answers, partial updates, per-record errors, complete
+keyed creates and activities that land once under lost answers, partial updates, per-record errors, complete
 listings and change reads past the CRM's result cap, change reads that never miss an edit, and
 deletes reported as deletes."""
 
@@ -13,7 +13,14 @@ import pytest
 
 from crm_pipeline.crm import CRMAdapter
 from crm_pipeline.crm.errors import RecordGoneError
-from crm_pipeline.models import MAX_LIST_LIMIT, Actor, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+from crm_pipeline.models import (
+    MAX_LIST_LIMIT,
+    ActivityCreate,
+    Actor,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityUpdate,
+)
 from crm_pipeline_tests.connectors.conftest import RESULT_CAP, Connector
 
 pytestmark = pytest.mark.integration
@@ -48,6 +55,19 @@ async def test_a_keyed_create_whose_answer_was_lost_lands_once(crm: Connector, a
     assert await crm.adapter().create_opportunity(record) == external_id  # a fresh adapter: nothing cached
     listed = await adapter.list_opportunities(EVERYTHING)
     assert [(external_id_of(r), r.sync_key) for r in listed] == [(external_id, record.id)]
+
+
+async def test_an_activity_whose_answer_was_lost_lands_once(crm: Connector, adapter: CRMAdapter) -> None:
+    record = deal()
+    await create(adapter, record)
+    call = ActivityCreate(id=uuid4(), opportunity_id=record.id, subject="Call", body="Went well")
+    same_text = ActivityCreate(id=uuid4(), opportunity_id=record.id, subject="Call", body="Went well")
+    crm.lose_next_answer("activity")
+    landed = await adapter.create_activity(call)
+    fresh = crm.adapter()
+    assert await fresh.find_activity(call) == landed  # found again, not appended again
+    assert await fresh.find_activity(same_text) is None  # the same text is another activity
+    assert await fresh.create_activity(same_text) != landed
 
 
 async def test_updates_change_only_the_fields_set(crm: Connector, adapter: CRMAdapter) -> None:
