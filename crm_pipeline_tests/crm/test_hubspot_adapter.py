@@ -357,3 +357,21 @@ async def test_a_hung_request_times_out_and_the_keyed_resend_lands_once(
     [outcome] = await adapter.upsert_opportunities([deal()])
     assert outcome.ok
     assert len(hubspot_control.all_records("deals")) == 2
+
+
+async def test_one_sdk_client_per_api_so_connections_are_reused(
+    adapter: HubSpotAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hubspot.crm.deals
+
+    built = []
+    original = hubspot.crm.deals.ApiClient.__init__
+
+    def counting(self: object, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(hubspot.crm.deals.ApiClient, "__init__", counting)
+    for _ in range(3):
+        await adapter.upsert_opportunities([deal()])
+    assert len(built) == 1  # the deals batch API's client, built once

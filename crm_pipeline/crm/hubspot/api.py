@@ -21,6 +21,7 @@ MAX_BATCH_WITH_HISTORY = 50
 MAX_SEARCH_PAGE = 200
 MAX_LIST_PAGE = 100
 NOTE_TO_DEAL = 214
+_OBJECT_APIS = {"deals": "crm.deals", "contacts": "crm.contacts", "notes": "crm.objects.notes"}
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,21 @@ class HubSpotAPI:
         self.sdk = sdk
         self.caller = caller
         self.timeout_s = timeout_s
+        self._apis: dict[str, Any] = {}
 
-    def _objects(self, object_type: str) -> Any:
-        crm = self.sdk.crm
-        return {"deals": crm.deals, "contacts": crm.contacts, "notes": crm.objects.notes}[object_type]
+    def _api(self, path: str) -> Any:
+        """The SDK's API object at ``path`` (``"crm.deals.batch_api"``), built once: the SDK builds a
+        new client (and connection pool) on every attribute access, so connections would never be
+        reused."""
+        if path not in self._apis:
+            api = self.sdk
+            for name in path.split("."):
+                api = getattr(api, name)
+            self._apis[path] = api
+        return self._apis[path]
+
+    def _objects(self, object_type: str, kind: str) -> Any:
+        return self._api(f"{_OBJECT_APIS[object_type]}.{kind}")
 
     def _models(self, object_type: str) -> Any:
         import hubspot.crm.contacts
@@ -138,17 +150,15 @@ class HubSpotAPI:
 
     async def pipelines(self) -> list[tuple[str, str, list[tuple[str, str]]]]:
         """Deal pipelines as (id, label, [(stage id, stage label)])."""
-        answer = await self._call(
-            lambda: self.sdk.crm.pipelines.pipelines_api.get_all("deals", _request_timeout=self.timeout_s)
-        )
+        api = self._api("crm.pipelines.pipelines_api")
+        answer = await self._call(partial(api.get_all, "deals", _request_timeout=self.timeout_s))
         return [(p.id, p.label, [(s.id, s.label) for s in p.stages or []]) for p in answer.results or []]
 
     async def properties(self, object_type: str) -> dict[str, dict[str, Any]]:
         """Each property's ``type``, ``hasUniqueValue``, whether it is read-only and its option
         values, by name."""
-        answer = await self._call(
-            lambda: self.sdk.crm.properties.core_api.get_all(object_type, _request_timeout=self.timeout_s)
-        )
+        api = self._api("crm.properties.core_api")
+        answer = await self._call(partial(api.get_all, object_type, _request_timeout=self.timeout_s))
         return {
             p.name: {
                 "type": p.type,
@@ -172,9 +182,8 @@ class HubSpotAPI:
             group_name="dealinformation",
             has_unique_value=unique,
         )
-        await self._call(
-            lambda: self.sdk.crm.properties.core_api.create(object_type, body, _request_timeout=self.timeout_s)
-        )
+        api = self._api("crm.properties.core_api")
+        await self._call(partial(api.create, object_type, body, _request_timeout=self.timeout_s))
 
     async def set_options(self, object_type: str, name: str, values: Sequence[str]) -> None:
         """Replace an enumeration property's options (each value its own label)."""
@@ -182,9 +191,8 @@ class HubSpotAPI:
 
         options = [OptionInput(label=v, value=v, display_order=i, hidden=False) for i, v in enumerate(values)]
         body = PropertyUpdate(options=options)
-        await self._call(
-            lambda: self.sdk.crm.properties.core_api.update(object_type, name, body, _request_timeout=self.timeout_s)
-        )
+        api = self._api("crm.properties.core_api")
+        await self._call(partial(api.update, object_type, name, body, _request_timeout=self.timeout_s))
 
     # --- records --------------------------------------------------------------------------------
 
@@ -200,7 +208,7 @@ class HubSpotAPI:
                 for key, properties in inputs
             ]
         )
-        api = self._objects(object_type).batch_api
+        api = self._objects(object_type, "batch_api")
         return _batch(await self._call(lambda: api.upsert(body, _request_timeout=self.timeout_s)))
 
     async def batch_update(
@@ -216,7 +224,7 @@ class HubSpotAPI:
         body = models.BatchInputSimplePublicObjectBatchInput(
             inputs=[models.SimplePublicObjectBatchInput(id=i, properties=properties) for i, properties in inputs]
         )
-        api = self._objects(object_type).batch_api
+        api = self._objects(object_type, "batch_api")
         return _batch(
             await self._call(
                 lambda: api.update(body, _request_timeout=self.timeout_s), idempotent=False, recover=recover
@@ -241,19 +249,19 @@ class HubSpotAPI:
             properties_with_history=list(history),
             id_property=id_property,
         )
-        api = self._objects(object_type).batch_api
+        api = self._objects(object_type, "batch_api")
         return _batch(await self._call(lambda: api.read(body, archived=archived, _request_timeout=self.timeout_s)))
 
     async def search(self, object_type: str, body: dict[str, Any]) -> Page:
         models = self._models(object_type)
         request = models.PublicObjectSearchRequest(**body)
-        api = self._objects(object_type).search_api
+        api = self._objects(object_type, "search_api")
         return _page(await self._call(lambda: api.do_search(request, _request_timeout=self.timeout_s), search=True))
 
     async def list_page(
         self, object_type: str, properties: Sequence[str], *, after: str | None, archived: bool = False
     ) -> Page:
-        api = self._objects(object_type).basic_api
+        api = self._objects(object_type, "basic_api")
         return _page(
             await self._call(
                 lambda: api.get_page(
@@ -267,7 +275,7 @@ class HubSpotAPI:
         )
 
     async def archive(self, object_type: str, object_id: str) -> None:
-        api = self._objects(object_type).basic_api
+        api = self._objects(object_type, "basic_api")
         await self._call(lambda: api.archive(object_id, _request_timeout=self.timeout_s))
 
     async def create(
@@ -291,7 +299,7 @@ class HubSpotAPI:
                 for to_id, type_id in associations
             ],
         )
-        api = self._objects(object_type).basic_api
+        api = self._objects(object_type, "basic_api")
         created = await self._call(
             lambda: api.create(body, _request_timeout=self.timeout_s), idempotent=False, recover=recover
         )
@@ -299,20 +307,20 @@ class HubSpotAPI:
 
     async def update(self, object_type: str, object_id: str, properties: dict[str, str]) -> HubSpotObject:
         models = self._models(object_type)
-        api = self._objects(object_type).basic_api
+        api = self._objects(object_type, "basic_api")
         body = models.SimplePublicObjectInput(properties=properties)
         return _object(await self._call(lambda: api.update(object_id, body, _request_timeout=self.timeout_s)))
 
     async def associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
         """The default association between two records (v4; a PUT, so a resend changes nothing)."""
-        api = self.sdk.crm.associations.v4.basic_api
+        api = self._api("crm.associations.v4.basic_api")
         await self._call(
             partial(api.create_default, from_type, from_id, to_type, to_id, _request_timeout=self.timeout_s)
         )
 
     async def associated_ids(self, from_type: str, from_id: str, to_type: str) -> list[str]:
         """Ids of the records of ``to_type`` associated with one record (v4; up to 500 a page)."""
-        api = self.sdk.crm.associations.v4.basic_api
+        api = self._api("crm.associations.v4.basic_api")
         ids: list[str] = []
         after: str | None = None
         while True:
