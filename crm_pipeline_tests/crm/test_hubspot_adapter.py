@@ -375,3 +375,12 @@ async def test_one_sdk_client_per_api_so_connections_are_reused(
     for _ in range(3):
         await adapter.upsert_opportunities([deal()])
     assert len(built) == 1  # the deals batch API's client, built once
+
+
+async def test_aclose_closes_the_connection_pools(hubspot: RunningHubSpot) -> None:
+    adapter = HubSpotAdapter(DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0))
+    await adapter.create_opportunity(deal())
+    pools = [api.api_client.rest_client.pool_manager for api in adapter.api._apis.values()]
+    assert pools and all(len(pool.pools) for pool in pools)
+    await adapter.aclose()
+    assert not any(len(pool.pools) for pool in pools)

@@ -669,7 +669,8 @@ class HubSpotAdapter(CRMAdapter):
         return Actor.SYNC if ours else Actor.HUMAN
 
     async def aclose(self) -> None:
-        """The SDK's urllib3 pools hold no sockets worth closing early; nothing to release."""
+        """Close the SDK clients' connection pools."""
+        self.api.close()
 
 
 def _filter(name: str, operator: str, value: int) -> dict[str, str]:

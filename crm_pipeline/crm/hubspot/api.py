@@ -131,6 +131,13 @@ class HubSpotAPI:
             self._apis[path] = api
         return self._apis[path]
 
+    def close(self) -> None:
+        """Close every client's connections; a later call builds new clients."""
+        for api in self._apis.values():
+            api.api_client.rest_client.pool_manager.clear()
+            api.api_client.close()
+        self._apis.clear()
+
     def _objects(self, object_type: str, kind: str) -> Any:
         return self._api(f"{_OBJECT_APIS[object_type]}.{kind}")
 
