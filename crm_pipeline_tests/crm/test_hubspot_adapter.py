@@ -12,8 +12,8 @@ import pytest
 import pytest_asyncio
 from hubspot import HubSpot
 
-from crm_pipeline.crm.errors import RecordGoneError
-from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit, RestoreUnsupportedError, RetryPolicy
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
+from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit, RestoreUnsupportedError, RetryPolicy, WriteRefusedError
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.models import (
     ActivityCreate,
@@ -384,3 +384,16 @@ async def test_aclose_closes_the_connection_pools(hubspot: RunningHubSpot) -> No
     assert pools and all(len(pool.pools) for pool in pools)
     await adapter.aclose()
     assert not any(len(pool.pools) for pool in pools)
+
+
+async def test_a_refused_create_raises_by_what_was_refused(adapter: HubSpotAdapter, hubspot: RunningHubSpot) -> None:
+    record = deal()
+    await adapter.archive_opportunity(await adapter.create_opportunity(record))
+    with pytest.raises(WriteRefusedError, match=str(record.id)):
+        await adapter.create_opportunity(record)  # its deal is in the recycling bin
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    sdk.crm.properties.core_api.update("deals", "crm_tags", {"options": [{"label": "vip", "value": "vip"}]})
+    adapter._options["crm_tags"] = ["vip", "q2"]  # the adapter believes an option exists that was removed
+    with pytest.raises(FieldMappingError) as raised:
+        await adapter.create_opportunity(deal())
+    assert (raised.value.field, raised.value.property_name) == ("manual_tags", "crm_tags")

@@ -2,7 +2,7 @@
 
 from crm_pipeline.crm.hubspot.adapter import HubSpotAdapter
 from crm_pipeline.crm.hubspot.client import RateLimit, RetryPolicy
-from crm_pipeline.crm.hubspot.errors import PipelineConfigError, RestoreUnsupportedError
+from crm_pipeline.crm.hubspot.errors import PipelineConfigError, RestoreUnsupportedError, WriteRefusedError
 from crm_pipeline.crm.hubspot.mapping import DEFAULT_STAGE_LABELS, HUBSPOT_PROPERTY_MAP, SYNC_KEY, HubSpotProperty
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "RateLimit",
     "RestoreUnsupportedError",
     "RetryPolicy",
+    "WriteRefusedError",
 ]

@@ -44,7 +44,7 @@ from crm_pipeline.crm.hubspot.client import (
     status_of,
     token_digest,
 )
-from crm_pipeline.crm.hubspot.errors import PipelineConfigError, RestoreUnsupportedError
+from crm_pipeline.crm.hubspot.errors import PipelineConfigError, RestoreUnsupportedError, WriteRefusedError
 from crm_pipeline.crm.hubspot.mapping import (
     DEFAULT_STAGE_LABELS,
     HUBSPOT_PROPERTY_MAP,
@@ -222,11 +222,13 @@ class HubSpotAdapter(CRMAdapter):
         without a key gets a fresh one, so even its create is keyed."""
         record = opportunity if opportunity.id is not None else opportunity.model_copy(update={"id": uuid4()})
         (outcome,) = await self.upsert_opportunities([record])
-        if not outcome.ok or outcome.external_id is None:
-            raise FieldMappingError(
-                outcome.record_id, "?", outcome.property_name or "?", None, outcome.reason or "refused"
-            )
-        return outcome.external_id
+        if outcome.external_id is not None and outcome.ok:
+            return outcome.external_id
+        reason = outcome.reason or "no answer for this record"
+        prop = next((f for f, p in self.property_map.items() if p.name == outcome.property_name), None)
+        if prop is not None:
+            raise FieldMappingError(outcome.record_id, prop, str(outcome.property_name), getattr(record, prop), reason)
+        raise WriteRefusedError(outcome.record_id, reason)
 
     async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
         await self.write_opportunity(external_id, data)
