@@ -346,6 +346,9 @@ class ExternalOpportunityRead(OpportunityRead):
     sync_key: UUID | None = None
     last_edited_by: Actor = Actor.HUMAN
     in_trash: bool = False
+    merged_ids: list[str] = Field(default_factory=list)
+    """External ids of records merged into this one in the CRM (HubSpot's merge): they now answer
+    as this record, so links to them belong to it; empty where the CRM has no merges."""
 
 
 class ChangeRecord(_Model):

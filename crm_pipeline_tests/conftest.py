@@ -17,6 +17,7 @@ import pytest_asyncio
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, RunningHubSpot, serve_hubspot_in_thread
 from crm_pipeline.sandbox import RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DealRepository
@@ -63,4 +64,19 @@ def sandbox_server() -> Iterator[RunningSandbox]:
 def control(sandbox_server: RunningSandbox) -> Iterator[SandboxControl]:
     """The sandbox's control surface: reset, faults, clock, rate limit, statistics."""
     with SandboxControl(sandbox_server.base_url) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def hubspot_server() -> Iterator[RunningHubSpot]:
+    """The local HubSpot over HTTP on a loopback port, unthrottled; tests reset it as they need."""
+    config = HubSpotSandboxConfig(ten_secondly_limit=0, daily_limit=0, search_per_second=0)
+    with serve_hubspot_in_thread(config) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def hubspot_control(hubspot_server: RunningHubSpot) -> Iterator[HubSpotControl]:
+    """The local HubSpot's control surface: reset, limits, faults, clock, UI edits and restores."""
+    with HubSpotControl(hubspot_server.base_url) as client:
         yield client

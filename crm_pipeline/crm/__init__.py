@@ -4,6 +4,7 @@ sync engine between them (``SyncEngine``, from ``crm_pipeline.sync``)."""
 from typing import TYPE_CHECKING
 
 from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion import NotionAdapter
 from crm_pipeline.crm.postgres import PostgresAdapter
 
@@ -14,6 +15,7 @@ __all__ = [
     "AdapterCapabilities",
     "CRMAdapter",
     "ChangeBatch",
+    "HubSpotAdapter",
     "NotionAdapter",
     "PostgresAdapter",
     "SyncEngine",

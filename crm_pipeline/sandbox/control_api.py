@@ -10,8 +10,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .bodies import parse_json_body
-from .control import Latency, parse_fault
+from crm_pipeline.emulation.bodies import parse_json_body
+from crm_pipeline.emulation.control import Latency, parse_fault
+from crm_pipeline.emulation.errors import BadRequest, RateLimited
+
+from .control import FAULT_KINDS, notion_error
 from .errors import NotionError, validation
 from .render import page_json
 from .runtime import WRITE_METHODS, Sandbox, SaveFailed, error_response, json_response
@@ -36,6 +39,8 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
                 return json_response(handler(request, body))
             except NotionError as error:
                 return error_response(error)
+            except (BadRequest, RateLimited) as error:
+                return error_response(notion_error(error))
             except (TypeError, ValueError, KeyError) as error:
                 return error_response(validation(f"Bad control request: {error}"))
 
@@ -73,7 +78,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
 
     def faults(request: Request, body: Any) -> Any:
         if request.method == "POST":
-            sandbox.faults.faults.append(parse_fault(body))
+            sandbox.faults.faults.append(parse_fault(body, FAULT_KINDS, "/v1/*"))
         elif request.method == "DELETE":
             sandbox.faults.faults.clear()
         return {"faults": [fault.to_json() for fault in sandbox.faults.faults]}

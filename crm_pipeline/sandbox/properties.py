@@ -18,7 +18,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
-from .clock import iso_minute
+from crm_pipeline.emulation.clock import iso_minute
+
 from .errors import MISSING, NotionError, body_validation, too_long, validation
 from .model import Page, PropertySchema, SelectOption, StatusGroup, User, new_id, normalize_id, user_ref
 

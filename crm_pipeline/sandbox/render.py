@@ -7,7 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .clock import iso_millis, iso_minute
+from crm_pipeline.emulation.clock import iso_millis, iso_minute
+
 from .model import Block, Database, DataSource, Page, User, user_ref
 from .properties import plain_text, render_schema, render_value, text_items
 

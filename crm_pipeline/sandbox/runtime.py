@@ -14,9 +14,12 @@ from typing import Any
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from .bodies import parse_json_body
+from crm_pipeline.emulation.bodies import parse_json_body
+from crm_pipeline.emulation.control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats
+from crm_pipeline.emulation.errors import BadRequest, RateLimited
+
 from .config import SandboxConfig
-from .control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats, fault_error
+from .control import fault_error, notion_error
 from .errors import NotFound, NotionError, invalid_url, validation
 from .model import User
 from .state import Workspace
@@ -115,6 +118,8 @@ class Sandbox:
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it
         except NotionError as error:
             response = error_response(error)
+        except (BadRequest, RateLimited) as error:
+            response = error_response(notion_error(error))
         except Exception:  # a sandbox bug: still answer in Notion's shape, and say so in the log
             logger.exception("unexpected error serving %s", route)
             response = error_response(NotionError(500, "internal_server_error", "Unexpected error occurred."))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
+
+from crm_pipeline.emulation.server import serve_app_in_thread
 
 from .app import create_app
 from .config import SandboxConfig
@@ -35,21 +34,5 @@ def serve_in_thread(
     """Serve in a daemon thread (on a free loopback port unless `port` is given); stops (and saves
     state) on exit."""
     app: Starlette = create_app(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"sandbox:{port}")
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the sandbox server did not start")
-        time.sleep(0.01)
-    try:
-        yield RunningSandbox(f"http://{host}:{port}", app.state.sandbox)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_app_in_thread(app, host, port) as base_url:
+        yield RunningSandbox(base_url, app.state.sandbox)

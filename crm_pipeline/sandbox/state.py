@@ -15,7 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .clock import Clock
+from crm_pipeline.emulation.clock import Clock
+
 from .errors import MISSING, body_validation, not_found, too_long, validation
 from .model import (
     Block,

@@ -16,9 +16,9 @@ import notion_client.client
 import pytest
 from notion_client import AsyncClient, RetryOptions
 
+from crm_pipeline.emulation.control import RateLimiter
+from crm_pipeline.emulation.errors import RateLimited
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
-from crm_pipeline.sandbox.control import RateLimiter
-from crm_pipeline.sandbox.errors import NotionError
 
 
 class ManualTime:
@@ -45,9 +45,8 @@ def refusal_waits(limiter: RateLimiter, token: str, requests: int) -> list[int |
         try:
             limiter.check(token)
             waits.append(None)
-        except NotionError as error:
-            assert (error.status, error.code) == (429, "rate_limited")
-            waits.append(int(error.headers["Retry-After"]))
+        except RateLimited as error:
+            waits.append(error.retry_after_s)
     return waits
 
 

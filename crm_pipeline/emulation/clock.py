@@ -1,4 +1,4 @@
-"""The sandbox clock: real time by default, or frozen / shifted so tests control minute boundaries."""
+"""The emulators' clock: real time by default, or frozen / shifted so tests control time boundaries."""
 
 from __future__ import annotations
 

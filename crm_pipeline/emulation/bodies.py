@@ -1,10 +1,10 @@
-"""Request bodies, parsed once for `/v1` and the control surface alike.
+"""Request bodies, parsed once for the emulated APIs and their control surfaces alike.
 
 JSON allows things no handler should ever see: nesting deep enough to exhaust Python's recursion
 limit, `\\ud800` escapes that decode to lone UTF-16 surrogates (which cannot be encoded as UTF-8,
 so a stored one would break every later response and every save), and numbers beyond a double
 (`1e400` parses as infinity). All are refused here, before anything is read or written, with a
-400 naming the field.
+`BadRequest` naming the field, which each emulator renders as its API's 400.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import json
 import sys
 from typing import Any
 
-from .errors import NotionError, body_validation, validation
+from .errors import BadRequest
 
-MAX_DEPTH = 100  # nested arrays and objects; real Notion bodies stay far below this
+MAX_DEPTH = 100  # nested arrays and objects; real API bodies stay far below this
 _Path = tuple[Any, ...] | None  # (parent path, key) chains, turned into text only for an error
 
 
@@ -29,7 +29,7 @@ def parse_json_body(raw: bytes) -> Any:
     except RecursionError:
         raise _too_deep() from None
     except (ValueError, UnicodeDecodeError):
-        raise NotionError(400, "invalid_json", "Error parsing JSON body.") from None
+        raise BadRequest("Error parsing JSON body.", "invalid_json") from None
     _check(body)
     return body
 
@@ -38,8 +38,8 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-def _too_deep() -> NotionError:
-    return validation(f"body failed validation: body is nested more than {MAX_DEPTH} levels deep.")
+def _too_deep() -> BadRequest:
+    return BadRequest(f"body failed validation: body is nested more than {MAX_DEPTH} levels deep.")
 
 
 def _check(body: Any) -> None:
@@ -66,7 +66,9 @@ def _check_item(stack: list[tuple[Any, int, _Path]], item: Any, depth: int, path
         if not _is_unicode(item):
             raise _not_unicode(_text(path), item)
     elif isinstance(item, int | float) and not isinstance(item, bool) and not abs(item) <= sys.float_info.max:
-        raise body_validation(_text(path), "should be a finite number", item)
+        raise BadRequest(
+            f"body failed validation: {_text(path)} should be a finite number, instead was `{json.dumps(item)}`."
+        )
 
 
 def _is_unicode(text: str) -> bool:
@@ -79,10 +81,10 @@ def _is_unicode(text: str) -> bool:
     return True
 
 
-def _not_unicode(subject: str, text: str) -> NotionError:
+def _not_unicode(subject: str, text: str) -> BadRequest:
     shown = json.dumps(text)  # ASCII escapes: the message itself must stay encodable
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    return validation(
+    return BadRequest(
         f"body failed validation: {subject} should be valid Unicode text "
         f"(it holds a lone UTF-16 surrogate), instead was `{shown}`."
     )

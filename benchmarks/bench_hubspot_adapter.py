@@ -1,0 +1,93 @@
+"""HubSpotAdapter push benchmark: 1,000 changed deals to the local HubSpot under HubSpot's real
+limits (100 requests per ten seconds per app, 5 searches a second).
+
+The local HubSpot runs in a background thread with its default (real) limits and clock. The
+adapter first creates the 1,000 deals (warm-up: schema, pipeline, the deals themselves), then the
+timed parts push the same 1,000 deals changed: once carrying every synced field (as the sync's
+writes do: one batch upsert per 100), once carrying one field each (their keys are read first: two
+requests per 100). Notion's figure beside it is the same backlog at one request per deal under
+its 3 requests/s (``bench_notion_adapter.py`` measures the pacing itself).
+
+Run: ``.venv/bin/python benchmarks/bench_hubspot_adapter.py [--deals 1000]``. Prints one JSON
+line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from decimal import Decimal
+from pathlib import Path
+from uuid import uuid4
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import emit  # noqa: E402
+
+from crm_pipeline.crm.hubspot import HubSpotAdapter  # noqa: E402
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, serve_hubspot_in_thread  # noqa: E402
+from crm_pipeline.models import OpportunityCreate  # noqa: E402
+
+BENCH = "hubspot_adapter"
+NOTION_RATE = 3.0
+
+
+def full(key: object, i: int, stage: str) -> OpportunityCreate:
+    return OpportunityCreate(
+        id=key,
+        name=f"deal {i}",
+        deal_stage=stage,
+        estimated_value=Decimal(1000 + i),
+        close_date=None,
+        product_line="Platform",
+        probability=Decimal("0.4"),
+        source="Referral",
+        contact_name=None,
+        contact_email=None,
+        custom_notes=None,
+        override_stage=None,
+        manual_tags=["benchmark"],
+    )
+
+
+async def run(base_url: str, control: HubSpotControl, deals: int) -> None:
+    keys = [uuid4() for _ in range(deals)]
+    adapter = HubSpotAdapter(DEFAULT_TOKEN, base_url=base_url)
+    try:
+        assert all(o.ok for o in await adapter.upsert_opportunities([full(k, i, "Lead") for i, k in enumerate(keys)]))
+        control.reset_stats()
+        started = time.monotonic()
+        changed = await adapter.upsert_opportunities([full(k, i, "Qualified") for i, k in enumerate(keys)])
+        elapsed = time.monotonic() - started
+        full_stats = control.stats()
+        control.reset_stats()
+        started = time.monotonic()
+        renamed = await adapter.upsert_opportunities(
+            [OpportunityCreate(id=k, name=f"deal {i} v3") for i, k in enumerate(keys)]
+        )
+        partial_elapsed = time.monotonic() - started
+        partial_stats = control.stats()
+    finally:
+        await adapter.aclose()
+    emit(BENCH, "requests_full_records", full_stats["total"], "count", f"<= {-(-deals // 100) + 2}")
+    emit(BENCH, "elapsed_full_records", round(elapsed, 2), "s", None)
+    emit(BENCH, "requests_one_field", partial_stats["total"], "count", f"<= {2 * -(-deals // 100)}")
+    emit(BENCH, "elapsed_one_field", round(partial_elapsed, 2), "s", None)
+    emit(BENCH, "failed_writes", sum(not o.ok for o in changed + renamed), "count", "== 0")
+    emit(BENCH, "rate_limited_responses", full_stats["by_status"].get("429", 0), "count", "== 0")
+    emit(BENCH, "notion_requests_same_backlog", deals, "count", None)
+    emit(BENCH, "notion_budget_same_backlog", round(deals / NOTION_RATE, 1), "s", None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deals", type=int, default=1000)
+    args = parser.parse_args()
+    with serve_hubspot_in_thread() as running, HubSpotControl(running.base_url) as control:
+        asyncio.run(run(running.base_url, control, args.deals))
+
+
+if __name__ == "__main__":
+    main()

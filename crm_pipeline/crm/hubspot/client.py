@@ -1,0 +1,270 @@
+"""One chokepoint for every HubSpot request: client-side pacing plus tenacity retries.
+
+``hubspot-api-client`` is synchronous (urllib3); each call runs in a worker thread. Its own retry
+layer (urllib3's) is switched off, so tenacity owns every retry. Each attempt first takes a slot
+of the app's budget: a rolling ten-second window under HubSpot's per-app limit (search has its
+own per-second window, exempt from the ten-second one), shared by every adapter in the process
+that uses the same token, so concurrent runs of one app spend one budget.
+
+Failures are told apart by HTTP status and HubSpot's ``category``/``policyName`` fields, never by
+message text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import urllib3
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+logger = logging.getLogger("crm_pipeline.crm.hubspot")
+
+T = TypeVar("T")
+TRANSIENT_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
+LOCKED = 423
+RATE_LIMITED = 429
+DAILY = "DAILY"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How failed requests are retried; tests pass tiny waits and a recording ``sleep``.
+
+    A 429 waits ``Retry-After`` when HubSpot sends one, else the rest of the window its
+    ``policyName`` names (ten seconds, or one for search); the daily limit is never waited out (the
+    error surfaces and a later pass resumes). 423 waits at least ``locked_wait``. 5xx, timeouts and
+    dropped connections back off exponentially with full jitter.
+    """
+
+    max_attempts: int = 6
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    locked_wait: float = 2.0
+    ten_second_wait: float = 10.0
+    secondly_wait: float = 1.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Client-side pacing per app. HubSpot allows 100 requests per ten seconds (Free/Starter; 190
+    for Professional and Enterprise) and 5 searches a second; the defaults keep a margin."""
+
+    per_ten_seconds: int = 90
+    searches_per_second: int = 4
+    max_in_flight: int = 4
+    clock: Callable[[], float] | None = None
+    """Seconds, for the windows; None: the event loop's clock. Tests pass the local HubSpot's."""
+    sleep: Callable[[float], Awaitable[None]] | None = None
+    """How a caller waits for a window; None: ``asyncio.sleep``."""
+
+
+class RollingWindow:
+    """At most ``limit`` starts in any ``window`` seconds: a caller waits for the oldest start in
+    the window to leave it. ``limit`` 0 means no limit."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.limit, self.window = limit, window
+        self._clock = clock or asyncio.get_running_loop().time
+        self._sleep = sleep or asyncio.sleep
+        self._starts: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.limit == 0:
+            return
+        async with self._lock:
+            while True:
+                now = self._clock()
+                while self._starts and self._starts[0] <= now - self.window:
+                    self._starts.popleft()
+                if len(self._starts) < self.limit:
+                    self._starts.append(now)
+                    return
+                await self._sleep(self._starts[0] + self.window - now)
+
+
+class _Budget:
+    def __init__(self, limit: RateLimit) -> None:
+        self.requests = RollingWindow(limit.per_ten_seconds, 10.0, limit.clock, limit.sleep)
+        self.searches = RollingWindow(limit.searches_per_second, 1.0, limit.clock, limit.sleep)
+        self.in_flight = asyncio.Semaphore(limit.max_in_flight)
+
+    async def run(self, send: Callable[[], Awaitable[T]], *, search: bool) -> T:
+        async with self.in_flight:
+            await (self.searches if search else self.requests).acquire()
+            return await send()
+
+
+_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, RateLimit], _Budget]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def token_digest(token: str) -> str:
+    """What identifies an app's budget, so the token itself need not be kept around."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def shared_budget(digest: str, limit: RateLimit) -> _Budget:
+    """The app's budget on the running loop, shared by every adapter using its token."""
+    per_loop = _budgets.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault((digest, limit), _Budget(limit))
+
+
+# --- classifying failures -------------------------------------------------------------------------
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status HubSpot answered with (each SDK module has its own ApiException, so it is
+    read by shape); None when no answer came back."""
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) and status > 0 and hasattr(error, "body") else None
+
+
+def error_body(error: BaseException) -> dict[str, Any]:
+    """HubSpot's error envelope, or {} (a gateway's HTML page, no answer at all). Every field is
+    optional, as HubSpot says."""
+    raw = getattr(error, "body", None)
+    try:
+        body = json.loads(raw) if raw else {}
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def category_of(error: BaseException) -> str | None:
+    category = error_body(error).get("category")
+    return category if isinstance(category, str) else None
+
+
+def _policy(error: BaseException) -> str | None:
+    policy = error_body(error).get("policyName")
+    return policy if isinstance(policy, str) else None
+
+
+def _is_transport(error: BaseException) -> bool:
+    """No answer: a timeout or a dropped connection (urllib3's errors; the SDK's status 0)."""
+    return isinstance(error, urllib3.exceptions.HTTPError | OSError) or getattr(error, "status", None) == 0
+
+
+def is_retryable(error: BaseException) -> bool:
+    status = status_of(error)
+    if status == RATE_LIMITED:
+        return _policy(error) != DAILY
+    return (
+        status == LOCKED
+        or status in TRANSIENT_STATUSES
+        or (status is not None and status >= 500)
+        or (status is None and _is_transport(error))
+    )
+
+
+def is_uncertain(error: BaseException) -> bool:
+    """The write may have been applied: a 5xx or no answer (429 and 423 are refused up front)."""
+    return is_retryable(error) and status_of(error) not in (RATE_LIMITED, LOCKED)
+
+
+def _retry_after(error: BaseException) -> float | None:
+    headers = getattr(error, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class HubSpotCaller:
+    """Runs SDK calls (in a worker thread) under the app's budget with tenacity retries."""
+
+    def __init__(self, token_digest: str, policy: RetryPolicy, limit: RateLimit) -> None:
+        self._token_digest = token_digest
+        self.policy = policy
+        self.limit = limit
+
+    def __repr__(self) -> str:
+        return f"HubSpotCaller(policy={self.policy!r}, limit={self.limit!r})"
+
+    async def call(
+        self,
+        send: Callable[[], T],
+        *,
+        search: bool = False,
+        idempotent: bool = True,
+        recover: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
+        """Run ``send()`` under the budget, retrying what is worth retrying.
+
+        A non-idempotent call is sent again after an uncertain failure only when ``recover``
+        exists; ``recover`` runs first and its non-None result is returned instead.
+        """
+        budget = shared_budget(self._token_digest, self.limit)
+        resend = idempotent or recover is not None
+        uncertain = False
+        retrying = AsyncRetrying(
+            stop=self._stop,
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: is_retryable(e) and (resend or not is_uncertain(e))),
+            sleep=self.policy.sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if uncertain and recover is not None:
+                    found = await recover()
+                    if found is not None:
+                        return found
+                try:
+                    return await budget.run(lambda: asyncio.to_thread(send), search=search)
+                except Exception as error:
+                    uncertain = is_uncertain(error)
+                    raise
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    def _stop(self, state: RetryCallState) -> bool:
+        return state.attempt_number >= self.policy.max_attempts
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if error is None:
+            return 0.0
+        status = status_of(error)
+        if status == RATE_LIMITED:
+            told = _retry_after(error)
+            if told is not None:
+                return told
+            window = self.policy.secondly_wait if _policy(error) == "SECONDLY" else self.policy.ten_second_wait
+            return window * random.uniform(0.5, 1.0)
+        if status == LOCKED:
+            return self.policy.locked_wait + random.uniform(0, self.policy.locked_wait)
+        return random.uniform(0, min(self.policy.max_wait, self.policy.initial_wait * 2 ** (state.attempt_number - 1)))
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    logger.info(
+        "HubSpot request failed (%s, status %s, category %s, policy %s); retry %d in %.2fs",
+        type(error).__name__,
+        status_of(error) if error else None,
+        category_of(error) if error else None,
+        _policy(error) if error else None,
+        state.attempt_number,
+        wait,
+    )

@@ -1,0 +1,29 @@
+"""The Starlette app: HubSpot's CRM routes over one portal, and the ``/_hubspot`` control surface."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .api import api_routes
+from .config import HubSpotSandboxConfig
+from .control import control_routes
+from .errors import HubSpotError
+from .runtime import HubSpotSandbox, error_response
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def _unknown_path(request: Request) -> Response:
+    return error_response(HubSpotError(404, "OBJECT_NOT_FOUND", f"No route for {request.method} {request.url.path}"))
+
+
+def create_app(config: HubSpotSandboxConfig | None = None) -> Starlette:
+    sandbox = HubSpotSandbox(config or HubSpotSandboxConfig())
+    routes = api_routes(sandbox) + control_routes(sandbox)
+    routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
+    app = Starlette(routes=routes)
+    app.state.sandbox = sandbox
+    return app

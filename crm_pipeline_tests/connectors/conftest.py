@@ -1,0 +1,155 @@
+"""One fixture per connector, each driving its local CRM over HTTP through the vendor's own client.
+
+``Connector`` is what the contract suite needs of a CRM beyond its adapter: a fresh adapter (no
+caches), a lost answer on the next create or update, a person's edit and delete made in the CRM,
+and its clock. A new connector joins the suite by adding a builder to ``BUILDERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+import pytest_asyncio
+from hubspot import HubSpot
+
+from crm_pipeline.crm import CRMAdapter, NotionAdapter
+from crm_pipeline.crm.hubspot import HubSpotAdapter
+from crm_pipeline.crm.hubspot import RateLimit as HubSpotRateLimit
+from crm_pipeline.crm.hubspot import RetryPolicy as HubSpotRetryPolicy
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_TOKEN
+from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
+from crm_pipeline.sandbox import DEFAULT_TOKEN as NOTION_TOKEN
+from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline_tests.crm.conftest import CONTACTS_SCHEMA, DEALS_SCHEMA, FAST_RETRY, UNPACED
+
+CLOCK = datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
+RESULT_CAP = 200
+"""Each local CRM answers at most this many results per query (Notion's query, HubSpot's search):
+small, so the suite reads past the cap with a few hundred records."""
+
+
+@dataclass
+class Connector:
+    name: str
+    make_adapter: Callable[[], CRMAdapter]
+    lose_next_answer: Callable[[str], None]
+    """Carry out the next ``create`` or ``update`` of a deal, or ``activity`` appended to one, then
+    answer 503 (the answer is lost)."""
+    human_rename: Callable[[str, str], None]
+    """A person renames the deal (by external id) in the CRM."""
+    human_delete: Callable[[str], None]
+    """A person deletes the deal in the CRM (to its trash / recycling bin)."""
+    advance_clock: Callable[[float], None]
+    adapters: list[CRMAdapter] = field(default_factory=list)
+
+    def adapter(self) -> CRMAdapter:
+        """A new adapter: nothing cached from an earlier one."""
+        adapter = self.make_adapter()
+        self.adapters.append(adapter)
+        return adapter
+
+
+def notion_connector(server: RunningSandbox, control: SandboxControl) -> Connector:
+    control.reset()
+    control.configure(result_cap=RESULT_CAP)
+    control.set_clock(CLOCK)
+    deals, contacts = control.seed(
+        {
+            "databases": [
+                {"title": "Deals", "properties": DEALS_SCHEMA},
+                {"title": "Contacts", "properties": CONTACTS_SCHEMA},
+            ]
+        }
+    )
+
+    def make() -> CRMAdapter:
+        return NotionAdapter(
+            NOTION_TOKEN,
+            deals["database_id"],
+            base_url=server.base_url,
+            contacts_data_source_id=contacts["data_source_id"],
+            retry=FAST_RETRY,
+            rate_limit=UNPACED,
+        )
+
+    def lose(kind: str) -> None:
+        path, method = {
+            "create": ("/v1/pages", "POST"),
+            "update": ("/v1/pages/*", "PATCH"),
+            "activity": ("/v1/blocks/*/children", "PATCH"),
+        }[kind]
+        control.add_fault("503", path=path, method=method, applied=True)
+
+    def rename(page_id: str, name: str) -> None:
+        control.human_update_page(page_id, {"properties": {"Deal Name": {"title": [{"text": {"content": name}}]}}})
+
+    return Connector(
+        "notion",
+        make,
+        lose,
+        rename,
+        lambda page_id: control.human_update_page(page_id, {"in_trash": True}) and None,
+        control.advance_clock,
+    )
+
+
+def hubspot_connector(server: RunningHubSpot, control: HubSpotControl) -> Connector:
+    control.reset()
+    control.configure(search_result_cap=RESULT_CAP)
+    control.set_clock(CLOCK)
+    sdk = HubSpot(access_token=HUBSPOT_TOKEN, host=server.base_url)
+
+    async def advance(seconds: float) -> None:
+        control.advance_clock(seconds)
+
+    def make() -> CRMAdapter:
+        return HubSpotAdapter(
+            HUBSPOT_TOKEN,
+            base_url=server.base_url,
+            retry=HubSpotRetryPolicy(sleep=advance),
+            rate_limit=HubSpotRateLimit(per_ten_seconds=0, searches_per_second=0),
+            search_result_cap=RESULT_CAP,
+        )
+
+    def lose(kind: str) -> None:
+        path, method = {
+            "create": ("/crm/v3/objects/deals/batch/upsert", "POST"),
+            "update": ("/crm/v3/objects/deals/batch/update", "POST"),
+            "activity": ("/crm/v3/objects/notes", "POST"),
+        }[kind]
+        control.add_fault("503", path=path, method=method, applied=True)
+
+    return Connector(
+        "hubspot",
+        make,
+        lose,
+        lambda deal_id, name: control.ui_edit("deals", deal_id, {"dealname": name}) and None,
+        lambda deal_id: sdk.crm.deals.basic_api.archive(deal_id),
+        control.advance_clock,
+    )
+
+
+BUILDERS: dict[str, Callable[[pytest.FixtureRequest], Connector]] = {
+    "notion": lambda request: notion_connector(
+        request.getfixturevalue("sandbox_server"), request.getfixturevalue("control")
+    ),
+    "hubspot": lambda request: hubspot_connector(
+        request.getfixturevalue("hubspot_server"), request.getfixturevalue("hubspot_control")
+    ),
+}
+
+
+@pytest.fixture(params=list(BUILDERS))
+def crm(request: pytest.FixtureRequest) -> Connector:
+    return BUILDERS[request.param](request)
+
+
+@pytest_asyncio.fixture
+async def adapter(crm: Connector) -> AsyncIterator[CRMAdapter]:
+    adapter = crm.adapter()
+    yield adapter
+    for made in crm.adapters:
+        await made.aclose()

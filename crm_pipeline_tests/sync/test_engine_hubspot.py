@@ -1,0 +1,183 @@
+"""SyncEngine end to end over HubSpot, the engine unchanged: the real deal store and the local
+HubSpot over HTTP. People edit deals through the local HubSpot's UI hook (history ``CRM_UI``),
+on its clock, which runs at the real time plus an offset the test chooses (the deal store dates
+by the real clock)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import pytest
+import pytest_asyncio
+from hubspot import HubSpot
+
+from crm_pipeline.crm import PostgresAdapter, SyncEngine
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
+from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.store import DealRepository
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def hubspot(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
+    hubspot_control.reset()
+    return hubspot_server
+
+
+@pytest_asyncio.fixture
+async def adapter(hubspot: RunningHubSpot) -> AsyncIterator[HubSpotAdapter]:
+    adapter = HubSpotAdapter(
+        DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0)
+    )
+    yield adapter
+    await adapter.aclose()
+
+
+@pytest.fixture
+def engine(repository: DealRepository, tenant: str, adapter: HubSpotAdapter) -> SyncEngine:
+    """The engine as it runs over Notion, reading the recycling bin every pass."""
+    return SyncEngine(PostgresAdapter(repository, tenant), adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)
+
+
+def deal_in_hubspot(control: HubSpotControl, deal_id: UUID) -> dict[str, Any]:
+    [found] = [r for r in control.all_records("deals") if r["properties"]["crm_pipeline_id"] == str(deal_id)]
+    return found
+
+
+def ui_edit(control: HubSpotControl, deal_id: UUID, seconds_from_now: float, **properties: str) -> None:
+    """A person edits the deal in HubSpot at the real time plus ``seconds_from_now``."""
+    control.set_clock(datetime.now(UTC) + timedelta(seconds=seconds_from_now))
+    control.ui_edit("deals", deal_in_hubspot(control, deal_id)["id"], properties)
+
+
+def deal_writes(control: HubSpotControl) -> int:
+    routes = control.stats()["by_route"]
+    return sum(
+        sum(routes.get(f"POST /crm/v3/objects/{{object_type}}/batch/{kind}", {}).values())
+        for kind in ("upsert", "update")
+    )
+
+
+async def stored(repository: DealRepository, tenant: str, deal_id: UUID) -> OpportunityRead:
+    deal = await repository.get_opportunity(tenant, deal_id)
+    assert deal is not None
+    return deal
+
+
+async def test_a_new_deal_is_created_once_and_the_next_pass_writes_nothing(
+    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
+) -> None:
+    deal = await repository.create_opportunity(
+        tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("1200.50"), manual_tags=["vip"])
+    )
+    result = await engine.run_pass()
+    assert (result.created, result.errors) == (1, [])
+    created = deal_in_hubspot(hubspot_control, deal.id)
+    assert (created["properties"]["amount"], created["properties"]["dealstage"]) == ("1200.50", "appointmentscheduled")
+    assert await engine.status.links([deal.id]) == {deal.id: created["id"]}
+    hubspot_control.reset_stats()
+    assert await engine.run_pass() == SyncResult()
+    assert deal_writes(hubspot_control) == 0
+
+
+async def test_a_push_echoes_back_and_is_recognised(
+    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await engine.run_pass()).pushed == 1
+    assert deal_in_hubspot(hubspot_control, deal.id)["properties"]["dealstage"] == "qualifiedtobuy"
+    hubspot_control.reset_stats()
+    assert await engine.run_pass() == SyncResult()
+    assert deal_writes(hubspot_control) == 0
+
+
+async def test_a_persons_edits_come_in_and_human_owned_fields_are_put_back(
+    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    ui_edit(hubspot_control, deal.id, 1, crm_notes="call after the holidays", dealname="Acme Corp")
+    assert (await engine.run_pass()).pulled == 1
+    pulled = await stored(repository, tenant, deal.id)
+    assert (pulled.custom_notes, pulled.name) == ("call after the holidays", "Acme Corp")
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
+    hubspot_control.reset_stats()
+    assert (await engine.run_pass()).pulled == 1
+    assert deal_writes(hubspot_control) == 0
+    assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
+
+
+@pytest.mark.parametrize(
+    ("human_seconds", "winner"), [(120, "human"), (-120, "agent")], ids=["human-later", "agent-later"]
+)
+async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
+    engine: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    hubspot_control: HubSpotControl,
+    human_seconds: float,
+    winner: str,
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("100")))
+    await engine.run_pass()
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
+    ui_edit(hubspot_control, deal.id, human_seconds, amount="300")
+    result = await engine.run_pass()
+    expected = Decimal("300") if winner == "human" else Decimal("200")
+    assert result.conflicts == 1
+    assert (await stored(repository, tenant, deal.id)).estimated_value == expected
+    assert Decimal(deal_in_hubspot(hubspot_control, deal.id)["properties"]["amount"]) == expected
+
+
+async def test_a_deal_deleted_in_hubspot_archives_the_deal_and_a_ui_restore_restores_it(
+    engine: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    hubspot: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    external_id = deal_in_hubspot(hubspot_control, deal.id)["id"]
+    HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url).crm.deals.basic_api.archive(external_id)
+    assert (await engine.run_pass()).trashed == 1
+    assert (await stored(repository, tenant, deal.id)).archived_at is not None
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    hubspot_control.ui_restore("deals", external_id)
+    assert (await engine.run_pass()).errors == []
+    assert (await stored(repository, tenant, deal.id)).archived_at is None
+
+
+async def test_an_archived_deal_is_archived_in_hubspot_and_a_restore_is_reported_not_crashed(
+    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    await repository.archive_opportunity(tenant, deal.id)
+    assert (await engine.run_pass()).trashed == 1
+    assert deal_in_hubspot(hubspot_control, deal.id)["archived"]
+    await repository.restore_opportunity(tenant, deal.id)
+    [error] = (await engine.run_pass()).errors
+    assert "recycling bin" in str(error)  # HubSpot's API cannot restore: a person does it in HubSpot
+
+
+async def test_activities_become_notes_on_the_deal_once_each(
+    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    for subject in ("Intro call", "Demo"):
+        await repository.create_activity(tenant, ActivityCreate(opportunity_id=deal.id, subject=subject))
+    await engine.run_pass()
+    await engine.run_pass()
+    bodies = sorted(n["properties"]["hs_note_body"].split(" · ref ")[0] for n in hubspot_control.all_records("notes"))
+    assert bodies == ["Note: Demo", "Note: Intro call"]
