@@ -11,6 +11,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "crm_pipeline.dev",
     "crm_pipeline.sandbox.cli",
+    "crm_pipeline.sync.cli",
 )
 
 

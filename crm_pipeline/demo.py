@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-from crm_pipeline.crm.field_mapping import notion_properties_schema
+from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.models import Actor, OpportunityCreate
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 
@@ -96,6 +96,7 @@ _HUMAN_DEALS: tuple[dict[str, Any], ...] = (
         "Source": "event",
         "Contact": "Art Vandelay",
         "Email": "art@vandelay.example",
+        "Notes": "Met at the trade fair; wants a call after the holidays.",
         "Status": "Waiting on customer",
         "Owner": ["Maya Lindqvist"],
         "Weighted value": 11000,
@@ -124,7 +125,7 @@ def demo_notion_seed() -> dict[str, Any]:
                 "title": "Deals",
                 "id": DEMO_NOTION_DATABASE_ID,
                 "data_source_id": DEMO_NOTION_DATA_SOURCE_ID,
-                "properties": {**notion_properties_schema(), **TEAM_COLUMNS},
+                "properties": {**notion_properties_schema(SYNCED_PROPERTY_MAP), **TEAM_COLUMNS},
                 "pages": list(_HUMAN_DEALS),
             }
         ],

@@ -407,12 +407,17 @@ class SyncError(_Model):
 
 
 class SyncResult(_Model):
-    """What one sync pass did."""
+    """What one sync pass did: records written out (``pushed``) and in (``pulled``), records
+    created on either side, records trashed or archived, fields settled as conflicts, and the
+    records that failed. ``skipped``: another pass of the tenant was running, so this one did nothing."""
 
     pushed: int = 0
     pulled: int = 0
     conflicts: int = 0
     errors: list[SyncError] = Field(default_factory=list)
+    created: int = 0
+    trashed: int = 0
+    skipped: bool = False
 
     @property
     def ok(self) -> bool:

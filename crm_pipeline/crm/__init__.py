@@ -1,7 +1,30 @@
-"""The pluggable CRM layer: one interface, the PostgreSQL primary, and external connectors."""
+"""The pluggable CRM layer: one interface, the PostgreSQL primary, external connectors, and the
+sync engine between them (``SyncEngine``, from ``crm_pipeline.sync``)."""
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, CRMAdapter
+from typing import TYPE_CHECKING
+
+from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
 from crm_pipeline.crm.notion import NotionAdapter
 from crm_pipeline.crm.postgres import PostgresAdapter
 
-__all__ = ["AdapterCapabilities", "CRMAdapter", "NotionAdapter", "PostgresAdapter"]
+if TYPE_CHECKING:
+    from crm_pipeline.sync.engine import SyncEngine
+
+__all__ = [
+    "AdapterCapabilities",
+    "CRMAdapter",
+    "ChangeBatch",
+    "NotionAdapter",
+    "PostgresAdapter",
+    "SyncEngine",
+    "UpsertOutcome",
+]
+
+
+def __getattr__(name: str) -> object:
+    # The engine imports this package's modules, so it is loaded on first use, not here.
+    if name == "SyncEngine":
+        from crm_pipeline.sync.engine import SyncEngine
+
+        return SyncEngine
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,18 +1,25 @@
 """CRMAdapter: the one interface every CRM backend implements.
 
 The eight abstract methods are the whole contract a new connector (Salesforce, HubSpot …) must
-meet; `docs/connectors.md` spells out their semantics. Anything more a sync can use (bulk writes,
-archiving, per-field timestamps) is an extra method that a backend declares in its
-`AdapterCapabilities`, so a minimal connector still syncs.
+meet; `docs/connectors.md` spells out their semantics. What the sync engine uses beyond them (a
+cursor-based change read, reads by ids, writes that return the record as written, bulk upsert,
+archive, writing a sync key back) has a default built on the eight, which a backend overrides when
+it can do better; `AdapterCapabilities` says what else it can rely on.
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID
 
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
 from crm_pipeline.models import (
+    OPPORTUNITY_FIELDS,
     ActivityCreate,
     ChangeRecord,
     ContactCreate,
@@ -38,10 +45,47 @@ class AdapterCapabilities:
     """`upsert_opportunities(records)` writes a batch in a few calls instead of one per record."""
 
 
+@dataclass(frozen=True)
+class UpsertOutcome:
+    """What happened to one record of ``upsert_opportunities``, the same for every backend.
+
+    On failure ``property_name`` names the external property when known and ``reason`` says why;
+    the other records of the batch are unaffected.
+    """
+
+    record_id: str
+    action: Literal["created", "updated", "failed"]
+    external_id: str | None = None
+    property_name: str | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "failed"
+
+
+@dataclass(frozen=True)
+class ChangeBatch:
+    """Changes read from a cursor, and the cursor to read on from (opaque text: persist it as is)."""
+
+    changes: list[ChangeRecord]
+    cursor: str
+    unreadable: list[FieldMappingError] = field(default_factory=list)
+    """Records changed in the backend but left out because a value could not be mapped."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class CRMAdapter(ABC):
     """A CRM backend, seen by the sync engine. Ids are the backend's own, as strings."""
 
     capabilities: AdapterCapabilities = AdapterCapabilities()
+
+    @property
+    def mapped_fields(self) -> frozenset[str]:
+        """The opportunity fields this backend holds; the sync never sends or reads the others."""
+        return frozenset(OPPORTUNITY_FIELDS)
 
     @abstractmethod
     async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
@@ -82,3 +126,62 @@ class CRMAdapter(ABC):
 
     async def aclose(self) -> None:
         """Release connections; the default holds none."""
+
+    # --- what the sync engine uses beyond the eight; defaults built on them ------------------------
+
+    async def read_changes(self, cursor: str | None) -> ChangeBatch:
+        """Changes after ``cursor`` (None: from the beginning) and the cursor to continue from.
+
+        A change is delivered at least once: reading from the returned cursor never skips one,
+        but may repeat some (callers compare values). The default reads ``get_changes_since``
+        from the latest change time seen.
+        """
+        since = _EPOCH if cursor is None else datetime.fromisoformat(cursor)
+        changes = await self.get_changes_since(since)
+        latest = max((change.changed_at for change in changes), default=since)
+        return ChangeBatch(changes, latest.isoformat())
+
+    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
+        """The records with these ids that exist, in the order asked; missing ones are left out."""
+        found = await asyncio.gather(*(self.get_opportunity(external_id) for external_id in external_ids))
+        return [record for record in found if record is not None]
+
+    async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> OpportunityRead:
+        """``update_opportunity`` that returns the record as written (RecordGoneError when it is gone).
+
+        The default reads the record back; a backend whose write answers with the record returns
+        that, so recording what was written costs no extra request.
+        """
+        await self.update_opportunity(external_id, data)
+        written = await self.get_opportunity(external_id)
+        if written is None:
+            raise RecordGoneError(external_id)
+        return written
+
+    async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
+        """Create each record under its id (the sync key), one outcome per record, in order.
+
+        The default relies on ``create_opportunity``'s contract (a key the backend holds is not
+        created twice) and reports every record as created; a value that cannot be mapped fails
+        that record only.
+        """
+        outcomes = []
+        for record in records:
+            if record.id is None:
+                outcomes.append(UpsertOutcome("", "failed", reason="a record needs an id (its sync key)"))
+                continue
+            try:
+                external_id = await self.create_opportunity(record)
+            except FieldMappingError as error:
+                outcomes.append(UpsertOutcome(str(record.id), "failed", None, error.property_name, str(error)))
+            else:
+                outcomes.append(UpsertOutcome(str(record.id), "created", external_id))
+        return outcomes
+
+    async def archive_opportunity(self, external_id: str) -> OpportunityRead:
+        """Archive (soft-delete) the record; returns it as archived."""
+        raise NotImplementedError(f"{type(self).__name__} cannot archive records")
+
+    async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
+        """Stamp a record created in the backend (no sync key yet) with its primary record's id."""
+        raise NotImplementedError(f"{type(self).__name__} cannot store a sync key")

@@ -50,3 +50,12 @@ class PropertySchemaError(ValueError):
         self.property_name = property_name
         self.reason = reason
         super().__init__(f"field {field!r} (property {property_name!r}): {reason}")
+
+
+class RecordGoneError(LookupError):
+    """The record no longer exists in the backend, or is in its trash: a deletion, not a transient
+    failure. Every backend raises this (or a subclass) for a write to such a record."""
+
+    def __init__(self, external_id: str, reason: str = "the record is gone") -> None:
+        self.external_id = external_id
+        super().__init__(f"{external_id}: {reason}")

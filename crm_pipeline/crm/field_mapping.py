@@ -41,6 +41,7 @@ __all__ = [
     "NOTION_PROPERTY_MAP",
     "SYNC_KEY",
     "SYNC_KEY_PROPERTY",
+    "SYNCED_PROPERTY_MAP",
     "FieldMappingError",
     "FieldOwner",
     "FieldOwnershipConfig",
@@ -206,7 +207,15 @@ NOTION_PROPERTY_MAP: dict[str, PropertySpec] = {
 }
 """The plan's deals map (field -> property name and type)."""
 
-CLOSED_SELECT_FIELDS: frozenset[str] = frozenset({"deal_stage"})
+SYNCED_PROPERTY_MAP: dict[str, PropertySpec] = {
+    **NOTION_PROPERTY_MAP,
+    "custom_notes": {"notion_name": "Notes", "type": "rich_text"},
+    "override_stage": {"notion_name": "Stage Override", "type": "select"},
+}
+"""The deals map the sync uses: the plan's nine properties plus human-owned fields, so every
+ownership class can travel (``manual_tags`` needs a multi_select, not mapped yet)."""
+
+CLOSED_SELECT_FIELDS: frozenset[str] = frozenset({"deal_stage", "override_stage"})
 """Fields whose select is closed when the map gives it in the plan's shape: a deal's stage is one
 of the pipeline stages, so an unknown stage is an error rather than a new option. A
 ``NotionProperty`` entry says for itself (``closed=``)."""
@@ -507,10 +516,10 @@ def notion_properties_schema(
     """The data source ``properties`` schema that a map (plus the sync key) writes into.
 
     Used to create the Notion database for a fresh workspace. ``select_options`` gives the
-    options of selects by field (default: the pipeline stages for ``deal_stage``); other selects
-    start empty and grow as values are written.
+    options of selects by field (default: the pipeline stages for ``deal_stage`` and
+    ``override_stage``); other selects start empty and grow as values are written.
     """
-    options = {"deal_stage": DEAL_STAGES} if select_options is None else select_options
+    options = {"deal_stage": DEAL_STAGES, "override_stage": DEAL_STAGES} if select_options is None else select_options
     props = {**as_property_map(property_map), **({_SYNC_KEY_FIELD: sync_key} if sync_key is not None else {})}
     schema: dict[str, Any] = {}
     for field_name, prop in props.items():

@@ -6,10 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from uuid import UUID
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, CRMAdapter
+from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.errors import RecordGoneError
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,
+    ChangeCursor,
     ChangeRecord,
     ContactCreate,
     ContactUpdate,
@@ -18,7 +20,7 @@ from crm_pipeline.models import (
     OpportunityRead,
     OpportunityUpdate,
 )
-from crm_pipeline.store import DealRepository
+from crm_pipeline.store import DealRepository, RecordNotFoundError
 
 
 class PostgresAdapter(CRMAdapter):
@@ -60,10 +62,49 @@ class PostgresAdapter(CRMAdapter):
         return str(created.id)
 
     async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
-        return await self.repository.changes_since(self.tenant_id, since)
+        """Every change-log entry stamped after ``since``, read through the change feed (so a late
+        commit is never skipped), in feed order."""
+        changes: list[ChangeRecord] = []
+        cursor: str | None = None
+        while True:
+            batch = await self.read_changes(cursor)
+            if batch.cursor == cursor:
+                return changes
+            changes.extend(change for change in batch.changes if change.changed_at > since)
+            cursor = batch.cursor
 
-    async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> None:
+    async def read_changes(self, cursor: str | None) -> ChangeBatch:
+        """The next page of the change feed (``DealRepository.change_feed``): never skips a late commit."""
+        page = await self.repository.change_feed(self.tenant_id, None if cursor is None else ChangeCursor.parse(cursor))
+        return ChangeBatch(page.entries, str(page.cursor))
+
+    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
+        found = {
+            str(record.id): record
+            for record in await self.repository.get_opportunities(self.tenant_id, map(UUID, external_ids))
+        }
+        return [found[external_id] for external_id in external_ids if external_id in found]
+
+    async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> OpportunityRead:
+        try:
+            return await self.repository.update_opportunity(self.tenant_id, UUID(external_id), data, actor=self.actor)
+        except RecordNotFoundError as error:
+            raise RecordGoneError(external_id, str(error)) from error
+
+    async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
+        """All or nothing (one transaction): every record's outcome is the same kind of success,
+        or every record failed with the store's reason."""
+        existing = {
+            record.id
+            for record in await self.repository.get_opportunities(
+                self.tenant_id, (record.id for record in records if record.id is not None)
+            )
+        }
         await self.repository.bulk_upsert_opportunities(self.tenant_id, records, actor=self.actor)
+        return [
+            UpsertOutcome(str(record.id), "updated" if record.id in existing else "created", str(record.id))
+            for record in records
+        ]
 
     async def archive_opportunity(self, external_id: str) -> OpportunityRead:
         return await self.repository.archive_opportunity(self.tenant_id, UUID(external_id), actor=self.actor)

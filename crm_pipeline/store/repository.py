@@ -8,7 +8,7 @@ reads those per-field changes for last-write-wins; people read them as an audit 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -110,6 +110,33 @@ class DealRepository:
 
     async def get_opportunity(self, tenant_id: str, opportunity_id: UUID) -> OpportunityRead | None:
         return await self._get(tenant_id, opportunities, opportunity_id, OpportunityRead)
+
+    async def get_opportunities(self, tenant_id: str, opportunity_ids: Iterable[UUID]) -> list[OpportunityRead]:
+        """The opportunities with these ids, archived ones included, in id order; unknown ids are left out."""
+        ids = list(dict.fromkeys(opportunity_ids))
+        if not ids:
+            return []
+        query = select(opportunities).where(opportunities.c.id.in_(ids)).order_by(opportunities.c.id)
+        return await self._fetch(tenant_id, query, OpportunityRead)
+
+    async def create_opportunity_in(
+        self, connection: AsyncConnection, tenant_id: str, data: OpportunityCreate
+    ) -> OpportunityRead:
+        """``create_opportunity`` inside the caller's tenant transaction (see ``transaction``)."""
+        return await self._create_in(connection, tenant_id, opportunities, data, OpportunityRead)
+
+    async def update_opportunity_in(
+        self, connection: AsyncConnection, opportunity_id: UUID, data: OpportunityUpdate
+    ) -> OpportunityRead:
+        """``update_opportunity`` inside the caller's tenant transaction (see ``transaction``)."""
+        return await self._update_in(connection, opportunities, opportunity_id, data.changes(), OpportunityRead)
+
+    def transaction(
+        self, tenant_id: str, *, actor: Actor | None = None
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A tenant-scoped transaction for writes that must commit together with other state (the
+        sync engine writes a pulled value, its new base and its audit entry at once)."""
+        return self._database.tenant_transaction(tenant_id, actor=actor)
 
     async def list_opportunities(
         self, tenant_id: str, criteria: OpportunityFilter | None = None
@@ -327,15 +354,21 @@ class DealRepository:
         actor: Actor,
         read_model: type[ReadModel],
     ) -> ReadModel:
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
+            return await self._create_in(connection, tenant_id, table, data, read_model)
+
+    @staticmethod
+    async def _create_in(
+        connection: AsyncConnection, tenant_id: str, table: Table, data: BaseModel, read_model: type[ReadModel]
+    ) -> ReadModel:
         values = data.model_dump(exclude={"id"})
         record_id = getattr(data, "id", None) or uuid4()
-        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
-            with _references_checked(table, values), _duplicate_refused(table, record_id):
-                row = (
-                    await connection.execute(
-                        insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
-                    )
-                ).one()
+        with _references_checked(table, values), _duplicate_refused(table, record_id):
+            row = (
+                await connection.execute(
+                    insert(table).values(id=record_id, tenant_id=tenant_id, **values).returning(table)
+                )
+            ).one()
         return read_model.model_validate(row._mapping)
 
     async def _update(
@@ -348,19 +381,29 @@ class DealRepository:
         read_model: type[ReadModel],
     ) -> ReadModel:
         async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
-            current = await self._select_for_update(connection, table, record_id)
-            changes = diff_fields(current._mapping, values)
-            if not changes:
-                return read_model.model_validate(current._mapping)
-            with _references_checked(table, values):
-                row = (
-                    await connection.execute(
-                        update(table)
-                        .where(table.c.id == record_id)
-                        .values(**{field: values[field] for field in changes})
-                        .returning(table)
-                    )
-                ).one()
+            return await self._update_in(connection, table, record_id, values, read_model)
+
+    async def _update_in(
+        self,
+        connection: AsyncConnection,
+        table: Table,
+        record_id: UUID,
+        values: Mapping[str, Any],
+        read_model: type[ReadModel],
+    ) -> ReadModel:
+        current = await self._select_for_update(connection, table, record_id)
+        changes = diff_fields(current._mapping, values)
+        if not changes:
+            return read_model.model_validate(current._mapping)
+        with _references_checked(table, values):
+            row = (
+                await connection.execute(
+                    update(table)
+                    .where(table.c.id == record_id)
+                    .values(**{field: values[field] for field in changes})
+                    .returning(table)
+                )
+            ).one()
         return read_model.model_validate(row._mapping)
 
     async def _get(

@@ -136,3 +136,74 @@ change_log = Table(
 )
 
 TENANT_SCOPED_TABLES: tuple[Table, ...] = (opportunities, contacts, activities, change_log)
+
+# --- the sync engine's state (migration 0004) ------------------------------------------------------
+
+sync_links = Table(
+    "sync_links",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("record_id", UUID(as_uuid=True), nullable=False),
+    Column("external_id", Text, nullable=False),
+    _timestamp("linked_at"),
+    PrimaryKeyConstraint("tenant_id", "connector", "record_id"),
+)
+
+sync_base = Table(
+    "sync_base",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("record_id", UUID(as_uuid=True), nullable=False),
+    Column("field", Text, nullable=False),
+    Column("value", JSONB(none_as_null=True)),
+    _timestamp("synced_at"),
+    PrimaryKeyConstraint("tenant_id", "connector", "record_id", "field"),
+)
+
+sync_watermarks = Table(
+    "sync_watermarks",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("position", Text, nullable=False),
+    _timestamp("updated_at"),
+    PrimaryKeyConstraint("tenant_id", "connector", "direction"),
+)
+
+sync_errors = Table(
+    "sync_errors",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("record_id", Text, nullable=False),
+    Column("field", Text, nullable=False),
+    Column("side", Text, nullable=False),
+    Column("value", JSONB(none_as_null=True)),
+    Column("reason", Text, nullable=False),
+    Column("attempts", BigInteger, nullable=False),
+    _timestamp("first_seen_at"),
+    _timestamp("last_seen_at"),
+    PrimaryKeyConstraint("tenant_id", "connector", "record_id", "field"),
+)
+
+sync_audit = Table(
+    "sync_audit",
+    metadata,
+    Column("sequence", BigInteger, Identity(always=True), primary_key=True),
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("record_id", UUID(as_uuid=True), nullable=False),
+    Column("external_id", Text),
+    Column("field", Text, nullable=False),
+    Column("old", JSONB(none_as_null=True)),
+    Column("new", JSONB(none_as_null=True)),
+    Column("side", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    _timestamp("at"),
+)
+
+SYNC_STATE_TABLES: tuple[Table, ...] = (sync_links, sync_base, sync_watermarks, sync_errors, sync_audit)

@@ -1,9 +1,12 @@
 """Two-way sync between the primary deal store and an external CRM.
 
-So far the pure merge core: ``decide`` settles every (record, field) by the decision table of
-docs/sync-rules.md, over whole columns; ``decide_record`` does one record with the same code.
+The pure merge core (``decide`` settles every (record, field) by the decision table of
+docs/sync-rules.md, over whole columns; ``decide_record`` does one record with the same code), the
+pure planner over it, the executor that writes plans, the status store in PostgreSQL, and
+``SyncEngine``, which runs a pass with them.
 """
 
+from crm_pipeline.sync.engine import SyncEngine
 from crm_pipeline.sync.merge import cells_frame, comparable, decide, decide_record
 from crm_pipeline.sync.model import (
     CELL_COLUMNS,
@@ -15,9 +18,20 @@ from crm_pipeline.sync.model import (
     Rule,
     Side,
 )
+from crm_pipeline.sync.planner import PassPlan, RecordPlan, RecordState, plan_records
 from crm_pipeline.sync.rules import CONDITIONS, DECISION_TABLE, TableRow, TimeOrder, When
+from crm_pipeline.sync.status import AuditEntry, Direction, LedgerEntry, SyncStatus
 
 __all__ = [
+    "AuditEntry",
+    "Direction",
+    "LedgerEntry",
+    "PassPlan",
+    "RecordPlan",
+    "RecordState",
+    "SyncEngine",
+    "SyncStatus",
+    "plan_records",
     "CELL_COLUMNS",
     "CONDITIONS",
     "DECISION_COLUMNS",

@@ -18,17 +18,17 @@ import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 import httpx
 from pydantic import SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, CRMAdapter
-from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
 from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
@@ -113,25 +113,6 @@ class _BoundSource:
     more pages than a query returns (see paging.py)."""
 
 
-@dataclass(frozen=True)
-class UpsertOutcome:
-    """What happened to one record of ``upsert_opportunities``.
-
-    On failure ``property_name`` names the Notion property when known and ``reason`` says why; the
-    other records of the batch are unaffected.
-    """
-
-    record_id: str
-    action: Literal["created", "updated", "failed"]
-    external_id: str | None = None
-    property_name: str | None = None
-    reason: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.action != "failed"
-
-
 class NotionAdapter(CRMAdapter):
     """A Notion database of deals as a CRM backend; ids are Notion page ids.
 
@@ -197,6 +178,11 @@ class NotionAdapter(CRMAdapter):
             f"NotionAdapter(database_id={self.database_id!r}, data_source_id={self.data_source_id!r}, "
             f"base_url={self.base_url!r}, tenant_id={self.tenant_id!r})"
         )
+
+    @property
+    def mapped_fields(self) -> frozenset[str]:
+        """The fields of the property map: only these have a Notion property."""
+        return frozenset(self._property_map)
 
     # --- lifecycle and lazy set-up ----------------------------------------------------------------
 
@@ -421,6 +407,39 @@ class NotionAdapter(CRMAdapter):
         records = await self._to_opportunities(pages, deals)
         changes = [self._change_record(record, deals) for record in records]
         return sorted(changes, key=lambda change: change.changed_at)
+
+    async def read_changes(self, cursor: str | None) -> ChangeBatch:
+        """Pages edited since the cursor (an edit time) less the overlap, as ``get_changes_since``;
+        the next cursor is the latest edit time read (or the same cursor when nothing was)."""
+        since = datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        changes = await self.get_changes_since(since)
+        latest = max((change.changed_at for change in changes), default=since)
+        return ChangeBatch(changes, max(latest, since).isoformat(), list(self.read_errors))
+
+    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
+        """The deal pages with these ids, read concurrently under the rate limit; missing ones left out."""
+        found = await asyncio.gather(*(self.get_opportunity(external_id) for external_id in external_ids))
+        return [record for record in found if record is not None]
+
+    async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
+        """Update the page; the deal as written, from Notion's answer (no extra request). Nothing
+        mapped to write: the page is read instead."""
+        deals = await self._deals()
+        properties = to_notion_properties(data.changes(), deals.properties, record_id=external_id)
+        if not properties:
+            current = await self.get_opportunity(external_id)
+            if current is None:
+                raise RecordGoneError(external_id, "no such deal page")
+            return current
+        page = await self._update_page(external_id, properties=properties)
+        return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
+        """Write the Sync Key onto a page a human created, so it is linked to its new deal."""
+        deals = await self._deals()
+        assert deals.sync_key is not None
+        await self._update_page(external_id, properties=sync_key_property(sync_key, deals.sync_key))
+        self._page_by_key[str(sync_key)] = external_id
 
     def _change_record(self, record: ExternalOpportunityRead, deals: _BoundSource) -> ChangeRecord:
         return ChangeRecord(

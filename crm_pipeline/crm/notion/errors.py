@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from crm_pipeline.crm.errors import RecordGoneError
+
 
 class NotionAdapterError(Exception):
     """Base of the Notion connector's own errors."""
@@ -11,12 +13,14 @@ class DataSourceConfigError(NotionAdapterError):
     """The configured database or data source cannot be used as given (none, several, wrong one)."""
 
 
-class PageTrashedError(NotionAdapterError):
+class PageTrashedError(NotionAdapterError, RecordGoneError):
     """The page is in Notion's trash: a human deleted the deal there. Not a transient failure."""
 
     def __init__(self, page_id: str) -> None:
         self.page_id = page_id
-        super().__init__(f"Notion page {page_id} is in the trash; restore it in Notion or archive the deal")
+        RecordGoneError.__init__(
+            self, page_id, "the Notion page is in the trash; restore it in Notion or archive the deal"
+        )
 
 
 class OpportunityPageNotFoundError(NotionAdapterError):

@@ -1,0 +1,112 @@
+"""`crm-pipeline sync`: one sync pass for a tenant, against the configured store and Notion.
+
+The same ``CRM_PIPELINE_*`` settings as everything else: the deal store (embedded unless
+configured), the Notion token and database (the local sandbox's Deals database when no token is
+set). Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not
+run at all (no store, an unknown tenant, a refused token, a drifted schema).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import httpx
+
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter
+from crm_pipeline.crm.errors import PropertySchemaError
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
+from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
+from crm_pipeline.models import SyncResult
+from crm_pipeline.sandbox import DEFAULT_TOKEN
+from crm_pipeline.settings import Settings, get_settings
+from crm_pipeline.store import Database, DealRepository, StoreError
+from crm_pipeline.sync.engine import SyncEngine
+
+CANNOT_RUN = 2
+COUNTS = ("pushed", "pulled", "created", "trashed", "conflicts")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("sync", help="run one sync pass between the deal store and Notion")
+    parser.add_argument("--tenant", help="the tenant to sync (default: CRM_PIPELINE_TENANT_ID)")
+    parser.add_argument("--dry-run", action="store_true", help="say what the pass would do; write nothing")
+    parser.add_argument("--json", action="store_true", help="print one JSON object with the counts and errors")
+    parser.set_defaults(handler=run)
+
+
+def notion_adapter(settings: Settings, tenant_id: str) -> NotionAdapter:
+    """The configured Notion deals database, mapped for sync; the sandbox's Deals database when
+    no token is set."""
+    if settings.notion_token is None:
+        return NotionAdapter(
+            DEFAULT_TOKEN,
+            settings.notion_database_id or DEMO_NOTION_DATABASE_ID,
+            data_source_id=settings.notion_data_source_id,
+            base_url=settings.notion_base_url or f"http://127.0.0.1:{settings.sandbox_port}",
+            tenant_id=tenant_id,
+            property_map=SYNCED_PROPERTY_MAP,
+        )
+    if not settings.notion_database_id:
+        raise DataSourceConfigError("CRM_PIPELINE_NOTION_TOKEN is set but CRM_PIPELINE_NOTION_DATABASE_ID is not")
+    return NotionAdapter(
+        settings.notion_token,
+        settings.notion_database_id,
+        data_source_id=settings.notion_data_source_id,
+        base_url=settings.notion_base_url,
+        tenant_id=tenant_id,
+        property_map=SYNCED_PROPERTY_MAP,
+    )
+
+
+async def sync_once(settings: Settings, tenant_id: str, *, dry_run: bool) -> SyncResult:
+    """Open the store and Notion, run (or plan) one pass, close both."""
+    async with await Database.open(settings) as database:
+        external = notion_adapter(settings, tenant_id)
+        try:
+            engine = SyncEngine(PostgresAdapter(DealRepository(database), tenant_id), external, DEFAULT_FIELD_OWNERSHIP)
+            return (await engine.plan()).summary() if dry_run else await engine.run_pass()
+        finally:
+            await external.aclose()
+
+
+def _cannot_run(error: BaseException) -> bool:
+    """Errors that stop the whole pass, as against one record's."""
+    from notion_client import APIResponseError
+
+    kinds = (StoreError, PropertySchemaError, NotionAdapterError, APIResponseError, httpx.HTTPError)
+    return isinstance(error, kinds)
+
+
+def report(result: SyncResult, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:
+    counts = {name: getattr(result, name) for name in COUNTS}
+    errors = [error.model_dump() for error in result.errors]
+    return {"tenant": tenant_id, "dry_run": dry_run, "skipped": result.skipped, **counts, "errors": errors}
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    tenant_id = args.tenant or settings.tenant_id
+    try:
+        result = asyncio.run(sync_once(settings, tenant_id, dry_run=args.dry_run))
+    except Exception as error:
+        if not _cannot_run(error):
+            raise
+        print(f"crm-pipeline sync: cannot sync tenant {tenant_id!r}: {error}", file=sys.stderr)
+        return CANNOT_RUN
+    summary = report(result, tenant_id, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    if result.skipped:
+        print(f"tenant {tenant_id}: another pass is running; skipped")
+    else:
+        counts = ", ".join(f"{summary[name]} {name}" for name in COUNTS)
+        print(f"tenant {tenant_id}{' (dry run, nothing written)' if args.dry_run else ''}: {counts}")
+    for failure in result.errors:
+        print(f"  error: {failure.record_id} {failure.field or ''}: {failure.reason}")
+    return 0

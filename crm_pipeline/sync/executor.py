@@ -1,0 +1,203 @@
+"""The executor: carries out a pass's plans, record by record, and records what it did.
+
+Thin on purpose: every decision is the planner's. Per record, the external write goes first; then
+one transaction writes the pulled values into the deal store (as the human's edit), the record's
+new base and its audit entries, so a crash leaves either the old base (the next pass decides
+again and finds the write's echo equal) or the new one. A record that fails goes to the error
+ledger and ``SyncResult.errors``; the others carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+from pydantic import ValidationError
+
+from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.errors import PropertySchemaError
+from crm_pipeline.models import (
+    Actor,
+    OpportunityCreate,
+    OpportunityRead,
+    OpportunityUpdate,
+    SyncResult,
+)
+from crm_pipeline.sync.model import Side
+from crm_pipeline.sync.planner import PassPlan, RecordPlan
+from crm_pipeline.sync.status import LedgerEntry, SyncStatus
+
+__all__ = ["Executor", "Tally"]
+
+logger = logging.getLogger("crm_pipeline.sync")
+
+T = TypeVar("T")
+
+FATAL_ERRORS: tuple[type[BaseException], ...] = (PropertySchemaError,)
+"""Errors that concern every record (a drifted schema): they stop the pass instead of one record."""
+
+
+@dataclass
+class Tally:
+    """Counts and failures of a pass, turned into its ``SyncResult`` at the end."""
+
+    pushed: int = 0
+    pulled: int = 0
+    created: int = 0
+    conflicts: int = 0
+    failures: list[LedgerEntry] = field(default_factory=list)
+
+    def result(self) -> SyncResult:
+        errors = [failure.as_error() for failure in self.failures]
+        return SyncResult(
+            pushed=self.pushed,
+            pulled=self.pulled,
+            conflicts=self.conflicts,
+            created=self.created,
+            errors=errors,
+        )
+
+
+class Executor:
+    """Writes plans to both sides, at most ``concurrency`` records at a time (the adapters pace
+    their own requests under the backend's rate limit)."""
+
+    def __init__(self, external: CRMAdapter, status: SyncStatus, *, concurrency: int = 8) -> None:
+        self.external = external
+        self.status = status
+        self.repository = status.repository
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def _each(self, items: Sequence[T], work: Callable[[T], Awaitable[None]]) -> None:
+        async def slot(item: T) -> None:
+            async with self._slots:
+                await work(item)
+
+        await asyncio.gather(*(slot(item) for item in items))
+
+    async def run(self, plan: PassPlan) -> Tally:
+        """Carry out a pass's plan: links first, then adoptions and creates, then field writes."""
+        tally = Tally(failures=list(plan.failures))
+        await self.link(plan.links)
+        await self.adopt(plan.adoptions, tally)
+        await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))
+        await self.create_external(plan.creates, self.external.mapped_fields, tally)
+        await self.apply(plan.records, tally)
+        return tally
+
+    # --- linked records -----------------------------------------------------------------------
+
+    async def apply(self, plans: Sequence[RecordPlan], tally: Tally) -> None:
+        await self._each(plans, lambda plan: self._apply_one(plan, tally))
+
+    async def _apply_one(self, plan: RecordPlan, tally: Tally) -> None:
+        base = dict(plan.base)
+        audit = [entry for entry in plan.audit if entry.side is Side.PRIMARY]
+        record = str(plan.record_id)
+        if plan.push:
+            try:
+                written = await self.external.write_opportunity(plan.external_id, OpportunityUpdate(**plan.push))
+            except FATAL_ERRORS:
+                raise
+            except Exception as error:
+                tally.failures.append(LedgerEntry(record, _reason("the external write failed", error), Side.EXTERNAL))
+            else:
+                base |= {name: getattr(written, name) for name in plan.push}
+                audit += [entry for entry in plan.audit if entry.side is Side.EXTERNAL]
+                tally.pushed += 1
+        pull = self._valid_pull(plan, tally)
+        async with self.status.transaction(actor=Actor.HUMAN) as connection:
+            if pull:
+                await self.repository.update_opportunity_in(connection, plan.record_id, OpportunityUpdate(**pull))
+            base |= pull
+            audit = [entry for entry in audit if entry.side is Side.EXTERNAL or entry.field in pull]
+            await self.status.record_synced(connection, plan.record_id, plan.external_id, base, audit)
+        tally.pulled += bool(pull)
+        tally.conflicts += plan.conflicts
+
+    @staticmethod
+    def _valid_pull(plan: RecordPlan, tally: Tally) -> dict[str, Any]:
+        """The pulled values the store accepts; each refused one (an unknown stage, a cleared
+        name) goes to the ledger and the store keeps its value until it is fixed externally."""
+        pull = dict(plan.pull)
+        while pull:
+            try:
+                OpportunityUpdate(**pull)
+            except ValidationError as error:
+                refused = {str(problem["loc"][0]) for problem in error.errors() if problem["loc"]}
+                if not refused & pull.keys():
+                    raise
+                for name in refused & pull.keys():
+                    reason = f"the deal store refuses the external value: {_first_message(error, name)}"
+                    tally.failures.append(LedgerEntry(str(plan.record_id), reason, Side.PRIMARY, name, pull.pop(name)))
+            else:
+                break
+        return pull
+
+    # --- records on one side only -------------------------------------------------------------
+
+    async def create_external(self, records: Sequence[OpportunityRead], fields: frozenset[str], tally: Tally) -> None:
+        """Create deals without a link on the external side, keyed by their id (idempotent there),
+        and link each with the values sent as its base."""
+        sent = {record.id: {name: getattr(record, name) for name in fields} for record in records}
+        creates = [OpportunityCreate(id=record.id, **sent[record.id]) for record in records]
+        outcomes = await self.external.upsert_opportunities(creates) if creates else []
+        for record, outcome in zip(records, outcomes, strict=True):
+            if not outcome.ok or outcome.external_id is None:
+                reason = outcome.reason or "the external create failed"
+                tally.failures.append(LedgerEntry(str(record.id), reason, Side.EXTERNAL))
+                continue
+            async with self.status.transaction() as connection:
+                await self.status.record_synced(connection, record.id, outcome.external_id, sent[record.id])
+            tally.created += 1
+
+    async def adopt(self, pages: Sequence[tuple[str, dict[str, Any]]], tally: Tally) -> None:
+        """Make deals of external records a human created (no sync key, no link), each with its
+        link and base in the same transaction, then write each one's key back."""
+        await self._each(pages, lambda page: self._adopt_one(page[0], page[1], tally))
+
+    async def _adopt_one(self, external_id: str, values: dict[str, Any], tally: Tally) -> None:
+        try:
+            deal = OpportunityCreate(id=uuid4(), **{name: value for name, value in values.items() if value is not None})
+        except ValidationError as error:
+            reason = _reason("the external record cannot become a deal", error)
+            tally.failures.append(LedgerEntry(external_id, reason, Side.PRIMARY))
+            return
+        assert deal.id is not None
+        async with self.status.transaction(actor=Actor.HUMAN) as connection:
+            await self.repository.create_opportunity_in(connection, self.status.tenant_id, deal)
+            await self.status.record_synced(connection, deal.id, external_id, values)
+        tally.created += 1
+        await self._write_key(external_id, deal.id, tally)
+
+    async def _write_key(self, external_id: str, record_id: UUID, tally: Tally) -> None:
+        """Stamp the external record with its deal's key. A failure is retried next pass: the
+        link exists, so the record is not adopted twice."""
+        try:
+            await self.external.link_opportunity(external_id, record_id)
+        except FATAL_ERRORS:
+            raise
+        except Exception as error:
+            tally.failures.append(
+                LedgerEntry(str(record_id), _reason("writing the sync key failed", error), Side.EXTERNAL)
+            )
+
+    async def link(self, pairs: Sequence[tuple[UUID, str]]) -> None:
+        """Link external records that carry a deal's key but have no link yet; no base yet, so
+        the planner decides their fields as a first link."""
+        for record_id, external_id in pairs:
+            async with self.status.transaction() as connection:
+                await self.status.record_synced(connection, record_id, external_id, {})
+
+
+def _first_message(error: ValidationError, name: str) -> str:
+    return next((problem["msg"] for problem in error.errors() if problem["loc"][:1] == (name,)), str(error))
+
+
+def _reason(what: str, error: BaseException) -> str:
+    logger.warning("%s: %s", what, error)
+    return f"{what}: {type(error).__name__}: {error}"

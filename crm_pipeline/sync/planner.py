@@ -1,0 +1,145 @@
+"""The planner: from what each side holds and the stored base, what a pass writes. Pure.
+
+One ``decide`` call settles every (record, field) of the pass at once (docs/sync-rules.md); this
+module only gathers the cells and turns the decisions into one plan per record: the fields to
+write to each side, the base to record once those writes succeed, and the audit entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
+from crm_pipeline.models import OpportunityRead, SyncResult
+from crm_pipeline.sync.merge import cells_frame, comparable, decide
+from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
+from crm_pipeline.sync.status import AuditEntry, LedgerEntry
+
+__all__ = ["PassPlan", "RecordPlan", "RecordState", "plan_records"]
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """One linked record as the pass sees it.
+
+    ``external`` is None when the external record was not read this pass: nothing reported it
+    changed since the inbound watermark, so it still holds the base (reconciliation checks that).
+    """
+
+    record_id: UUID
+    external_id: str
+    base: Mapping[str, Any]
+    primary: Mapping[str, Any]
+    primary_changed_at: Mapping[str, datetime] = field(default_factory=dict)
+    external: Mapping[str, Any] | None = None
+    external_changed_at: datetime | None = None
+
+
+@dataclass
+class RecordPlan:
+    """What one record's pass writes: ``push`` to the external side, ``pull`` into the primary;
+    ``base`` is recorded for the settled fields at once and for the written ones once written."""
+
+    record_id: UUID
+    external_id: str
+    push: dict[str, Any] = field(default_factory=dict)
+    pull: dict[str, Any] = field(default_factory=dict)
+    base: dict[str, Any] = field(default_factory=dict)
+    audit: list[AuditEntry] = field(default_factory=list)
+    conflicts: int = 0
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.push or self.pull or self.base)
+
+
+@dataclass
+class PassPlan:
+    """Everything one pass would write, decided before anything is written (``SyncEngine.plan``).
+
+    ``creates``: deals without a link, to create externally under their key. ``adoptions``:
+    external records a human created, to become deals (external id, field values).
+    ``key_writes``: linked external records still lacking their key (an earlier pass stopped
+    before writing it). ``links``: external records carrying a deal's key but not linked yet.
+    ``records``: the linked records' field plans. ``failures``: what cannot even be planned.
+    """
+
+    creates: list[OpportunityRead] = field(default_factory=list)
+    adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    key_writes: list[tuple[str, UUID]] = field(default_factory=list)
+    links: list[tuple[UUID, str]] = field(default_factory=list)
+    records: list[RecordPlan] = field(default_factory=list)
+    failures: list[LedgerEntry] = field(default_factory=list)
+
+    def summary(self) -> SyncResult:
+        """The pass's counts as if every write succeeds."""
+        return SyncResult(
+            pushed=sum(bool(plan.push) for plan in self.records),
+            pulled=sum(bool(plan.pull) for plan in self.records),
+            conflicts=sum(plan.conflicts for plan in self.records),
+            created=len(self.creates) + len(self.adoptions),
+            errors=[failure.as_error() for failure in self.failures],
+        )
+
+
+def _cells(state: RecordState, fields: Iterable[str]) -> Iterable[tuple[str, FieldState]]:
+    for name in fields:
+        base = state.base.get(name)
+        external = base if state.external is None else state.external.get(name)
+        yield (
+            str(state.record_id),
+            FieldState(
+                name,
+                base,
+                state.primary.get(name),
+                external,
+                state.primary_changed_at.get(name),
+                None if state.external is None else state.external_changed_at,
+            ),
+        )
+
+
+def plan_records(
+    states: Iterable[RecordState],
+    ownership: FieldOwnershipConfig,
+    mapped_fields: Collection[str],
+    *,
+    precision: timedelta = EXTERNAL_TIME_PRECISION,
+) -> list[RecordPlan]:
+    """One plan per record whose pass writes or records anything, in the order given.
+
+    Fields outside ``mapped_fields`` never travel and are not asked about. A field whose base
+    already holds the common value needs nothing recorded.
+    """
+    states = list(states)
+    fields = sorted(mapped_fields)
+    cells = [cell for state in states for cell in _cells(state, fields)]
+    if not cells:
+        return []
+    decided = decide(cells_frame(cells, ownership, fields), precision=precision)
+    by_record = {str(state.record_id): state for state in states}
+    plans = {key: RecordPlan(state.record_id, state.external_id) for key, state in by_record.items()}
+    for (record, name, outcome, winner, value, rule), (_, cell) in zip(
+        decided[["record", "field", "outcome", "winner", "value", "rule"]].itertuples(index=False, name=None),
+        cells,
+        strict=True,
+    ):
+        plan, state = plans[record], by_record[record]
+        if outcome is Outcome.NOTHING:
+            if name not in state.base or comparable(state.base[name]) != comparable(value):
+                plan.base[name] = value
+            continue
+        if winner is None:  # error, unmapped: nothing written, the base stays
+            continue
+        if winner is Side.PRIMARY:
+            plan.push[name] = value
+            plan.audit.append(AuditEntry(name, cell.external, value, Side.EXTERNAL, outcome, rule))
+        else:
+            plan.pull[name] = value
+            plan.audit.append(AuditEntry(name, cell.primary, value, Side.PRIMARY, outcome, rule))
+        plan.conflicts += outcome is Outcome.CONFLICT
+    return [plan for plan in plans.values() if plan.changes_anything]

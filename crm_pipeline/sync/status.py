@@ -1,0 +1,279 @@
+"""The sync's state in PostgreSQL (migration 0004), for one tenant and connector.
+
+Links (deal ⇄ external record), bases (what both sides held after the last successful sync, per
+field), watermarks per direction, the error ledger and the audit log. Writes that cover a deal's
+data take the caller's transaction, so a pulled value, its new base and its audit entry commit
+together or not at all; nothing here is cached, so a new process continues where the last stopped.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
+from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
+from crm_pipeline.store import DealRepository
+from crm_pipeline.store.schema import sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
+from crm_pipeline.sync.model import Outcome, Rule, Side
+
+__all__ = ["AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
+
+_FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
+    name: TypeAdapter(OpportunityRead.model_fields[name].rebuild_annotation()) for name in OPPORTUNITY_FIELDS
+}
+
+
+def encode_value(value: Any) -> Any:
+    """A field value as JSON, as the change log stores it (decimals as text, dates ISO)."""
+    return to_jsonable_python(value)
+
+
+def decode_value(field: str, value: Any) -> Any:
+    """A field value read back from JSON into the field's own type (Decimal, date …)."""
+    return None if value is None else _FIELD_TYPES[field].validate_python(value)
+
+
+class Direction(enum.StrEnum):
+    OUTBOUND = "outbound"
+    """The primary's change-feed cursor: everything before it has been planned."""
+    INBOUND = "inbound"
+    """The external side's change cursor (for Notion an edit time, read back with an overlap)."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One write the sync decided: the field, its value before and after, the side written, why."""
+
+    field: str
+    old: Any
+    new: Any
+    side: Side
+    outcome: Outcome
+    rule: Rule
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """A record (and field, '' for the whole record) that could not sync, and why."""
+
+    record_id: str
+    reason: str
+    side: Side
+    field: str = ""
+    value: Any = None
+
+    def as_error(self) -> SyncError:
+        return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
+
+
+class SyncStatus:
+    """One tenant's sync state with one connector."""
+
+    def __init__(self, repository: DealRepository, tenant_id: str, connector: str) -> None:
+        self.repository = repository
+        self.tenant_id = tenant_id
+        self.connector = connector
+
+    def transaction(self, *, actor: Actor | None = None) -> AbstractAsyncContextManager[AsyncConnection]:
+        """A transaction of this tenant (writing as ``actor``), for a record's data and its sync state."""
+        return self.repository.transaction(self.tenant_id, actor=actor)
+
+    def _scope(self, table: Table) -> ColumnElement[bool]:
+        return (table.c.tenant_id == self.tenant_id) & (table.c.connector == self.connector)
+
+    # --- one pass at a time -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def pass_lock(self) -> AsyncIterator[bool]:
+        """Hold this tenant's sync lock for the block; yields False at once when another pass has it.
+
+        A transaction-scoped advisory lock on a connection of its own: it never writes, so it
+        gets no transaction id and does not hold the change feed back.
+        """
+        async with self.transaction() as connection:
+            key = f"crm_pipeline.sync:{self.tenant_id}:{self.connector}"
+            acquired = await connection.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext(:key))"), {"key": key})
+            yield bool(acquired)
+
+    # --- links and bases ----------------------------------------------------------------------
+
+    async def links(self, record_ids: Iterable[UUID] | None = None) -> dict[UUID, str]:
+        """record id -> external id, for these records (all linked records when None)."""
+        query = select(sync_links.c.record_id, sync_links.c.external_id).where(self._scope(sync_links))
+        if record_ids is not None:
+            query = query.where(sync_links.c.record_id.in_(list(record_ids)))
+        async with self.transaction() as connection:
+            return {row.record_id: row.external_id for row in await connection.execute(query)}
+
+    async def links_by_external(self, external_ids: Iterable[str]) -> dict[str, UUID]:
+        """external id -> record id, for the linked ones of these external records."""
+        query = select(sync_links.c.record_id, sync_links.c.external_id).where(
+            self._scope(sync_links), sync_links.c.external_id.in_(list(external_ids))
+        )
+        async with self.transaction() as connection:
+            return {row.external_id: row.record_id for row in await connection.execute(query)}
+
+    async def bases(self, record_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
+        """record id -> {field: base value}, decoded to each field's type; fields never synced are absent."""
+        query = select(sync_base.c.record_id, sync_base.c.field, sync_base.c.value).where(
+            self._scope(sync_base), sync_base.c.record_id.in_(list(record_ids))
+        )
+        bases: dict[UUID, dict[str, Any]] = {}
+        async with self.transaction() as connection:
+            for row in await connection.execute(query):
+                bases.setdefault(row.record_id, {})[row.field] = decode_value(row.field, row.value)
+        return bases
+
+    async def record_synced(
+        self,
+        connection: AsyncConnection,
+        record_id: UUID,
+        external_id: str,
+        base: Mapping[str, Any],
+        audit: Sequence[AuditEntry] = (),
+    ) -> None:
+        """In the caller's transaction: link the record, set the given fields' bases, append the
+        audit entries, and clear the record's ledger entries (it synced)."""
+        await connection.execute(
+            insert(sync_links)
+            .values(tenant_id=self.tenant_id, connector=self.connector, record_id=record_id, external_id=external_id)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "connector", "record_id"])
+        )
+        if base:
+            rows = [
+                {
+                    "tenant_id": self.tenant_id,
+                    "connector": self.connector,
+                    "record_id": record_id,
+                    "field": field,
+                    "value": encode_value(value),
+                }
+                for field, value in base.items()
+            ]
+            statement = insert(sync_base).values(rows)
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["tenant_id", "connector", "record_id", "field"],
+                    set_={"value": statement.excluded.value, "synced_at": func.now()},
+                )
+            )
+        if audit:
+            await connection.execute(
+                insert(sync_audit).values(
+                    [
+                        {
+                            "tenant_id": self.tenant_id,
+                            "connector": self.connector,
+                            "record_id": record_id,
+                            "external_id": external_id,
+                            "field": entry.field,
+                            "old": encode_value(entry.old),
+                            "new": encode_value(entry.new),
+                            "side": entry.side.value,
+                            "outcome": entry.outcome.value,
+                            "rule": entry.rule.value,
+                        }
+                        for entry in audit
+                    ]
+                )
+            )
+        await connection.execute(
+            delete(sync_errors).where(self._scope(sync_errors), sync_errors.c.record_id == str(record_id))
+        )
+
+    # --- watermarks ---------------------------------------------------------------------------
+
+    async def watermark(self, direction: Direction) -> tuple[str, datetime] | None:
+        """The stored position for ``direction`` and when it was stored, or None before the first pass."""
+        query = select(sync_watermarks.c.position, sync_watermarks.c.updated_at).where(
+            self._scope(sync_watermarks), sync_watermarks.c.direction == direction.value
+        )
+        async with self.transaction() as connection:
+            row = (await connection.execute(query)).one_or_none()
+        return None if row is None else (row.position, row.updated_at)
+
+    async def set_watermark(self, direction: Direction, position: str) -> None:
+        statement = insert(sync_watermarks).values(
+            tenant_id=self.tenant_id, connector=self.connector, direction=direction.value, position=position
+        )
+        async with self.transaction() as connection:
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["tenant_id", "connector", "direction"],
+                    set_={"position": statement.excluded.position, "updated_at": func.now()},
+                )
+            )
+
+    # --- the error ledger and the audit log ---------------------------------------------------
+
+    async def record_errors(self, entries: Sequence[LedgerEntry]) -> None:
+        """Add or refresh ledger entries (attempts counted); retried by every later pass."""
+        if not entries:
+            return
+        unique = {(entry.record_id, entry.field): entry for entry in entries}
+        statement = insert(sync_errors).values(
+            [
+                {
+                    "tenant_id": self.tenant_id,
+                    "connector": self.connector,
+                    "record_id": entry.record_id,
+                    "field": entry.field,
+                    "side": entry.side.value,
+                    "value": encode_value(entry.value),
+                    "reason": entry.reason,
+                    "attempts": 1,
+                }
+                for entry in unique.values()
+            ]
+        )
+        async with self.transaction() as connection:
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["tenant_id", "connector", "record_id", "field"],
+                    set_={
+                        "side": statement.excluded.side,
+                        "value": statement.excluded.value,
+                        "reason": statement.excluded.reason,
+                        "attempts": sync_errors.c.attempts + 1,
+                        "last_seen_at": func.now(),
+                    },
+                )
+            )
+
+    async def errors(self) -> list[LedgerEntry]:
+        query = (
+            select(sync_errors).where(self._scope(sync_errors)).order_by(sync_errors.c.record_id, sync_errors.c.field)
+        )
+        async with self.transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [LedgerEntry(row.record_id, row.reason, Side(row.side), row.field, row.value) for row in rows]
+
+    async def audit(self, record_id: UUID | None = None) -> list[AuditEntry]:
+        """The audit log in the order written (of one record, or all)."""
+        query = select(sync_audit).where(self._scope(sync_audit)).order_by(sync_audit.c.sequence)
+        if record_id is not None:
+            query = query.where(sync_audit.c.record_id == record_id)
+        async with self.transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            AuditEntry(
+                row.field,
+                decode_value(row.field, row.old),
+                decode_value(row.field, row.new),
+                Side(row.side),
+                Outcome(row.outcome),
+                Rule(row.rule),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,82 @@
+"""`crm-pipeline sync`: the demo database synced both ways by the command, JSON out, clear refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from uuid import uuid4
+
+import pytest
+
+from crm_pipeline.cli import main
+from crm_pipeline.demo import demo_notion_seed, demo_opportunities, seed_demo
+from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline.settings import Settings, get_settings
+from crm_pipeline.store import Database, DealRepository
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def configured(
+    store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The command's settings point at the test database and the sandbox's demo Deals database;
+    returns a tenant seeded with the demo deals."""
+    control.reset()
+    control.seed(demo_notion_seed())
+    monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", store_settings.database_name)
+    monkeypatch.setenv("CRM_PIPELINE_NOTION_BASE_URL", sandbox_server.base_url)
+    monkeypatch.delenv("CRM_PIPELINE_NOTION_TOKEN", raising=False)
+    monkeypatch.delenv("CRM_PIPELINE_NOTION_DATABASE_ID", raising=False)
+    get_settings.cache_clear()
+    tenant = f"t-{uuid4().hex[:16]}"
+
+    async def seed() -> None:
+        async with await Database.open(get_settings()) as database:
+            await seed_demo(DealRepository(database), tenant)
+
+    asyncio.run(seed())
+    yield tenant
+    get_settings.cache_clear()
+
+
+def sync(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["sync", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_sync_command_syncs_the_demo_database_both_ways(configured: str, capsys: pytest.CaptureFixture[str]) -> None:
+    human_pages = len(demo_notion_seed()["databases"][0]["pages"])
+    code, out, _ = sync(capsys, "--tenant", configured, "--dry-run", "--json")
+    assert code == 0
+    planned = json.loads(out)
+    assert (planned["dry_run"], planned["created"], planned["errors"]) == (
+        True,
+        len(demo_opportunities()) + human_pages,
+        [],
+    )
+
+    code, out, _ = sync(capsys, "--tenant", configured, "--json")
+    assert code == 0
+    assert json.loads(out) == {
+        "tenant": configured,
+        "dry_run": False,
+        "skipped": False,
+        "pushed": 0,
+        "pulled": 0,
+        "created": len(demo_opportunities()) + human_pages,
+        "trashed": 0,
+        "conflicts": 0,
+        "errors": [],
+    }
+    code, out, _ = sync(capsys, "--tenant", configured)
+    assert (code, out.strip()) == (0, f"tenant {configured}: 0 pushed, 0 pulled, 0 created, 0 trashed, 0 conflicts")
+
+
+def test_sync_command_refuses_an_unknown_tenant_clearly(configured: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = sync(capsys, "--tenant", "nobody-here", "--json")
+    assert (code, out) == (2, "")
+    assert "cannot sync tenant 'nobody-here'" in err and "unknown tenant" in err

@@ -1,0 +1,359 @@
+"""SyncEngine end to end: the real deal store and the sandbox Notion over HTTP, one rule at a time.
+
+The agent writes through the repository (its change log dates each field); a human edits pages
+through the sandbox's control surface, on the sandbox's clock. Request counts come from the
+sandbox's statistics.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter, SyncEngine
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
+from crm_pipeline.models import OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.store import DealRepository
+from crm_pipeline.sync import Direction, Outcome, Rule, Side
+from crm_pipeline_tests.crm.conftest import Workspace
+
+pytestmark = pytest.mark.integration
+
+
+async def new_deal(
+    repository: DealRepository, tenant: str, name: str = "Acme renewal", **fields: Any
+) -> OpportunityRead:
+    return await repository.create_opportunity(tenant, OpportunityCreate(name=name, **fields))
+
+
+def page_of(workspace: Workspace, deal_id: UUID) -> dict[str, Any]:
+    [page] = [
+        page
+        for page in workspace.control.all_pages(workspace.data_source_id)
+        if "".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"]) == str(deal_id)
+    ]
+    return page
+
+
+def human_edit(workspace: Workspace, page_id: str, **properties: Any) -> None:
+    workspace.control.human_update_page(page_id, {"properties": properties})
+
+
+def page_writes(workspace: Workspace) -> int:
+    routes = workspace.control.stats()["by_route"]
+    return sum(sum(routes.get(route, {}).values()) for route in ("POST /v1/pages", "PATCH /v1/pages/{page_id}"))
+
+
+async def stored(repository: DealRepository, tenant: str, deal_id: UUID) -> OpportunityRead:
+    deal = await repository.get_opportunity(tenant, deal_id)
+    assert deal is not None
+    return deal
+
+
+def moved_clock(workspace: Workspace, minutes: float) -> None:
+    """The sandbox's clock at the real time plus ``minutes`` (the deal store dates by the real clock)."""
+    workspace.control.set_clock(datetime.now(UTC) + timedelta(minutes=minutes))
+
+
+async def test_a_new_deal_is_created_in_notion_once_with_its_sync_key(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant, estimated_value=Decimal("1200.50"), custom_notes="from the agent")
+    result = await engine.run_pass()
+    assert (result.created, result.errors) == (1, [])
+    page = page_of(workspace, deal.id)
+    assert page["properties"]["Value"]["number"] == 1200.5
+    assert page["properties"]["Notes"]["rich_text"][0]["plain_text"] == "from the agent"
+    assert await engine.status.links([deal.id]) == {deal.id: page["id"]}
+    # Linked: a second pass neither creates again nor writes anything.
+    workspace.control.reset_stats()
+    assert await engine.run_pass() == SyncResult()
+    assert page_writes(workspace) == 0
+
+
+async def test_after_a_push_the_next_pass_applies_nothing_and_sends_no_write(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    await repository.update_opportunity(
+        tenant, deal.id, OpportunityUpdate(deal_stage="Qualified", probability=Decimal("0.4"))
+    )
+    pushed = await engine.run_pass()
+    assert (pushed.pushed, pushed.pulled) == (1, 0)
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
+    # The push echoes back as an edit of the page; it is recognised by value.
+    workspace.control.reset_stats()
+    echo = await engine.run_pass()
+    assert echo == SyncResult()
+    assert page_writes(workspace) == 0
+    assert workspace.control.stats()["total"] <= 1  # one query for the changes, nothing else
+
+
+async def test_only_the_fields_that_differ_from_the_base_are_sent(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    for stage in ("Qualified", "Proposal"):  # two writes of one record coalesce into one page write
+        await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage=stage))
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(qualification_snapshot={"budget": "ok"}))
+    sent: list[Any] = []
+    workspace.sent.clear()
+    await engine.run_pass()
+    sent = [body for method, path, body in workspace.sent if method == "PATCH"]
+    assert len(sent) == 1
+    [written] = sent
+    assert [prop["select"]["name"] for prop in written["properties"].values()] == ["Proposal"]
+
+
+async def test_agent_owned_field_goes_out_and_an_agent_change_wins_over_a_human_one(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant, probability=Decimal("0.5"))
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    human_edit(workspace, page_id, Probability={"number": 0.9})
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(probability=Decimal("0.7")))
+    result = await engine.run_pass()
+    assert (result.pushed, result.conflicts) == (1, 1)
+    assert page_of(workspace, deal.id)["properties"]["Probability"]["number"] == 0.7
+    assert (await stored(repository, tenant, deal.id)).probability == Decimal("0.7")
+    [entry] = await engine.status.audit(deal.id)
+    assert (entry.field, entry.old, entry.new, entry.side, entry.outcome, entry.rule) == (
+        "probability",
+        Decimal("0.9"),
+        Decimal("0.7"),
+        Side.EXTERNAL,
+        Outcome.CONFLICT,
+        Rule.AGENT_OWNED,
+    )
+
+
+async def test_a_human_override_of_an_agent_owned_field_is_kept_and_recorded(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant, probability=Decimal("0.5"))
+    await engine.run_pass()
+    human_edit(workspace, page_of(workspace, deal.id)["id"], Probability={"number": 0.2})
+    result = await engine.run_pass()
+    assert (result.pulled, result.pushed) == (1, 0)
+    assert (await stored(repository, tenant, deal.id)).probability == Decimal("0.2")
+    assert [(e.outcome, e.rule) for e in await engine.status.audit(deal.id)] == [
+        (Outcome.OVERRIDE, Rule.HUMAN_OVERRIDE)
+    ]
+    assert page_of(workspace, deal.id)["properties"]["Probability"]["number"] == 0.2
+
+
+async def test_human_owned_fields_come_in_and_an_agent_write_is_put_back(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    human_edit(
+        workspace,
+        page_id,
+        Notes={"rich_text": [{"text": {"content": "call after the holidays"}}]},
+        **{"Stage Override": {"select": {"name": "Negotiation"}}},
+    )
+    assert (await engine.run_pass()).pulled == 1
+    pulled = await stored(repository, tenant, deal.id)
+    assert (pulled.custom_notes, pulled.override_stage) == ("call after the holidays", "Negotiation")
+    # The agent writes a human-owned field: it never goes out, and the team's value is restored.
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
+    workspace.control.reset_stats()
+    assert (await engine.run_pass()).pulled == 1
+    assert page_writes(workspace) == 0
+    assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
+
+
+@pytest.mark.parametrize(
+    ("human_minutes", "winner"),
+    [(10, "human"), (-10, "agent"), (0, "human")],
+    ids=["human-later", "agent-later", "same-minute-tie"],
+)
+async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
+    engine: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+    human_minutes: float,
+    winner: str,
+) -> None:
+    deal = await new_deal(repository, tenant, estimated_value=Decimal("100"))
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
+    moved_clock(workspace, human_minutes)
+    human_edit(workspace, page_id, Value={"number": 300})
+    result = await engine.run_pass()
+    expected = Decimal("300") if winner == "human" else Decimal("200")
+    assert result.conflicts == 1
+    assert (await stored(repository, tenant, deal.id)).estimated_value == expected
+    assert page_of(workspace, deal.id)["properties"]["Value"]["number"] == expected
+    [entry] = await engine.status.audit(deal.id)
+    assert entry.rule is (Rule.TIE_GOES_TO_HUMAN if human_minutes == 0 else Rule.LAST_WRITE_WINS)
+
+
+async def test_two_human_edits_within_one_minute_both_come_in(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    workspace.control.set_clock(datetime(2030, 5, 1, 9, 30, 5, tzinfo=UTC))
+    human_edit(workspace, page_id, Value={"number": 10})
+    assert (await engine.run_pass()).pulled == 1
+    workspace.control.advance_clock(20)  # the same minute: Notion's edit time does not move
+    human_edit(workspace, page_id, Value={"number": 20})
+    assert (await engine.run_pass()).pulled == 1
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal("20")
+
+
+async def test_a_value_the_store_refuses_fails_that_record_only_and_is_retried(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    bad, good = await new_deal(repository, tenant), await new_deal(repository, tenant, name="Globex")
+    await engine.run_pass()
+    human_edit(workspace, page_of(workspace, bad.id)["id"], Stage={"select": {"name": "Won-ish"}}, Value={"number": 5})
+    human_edit(workspace, page_of(workspace, good.id)["id"], Value={"number": 7})
+    result = await engine.run_pass()
+    assert [(e.record_id, e.field) for e in result.errors] == [(str(bad.id), "deal_stage")]
+    assert "unknown deal stage" in result.errors[0].reason
+    refused = await stored(repository, tenant, bad.id)
+    assert (refused.deal_stage, refused.estimated_value) == ("Lead", Decimal("5"))  # the rest of the record syncs
+    assert (await stored(repository, tenant, good.id)).estimated_value == Decimal("7")
+    assert [(e.record_id, e.field) for e in await engine.status.errors()] == [(str(bad.id), "deal_stage")]
+    # Fixed in Notion: the next pass takes it and clears the ledger.
+    human_edit(workspace, page_of(workspace, bad.id)["id"], Stage={"select": {"name": "Proposal"}})
+    assert (await engine.run_pass()).errors == []
+    assert (await stored(repository, tenant, bad.id)).deal_stage == "Proposal"
+    assert await engine.status.errors() == []
+
+
+async def test_a_failed_external_write_goes_to_the_ledger_and_is_retried(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    # The store holds it; a Notion number (a double) cannot, exactly.
+    too_precise = Decimal("1234567890123456.78")
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=too_precise, name="Acme 2"))
+    result = await engine.run_pass()
+    assert [e.record_id for e in result.errors] == [str(deal.id)]
+    assert "Value" in result.errors[0].reason
+    assert [e.record_id for e in await engine.status.errors()] == [str(deal.id)]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("12.5")))
+    assert (await engine.run_pass()).errors == []
+    page = page_of(workspace, deal.id)
+    assert page["properties"]["Value"]["number"] == 12.5
+    assert page["properties"]["Deal Name"]["title"][0]["plain_text"] == "Acme 2"
+    assert await engine.status.errors() == []
+
+
+async def test_a_page_a_human_created_becomes_a_deal_and_gets_its_key(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    workspace.control.human_create_page(
+        {
+            "parent": {"data_source_id": workspace.data_source_id},
+            "properties": {
+                "Deal Name": {"title": [{"text": {"content": "Vandelay imports"}}]},
+                "Stage": {"select": {"name": "Qualified"}},
+                "Value": {"number": 42},
+            },
+        }
+    )
+    result = await engine.run_pass()
+    assert (result.created, result.errors) == (1, [])
+    [deal] = await repository.list_opportunities(tenant)
+    assert (deal.name, deal.estimated_value) == ("Vandelay imports", Decimal("42"))
+    assert page_of(workspace, deal.id)["properties"]["Deal Name"]["title"][0]["plain_text"] == "Vandelay imports"
+    await engine.run_pass()
+    assert len(await repository.list_opportunities(tenant)) == 1
+    assert len(workspace.control.all_pages(workspace.data_source_id)) == 1
+
+
+async def test_a_page_that_cannot_be_read_is_reported_not_dropped(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    page = workspace.control.human_create_page(
+        {"parent": {"data_source_id": workspace.data_source_id}, "properties": {"Value": {"number": 1}}}
+    )
+    result = await engine.run_pass()
+    assert [(e.record_id, e.field) for e in result.errors] == [(page["id"], "name")]
+    assert await repository.list_opportunities(tenant) == []
+
+
+async def test_a_concurrent_pass_of_the_same_tenant_skips_at_once(
+    engine: SyncEngine, repository: DealRepository, tenant: str
+) -> None:
+    await new_deal(repository, tenant)
+    async with engine.status.pass_lock() as held:
+        assert held
+        assert await engine.run_pass() == SyncResult(skipped=True)
+    assert (await engine.run_pass()).created == 1
+
+
+async def test_sync_inbound_updates_last_sync(
+    engine: SyncEngine,
+    primary: PostgresAdapter,
+    notion: NotionAdapter,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    human_edit(workspace, page_of(workspace, deal.id)["id"], Value={"number": 99})
+    before = datetime.now(UTC)
+    assert (await engine.sync_inbound()).pulled == 1
+    assert engine._last_sync is not None and engine._last_sync >= before
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal("99")
+    # A new process continues from the stored watermark and bases: nothing is pulled again.
+    again = SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP)
+    assert await again.status.watermark(Direction.INBOUND) is not None
+    assert await again.sync_inbound() == SyncResult()
+
+
+async def test_sync_outbound_reads_the_page_first_and_keeps_a_human_edit(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    human_edit(workspace, page_of(workspace, deal.id)["id"], Notes={"rich_text": [{"text": {"content": "keep me"}}]})
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    changes = await repository.changes_since(tenant, datetime(2000, 1, 1, tzinfo=UTC))
+    result = await engine.sync_outbound(changes)
+    assert (result.pushed, result.pulled) == (1, 1)
+    page = page_of(workspace, deal.id)
+    assert page["properties"]["Stage"]["select"]["name"] == "Qualified"
+    assert page["properties"]["Notes"]["rich_text"][0]["plain_text"] == "keep me"
+    assert uuid4() != deal.id
+
+
+async def test_plan_says_what_a_pass_would_do_and_writes_nothing(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    linked = await new_deal(repository, tenant, estimated_value=Decimal("100"))
+    await engine.run_pass()
+    new = await new_deal(repository, tenant, name="Globex")
+    await repository.update_opportunity(tenant, linked.id, OpportunityUpdate(estimated_value=Decimal("200")))
+    moved_clock(workspace, 10)
+    human_edit(workspace, page_of(workspace, linked.id)["id"], Value={"number": 300})
+    workspace.control.reset_stats()
+    plan = await engine.plan()
+    assert [deal.id for deal in plan.creates] == [new.id]
+    [record] = plan.records
+    assert (record.record_id, record.pull, record.conflicts) == (linked.id, {"estimated_value": Decimal("300")}, 1)
+    assert plan.summary() == SyncResult(pulled=1, conflicts=1, created=1)
+    assert page_writes(workspace) == 0
+    assert (await stored(repository, tenant, linked.id)).estimated_value == Decimal("200")
+    # Nothing moved: the pass itself then does exactly that.
+    result = await engine.run_pass()
+    assert (result.created, result.pulled, result.conflicts) == (1, 1, 1)
