@@ -194,7 +194,7 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
     command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select"]
     with _notion(settings):  # the sandbox `crm-pipeline dev` serves
         run = subprocess.run(
-            [*command, "postgres_opportunities,notion_pages"],
+            [*command, "*", "--partition", settings.tenant_id],
             cwd=PROJECT_ROOT,
             env=environment,
             capture_output=True,

@@ -1,0 +1,48 @@
+"""The writes: the decisions applied to the external CRM, then to the deal store."""
+
+import dagster as dg
+
+from crm_pipeline.defs.assets.tenant_pass import result_metadata, tenant_pass
+from crm_pipeline.defs.partitions import tenant_partitions
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.defs.staged import Decisions
+
+
+@dg.asset(group_name="sync", kinds={"notion"}, partitions_def=tenant_partitions)
+async def outbound_sync(
+    context: dg.AssetExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    reconciled_deals: Decisions,
+) -> dg.MaterializeResult[None]:
+    """Deals created and fields pushed to the external CRM, as the reconciliation decided."""
+    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
+        result = await run.sync.write_outbound(reconciled_deals)
+        metadata = {**result_metadata(result), **run.request_metadata()}
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(
+    group_name="sync",
+    kinds={"postgres"},
+    partitions_def=tenant_partitions,
+    deps=[outbound_sync],
+)
+async def inbound_sync(
+    context: dg.AssetExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    reconciled_deals: Decisions,
+) -> dg.MaterializeResult[None]:
+    """Human edits and pages pulled into the deal store; then both watermarks move on."""
+    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
+        result = await run.sync.write_inbound(reconciled_deals)
+        metadata = {
+            **result_metadata(result),
+            "outbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.primary.lag_seconds, 1)),
+            "inbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.external.lag_seconds, 1)),
+            **run.request_metadata(),
+        }
+    return dg.MaterializeResult(metadata=metadata)
