@@ -12,6 +12,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crm_pipeline.dev",
     "crm_pipeline.sandbox.cli",
     "crm_pipeline.sync.cli",
+    "crm_pipeline.defs.tenants_cli",
 )
 
 

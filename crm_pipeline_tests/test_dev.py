@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from uuid import uuid4
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -180,21 +182,29 @@ def _free_port() -> int:
 
 
 def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> None:
-    """`dagster asset materialize` run in the checkout with nothing but PATH and HOME (and a data
-    directory of the test's own): the embedded deal store and the sandbox Notion, found at run time."""
+    """`dagster asset materialize` of the whole sync for the demo tenant, run in the checkout with
+    nothing but PATH, HOME and an instance holding the tenant's partition (as the partitions sensor
+    or `crm-pipeline tenants add` leaves it): the embedded deal store and the sandbox Notion, found
+    at run time."""
     settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=_free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("tenant", [settings.tenant_id])
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(dagster_home),
         "CRM_PIPELINE_DATA_DIR": str(tmp_path),
         "CRM_PIPELINE_SANDBOX_PORT": str(settings.sandbox_port),
     }
     dagster = str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select"]
+    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*"]
     with _notion(settings):  # the sandbox `crm-pipeline dev` serves
         run = subprocess.run(
-            [*command, "*", "--partition", settings.tenant_id],
+            [*command, "--partition", settings.tenant_id],
             cwd=PROJECT_ROOT,
             env=environment,
             capture_output=True,
@@ -202,6 +212,6 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
             timeout=180,
         )
     assert run.returncode == 0, run.stderr[-3000:]
-    for asset in ("postgres_opportunities", "notion_pages"):
+    for asset in ("postgres_opportunities", "notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync"):
         assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
     assert "RUN_SUCCESS" in run.stderr
