@@ -11,6 +11,7 @@ import dagster as dg
 from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
 from crm_pipeline.defs.assets.sync import inbound_sync
 from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
+from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
 from crm_pipeline.defs.staged import Decisions, SideChanges
 from crm_pipeline.sync.merge import comparable
@@ -23,9 +24,16 @@ MAX_LAG_SECONDS = 300
 DRIFT_SAMPLE = 20
 """Records of a pass compared with both sides afterwards (each costs one external read)."""
 
+# Every check is partitioned like its asset (a Dagster preview feature in 1.13): an unpartitioned
+# check would load the asset's value of every tenant, not the run's.
+
 
 # Dagster's stub types check functions as sync only; async ones run on the run's loop (dagster#28315).
-@dg.asset_check(asset=postgres_opportunities, description="Every opportunity has change-log history.")  # type: ignore[arg-type]
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=postgres_opportunities,
+    description="Every opportunity has change-log history.",
+)
 async def opportunities_have_change_history(
     context: dg.AssetCheckExecutionContext, deal_store: DealStoreResource
 ) -> dg.AssetCheckResult:
@@ -39,6 +47,7 @@ async def opportunities_have_change_history(
 
 
 @dg.asset_check(
+    partitions_def=tenant_partitions,
     asset=notion_pages,
     blocking=True,
     description="The property map matches the external data source's schema; nothing is written otherwise.",
@@ -52,7 +61,9 @@ def mapping_matches_schema(notion_pages: SideChanges) -> dg.AssetCheckResult:
     )
 
 
-@dg.asset_check(asset=notion_pages, description="Every changed page maps to an opportunity.")
+@dg.asset_check(
+    partitions_def=tenant_partitions, asset=notion_pages, description="Every changed page maps to an opportunity."
+)
 def pages_map_cleanly(notion_pages: SideChanges) -> dg.AssetCheckResult:
     """A page whose values cannot be mapped (a stage not in the pipeline) cannot sync until
     someone fixes it; this names each such page."""
@@ -65,6 +76,7 @@ def pages_map_cleanly(notion_pages: SideChanges) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
     asset=notion_pages,
     blocking=True,
     description="No deal is linked to two pages and no page to two deals.",
@@ -98,6 +110,7 @@ async def one_page_per_deal(
 
 
 @dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
     asset=inbound_sync,
     additional_ins={"reconciled_deals": dg.AssetIn()},
     description="The records a pass synced agree with their base on both sides.",
@@ -134,7 +147,11 @@ async def settled_records_agree(
     )
 
 
-@dg.asset_check(asset=inbound_sync, description=f"At most {ERROR_LEDGER_THRESHOLD} records wait in the error ledger.")  # type: ignore[arg-type]
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=inbound_sync,
+    description=f"At most {ERROR_LEDGER_THRESHOLD} records wait in the error ledger.",
+)
 async def error_ledger_under_threshold(
     context: dg.AssetCheckExecutionContext,
     deal_store: DealStoreResource,
@@ -156,7 +173,11 @@ async def error_ledger_under_threshold(
     )
 
 
-@dg.asset_check(asset=inbound_sync, description=f"The last finished pass is at most {MAX_LAG_SECONDS} s old.")  # type: ignore[arg-type]
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=inbound_sync,
+    description=f"The last finished pass is at most {MAX_LAG_SECONDS} s old.",
+)
 async def sync_lag_within_bound(
     context: dg.AssetCheckExecutionContext,
     deal_store: DealStoreResource,
