@@ -10,6 +10,7 @@ from crm_pipeline.defs import checks
 from crm_pipeline.defs.assets.reconcile import reconciled_deals
 from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
 from crm_pipeline.defs.assets.sync import inbound_sync, outbound_sync
+from crm_pipeline.defs.housekeeping import dagster_housekeeping, housekeeping_daily
 from crm_pipeline.defs.resources import DealStoreResource, NotionResource, TenantsResource
 from crm_pipeline.defs.schedules import deals_sync_job, sync_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
@@ -19,8 +20,8 @@ RESOURCES = {"deal_store": DealStoreResource(), "crm": NotionResource(), "tenant
 defs = dg.Definitions(
     assets=[postgres_opportunities, notion_pages, reconciled_deals, outbound_sync, inbound_sync],
     asset_checks=dg.load_asset_checks_from_modules([checks]),
-    jobs=[deals_sync_job],
-    schedules=[sync_every_minute],
+    jobs=[deals_sync_job, dagster_housekeeping],
+    schedules=[sync_every_minute, housekeeping_daily],
     sensors=[tenant_partitions_sensor],
     resources=RESOURCES,
     # Runs launched from the UI or `dagster asset materialize` too: the multiprocess executor costs
