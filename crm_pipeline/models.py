@@ -409,7 +409,8 @@ class SyncError(_Model):
 class SyncResult(_Model):
     """What one sync pass did: records written out (``pushed``) and in (``pulled``), records
     created on either side, records trashed or archived, fields settled as conflicts, and the
-    records that failed. ``skipped``: another pass of the tenant was running, so this one did nothing."""
+    records that failed. ``skipped``: another pass of the tenant was running, so this one did nothing.
+    ``deferred``: records the pass's time budget left for the next pass."""
 
     pushed: int = 0
     pulled: int = 0
@@ -418,6 +419,7 @@ class SyncResult(_Model):
     created: int = 0
     trashed: int = 0
     skipped: bool = False
+    deferred: int = 0
 
     @property
     def ok(self) -> bool:

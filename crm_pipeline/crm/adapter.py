@@ -141,6 +141,11 @@ class CRMAdapter(ABC):
         latest = max((change.changed_at for change in changes), default=since)
         return ChangeBatch(changes, latest.isoformat())
 
+    async def read_trashed(self, cursor: str | None) -> ChangeBatch:
+        """Records archived (trashed) since ``cursor``, for backends whose change read leaves them
+        out; each change carries ``archived_at``. The default: none (``read_changes`` has them)."""
+        return ChangeBatch([], cursor or "")
+
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
         """The records with these ids that exist, in the order asked; missing ones are left out."""
         found = await asyncio.gather(*(self.get_opportunity(external_id) for external_id in external_ids))
@@ -181,6 +186,15 @@ class CRMAdapter(ABC):
     async def archive_opportunity(self, external_id: str) -> OpportunityRead:
         """Archive (soft-delete) the record; returns it as archived."""
         raise NotImplementedError(f"{type(self).__name__} cannot archive records")
+
+    async def restore_opportunity(self, external_id: str) -> OpportunityRead:
+        """Undo ``archive_opportunity``; returns the record as restored."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restore records")
+
+    async def find_activity(self, activity: ActivityCreate) -> str | None:
+        """The backend's id for this activity if an earlier ``create_activity`` landed (looked up
+        by ``activity.id``), else None. The default cannot tell and says None."""
+        return None
 
     async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
         """Stamp a record created in the backend (no sync key yet) with its primary record's id."""

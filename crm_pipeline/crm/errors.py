@@ -59,3 +59,12 @@ class RecordGoneError(LookupError):
     def __init__(self, external_id: str, reason: str = "the record is gone") -> None:
         self.external_id = external_id
         super().__init__(f"{external_id}: {reason}")
+
+
+class UncertainWriteError(RuntimeError):
+    """A write's answer was lost and a read-back shows it did not land. It is not resent: someone
+    may have changed the record meanwhile, so the caller decides again from a fresh read."""
+
+    def __init__(self, external_id: str, cause: BaseException) -> None:
+        self.external_id = external_id
+        super().__init__(f"{external_id}: the write's answer was lost and it did not land ({cause}); not resent")

@@ -108,3 +108,6 @@ class PostgresAdapter(CRMAdapter):
 
     async def archive_opportunity(self, external_id: str) -> OpportunityRead:
         return await self.repository.archive_opportunity(self.tenant_id, UUID(external_id), actor=self.actor)
+
+    async def restore_opportunity(self, external_id: str) -> OpportunityRead:
+        return await self.repository.restore_opportunity(self.tenant_id, UUID(external_id), actor=self.actor)

@@ -175,6 +175,31 @@ class DealRepository:
                 row = await self._select_for_update(connection, opportunities, opportunity_id)
         return OpportunityRead.model_validate(row._mapping)
 
+    async def restore_opportunity(
+        self, tenant_id: str, opportunity_id: UUID, *, actor: Actor = Actor.AGENT
+    ) -> OpportunityRead:
+        """Undo an archive: clear `archived_at`. Restoring a live opportunity is a no-op."""
+        async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
+            return await self.set_archived_in(connection, opportunity_id, archived=False)
+
+    async def set_archived_in(
+        self, connection: AsyncConnection, opportunity_id: UUID, *, archived: bool
+    ) -> OpportunityRead:
+        """Archive or restore inside the caller's tenant transaction (see ``transaction``)."""
+        current = await self._select_for_update(connection, opportunities, opportunity_id)
+        if (current.archived_at is not None) == archived:
+            return OpportunityRead.model_validate(current._mapping)
+        value = text("now()") if archived else None
+        row = (
+            await connection.execute(
+                update(opportunities)
+                .where(opportunities.c.id == opportunity_id)
+                .values(archived_at=value)
+                .returning(opportunities)
+            )
+        ).one()
+        return OpportunityRead.model_validate(row._mapping)
+
     async def bulk_upsert_opportunities(
         self,
         tenant_id: str,
@@ -267,6 +292,14 @@ class DealRepository:
         query = select(activities).order_by(activities.c.occurred_at, activities.c.id).limit(limit).offset(offset)
         if opportunity_id is not None:
             query = query.where(activities.c.opportunity_id == opportunity_id)
+        return await self._fetch(tenant_id, query, ActivityRead)
+
+    async def get_activities(self, tenant_id: str, activity_ids: Iterable[UUID]) -> list[ActivityRead]:
+        """The activities with these ids, in the order they happened; unknown ids are left out."""
+        ids = list(dict.fromkeys(activity_ids))
+        if not ids:
+            return []
+        query = select(activities).where(activities.c.id.in_(ids)).order_by(activities.c.occurred_at, activities.c.id)
         return await self._fetch(tenant_id, query, ActivityRead)
 
     # -- change log ----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     ForeignKey,
@@ -146,6 +147,8 @@ sync_links = Table(
     Column("connector", Text, nullable=False),
     Column("record_id", UUID(as_uuid=True), nullable=False),
     Column("external_id", Text, nullable=False),
+    Column("archived", Boolean, nullable=False),
+    _timestamp("vanished_at", nullable=True),
     _timestamp("linked_at"),
     PrimaryKeyConstraint("tenant_id", "connector", "record_id"),
 )
@@ -206,4 +209,24 @@ sync_audit = Table(
     _timestamp("at"),
 )
 
-SYNC_STATE_TABLES: tuple[Table, ...] = (sync_links, sync_base, sync_watermarks, sync_errors, sync_audit)
+sync_activities = Table(
+    "sync_activities",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("activity_id", UUID(as_uuid=True), nullable=False),
+    Column("opportunity_id", UUID(as_uuid=True), nullable=False),
+    Column("occurred_at", TIMESTAMP(timezone=True), nullable=False),
+    Column("attempted", Boolean, nullable=False),
+    Column("external_id", Text),
+    PrimaryKeyConstraint("tenant_id", "connector", "activity_id"),
+)
+
+SYNC_STATE_TABLES: tuple[Table, ...] = (
+    sync_links,
+    sync_base,
+    sync_watermarks,
+    sync_errors,
+    sync_audit,
+    sync_activities,
+)

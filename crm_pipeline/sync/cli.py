@@ -85,7 +85,14 @@ def _cannot_run(error: BaseException) -> bool:
 def report(result: SyncResult, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:
     counts = {name: getattr(result, name) for name in COUNTS}
     errors = [error.model_dump() for error in result.errors]
-    return {"tenant": tenant_id, "dry_run": dry_run, "skipped": result.skipped, **counts, "errors": errors}
+    return {
+        "tenant": tenant_id,
+        "dry_run": dry_run,
+        "skipped": result.skipped,
+        **counts,
+        "deferred": result.deferred,
+        "errors": errors,
+    }
 
 
 def run(args: argparse.Namespace) -> int:

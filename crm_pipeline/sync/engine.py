@@ -1,8 +1,8 @@
 """SyncEngine: two-way, field-level sync of the deal store with one external CRM.
 
-A pass reads what changed on each side since its watermarks, asks the planner (pure, one
-``decide`` over every field of every touched record) what to write, and lets the executor write
-it. All state (links, bases, watermarks, the error ledger, the audit log) lives in PostgreSQL
+A pass reads what changed on each side since its watermarks, lets ``PassReader`` read the touched
+records and ask the planner (pure, one ``decide`` over every field of every touched record) what
+to write, and lets the executor write it. All state (links, bases, watermarks, the error ledger, the audit log) lives in PostgreSQL
 (``SyncStatus``), so a new process continues exactly where the last one stopped; one pass per
 tenant runs at a time. See docs/sync-rules.md for the rules and docs/architecture.md for the shape.
 """
@@ -10,35 +10,31 @@ tenant runs at a time. See docs/sync-rules.md for the rules and docs/architectur
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
 from crm_pipeline.crm.adapter import ChangeBatch, CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import Actor, ChangeRecord, FieldChange, OpportunityRead, RecordType, SyncResult
+from crm_pipeline.models import Actor, ChangeRecord, FieldChange, RecordType, SyncResult
 from crm_pipeline.sync.executor import Executor
 from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
-from crm_pipeline.sync.planner import PassPlan, RecordState, plan_records
-from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus, decode_value
+from crm_pipeline.sync.planner import PassPlan
+from crm_pipeline.sync.reader import PassReader, unreadable_entries
+from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus
 
 __all__ = ["SyncEngine"]
 
 logger = logging.getLogger("crm_pipeline.sync")
 
+_SYNCED_RECORDS = frozenset({RecordType.OPPORTUNITY, RecordType.ACTIVITY})
 
-@dataclass
-class _ExternalView:
-    """The latest of an external record's changes read this pass, merged."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    changed_at: datetime | None = None
-    sync_key: UUID | None = None
+TIME_BUDGET_SHARE = 0.8
+"""The share of the sync interval a pass may spend starting writes (the default time budget)."""
 
 
 class SyncEngine:
@@ -57,6 +53,11 @@ class SyncEngine:
         sync_interval_seconds: int = 60,
         *,
         connector: str | None = None,
+        time_budget_seconds: float | None = None,
+        trash_check_seconds: float = 300,
+        reconcile_seconds: float = 300,
+        reconcile_per_pass: int = 50,
+        max_vanished_share: float = 0.1,
     ) -> None:
         if not isinstance(primary, PostgresAdapter):
             raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
@@ -66,6 +67,20 @@ class SyncEngine:
         self.sync_interval_seconds = sync_interval_seconds
         name = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
         self.status = SyncStatus(primary.repository, primary.tenant_id, name)
+        self.time_budget_seconds = (
+            TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
+        )
+        """How long a pass may start new writes; what is left waits in the ledger for the next."""
+        self.trash_check_seconds = trash_check_seconds
+        """How often a pass also reads the external trash (deletes and restores made there)."""
+        self.reconcile_seconds = reconcile_seconds
+        self.reconcile_per_pass = reconcile_per_pass
+        """Every ``reconcile_seconds`` a pass re-reads this many linked records in full (in id
+        order, starting over after the last), to catch what the watermark missed: edits hidden by
+        rounding, deletes, lost access."""
+        self.max_vanished_share = max_vanished_share
+        """The mass-delete breaker: when more of the linked records than this share vanish in one
+        pass, none is queued for deletion and the pass says so."""
         self._last_sync: datetime | None = None
         self._precision = EXTERNAL_TIME_PRECISION
         if external is not None and external.capabilities.timestamp_resolution_seconds:
@@ -87,10 +102,17 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
-            outbound, primary_changes, batch = await self._read_both()
-            result = await self._sync(primary_changes, batch.changes, unreadable=batch.unreadable)
+            outbound, primary_changes, batch, trash = await self._read_both()
+            changes = batch.changes + (trash.changes if trash else [])
+            unreadable = batch.unreadable + (trash.unreadable if trash else [])
+            reconcile = await self._reconcile_slice()
+            result = await self._sync(primary_changes, changes, unreadable=unreadable, reconcile=reconcile)
+            if reconcile:
+                await self.status.set_watermark(Direction.RECONCILE, _slice_end(reconcile, self.reconcile_per_pass))
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
+            if trash is not None:
+                await self.status.set_watermark(Direction.TRASH, trash.cursor)
             self._last_sync = datetime.now(UTC)
             return result
 
@@ -99,9 +121,10 @@ class SyncEngine:
         writing nothing: no write to either side, no state, no watermark moved."""
         if self.external is None:
             return PassPlan()
-        _, primary_changes, batch = await self._read_both()
-        plan = await self._plan(primary_changes, batch.changes)
-        plan.failures += _unreadable(batch.unreadable)
+        _, primary_changes, batch, trash = await self._read_both()
+        changes = batch.changes + (trash.changes if trash else [])
+        plan = await self._reader().plan(primary_changes, changes, reconcile=await self._reconcile_slice())
+        plan.failures += unreadable_entries(batch.unreadable + (trash.unreadable if trash else []))
         return plan
 
     async def sync_outbound(self, changes: Sequence[ChangeRecord]) -> SyncResult:
@@ -157,21 +180,26 @@ class SyncEngine:
 
     # --- one pass -----------------------------------------------------------------------------
 
-    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch]:
-        """The primary's changes (and the cursor after them) and the external side's."""
+    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch, ChangeBatch | None]:
+        """The primary's changes (and the cursor after them), the external side's, and its
+        trash when a check is due (every ``trash_check_seconds``: it costs a request of its own)."""
         assert self.external is not None
         outbound, primary_changes = await self._primary_feed()
         inbound = await self.status.watermark(Direction.INBOUND)
-        return outbound, primary_changes, await self.external.read_changes(inbound[0] if inbound else None)
+        batch = await self.external.read_changes(inbound[0] if inbound else None)
+        trash_mark = await self.status.watermark(Direction.TRASH)
+        due = trash_mark is None or datetime.now(UTC) - trash_mark[1] >= timedelta(seconds=self.trash_check_seconds)
+        trash = await self.external.read_trashed(trash_mark[0] if trash_mark else None) if due else None
+        return outbound, primary_changes, batch, trash
 
     async def _primary_feed(self) -> tuple[str, list[ChangeRecord]]:
-        """Every opportunity change after the outbound cursor, and the cursor after them."""
+        """Every opportunity and activity change after the outbound cursor, and the cursor after them."""
         stored = await self.status.watermark(Direction.OUTBOUND)
         cursor = stored[0] if stored else None
         changes: list[ChangeRecord] = []
         while True:
             batch = await self.primary.read_changes(cursor)
-            changes += [change for change in batch.changes if change.record_type is RecordType.OPPORTUNITY]
+            changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
             if batch.cursor == cursor or not batch.changes:
                 return batch.cursor, changes
             cursor = batch.cursor
@@ -184,131 +212,62 @@ class SyncEngine:
         read_external: bool = False,
         only_touched: bool = False,
         unreadable: Sequence[FieldMappingError] = (),
+        reconcile: Mapping[UUID, str] | None = None,
     ) -> SyncResult:
-        """Plan the records these changes touch, then carry the plan out."""
+        """Plan the records these changes touch, then carry the plan out within the time budget."""
         assert self.external is not None
-        plan = await self._plan(
-            primary_changes, external_changes, read_external=read_external, only_touched=only_touched
+        deadline = time.monotonic() + self.time_budget_seconds
+        plan = await self._reader().plan(
+            primary_changes,
+            external_changes,
+            read_external=read_external,
+            only_touched=only_touched,
+            reconcile=reconcile or {},
         )
         plan.failures += [
             LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
             for error in unreadable
         ]
-        tally = await Executor(self.external, self.status).run(plan)
-        await self.status.record_errors(tally.failures)
+        await self.status.queue_activities(_new_activities(primary_changes))
+        tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
+        await self.status.record_errors(tally.failures + tally.deferred)
         return tally.result()
 
-    async def _plan(
-        self,
-        primary_changes: Sequence[ChangeRecord],
-        external_changes: Sequence[ChangeRecord],
-        *,
-        read_external: bool = False,
-        only_touched: bool = False,
-    ) -> PassPlan:
-        """Read what the plan needs (links, bases, the touched records) and plan; writes nothing."""
+    def _reader(self) -> PassReader:
         assert self.external is not None
-        fields = self.external.mapped_fields
-        plan = PassPlan()
-        views = _external_views(external_changes, fields)
-        known = await self.status.links_by_external(views)
-        new_links = await self._new_links(views, known, plan)
-
-        primary_times = _field_times(primary_changes)
-        retry = (
-            set() if only_touched else {UUID(e.record_id) for e in await self.status.errors() if _is_uuid(e.record_id)}
+        return PassReader(
+            self.primary,
+            self.external,
+            self.status,
+            self.field_ownership,
+            precision=self._precision,
+            max_vanished_share=self.max_vanished_share,
         )
-        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry
-        links = await self.status.links(record_ids) | new_links
-        records = {r.id: r for r in await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])}
-        plan.creates = [
-            records[i] for i in sorted(record_ids - links.keys()) if i in records and not records[i].archived_at
-        ]
 
-        by_external = {external_id: view for external_id, view in views.items() if external_id in links.values()}
-        if read_external:
-            fresh = await self.external.get_opportunities([links[i] for i in links if i in records])
-            by_external |= {_external_id(r): _view_of(r, fields) for r in fresh}
-        bases = await self.status.bases(links)
-        states = [
-            RecordState(
-                record_id,
-                external_id,
-                bases.get(record_id, {}),
-                {name: getattr(records[record_id], name) for name in fields},
-                primary_times.get(record_id, {}),
-                by_external[external_id].values if external_id in by_external else None,
-                by_external[external_id].changed_at if external_id in by_external else None,
-            )
-            for record_id, external_id in sorted(links.items())
-            if record_id in records
-        ]
-        plan.records = plan_records(states, self.field_ownership, fields, precision=self._precision)
-        return plan
-
-    async def _new_links(
-        self, views: Mapping[str, _ExternalView], known: Mapping[str, UUID], plan: PassPlan
-    ) -> dict[UUID, str]:
-        """Sort the external records without a link: a human's (no key) are adopted; one carrying
-        the key of a deal without a link is linked (returned, record -> external id); a key no
-        deal has is an error. A linked record without its key gets the key written."""
-        plan.key_writes = [(ext, known[ext]) for ext, view in views.items() if view.sync_key is None and ext in known]
-        plan.adoptions = [
-            (ext, view.values) for ext, view in views.items() if view.sync_key is None and ext not in known
-        ]
-        keyed = {view.sync_key: ext for ext, view in views.items() if view.sync_key is not None and ext not in known}
-        if not keyed:
+    async def _reconcile_slice(self) -> dict[UUID, str]:
+        """The linked records this pass reconciles: the next ones after the last pass's slice."""
+        mark = await self.status.watermark(Direction.RECONCILE)
+        if self.reconcile_per_pass <= 0 or (
+            mark and datetime.now(UTC) - mark[1] < timedelta(seconds=self.reconcile_seconds)
+        ):
             return {}
-        linked = await self.status.links(keyed)
-        existing = {r.id for r in await self.primary.get_opportunities([str(k) for k in keyed])}
-        plan.links = [(key, ext) for key, ext in keyed.items() if key in existing and key not in linked]
-        plan.failures += [
-            LedgerEntry(ext, f"carries the sync key {key}, which no deal of this tenant has", Side.EXTERNAL)
-            for key, ext in keyed.items()
-            if key not in existing
-        ]
-        return dict(plan.links)
+        after = UUID(mark[0]) if mark and mark[0] else None
+        return await self.status.links_after(after, self.reconcile_per_pass)
 
 
-def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, _ExternalView]:
-    """Each external record's changes merged, oldest first (later values and times win)."""
-    views: dict[str, _ExternalView] = {}
-    wanted = set(fields)
-    for change in sorted(changes, key=lambda c: c.changed_at):
-        view = views.setdefault(change.record_id, _ExternalView())
-        view.values |= {k: decode_value(k, v.new) for k, v in change.changes.items() if k in wanted}
-        view.changed_at = change.changed_at
-        view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
-    return views
+def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:
+    """(activity id, deal id, occurred at) of the activities these changes created."""
+    return [
+        (
+            UUID(change.record_id),
+            UUID(change.changes["opportunity_id"].new),
+            datetime.fromisoformat(change.changes["occurred_at"].new),
+        )
+        for change in changes
+        if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
+    ]
 
 
-def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
-    sync_key = getattr(record, "sync_key", None)
-    return _ExternalView({name: getattr(record, name) for name in fields}, record.updated_at, sync_key)
-
-
-def _external_id(record: OpportunityRead) -> str:
-    return str(getattr(record, "external_id", record.id))
-
-
-def _field_times(changes: Iterable[ChangeRecord]) -> dict[UUID, dict[str, datetime]]:
-    """Per primary record, each field's latest change time in these changes."""
-    times: dict[UUID, dict[str, datetime]] = {}
-    for change in changes:
-        fields = times.setdefault(UUID(change.record_id), {})
-        for name in change.changes:
-            fields[name] = max(fields.get(name, change.changed_at), change.changed_at)
-    return times
-
-
-def _unreadable(errors: Iterable[FieldMappingError]) -> list[LedgerEntry]:
-    """External records left out of a read because a value could not be mapped, as ledger entries."""
-    return [LedgerEntry(e.record_id or "", str(e), Side.EXTERNAL, e.field, e.value) for e in errors]
-
-
-def _is_uuid(text: str) -> bool:
-    try:
-        UUID(text)
-    except ValueError:
-        return False
-    return True
+def _slice_end(slice_: Mapping[UUID, str], size: int) -> str:
+    """Where the next reconciliation slice starts: after this one, or over from the start."""
+    return str(max(slice_)) if len(slice_) == size and slice_ else ""

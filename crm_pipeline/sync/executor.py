@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -21,14 +22,17 @@ from pydantic import ValidationError
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.models import (
+    ActivityCreate,
+    ActivityRead,
     Actor,
     OpportunityCreate,
     OpportunityRead,
     OpportunityUpdate,
+    SyncError,
     SyncResult,
 )
 from crm_pipeline.sync.model import Side
-from crm_pipeline.sync.planner import PassPlan, RecordPlan
+from crm_pipeline.sync.planner import DeleteAction, Lifecycle, PassPlan, RecordPlan
 from crm_pipeline.sync.status import LedgerEntry, SyncStatus
 
 __all__ = ["Executor", "Tally"]
@@ -48,29 +52,50 @@ class Tally:
     pushed: int = 0
     pulled: int = 0
     created: int = 0
+    trashed: int = 0
     conflicts: int = 0
     failures: list[LedgerEntry] = field(default_factory=list)
+    deferred: list[LedgerEntry] = field(default_factory=list)
+    """Records left for the next pass when the time budget ran out (in the ledger, not errors)."""
+    notices: list[SyncError] = field(default_factory=list)
+    """What the pass must report that is no record's failure (the mass-delete breaker)."""
 
     def result(self) -> SyncResult:
-        errors = [failure.as_error() for failure in self.failures]
+        errors = [failure.as_error() for failure in self.failures] + self.notices
         return SyncResult(
             pushed=self.pushed,
             pulled=self.pulled,
             conflicts=self.conflicts,
             created=self.created,
+            trashed=self.trashed,
             errors=errors,
+            deferred=len(self.deferred),
         )
+
+
+CREATE_BATCH = 50
+"""Deals created per ``upsert_opportunities`` call: one key lookup each on Notion, and the time
+budget is checked between batches."""
+DEFERRED = "deferred: the pass's time budget ran out"
+_ACTIVITY_FIELDS = set(ActivityCreate.model_fields)
 
 
 class Executor:
     """Writes plans to both sides, at most ``concurrency`` records at a time (the adapters pace
     their own requests under the backend's rate limit)."""
 
-    def __init__(self, external: CRMAdapter, status: SyncStatus, *, concurrency: int = 8) -> None:
+    def __init__(
+        self, external: CRMAdapter, status: SyncStatus, *, deadline: float | None = None, concurrency: int = 8
+    ) -> None:
         self.external = external
         self.status = status
         self.repository = status.repository
+        self.deadline = deadline
+        """``time.monotonic()`` after which no record is started; the rest waits in the ledger."""
         self._slots = asyncio.Semaphore(concurrency)
+
+    def _out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
     async def _each(self, items: Sequence[T], work: Callable[[T], Awaitable[None]]) -> None:
         async def slot(item: T) -> None:
@@ -81,13 +106,50 @@ class Executor:
 
     async def run(self, plan: PassPlan) -> Tally:
         """Carry out a pass's plan: links first, then adoptions and creates, then field writes."""
-        tally = Tally(failures=list(plan.failures))
+        tally = Tally(failures=list(plan.failures), notices=list(plan.notices))
+        await self.status.set_vanished(plan.vanished, vanished=True)
+        await self.status.set_vanished(plan.found_again, vanished=False)
         await self.link(plan.links)
         await self.adopt(plan.adoptions, tally)
         await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))
         await self.create_external(plan.creates, self.external.mapped_fields, tally)
+        await self._each(plan.deletes, lambda action: self._lifecycle(action, tally))
+        await self._each(plan.duplicates, lambda pair: self._trash_duplicate(pair[0], pair[1], tally))
         await self.apply(plan.records, tally)
+        await self.append_activities(tally)
         return tally
+
+    async def _trash_duplicate(self, record_id: UUID, external_id: str, tally: Tally) -> None:
+        try:
+            await self.external.archive_opportunity(external_id)
+        except FATAL_ERRORS:
+            raise
+        except Exception as error:
+            reason = _reason(f"trashing the duplicate {external_id} failed", error)
+            tally.failures.append(LedgerEntry(str(record_id), reason, Side.EXTERNAL))
+            return
+        tally.trashed += 1
+
+    async def _lifecycle(self, action: DeleteAction, tally: Tally) -> None:
+        """Archive or restore one pair (the external side first, then the deal and the link's
+        state in one transaction). Nothing is ever deleted: a deal is archived, a page trashed."""
+        kind, record_id = action.action, action.record_id
+        try:
+            if kind is Lifecycle.TRASH:
+                await self.external.archive_opportunity(action.external_id)
+            elif kind is Lifecycle.RESTORE_EXTERNAL:
+                await self.external.restore_opportunity(action.external_id)
+        except FATAL_ERRORS:
+            raise
+        except Exception as error:
+            tally.failures.append(LedgerEntry(str(record_id), _reason(f"{kind} failed", error), Side.EXTERNAL))
+            return
+        archived = kind in (Lifecycle.TRASH, Lifecycle.ARCHIVE, Lifecycle.MARK_ARCHIVED)
+        async with self.status.transaction(actor=Actor.HUMAN) as connection:
+            if kind in (Lifecycle.ARCHIVE, Lifecycle.RESTORE_PRIMARY):
+                await self.repository.set_archived_in(connection, record_id, archived=archived)
+            await self.status.set_archived(connection, record_id, archived=archived)
+        tally.trashed += kind in (Lifecycle.TRASH, Lifecycle.ARCHIVE)
 
     # --- linked records -----------------------------------------------------------------------
 
@@ -95,6 +157,9 @@ class Executor:
         await self._each(plans, lambda plan: self._apply_one(plan, tally))
 
     async def _apply_one(self, plan: RecordPlan, tally: Tally) -> None:
+        if self._out_of_time():
+            tally.deferred.append(LedgerEntry(str(plan.record_id), DEFERRED, Side.EXTERNAL))
+            return
         base = dict(plan.base)
         audit = [entry for entry in plan.audit if entry.side is Side.PRIMARY]
         record = str(plan.record_id)
@@ -143,9 +208,17 @@ class Executor:
     async def create_external(self, records: Sequence[OpportunityRead], fields: frozenset[str], tally: Tally) -> None:
         """Create deals without a link on the external side, keyed by their id (idempotent there),
         and link each with the values sent as its base."""
+        for start in range(0, len(records), CREATE_BATCH):
+            batch = records[start : start + CREATE_BATCH]
+            if self._out_of_time():
+                tally.deferred += [LedgerEntry(str(record.id), DEFERRED, Side.EXTERNAL) for record in batch]
+                continue
+            await self._create_batch(batch, fields, tally)
+
+    async def _create_batch(self, records: Sequence[OpportunityRead], fields: frozenset[str], tally: Tally) -> None:
         sent = {record.id: {name: getattr(record, name) for name in fields} for record in records}
         creates = [OpportunityCreate(id=record.id, **sent[record.id]) for record in records]
-        outcomes = await self.external.upsert_opportunities(creates) if creates else []
+        outcomes = await self.external.upsert_opportunities(creates)
         for record, outcome in zip(records, outcomes, strict=True):
             if not outcome.ok or outcome.external_id is None:
                 reason = outcome.reason or "the external create failed"
@@ -185,6 +258,40 @@ class Executor:
             tally.failures.append(
                 LedgerEntry(str(record_id), _reason("writing the sync key failed", error), Side.EXTERNAL)
             )
+
+    async def append_activities(self, tally: Tally) -> None:
+        """Append the queued activities of linked deals, once each and in order per deal.
+
+        Each send is marked attempted first; an attempted one is looked up on the external side
+        before it is sent again (a crash may have come between the append and its record). A
+        failure stops that deal's sequence until the next pass, so order holds.
+        """
+        queued = await self.status.pending_activities()
+        linked = await self.status.links({deal_id for _, deal_id, _ in queued}) if queued else {}
+        pending = [row for row in queued if row[1] in linked]
+        by_deal: dict[UUID, list[tuple[UUID, bool]]] = {}
+        for activity_id, deal_id, attempted in pending:
+            by_deal.setdefault(deal_id, []).append((activity_id, attempted))
+        found = {a.id: a for a in await self.repository.get_activities(self.status.tenant_id, (r[0] for r in pending))}
+        await self._each(list(by_deal.items()), lambda item: self._append_in_order(item[0], item[1], found, tally))
+
+    async def _append_in_order(
+        self, deal_id: UUID, queue: Sequence[tuple[UUID, bool]], found: Mapping[UUID, ActivityRead], tally: Tally
+    ) -> None:
+        for activity_id, attempted in queue:
+            activity = ActivityCreate.model_validate(found[activity_id].model_dump(include=_ACTIVITY_FIELDS))
+            try:
+                landed = await self.external.find_activity(activity) if attempted else None
+                if landed is None:
+                    await self.status.activity_attempted(activity_id)
+                    landed = await self.external.create_activity(activity)
+            except FATAL_ERRORS:
+                raise
+            except Exception as error:
+                reason = _reason(f"appending activity {activity_id} failed", error)
+                tally.failures.append(LedgerEntry(str(deal_id), reason, Side.EXTERNAL, "activities"))
+                return
+            await self.status.activity_attempted(activity_id, landed)
 
     async def link(self, pairs: Sequence[tuple[UUID, str]]) -> None:
         """Link external records that carry a deal's key but have no link yet; no base yet, so

@@ -7,6 +7,7 @@ write to each side, the base to record once those writes succeed, and the audit 
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,12 +15,12 @@ from typing import Any
 from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
-from crm_pipeline.models import OpportunityRead, SyncResult
+from crm_pipeline.models import OpportunityRead, SyncError, SyncResult
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.status import AuditEntry, LedgerEntry
 
-__all__ = ["PassPlan", "RecordPlan", "RecordState", "plan_records"]
+__all__ = ["DeleteAction", "Lifecycle", "PassPlan", "RecordPlan", "RecordState", "plan_deletes", "plan_records"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,60 @@ class RecordPlan:
         return bool(self.push or self.pull or self.base)
 
 
+class Lifecycle(enum.StrEnum):
+    """What a pass does about a linked pair's archived (deal) and trashed (page) state."""
+
+    TRASH = "trash"
+    """The deal was archived: move the page to the trash."""
+    ARCHIVE = "archive"
+    """The page was trashed: archive the deal (soft: nothing is deleted)."""
+    RESTORE_EXTERNAL = "restore external"
+    """The deal was restored: take the page out of the trash."""
+    RESTORE_PRIMARY = "restore primary"
+    """The page was restored: restore the deal."""
+    MARK_ARCHIVED = "mark archived"
+    """Both sides were archived independently: only the link's state changes."""
+    MARK_LIVE = "mark live"
+    """Both sides were restored independently: only the link's state changes."""
+
+
+@dataclass(frozen=True)
+class DeleteAction:
+    record_id: UUID
+    external_id: str
+    action: Lifecycle
+
+
+def plan_deletes(
+    linked: Mapping[UUID, str],
+    primary_archived: Mapping[UUID, bool],
+    external_trashed: Mapping[str, bool],
+    link_archived: Collection[UUID],
+) -> list[DeleteAction]:
+    """Archive and restore, both ways, per linked pair. ``external_trashed`` holds the external
+    records read this pass; one not read is as the link last saw it. Pure."""
+    actions = []
+    for record_id, external_id in sorted(linked.items()):
+        was = record_id in link_archived
+        primary = primary_archived[record_id]
+        external = external_trashed.get(external_id, was)
+        action = _LIFECYCLE.get((was, primary, external))
+        if action is not None:
+            actions.append(DeleteAction(record_id, external_id, action))
+    return actions
+
+
+_LIFECYCLE: dict[tuple[bool, bool, bool], Lifecycle] = {
+    # (link archived, deal archived, page trashed) -> action; absent: nothing to do.
+    (False, True, False): Lifecycle.TRASH,
+    (False, False, True): Lifecycle.ARCHIVE,
+    (False, True, True): Lifecycle.MARK_ARCHIVED,
+    (True, False, True): Lifecycle.RESTORE_EXTERNAL,
+    (True, True, False): Lifecycle.RESTORE_PRIMARY,
+    (True, False, False): Lifecycle.MARK_LIVE,
+}
+
+
 @dataclass
 class PassPlan:
     """Everything one pass would write, decided before anything is written (``SyncEngine.plan``).
@@ -64,16 +119,26 @@ class PassPlan:
     ``creates``: deals without a link, to create externally under their key. ``adoptions``:
     external records a human created, to become deals (external id, field values).
     ``key_writes``: linked external records still lacking their key (an earlier pass stopped
-    before writing it). ``links``: external records carrying a deal's key but not linked yet.
-    ``records``: the linked records' field plans. ``failures``: what cannot even be planned.
+    before writing it). ``links``: external records carrying a deal's key but not linked yet. ``duplicates``: (deal,
+    external id) of second records carrying a linked deal's key, to trash.
+    ``records``: the linked records' field plans. ``deletes``: archives and restores, both ways
+    (a pair changing state this pass gets no field writes). ``vanished``: deals whose external
+    record reconciliation could not find, for the pending-delete queue (never deleted);
+    ``found_again``: ones back. ``failures``: what cannot be planned; ``notices``: what the pass
+    must say without a record to retry (the mass-delete breaker).
     """
 
     creates: list[OpportunityRead] = field(default_factory=list)
     adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     key_writes: list[tuple[str, UUID]] = field(default_factory=list)
     links: list[tuple[UUID, str]] = field(default_factory=list)
+    duplicates: list[tuple[UUID, str]] = field(default_factory=list)
     records: list[RecordPlan] = field(default_factory=list)
+    deletes: list[DeleteAction] = field(default_factory=list)
+    vanished: set[UUID] = field(default_factory=set)
+    found_again: set[UUID] = field(default_factory=set)
     failures: list[LedgerEntry] = field(default_factory=list)
+    notices: list[SyncError] = field(default_factory=list)
 
     def summary(self) -> SyncResult:
         """The pass's counts as if every write succeeds."""
@@ -82,7 +147,8 @@ class PassPlan:
             pulled=sum(bool(plan.pull) for plan in self.records),
             conflicts=sum(plan.conflicts for plan in self.records),
             created=len(self.creates) + len(self.adoptions),
-            errors=[failure.as_error() for failure in self.failures],
+            trashed=sum(d.action in (Lifecycle.TRASH, Lifecycle.ARCHIVE) for d in self.deletes) + len(self.duplicates),
+            errors=[failure.as_error() for failure in self.failures] + self.notices,
         )
 
 

@@ -18,13 +18,13 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Table, delete, func, select, text
+from sqlalchemy import ColumnElement, Table, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
-from crm_pipeline.store.schema import sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
+from crm_pipeline.store.schema import sync_activities, sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
 __all__ = ["AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
@@ -49,6 +49,10 @@ class Direction(enum.StrEnum):
     """The primary's change-feed cursor: everything before it has been planned."""
     INBOUND = "inbound"
     """The external side's change cursor (for Notion an edit time, read back with an overlap)."""
+    TRASH = "trash"
+    """The external side's trash cursor, read less often than every pass (a request of its own)."""
+    RECONCILE = "reconcile"
+    """The last deal id the rolling reconciliation read; it starts over after the last one."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,40 @@ class SyncStatus:
         async with self.transaction() as connection:
             return {row.record_id: row.external_id for row in await connection.execute(query)}
 
+    async def links_after(self, record_id: UUID | None, limit: int) -> dict[UUID, str]:
+        """The next ``limit`` links in record-id order after ``record_id`` (from the first when None)."""
+        query = select(sync_links.c.record_id, sync_links.c.external_id).where(self._scope(sync_links))
+        if record_id is not None:
+            query = query.where(sync_links.c.record_id > record_id)
+        query = query.order_by(sync_links.c.record_id).limit(limit)
+        async with self.transaction() as connection:
+            return {row.record_id: row.external_id for row in await connection.execute(query)}
+
+    async def set_vanished(self, record_ids: Iterable[UUID], *, vanished: bool) -> None:
+        """Queue these links as pending delete (their external record cannot be found), or take
+        them off the queue (found again). Nothing is deleted either way."""
+        ids = list(record_ids)
+        if not ids:
+            return
+        async with self.transaction() as connection:
+            await connection.execute(
+                update(sync_links)
+                .where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
+                .values(vanished_at=func.coalesce(sync_links.c.vanished_at, func.now()) if vanished else None)
+            )
+
+    async def count_links(self) -> int:
+        async with self.transaction() as connection:
+            return int(await connection.scalar(select(func.count()).where(self._scope(sync_links))) or 0)
+
+    async def pending_deletes(self) -> dict[UUID, str]:
+        """record id -> external id of the links whose external record has vanished."""
+        query = select(sync_links.c.record_id, sync_links.c.external_id).where(
+            self._scope(sync_links), sync_links.c.vanished_at.is_not(None)
+        )
+        async with self.transaction() as connection:
+            return {row.record_id: row.external_id for row in await connection.execute(query)}
+
     async def links_by_external(self, external_ids: Iterable[str]) -> dict[str, UUID]:
         """external id -> record id, for the linked ones of these external records."""
         query = select(sync_links.c.record_id, sync_links.c.external_id).where(
@@ -123,6 +161,22 @@ class SyncStatus:
         )
         async with self.transaction() as connection:
             return {row.external_id: row.record_id for row in await connection.execute(query)}
+
+    async def archived(self, record_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these linked records are archived on both sides (deal archived, page trashed)."""
+        query = select(sync_links.c.record_id).where(
+            self._scope(sync_links), sync_links.c.archived, sync_links.c.record_id.in_(list(record_ids))
+        )
+        async with self.transaction() as connection:
+            return set((await connection.scalars(query)).all())
+
+    async def set_archived(self, connection: AsyncConnection, record_id: UUID, *, archived: bool) -> None:
+        """In the caller's transaction: record that both sides now hold the pair archived (or live)."""
+        await connection.execute(
+            update(sync_links)
+            .where(self._scope(sync_links), sync_links.c.record_id == record_id)
+            .values(archived=archived)
+        )
 
     async def bases(self, record_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
         """record id -> {field: base value}, decoded to each field's type; fields never synced are absent."""
@@ -144,7 +198,7 @@ class SyncStatus:
         audit: Sequence[AuditEntry] = (),
     ) -> None:
         """In the caller's transaction: link the record, set the given fields' bases, append the
-        audit entries, and clear the record's ledger entries (it synced)."""
+        audit entries, and clear the ledger entries of the record and of its external record."""
         await connection.execute(
             insert(sync_links)
             .values(tenant_id=self.tenant_id, connector=self.connector, record_id=record_id, external_id=external_id)
@@ -189,8 +243,49 @@ class SyncStatus:
                 )
             )
         await connection.execute(
-            delete(sync_errors).where(self._scope(sync_errors), sync_errors.c.record_id == str(record_id))
+            delete(sync_errors).where(
+                self._scope(sync_errors), sync_errors.c.record_id.in_([str(record_id), external_id])
+            )
         )
+
+    # --- activities to append ------------------------------------------------------------------
+
+    async def queue_activities(self, activities: Iterable[tuple[UUID, UUID, datetime]]) -> None:
+        """Queue (activity id, deal id, occurred at) to be appended externally; known ones stay as they are."""
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "connector": self.connector,
+                "activity_id": activity_id,
+                "opportunity_id": opportunity_id,
+                "occurred_at": occurred_at,
+                "attempted": False,
+            }
+            for activity_id, opportunity_id, occurred_at in activities
+        ]
+        if rows:
+            async with self.transaction() as connection:
+                await connection.execute(insert(sync_activities).values(rows).on_conflict_do_nothing())
+
+    async def pending_activities(self) -> list[tuple[UUID, UUID, bool]]:
+        """(activity id, deal id, attempted before) of the activities not appended yet, in the order they happened."""
+        query = (
+            select(sync_activities.c.activity_id, sync_activities.c.opportunity_id, sync_activities.c.attempted)
+            .where(self._scope(sync_activities), sync_activities.c.external_id.is_(None))
+            .order_by(sync_activities.c.occurred_at, sync_activities.c.activity_id)
+        )
+        async with self.transaction() as connection:
+            return [(row.activity_id, row.opportunity_id, row.attempted) for row in await connection.execute(query)]
+
+    async def activity_attempted(self, activity_id: UUID, external_id: str | None = None) -> None:
+        """Record that an append is about to be sent (``external_id`` None) or landed."""
+        values: dict[str, Any] = {"attempted": True} if external_id is None else {"external_id": external_id}
+        async with self.transaction() as connection:
+            await connection.execute(
+                update(sync_activities)
+                .where(self._scope(sync_activities), sync_activities.c.activity_id == activity_id)
+                .values(**values)
+            )
 
     # --- watermarks ---------------------------------------------------------------------------
 

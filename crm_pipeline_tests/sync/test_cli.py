@@ -70,6 +70,7 @@ def test_sync_command_syncs_the_demo_database_both_ways(configured: str, capsys:
         "created": len(demo_opportunities()) + human_pages,
         "trashed": 0,
         "conflicts": 0,
+        "deferred": 0,
         "errors": [],
     }
     code, out, _ = sync(capsys, "--tenant", configured)

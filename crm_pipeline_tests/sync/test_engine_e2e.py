@@ -12,11 +12,13 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
 
+import httpx
 import pytest
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
-from crm_pipeline.models import OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import Direction, Outcome, Rule, Side
 from crm_pipeline_tests.crm.conftest import Workspace
@@ -357,3 +359,242 @@ async def test_plan_says_what_a_pass_would_do_and_writes_nothing(
     # Nothing moved: the pass itself then does exactly that.
     result = await engine.run_pass()
     assert (result.created, result.pulled, result.conflicts) == (1, 1, 1)
+
+
+def patches(workspace: Workspace) -> dict[str, int]:
+    return workspace.requests_to("PATCH", "/v1/pages/{page_id}")
+
+
+async def test_a_write_whose_answer_was_lost_is_read_back_and_never_resent_over_a_human_edit(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    workspace.control.reset_stats()
+    workspace.control.add_fault("503", method="PATCH", path="/v1/pages/*")  # not applied, answer lost
+    failed = await engine.run_pass()
+    assert [e.record_id for e in failed.errors] == [str(deal.id)]
+    assert "UncertainWriteError" in failed.errors[0].reason
+    assert patches(workspace) == {"503": 1}  # read back, not resent
+    # Meanwhile a person moves the deal on; the next pass reads the page afresh and decides.
+    moved_clock(workspace, 10)
+    human_edit(workspace, page_id, Stage={"select": {"name": "Proposal"}})
+    settled = await engine.run_pass()
+    assert (settled.errors, settled.conflicts) == ([], 1)
+    assert (await stored(repository, tenant, deal.id)).deal_stage == "Proposal"
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Proposal"
+
+
+async def test_a_write_that_landed_but_whose_answer_was_lost_counts_as_written(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    workspace.control.reset_stats()
+    workspace.control.add_fault("503", method="PATCH", path="/v1/pages/*", applied=True)
+    result = await engine.run_pass()
+    assert (result.pushed, result.errors) == (1, [])
+    assert patches(workspace) == {"503": 1}
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
+    assert await engine.run_pass() == SyncResult()
+
+
+async def test_a_pass_out_of_time_leaves_the_rest_to_the_next_one(
+    engine: SyncEngine,
+    primary: PostgresAdapter,
+    notion: NotionAdapter,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+) -> None:
+    linked = await new_deal(repository, tenant)
+    await engine.run_pass()
+    hurried = SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, time_budget_seconds=0)
+    new = [await new_deal(repository, tenant, name=f"Deal {n}") for n in range(3)]
+    await repository.update_opportunity(tenant, linked.id, OpportunityUpdate(deal_stage="Qualified"))
+    human_edit(workspace, page_of(workspace, linked.id)["id"], Notes={"rich_text": [{"text": {"content": "hi"}}]})
+    workspace.control.reset_stats()
+    out_of_time = await hurried.run_pass()
+    assert (out_of_time.deferred, out_of_time.created, out_of_time.pushed, out_of_time.errors) == (4, 0, 0, [])
+    assert page_writes(workspace) == 0
+    # Both watermarks moved on; the ledger carries what is left, and the next pass does it.
+    resumed = await engine.run_pass()
+    assert (resumed.created, resumed.pushed, resumed.pulled, resumed.errors) == (3, 1, 1, [])
+    assert [len(workspace.control.all_pages(workspace.data_source_id))] == [1 + len(new)]
+    assert (await stored(repository, tenant, linked.id)).custom_notes == "hi"
+    assert await engine.status.errors() == []
+
+
+@pytest.fixture
+def watchful(primary: PostgresAdapter, notion: NotionAdapter) -> SyncEngine:
+    """An engine that reads Notion's trash every pass."""
+    return SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)
+
+
+async def test_archiving_a_deal_trashes_its_page_and_restoring_it_restores_the_page(
+    watchful: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await watchful.run_pass()
+    await repository.archive_opportunity(tenant, deal.id)
+    assert (await watchful.run_pass()).trashed == 1
+    assert page_of(workspace, deal.id)["in_trash"]
+    assert await watchful.run_pass() == SyncResult()
+    await repository.restore_opportunity(tenant, deal.id)
+    assert (await watchful.run_pass()).errors == []
+    assert not page_of(workspace, deal.id)["in_trash"]
+    # Live again: fields travel as before.
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await watchful.run_pass()).pushed == 1
+
+
+async def test_a_page_trashed_in_notion_archives_the_deal_and_restoring_it_restores_the_deal(
+    watchful: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await watchful.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    workspace.control.human_update_page(page_id, {"in_trash": True})
+    assert (await watchful.run_pass()).trashed == 1
+    assert (await stored(repository, tenant, deal.id)).archived_at is not None  # archived, never deleted
+    # The agent's writes to an archived deal do not reach the trashed page.
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await watchful.run_pass()).errors == []
+    workspace.control.human_update_page(page_id, {"in_trash": False})
+    assert (await watchful.run_pass()).errors == []
+    assert (await stored(repository, tenant, deal.id)).archived_at is None
+    assert (await watchful.run_pass()).pushed == 1  # the stage the agent set meanwhile goes out
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
+
+
+def paragraphs(workspace: Workspace, page_id: str) -> list[str]:
+    """The page's paragraphs' first lines, without the activity reference."""
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION}
+    response = httpx.get(f"{workspace.base_url}/v1/blocks/{page_id}/children", headers=headers)
+    texts = [
+        "".join(item["plain_text"] for item in block["paragraph"]["rich_text"]) for block in response.json()["results"]
+    ]
+    return [text.splitlines()[0].split(" · ref ")[0] for text in texts]
+
+
+async def test_activities_appear_on_the_page_once_each_in_order(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    start = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    for minutes, subject in ((30, "second"), (0, "first")):  # logged out of order
+        activity = ActivityCreate(
+            opportunity_id=deal.id, kind="call", subject=subject, occurred_at=start + timedelta(minutes=minutes)
+        )
+        await repository.create_activity(tenant, activity)
+    await engine.run_pass()  # creates the page, then appends
+    page_id = page_of(workspace, deal.id)["id"]
+    assert paragraphs(workspace, page_id) == [
+        "Call: first (2027-01-04 09:00 UTC)",
+        "Call: second (2027-01-04 09:30 UTC)",
+    ]
+    await engine.run_pass()
+    assert len(paragraphs(workspace, page_id)) == 2
+
+
+async def test_an_activity_appended_before_a_crash_is_not_appended_again(
+    engine: SyncEngine, notion: NotionAdapter, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    logged = await repository.create_activity(tenant, ActivityCreate(opportunity_id=deal.id, subject="Demo booked"))
+    # The state a crash between the append and its record leaves: queued, attempted, landed.
+    await engine.status.queue_activities([(logged.id, deal.id, logged.occurred_at)])
+    await engine.status.activity_attempted(logged.id)
+    await notion.create_activity(
+        ActivityCreate.model_validate(logged.model_dump(include=set(ActivityCreate.model_fields)))
+    )
+    assert (await engine.run_pass()).errors == []
+    assert paragraphs(workspace, page_of(workspace, deal.id)["id"]) == [
+        f"Note: Demo booked ({logged.occurred_at:%Y-%m-%d %H:%M %Z})"
+    ]
+    assert await engine.status.pending_activities() == []
+
+
+@pytest.fixture
+def reconciling(primary: PostgresAdapter, notion: NotionAdapter) -> SyncEngine:
+    """An engine that reconciles a slice of two linked records every pass."""
+    return SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, reconcile_seconds=0, reconcile_per_pass=2)
+
+
+def vanish(sandbox: RunningSandbox, page_id: str) -> None:
+    """The page is gone for the integration (deleted for good, or no longer shared): a 404."""
+    workspace = sandbox.sandbox.workspace
+    del workspace.pages[page_id]
+    for source in workspace.data_sources.values():
+        if source.pages.pop(page_id, None) is not None:
+            source.rows_version += 1
+
+
+async def test_reconciliation_catches_an_edit_the_watermark_missed(
+    reconciling: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await reconciling.run_pass()
+    # An edit dated long before the inbound watermark (a clock skew, a restored backup): the
+    # change read never sees it.
+    workspace.control.set_clock(datetime(2001, 1, 1, tzinfo=UTC))
+    human_edit(workspace, page_of(workspace, deal.id)["id"], Value={"number": 5})
+    result = await reconciling.run_pass()
+    assert result.pulled == 1
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal("5")
+
+
+async def test_a_vanished_page_is_queued_never_deleted_and_a_mass_vanish_trips_the_breaker(
+    reconciling: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+    sandbox_server: RunningSandbox,
+) -> None:
+    deals = [await new_deal(repository, tenant, name=f"Deal {n}") for n in range(4)]
+    await reconciling.run_pass()
+    first, second = sorted(deal.id for deal in deals)[:2]
+    vanish(sandbox_server, page_of(workspace, first)["id"])
+    result = await reconciling.run_pass()  # reconciles the first two: one vanished
+    assert result.errors == [] and result.trashed == 0
+    assert set(await reconciling.status.pending_deletes()) == {first}
+    for deal in deals:
+        assert (await stored(repository, tenant, deal.id)).archived_at is None
+    # Three of four gone at once: the breaker queues none of them and says so.
+    for deal_id in sorted(deal.id for deal in deals)[2:]:
+        vanish(sandbox_server, page_of(workspace, deal_id)["id"])
+    tripped = await reconciling.run_pass()  # the next slice: the other two, both gone
+    assert [error.reason.split(":")[0] for error in tripped.errors] == ["mass-delete breaker"]
+    assert set(await reconciling.status.pending_deletes()) == {first}
+    assert second not in await reconciling.status.pending_deletes()
+
+
+async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_trash(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant, estimated_value=Decimal("10"))
+    await engine.run_pass()
+    kept = page_of(workspace, deal.id)["id"]
+    # A create that timed out yet landed later: a second page with the same key, edited by a person.
+    workspace.control.human_create_page(
+        {
+            "parent": {"data_source_id": workspace.data_source_id},
+            "properties": {
+                "Deal Name": {"title": [{"text": {"content": "Acme renewal"}}]},
+                "Stage": {"select": {"name": "Lead"}},
+                "Value": {"number": 77},
+                "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+            },
+        }
+    )
+    result = await engine.run_pass()
+    assert (result.trashed, result.pulled, result.errors) == (1, 1, [])
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal("77")
+    live = [p for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
+    assert [p["id"] for p in live] == [kept]
+    assert live[0]["properties"]["Value"]["number"] == 77  # the kept page takes the person's edit too
+    assert await engine.run_pass() == SyncResult()

@@ -28,7 +28,7 @@ from pydantic import SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
 from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
-from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
@@ -51,6 +51,7 @@ from crm_pipeline.crm.notion.client import (
     RetryPolicy,
     has_code,
     is_retryable,
+    is_uncertain,
     load_sdk,
     status_of,
     token_digest,
@@ -409,12 +410,25 @@ class NotionAdapter(CRMAdapter):
         return sorted(changes, key=lambda change: change.changed_at)
 
     async def read_changes(self, cursor: str | None) -> ChangeBatch:
-        """Pages edited since the cursor (an edit time) less the overlap, as ``get_changes_since``;
-        the next cursor is the latest edit time read (or the same cursor when nothing was)."""
-        since = datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
+        """Pages edited since the cursor (an edit time) less the overlap, as ``get_changes_since``
+        reads them (one query when few changed); the next cursor is the latest edit time read
+        (or the same cursor when nothing was)."""
+        since = _cursor_time(cursor)
         changes = await self.get_changes_since(since)
-        latest = max((change.changed_at for change in changes), default=since)
-        return ChangeBatch(changes, max(latest, since).isoformat(), list(self.read_errors))
+        return _change_batch(changes, since, self.read_errors)
+
+    async def read_trashed(self, cursor: str | None) -> ChangeBatch:
+        """Pages moved to (or edited in) the trash since the cursor less the overlap; each change
+        carries ``archived_at`` (Notion's queries leave trashed pages out unless asked)."""
+        since = _cursor_time(cursor)
+        deals = await self._deals()
+        pages = await self._query(deals, timestamp_on_or_after("last_edited_time", since - self.overlap), in_trash=True)
+        trashed = []
+        for record in await self._to_opportunities(pages, deals):
+            change = self._change_record(record, deals)
+            archived = {**change.changes, "archived_at": FieldChange(new=to_jsonable_python(record.archived_at))}
+            trashed.append(change.model_copy(update={"changes": archived}))
+        return _change_batch(trashed, since, self.read_errors)
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
         """The deal pages with these ids, read concurrently under the rate limit; missing ones left out."""
@@ -431,7 +445,38 @@ class NotionAdapter(CRMAdapter):
             if current is None:
                 raise RecordGoneError(external_id, "no such deal page")
             return current
-        page = await self._update_page(external_id, properties=properties)
+        from notion_client import APIErrorCode
+
+        try:
+            page = await self.api.update_page(external_id, properties=properties, resend_when_uncertain=False)
+        except Exception as error:
+            if not is_uncertain(error):
+                if has_code(error, APIErrorCode.ValidationError) and _in_trash(
+                    await self.api.retrieve_page(external_id)
+                ):
+                    raise PageTrashedError(external_id) from error
+                raise
+            return await self._landed(external_id, properties, deals, error)
+        return self._to_opportunity(page, deals, await self.bot_user_id())
+
+    async def _landed(
+        self, external_id: str, sent: Mapping[str, Any], deals: _BoundSource, error: BaseException
+    ) -> ExternalOpportunityRead:
+        """After a PATCH whose answer was lost: the page as written if every value landed (compared
+        as property JSON), else UncertainWriteError: never a blind resend, which could overwrite a
+        human's edit made meanwhile."""
+        current = await self.get_opportunity(external_id)
+        if current is None:
+            raise RecordGoneError(external_id, "no such deal page") from error
+        held = to_notion_properties(current, deals.properties, record_id=external_id)
+        if all(held.get(key) == value for key, value in sent.items()):
+            return current
+        raise UncertainWriteError(external_id, error) from error
+
+    async def restore_opportunity(self, external_id: str) -> ExternalOpportunityRead:
+        """Take the page out of Notion's trash; returns the restored deal."""
+        deals = await self._deals()
+        page = await self.api.update_page(external_id, in_trash=False)
         return self._to_opportunity(page, deals, await self.bot_user_id())
 
     async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
@@ -480,6 +525,13 @@ class NotionAdapter(CRMAdapter):
         return await self.api.append_block_children(
             page_id, [paragraph], recover=lambda: self._find_paragraph(page_id, ref)
         )
+
+    async def find_activity(self, activity: ActivityCreate) -> str | None:
+        """The paragraph an earlier ``create_activity`` of this activity appended, if any."""
+        if activity.id is None:
+            return None
+        page_id = await self._find_page_by_key(await self._deals(), str(activity.opportunity_id))
+        return None if page_id is None else await self._find_paragraph(page_id, activity_ref(activity.id))
 
     async def _find_paragraph(self, page_id: str, ref: str) -> str | None:
         """The id of the page's paragraph carrying this activity reference, if an earlier append
@@ -650,6 +702,15 @@ class NotionAdapter(CRMAdapter):
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _cursor_time(cursor: str | None) -> datetime:
+    return datetime.fromisoformat(cursor) if cursor is not None else datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _change_batch(changes: list[ChangeRecord], since: datetime, unreadable: list[FieldMappingError]) -> ChangeBatch:
+    latest = max((change.changed_at for change in changes), default=since)
+    return ChangeBatch(sorted(changes, key=lambda c: c.changed_at), max(latest, since).isoformat(), list(unreadable))
 
 
 def _normal_key(key: str) -> str:

@@ -147,14 +147,25 @@ class NotionAPI:
         return await self._send(_PAGE, "pages.retrieve", lambda: self.client.pages.retrieve(page_id))
 
     async def update_page(
-        self, page_id: str, *, properties: Mapping[str, Any] | None = None, in_trash: bool | None = None
+        self,
+        page_id: str,
+        *,
+        properties: Mapping[str, Any] | None = None,
+        in_trash: bool | None = None,
+        resend_when_uncertain: bool = True,
     ) -> Page:
+        """PATCH a page. With ``resend_when_uncertain=False`` a failure that may have been applied
+        (timeout, 5xx) is raised instead of resent, so the caller can read the page first."""
         body: dict[str, Any] = {}
         if properties is not None:
             body["properties"] = properties
         if in_trash is not None:
             body["in_trash"] = in_trash
-        return await self._send(_PAGE, "pages.update", lambda: self.client.pages.update(page_id, **body))
+
+        async def update() -> Page:
+            return _checked(_PAGE, "pages.update", await self.client.pages.update(page_id, **body))
+
+        return await self._caller.call(update, idempotent=resend_when_uncertain)
 
     async def query_data_source(self, data_source_id: str, body: Mapping[str, Any]) -> PageList:
         return await self._send(

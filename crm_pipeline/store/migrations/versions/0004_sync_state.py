@@ -1,13 +1,19 @@
 """The sync engine's state, beside the data it covers: links, bases, watermarks, errors, audit.
 
 - sync_links: a deal ⇄ its record in one external connector, unique both ways per tenant and
-  connector (a deal has one page, a page mirrors one deal).
+  connector (a deal has one page, a page mirrors one deal); `archived` once both sides hold the
+  pair archived (deal) and trashed (page); `vanished_at` while the external record cannot be
+  found (the pending-delete queue: nothing is deleted for it).
 - sync_base: per linked deal and field, the value both sides held after the last successful sync
   (JSON, as the change log stores values). Gone with its link.
 - sync_watermarks: per tenant, connector and direction, how far the sync has read: the change
-  feed's cursor outbound, an edit-time watermark inbound (text, read by the engine).
+  feed's cursor outbound, an edit-time watermark inbound, one for the external trash, and how far
+  the rolling reconciliation has come (text, read by the engine).
 - sync_errors: the error ledger, one row per failing record and field (field '' for the whole
   record); retried every pass, removed once the record syncs.
+- sync_activities: the activities to append to the external record, once each: queued when the
+  change feed shows them, `attempted` before each send (after a crash the external side is
+  searched before sending again), `external_id` once landed.
 - sync_audit: append-only, what the sync decided and wrote: field, old, new, side written, rule.
 
 Every table is tenant-scoped by row-level security like the deal tables; the application role may
@@ -25,7 +31,7 @@ down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-TABLES = ("sync_links", "sync_base", "sync_watermarks", "sync_errors", "sync_audit")
+TABLES = ("sync_links", "sync_base", "sync_watermarks", "sync_errors", "sync_audit", "sync_activities")
 
 UPGRADE = """
 CREATE TABLE crm.sync_links (
@@ -33,6 +39,8 @@ CREATE TABLE crm.sync_links (
     connector    text NOT NULL,
     record_id    uuid NOT NULL,
     external_id  text NOT NULL,
+    archived     boolean NOT NULL DEFAULT false,
+    vanished_at  timestamptz,
     linked_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, connector, record_id),
     UNIQUE (tenant_id, connector, external_id),
@@ -54,7 +62,7 @@ CREATE TABLE crm.sync_base (
 CREATE TABLE crm.sync_watermarks (
     tenant_id   text NOT NULL REFERENCES crm.tenants(id),
     connector   text NOT NULL,
-    direction   text NOT NULL CHECK (direction IN ('outbound', 'inbound')),
+    direction   text NOT NULL CHECK (direction IN ('outbound', 'inbound', 'trash', 'reconcile')),
     position    text NOT NULL,
     updated_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, connector, direction)
@@ -90,7 +98,21 @@ CREATE TABLE crm.sync_audit (
 );
 CREATE INDEX sync_audit_tenant_record ON crm.sync_audit (tenant_id, record_id, sequence);
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON crm.sync_links, crm.sync_base, crm.sync_watermarks, crm.sync_errors
+CREATE TABLE crm.sync_activities (
+    tenant_id       text NOT NULL REFERENCES crm.tenants(id),
+    connector       text NOT NULL,
+    activity_id     uuid NOT NULL,
+    opportunity_id  uuid NOT NULL,
+    occurred_at     timestamptz NOT NULL,
+    attempted       boolean NOT NULL DEFAULT false,
+    external_id     text,
+    PRIMARY KEY (tenant_id, connector, activity_id)
+);
+CREATE INDEX sync_activities_pending ON crm.sync_activities (tenant_id, connector, occurred_at)
+    WHERE external_id IS NULL;
+
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON crm.sync_links, crm.sync_base, crm.sync_watermarks, crm.sync_errors, crm.sync_activities
     TO crm_pipeline_app;
 GRANT SELECT, INSERT ON crm.sync_audit TO crm_pipeline_app;
 """

@@ -1,0 +1,124 @@
+"""SyncEngine benchmark, P1–P3, on the real deal store and the sandbox Notion limiting at 3 requests/s.
+
+Set-up (unthrottled): ``--deals`` deals are created in the deal store and synced, so each has its
+page, then a warm-up pass settles every watermark. Then:
+
+- P1: the agent changes every deal; one pass pushes the backlog. Useful page writes per second
+  against the 3 requests/s budget (goal ≥ 0.95), failed records (goal 0).
+- P2: a pass with nothing changed: Notion requests (goal ≤ 1) and writes (goal 0).
+- P3: the pass after the push: inbound changes applied (goal 0) and writes sent (goal 0): the
+  push's echo is recognised by value.
+
+The sandbox runs as a process of its own (``crm-pipeline sandbox``); the deal store is the embedded
+PostgreSQL, in a database of its own that is dropped afterwards.
+
+Run: ``.venv/bin/python benchmarks/bench_sync.py [--deals 1000]`` (1,000 deals take about six
+minutes: the budget is the point). Prints one JSON line per figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_repository import drop_database  # noqa: E402
+from report import emit  # noqa: E402
+from sandbox_process import sandbox_process  # noqa: E402
+
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter  # noqa: E402
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
+from crm_pipeline.crm.notion import RateLimit  # noqa: E402
+from crm_pipeline.models import OpportunityCreate, OpportunityUpdate  # noqa: E402
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl  # noqa: E402
+from crm_pipeline.settings import Settings  # noqa: E402
+from crm_pipeline.store import Database, DealRepository  # noqa: E402
+from crm_pipeline.sync import SyncEngine  # noqa: E402
+
+BENCH = "sync"
+RATE = 3.0
+UNTHROTTLED = 1000.0
+
+
+def page_writes(stats: dict[str, Any]) -> tuple[int, int]:
+    """(successful, all) page writes in the sandbox's statistics."""
+    routes = stats["by_route"]
+    writes = [routes.get(route, {}) for route in ("POST /v1/pages", "PATCH /v1/pages/{page_id}")]
+    return sum(by.get("200", 0) for by in writes), sum(sum(by.values()) for by in writes)
+
+
+def engine(repository: DealRepository, tenant: str, base_url: str, database_id: str, rate: float) -> SyncEngine:
+    notion = NotionAdapter(
+        DEFAULT_TOKEN,
+        database_id,
+        base_url=base_url,
+        property_map=SYNCED_PROPERTY_MAP,
+        rate_limit=RateLimit(requests_per_second=rate, burst=1, max_in_flight=3),
+    )
+    return SyncEngine(PostgresAdapter(repository, tenant), notion, DEFAULT_FIELD_OWNERSHIP, time_budget_seconds=3600)
+
+
+async def measure(settings: Settings, base_url: str, control: SandboxControl, deals: int) -> None:
+    [notion_db] = control.seed(
+        {"databases": [{"title": "Deals", "properties": notion_properties_schema(SYNCED_PROPERTY_MAP)}]}
+    )
+    async with await Database.open(settings) as database:
+        repository = DealRepository(database)
+        tenant = f"bench-{os.getpid()}"
+        await repository.register_tenant(tenant)
+        records = [OpportunityCreate(name=f"Deal {n}", estimated_value=n) for n in range(deals)]
+        created = [await repository.create_opportunity(tenant, record) for record in records]
+        control.configure(rate_limit=UNTHROTTLED, burst=100)
+        setup = engine(repository, tenant, base_url, notion_db["database_id"], UNTHROTTLED)
+        assert (await setup.run_pass()).created == deals
+        await setup.run_pass()  # settles the trash and reconciliation watermarks
+        await setup.external.aclose()  # type: ignore[union-attr]
+
+        control.configure(rate_limit=RATE, burst=1)
+        timed = engine(repository, tenant, base_url, notion_db["database_id"], RATE)
+        for deal in created:
+            await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+        control.reset_stats()
+        started = time.monotonic()
+        pushed = await timed.run_pass()
+        elapsed = time.monotonic() - started
+        useful, _ = page_writes(control.stats())
+        emit(BENCH, "p1_backlog_deals", deals, "count", None)
+        emit(BENCH, "p1_elapsed", round(elapsed, 2), "s", None)
+        emit(BENCH, "p1_useful_writes_per_s_over_budget", round(useful / elapsed / RATE, 3), "ratio", ">= 0.95")
+        emit(BENCH, "p1_failed_records", len(pushed.errors), "count", 0)
+
+        control.reset_stats()
+        echo = await timed.run_pass()
+        _, writes = page_writes(control.stats())
+        emit(BENCH, "p3_inbound_applied_after_push", echo.pulled, "count", 0)
+        emit(BENCH, "p3_writes_after_push", writes, "count", 0)
+
+        control.reset_stats()
+        await timed.run_pass()
+        stats = control.stats()
+        emit(BENCH, "p2_requests_quiet_pass", stats["total"], "count", "<= 1")
+        emit(BENCH, "p2_writes_quiet_pass", page_writes(stats)[1], "count", 0)
+        await timed.external.aclose()  # type: ignore[union-attr]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--deals", type=int, default=1000)
+    args = parser.parse_args()
+    settings = Settings(database_name=f"crm_pipeline_bench_{os.getpid()}")
+    with sandbox_process("--rate-limit", str(RATE)) as base_url, SandboxControl(base_url) as control:
+        try:
+            asyncio.run(measure(settings, base_url, control, args.deals))
+        finally:
+            asyncio.run(drop_database(settings))
+
+
+if __name__ == "__main__":
+    main()
