@@ -10,16 +10,17 @@ changes (writes already made read back as equal and are only recorded).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.models import ChangeRecord, SyncResult
-from crm_pipeline.sync.engine import SyncEngine
+from crm_pipeline.sync.engine import SyncEngine, _new_activities, _slice_end
 from crm_pipeline.sync.executor import Executor
-from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import PassPlan
-from crm_pipeline.sync.status import Direction, LedgerEntry
+from crm_pipeline.sync.reader import unreadable_entries
+from crm_pipeline.sync.status import Direction
 
 
 class PassRefusedError(RuntimeError):
@@ -29,7 +30,8 @@ class PassRefusedError(RuntimeError):
 @dataclass
 class SideChanges:
     """One side's changes since its watermark (``since``, None before the first pass), and the
-    cursor to store once they are synced."""
+    cursor to store once they are synced. The external side's include its trash when a trash
+    read was due (``trash_cursor`` set)."""
 
     direction: Direction
     since: str | None
@@ -38,6 +40,7 @@ class SideChanges:
     unreadable: list[FieldMappingError] = field(default_factory=list)
     schema_error: str | None = None
     """Why the side could not be read at all (its schema no longer fits the map)."""
+    trash_cursor: str | None = None
     read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -54,11 +57,20 @@ class Decisions:
     plan: PassPlan
     primary: SideChanges
     external: SideChanges
+    reconciled_until: str | None = None
+    """Where the next reconciliation slice starts, when this pass reconciled one."""
+
+
+OUTBOUND_PARTS = frozenset({"creates", "key_writes", "links", "duplicates", "deletes", "vanished", "found_again"})
+"""The plan's parts written by the outbound step (each writes the external side first; a delete
+then archives or restores the deal in the same step, as the executor pairs them)."""
+INBOUND_PARTS = frozenset({"adoptions", "failures", "notices"})
+"""The plan's parts written by the inbound step. ``records`` is split: pushes out, pulls in."""
 
 
 class StagedSync(SyncEngine):
-    """``SyncEngine`` with its pass split into stages (it reuses the engine's own reading and
-    planning, so the decisions are exactly those of ``run_pass``)."""
+    """``SyncEngine`` with its pass split into stages. It reuses the engine's own reading,
+    planning and executor, so the decisions and writes are exactly those of ``run_pass``."""
 
     async def read_primary(self) -> SideChanges:
         stored = await self.status.watermark(Direction.OUTBOUND)
@@ -66,42 +78,47 @@ class StagedSync(SyncEngine):
         return SideChanges(Direction.OUTBOUND, stored[0] if stored else None, cursor, changes)
 
     async def read_external(self) -> SideChanges:
+        """The external changes since the inbound watermark, and its trash when a check is due."""
         assert self.external is not None
         stored = await self.status.watermark(Direction.INBOUND)
         since = stored[0] if stored else None
         batch = await self.external.read_changes(since)
-        return SideChanges(Direction.INBOUND, since, batch.cursor, batch.changes, batch.unreadable)
+        mark = await self.status.watermark(Direction.TRASH)
+        due = mark is None or datetime.now(UTC) - mark[1] >= timedelta(seconds=self.trash_check_seconds)
+        trash = await self.external.read_trashed(mark[0] if mark else None) if due else None
+        return SideChanges(
+            Direction.INBOUND,
+            since,
+            batch.cursor,
+            batch.changes + (trash.changes if trash else []),
+            batch.unreadable + (trash.unreadable if trash else []),
+            trash_cursor=trash.cursor if trash else None,
+        )
 
     async def decide(self, primary: SideChanges, external: SideChanges) -> Decisions:
-        """The pass's plan: the engine's planner over both reads; writes nothing."""
-        plan = await self._plan(primary.changes, external.changes)
-        plan.failures += [
-            LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
-            for error in external.unreadable
-        ]
-        return Decisions(plan, primary, external)
+        """The pass's plan: the engine's planner over both reads (and the reconciliation slice
+        due, if any); writes nothing."""
+        reconcile = await self._reconcile_slice()
+        plan = await self._reader().plan(primary.changes, external.changes, reconcile=reconcile)
+        plan.failures += unreadable_entries(external.unreadable)
+        until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
+        return Decisions(plan, primary, external, until)
 
     async def write_outbound(self, decisions: Decisions) -> SyncResult:
-        """The external side's writes: links, sync keys, creates and pushed fields (with their
-        bases and audit entries)."""
+        """The external side's writes: links, sync keys, creates, deletes, duplicates, pushed
+        fields (with their bases and audit entries) and the agent's new activities."""
         plan = decisions.plan
-        outbound = PassPlan(
-            creates=plan.creates,
-            key_writes=plan.key_writes,
-            links=plan.links,
-            records=[replace(r, pull={}, conflicts=0) for r in plan.records if r.push or r.base],
-        )
-        return await self._write(decisions, outbound, finish=False)
+        parts = {name: getattr(plan, name) for name in OUTBOUND_PARTS}
+        records = [replace(r, pull={}, conflicts=0) for r in plan.records if r.push or r.base]
+        await self.status.queue_activities(_new_activities(decisions.primary.changes))
+        return await self._write(decisions, PassPlan(**parts, records=records), finish=False)
 
     async def write_inbound(self, decisions: Decisions) -> SyncResult:
-        """The deal store's writes: adopted pages and pulled fields; then both watermarks move."""
+        """The deal store's writes: adopted records and pulled fields; then the watermarks move."""
         plan = decisions.plan
-        inbound = PassPlan(
-            adoptions=plan.adoptions,
-            records=[replace(r, push={}, base={}) for r in plan.records if r.pull or r.conflicts],
-            failures=plan.failures,
-        )
-        return await self._write(decisions, inbound, finish=True)
+        parts = {name: getattr(plan, name) for name in INBOUND_PARTS}
+        records = [replace(r, push={}, base={}) for r in plan.records if r.pull or r.conflicts]
+        return await self._write(decisions, PassPlan(**parts, records=records), finish=True)
 
     async def _write(self, decisions: Decisions, plan: PassPlan, *, finish: bool) -> SyncResult:
         assert self.external is not None
@@ -109,16 +126,25 @@ class StagedSync(SyncEngine):
             raise PassRefusedError(
                 f"nothing is written while the schema does not fit: {decisions.external.schema_error}"
             )
+        deadline = time.monotonic() + self.time_budget_seconds
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 raise PassRefusedError(f"another pass of tenant {self.status.tenant_id!r} is running")
             await self._check_fresh(decisions)
-            tally = await Executor(self.external, self.status).run(plan)
-            await self.status.record_errors(tally.failures)
+            tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
+            await self.status.record_errors(tally.failures + tally.deferred)
             if finish:
-                await self.status.set_watermark(Direction.OUTBOUND, decisions.primary.cursor)
-                await self.status.set_watermark(Direction.INBOUND, decisions.external.cursor)
+                await self._finish(decisions)
             return tally.result()
+
+    async def _finish(self, decisions: Decisions) -> None:
+        """Move the watermarks past what this pass synced, as ``run_pass`` does at its end."""
+        if decisions.reconciled_until is not None:
+            await self.status.set_watermark(Direction.RECONCILE, decisions.reconciled_until)
+        await self.status.set_watermark(Direction.OUTBOUND, decisions.primary.cursor)
+        await self.status.set_watermark(Direction.INBOUND, decisions.external.cursor)
+        if decisions.external.trash_cursor is not None:
+            await self.status.set_watermark(Direction.TRASH, decisions.external.trash_cursor)
 
     async def _check_fresh(self, decisions: Decisions) -> None:
         for side in (decisions.primary, decisions.external):
