@@ -3,6 +3,7 @@ sync writes, what each materialization reports, and which checks pass."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +12,9 @@ import dagster as dg
 import pytest
 
 from crm_pipeline.definitions import defs
+from crm_pipeline.defs.assets.reconcile import reconciled_deals
+from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
+from crm_pipeline.defs.assets.sync import inbound_sync, outbound_sync
 from crm_pipeline.defs.staged import INBOUND_PARTS, OUTBOUND_PARTS
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.store import DealRepository
@@ -138,3 +142,29 @@ def test_every_part_of_a_pass_plan_is_written_by_one_of_the_two_steps() -> None:
     assert parts == OUTBOUND_PARTS | INBOUND_PARTS | {"records"}
     record_parts = {f.name for f in dataclasses.fields(RecordPlan)}
     assert record_parts == {"record_id", "external_id", "push", "pull", "base", "audit", "conflicts"}
+
+
+async def test_a_run_stopped_after_the_outbound_writes_is_finished_by_the_next(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    """No watermark moves before the inbound step: the next run reads the same changes, finds
+    the page already created (its create is keyed) and adopts the human's page once."""
+    await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Acme renewal"))
+    _human_page(world, "Globex pilot")
+    instance.add_dynamic_partitions("tenant", [world.tenant_id])
+    stopped = await asyncio.to_thread(
+        dg.materialize,
+        [postgres_opportunities, notion_pages, reconciled_deals, outbound_sync, inbound_sync],
+        selection=[postgres_opportunities, notion_pages, reconciled_deals, outbound_sync],
+        resources=world.resources,
+        instance=instance,
+        partition_key=world.tenant_id,
+    )
+    assert stopped.success and len(world.pages()) == 2
+    assert {d.name for d in await repository.list_opportunities(world.tenant_id)} == {"Acme renewal"}
+
+    result = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert result.success and all(check_results(result).values())
+    assert len(world.pages()) == 2
+    assert {d.name for d in await repository.list_opportunities(world.tenant_id)} == {"Acme renewal", "Globex pilot"}
