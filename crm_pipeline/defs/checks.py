@@ -21,8 +21,8 @@ ERROR_LEDGER_THRESHOLD = 10
 """Records that may be waiting in the error ledger before the check warns."""
 MAX_LAG_SECONDS = 300
 """How long since the last finished pass before the lag check warns (five one-minute ticks)."""
-DRIFT_SAMPLE = 20
-"""Records of a pass compared with both sides afterwards (each costs one external read)."""
+DRIFT_SAMPLE = 10
+"""Records a pass wrote that are compared with both sides afterwards (each costs one external read)."""
 
 # Every check is partitioned like its asset (a Dagster preview feature in 1.13): an unpartitioned
 # check would load the asset's value of every tenant, not the run's.
@@ -95,8 +95,8 @@ async def one_page_per_deal(
     for change in notion_pages.changes:
         if change.sync_key:
             pages_by_key[change.sync_key.lower()].add(change.record_id)
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        linked = await run.sync.status.links([UUID(key) for key in pages_by_key])
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    linked = await run.sync.status.links([UUID(key) for key in pages_by_key])
     for record_id, page_id in linked.items():
         pages_by_key[str(record_id)].add(page_id)
     duplicates = {key: sorted(pages) for key, pages in pages_by_key.items() if len(pages) > 1}
@@ -124,22 +124,23 @@ async def settled_records_agree(
 ) -> dg.AssetCheckResult:
     """Drift: after a pass, a record it synced holds its base on both sides (an edit made since
     shows here too, and the next pass takes it up)."""
-    record_ids = [record.record_id for record in reconciled_deals.plan.records][:DRIFT_SAMPLE]
+    written = [record.record_id for record in reconciled_deals.plan.records if record.push or record.pull]
+    record_ids = written[:DRIFT_SAMPLE]
     drifted = []
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        sync = run.sync
-        assert sync.external is not None
-        links = await sync.status.links(record_ids)
-        bases = await sync.status.bases(links)
-        primary = {r.id: r for r in await sync.primary.get_opportunities([str(i) for i in links])}
-        external = {
-            str(getattr(r, "external_id", r.id)): r for r in await sync.external.get_opportunities(list(links.values()))
-        }
-        for record_id, external_id in links.items():
-            for field, base in bases.get(record_id, {}).items():
-                for side, record in (("primary", primary.get(record_id)), ("external", external.get(external_id))):
-                    if record is not None and comparable(getattr(record, field)) != comparable(base):
-                        drifted.append({"record": str(record_id), "field": field, "side": side})
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    sync = run.sync
+    assert sync.external is not None
+    links = await sync.status.links(record_ids)
+    bases = await sync.status.bases(links)
+    primary = {r.id: r for r in await sync.primary.get_opportunities([str(i) for i in links])}
+    external = {
+        str(getattr(r, "external_id", r.id)): r for r in await sync.external.get_opportunities(list(links.values()))
+    }
+    for record_id, external_id in links.items():
+        for field, base in bases.get(record_id, {}).items():
+            for side, record in (("primary", primary.get(record_id)), ("external", external.get(external_id))):
+                if record is not None and comparable(getattr(record, field)) != comparable(base):
+                    drifted.append({"record": str(record_id), "field": field, "side": side})
     return dg.AssetCheckResult(
         passed=not drifted,
         severity=dg.AssetCheckSeverity.WARN,
@@ -160,8 +161,8 @@ async def error_ledger_under_threshold(
 ) -> dg.AssetCheckResult:
     """Records that failed stay in the ledger and are retried every pass; many means something
     systematic (a refused token, a closed select option) that a person must fix."""
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        errors = await run.sync.status.errors()
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    errors = await run.sync.status.errors()
     return dg.AssetCheckResult(
         passed=len(errors) <= ERROR_LEDGER_THRESHOLD,
         severity=dg.AssetCheckSeverity.WARN,
@@ -186,8 +187,8 @@ async def sync_lag_within_bound(
 ) -> dg.AssetCheckResult:
     """Each finished pass moves the inbound watermark; one that stands still means passes fail
     or are not scheduled."""
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        stored = await run.sync.status.watermark(Direction.INBOUND)
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    stored = await run.sync.status.watermark(Direction.INBOUND)
     lag = None if stored is None else (datetime.now(UTC) - stored[1]).total_seconds()
     return dg.AssetCheckResult(
         passed=lag is not None and lag <= MAX_LAG_SECONDS,

@@ -98,14 +98,27 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"], AB
     def requests_per_minute(self) -> int:
         """The connector's request budget per integration."""
 
+    _opened: dict[str, tuple[CRMAdapter, RequestCount]] = PrivateAttr(default_factory=dict)
+
+    # Dagster runs an async `yield_for_execution` on the run's loop; its stubs know only the sync one.
     @asynccontextmanager
-    async def open(self, tenant: TenantConnection) -> AsyncIterator[tuple[CRMAdapter, RequestCount]]:
-        requests = RequestCount()
-        adapter = self.connect(tenant, requests)
+    async def yield_for_execution(  # type: ignore[override]
+        self, context: dg.InitResourceContext
+    ) -> AsyncIterator[CRMConnectionResource]:
         try:
-            yield adapter, requests
+            yield self
         finally:
-            await adapter.aclose()
+            for adapter, _ in self._opened.values():
+                await adapter.aclose()
+            self._opened.clear()
+
+    def open(self, tenant: TenantConnection) -> tuple[CRMAdapter, RequestCount]:
+        """The tenant's adapter for this run and its request count: opened on first use and
+        shared by the run's steps (one binding to the schema, one client), closed with the run."""
+        if tenant.tenant_id not in self._opened:
+            requests = RequestCount()
+            self._opened[tenant.tenant_id] = (self.connect(tenant, requests), requests)
+        return self._opened[tenant.tenant_id]
 
 
 class NotionResource(CRMConnectionResource):

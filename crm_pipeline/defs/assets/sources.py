@@ -29,8 +29,8 @@ async def postgres_opportunities(
     tenants: TenantsResource,
 ) -> dg.Output[SideChanges]:
     """The deal store's opportunity changes since the outbound watermark (the agent's and others')."""
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        read = await run.sync.read_primary()
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    read = await run.sync.read_primary()
     return dg.Output(read, metadata=_metadata(context.partition_key, read))
 
 
@@ -43,17 +43,17 @@ async def notion_pages(
 ) -> dg.Output[SideChanges]:
     """The external CRM's deal changes since the inbound watermark. A drifted schema reads as no
     changes and fails the blocking schema check, which stops every write."""
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        try:
-            read = await run.sync.read_external()
-        except PropertySchemaError as error:
-            stored = await run.sync.status.watermark(Direction.INBOUND)
-            since = stored[0] if stored else None
-            read = SideChanges(Direction.INBOUND, since, since or "", [], schema_error=str(error))
-        metadata = {
-            **_metadata(context.partition_key, read),
-            "unreadable": dg.MetadataValue.int(len(read.unreadable)),
-            "schema_error": dg.MetadataValue.text(read.schema_error or "(none)"),
-            **run.request_metadata(),
-        }
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    try:
+        read = await run.sync.read_external()
+    except PropertySchemaError as error:
+        stored = await run.sync.status.watermark(Direction.INBOUND)
+        since = stored[0] if stored else None
+        read = SideChanges(Direction.INBOUND, since, since or "", [], schema_error=str(error))
+    metadata = {
+        **_metadata(context.partition_key, read),
+        "unreadable": dg.MetadataValue.int(len(read.unreadable)),
+        "schema_error": dg.MetadataValue.text(read.schema_error or "(none)"),
+        **run.request_metadata(),
+    }
     return dg.Output(read, metadata=metadata)

@@ -17,9 +17,9 @@ async def outbound_sync(
     reconciled_deals: Decisions,
 ) -> dg.MaterializeResult[None]:
     """Deals created and fields pushed to the external CRM, as the reconciliation decided."""
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        result = await run.sync.write_outbound(reconciled_deals)
-        metadata = {**result_metadata(result), **run.request_metadata()}
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    result = await run.sync.write_outbound(reconciled_deals)
+    metadata = {**result_metadata(result), **run.request_metadata()}
     return dg.MaterializeResult(metadata=metadata)
 
 
@@ -37,12 +37,12 @@ async def inbound_sync(
     reconciled_deals: Decisions,
 ) -> dg.MaterializeResult[None]:
     """Human edits and pages pulled into the deal store; then both watermarks move on."""
-    async with tenant_pass(context.partition_key, deal_store, crm, tenants) as run:
-        result = await run.sync.write_inbound(reconciled_deals)
-        metadata = {
-            **result_metadata(result),
-            "outbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.primary.lag_seconds, 1)),
-            "inbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.external.lag_seconds, 1)),
-            **run.request_metadata(),
-        }
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    result = await run.sync.write_inbound(reconciled_deals)
+    metadata = {
+        **result_metadata(result),
+        "outbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.primary.lag_seconds, 1)),
+        "inbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.external.lag_seconds, 1)),
+        **run.request_metadata(),
+    }
     return dg.MaterializeResult(metadata=metadata)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,23 +21,24 @@ class TenantPass:
     sync: StagedSync
     requests: RequestCount
     budget_per_minute: int
+    requests_before: int = 0
 
     def request_metadata(self) -> dict[str, dg.MetadataValue]:
+        """The requests this step sent (the run's adapter is shared by its steps)."""
         return {
-            "requests_used": dg.MetadataValue.int(self.requests.sent),
+            "requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before),
             "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute),
         }
 
 
-@asynccontextmanager
-async def tenant_pass(
+def tenant_pass(
     tenant_id: str, deal_store: DealStoreResource, crm: CRMConnectionResource, tenants: TenantsResource
-) -> AsyncIterator[TenantPass]:
-    """The tenant's staged sync over the deal store and its external CRM, closed afterwards."""
+) -> TenantPass:
+    """The tenant's staged sync over the deal store and its external CRM (open for the run)."""
     tenant = tenants.get(tenant_id)
-    async with crm.open(tenant) as (external, requests):
-        sync = StagedSync(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
-        yield TenantPass(tenant_id, sync, requests, crm.requests_per_minute)
+    external, requests = crm.open(tenant)
+    sync = StagedSync(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
+    return TenantPass(tenant_id, sync, requests, crm.requests_per_minute, requests.sent)
 
 
 def changes_table(changes: Sequence[ChangeRecord], limit: int = 20) -> dg.MetadataValue:
