@@ -20,6 +20,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import URL
@@ -75,11 +76,28 @@ def run(args: argparse.Namespace) -> int:
         "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
     }
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(_project_file("workspace.yaml")),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     agent_every = 0.0 if args.no_seed else args.agent_every
     with _notion(settings) as notion_environment, _demo_agent(settings, agent_every):
         return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment)
+
+
+def _project_file(name: str) -> Path:
+    """A file of the checkout (workspace.yaml, dagster.yaml), or the copy an installed package
+    carries (the wheel includes both)."""
+    checkout = PROJECT_ROOT / name
+    return checkout if checkout.is_file() else Path(str(resources.files("crm_pipeline") / name))
 
 
 DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
@@ -94,7 +112,7 @@ def write_instance_config(dagster_home: Path) -> None:
     storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(
-        (PROJECT_ROOT / "dagster.yaml").read_text()
+        _project_file("dagster.yaml").read_text()
         + f"""
 # Added by `crm-pipeline dev`.
 storage:

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from uuid import uuid4
@@ -215,3 +216,47 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
     for asset in ("postgres_opportunities", "notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync"):
         assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
     assert "RUN_SUCCESS" in run.stderr
+
+
+def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path: Path) -> None:
+    """Installed, the package has no checkout beside it: `crm-pipeline dev` finds the instance
+    settings and workspace the wheel carries and keeps its state in the working directory.
+
+    The fresh virtualenv gets the wheel alone; its dependencies come from this environment's
+    site-packages through a .pth file (the same packages a `pip install` of the wheel would fetch)."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(PROJECT_ROOT), "--no-deps", "-q", "-w", str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert build.returncode == 0, build.stderr
+    [wheel] = (tmp_path / "dist").glob("crm_pipeline-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    [site_packages] = (venv / "lib").glob("python3.*/site-packages")
+    (site_packages / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps"]
+    subprocess.run([*pip, str(wheel)], check=True, timeout=120)
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    ui_port, sandbox_port = _free_port(), _free_port()
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
+    log = (tmp_path / "dev.log").open("w")
+    dev = subprocess.Popen(
+        [str(venv / "bin" / "crm-pipeline"), "dev", "--port", str(ui_port), "--agent-every", "0"],
+        cwd=folder,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        location = _wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
+        assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()[-3000:]
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        exit_code = dev.wait(timeout=60)
+        log.close()
+    assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
+    assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
