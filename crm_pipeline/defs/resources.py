@@ -24,7 +24,7 @@ from pydantic import Field, PrivateAttr, SecretStr
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
-from crm_pipeline.crm.notion.client import RateLimit
+from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.defs.tenants import TenantConnection, active_tenants, find_tenant
 from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
 from crm_pipeline.sandbox import DEFAULT_TOKEN
@@ -131,6 +131,9 @@ class NotionResource(CRMConnectionResource):
     token: str = Field(default="", repr=False)
     base_url: str | None = None
     requests_per_second: float = RateLimit.requests_per_second
+    max_attempts: int = RetryPolicy.max_attempts
+    """Attempts per request (retryable failures only); a write still failing waits in the error
+    ledger for the next pass."""
 
     @property
     def requests_per_minute(self) -> int:
@@ -158,6 +161,7 @@ class NotionResource(CRMConnectionResource):
             tenant_id=tenant.tenant_id,
             property_map=SYNCED_PROPERTY_MAP,
             rate_limit=RateLimit(requests_per_second=self.requests_per_second),
+            retry=RetryPolicy(max_attempts=self.max_attempts),
             http_client=httpx.AsyncClient(event_hooks={"request": [requests]}),
         )
 

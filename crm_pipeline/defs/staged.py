@@ -11,16 +11,18 @@ changes (writes already made read back as equal and are only recorded).
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.models import ChangeRecord, SyncResult
 from crm_pipeline.sync.engine import SyncEngine, _new_activities, _slice_end
-from crm_pipeline.sync.executor import Executor
+from crm_pipeline.sync.executor import Executor, Tally
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import unreadable_entries
-from crm_pipeline.sync.status import Direction
+from crm_pipeline.sync.status import Direction, LedgerEntry
 
 
 class PassRefusedError(RuntimeError):
@@ -104,38 +106,47 @@ class StagedSync(SyncEngine):
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
         return Decisions(plan, primary, external, until)
 
-    async def write_outbound(self, decisions: Decisions) -> SyncResult:
+    async def write_outbound(self, decisions: Decisions) -> Tally:
         """The external side's writes: links, sync keys, creates, deletes, duplicates, pushed
-        fields (with their bases and audit entries) and the agent's new activities."""
+        fields (with their bases and audit entries) and the agent's new activities. Its failures
+        go to the ledger with the inbound step's (a pull recorded there would otherwise clear a
+        failed push's entry of the same record)."""
         plan = decisions.plan
         parts = {name: getattr(plan, name) for name in OUTBOUND_PARTS}
         records = [replace(r, pull={}, conflicts=0) for r in plan.records if r.push or r.base]
         await self.status.queue_activities(_new_activities(decisions.primary.changes))
-        return await self._write(decisions, PassPlan(**parts, records=records), finish=False)
+        async with self._writing(decisions):
+            return await self._executor().run(PassPlan(**parts, records=records))
 
-    async def write_inbound(self, decisions: Decisions) -> SyncResult:
-        """The deal store's writes: adopted records and pulled fields; then the watermarks move."""
+    async def write_inbound(self, decisions: Decisions, outbound_failures: Sequence[LedgerEntry]) -> SyncResult:
+        """The deal store's writes: adopted records and pulled fields; then every failure of the
+        pass goes to the ledger and the watermarks move."""
         plan = decisions.plan
         parts = {name: getattr(plan, name) for name in INBOUND_PARTS}
-        records = [replace(r, push={}, base={}) for r in plan.records if r.pull or r.conflicts]
-        return await self._write(decisions, PassPlan(**parts, records=records), finish=True)
+        records = [replace(r, push={}, base={}, conflicts=0) for r in plan.records if r.pull]
+        async with self._writing(decisions):
+            tally = await self._executor().run(PassPlan(**parts, records=records))
+            await self.status.record_errors([*outbound_failures, *tally.failures, *tally.deferred])
+            await self._finish(decisions)
+        tally.conflicts = sum(record.conflicts for record in plan.records)
+        return tally.result()
 
-    async def _write(self, decisions: Decisions, plan: PassPlan, *, finish: bool) -> SyncResult:
+    def _executor(self) -> Executor:
         assert self.external is not None
+        return Executor(self.external, self.status, deadline=time.monotonic() + self.time_budget_seconds)
+
+    @asynccontextmanager
+    async def _writing(self, decisions: Decisions) -> AsyncIterator[None]:
+        """The tenant's pass lock, once this run's decisions are known to be current."""
         if decisions.external.schema_error:
             raise PassRefusedError(
                 f"nothing is written while the schema does not fit: {decisions.external.schema_error}"
             )
-        deadline = time.monotonic() + self.time_budget_seconds
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 raise PassRefusedError(f"another pass of tenant {self.status.tenant_id!r} is running")
             await self._check_fresh(decisions)
-            tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
-            await self.status.record_errors(tally.failures + tally.deferred)
-            if finish:
-                await self._finish(decisions)
-            return tally.result()
+            yield
 
     async def _finish(self, decisions: Decisions) -> None:
         """Move the watermarks past what this pass synced, as ``run_pass`` does at its end."""

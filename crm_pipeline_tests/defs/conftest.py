@@ -57,7 +57,7 @@ def resources_for(
             database_url=database.url.render_as_string(hide_password=False),
             app_database_url=database.app_url.render_as_string(hide_password=False),
         ),
-        "crm": NotionResource(base_url=sandbox.base_url, requests_per_second=1000),
+        "crm": NotionResource(base_url=sandbox.base_url, requests_per_second=1000, max_attempts=1),
         "tenants": TenantsResource(tenants_file=str(path)),
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import dagster as dg
@@ -18,6 +19,7 @@ from crm_pipeline.defs.assets.sync import inbound_sync, outbound_sync
 from crm_pipeline.defs.staged import INBOUND_PARTS, OUTBOUND_PARTS
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.store import DealRepository
+from crm_pipeline.sync import SyncStatus
 from crm_pipeline.sync.planner import PassPlan, RecordPlan
 from crm_pipeline_tests.defs.conftest import TenantWorld, check_results, deals_database, metadata, sync_tenant
 
@@ -168,3 +170,33 @@ async def test_a_run_stopped_after_the_outbound_writes_is_finished_by_the_next(
     assert result.success and all(check_results(result).values())
     assert len(world.pages()) == 2
     assert {d.name for d in await repository.list_opportunities(world.tenant_id)} == {"Acme renewal", "Globex pilot"}
+
+
+async def test_a_failed_push_stays_in_the_ledger_beside_a_pull_of_the_same_deal_and_is_retried(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    """The pull is written by the inbound step after the push failed in the outbound step:
+    recording the pull must not clear the push's ledger entry, or the push waits for a full
+    reconciliation."""
+    deal = await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Initech seats"))
+    assert (await sync_tenant(instance, world.resources, world.tenant_id)).success
+    [page] = world.pages()
+    await repository.update_opportunity(world.tenant_id, deal.id, OpportunityUpdate(estimated_value=Decimal("4200")))
+    world.control.human_update_page(
+        page["id"], {"properties": {"Notes": {"rich_text": [{"text": {"content": "call Tuesday"}}]}}}
+    )
+    world.control.add_fault("503", method="PATCH", path="/v1/pages/*")
+
+    failed = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert failed.success
+    assert metadata(failed, "outbound_sync")["errors"] == 1 and metadata(failed, "inbound_sync")["pulled"] == 1
+    ledger = await SyncStatus(repository, world.tenant_id, "notion").errors()
+    assert [entry.record_id for entry in ledger] == [str(deal.id)]
+
+    retried = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert retried.success and metadata(retried, "outbound_sync")["updated"] == 1
+    [page] = world.pages()
+    assert page["properties"]["Value"]["number"] == 4200
+    assert await SyncStatus(repository, world.tenant_id, "notion").errors() == []
