@@ -59,16 +59,10 @@ async def run(base_url: str, control: SandboxControl, updates: int) -> None:
     budget = updates / RATE
     emit(BENCH, "elapsed", round(elapsed, 2), "s", None)
     emit(BENCH, "elapsed_over_budget", round(elapsed / budget, 3), "ratio", "<= 1.05")
-    emit(BENCH, "failed_writes", sum(not o.ok for o in outcomes), "count", 0)
-    emit(
-        BENCH,
-        "updates_applied",
-        sum(o.action == "updated" for o in outcomes),
-        "count",
-        updates,
-    )
-    emit(BENCH, "rate_limited_responses", stats["by_status"].get("429", 0), "count", 0)
-    emit(BENCH, "requests_sent", stats["total"], "count", updates)
+    emit(BENCH, "failed_writes", sum(not o.ok for o in outcomes), "count", "== 0")
+    emit(BENCH, "updates_applied", sum(o.action == "updated" for o in outcomes), "count", f"== {updates}")
+    emit(BENCH, "rate_limited_responses", stats["by_status"].get("429", 0), "count", "== 0")
+    emit(BENCH, "requests_sent", stats["total"], "count", f"== {updates}")
 
 
 def main() -> None:

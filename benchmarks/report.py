@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
 
 
-def emit(bench: str, figure: str, value: float | int, unit: str, goal: Any = None) -> None:
+def emit(bench: str, figure: str, value: float | int, unit: str, goal: str | None = None) -> None:
+    """`goal` is a comparison the value must meet (">= 500", "<= 1.05", "== 0"), or None."""
     print(json.dumps({"bench": bench, "figure": figure, "value": value, "unit": unit, "goal": goal}), flush=True)
     sys.stdout.flush()

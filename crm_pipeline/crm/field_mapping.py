@@ -6,7 +6,8 @@ values into Notion property JSON and back, so every rule can be tested without a
 Rules in one place (see docs/field-mapping.md for the reasoning):
 
 * None clears a property. For the string types (title, rich_text, select, email) an empty string
-  clears it too, and an empty value reads back as None.
+  clears it too, and an empty value reads back as None; so does an empty multi_select (a list of
+  option names, each a select name, no name twice).
 * title/rich_text are split into text items of at most 2,000 UTF-16 code units (Notion measures
   with JavaScript string length) and at most 100 items; more is a FieldMappingError.
 * numbers are sent as an int when integral, else as a float, and only when the float reads back as
@@ -154,7 +155,7 @@ DEFAULT_FIELD_OWNERSHIP = FieldOwnershipConfig(
 
 # --- the property map -----------------------------------------------------------------------------
 
-PropertyType = Literal["title", "rich_text", "select", "number", "date", "email"]
+PropertyType = Literal["title", "rich_text", "select", "multi_select", "number", "date", "email"]
 PROPERTY_TYPES: frozenset[str] = frozenset(get_args(PropertyType))
 
 
@@ -211,9 +212,10 @@ SYNCED_PROPERTY_MAP: dict[str, PropertySpec] = {
     **NOTION_PROPERTY_MAP,
     "custom_notes": {"notion_name": "Notes", "type": "rich_text"},
     "override_stage": {"notion_name": "Stage Override", "type": "select"},
+    "manual_tags": {"notion_name": "Tags", "type": "multi_select"},
 }
-"""The deals map the sync uses: the plan's nine properties plus human-owned fields, so every
-ownership class can travel (``manual_tags`` needs a multi_select, not mapped yet)."""
+"""The deals map the sync uses: the plan's nine properties plus the human-owned fields, so every
+ownership class can travel."""
 
 CLOSED_SELECT_FIELDS: frozenset[str] = frozenset({"deal_stage", "override_stage"})
 """Fields whose select is closed when the map gives it in the plan's shape: a deal's stage is one
@@ -327,6 +329,23 @@ def _decode_select(payload: Any, prop: NotionProperty) -> str | None:
     return name
 
 
+def _encode_multi_select(value: Any, prop: NotionProperty) -> list[dict[str, str]]:
+    if value is None:
+        return []
+    _require(isinstance(value, list | tuple), f"expected a list of names, got {type(value).__name__}")
+    names = [_encode_select(item, prop) for item in value]
+    _require(all(name is not None for name in names), "an empty name is not an option")
+    _require(len({name["name"] for name in names if name}) == len(names), "the same name twice (Notion keeps one)")
+    _require(len(names) <= TEXT_MAX_ITEMS, f"Notion takes at most {TEXT_MAX_ITEMS} options")
+    return [name for name in names if name]
+
+
+def _decode_multi_select(payload: Any, prop: NotionProperty) -> list[str] | None:
+    _require(isinstance(payload, list), "expected a list of options")
+    names = [_decode_select(item, prop) for item in payload]
+    return [name for name in names if name is not None] or None
+
+
 def _encode_number(value: Any, prop: NotionProperty) -> int | float | None:
     if value is None:
         return None
@@ -406,6 +425,7 @@ _CODECS: dict[str, tuple[Encoder, Decoder]] = {
     "title": (_encode_text, _decode_text),
     "rich_text": (_encode_text, _decode_text),
     "select": (_encode_select, _decode_select),
+    "multi_select": (_encode_multi_select, _decode_multi_select),
     "number": (_encode_number, _decode_number),
     "date": (_encode_date, _decode_date),
     "email": (_encode_email, _decode_email),
@@ -524,7 +544,7 @@ def notion_properties_schema(
     schema: dict[str, Any] = {}
     for field_name, prop in props.items():
         config: dict[str, Any] = {}
-        if prop.type == "select":
+        if prop.type in ("select", "multi_select"):
             config = {"options": [{"name": name} for name in options.get(field_name, ())]}
         schema[prop.name] = {prop.type: config}
     return schema

@@ -25,7 +25,7 @@ from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
-from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus
+from crm_pipeline.sync.status import Direction, SyncStatus
 
 __all__ = ["SyncEngine"]
 
@@ -91,6 +91,11 @@ class SyncEngine:
     def has_external(self) -> bool:
         return self.external is not None
 
+    async def close(self) -> None:
+        """Close the adapters' connections (the deal store's pool belongs to its owner)."""
+        if self.external is not None:
+            await self.external.aclose()
+
     # --- the plan's API -----------------------------------------------------------------------
 
     async def run_pass(self) -> SyncResult:
@@ -155,6 +160,19 @@ class SyncEngine:
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
             return result
+
+    async def approve_pending_deletes(self, record_ids: Iterable[UUID] | None = None) -> int:
+        """Archive (soft) the deals whose external record vanished (``status.pending_deletes()``),
+        all or the given ones: a person's decision, never the sync's. Returns how many; a page that
+        comes back later restores its deal."""
+        pending = await self.status.pending_deletes()
+        chosen = pending.keys() if record_ids is None else pending.keys() & set(record_ids)
+        for record_id in sorted(chosen):
+            async with self.status.transaction(actor=Actor.HUMAN) as connection:
+                await self.primary.repository.set_archived_in(connection, record_id, archived=True)
+                await self.status.set_archived(connection, record_id, archived=True)
+        await self.status.set_vanished(chosen, vanished=False)
+        return len(chosen)
 
     def _resolve_conflict(self, change: ChangeRecord, other: ChangeRecord | None = None) -> ChangeRecord:
         """``change`` filtered to the fields whose value wins, by the rules.
@@ -224,10 +242,7 @@ class SyncEngine:
             only_touched=only_touched,
             reconcile=reconcile or {},
         )
-        plan.failures += [
-            LedgerEntry(error.record_id or "", str(error), Side.EXTERNAL, error.field, error.value)
-            for error in unreadable
-        ]
+        plan.failures += unreadable_entries(unreadable)
         await self.status.queue_activities(_new_activities(primary_changes))
         tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
         await self.status.record_errors(tally.failures + tally.deferred)
@@ -252,7 +267,10 @@ class SyncEngine:
         ):
             return {}
         after = UUID(mark[0]) if mark and mark[0] else None
-        return await self.status.links_after(after, self.reconcile_per_pass)
+        slice_ = await self.status.links_after(after, self.reconcile_per_pass)
+        if not slice_ and after is not None:  # past the last link: start over
+            slice_ = await self.status.links_after(None, self.reconcile_per_pass)
+        return slice_
 
 
 def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:

@@ -50,7 +50,8 @@ def comparable(value: Any) -> Any:
 
     Numbers compare by value (Decimal("1.0") == Decimal("1.00") == 1; a float by its shortest
     repr, as the Notion codec reads it); a bool is never the number 1; dicts ignore key order;
-    lists and tuples are the same sequence; an empty string is None, as the codecs read it back.
+    lists and tuples are the same sequence; an empty string or list is None, as the codecs read it
+    back.
     Types otherwise stay apart: the text "2025-01-31" is not the date 2025-01-31. (NaN is no
     value at all here: the models and the codecs refuse it.)
     """
@@ -59,6 +60,8 @@ def comparable(value: Any) -> Any:
         return value or None
     if kind in _AS_IS:  # the common case, without a second call
         return value
+    if (kind is list or kind is tuple) and not value:
+        return None
     return _normal(value)
 
 

@@ -37,6 +37,24 @@ class _ExternalView:
     in_trash: bool = False
 
 
+@dataclass
+class _Touched:
+    """What a pass has read about the records it touches, step by step."""
+
+    fields: frozenset[str]
+    views: dict[str, _ExternalView]
+    """Every external record read this pass, linked or not, by external id."""
+    primary_times: dict[UUID, dict[str, datetime]]
+    record_ids: set[UUID]
+    retry_deals: set[UUID]
+    new_links: dict[UUID, str]
+    links: dict[UUID, str] = field(default_factory=dict)
+    records: dict[UUID, OpportunityRead] = field(default_factory=dict)
+    linked_views: dict[str, _ExternalView] = field(default_factory=dict)
+    """The external side of linked records, by external id (absent: not read, holds the base)."""
+    gone: set[UUID] = field(default_factory=set)
+
+
 class PassReader:
     """Reads one tenant's pass and plans it (see the module docstring)."""
 
@@ -66,74 +84,107 @@ class PassReader:
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
     ) -> PassPlan:
-        """Read what the plan needs (links, bases, the touched records) and plan; writes nothing."""
-        fields = self.external.mapped_fields
+        """Read what the plan needs (links, bases, the touched records) and plan; writes nothing.
+
+        ``read_external``: read every touched external record afresh; ``only_touched``: leave
+        the ledger's records out; ``reconcile``: linked records to re-read in full.
+        """
         plan = PassPlan()
+        touched = await self._touched(plan, primary_changes, external_changes, only_touched=only_touched)
+        await self._read_afresh(plan, touched, read_external=read_external, reconcile=reconcile or {})
+        live = await self._live_pairs(plan, touched)
+        await self._field_plans(plan, touched, live)
+        return plan
+
+    async def _touched(
+        self,
+        plan: PassPlan,
+        primary_changes: Sequence[ChangeRecord],
+        external_changes: Sequence[ChangeRecord],
+        *,
+        only_touched: bool,
+    ) -> _Touched:
+        """The records the changes and the ledger name, their links and primary values; external
+        records without a link are sorted out (adopt, link, duplicate) on the way."""
+        fields = self.external.mapped_fields
         views = _external_views(external_changes, fields)
         retry = set() if only_touched else {entry.record_id for entry in await self.status.errors()}
         retry_deals = {r.id for r in await self.primary.get_opportunities(sorted(filter(_is_uuid, retry)))}
         views |= await self._read_pages(retry - {str(i) for i in retry_deals}, fields, plan)
         known = await self.status.links_by_external(views)
         new_links = await self._new_links(views, known, plan)
-
         primary_times = _field_times(primary_changes)
-        reconcile = reconcile or {}
-        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals | set(reconcile)
-        links = await self.status.links(record_ids) | new_links
-        records = {r.id: r for r in await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])}
+        record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
+        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links)
+
+    async def _read_afresh(
+        self, plan: PassPlan, touched: _Touched, *, read_external: bool, reconcile: Mapping[UUID, str]
+    ) -> None:
+        """Load links and deals, plan creates for deals without a link, and re-read external
+        records: all touched ones when asked, else those retried from the ledger (their last
+        write may not have landed, a human may have changed them since) and the reconciliation
+        slice. Records not found are vanished."""
+        record_ids = touched.record_ids | set(reconcile)
+        touched.links = await self.status.links(record_ids) | touched.new_links
+        deals = await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])
+        touched.records = {deal.id: deal for deal in deals}
+        unlinked = sorted(record_ids - touched.links.keys())
         plan.creates = [
-            records[i] for i in sorted(record_ids - links.keys()) if i in records and not records[i].archived_at
+            touched.records[i] for i in unlinked if i in touched.records and not touched.records[i].archived_at
         ]
+        linked_ids = set(touched.links.values())
+        touched.linked_views = {ext: view for ext, view in touched.views.items() if ext in linked_ids}
+        wanted = touched.records.keys() if read_external else touched.retry_deals | set(reconcile)
+        reread = touched.links.keys() & wanted
+        external = await self.external.get_opportunities([touched.links[i] for i in sorted(reread)])
+        fresh = {_external_id(record): _view_of(record, touched.fields) for record in external}
+        touched.linked_views |= fresh
+        touched.gone = await self._vanished(plan, {i: touched.links[i] for i in reread}, fresh)
 
-        by_external = {external_id: view for external_id, view in views.items() if external_id in links.values()}
-
-        # Records retried from the ledger are read afresh: their last write may not have landed,
-        # and a human may have changed them since (decided by the rules, never overwritten).
-        reread = links.keys() & records.keys() if read_external else links.keys() & (retry_deals | set(reconcile))
-        fresh = {
-            _external_id(r): _view_of(r, fields)
-            for r in await self.external.get_opportunities([links[i] for i in sorted(reread)])
-        }
-        by_external |= fresh
-        gone = await self._vanished(plan, {i: links[i] for i in reread}, fresh)
-        live = {i: e for i, e in links.items() if i in records and i not in gone}
+    async def _live_pairs(self, plan: PassPlan, touched: _Touched) -> dict[UUID, str]:
+        """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""
+        live = {i: e for i, e in touched.links.items() if i in touched.records and i not in touched.gone}
         archived = await self.status.archived(live)
         plan.deletes = plan_deletes(
             live,
-            {i: records[i].archived_at is not None for i in live},
-            {external_id: view.in_trash for external_id, view in by_external.items()},
+            {i: touched.records[i].archived_at is not None for i in live},
+            {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
             archived,
         )
-        # Fields travel between live pairs only: not while a pair is (or is becoming) archived.
         changing = {d.record_id: d.action for d in plan.deletes}
-        links = {
+        return {
             i: e
             for i, e in live.items()
             if changing.get(i) is Lifecycle.MARK_LIVE or (i not in changing and i not in archived)
         }
+
+    async def _field_plans(self, plan: PassPlan, touched: _Touched, links: Mapping[UUID, str]) -> None:
+        """Decide every field of the live pairs in one go (a duplicate's edits count as the
+        external side's, and what comes in from one goes to the kept record too)."""
         bases = await self.status.bases(links)
+        views = touched.linked_views
         kept_views = {}
         for record_id, duplicate in plan.duplicates:
             if record_id in links:
-                kept_views[record_id] = by_external.get(links[record_id])
-                by_external[links[record_id]] = _with_duplicate(
-                    kept_views[record_id], views[duplicate], bases.get(record_id, {})
+                kept_views[record_id] = views.get(links[record_id])
+                views[links[record_id]] = _with_duplicate(
+                    kept_views[record_id], touched.views[duplicate], bases.get(record_id, {})
                 )
         states = [
             RecordState(
                 record_id,
                 external_id,
                 bases.get(record_id, {}),
-                {name: getattr(records[record_id], name) for name in fields},
-                primary_times.get(record_id, {}),
-                by_external[external_id].values if external_id in by_external else None,
-                by_external[external_id].changed_at if external_id in by_external else None,
+                {name: getattr(touched.records[record_id], name) for name in touched.fields},
+                touched.primary_times.get(record_id, {}),
+                views[external_id].values if external_id in views else None,
+                views[external_id].changed_at if external_id in views else None,
             )
             for record_id, external_id in sorted(links.items())
         ]
-        plan.records = plan_records(states, self.field_ownership, fields, precision=self._precision)
+        plan.records = plan_records(states, self.field_ownership, touched.fields, precision=self._precision)
         for record_plan in plan.records:
-            if record_plan.record_id in kept_views:  # what came in from a duplicate goes to the kept page too
+            if record_plan.record_id in kept_views:
                 kept = kept_views[record_plan.record_id]
                 held = kept.values if kept is not None else {}
                 record_plan.push |= {
@@ -141,7 +192,6 @@ class PassReader:
                     for name, value in record_plan.pull.items()
                     if kept is None or comparable(held.get(name)) != comparable(value)
                 }
-        return plan
 
     async def _vanished(self, plan: PassPlan, read: Mapping[UUID, str], found: Mapping[str, Any]) -> set[UUID]:
         """The records read and not found. They go to the pending-delete queue (never straight to

@@ -135,11 +135,12 @@ class SyncStatus:
         ids = list(record_ids)
         if not ids:
             return
+        query = update(sync_links).where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
+        if vanished:  # an archived pair (a delete already approved) is not queued again
+            query = query.where(sync_links.c.archived.is_(False))
         async with self.transaction() as connection:
             await connection.execute(
-                update(sync_links)
-                .where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
-                .values(vanished_at=func.coalesce(sync_links.c.vanished_at, func.now()) if vanished else None)
+                query.values(vanished_at=func.coalesce(sync_links.c.vanished_at, func.now()) if vanished else None)
             )
 
     async def count_links(self) -> int:

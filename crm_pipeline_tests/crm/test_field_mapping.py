@@ -18,6 +18,7 @@ from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
     SYNC_KEY_PROPERTY,
+    SYNCED_PROPERTY_MAP,
     FieldMappingError,
     FieldOwner,
     FieldOwnershipConfig,
@@ -651,3 +652,30 @@ def test_a_malformed_sync_key_names_the_page_it_was_read_from() -> None:
     properties = {"Sync Key": {"id": "k", "type": "rich_text", "rich_text": [{"plain_text": "oops"}]}}
     with pytest.raises(FieldMappingError, match="record page-7: field 'sync_key' .* 'oops': not a UUID"):
         read_sync_key(properties, record_id="page-7")
+
+
+def test_tags_map_to_a_multi_select_and_an_empty_one_reads_back_as_none() -> None:
+    assert round_trip("manual_tags", ["vip", "renewal"], SYNCED_PROPERTY_MAP) == ["vip", "renewal"]
+    body = to_notion_properties({"manual_tags": ["vip", "renewal"]}, SYNCED_PROPERTY_MAP)
+    assert body == {"Tags": {"multi_select": [{"name": "vip"}, {"name": "renewal"}]}}
+    for empty in (None, []):
+        assert to_notion_properties({"manual_tags": empty}, SYNCED_PROPERTY_MAP) == {"Tags": {"multi_select": []}}
+        assert round_trip("manual_tags", empty, SYNCED_PROPERTY_MAP) is None
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason"),
+    [(["vip", "vip"], "the same name twice"), (["a, b"], "comma"), ([""], "empty name"), ("vip", "expected a list")],
+)
+def test_tags_notion_cannot_hold_are_refused_naming_the_property(tags: Any, reason: str) -> None:
+    with pytest.raises(FieldMappingError, match=reason) as raised:
+        to_notion_properties({"manual_tags": tags}, SYNCED_PROPERTY_MAP, record_id="opp-1")
+    assert raised.value.property_name == "Tags"
+
+
+def test_the_synced_map_is_the_plans_nine_plus_the_human_owned_fields() -> None:
+    assert {name: SYNCED_PROPERTY_MAP[name] for name in NOTION_PROPERTY_MAP} == NOTION_PROPERTY_MAP
+    assert set(SYNCED_PROPERTY_MAP) - set(NOTION_PROPERTY_MAP) == DEFAULT_FIELD_OWNERSHIP.human_owned_fields
+    schema = notion_properties_schema(SYNCED_PROPERTY_MAP)
+    assert schema["Tags"] == {"multi_select": {"options": []}}
+    assert [option["name"] for option in schema["Stage Override"]["select"]["options"]] == list(DEAL_STAGES)

@@ -42,8 +42,9 @@ def _tagged(value: Any) -> Any:
 
 
 def canonical(value: Any) -> str:
-    """The canonical JSON encoding of a field value (an empty string reads back as None)."""
-    return json.dumps(_tagged(None if value == "" else value), sort_keys=True, separators=(",", ":"))
+    """The canonical JSON encoding of a field value (an empty string or list reads back as None)."""
+    empty = value == "" or (isinstance(value, list | tuple) and len(value) == 0)
+    return json.dumps(_tagged(None if empty else value), sort_keys=True, separators=(",", ":"))
 
 
 def same_canonical(a: Any, b: Any) -> bool:

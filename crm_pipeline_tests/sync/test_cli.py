@@ -10,7 +10,7 @@ from uuid import uuid4
 import pytest
 
 from crm_pipeline.cli import main
-from crm_pipeline.demo import demo_notion_seed, demo_opportunities, seed_demo
+from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, demo_opportunities, seed_demo
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -81,3 +81,27 @@ def test_sync_command_refuses_an_unknown_tenant_clearly(configured: str, capsys:
     code, out, err = sync(capsys, "--tenant", "nobody-here", "--json")
     assert (code, out) == (2, "")
     assert "cannot sync tenant 'nobody-here'" in err and "unknown tenant" in err
+
+
+def test_sync_command_refuses_a_wrong_token_clearly(
+    configured: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CRM_PIPELINE_NOTION_TOKEN", "ntn_not_the_right_one")
+    monkeypatch.setenv("CRM_PIPELINE_NOTION_DATABASE_ID", DEMO_NOTION_DATABASE_ID)
+    get_settings.cache_clear()
+    code, out, err = sync(capsys, "--tenant", configured)
+    assert (code, out) == (2, "")
+    assert "cannot sync tenant" in err and "ntn_not_the_right_one" not in err
+
+
+def test_sync_command_refuses_a_drifted_schema_clearly(
+    configured: str, capsys: pytest.CaptureFixture[str], control: SandboxControl
+) -> None:
+    control.reset()
+    drifted = demo_notion_seed()
+    del drifted["databases"][0]["properties"]["Notes"]
+    drifted["databases"][0]["pages"] = []
+    control.seed(drifted)
+    code, out, err = sync(capsys, "--tenant", configured, "--json")
+    assert (code, out) == (2, "")
+    assert "'Notes'" in err and "no property" in err

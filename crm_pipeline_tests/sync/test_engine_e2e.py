@@ -534,6 +534,20 @@ def vanish(sandbox: RunningSandbox, page_id: str) -> None:
             source.rows_version += 1
 
 
+async def test_reconciliation_goes_round_every_linked_record_and_starts_over(
+    reconciling: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deals = sorted([(await new_deal(repository, tenant, name=f"Deal {n}")).id for n in range(4)])
+    await reconciling.run_pass()  # links all four (the slice read nothing yet)
+    workspace.control.reset_stats()
+    slices = []
+    for _ in range(3):
+        slices.append(sorted(await reconciling._reconcile_slice()))
+        await reconciling.run_pass()
+    assert slices[:2] == [deals[:2], deals[2:]]
+    assert slices[2] == deals[:2]  # round again from the first
+
+
 async def test_reconciliation_catches_an_edit_the_watermark_missed(
     reconciling: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
 ) -> None:
@@ -571,6 +585,13 @@ async def test_a_vanished_page_is_queued_never_deleted_and_a_mass_vanish_trips_t
     assert [error.reason.split(":")[0] for error in tripped.errors] == ["mass-delete breaker"]
     assert set(await reconciling.status.pending_deletes()) == {first}
     assert second not in await reconciling.status.pending_deletes()
+    # A person approves the queued delete: the deal is archived (soft), and not queued again.
+    assert await reconciling.approve_pending_deletes() == 1
+    assert (await stored(repository, tenant, first)).archived_at is not None
+    assert await reconciling.status.pending_deletes() == {}
+    await reconciling.run_pass()
+    await reconciling.run_pass()
+    assert await reconciling.status.pending_deletes() == {}
 
 
 async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_trash(
@@ -597,4 +618,25 @@ async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_tr
     live = [p for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
     assert [p["id"] for p in live] == [kept]
     assert live[0]["properties"]["Value"]["number"] == 77  # the kept page takes the person's edit too
+    assert await engine.run_pass() == SyncResult()
+
+
+async def test_tags_a_human_sets_come_in_and_an_agent_write_to_them_is_put_back(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    page_id = page_of(workspace, deal.id)["id"]
+    human_edit(workspace, page_id, Tags={"multi_select": [{"name": "vip"}, {"name": "renewal"}]})
+    assert (await engine.run_pass()).pulled == 1
+    assert (await stored(repository, tenant, deal.id)).manual_tags == ["vip", "renewal"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(manual_tags=["agent-idea"]))
+    workspace.control.reset_stats()
+    assert (await engine.run_pass()).pulled == 1
+    assert page_writes(workspace) == 0
+    assert (await stored(repository, tenant, deal.id)).manual_tags == ["vip", "renewal"]
+    # Cleared in Notion: an empty multi-select is no tags, and settles.
+    human_edit(workspace, page_id, Tags={"multi_select": []})
+    await engine.run_pass()
+    assert (await stored(repository, tenant, deal.id)).manual_tags is None
     assert await engine.run_pass() == SyncResult()

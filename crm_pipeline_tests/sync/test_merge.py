@@ -315,9 +315,17 @@ def test_one_call_decides_many_records_as_it_decides_each() -> None:
         ("estimated_value", Decimal("1000"), Decimal("1E+3")),
         ("probability", Decimal("0.1"), 0.1),
         ("name", None, ""),
+        ("manual_tags", None, []),
         ("stakeholder_map", {"a": 1, "b": [Decimal("2.50")]}, {"b": (2.5,), "a": Decimal("1.0")}),
     ],
-    ids=["decimal-scale", "decimal-exponent", "float-repr", "empty-text-is-none", "json-order-scale-tuple"],
+    ids=[
+        "decimal-scale",
+        "decimal-exponent",
+        "float-repr",
+        "empty-text-is-none",
+        "empty-list-is-none",
+        "json-order-scale-tuple",
+    ],
 )
 def test_the_same_value_written_differently_is_no_change(field: str, base: Any, value: Any) -> None:
     state = FieldState(field, base, base, value, T0, T0 + MINUTE)

@@ -450,13 +450,13 @@ class NotionAdapter(CRMAdapter):
         try:
             page = await self.api.update_page(external_id, properties=properties, resend_when_uncertain=False)
         except Exception as error:
-            if not is_uncertain(error):
-                if has_code(error, APIErrorCode.ValidationError) and _in_trash(
-                    await self.api.retrieve_page(external_id)
-                ):
-                    raise PageTrashedError(external_id) from error
-                raise
-            return await self._landed(external_id, properties, deals, error)
+            if is_uncertain(error):
+                return await self._landed(external_id, properties, deals, error)
+            if has_code(error, APIErrorCode.ObjectNotFound):
+                raise RecordGoneError(external_id, "no such page, or it is no longer shared") from error
+            if has_code(error, APIErrorCode.ValidationError) and _in_trash(await self.api.retrieve_page(external_id)):
+                raise PageTrashedError(external_id) from error
+            raise
         return self._to_opportunity(page, deals, await self.bot_user_id())
 
     async def _landed(
