@@ -1,6 +1,7 @@
 """A Hypothesis state machine over the real deal store and the sandbox Notion: random interleavings
-of agent edits, human edits, lost answers and passes. After the faults stop and two clean passes,
-both sides agree on every mapped field, no deal has two live pages, and no edit is lost: the last
+of agent edits, human edits, archives, trash and restores on both sides, lost answers and passes.
+After the faults stop and two clean passes, both sides agree on every mapped field, a deal is
+archived exactly when its page is trashed, no deal has two pages, and no edit is lost: the last
 human edit of a human-owned field stands, and an agent-owned field holds one of its two sides'
 last values."""
 
@@ -32,12 +33,14 @@ PROBABILITY = st.sampled_from([Decimal("0.1"), Decimal("0.5"), Decimal("0.9")])
 STAGES = st.sampled_from(["Lead", "Qualified", "Proposal"])
 
 
-def page_for(control: SandboxControl, data_source_id: str, deal_id: UUID) -> list[dict[str, Any]]:
-    """The live pages carrying the deal's key."""
+def page_for(
+    control: SandboxControl, data_source_id: str, deal_id: UUID, *, in_trash: bool = False
+) -> list[dict[str, Any]]:
+    """The live (or trashed) pages carrying the deal's key."""
     return [
         page
         for page in control.all_pages(data_source_id)
-        if not page["in_trash"]
+        if page["in_trash"] == in_trash
         and "".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"]) == str(deal_id)
     ]
 
@@ -67,7 +70,9 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
                 rate_limit=UNPACED,
             )
             primary = PostgresAdapter(self.repository, self.tenant)
-            self.engine = SyncEngine(primary, self.notion, DEFAULT_FIELD_OWNERSHIP, reconcile_seconds=0)
+            self.engine = SyncEngine(
+                primary, self.notion, DEFAULT_FIELD_OWNERSHIP, reconcile_seconds=0, trash_check_seconds=0
+            )
             self.human_notes: dict[UUID, str | None] = {}
             self.probabilities: dict[UUID, set[Any]] = {}
             self.synced: set[UUID] = set()
@@ -91,7 +96,10 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
         @rule(data=st.data(), stage=STAGES, probability=PROBABILITY, notes=NOTES)
         def human_edits(self, data: st.DataObject, stage: str, probability: Decimal, notes: str) -> None:
             deal = data.draw(st.sampled_from(sorted(self.synced)))
-            [page] = page_for(control, self.data_source_id, deal)
+            pages = page_for(control, self.data_source_id, deal)
+            if not pages:  # in the trash: Notion refuses edits there
+                return
+            [page] = pages
             properties = {
                 "Stage": {"select": {"name": stage}},
                 "Probability": {"number": float(probability)},
@@ -100,6 +108,20 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
             control.human_update_page(page["id"], {"properties": properties})
             self.human_notes[deal] = notes or None
             self.probabilities[deal].add(probability)
+
+        @rule(deal=deals, archive=st.booleans())
+        def agent_archives_or_restores(self, deal: UUID, archive: bool) -> None:
+            change = self.repository.archive_opportunity if archive else self.repository.restore_opportunity
+            self.run(change(self.tenant, deal))
+
+        @precondition(lambda self: bool(self.synced))
+        @rule(data=st.data(), trash=st.booleans())
+        def human_trashes_or_restores(self, data: st.DataObject, trash: bool) -> None:
+            deal = data.draw(st.sampled_from(sorted(self.synced)))
+            pages = page_for(control, self.data_source_id, deal) + page_for(
+                control, self.data_source_id, deal, in_trash=True
+            )
+            control.human_update_page(pages[0]["id"], {"in_trash": trash})
 
         @rule(kind=st.sampled_from(["503", "504", "529"]), applied=st.booleans())
         def notion_loses_an_answer(self, kind: str, applied: bool) -> None:
@@ -128,10 +150,18 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
         def check_converged(self) -> None:
             for deal in self.probabilities:
                 stored = self.run(self.repository.get_opportunity(self.tenant, deal))
-                pages = page_for(control, self.data_source_id, deal)
-                assert len(pages) == 1, f"deal {deal} has {len(pages)} live pages"
-                page = self.run(self.notion.get_opportunity(pages[0]["id"]))
-                assert stored is not None and page is not None
+                assert stored is not None
+                live = page_for(control, self.data_source_id, deal)
+                trashed = page_for(control, self.data_source_id, deal, in_trash=True)
+                if stored.archived_at is not None and not self.run(self.engine.status.links([deal])):
+                    assert live + trashed == []  # archived before it ever had a page: none is made
+                    continue
+                assert len(live + trashed) == 1, f"deal {deal} has {len(live)} live and {len(trashed)} trashed pages"
+                assert bool(trashed) == (stored.archived_at is not None), f"deal {deal}: archived and trashed differ"
+                if trashed:
+                    continue
+                page = self.run(self.notion.get_opportunity(live[0]["id"]))
+                assert page is not None
                 for name in self.notion.mapped_fields:
                     assert comparable(getattr(stored, name)) == comparable(getattr(page, name)), name
                 if deal in self.human_notes:
@@ -147,8 +177,8 @@ def test_random_interleavings_with_faults_converge_without_losing_an_edit(
     run_state_machine_as_test(
         machine(store_settings, sandbox_server, control),
         settings=settings(
-            max_examples=5,
-            stateful_step_count=10,
+            max_examples=8,
+            stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
         ),
