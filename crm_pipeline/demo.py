@@ -5,13 +5,21 @@ are stable, so seeding twice is a no-op."""
 
 from __future__ import annotations
 
+import random
 from datetime import date
 from decimal import Decimal
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
-from crm_pipeline.models import Actor, OpportunityCreate
+from crm_pipeline.models import (
+    DEAL_STAGES,
+    MAX_LIST_LIMIT,
+    Actor,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityUpdate,
+)
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 
 _DEALS: tuple[tuple[str, str, str, str, str, str], ...] = (
@@ -130,3 +138,33 @@ def demo_notion_seed() -> dict[str, Any]:
             }
         ],
     }
+
+
+# --- the agent at work: what `crm-pipeline dev` keeps doing in the demo tenant ---------------------
+
+_PROSPECTS = ("Vehement Capital", "Massive Dynamic", "Tyrell Corp", "Cyberdyne", "Oscorp", "Dunder Mifflin")
+_PRODUCTS = ("Platform", "Analytics", "Security", "Services")
+_OPEN_STAGES = DEAL_STAGES[:4]  # Lead … Negotiation: the stages a live deal moves through
+
+
+async def agent_step(repository: DealRepository, tenant_id: str, rng: random.Random) -> str:
+    """One thing the AI sales agent does, as it would between calls: usually it moves an open
+    deal to its next stage or revalues it, now and then it finds a new one. Returns what it did."""
+    open_deals = await repository.list_opportunities(
+        tenant_id, OpportunityFilter(limit=MAX_LIST_LIMIT, deal_stage=list(_OPEN_STAGES))
+    )
+    if not open_deals or rng.random() < 0.25:
+        name = f"{rng.choice(_PROSPECTS)} {rng.choice(_PRODUCTS).lower()} deal #{rng.randrange(100, 1000)}"
+        value = Decimal(rng.randrange(5, 200) * 500)
+        await repository.create_opportunity(
+            tenant_id, OpportunityCreate(name=name, deal_stage="Lead", estimated_value=value), actor=Actor.AGENT
+        )
+        return f"found {name!r}"
+    deal = rng.choice(open_deals)
+    if rng.random() < 0.5:
+        stage = DEAL_STAGES[DEAL_STAGES.index(deal.deal_stage) + 1]
+        await repository.update_opportunity(tenant_id, deal.id, OpportunityUpdate(deal_stage=stage), actor=Actor.AGENT)
+        return f"moved {deal.name!r} to {stage}"
+    value = Decimal(rng.randrange(5, 200) * 500)
+    await repository.update_opportunity(tenant_id, deal.id, OpportunityUpdate(estimated_value=value), actor=Actor.AGENT)
+    return f"revalued {deal.name!r} at {value}"

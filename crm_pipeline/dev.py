@@ -13,16 +13,19 @@ import asyncio
 import json
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import URL
 
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, seed_demo
+from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, agent_step, demo_notion_seed, seed_demo
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -35,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--host", default="127.0.0.1", help="Dagster UI host (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port (default 3000)")
     parser.add_argument("--no-seed", action="store_true", help="do not load the demo deals")
+    parser.add_argument(
+        "--agent-every",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="the demo agent adds or edits a deal this often (default 20; 0: never; never with --no-seed)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -66,10 +76,28 @@ def run(args: argparse.Namespace) -> int:
         "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
     }
-    workspace = str(PROJECT_ROOT / "workspace.yaml")
-    command = [sys.executable, "-m", "dagster", "dev", "-w", workspace, "-h", args.host, "-p", str(args.port)]
-    with _notion(settings) as notion_environment:
+    command = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(_project_file("workspace.yaml")),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
+    agent_every = 0.0 if args.no_seed else args.agent_every
+    with _notion(settings) as notion_environment, _demo_agent(settings, agent_every):
         return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment)
+
+
+def _project_file(name: str) -> Path:
+    """A file of the checkout (workspace.yaml, dagster.yaml), or the copy an installed package
+    carries (the wheel includes both)."""
+    checkout = PROJECT_ROOT / name
+    return checkout if checkout.is_file() else Path(str(resources.files("crm_pipeline") / name))
 
 
 DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
@@ -84,7 +112,7 @@ def write_instance_config(dagster_home: Path) -> None:
     storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(
-        (PROJECT_ROOT / "dagster.yaml").read_text()
+        _project_file("dagster.yaml").read_text()
         + f"""
 # Added by `crm-pipeline dev`.
 storage:
@@ -141,6 +169,36 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
             "CRM_PIPELINE_NOTION_DATABASE_ID": DEMO_NOTION_DATABASE_ID,
             "CRM_PIPELINE_NOTION_BASE_URL": sandbox.base_url,
         }
+
+
+@contextmanager
+def _demo_agent(settings: Settings, every_seconds: float) -> Iterator[None]:
+    """The agent keeps working in the demo tenant, in a thread of its own: a write every
+    ``every_seconds`` (none when 0), so a person watching sees changes flow out to Notion."""
+    if every_seconds <= 0:
+        yield
+        return
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=lambda: asyncio.run(_agent_loop(settings, stop, every_seconds)), name="demo-agent", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+async def _agent_loop(settings: Settings, stop: threading.Event, every_seconds: float) -> None:
+    rng = random.Random()
+    async with await Database.open(settings) as database:
+        repository = DealRepository(database)
+        while not await asyncio.to_thread(stop.wait, every_seconds):
+            try:
+                logger.info("demo agent: %s", await agent_step(repository, settings.tenant_id, rng))
+            except Exception:  # the demo carries on; the next step may well succeed
+                logger.exception("demo agent: the step failed")
 
 
 def _run_supervised(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:

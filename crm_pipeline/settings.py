@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         default=None, description="Notion API base URL (the sandbox's in development); unset: api.notion.com."
     )
     sandbox_port: int = Field(default=8765, description="Port `crm-pipeline dev` serves the sandbox Notion on.")
+    tenants_file: Path | None = Field(
+        default=None,
+        description=(
+            "TOML file of the tenants the Dagster code location syncs (`crm-pipeline tenants add`). "
+            "Unset: `<data_dir>/tenants.toml`; without that file, the one tenant of these settings."
+        ),
+    )
 
 
 @lru_cache(maxsize=1)

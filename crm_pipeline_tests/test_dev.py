@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 from uuid import uuid4
 
+import dagster as dg
 import httpx
 import pytest
 
@@ -180,21 +183,29 @@ def _free_port() -> int:
 
 
 def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> None:
-    """`dagster asset materialize` run in the checkout with nothing but PATH and HOME (and a data
-    directory of the test's own): the embedded deal store and the sandbox Notion, found at run time."""
+    """`dagster asset materialize` of the whole sync for the demo tenant, run in the checkout with
+    nothing but PATH, HOME and an instance holding the tenant's partition (as the partitions sensor
+    or `crm-pipeline tenants add` leaves it): the embedded deal store and the sandbox Notion, found
+    at run time."""
     settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=_free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("tenant", [settings.tenant_id])
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(dagster_home),
         "CRM_PIPELINE_DATA_DIR": str(tmp_path),
         "CRM_PIPELINE_SANDBOX_PORT": str(settings.sandbox_port),
     }
     dagster = str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select"]
+    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*"]
     with _notion(settings):  # the sandbox `crm-pipeline dev` serves
         run = subprocess.run(
-            [*command, "postgres_opportunities,notion_pages"],
+            [*command, "--partition", settings.tenant_id],
             cwd=PROJECT_ROOT,
             env=environment,
             capture_output=True,
@@ -202,6 +213,50 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
             timeout=180,
         )
     assert run.returncode == 0, run.stderr[-3000:]
-    for asset in ("postgres_opportunities", "notion_pages"):
+    for asset in ("postgres_opportunities", "notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync"):
         assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
     assert "RUN_SUCCESS" in run.stderr
+
+
+def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path: Path) -> None:
+    """Installed, the package has no checkout beside it: `crm-pipeline dev` finds the instance
+    settings and workspace the wheel carries and keeps its state in the working directory.
+
+    The fresh virtualenv gets the wheel alone; its dependencies come from this environment's
+    site-packages through a .pth file (the same packages a `pip install` of the wheel would fetch)."""
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(PROJECT_ROOT), "--no-deps", "-q", "-w", str(tmp_path / "dist")],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert build.returncode == 0, build.stderr
+    [wheel] = (tmp_path / "dist").glob("crm_pipeline-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
+    [site_packages] = (venv / "lib").glob("python3.*/site-packages")
+    (site_packages / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps"]
+    subprocess.run([*pip, str(wheel)], check=True, timeout=120)
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    ui_port, sandbox_port = _free_port(), _free_port()
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
+    log = (tmp_path / "dev.log").open("w")
+    dev = subprocess.Popen(
+        [str(venv / "bin" / "crm-pipeline"), "dev", "--port", str(ui_port), "--agent-every", "0"],
+        cwd=folder,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        location = _wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
+        assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()[-3000:]
+    finally:
+        dev.send_signal(signal.SIGTERM)
+        exit_code = dev.wait(timeout=60)
+        log.close()
+    assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
+    assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()

@@ -1,33 +1,200 @@
-"""Asset checks: invariants the deal store must keep, run after each materialization and in CI."""
+"""Asset checks: what must hold before the sync writes (blocking) and what a pass should leave
+behind (drift, errors, lag). They run after each materialization and in CI; a failing
+non-blocking check does not fail the run, so tests assert every evaluation."""
 
-from __future__ import annotations
+from collections import defaultdict
+from datetime import UTC, datetime
+from uuid import UUID
 
 import dagster as dg
 
-from crm_pipeline.defs.assets import notion_pages, postgres_opportunities, read_all
-from crm_pipeline.defs.resources import DealStoreResource, NotionResource
+from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
+from crm_pipeline.defs.assets.sync import inbound_sync
+from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
+from crm_pipeline.defs.partitions import tenant_partitions
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.defs.staged import Decisions, SideChanges
+from crm_pipeline.sync.merge import comparable
+from crm_pipeline.sync.status import Direction
+
+ERROR_LEDGER_THRESHOLD = 10
+"""Records that may be waiting in the error ledger before the check warns."""
+MAX_LAG_SECONDS = 300
+"""How long since the last finished pass before the lag check warns (five one-minute ticks)."""
+DRIFT_SAMPLE = 10
+"""Records a pass wrote that are compared with both sides afterwards (each costs one external read)."""
+
+# Every check is partitioned like its asset (a Dagster preview feature in 1.13): an unpartitioned
+# check would load the asset's value of every tenant, not the run's.
 
 
 # Dagster's stub types check functions as sync only; async ones run on the run's loop (dagster#28315).
-@dg.asset_check(asset=postgres_opportunities, description="Every opportunity has change-log history.")  # type: ignore[arg-type]
-async def opportunities_have_change_history(deal_store: DealStoreResource) -> dg.AssetCheckResult:
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=postgres_opportunities,
+    description="Every opportunity has change-log history.",
+)
+async def opportunities_have_change_history(
+    context: dg.AssetCheckExecutionContext, deal_store: DealStoreResource
+) -> dg.AssetCheckResult:
     """PostgreSQL logs every write by trigger, so a row without a change-log entry was written
-    while the tables' owner had switched change capture off: its edits cannot be merged per field
-    or audited."""
-    unaudited = await deal_store.repository.opportunities_without_history(deal_store.tenant_id)
+    while the tables' owner had switched change capture off: its edits cannot be merged per field."""
+    unaudited = await deal_store.repository.opportunities_without_history(context.partition_key)
     return dg.AssetCheckResult(
         passed=not unaudited,
         metadata={"unaudited_count": len(unaudited), "sample": dg.MetadataValue.json([str(i) for i in unaudited[:10]])},
     )
 
 
-@dg.asset_check(asset=notion_pages, description="Every Notion deal page maps to an opportunity.")  # type: ignore[arg-type]
-async def notion_pages_map_cleanly(notion: NotionResource) -> dg.AssetCheckResult:
-    """A page whose values cannot be mapped (a stage not in the pipeline, text in a number column
-    after a schema change) cannot sync until someone fixes it; this names each such page."""
-    await read_all(notion.adapter.list_opportunities, archived=None)  # trashed pages too
-    problems = [str(error) for error in notion.adapter.read_errors]
+@dg.asset_check(
+    partitions_def=tenant_partitions,
+    asset=notion_pages,
+    blocking=True,
+    description="The property map matches the external data source's schema; nothing is written otherwise.",
+)
+def mapping_matches_schema(notion_pages: SideChanges) -> dg.AssetCheckResult:
+    """A renamed, retyped or deleted property would make every write fail or land in the wrong
+    column: the read that binds the map to the schema says whether it still fits."""
+    return dg.AssetCheckResult(
+        passed=notion_pages.schema_error is None,
+        metadata={"problem": dg.MetadataValue.text(notion_pages.schema_error or "(none)")},
+    )
+
+
+@dg.asset_check(
+    partitions_def=tenant_partitions, asset=notion_pages, description="Every changed page maps to an opportunity."
+)
+def pages_map_cleanly(notion_pages: SideChanges) -> dg.AssetCheckResult:
+    """A page whose values cannot be mapped (a stage not in the pipeline) cannot sync until
+    someone fixes it; this names each such page."""
+    problems = [str(error) for error in notion_pages.unreadable]
     return dg.AssetCheckResult(
         passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"unmappable_count": len(problems), "problems": dg.MetadataValue.json(problems[:20])},
+    )
+
+
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=notion_pages,
+    blocking=True,
+    description="No deal is linked to two pages and no page to two deals.",
+)
+async def one_page_per_deal(
+    context: dg.AssetCheckExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    notion_pages: SideChanges,
+) -> dg.AssetCheckResult:
+    """A duplicated page carries its original's sync key: syncing it would make two pages one
+    deal. The links are unique both ways in the store; this finds changed pages whose key another
+    page carries, in this read or in the links."""
+    pages_by_key: dict[str, set[str]] = defaultdict(set)
+    for change in notion_pages.changes:
+        if change.sync_key:
+            pages_by_key[change.sync_key.lower()].add(change.record_id)
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    linked = await run.sync.status.links([UUID(key) for key in pages_by_key])
+    for record_id, page_id in linked.items():
+        pages_by_key[str(record_id)].add(page_id)
+    duplicates = {key: sorted(pages) for key, pages in pages_by_key.items() if len(pages) > 1}
+    return dg.AssetCheckResult(
+        passed=not duplicates,
+        metadata={
+            "deals_on_several_pages": len(duplicates),
+            "pages": markdown([{"deal": key, "pages": ", ".join(pages)} for key, pages in duplicates.items()]),
+        },
+    )
+
+
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=inbound_sync,
+    additional_ins={"reconciled_deals": dg.AssetIn()},
+    description="The records a pass synced agree with their base on both sides.",
+)
+async def settled_records_agree(
+    context: dg.AssetCheckExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    reconciled_deals: Decisions,
+) -> dg.AssetCheckResult:
+    """Drift: after a pass, a record it synced holds its base on both sides (an edit made since
+    shows here too, and the next pass takes it up)."""
+    written = [record.record_id for record in reconciled_deals.plan.records if record.push or record.pull]
+    record_ids = written[:DRIFT_SAMPLE]
+    drifted = []
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    sync = run.sync
+    assert sync.external is not None
+    links = await sync.status.links(record_ids)
+    bases = await sync.status.bases(links)
+    primary = {r.id: r for r in await sync.primary.get_opportunities([str(i) for i in links])}
+    external = {
+        str(getattr(r, "external_id", r.id)): r for r in await sync.external.get_opportunities(list(links.values()))
+    }
+    for record_id, external_id in links.items():
+        for field, base in bases.get(record_id, {}).items():
+            for side, record in (("primary", primary.get(record_id)), ("external", external.get(external_id))):
+                if record is not None and comparable(getattr(record, field)) != comparable(base):
+                    drifted.append({"record": str(record_id), "field": field, "side": side})
+    return dg.AssetCheckResult(
+        passed=not drifted,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"compared": len(links), "drifted": len(drifted), "fields": markdown(drifted[:20])},
+    )
+
+
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=inbound_sync,
+    description=f"At most {ERROR_LEDGER_THRESHOLD} records wait in the error ledger.",
+)
+async def error_ledger_under_threshold(
+    context: dg.AssetCheckExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+) -> dg.AssetCheckResult:
+    """Records that failed stay in the ledger and are retried every pass; many means something
+    systematic (a refused token, a closed select option) that a person must fix."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    errors = await run.sync.status.errors()
+    return dg.AssetCheckResult(
+        passed=len(errors) <= ERROR_LEDGER_THRESHOLD,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "ledger_size": len(errors),
+            "threshold": ERROR_LEDGER_THRESHOLD,
+            "sample": markdown([{"record": e.record_id, "field": e.field, "reason": e.reason} for e in errors[:20]]),
+        },
+    )
+
+
+@dg.asset_check(  # type: ignore[arg-type]
+    partitions_def=tenant_partitions,
+    asset=inbound_sync,
+    description=f"The last finished pass is at most {MAX_LAG_SECONDS} s old.",
+)
+async def sync_lag_within_bound(
+    context: dg.AssetCheckExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+) -> dg.AssetCheckResult:
+    """Each finished pass moves the inbound watermark; one that stands still means passes fail
+    or are not scheduled."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    stored = await run.sync.status.watermark(Direction.INBOUND)
+    lag = None if stored is None else (datetime.now(UTC) - stored[1]).total_seconds()
+    return dg.AssetCheckResult(
+        passed=lag is not None and lag <= MAX_LAG_SECONDS,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "lag_seconds": dg.MetadataValue.float(-1.0 if lag is None else round(lag, 1)),
+            "bound_seconds": MAX_LAG_SECONDS,
+        },
     )

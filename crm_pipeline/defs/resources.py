@@ -1,29 +1,39 @@
-"""Dagster resources: the deal store and the Notion connector, opened once per run on the run's
-event loop (Dagster drives async resources and assets on one loop per run).
+"""Dagster resources: the deal store and the external CRM connection.
 
-Both resolve what they are not given from the project settings when a run starts, never at
-import, so every Dagster command works from a checkout with no settings at all: the embedded deal
-store, and without a Notion token the sandbox Notion that `crm-pipeline dev` (or
-`crm-pipeline sandbox`) serves on the sandbox port.
+Assets see the deal store as a ``PostgresAdapter`` and the external CRM as a ``CRMAdapter``, opened
+for the run's tenant: a second connector is another ``CRMConnectionResource`` bound to the ``crm``
+key, not new assets. Nothing is read from the environment at import; what a resource is not given
+comes from the project settings when a run starts, so every Dagster command works from a checkout
+with no settings at all (the embedded deal store, the sandbox Notion). Secrets are config only as
+``dg.EnvVar``; a tenant's token is read from the variable its connection names, at run time.
 """
 
 from __future__ import annotations
 
+import os
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
+import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
-from crm_pipeline.crm import NotionAdapter
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter
+from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
+from crm_pipeline.defs.tenants import TenantConnection, active_tenants, find_tenant
 from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
 from crm_pipeline.sandbox import DEFAULT_TOKEN
-from crm_pipeline.settings import get_settings
+from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
 
 class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
-    """The PostgreSQL deal store for one tenant (the database comes from the project settings)."""
+    """The PostgreSQL deal store (the database comes from the project settings unless given)."""
 
     tenant_id: str = ""
     """Empty: the project's tenant (CRM_PIPELINE_TENANT_ID), resolved when a run starts."""
@@ -61,58 +71,117 @@ class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
             raise RuntimeError("DealStoreResource is used outside a run: it opens the database per run")
         return DealRepository(self._database)
 
+    def primary(self, tenant_id: str) -> PostgresAdapter:
+        """The deal store of one tenant, as the sync engine's primary side."""
+        return PostgresAdapter(self.repository, tenant_id)
 
-class NotionResource(dg.ConfigurableResource["NotionResource"]):
-    """The Notion deals database, through NotionAdapter (paced and retried).
 
-    Left empty, the token comes from CRM_PIPELINE_NOTION_TOKEN when a run starts (never shown in
-    the UI); with no token anywhere, the resource talks to the sandbox Notion's Deals database.
-    """
+@dataclass
+class RequestCount:
+    """HTTP requests an adapter sent (retries included): what a run used of the rate budget."""
 
-    token: str = Field(default="", repr=False)
-    database_id: str = ""
-    data_source_id: str | None = None
-    base_url: str | None = None
-    tenant_id: str = ""
-    _adapter: NotionAdapter | None = PrivateAttr(default=None)
+    sent: int = 0
+
+    async def __call__(self, request: httpx.Request) -> None:
+        self.sent += 1
+
+
+class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"], ABC):
+    """The external CRM of a tenant, opened as a ``CRMAdapter`` (one connector per subclass)."""
+
+    @abstractmethod
+    def connect(self, tenant: TenantConnection, requests: RequestCount) -> CRMAdapter:
+        """An adapter for the tenant's connection, counting its requests into ``requests``."""
+
+    @property
+    @abstractmethod
+    def requests_per_minute(self) -> int:
+        """The connector's request budget per integration."""
+
+    _opened: dict[str, tuple[CRMAdapter, RequestCount]] = PrivateAttr(default_factory=dict)
 
     # Dagster runs an async `yield_for_execution` on the run's loop; its stubs know only the sync one.
     @asynccontextmanager
     async def yield_for_execution(  # type: ignore[override]
         self, context: dg.InitResourceContext
-    ) -> AsyncIterator[NotionResource]:
-        self._adapter = self._open_adapter()
+    ) -> AsyncIterator[CRMConnectionResource]:
         try:
             yield self
         finally:
-            await self._adapter.aclose()
-            self._adapter = None
+            for adapter, _ in self._opened.values():
+                await adapter.aclose()
+            self._opened.clear()
 
-    def _open_adapter(self) -> NotionAdapter:
-        """The adapter for what this resource names, the project settings filling the gaps."""
-        settings = get_settings()
-        token = self.token or (settings.notion_token.get_secret_value() if settings.notion_token else "")
-        tenant_id = self.tenant_id or settings.tenant_id
-        data_source_id = self.data_source_id or settings.notion_data_source_id
-        base_url = self.base_url or settings.notion_base_url
-        if not token:
-            return NotionAdapter(
-                DEFAULT_TOKEN,
-                self.database_id or DEMO_NOTION_DATABASE_ID,
-                data_source_id=data_source_id,
-                base_url=base_url or f"http://127.0.0.1:{settings.sandbox_port}",
-                tenant_id=tenant_id,
-            )
-        database_id = self.database_id or settings.notion_database_id
-        if not database_id:
-            raise ValueError(
-                "a Notion token is set, so the sandbox is not used: set CRM_PIPELINE_NOTION_DATABASE_ID to the "
-                "Notion database holding the deals (or unset the token to use the sandbox)"
-            )
-        return NotionAdapter(token, database_id, data_source_id=data_source_id, base_url=base_url, tenant_id=tenant_id)
+    def open(self, tenant: TenantConnection) -> tuple[CRMAdapter, RequestCount]:
+        """The tenant's adapter for this run and its request count: opened on first use and
+        shared by the run's steps (one binding to the schema, one client), closed with the run."""
+        if tenant.tenant_id not in self._opened:
+            requests = RequestCount()
+            self._opened[tenant.tenant_id] = (self.connect(tenant, requests), requests)
+        return self._opened[tenant.tenant_id]
+
+
+class NotionResource(CRMConnectionResource):
+    """Notion, through NotionAdapter (paced and retried) with the synced property map.
+
+    ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; with no token anywhere, the
+    tenant's database (the Deals database by default) is served by the sandbox Notion.
+    """
+
+    token: str = Field(default="", repr=False)
+    base_url: str | None = None
+    requests_per_second: float = RateLimit.requests_per_second
+    max_attempts: int = RetryPolicy.max_attempts
+    """Attempts per request (retryable failures only); a write still failing waits in the error
+    ledger for the next pass."""
 
     @property
-    def adapter(self) -> NotionAdapter:
-        if self._adapter is None:
-            raise RuntimeError("NotionResource is used outside a run: it opens its client per run")
-        return self._adapter
+    def requests_per_minute(self) -> int:
+        return int(self.requests_per_second * 60)
+
+    def connect(self, tenant: TenantConnection, requests: RequestCount) -> NotionAdapter:
+        settings = get_settings()
+        token = self.token or os.environ.get(tenant.token_env, "")
+        base_url = self.base_url or tenant.base_url
+        database_id = tenant.database_id
+        if not token:
+            token = DEFAULT_TOKEN
+            database_id = database_id or DEMO_NOTION_DATABASE_ID
+            base_url = base_url or f"http://127.0.0.1:{settings.sandbox_port}"
+        elif not database_id:
+            raise ValueError(
+                f"tenant {tenant.tenant_id!r} has a Notion token ({tenant.token_env}), so the sandbox is not used: "
+                "configure its database_id"
+            )
+        return NotionAdapter(
+            token,
+            database_id,
+            data_source_id=tenant.data_source_id,
+            base_url=base_url,
+            tenant_id=tenant.tenant_id,
+            property_map=SYNCED_PROPERTY_MAP,
+            rate_limit=RateLimit(requests_per_second=self.requests_per_second),
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            http_client=httpx.AsyncClient(event_hooks={"request": [requests]}),
+        )
+
+
+class TenantsResource(dg.ConfigurableResource["TenantsResource"]):
+    """The tenant connections (see ``crm_pipeline.defs.tenants``)."""
+
+    tenants_file: str | None = None
+    """None: CRM_PIPELINE_TENANTS_FILE, else ``<data_dir>/tenants.toml``."""
+
+    def _settings(self) -> Settings:
+        settings = get_settings()
+        return (
+            settings
+            if self.tenants_file is None
+            else settings.model_copy(update={"tenants_file": Path(self.tenants_file)})
+        )
+
+    def active(self) -> list[TenantConnection]:
+        return active_tenants(self._settings())
+
+    def get(self, tenant_id: str) -> TenantConnection:
+        return find_tenant(self._settings(), tenant_id)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from crm_pipeline.defs.assets import notion_pages, postgres_opportunities
-from crm_pipeline.defs.resources import DealStoreResource, NotionResource
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
-from crm_pipeline.sandbox import RunningSandbox
+from crm_pipeline.defs.resources import DealStoreResource, NotionResource, RequestCount
+from crm_pipeline.defs.tenants import TenantConnection
+from crm_pipeline_tests.defs.conftest import TenantWorld, sync_tenant
 
 TOKEN = "ntn_Qr8Lm2Xz6Wv4Tb"
 PASSWORD = "Pw@Zq7Xk9Vw3Jm"  # random characters: no fragment of them occurs in code or messages
@@ -31,12 +30,13 @@ def _assert_secret_absent(recorded: str, secret: str) -> None:
     assert not leaked, f"fragments of a secret in the run's records: {leaked}"
 
 
-def test_a_rejected_notion_token_leaves_no_trace_of_itself(sandbox_server: RunningSandbox) -> None:
-    notion = NotionResource(token=TOKEN, database_id=DEMO_NOTION_DATABASE_ID, base_url=sandbox_server.base_url)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize([notion_pages], resources={"notion": notion}, instance=instance, raise_on_error=False)
-        assert not result.success  # the sandbox refuses the unknown token: the error is recorded
-        recorded = _everything_recorded(instance, result.run_id)
+async def test_a_rejected_notion_token_leaves_no_trace_of_itself(
+    world: TenantWorld, instance: dg.DagsterInstance
+) -> None:
+    notion = NotionResource(token=TOKEN, base_url=world.resources["crm"].base_url)
+    result = await sync_tenant(instance, {**world.resources, "crm": notion}, world.tenant_id)
+    assert not result.success  # the sandbox refuses the unknown token: the error is recorded
+    recorded = _everything_recorded(instance, result.run_id)
     assert "API token is invalid" in recorded
     _assert_secret_absent(recorded, TOKEN)
 
@@ -50,13 +50,25 @@ def test_a_rejected_notion_token_leaves_no_trace_of_itself(sandbox_server: Runni
     ],
     ids=["unreachable", "malformed"],
 )
-def test_a_database_that_cannot_be_opened_leaves_no_trace_of_its_password(url: str, said: str) -> None:
-    deal_store = DealStoreResource(tenant_id="demo", database_url=url, app_database_url=url)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            [postgres_opportunities], resources={"deal_store": deal_store}, instance=instance, raise_on_error=False
-        )
-        assert not result.success
-        recorded = _everything_recorded(instance, result.run_id)
+async def test_a_database_that_cannot_be_opened_leaves_no_trace_of_its_password(
+    url: str, said: str, world: TenantWorld, instance: dg.DagsterInstance
+) -> None:
+    deal_store = DealStoreResource(database_url=url, app_database_url=url)
+    result = await sync_tenant(instance, {**world.resources, "deal_store": deal_store}, world.tenant_id)
+    assert not result.success
+    recorded = _everything_recorded(instance, result.run_id)
     assert said in recorded
     _assert_secret_absent(recorded, PASSWORD)
+
+
+def test_resources_and_tenant_connections_keep_secrets_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
+    deal_store = DealStoreResource(tenant_id="t", database_url=f"postgresql://crm:{PASSWORD}@db.example/crm")
+    notion = NotionResource(token=TOKEN)
+    assert PASSWORD not in repr(deal_store) and PASSWORD not in str(deal_store)
+    assert TOKEN not in repr(notion) and TOKEN not in str(notion)
+    # A tenant connection names the variable; the adapter built from it does not show the token.
+    monkeypatch.setenv("ACME_NOTION_TOKEN", TOKEN)
+    tenant = TenantConnection(tenant_id="acme", database_id="db", token_env="ACME_NOTION_TOKEN")
+    assert TOKEN not in tenant.model_dump_json()
+    adapter = NotionResource().connect(tenant, RequestCount())
+    assert TOKEN not in repr(adapter)

@@ -1,0 +1,64 @@
+"""The reconciliation: every touched deal decided field by field by the ownership rules."""
+
+from typing import Any
+
+import dagster as dg
+
+from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
+from crm_pipeline.defs.partitions import tenant_partitions
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.defs.staged import Decisions, SideChanges
+from crm_pipeline.sync.model import Outcome
+
+
+@dg.op
+async def resolve_conflicts(
+    context: dg.OpExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    primary: SideChanges,
+    external: SideChanges,
+) -> Decisions:
+    """Decide every field of every record either side changed, through the sync engine's pure
+    planner (docs/sync-rules.md): what goes out, what comes in, which conflicts and by which rule."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    decisions = await run.sync.decide(primary, external)
+    plan = decisions.plan
+    conflicts = [
+        {
+            "record": str(record.record_id),
+            "field": entry.field,
+            "written_to": str(entry.side),
+            "value": str(entry.new),
+            "rule": str(entry.rule),
+        }
+        for record in plan.records
+        for entry in record.audit
+        if entry.outcome is Outcome.CONFLICT
+    ]
+    context.add_output_metadata(
+        {
+            "to_create_externally": len(plan.creates),
+            "to_adopt": len(plan.adoptions),
+            "to_push": sum(bool(record.push) for record in plan.records),
+            "to_pull": sum(bool(record.pull) for record in plan.records),
+            "conflicts": len(conflicts),
+            "conflicts_decided": markdown(conflicts),
+            "unplannable": len(plan.failures),
+            **run.request_metadata(),
+        }
+    )
+    return decisions
+
+
+@dg.graph_asset(
+    group_name="sync",
+    kinds={"python"},
+    partitions_def=tenant_partitions,
+    ins={"postgres_opportunities": dg.AssetIn(), "notion_pages": dg.AssetIn()},
+)
+# A composition function: Dagster passes output handles, not values.
+def reconciled_deals(postgres_opportunities: Any, notion_pages: Any) -> Any:
+    """The pass's decisions: both sides' changes merged by the field-ownership rules."""
+    return resolve_conflicts(postgres_opportunities, notion_pages)

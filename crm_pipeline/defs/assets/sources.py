@@ -1,0 +1,59 @@
+"""Each side's changes since its watermark: what a sync pass starts from."""
+
+import dagster as dg
+
+from crm_pipeline.crm.errors import PropertySchemaError
+from crm_pipeline.defs.assets.tenant_pass import changes_table, tenant_pass
+from crm_pipeline.defs.partitions import tenant_partitions
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.defs.staged import SideChanges
+from crm_pipeline.sync.status import Direction
+
+
+def _metadata(tenant_id: str, read: SideChanges) -> dict[str, dg.MetadataValue]:
+    return {
+        "tenant": dg.MetadataValue.text(tenant_id),
+        "changes": dg.MetadataValue.int(len(read.changes)),
+        "records": dg.MetadataValue.int(len({change.record_id for change in read.changes})),
+        "lag_seconds": dg.MetadataValue.float(round(read.lag_seconds, 1)),
+        "since": dg.MetadataValue.text(read.since or "(first pass)"),
+        "latest": changes_table(read.changes),
+    }
+
+
+@dg.asset(group_name="sync", kinds={"postgres"}, partitions_def=tenant_partitions)
+async def postgres_opportunities(
+    context: dg.AssetExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+) -> dg.Output[SideChanges]:
+    """The deal store's opportunity changes since the outbound watermark (the agent's and others')."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    read = await run.sync.read_primary()
+    return dg.Output(read, metadata=_metadata(context.partition_key, read))
+
+
+@dg.asset(group_name="sync", kinds={"notion"}, partitions_def=tenant_partitions)
+async def notion_pages(
+    context: dg.AssetExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+) -> dg.Output[SideChanges]:
+    """The external CRM's deal changes since the inbound watermark. A drifted schema reads as no
+    changes and fails the blocking schema check, which stops every write."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    try:
+        read = await run.sync.read_external()
+    except PropertySchemaError as error:
+        stored = await run.sync.status.watermark(Direction.INBOUND)
+        since = stored[0] if stored else None
+        read = SideChanges(Direction.INBOUND, since, since or "", [], schema_error=str(error))
+    metadata = {
+        **_metadata(context.partition_key, read),
+        "unreadable": dg.MetadataValue.int(len(read.unreadable)),
+        "schema_error": dg.MetadataValue.text(read.schema_error or "(none)"),
+        **run.request_metadata(),
+    }
+    return dg.Output(read, metadata=metadata)

@@ -1,0 +1,50 @@
+"""The writes: the decisions applied to the external CRM, then to the deal store."""
+
+import dagster as dg
+
+from crm_pipeline.defs.assets.tenant_pass import result_metadata, tenant_pass
+from crm_pipeline.defs.partitions import tenant_partitions
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.defs.staged import Decisions
+from crm_pipeline.sync.status import LedgerEntry
+
+
+@dg.asset(group_name="sync", kinds={"notion"}, partitions_def=tenant_partitions)
+async def outbound_sync(
+    context: dg.AssetExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    reconciled_deals: Decisions,
+) -> dg.Output[list[LedgerEntry]]:
+    """Deals created and fields pushed to the external CRM, as the reconciliation decided."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    tally = await run.sync.write_outbound(reconciled_deals)
+    metadata = {**result_metadata(tally.result()), **run.request_metadata()}
+    return dg.Output([*tally.failures, *tally.deferred], metadata=metadata)
+
+
+@dg.asset(
+    group_name="sync",
+    kinds={"postgres"},
+    partitions_def=tenant_partitions,
+)
+async def inbound_sync(
+    context: dg.AssetExecutionContext,
+    deal_store: DealStoreResource,
+    crm: CRMConnectionResource,
+    tenants: TenantsResource,
+    reconciled_deals: Decisions,
+    outbound_sync: list[LedgerEntry],
+) -> dg.MaterializeResult[None]:
+    """Human edits and pages pulled into the deal store; then the pass's errors are recorded and
+    the watermarks move on."""
+    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    result = await run.sync.write_inbound(reconciled_deals, outbound_sync)
+    metadata = {
+        **result_metadata(result),
+        "outbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.primary.lag_seconds, 1)),
+        "inbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.external.lag_seconds, 1)),
+        **run.request_metadata(),
+    }
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,73 @@
+"""Opening a staged sync pass for the run's tenant, and what every sync asset reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, RequestCount, TenantsResource
+from crm_pipeline.defs.staged import StagedSync
+from crm_pipeline.models import ChangeRecord, SyncResult
+
+
+@dataclass
+class TenantPass:
+    tenant_id: str
+    sync: StagedSync
+    requests: RequestCount
+    budget_per_minute: int
+    requests_before: int = 0
+
+    def request_metadata(self) -> dict[str, dg.MetadataValue]:
+        """The requests this step sent (the run's adapter is shared by its steps)."""
+        return {
+            "requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before),
+            "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute),
+        }
+
+
+def tenant_pass(
+    tenant_id: str, deal_store: DealStoreResource, crm: CRMConnectionResource, tenants: TenantsResource
+) -> TenantPass:
+    """The tenant's staged sync over the deal store and its external CRM (open for the run)."""
+    tenant = tenants.get(tenant_id)
+    external, requests = crm.open(tenant)
+    sync = StagedSync(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
+    return TenantPass(tenant_id, sync, requests, crm.requests_per_minute, requests.sent)
+
+
+def changes_table(changes: Sequence[ChangeRecord], limit: int = 20) -> dg.MetadataValue:
+    """The latest changes read, newest first: which record, which fields, by whom, when."""
+    rows = [
+        {
+            "record": change.record_id,
+            "fields": ", ".join(sorted(change.changes)),
+            "actor": str(change.actor),
+            "changed_at": change.changed_at.isoformat(timespec="seconds"),
+        }
+        for change in sorted(changes, key=lambda c: c.changed_at, reverse=True)[:limit]
+    ]
+    return markdown(rows)
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> dg.MetadataValue:
+    return dg.MetadataValue.md(pd.DataFrame(rows).to_markdown(index=False) if rows else "(none)")
+
+
+def result_metadata(result: SyncResult) -> dict[str, dg.MetadataValue]:
+    """A writing step's counts and its errors (record, field, reason)."""
+    errors = [error.model_dump() for error in result.errors]
+    return {
+        "created": dg.MetadataValue.int(result.created),
+        "updated": dg.MetadataValue.int(result.pushed),
+        "pulled": dg.MetadataValue.int(result.pulled),
+        "trashed": dg.MetadataValue.int(result.trashed),
+        "conflicts": dg.MetadataValue.int(result.conflicts),
+        "errors": dg.MetadataValue.int(len(errors)),
+        "error_details": markdown(errors[:20]),
+    }

@@ -1,0 +1,98 @@
+"""Tenant connections: which tenants the code location syncs, and with which external CRM.
+
+They live in a TOML file an operator edits or extends with `crm-pipeline tenants add`
+(``CRM_PIPELINE_TENANTS_FILE``, default ``<data_dir>/tenants.toml``). A connection names the
+environment variable holding its token, never the token. Without the file, the one tenant of the
+``CRM_PIPELINE_*`` settings is synced (the demo tenant against the sandbox out of the box), as
+`crm-pipeline sync` does.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from crm_pipeline.settings import Settings
+
+TOKEN_ENV_DEFAULT = "CRM_PIPELINE_NOTION_TOKEN"
+_SLUG = r"^[a-z0-9][a-z0-9_-]*$"
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class TenantConnection(BaseModel, frozen=True):
+    """One tenant's connection to its external CRM (no secrets: ``token_env`` is a variable's name)."""
+
+    tenant_id: str = Field(pattern=_SLUG)
+    connector: Literal["notion"] = "notion"
+    database_id: str | None = None
+    """The Notion database holding the tenant's deals (None: the sandbox's Deals database)."""
+    data_source_id: str | None = None
+    token_env: str = Field(default=TOKEN_ENV_DEFAULT, pattern=_ENV_NAME)
+    """The environment variable holding the integration token; unset there: the sandbox Notion."""
+    base_url: str | None = None
+    active: bool = True
+
+    @property
+    def integration(self) -> str:
+        """What the rate budget is shared by: one integration (token) may serve several tenants."""
+        return self.token_env
+
+
+def tenants_file(settings: Settings) -> Path:
+    return settings.tenants_file or settings.data_dir / "tenants.toml"
+
+
+def settings_tenant(settings: Settings) -> TenantConnection:
+    """The single tenant of the ``CRM_PIPELINE_*`` settings, as `crm-pipeline sync` uses it."""
+    return TenantConnection(
+        tenant_id=settings.tenant_id,
+        database_id=settings.notion_database_id,
+        data_source_id=settings.notion_data_source_id,
+        base_url=settings.notion_base_url,
+    )
+
+
+def load_tenants(settings: Settings) -> list[TenantConnection]:
+    """Every configured tenant connection (active or not), in the file's order."""
+    path = tenants_file(settings)
+    if not path.is_file():
+        return [settings_tenant(settings)]
+    document = tomllib.loads(path.read_text(encoding="utf-8"))
+    return [TenantConnection.model_validate(entry) for entry in document.get("tenant", [])]
+
+
+def active_tenants(settings: Settings) -> list[TenantConnection]:
+    return [tenant for tenant in load_tenants(settings) if tenant.active]
+
+
+def find_tenant(settings: Settings, tenant_id: str) -> TenantConnection:
+    for tenant in load_tenants(settings):
+        if tenant.tenant_id == tenant_id:
+            return tenant
+    raise LookupError(f"tenant {tenant_id!r} is not configured in {tenants_file(settings)}")
+
+
+def save_tenants(path: Path, tenants: Sequence[TenantConnection]) -> None:
+    """Write the file as ``[[tenant]]`` tables (JSON strings are valid TOML basic strings)."""
+    blocks = []
+    for tenant in tenants:
+        lines = ["[[tenant]]"]
+        for name, value in tenant.model_dump(exclude_none=True).items():
+            lines.append(f"{name} = {json.dumps(value)}")
+        blocks.append("\n".join(lines))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+
+
+def add_tenant(settings: Settings, tenant: TenantConnection) -> Path:
+    """Add (or replace) a tenant in the file; a first add keeps the settings' tenant beside it."""
+    path = tenants_file(settings)
+    current = load_tenants(settings)
+    kept = [existing for existing in current if existing.tenant_id != tenant.tenant_id]
+    save_tenants(path, [*kept, tenant])
+    return path

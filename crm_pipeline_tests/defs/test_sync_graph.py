@@ -1,0 +1,202 @@
+"""The whole asset graph in process against the real deal store and the sandbox Notion: what the
+sync writes, what each materialization reports, and which checks pass."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from crm_pipeline.definitions import defs
+from crm_pipeline.defs.assets.reconcile import reconciled_deals
+from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
+from crm_pipeline.defs.assets.sync import inbound_sync, outbound_sync
+from crm_pipeline.defs.staged import INBOUND_PARTS, OUTBOUND_PARTS
+from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
+from crm_pipeline.store import DealRepository
+from crm_pipeline.sync import SyncStatus
+from crm_pipeline.sync.planner import PassPlan, RecordPlan
+from crm_pipeline_tests.defs.conftest import TenantWorld, check_results, deals_database, metadata, sync_tenant
+
+pytestmark = pytest.mark.integration
+
+ALL_CHECKS = {
+    "opportunities_have_change_history",
+    "mapping_matches_schema",
+    "pages_map_cleanly",
+    "one_page_per_deal",
+    "settled_records_agree",
+    "error_ledger_under_threshold",
+    "sync_lag_within_bound",
+}
+
+
+def test_the_code_location_loads_with_its_graph_schedule_and_partitions() -> None:
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey
+    assert graph.get(key("reconciled_deals")).parent_keys == {key("postgres_opportunities"), key("notion_pages")}
+    assert graph.get(key("outbound_sync")).parent_keys == {key("reconciled_deals")}
+    assert graph.get(key("inbound_sync")).parent_keys == {key("reconciled_deals"), key("outbound_sync")}
+    schedule = defs.resolve_schedule_def("sync_every_minute")
+    assert (schedule.cron_schedule, schedule.default_status) == ("* * * * *", dg.DefaultScheduleStatus.RUNNING)
+    job = defs.resolve_job_def("deals_sync_job")
+    assert job.executor_def is dg.in_process_executor
+    assert job.tags["dagster/max_runtime"] == "240"
+    assert isinstance(job.partitions_def, dg.DynamicPartitionsDefinition) and job.partitions_def.name == "tenant"
+    assert {k.name for k in graph.asset_check_keys} == ALL_CHECKS
+
+
+def _human_page(world: TenantWorld, name: str, **extra: Any) -> dict[str, Any]:
+    properties = {"Deal Name": {"title": [{"text": {"content": name}}]}, "Stage": {"select": {"name": "Lead"}}, **extra}
+    return world.control.human_create_page(
+        {"parent": {"data_source_id": world.data_source_id}, "properties": properties}
+    )
+
+
+async def test_a_pass_creates_adopts_and_reports_with_every_check_passing(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    agent_deal = await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Acme renewal"))
+    _human_page(world, "Globex pilot")
+
+    result = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert result.success
+    assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
+    assert metadata(result, "postgres_opportunities")["changes"] >= 1
+    assert metadata(result, "notion_pages")["changes"] == 1
+    planned = metadata(result, "reconciled_deals")
+    assert (planned["to_create_externally"], planned["to_adopt"]) == (1, 1)
+    outbound, inbound = metadata(result, "outbound_sync"), metadata(result, "inbound_sync")
+    assert (outbound["created"], outbound["errors"]) == (1, 0)
+    assert (inbound["created"], inbound["errors"]) == (1, 0)
+    assert outbound["requests_used"] > 0 and outbound["request_budget_per_minute"] > 0
+    # Both sides now hold both deals, each page keyed by its deal.
+    names = {page["properties"]["Deal Name"]["title"][0]["plain_text"] for page in world.pages()}
+    assert names == {"Acme renewal", "Globex pilot"}
+    deals = await repository.list_opportunities(world.tenant_id)
+    assert {deal.name for deal in deals} == {"Acme renewal", "Globex pilot"}
+    keys = {"".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"]) for page in world.pages()}
+    assert keys == {str(deal.id) for deal in deals} and str(agent_deal.id) in keys
+
+    # Nothing changed since: the next pass plans and writes nothing.
+    again = await sync_tenant(instance, world.resources, world.tenant_id)
+    assert again.success and all(check_results(again).values())
+    assert metadata(again, "outbound_sync")["created"] == metadata(again, "inbound_sync")["created"] == 0
+    assert metadata(again, "reconciled_deals")["to_push"] == 0
+
+
+async def test_a_conflict_is_decided_by_rule_and_shown_with_it(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    deal = await repository.create_opportunity(
+        world.tenant_id, OpportunityCreate(name="Initech seats", deal_stage="Lead")
+    )
+    assert (await sync_tenant(instance, world.resources, world.tenant_id)).success
+    [page] = world.pages()
+    # The agent moves the stage; a human moves it elsewhere two minutes later (the sandbox's clock).
+    await repository.update_opportunity(world.tenant_id, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    world.control.set_clock(datetime.now(UTC) + timedelta(minutes=2))
+    world.control.human_update_page(page["id"], {"properties": {"Stage": {"select": {"name": "Proposal"}}}})
+
+    result = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert result.success and all(check_results(result).values())
+    planned = metadata(result, "reconciled_deals")
+    assert planned["conflicts"] == 1
+    assert "deal_stage" in planned["conflicts_decided"] and "last-write-wins" in planned["conflicts_decided"]
+    assert metadata(result, "inbound_sync")["pulled"] == 1
+    stored = await repository.get_opportunity(world.tenant_id, deal.id)
+    assert stored is not None and stored.deal_stage == "Proposal"
+
+
+async def test_a_drifted_schema_blocks_every_write(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    """The Value column retyped to text: the blocking check fails and nothing is created in Notion."""
+    world.control.reset()
+    drifted = deals_database(world.control, Value={"rich_text": {}})
+    world.data_source_id = drifted["data_source_id"]
+    world.configure(database_id=drifted["database_id"])
+    await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Umbrella add-on"))
+
+    result = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert not result.success
+    assert check_results(result)["mapping_matches_schema"] is False
+    assert "Value" in metadata(result, "notion_pages")["schema_error"]
+    assert result.asset_materializations_for_node("outbound_sync") == []
+    assert result.asset_materializations_for_node("inbound_sync") == []
+    assert world.pages() == []
+
+
+def test_every_part_of_a_pass_plan_is_written_by_one_of_the_two_steps() -> None:
+    """The steps split the engine's plan by name: a part the engine adds must be routed here, or
+    a staged pass would silently drop it."""
+    parts = {f.name for f in dataclasses.fields(PassPlan)}
+    assert OUTBOUND_PARTS.isdisjoint(INBOUND_PARTS)
+    assert parts == OUTBOUND_PARTS | INBOUND_PARTS | {"records"}
+    record_parts = {f.name for f in dataclasses.fields(RecordPlan)}
+    assert record_parts == {"record_id", "external_id", "push", "pull", "base", "audit", "conflicts"}
+
+
+async def test_a_run_stopped_after_the_outbound_writes_is_finished_by_the_next(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    """No watermark moves before the inbound step: the next run reads the same changes, finds
+    the page already created (its create is keyed) and adopts the human's page once."""
+    await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Acme renewal"))
+    _human_page(world, "Globex pilot")
+    instance.add_dynamic_partitions("tenant", [world.tenant_id])
+    stopped = await asyncio.to_thread(
+        dg.materialize,
+        [postgres_opportunities, notion_pages, reconciled_deals, outbound_sync, inbound_sync],
+        selection=[postgres_opportunities, notion_pages, reconciled_deals, outbound_sync],
+        resources=world.resources,
+        instance=instance,
+        partition_key=world.tenant_id,
+    )
+    assert stopped.success and len(world.pages()) == 2
+    assert {d.name for d in await repository.list_opportunities(world.tenant_id)} == {"Acme renewal"}
+
+    result = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert result.success and all(check_results(result).values())
+    assert len(world.pages()) == 2
+    assert {d.name for d in await repository.list_opportunities(world.tenant_id)} == {"Acme renewal", "Globex pilot"}
+
+
+async def test_a_failed_push_stays_in_the_ledger_beside_a_pull_of_the_same_deal_and_is_retried(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    """The pull is written by the inbound step after the push failed in the outbound step:
+    recording the pull must not clear the push's ledger entry, or the push waits for a full
+    reconciliation."""
+    deal = await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Initech seats"))
+    assert (await sync_tenant(instance, world.resources, world.tenant_id)).success
+    [page] = world.pages()
+    await repository.update_opportunity(world.tenant_id, deal.id, OpportunityUpdate(estimated_value=Decimal("4200")))
+    world.control.human_update_page(
+        page["id"], {"properties": {"Notes": {"rich_text": [{"text": {"content": "call Tuesday"}}]}}}
+    )
+    world.control.add_fault("503", method="PATCH", path="/v1/pages/*")
+
+    failed = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert failed.success
+    assert metadata(failed, "outbound_sync")["errors"] == 1 and metadata(failed, "inbound_sync")["pulled"] == 1
+    ledger = await SyncStatus(repository, world.tenant_id, "notion").errors()
+    assert [entry.record_id for entry in ledger] == [str(deal.id)]
+
+    retried = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert retried.success and metadata(retried, "outbound_sync")["updated"] == 1
+    [page] = world.pages()
+    assert page["properties"]["Value"]["number"] == 4200
+    assert await SyncStatus(repository, world.tenant_id, "notion").errors() == []

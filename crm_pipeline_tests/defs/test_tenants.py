@@ -1,0 +1,143 @@
+"""Tenants: the file, the partitions that follow it, the schedule's runs per tenant, and a
+backfill that syncs only the tenants chosen."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.test_utils import create_run_for_test
+
+from crm_pipeline.definitions import defs
+from crm_pipeline.defs.resources import TenantsResource
+from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_every_minute
+from crm_pipeline.defs.sensors import tenant_partitions_sensor
+from crm_pipeline.defs.tenants import TenantConnection, add_tenant, load_tenants, save_tenants
+from crm_pipeline.models import OpportunityCreate
+from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline.settings import Settings
+from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.sync import Direction, SyncStatus
+from crm_pipeline_tests.defs.conftest import UNSET_TOKEN_ENV, deals_database, metadata, resources_for, sync_tenant
+
+TICK = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # any minute: the schedule only names its runs by it
+
+
+def _tenants(path: Path, *connections: TenantConnection) -> TenantsResource:
+    save_tenants(path, connections)
+    return TenantsResource(tenants_file=str(path))
+
+
+def test_without_a_file_the_settings_tenant_is_synced_and_a_first_add_keeps_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, tenant_id="demo")
+    assert [t.tenant_id for t in load_tenants(settings)] == ["demo"]
+    add_tenant(settings, TenantConnection(tenant_id="acme", database_id="db-1", token_env="ACME_NOTION_TOKEN"))
+    tenants = load_tenants(settings)
+    assert [(t.tenant_id, t.token_env) for t in tenants] == [
+        ("demo", "CRM_PIPELINE_NOTION_TOKEN"),
+        ("acme", "ACME_NOTION_TOKEN"),
+    ]
+    text = (tmp_path / "tenants.toml").read_text()
+    assert 'token_env = "ACME_NOTION_TOKEN"' in text
+
+
+def test_a_connection_refuses_what_is_not_a_variable_name_or_a_slug() -> None:
+    with pytest.raises(ValueError):
+        TenantConnection(tenant_id="Acme Corp")
+    with pytest.raises(ValueError):
+        TenantConnection(tenant_id="acme", token_env="ntn_abc-123.secret")
+
+
+def test_the_sensor_adds_a_partition_per_new_active_tenant(tmp_path: Path) -> None:
+    tenants = _tenants(
+        tmp_path / "tenants.toml",
+        TenantConnection(tenant_id="acme"),
+        TenantConnection(tenant_id="globex"),
+        TenantConnection(tenant_id="paused", active=False),
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["acme"])
+        result = tenant_partitions_sensor(dg.build_sensor_context(instance=instance, resources={"tenants": tenants}))
+        assert isinstance(result, dg.SensorResult)
+        [request] = result.dynamic_partitions_requests or []
+        assert isinstance(request, dg.AddDynamicPartitionsRequest) and list(request.partition_keys) == ["globex"]
+
+
+def test_the_schedule_runs_every_active_tenant_and_skips_one_still_in_flight(tmp_path: Path) -> None:
+    tenants = _tenants(
+        tmp_path / "tenants.toml",
+        TenantConnection(tenant_id="acme", token_env="ACME_TOKEN"),
+        TenantConnection(tenant_id="globex", token_env="GLOBEX_TOKEN"),
+        TenantConnection(tenant_id="paused", active=False),
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["acme", "globex", "paused"])
+
+        def tick() -> dg.ScheduleExecutionData:
+            context = dg.build_schedule_context(
+                instance=instance,
+                scheduled_execution_time=TICK,
+                resources={"tenants": tenants},
+                repository_def=defs.get_repository_def(),
+            )
+            return sync_every_minute.evaluate_tick(context)
+
+        requests = tick().run_requests or []
+        assert [(r.partition_key, r.tags[INTEGRATION_TAG]) for r in requests] == [
+            ("acme", "ACME_TOKEN"),
+            ("globex", "GLOBEX_TOKEN"),
+        ]
+        assert len({r.run_key for r in requests}) == 2
+
+        run = create_run_for_test(
+            instance, job_name=SYNC_JOB, status=dg.DagsterRunStatus.STARTED, tags={"dagster/partition": "acme"}
+        )
+        assert [r.partition_key for r in tick().run_requests or []] == ["globex"]
+
+        create_run_for_test(
+            instance, job_name=SYNC_JOB, status=dg.DagsterRunStatus.STARTING, tags={"dagster/partition": "globex"}
+        )
+        skipped = tick()
+        assert not skipped.run_requests
+        assert (
+            skipped.skip_message is not None and run.run_id in skipped.skip_message and "globex" in skipped.skip_message
+        )
+
+        instance.report_run_canceled(run)  # a finished run no longer holds its tenant back
+        assert [r.partition_key for r in tick().run_requests or []] == ["acme"]
+
+
+@pytest.mark.integration
+async def test_a_backfill_of_one_tenant_syncs_that_tenant_only(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    tenant: str,
+    tmp_path: Path,
+) -> None:
+    other = f"{tenant}-b"
+    await repository.register_tenant(other)
+    control.reset()
+    deals = {tenant: deals_database(control, "Deals A"), other: deals_database(control, "Deals B")}
+    connections = [
+        TenantConnection(tenant_id=t, database_id=d["database_id"], token_env=UNSET_TOKEN_ENV) for t, d in deals.items()
+    ]
+    resources = resources_for(database, sandbox_server, connections, tmp_path / "tenants.toml")
+    for t in deals:
+        await repository.create_opportunity(t, OpportunityCreate(name=f"Deal of {t}"))
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", [tenant, other])
+        result = await sync_tenant(instance, resources, tenant)
+
+        assert result.success
+        assert metadata(result, "outbound_sync")["created"] == 1
+        assert len(control.all_pages(deals[tenant]["data_source_id"])) == 1
+        assert control.all_pages(deals[other]["data_source_id"]) == []
+        assert await SyncStatus(repository, other, "notion").watermark(Direction.INBOUND) is None
+        assert await SyncStatus(repository, tenant, "notion").watermark(Direction.INBOUND) is not None
+        # The run is the tenant's partition: the UI shows it on that tenant only.
+        assert instance.get_materialized_partitions(dg.AssetKey("inbound_sync")) == {tenant}
