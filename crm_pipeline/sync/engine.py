@@ -82,11 +82,10 @@ class SyncEngine:
         """The mass-delete breaker: when more of the linked records than this share vanish in one
         pass, none is queued for deletion and the pass says so."""
         self._last_sync: datetime | None = None
-        self._precision = EXTERNAL_TIME_PRECISION
-        if external is not None and external.capabilities.timestamp_resolution_seconds:
-            self._precision = max(
-                self._precision, timedelta(seconds=external.capabilities.timestamp_resolution_seconds)
-            )
+        resolution = external.capabilities.timestamp_resolution_seconds if external is not None else 0
+        self._precision = timedelta(seconds=resolution) if resolution else EXTERNAL_TIME_PRECISION
+        """How finely the external side dates edits (Notion: a minute, HubSpot: a millisecond):
+        two edits closer than this are a tie (the person's edit is kept); unknown: a minute."""
 
     def has_external(self) -> bool:
         return self.external is not None

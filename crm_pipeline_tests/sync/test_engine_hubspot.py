@@ -51,9 +51,11 @@ def deal_in_hubspot(control: HubSpotControl, deal_id: UUID) -> dict[str, Any]:
     return found
 
 
-def ui_edit(control: HubSpotControl, deal_id: UUID, seconds_from_now: float, **properties: str) -> None:
-    """A person edits the deal in HubSpot at the real time plus ``seconds_from_now``."""
-    control.set_clock(datetime.now(UTC) + timedelta(seconds=seconds_from_now))
+def ui_edit(
+    control: HubSpotControl, deal_id: UUID, seconds_from_now: float, *, now: datetime | None = None, **properties: str
+) -> None:
+    """A person edits the deal in HubSpot at ``now`` (the real time by default) plus ``seconds_from_now``."""
+    control.set_clock((now or datetime.now(UTC)) + timedelta(seconds=seconds_from_now))
     control.ui_edit("deals", deal_in_hubspot(control, deal_id)["id"], properties)
 
 
@@ -116,10 +118,8 @@ async def test_a_persons_edits_come_in_and_human_owned_fields_are_put_back(
     assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
 
 
-@pytest.mark.parametrize(
-    ("human_seconds", "winner"), [(120, "human"), (-120, "agent")], ids=["human-later", "agent-later"]
-)
-async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
+@pytest.mark.parametrize(("human_seconds", "winner"), [(1, "human"), (-1, "agent")], ids=["human-later", "agent-later"])
+async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write_a_second_apart(
     engine: SyncEngine,
     repository: DealRepository,
     tenant: str,
@@ -129,8 +129,9 @@ async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
 ) -> None:
     deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("100")))
     await engine.run_pass()
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
-    ui_edit(hubspot_control, deal.id, human_seconds, amount="300")
+    """HubSpot dates edits to the millisecond: a second apart is no tie, unlike on Notion."""
+    agent = await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
+    ui_edit(hubspot_control, deal.id, human_seconds, now=agent.updated_at, amount="300")
     result = await engine.run_pass()
     expected = Decimal("300") if winner == "human" else Decimal("200")
     assert result.conflicts == 1
