@@ -1,30 +1,23 @@
 """A crash at every step of a pass, then clean passes: nothing is lost, made twice or left stuck.
 
-The steps of a pass are its external calls (every HTTP request to Notion, retries included) and its
-commits (every transaction of the sync state and the data it covers). ``CrashAt(n)`` kills the
-pass just before its n-th step: before an external call (so between any two of them), or between
-an external call and the commit of its result (the transaction rolls back, as a kill leaves it).
-The test runs the same small scenario once for every n until a pass finishes without reaching n,
-and that last run proves no step was left untried.
+The test runs the same small scenario once for every n, the pass crashing just before its n-th
+step (``crashes.CrashAt``: any external call or commit), until a pass finishes without reaching
+n; that last run proves no step was left untried.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from notion_client import AsyncClient
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_pipeline.models import ActivityCreate, Actor, OpportunityCreate, OpportunityUpdate, SyncResult
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityUpdate, SyncResult
 from crm_pipeline.store import DealRepository
-from crm_pipeline.sync import SyncEngine, SyncStatus
+from crm_pipeline.sync import SyncEngine
 from crm_pipeline_tests.crm.conftest import Workspace
+from crm_pipeline_tests.sync.crashes import Crash, CrashAt, install
 from crm_pipeline_tests.sync.test_engine_e2e import paragraphs
 
 pytestmark = pytest.mark.integration
@@ -32,57 +25,6 @@ pytestmark = pytest.mark.integration
 STEPS = 36
 """At least as many as the scenario's pass takes: the run with n = STEPS + 1 must finish uncrashed
 (a run with n past the pass's last step finishes uncrashed too, and checks the same)."""
-
-
-class Crash(BaseException):
-    """The process dies here: nothing below catches it, as nothing catches a kill."""
-
-
-class CrashAt:
-    """Counts the steps of a pass and crashes at the n-th; once dead, every later step of the
-    pass (a concurrent write still under way) dies too, until ``revive``."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.steps: list[str] = []
-        self.dead = False
-
-    def step(self, what: str) -> None:
-        if self.dead:
-            raise Crash(f"after the crash: {what}")
-        self.steps.append(what)
-        if len(self.steps) == self.n:
-            self.dead = True
-            raise Crash(f"step {self.n}: {what}")
-
-    async def revive(self) -> None:
-        """Let the concurrent work a crash left behind die at its next step, then run uncrashed."""
-        current = asyncio.current_task()
-        others = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
-        if others:
-            await asyncio.wait(others, timeout=5)
-        self.dead = False
-        self.n = 0
-
-
-def install(monkeypatch: pytest.MonkeyPatch, crash: CrashAt) -> None:
-    """Route every external call and every commit of the sync through ``crash.step``."""
-    request = AsyncClient.request
-
-    async def counted_request(self: AsyncClient, path: str, method: str, *args: Any, **kwargs: Any) -> Any:
-        crash.step(f"{method} {path}")
-        return await request(self, path, method, *args, **kwargs)
-
-    transaction = SyncStatus.transaction
-
-    @asynccontextmanager
-    async def counted_transaction(self: SyncStatus, *, actor: Actor | None = None) -> AsyncIterator[AsyncConnection]:
-        async with transaction(self, actor=actor) as connection:
-            yield connection
-            crash.step("commit")  # raising here rolls the transaction back
-
-    monkeypatch.setattr(AsyncClient, "request", counted_request)
-    monkeypatch.setattr(SyncStatus, "transaction", counted_transaction)
 
 
 def key_of(page: dict[str, Any]) -> str:
@@ -123,8 +65,9 @@ async def test_a_crash_at_any_step_is_followed_by_a_clean_pass(
         }
     )
 
-    crash = CrashAt(n)
+    crash = CrashAt()
     install(monkeypatch, crash)
+    crash.arm(n)
     try:
         assert (await engine.run_pass()).errors == []
     except Crash:
