@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -245,16 +245,32 @@ class PassReader:
             if key not in existing
             for ext in exts
         ]
+        crowded = [ext for key, exts in keyed.items() if key not in linked and len(exts) > 1 for ext in exts]
+        created = await self._created_times(crowded)
         for key, exts in keyed.items():
             if key not in existing:
                 continue
-            # One page per deal: the linked one stays (else the first); duplicates, from a
-            # create that timed out yet landed, bring their values in as edits, then go to the trash.
-            keep = linked.get(key) or exts[0]
+            # One page per deal: the linked one stays (docs/architecture.md says why), else the
+            # first created; duplicates, from a create that timed out yet landed, bring their
+            # values in as edits, then go to the trash.
+            keep = linked.get(key) or min(exts, key=lambda ext: (created.get(ext, _NEVER), ext))
             if key not in linked:
                 plan.links.append((key, keep))
             plan.duplicates += [(key, ext) for ext in exts if ext != keep]
         return dict(plan.links)
+
+    async def _created_times(self, external_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of these external records was created (a change read does not say), read
+        only for keys found on several records, so a pass without duplicates pays nothing. Ties
+        within the external side's precision go to the lower id."""
+        if not external_ids:
+            return {}
+        records = await self.external.get_opportunities(external_ids)
+        return {_external_id(record): record.created_at for record in records}
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+"""The creation time of a record that could not be read: after every other."""
 
 
 def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, _ExternalView]:
