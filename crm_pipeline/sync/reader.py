@@ -18,7 +18,7 @@ from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import ChangeRecord, OpportunityRead, RecordType, SyncError
+from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType, SyncError
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
@@ -35,6 +35,8 @@ class _ExternalView:
     changed_at: datetime | None = None
     sync_key: UUID | None = None
     in_trash: bool = False
+    edited_by: Actor | None = None
+    """Who made the record's latest edit, when the external side says (None: unknown)."""
 
 
 @dataclass
@@ -165,7 +167,9 @@ class PassReader:
         views = touched.linked_views
         kept_views = {}
         for record_id, duplicate in plan.duplicates:
-            if record_id in links:
+            # a duplicate last edited by the sync itself is a create that landed late, as sent:
+            # no person set its values, so none of them is an edit
+            if record_id in links and touched.views[duplicate].edited_by is not Actor.SYNC:
                 kept_views[record_id] = views.get(links[record_id])
                 views[links[record_id]] = _with_duplicate(
                     kept_views[record_id], touched.views[duplicate], bases.get(record_id, {})
@@ -282,6 +286,7 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         view.values |= {k: decode_value(k, v.new) for k, v in change.changes.items() if k in wanted}
         view.changed_at = change.changed_at
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
+        view.edited_by = change.actor
         if "archived_at" in change.changes:
             view.in_trash = change.changes["archived_at"].new is not None
     return views
@@ -303,7 +308,10 @@ def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: 
 def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
     sync_key = getattr(record, "sync_key", None)
     in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
-    return _ExternalView({name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash)
+    edited_by = getattr(record, "last_edited_by", None)
+    return _ExternalView(
+        {name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash, edited_by
+    )
 
 
 def _external_id(record: OpportunityRead) -> str:
