@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,7 +18,7 @@ from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import ChangeRecord, OpportunityRead, RecordType, SyncError
+from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType, SyncError
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
@@ -35,6 +35,8 @@ class _ExternalView:
     changed_at: datetime | None = None
     sync_key: UUID | None = None
     in_trash: bool = False
+    edited_by: Actor | None = None
+    """Who made the record's latest edit, when the external side says (None: unknown)."""
 
 
 @dataclass
@@ -165,7 +167,9 @@ class PassReader:
         views = touched.linked_views
         kept_views = {}
         for record_id, duplicate in plan.duplicates:
-            if record_id in links:
+            # a duplicate last edited by the sync itself is a create that landed late, as sent:
+            # no person set its values, so none of them is an edit
+            if record_id in links and touched.views[duplicate].edited_by is not Actor.SYNC:
                 kept_views[record_id] = views.get(links[record_id])
                 views[links[record_id]] = _with_duplicate(
                     kept_views[record_id], touched.views[duplicate], bases.get(record_id, {})
@@ -245,16 +249,32 @@ class PassReader:
             if key not in existing
             for ext in exts
         ]
+        crowded = [ext for key, exts in keyed.items() if key not in linked and len(exts) > 1 for ext in exts]
+        created = await self._created_times(crowded)
         for key, exts in keyed.items():
             if key not in existing:
                 continue
-            # One page per deal: the linked one stays (else the first); duplicates, from a
-            # create that timed out yet landed, bring their values in as edits, then go to the trash.
-            keep = linked.get(key) or exts[0]
+            # One page per deal: the linked one stays (docs/architecture.md says why), else the
+            # first created; duplicates, from a create that timed out yet landed, bring their
+            # values in as edits, then go to the trash.
+            keep = linked.get(key) or min(exts, key=lambda ext: (created.get(ext, _NEVER), ext))
             if key not in linked:
                 plan.links.append((key, keep))
             plan.duplicates += [(key, ext) for ext in exts if ext != keep]
         return dict(plan.links)
+
+    async def _created_times(self, external_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of these external records was created (a change read does not say), read
+        only for keys found on several records, so a pass without duplicates pays nothing. Ties
+        within the external side's precision go to the lower id."""
+        if not external_ids:
+            return {}
+        records = await self.external.get_opportunities(external_ids)
+        return {_external_id(record): record.created_at for record in records}
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+"""The creation time of a record that could not be read: after every other."""
 
 
 def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, _ExternalView]:
@@ -266,6 +286,7 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         view.values |= {k: decode_value(k, v.new) for k, v in change.changes.items() if k in wanted}
         view.changed_at = change.changed_at
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
+        view.edited_by = change.actor
         if "archived_at" in change.changes:
             view.in_trash = change.changes["archived_at"].new is not None
     return views
@@ -287,7 +308,10 @@ def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: 
 def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
     sync_key = getattr(record, "sync_key", None)
     in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
-    return _ExternalView({name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash)
+    edited_by = getattr(record, "last_edited_by", None)
+    return _ExternalView(
+        {name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash, edited_by
+    )
 
 
 def _external_id(record: OpportunityRead) -> str:

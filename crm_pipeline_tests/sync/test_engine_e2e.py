@@ -621,6 +621,32 @@ async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_tr
     assert await engine.run_pass() == SyncResult()
 
 
+async def test_a_late_landing_create_no_person_touched_brings_no_stale_value_in(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    kept = page_of(workspace, deal.id)["id"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    await engine.run_pass()
+    # The first create, timed out long ago, lands now: the integration's page with the old stage.
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION}
+    properties = {
+        "Deal Name": {"title": [{"text": {"content": "Acme renewal"}}]},
+        "Stage": {"select": {"name": "Lead"}},
+        "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+    }
+    body = {"parent": {"data_source_id": workspace.data_source_id}, "properties": properties}
+    httpx.post(f"{workspace.base_url}/v1/pages", headers=headers, json=body).raise_for_status()
+
+    result = await engine.run_pass()
+    assert (result.trashed, result.pulled, result.errors) == (1, 0, [])
+    assert (await stored(repository, tenant, deal.id)).deal_stage == "Qualified"
+    live = [p for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
+    assert [p["id"] for p in live] == [kept]
+    assert live[0]["properties"]["Stage"]["select"]["name"] == "Qualified"
+
+
 async def test_tags_a_human_sets_come_in_and_an_agent_write_to_them_is_put_back(
     engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
 ) -> None:
@@ -639,4 +665,37 @@ async def test_tags_a_human_sets_come_in_and_an_agent_write_to_them_is_put_back(
     human_edit(workspace, page_id, Tags={"multi_select": []})
     await engine.run_pass()
     assert (await stored(repository, tenant, deal.id)).manual_tags is None
+    assert await engine.run_pass() == SyncResult()
+
+
+async def test_of_several_pages_with_a_deal_key_and_no_link_the_first_created_stays(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+
+    def keyed_page(minutes_ago: float) -> str:
+        moved_clock(workspace, -minutes_ago)
+        properties = {
+            "Deal Name": {"title": [{"text": {"content": "Acme renewal"}}]},
+            "Stage": {"select": {"name": "Lead"}},
+            "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+        }
+        page = workspace.control.human_create_page(
+            {"parent": {"data_source_id": workspace.data_source_id}, "properties": properties}
+        )
+        return str(page["id"])
+
+    # Each page created earlier than the last, until the first created is not the lowest id (which
+    # a choice by id order would keep).
+    pages = [keyed_page(1)]
+    while min(pages) == pages[-1]:
+        pages.append(keyed_page(10 * len(pages) + 1))
+    first_created = pages[-1]
+    workspace.control.real_clock()
+
+    result = await engine.run_pass()
+    assert (result.errors, result.trashed) == ([], len(pages) - 1)
+    assert await engine.status.links([deal.id]) == {deal.id: first_created}
+    live = [p["id"] for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
+    assert live == [first_created]
     assert await engine.run_pass() == SyncResult()
