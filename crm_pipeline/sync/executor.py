@@ -33,7 +33,7 @@ from crm_pipeline.models import (
 )
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import DeleteAction, Lifecycle, PassPlan, RecordPlan
-from crm_pipeline.sync.status import LedgerEntry, SyncStatus
+from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus
 
 __all__ = ["Executor", "Tally"]
 
@@ -142,6 +142,10 @@ class Executor:
                 await self.external.restore_opportunity(action.external_id)
         except FATAL_ERRORS:
             raise
+        except NotImplementedError as error:  # the CRM's API cannot restore: a person does it there
+            reason = _reason(f"{kind} failed", error) + " (waiting for that: not retried)"
+            tally.failures.append(LedgerEntry(str(record_id), reason, Side.EXTERNAL, RESTORE_BY_HAND))
+            return
         except Exception as error:
             tally.failures.append(LedgerEntry(str(record_id), _reason(f"{kind} failed", error), Side.EXTERNAL))
             return

@@ -22,7 +22,7 @@ from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
-from crm_pipeline.sync.status import LedgerEntry, SyncStatus, decode_value
+from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus, decode_value
 
 __all__ = ["PassReader", "unreadable_entries"]
 
@@ -50,6 +50,8 @@ class _Touched:
     record_ids: set[UUID]
     retry_deals: set[UUID]
     new_links: dict[UUID, str]
+    restore_by_hand: set[UUID]
+    """Deals whose restore waits for a person in the CRM (``RESTORE_BY_HAND``): not tried again."""
     links: dict[UUID, str] = field(default_factory=dict)
     records: dict[UUID, OpportunityRead] = field(default_factory=dict)
     linked_views: dict[str, _ExternalView] = field(default_factory=dict)
@@ -110,14 +112,16 @@ class PassReader:
         records without a link are sorted out (adopt, link, duplicate) on the way."""
         fields = self.external.mapped_fields
         views = _external_views(external_changes, fields)
-        retry = set() if only_touched else {entry.record_id for entry in await self.status.errors()}
+        ledger = await self.status.errors()
+        waiting = {UUID(entry.record_id) for entry in ledger if entry.field == RESTORE_BY_HAND}
+        retry = set() if only_touched else {entry.record_id for entry in ledger if entry.field != RESTORE_BY_HAND}
         retry_deals = {r.id for r in await self.primary.get_opportunities(sorted(filter(_is_uuid, retry)))}
         views |= await self._read_pages(retry - {str(i) for i in retry_deals}, fields, plan)
         known = await self.status.links_by_external(views)
         new_links = await self._new_links(views, known, plan)
         primary_times = _field_times(primary_changes)
         record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
-        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links)
+        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links, waiting)
 
     async def _read_afresh(
         self, plan: PassPlan, touched: _Touched, *, read_external: bool, reconcile: Mapping[UUID, str]
@@ -147,12 +151,16 @@ class PassReader:
         """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""
         live = {i: e for i, e in touched.links.items() if i in touched.records and i not in touched.gone}
         archived = await self.status.archived(live)
-        plan.deletes = plan_deletes(
-            live,
-            {i: touched.records[i].archived_at is not None for i in live},
-            {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
-            archived,
-        )
+        plan.deletes = [
+            action
+            for action in plan_deletes(
+                live,
+                {i: touched.records[i].archived_at is not None for i in live},
+                {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
+                archived,
+            )
+            if not (action.action is Lifecycle.RESTORE_EXTERNAL and action.record_id in touched.restore_by_hand)
+        ]
         changing = {d.record_id: d.action for d in plan.deletes}
         return {
             i: e

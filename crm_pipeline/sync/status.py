@@ -27,7 +27,7 @@ from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import sync_activities, sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
-__all__ = ["AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
+__all__ = ["RESTORE_BY_HAND", "AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
 
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(OpportunityRead.model_fields[name].rebuild_annotation()) for name in OPPORTUNITY_FIELDS
@@ -65,6 +65,12 @@ class AuditEntry:
     side: Side
     outcome: Outcome
     rule: Rule
+
+
+RESTORE_BY_HAND = "archived_at"
+"""The ledger field of a restore the connector cannot make (HubSpot's API has none): a person
+restores the record in the CRM. Not retried: the pass that reads the record back restored clears
+it."""
 
 
 @dataclass(frozen=True)

@@ -158,17 +158,33 @@ async def test_a_deal_deleted_in_hubspot_archives_the_deal_and_a_ui_restore_rest
     assert (await stored(repository, tenant, deal.id)).archived_at is None
 
 
-async def test_an_archived_deal_is_archived_in_hubspot_and_a_restore_is_reported_not_crashed(
+async def test_a_restore_hubspot_cannot_make_is_reported_once_and_waits_for_a_person_to_restore_it(
     engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
 ) -> None:
+    """HubSpot's API cannot restore a deal, nor create another under its key while it is in the
+    recycling bin: a person restores it there, and until then the sync waits instead of failing
+    every pass."""
     deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
     await engine.run_pass()
     await repository.archive_opportunity(tenant, deal.id)
     assert (await engine.run_pass()).trashed == 1
+    external_id = deal_in_hubspot(hubspot_control, deal.id)["id"]
     assert deal_in_hubspot(hubspot_control, deal.id)["archived"]
     await repository.restore_opportunity(tenant, deal.id)
     [error] = (await engine.run_pass()).errors
-    assert "recycling bin" in str(error)  # HubSpot's API cannot restore: a person does it in HubSpot
+    assert "recycling bin" in error.reason
+    assert (await engine.run_pass()).errors == []  # not retried while HubSpot has not changed
+    [waiting] = await engine.status.errors()
+    assert (waiting.record_id, "recycling bin" in waiting.reason) == (str(deal.id), True)
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await engine.run_pass()).errors == []
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    hubspot_control.ui_restore("deals", external_id)
+    result = await engine.run_pass()
+    assert (result.errors, result.pushed) == ([], 1)
+    assert await engine.status.errors() == []
+    restored = deal_in_hubspot(hubspot_control, deal.id)
+    assert (restored["archived"], restored["properties"]["dealstage"]) == (False, "qualifiedtobuy")
 
 
 async def test_activities_become_notes_on_the_deal_once_each(
