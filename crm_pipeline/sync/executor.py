@@ -110,6 +110,7 @@ class Executor:
         tally = Tally(failures=list(plan.failures), notices=list(plan.notices))
         await self.status.set_vanished(plan.vanished, vanished=True)
         await self.status.set_vanished(plan.found_again, vanished=False)
+        await self.status.relink(plan.relinks)
         await self.link(plan.links)
         await self.adopt(plan.adoptions, tally)
         await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))

@@ -37,6 +37,8 @@ class _ExternalView:
     in_trash: bool = False
     edited_by: Actor | None = None
     """Who made the record's latest edit, when the external side says (None: unknown)."""
+    merged_ids: list[str] = field(default_factory=list)
+    """The external records a person merged into this one (their links move to it)."""
 
 
 @dataclass
@@ -51,6 +53,8 @@ class _Touched:
     retry_deals: set[UUID]
     new_links: dict[UUID, str]
     restore_by_hand: set[UUID]
+    merged_away: set[UUID]
+    """Deals whose external record was merged into one that stays another deal's: vanished."""
     """Deals whose restore waits for a person in the CRM (``RESTORE_BY_HAND``): not tried again."""
     links: dict[UUID, str] = field(default_factory=dict)
     records: dict[UUID, OpportunityRead] = field(default_factory=dict)
@@ -117,11 +121,35 @@ class PassReader:
         retry = set() if only_touched else {entry.record_id for entry in ledger if entry.field != RESTORE_BY_HAND}
         retry_deals = {r.id for r in await self.primary.get_opportunities(sorted(filter(_is_uuid, retry)))}
         views |= await self._read_pages(retry - {str(i) for i in retry_deals}, fields, plan)
-        known = await self.status.links_by_external(views)
-        new_links = await self._new_links(views, known, plan)
+        merged_away = await self._merges(plan, views)
+        known = await self.status.links_by_external(views) | {ext: record for record, ext in plan.relinks}
+        new_links = await self._new_links(views, known, plan) | dict(plan.relinks)
         primary_times = _field_times(primary_changes)
         record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
-        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links, waiting)
+        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links, waiting, merged_away)
+
+    async def _merges(self, plan: PassPlan, views: Mapping[str, _ExternalView]) -> set[UUID]:
+        """Links to records a person merged into another (``merged_ids``) move to the survivor:
+        for the deal whose key it carries (or, carrying none and linked to none, the first deal).
+        Other deals linked to merged records lost theirs: they are returned, for the
+        pending-delete queue (the person's merge says they were one deal; archiving is theirs to
+        approve), and get no writes, which the CRM would put on the survivor."""
+        merged = {ext: view.merged_ids for ext, view in views.items() if view.merged_ids}
+        if not merged:
+            return set()
+        absorbed = await self.status.links_by_external({i for ids in merged.values() for i in ids})
+        survivors = await self.status.links_by_external(merged)
+        away: set[UUID] = set()
+        for survivor, ids in sorted(merged.items()):
+            deals = sorted(absorbed[i] for i in ids if i in absorbed)
+            key = views[survivor].sync_key
+            keep = key if key in deals else None
+            if keep is None and key is None and survivor not in survivors and deals:
+                keep = deals[0]
+            if keep is not None:
+                plan.relinks.append((keep, survivor))
+            away |= set(deals) - {keep}
+        return away
 
     async def _read_afresh(
         self, plan: PassPlan, touched: _Touched, *, read_external: bool, reconcile: Mapping[UUID, str]
@@ -149,7 +177,13 @@ class PassReader:
 
     async def _live_pairs(self, plan: PassPlan, touched: _Touched) -> dict[UUID, str]:
         """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""
-        live = {i: e for i, e in touched.links.items() if i in touched.records and i not in touched.gone}
+        plan.vanished |= touched.merged_away
+        waiting = (await self.status.pending_deletes()).keys() - plan.found_again
+        live = {
+            i: e
+            for i, e in touched.links.items()
+            if i in touched.records and i not in touched.gone | touched.merged_away | waiting
+        }
         archived = await self.status.archived(live)
         plan.deletes = [
             action
@@ -295,6 +329,7 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         view.changed_at = change.changed_at
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
         view.edited_by = change.actor
+        view.merged_ids = change.merged_ids or view.merged_ids
         if "archived_at" in change.changes:
             view.in_trash = change.changes["archived_at"].new is not None
     return views
@@ -318,7 +353,12 @@ def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
     in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
     edited_by = getattr(record, "last_edited_by", None)
     return _ExternalView(
-        {name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash, edited_by
+        {name: getattr(record, name) for name in fields},
+        record.updated_at,
+        sync_key,
+        in_trash,
+        edited_by,
+        list(getattr(record, "merged_ids", [])),
     )
 
 

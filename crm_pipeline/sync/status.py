@@ -149,6 +149,17 @@ class SyncStatus:
                 query.values(vanished_at=func.coalesce(sync_links.c.vanished_at, func.now()) if vanished else None)
             )
 
+    async def relink(self, pairs: Iterable[tuple[UUID, str]]) -> None:
+        """Link these records to other external records (the survivors of merges in the CRM),
+        keeping their bases: the survivor holds what was synced, plus what the merge filled in."""
+        async with self.transaction() as connection:
+            for record_id, external_id in pairs:
+                await connection.execute(
+                    update(sync_links)
+                    .where(self._scope(sync_links), sync_links.c.record_id == record_id)
+                    .values(external_id=external_id, vanished_at=None)
+                )
+
     async def count_links(self) -> int:
         async with self.transaction() as connection:
             return int(await connection.scalar(select(func.count()).where(self._scope(sync_links))) or 0)

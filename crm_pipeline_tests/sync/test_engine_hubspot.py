@@ -14,6 +14,7 @@ from uuid import UUID
 import pytest
 import pytest_asyncio
 from hubspot import HubSpot
+from hubspot.crm.deals import PublicMergeInput
 
 from crm_pipeline.crm import PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
@@ -198,3 +199,42 @@ async def test_activities_become_notes_on_the_deal_once_each(
     await engine.run_pass()
     bodies = sorted(n["properties"]["hs_note_body"].split(" · ref ")[0] for n in hubspot_control.all_records("notes"))
     assert bodies == ["Note: Demo", "Note: Intro call"]
+
+
+@pytest.mark.parametrize("preserve_ids", [False, True], ids=["new-id", "primary-id-kept"])
+async def test_a_merge_in_hubspot_relinks_the_deal_to_the_survivor_and_queues_the_absorbed_one(
+    engine: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    hubspot: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    preserve_ids: bool,
+) -> None:
+    """A person merges two synced deals: the deal whose key the survivor carries now links to it
+    (nothing archived, nothing created, no key written); the other's record is gone, so it waits in
+    the pending-delete queue for a person, and its writes no longer reach the survivor. The same
+    whether the survivor gets a new id or keeps the primary's (HubSpot's id-preservation beta)."""
+    hubspot_control.configure(preserve_merged_ids=preserve_ids)
+    kept = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    absorbed = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme (dup)"))
+    await engine.run_pass()
+    primary, other = (deal_in_hubspot(hubspot_control, d.id)["id"] for d in (kept, absorbed))
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    survivor = sdk.crm.deals.basic_api.merge(PublicMergeInput(primary_object_id=primary, object_id_to_merge=other)).id
+    hubspot_control.reset_stats()
+    result = await engine.run_pass()
+    assert (result.errors, result.trashed, result.created) == ([], 0, 0)
+    assert deal_writes(hubspot_control) == 0
+    assert await engine.status.links([kept.id]) == {kept.id: survivor}
+    assert set(await engine.status.pending_deletes()) == {absorbed.id}
+    await repository.update_opportunity(tenant, absorbed.id, OpportunityUpdate(name="Acme (dup) renamed"))
+    await repository.update_opportunity(tenant, kept.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await engine.run_pass()).pushed == 1
+    [live] = [r for r in hubspot_control.all_records("deals") if not r["archived"]]
+    assert (live["id"], live["properties"]["dealname"], live["properties"]["dealstage"]) == (
+        survivor,
+        "Acme",
+        "qualifiedtobuy",
+    )
+    assert (await stored(repository, tenant, absorbed.id)).archived_at is None  # a person decides

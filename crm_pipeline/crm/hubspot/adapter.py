@@ -620,6 +620,7 @@ class HubSpotAdapter(CRMAdapter):
             changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in self.property_map},
             actor=record.last_edited_by,
             changed_at=record.updated_at,
+            merged_ids=record.merged_ids,
         )
 
     # --- records ------------------------------------------------------------------------------------
