@@ -25,7 +25,7 @@ from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
-from crm_pipeline.sync.status import Direction, SyncStatus
+from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus
 
 __all__ = ["SyncEngine"]
 
@@ -241,7 +241,7 @@ class SyncEngine:
             only_touched=only_touched,
             reconcile=reconcile or {},
         )
-        plan.failures += unreadable_entries(unreadable)
+        plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
         await self.status.queue_activities(_new_activities(primary_changes))
         tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
         await self.status.record_errors(tally.failures + tally.deferred)
@@ -283,6 +283,11 @@ def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, d
         for change in changes
         if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
     ]
+
+
+def _distinct(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:
+    """One entry per record and field (a record unreadable in the changes and again when re-read)."""
+    return list({(entry.record_id, entry.field): entry for entry in entries}.values())
 
 
 def _slice_end(slice_: Mapping[UUID, str], size: int) -> str:

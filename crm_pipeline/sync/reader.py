@@ -170,10 +170,31 @@ class PassReader:
         touched.linked_views = {ext: view for ext, view in touched.views.items() if ext in linked_ids}
         wanted = touched.records.keys() if read_external else touched.retry_deals | set(reconcile)
         reread = touched.links.keys() & wanted
-        external = await self.external.get_opportunities([touched.links[i] for i in sorted(reread)])
+        external, unreadable = await self._read_linked([touched.links[i] for i in sorted(reread)], plan)
         fresh = {_external_id(record): _view_of(record, touched.fields) for record in external}
         touched.linked_views |= fresh
-        touched.gone = await self._vanished(plan, {i: touched.links[i] for i in reread}, fresh)
+        read = {i: touched.links[i] for i in reread if touched.links[i] not in unreadable}
+        touched.gone = await self._vanished(plan, read, fresh) | {i for i in reread if i not in read}
+
+    async def _read_linked(self, external_ids: Sequence[str], plan: PassPlan) -> tuple[list[OpportunityRead], set[str]]:
+        """These linked records read afresh, and the ids of those that could not be read (a value
+        the connector cannot map: in the ledger, neither vanished nor synced until fixed). Read
+        one by one only when the batch read fails."""
+        try:
+            return list(await self.external.get_opportunities(external_ids)), set()
+        except FieldMappingError:
+            pass
+        records, unreadable = [], set()
+        for external_id in external_ids:
+            try:
+                record = await self.external.get_opportunity(external_id)
+            except FieldMappingError as error:
+                plan.failures += unreadable_entries([error])
+                unreadable.add(external_id)
+                continue
+            if record is not None:
+                records.append(record)
+        return records, unreadable
 
     async def _live_pairs(self, plan: PassPlan, touched: _Touched) -> dict[UUID, str]:
         """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""

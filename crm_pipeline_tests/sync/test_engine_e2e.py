@@ -1,4 +1,5 @@
-"""SyncEngine end to end: the real deal store and the sandbox Notion over HTTP, one rule at a time.
+"""SyncEngine end to end over Notion: the real deal store and the sandbox Notion over HTTP, one rule
+at a time (the rules every connector shares run over Notion in test_engine_rules.py).
 
 The agent writes through the repository (its change log dates each field); a human edits pages
 through the sandbox's control surface, on the sandbox's clock. Request counts come from the
@@ -20,7 +21,7 @@ from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox
 from crm_pipeline.store import DealRepository
-from crm_pipeline.sync import Direction, Outcome, Rule, Side
+from crm_pipeline.sync import Direction
 from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration
@@ -111,95 +112,6 @@ async def test_only_the_fields_that_differ_from_the_base_are_sent(
     assert len(sent) == 1
     [written] = sent
     assert [prop["select"]["name"] for prop in written["properties"].values()] == ["Proposal"]
-
-
-async def test_agent_owned_field_goes_out_and_an_agent_change_wins_over_a_human_one(
-    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
-) -> None:
-    deal = await new_deal(repository, tenant, probability=Decimal("0.5"))
-    await engine.run_pass()
-    page_id = page_of(workspace, deal.id)["id"]
-    human_edit(workspace, page_id, Probability={"number": 0.9})
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(probability=Decimal("0.7")))
-    result = await engine.run_pass()
-    assert (result.pushed, result.conflicts) == (1, 1)
-    assert page_of(workspace, deal.id)["properties"]["Probability"]["number"] == 0.7
-    assert (await stored(repository, tenant, deal.id)).probability == Decimal("0.7")
-    [entry] = await engine.status.audit(deal.id)
-    assert (entry.field, entry.old, entry.new, entry.side, entry.outcome, entry.rule) == (
-        "probability",
-        Decimal("0.9"),
-        Decimal("0.7"),
-        Side.EXTERNAL,
-        Outcome.CONFLICT,
-        Rule.AGENT_OWNED,
-    )
-
-
-async def test_a_human_override_of_an_agent_owned_field_is_kept_and_recorded(
-    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
-) -> None:
-    deal = await new_deal(repository, tenant, probability=Decimal("0.5"))
-    await engine.run_pass()
-    human_edit(workspace, page_of(workspace, deal.id)["id"], Probability={"number": 0.2})
-    result = await engine.run_pass()
-    assert (result.pulled, result.pushed) == (1, 0)
-    assert (await stored(repository, tenant, deal.id)).probability == Decimal("0.2")
-    assert [(e.outcome, e.rule) for e in await engine.status.audit(deal.id)] == [
-        (Outcome.OVERRIDE, Rule.HUMAN_OVERRIDE)
-    ]
-    assert page_of(workspace, deal.id)["properties"]["Probability"]["number"] == 0.2
-
-
-async def test_human_owned_fields_come_in_and_an_agent_write_is_put_back(
-    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
-) -> None:
-    deal = await new_deal(repository, tenant)
-    await engine.run_pass()
-    page_id = page_of(workspace, deal.id)["id"]
-    human_edit(
-        workspace,
-        page_id,
-        Notes={"rich_text": [{"text": {"content": "call after the holidays"}}]},
-        **{"Stage Override": {"select": {"name": "Negotiation"}}},
-    )
-    assert (await engine.run_pass()).pulled == 1
-    pulled = await stored(repository, tenant, deal.id)
-    assert (pulled.custom_notes, pulled.override_stage) == ("call after the holidays", "Negotiation")
-    # The agent writes a human-owned field: it never goes out, and the team's value is restored.
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
-    workspace.control.reset_stats()
-    assert (await engine.run_pass()).pulled == 1
-    assert page_writes(workspace) == 0
-    assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
-
-
-@pytest.mark.parametrize(
-    ("human_minutes", "winner"),
-    [(10, "human"), (-10, "agent"), (0, "human")],
-    ids=["human-later", "agent-later", "same-minute-tie"],
-)
-async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
-    engine: SyncEngine,
-    repository: DealRepository,
-    tenant: str,
-    workspace: Workspace,
-    human_minutes: float,
-    winner: str,
-) -> None:
-    deal = await new_deal(repository, tenant, estimated_value=Decimal("100"))
-    await engine.run_pass()
-    page_id = page_of(workspace, deal.id)["id"]
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
-    moved_clock(workspace, human_minutes)
-    human_edit(workspace, page_id, Value={"number": 300})
-    result = await engine.run_pass()
-    expected = Decimal("300") if winner == "human" else Decimal("200")
-    assert result.conflicts == 1
-    assert (await stored(repository, tenant, deal.id)).estimated_value == expected
-    assert page_of(workspace, deal.id)["properties"]["Value"]["number"] == expected
-    [entry] = await engine.status.audit(deal.id)
-    assert entry.rule is (Rule.TIE_GOES_TO_HUMAN if human_minutes == 0 else Rule.LAST_WRITE_WINS)
 
 
 async def test_two_human_edits_within_one_minute_both_come_in(

@@ -1,63 +1,38 @@
-"""SyncEngine end to end over HubSpot, the engine unchanged: the real deal store and the local
-HubSpot over HTTP. People edit deals through the local HubSpot's UI hook (history ``CRM_UI``),
-on its clock, which runs at the real time plus an offset the test chooses (the deal store dates
-by the real clock)."""
+"""SyncEngine end to end over HubSpot, what only HubSpot does: restores only a person can make,
+merges, activities as notes. The real deal store and the local HubSpot over HTTP. The rules every
+connector shares run over HubSpot in test_engine_rules.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import pytest
-import pytest_asyncio
 from hubspot import HubSpot
 from hubspot.crm.deals import PublicMergeInput
 
 from crm_pipeline.crm import PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
-from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
-from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate
 from crm_pipeline.store import DealRepository
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def hubspot(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
-    hubspot_control.reset()
-    return hubspot_server
-
-
-@pytest_asyncio.fixture
-async def adapter(hubspot: RunningHubSpot) -> AsyncIterator[HubSpotAdapter]:
-    adapter = HubSpotAdapter(
-        DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0)
-    )
-    yield adapter
-    await adapter.aclose()
-
-
-@pytest.fixture
-def engine(repository: DealRepository, tenant: str, adapter: HubSpotAdapter) -> SyncEngine:
+def engine(repository: DealRepository, tenant: str, hubspot_adapter: HubSpotAdapter) -> SyncEngine:
     """The engine as it runs over Notion, reading the recycling bin every pass."""
-    return SyncEngine(PostgresAdapter(repository, tenant), adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)
+    return SyncEngine(
+        PostgresAdapter(repository, tenant), hubspot_adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0
+    )
 
 
 def deal_in_hubspot(control: HubSpotControl, deal_id: UUID) -> dict[str, Any]:
     [found] = [r for r in control.all_records("deals") if r["properties"]["crm_pipeline_id"] == str(deal_id)]
     return found
-
-
-def ui_edit(
-    control: HubSpotControl, deal_id: UUID, seconds_from_now: float, *, now: datetime | None = None, **properties: str
-) -> None:
-    """A person edits the deal in HubSpot at ``now`` (the real time by default) plus ``seconds_from_now``."""
-    control.set_clock((now or datetime.now(UTC)) + timedelta(seconds=seconds_from_now))
-    control.ui_edit("deals", deal_in_hubspot(control, deal_id)["id"], properties)
 
 
 def deal_writes(control: HubSpotControl) -> int:
@@ -72,72 +47,6 @@ async def stored(repository: DealRepository, tenant: str, deal_id: UUID) -> Oppo
     deal = await repository.get_opportunity(tenant, deal_id)
     assert deal is not None
     return deal
-
-
-async def test_a_new_deal_is_created_once_and_the_next_pass_writes_nothing(
-    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
-) -> None:
-    deal = await repository.create_opportunity(
-        tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("1200.50"), manual_tags=["vip"])
-    )
-    result = await engine.run_pass()
-    assert (result.created, result.errors) == (1, [])
-    created = deal_in_hubspot(hubspot_control, deal.id)
-    assert (created["properties"]["amount"], created["properties"]["dealstage"]) == ("1200.50", "appointmentscheduled")
-    assert await engine.status.links([deal.id]) == {deal.id: created["id"]}
-    hubspot_control.reset_stats()
-    assert await engine.run_pass() == SyncResult()
-    assert deal_writes(hubspot_control) == 0
-
-
-async def test_a_push_echoes_back_and_is_recognised(
-    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
-) -> None:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
-    await engine.run_pass()
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
-    assert (await engine.run_pass()).pushed == 1
-    assert deal_in_hubspot(hubspot_control, deal.id)["properties"]["dealstage"] == "qualifiedtobuy"
-    hubspot_control.reset_stats()
-    assert await engine.run_pass() == SyncResult()
-    assert deal_writes(hubspot_control) == 0
-
-
-async def test_a_persons_edits_come_in_and_human_owned_fields_are_put_back(
-    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
-) -> None:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
-    await engine.run_pass()
-    ui_edit(hubspot_control, deal.id, 1, crm_notes="call after the holidays", dealname="Acme Corp")
-    assert (await engine.run_pass()).pulled == 1
-    pulled = await stored(repository, tenant, deal.id)
-    assert (pulled.custom_notes, pulled.name) == ("call after the holidays", "Acme Corp")
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
-    hubspot_control.reset_stats()
-    assert (await engine.run_pass()).pulled == 1
-    assert deal_writes(hubspot_control) == 0
-    assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
-
-
-@pytest.mark.parametrize(("human_seconds", "winner"), [(1, "human"), (-1, "agent")], ids=["human-later", "agent-later"])
-async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write_a_second_apart(
-    engine: SyncEngine,
-    repository: DealRepository,
-    tenant: str,
-    hubspot_control: HubSpotControl,
-    human_seconds: float,
-    winner: str,
-) -> None:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("100")))
-    await engine.run_pass()
-    """HubSpot dates edits to the millisecond: a second apart is no tie, unlike on Notion."""
-    agent = await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
-    ui_edit(hubspot_control, deal.id, human_seconds, now=agent.updated_at, amount="300")
-    result = await engine.run_pass()
-    expected = Decimal("300") if winner == "human" else Decimal("200")
-    assert result.conflicts == 1
-    assert (await stored(repository, tenant, deal.id)).estimated_value == expected
-    assert Decimal(deal_in_hubspot(hubspot_control, deal.id)["properties"]["amount"]) == expected
 
 
 async def test_a_deal_deleted_in_hubspot_archives_the_deal_and_a_ui_restore_restores_it(
