@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -24,8 +25,8 @@ async def stored(repository: DealRepository, tenant: str, deal: OpportunityRead)
     return found
 
 
-async def synced_deal(engine: SyncEngine, repository: DealRepository, tenant: str, **fields: object) -> OpportunityRead:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", **fields))  # type: ignore[arg-type]
+async def synced_deal(engine: SyncEngine, repository: DealRepository, tenant: str, **fields: Any) -> OpportunityRead:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", **fields))
     assert (await engine.run_pass()).created == 1
     return deal
 
