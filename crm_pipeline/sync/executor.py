@@ -110,6 +110,7 @@ class Executor:
         tally = Tally(failures=list(plan.failures), notices=list(plan.notices))
         await self.status.set_vanished(plan.vanished, vanished=True)
         await self.status.set_vanished(plan.found_again, vanished=False)
+        await self.status.drop_waiting_restores(plan.restores_dropped)
         await self.status.relink(plan.relinks)
         await self.link(plan.links)
         await self.adopt(plan.adoptions, tally)

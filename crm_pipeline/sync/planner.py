@@ -140,6 +140,8 @@ class PassPlan:
     deletes: list[DeleteAction] = field(default_factory=list)
     vanished: set[UUID] = field(default_factory=set)
     found_again: set[UUID] = field(default_factory=set)
+    restores_dropped: set[UUID] = field(default_factory=set)
+    """Deals whose restore waited for a person in the CRM and that are archived again."""
     failures: list[LedgerEntry] = field(default_factory=list)
     notices: list[SyncError] = field(default_factory=list)
 

@@ -199,6 +199,9 @@ class PassReader:
     async def _live_pairs(self, plan: PassPlan, touched: _Touched) -> dict[UUID, str]:
         """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""
         plan.vanished |= touched.merged_away
+        plan.restores_dropped = {
+            i for i in touched.restore_by_hand if i in touched.records and touched.records[i].archived_at is not None
+        }
         waiting = (await self.status.pending_deletes()).keys() - plan.found_again
         live = {
             i: e

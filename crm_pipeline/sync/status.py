@@ -70,7 +70,7 @@ class AuditEntry:
 RESTORE_BY_HAND = "archived_at"
 """The ledger field of a restore the connector cannot make (HubSpot's API has none): a person
 restores the record in the CRM. Not retried: the pass that reads the record back restored clears
-it."""
+it, as does archiving the deal again."""
 
 
 @dataclass(frozen=True)
@@ -361,6 +361,19 @@ class SyncStatus:
                         "attempts": sync_errors.c.attempts + 1,
                         "last_seen_at": func.now(),
                     },
+                )
+            )
+
+    async def drop_waiting_restores(self, record_ids: Iterable[UUID]) -> None:
+        """Take these deals' restores that wait for a person (``RESTORE_BY_HAND``) off the ledger:
+        the deal was archived again, so there is nothing left to restore."""
+        ids = [str(record_id) for record_id in record_ids]
+        if not ids:
+            return
+        async with self.transaction() as connection:
+            await connection.execute(
+                delete(sync_errors).where(
+                    self._scope(sync_errors), sync_errors.c.record_id.in_(ids), sync_errors.c.field == RESTORE_BY_HAND
                 )
             )
 

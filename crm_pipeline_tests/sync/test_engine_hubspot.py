@@ -16,7 +16,7 @@ from crm_pipeline.crm import PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
-from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
 from crm_pipeline.store import DealRepository
 
 pytestmark = pytest.mark.integration
@@ -147,3 +147,17 @@ async def test_a_merge_in_hubspot_relinks_the_deal_to_the_survivor_and_queues_th
         "qualifiedtobuy",
     )
     assert (await stored(repository, tenant, absorbed.id)).archived_at is None  # a person decides
+
+
+async def test_a_restore_waiting_for_a_person_is_dropped_when_the_deal_is_archived_again(
+    engine: SyncEngine, repository: DealRepository, tenant: str
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    await repository.archive_opportunity(tenant, deal.id)
+    await engine.run_pass()
+    await repository.restore_opportunity(tenant, deal.id)
+    assert len((await engine.run_pass()).errors) == 1
+    await repository.archive_opportunity(tenant, deal.id)
+    assert await engine.run_pass() == SyncResult()
+    assert await engine.status.errors() == []
