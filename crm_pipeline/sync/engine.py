@@ -70,7 +70,8 @@ class SyncEngine:
         self.time_budget_seconds = (
             TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
         )
-        """How long a pass may start new writes; what is left waits in the ledger for the next."""
+        """How long after its start a pass may start new writes (its reads count); what is left
+        waits in the ledger for the next."""
         self.trash_check_seconds = trash_check_seconds
         """How often a pass also reads the external trash (deletes and restores made there)."""
         self.reconcile_seconds = reconcile_seconds
@@ -106,11 +107,14 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
+            deadline = time.monotonic() + self.time_budget_seconds  # the reads count against it too
             outbound, primary_changes, batch, trash = await self._read_both()
             changes = batch.changes + (trash.changes if trash else [])
             unreadable = batch.unreadable + (trash.unreadable if trash else [])
             reconcile = await self._reconcile_slice()
-            result = await self._sync(primary_changes, changes, unreadable=unreadable, reconcile=reconcile)
+            result = await self._sync(
+                primary_changes, changes, unreadable=unreadable, reconcile=reconcile, deadline=deadline
+            )
             if reconcile:
                 await self.status.set_watermark(Direction.RECONCILE, _slice_end(reconcile, self.reconcile_per_pass))
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
@@ -230,10 +234,12 @@ class SyncEngine:
         only_touched: bool = False,
         unreadable: Sequence[FieldMappingError] = (),
         reconcile: Mapping[UUID, str] | None = None,
+        deadline: float | None = None,
     ) -> SyncResult:
-        """Plan the records these changes touch, then carry the plan out within the time budget."""
+        """Plan the records these changes touch, then carry the plan out within the time budget
+        (``deadline``, a ``time.monotonic()``; by default the budget from now)."""
         assert self.external is not None
-        deadline = time.monotonic() + self.time_budget_seconds
+        deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
         plan = await self._reader().plan(
             primary_changes,
             external_changes,

@@ -74,9 +74,10 @@ class Tally:
 
 
 CREATE_BATCH = 20
-"""Deals created per ``upsert_opportunities`` call: one key lookup each on Notion (5% of a batch's
-requests), and the time budget is checked between batches, so a batch started just before the
-deadline ends a few seconds after it at 3 requests/s, well inside the interval."""
+"""Deals created per ``upsert_opportunities`` call: one key lookup each on Notion (two requests,
+live pages and the trash: 9% of a batch's), and the time budget is checked between batches, so a
+batch started just before the deadline ends a few seconds after it at 3 requests/s, well inside
+the interval."""
 DEFERRED = "deferred: the pass's time budget ran out"
 _ACTIVITY_FIELDS = set(ActivityCreate.model_fields)
 
