@@ -63,9 +63,23 @@ class Decisions:
     """Where the next reconciliation slice starts, when this pass reconciled one."""
 
 
-OUTBOUND_PARTS = frozenset({"creates", "key_writes", "links", "duplicates", "deletes", "vanished", "found_again"})
+OUTBOUND_PARTS = frozenset(
+    {
+        "creates",
+        "key_writes",
+        "links",
+        "relinks",
+        "duplicates",
+        "deletes",
+        "restores_dropped",
+        "vanished",
+        "found_again",
+    }
+)
 """The plan's parts written by the outbound step (each writes the external side first; a delete
-then archives or restores the deal in the same step, as the executor pairs them)."""
+then archives or restores the deal in the same step, as the executor pairs them). Re-links after
+a merge and restores the external side cannot take are link state: they go with the links and
+deletes they change."""
 INBOUND_PARTS = frozenset({"adoptions", "failures", "notices"})
 """The plan's parts written by the inbound step. ``records`` is split: pushes out, pulls in."""
 
