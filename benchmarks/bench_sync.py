@@ -11,12 +11,18 @@ page, then a warm-up pass settles every watermark. Then:
   rounding), 100 per request, until newer edits move the watermark on.
 - P3: the pass after the push: inbound changes applied (goal 0) and writes sent (goal 0): the
   push's echo is recognised by value.
+- Initial load: ``--load-deals`` deals never synced, against the sandbox limiting at
+  ``LOAD_RATE`` requests/s, by passes of an ``LOAD_INTERVAL``-second schedule (budget 80% of it)
+  until none is left: the passes it took, deals created twice (goal 0), and the longest pass's
+  overrun past its budget (goal: within the rest of the interval, so no pass runs into the next).
+  At Notion's 3 requests/s, 100,000 deals drain the same way in about nine hours of passes.
 
 The sandbox runs as a process of its own (``crm-pipeline sandbox``); the deal store is the embedded
 PostgreSQL, in a database of its own that is dropped afterwards.
 
-Run: ``.venv/bin/python benchmarks/bench_sync.py [--deals 1000]`` (1,000 deals take about six
-minutes: the budget is the point). Prints one JSON line per figure.
+Run: ``.venv/bin/python benchmarks/bench_sync.py [--deals 1000] [--load-deals 5000]`` (1,000 deals
+take about six minutes: the budget is the point; the load about two more). Prints one JSON line
+per figure.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ BENCH = "sync"
 RATE = 3.0
 UNTHROTTLED = 1000.0
 QUIET_DEALS = 40
+LOAD_RATE = 100.0
+LOAD_INTERVAL = 10
 
 
 def page_writes(stats: dict[str, Any]) -> tuple[int, int]:
@@ -58,7 +66,16 @@ def page_writes(stats: dict[str, Any]) -> tuple[int, int]:
     return sum(by.get("200", 0) for by in writes), sum(sum(by.values()) for by in writes)
 
 
-def engine(repository: DealRepository, tenant: str, base_url: str, database_id: str, rate: float) -> SyncEngine:
+def engine(
+    repository: DealRepository,
+    tenant: str,
+    base_url: str,
+    database_id: str,
+    rate: float,
+    *,
+    interval: int = 60,
+    budget: float | None = 3600,
+) -> SyncEngine:
     notion = NotionAdapter(
         DEFAULT_TOKEN,
         database_id,
@@ -66,7 +83,8 @@ def engine(repository: DealRepository, tenant: str, base_url: str, database_id: 
         property_map=SYNCED_PROPERTY_MAP,
         rate_limit=RateLimit(requests_per_second=rate, burst=1, max_in_flight=3),
     )
-    return SyncEngine(PostgresAdapter(repository, tenant), notion, DEFAULT_FIELD_OWNERSHIP, time_budget_seconds=3600)
+    primary = PostgresAdapter(repository, tenant)
+    return SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, interval, time_budget_seconds=budget)
 
 
 async def synced_tenant(
@@ -90,7 +108,38 @@ async def synced_tenant(
     return tenant, notion_db["database_id"], created
 
 
-async def measure(settings: Settings, base_url: str, control: SandboxControl, deals: int) -> None:
+async def initial_load(repository: DealRepository, base_url: str, control: SandboxControl, deals: int) -> None:
+    """``deals`` deals never synced, drained by passes of a ``LOAD_INTERVAL``-second schedule."""
+    [notion_db] = control.seed(
+        {"databases": [{"title": "Deals", "properties": notion_properties_schema(SYNCED_PROPERTY_MAP)}]}
+    )
+    tenant = f"bench-{uuid4().hex[:12]}"
+    await repository.register_tenant(tenant)
+    for n in range(deals):
+        await repository.create_opportunity(tenant, OpportunityCreate(name=f"Deal {n}", estimated_value=n))
+    control.configure(rate_limit=LOAD_RATE, burst=10)
+    loader = engine(
+        repository, tenant, base_url, notion_db["database_id"], LOAD_RATE, interval=LOAD_INTERVAL, budget=None
+    )
+    overruns, created, passes = [], 0, 0
+    while created < deals and passes < 10 * deals:
+        started = time.monotonic()
+        result = await loader.run_pass()
+        overruns.append(time.monotonic() - started - loader.time_budget_seconds)
+        created += result.created
+        passes += 1
+    pages = control.all_pages(notion_db["data_source_id"])
+    keys = ["".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"]) for page in pages]
+    await loader.close()
+    emit(BENCH, "load_deals", deals, "count")
+    emit(BENCH, "load_passes", passes, "count")
+    emit(BENCH, "load_deals_left", deals - created, "count", "== 0")
+    emit(BENCH, "load_pages_created_twice", len(keys) - len(set(keys)), "count", "== 0")
+    rest = LOAD_INTERVAL - loader.time_budget_seconds
+    emit(BENCH, "load_max_pass_overrun_past_budget", round(max(overruns), 2), "s", f"<= {rest:g}")
+
+
+async def measure(settings: Settings, base_url: str, control: SandboxControl, deals: int, load_deals: int) -> None:
     async with await Database.open(settings) as database:
         repository = DealRepository(database)
         tenant, database_id, created = await synced_tenant(repository, base_url, control, deals)
@@ -126,15 +175,19 @@ async def measure(settings: Settings, base_url: str, control: SandboxControl, de
         emit(BENCH, "p2_writes_quiet_pass", page_writes(stats)[1], "count", "== 0")
         await quiet.close()
 
+        if load_deals:
+            await initial_load(repository, base_url, control, load_deals)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=1000)
+    parser.add_argument("--load-deals", type=int, default=5000, help="the initial load's size (0: skip it)")
     args = parser.parse_args()
     settings = Settings(database_name=f"crm_pipeline_bench_{os.getpid()}")
     with sandbox_process("--rate-limit", str(RATE)) as base_url, SandboxControl(base_url) as control:
         try:
-            asyncio.run(measure(settings, base_url, control, args.deals))
+            asyncio.run(measure(settings, base_url, control, args.deals, args.load_deals))
         finally:
             asyncio.run(drop_database(settings))
 

@@ -369,6 +369,8 @@ class ChangeRecord(_Model):
     changes: dict[str, FieldChange]
     actor: Actor
     changed_at: datetime
+    merged_ids: list[str] = Field(default_factory=list)
+    """External ids the CRM merged into this record (``ExternalOpportunityRead.merged_ids``)."""
 
 
 class ChangeCursor(_Model):

@@ -25,7 +25,7 @@ from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
-from crm_pipeline.sync.status import Direction, SyncStatus
+from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus
 
 __all__ = ["SyncEngine"]
 
@@ -70,7 +70,8 @@ class SyncEngine:
         self.time_budget_seconds = (
             TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
         )
-        """How long a pass may start new writes; what is left waits in the ledger for the next."""
+        """How long after its start a pass may start new writes (its reads count); what is left
+        waits in the ledger for the next."""
         self.trash_check_seconds = trash_check_seconds
         """How often a pass also reads the external trash (deletes and restores made there)."""
         self.reconcile_seconds = reconcile_seconds
@@ -82,11 +83,10 @@ class SyncEngine:
         """The mass-delete breaker: when more of the linked records than this share vanish in one
         pass, none is queued for deletion and the pass says so."""
         self._last_sync: datetime | None = None
-        self._precision = EXTERNAL_TIME_PRECISION
-        if external is not None and external.capabilities.timestamp_resolution_seconds:
-            self._precision = max(
-                self._precision, timedelta(seconds=external.capabilities.timestamp_resolution_seconds)
-            )
+        resolution = external.capabilities.timestamp_resolution_seconds if external is not None else 0
+        self._precision = timedelta(seconds=resolution) if resolution else EXTERNAL_TIME_PRECISION
+        """How finely the external side dates edits (Notion: a minute, HubSpot: a millisecond):
+        two edits closer than this are a tie (the person's edit is kept); unknown: a minute."""
 
     def has_external(self) -> bool:
         return self.external is not None
@@ -107,11 +107,14 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
+            deadline = time.monotonic() + self.time_budget_seconds  # the reads count against it too
             outbound, primary_changes, batch, trash = await self._read_both()
             changes = batch.changes + (trash.changes if trash else [])
             unreadable = batch.unreadable + (trash.unreadable if trash else [])
             reconcile = await self._reconcile_slice()
-            result = await self._sync(primary_changes, changes, unreadable=unreadable, reconcile=reconcile)
+            result = await self._sync(
+                primary_changes, changes, unreadable=unreadable, reconcile=reconcile, deadline=deadline
+            )
             if reconcile:
                 await self.status.set_watermark(Direction.RECONCILE, _slice_end(reconcile, self.reconcile_per_pass))
             await self.status.set_watermark(Direction.OUTBOUND, outbound)
@@ -231,10 +234,12 @@ class SyncEngine:
         only_touched: bool = False,
         unreadable: Sequence[FieldMappingError] = (),
         reconcile: Mapping[UUID, str] | None = None,
+        deadline: float | None = None,
     ) -> SyncResult:
-        """Plan the records these changes touch, then carry the plan out within the time budget."""
+        """Plan the records these changes touch, then carry the plan out within the time budget
+        (``deadline``, a ``time.monotonic()``; by default the budget from now)."""
         assert self.external is not None
-        deadline = time.monotonic() + self.time_budget_seconds
+        deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
         plan = await self._reader().plan(
             primary_changes,
             external_changes,
@@ -242,7 +247,7 @@ class SyncEngine:
             only_touched=only_touched,
             reconcile=reconcile or {},
         )
-        plan.failures += unreadable_entries(unreadable)
+        plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
         await self.status.queue_activities(_new_activities(primary_changes))
         tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
         await self.status.record_errors(tally.failures + tally.deferred)
@@ -284,6 +289,11 @@ def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, d
         for change in changes
         if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
     ]
+
+
+def _distinct(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:
+    """One entry per record and field (a record unreadable in the changes and again when re-read)."""
+    return list({(entry.record_id, entry.field): entry for entry in entries}.values())
 
 
 def _slice_end(slice_: Mapping[UUID, str], size: int) -> str:

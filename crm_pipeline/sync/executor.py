@@ -33,7 +33,7 @@ from crm_pipeline.models import (
 )
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import DeleteAction, Lifecycle, PassPlan, RecordPlan
-from crm_pipeline.sync.status import LedgerEntry, SyncStatus
+from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus
 
 __all__ = ["Executor", "Tally"]
 
@@ -74,9 +74,10 @@ class Tally:
 
 
 CREATE_BATCH = 20
-"""Deals created per ``upsert_opportunities`` call: one key lookup each on Notion (5% of a batch's
-requests), and the time budget is checked between batches, so a batch started just before the
-deadline ends a few seconds after it at 3 requests/s, well inside the interval."""
+"""Deals created per ``upsert_opportunities`` call: one key lookup each on Notion (two requests,
+live pages and the trash: 9% of a batch's), and the time budget is checked between batches, so a
+batch started just before the deadline ends a few seconds after it at 3 requests/s, well inside
+the interval."""
 DEFERRED = "deferred: the pass's time budget ran out"
 _ACTIVITY_FIELDS = set(ActivityCreate.model_fields)
 
@@ -110,6 +111,8 @@ class Executor:
         tally = Tally(failures=list(plan.failures), notices=list(plan.notices))
         await self.status.set_vanished(plan.vanished, vanished=True)
         await self.status.set_vanished(plan.found_again, vanished=False)
+        await self.status.drop_waiting_restores(plan.restores_dropped)
+        await self.status.relink(plan.relinks)
         await self.link(plan.links)
         await self.adopt(plan.adoptions, tally)
         await self._each(plan.key_writes, lambda pair: self._write_key(pair[0], pair[1], tally))
@@ -142,6 +145,10 @@ class Executor:
                 await self.external.restore_opportunity(action.external_id)
         except FATAL_ERRORS:
             raise
+        except NotImplementedError as error:  # the CRM's API cannot restore: a person does it there
+            reason = _reason(f"{kind} failed", error) + " (waiting for that: not retried)"
+            tally.failures.append(LedgerEntry(str(record_id), reason, Side.EXTERNAL, RESTORE_BY_HAND))
+            return
         except Exception as error:
             tally.failures.append(LedgerEntry(str(record_id), _reason(f"{kind} failed", error), Side.EXTERNAL))
             return

@@ -69,7 +69,8 @@ class Rule(enum.StrEnum):
 
 
 EXTERNAL_TIME_PRECISION = timedelta(minutes=1)
-"""How finely the external side dates an edit: Notion's ``last_edited_time`` is minute-rounded."""
+"""How finely the external side dates an edit when its connector does not say
+(``AdapterCapabilities.timestamp_resolution_seconds``): Notion's ``last_edited_time`` is minute-rounded."""
 
 
 CELL_COLUMNS: tuple[str, ...] = (

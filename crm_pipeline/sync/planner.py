@@ -119,7 +119,9 @@ class PassPlan:
     ``creates``: deals without a link, to create externally under their key. ``adoptions``:
     external records a human created, to become deals (external id, field values).
     ``key_writes``: linked external records still lacking their key (an earlier pass stopped
-    before writing it). ``links``: external records carrying a deal's key but not linked yet. ``duplicates``: (deal,
+    before writing it). ``links``: external records carrying a deal's key but not linked yet.
+    ``relinks``: deals whose external record a person merged into another, to link to the
+    survivor (see ``PassReader``). ``duplicates``: (deal,
     external id) of second records carrying a linked deal's key, to trash.
     ``records``: the linked records' field plans. ``deletes``: archives and restores, both ways
     (a pair changing state this pass gets no field writes). ``vanished``: deals whose external
@@ -132,11 +134,14 @@ class PassPlan:
     adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     key_writes: list[tuple[str, UUID]] = field(default_factory=list)
     links: list[tuple[UUID, str]] = field(default_factory=list)
+    relinks: list[tuple[UUID, str]] = field(default_factory=list)
     duplicates: list[tuple[UUID, str]] = field(default_factory=list)
     records: list[RecordPlan] = field(default_factory=list)
     deletes: list[DeleteAction] = field(default_factory=list)
     vanished: set[UUID] = field(default_factory=set)
     found_again: set[UUID] = field(default_factory=set)
+    restores_dropped: set[UUID] = field(default_factory=set)
+    """Deals whose restore waited for a person in the CRM and that are archived again."""
     failures: list[LedgerEntry] = field(default_factory=list)
     notices: list[SyncError] = field(default_factory=list)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,11 +18,11 @@ from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import ChangeRecord, OpportunityRead, RecordType, SyncError
+from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType, SyncError
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
-from crm_pipeline.sync.status import LedgerEntry, SyncStatus, decode_value
+from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus, decode_value
 
 __all__ = ["PassReader", "unreadable_entries"]
 
@@ -35,6 +35,10 @@ class _ExternalView:
     changed_at: datetime | None = None
     sync_key: UUID | None = None
     in_trash: bool = False
+    edited_by: Actor | None = None
+    """Who made the record's latest edit, when the external side says (None: unknown)."""
+    merged_ids: list[str] = field(default_factory=list)
+    """The external records a person merged into this one (their links move to it)."""
 
 
 @dataclass
@@ -48,6 +52,10 @@ class _Touched:
     record_ids: set[UUID]
     retry_deals: set[UUID]
     new_links: dict[UUID, str]
+    restore_by_hand: set[UUID]
+    merged_away: set[UUID]
+    """Deals whose external record was merged into one that stays another deal's: vanished."""
+    """Deals whose restore waits for a person in the CRM (``RESTORE_BY_HAND``): not tried again."""
     links: dict[UUID, str] = field(default_factory=dict)
     records: dict[UUID, OpportunityRead] = field(default_factory=dict)
     linked_views: dict[str, _ExternalView] = field(default_factory=dict)
@@ -108,14 +116,40 @@ class PassReader:
         records without a link are sorted out (adopt, link, duplicate) on the way."""
         fields = self.external.mapped_fields
         views = _external_views(external_changes, fields)
-        retry = set() if only_touched else {entry.record_id for entry in await self.status.errors()}
+        ledger = await self.status.errors()
+        waiting = {UUID(entry.record_id) for entry in ledger if entry.field == RESTORE_BY_HAND}
+        retry = set() if only_touched else {entry.record_id for entry in ledger if entry.field != RESTORE_BY_HAND}
         retry_deals = {r.id for r in await self.primary.get_opportunities(sorted(filter(_is_uuid, retry)))}
         views |= await self._read_pages(retry - {str(i) for i in retry_deals}, fields, plan)
-        known = await self.status.links_by_external(views)
-        new_links = await self._new_links(views, known, plan)
+        merged_away = await self._merges(plan, views)
+        known = await self.status.links_by_external(views) | {ext: record for record, ext in plan.relinks}
+        new_links = await self._new_links(views, known, plan) | dict(plan.relinks)
         primary_times = _field_times(primary_changes)
         record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
-        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links)
+        return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links, waiting, merged_away)
+
+    async def _merges(self, plan: PassPlan, views: Mapping[str, _ExternalView]) -> set[UUID]:
+        """Links to records a person merged into another (``merged_ids``) move to the survivor:
+        for the deal whose key it carries (or, carrying none and linked to none, the first deal).
+        Other deals linked to merged records lost theirs: they are returned, for the
+        pending-delete queue (the person's merge says they were one deal; archiving is theirs to
+        approve), and get no writes, which the CRM would put on the survivor."""
+        merged = {ext: view.merged_ids for ext, view in views.items() if view.merged_ids}
+        if not merged:
+            return set()
+        absorbed = await self.status.links_by_external({i for ids in merged.values() for i in ids})
+        survivors = await self.status.links_by_external(merged)
+        away: set[UUID] = set()
+        for survivor, ids in sorted(merged.items()):
+            deals = sorted(absorbed[i] for i in ids if i in absorbed)
+            key = views[survivor].sync_key
+            keep = key if key in deals else None
+            if keep is None and key is None and survivor not in survivors and deals:
+                keep = deals[0]
+            if keep is not None:
+                plan.relinks.append((keep, survivor))
+            away |= set(deals) - {keep}
+        return away
 
     async def _read_afresh(
         self, plan: PassPlan, touched: _Touched, *, read_external: bool, reconcile: Mapping[UUID, str]
@@ -136,21 +170,55 @@ class PassReader:
         touched.linked_views = {ext: view for ext, view in touched.views.items() if ext in linked_ids}
         wanted = touched.records.keys() if read_external else touched.retry_deals | set(reconcile)
         reread = touched.links.keys() & wanted
-        external = await self.external.get_opportunities([touched.links[i] for i in sorted(reread)])
+        external, unreadable = await self._read_linked([touched.links[i] for i in sorted(reread)], plan)
         fresh = {_external_id(record): _view_of(record, touched.fields) for record in external}
         touched.linked_views |= fresh
-        touched.gone = await self._vanished(plan, {i: touched.links[i] for i in reread}, fresh)
+        read = {i: touched.links[i] for i in reread if touched.links[i] not in unreadable}
+        touched.gone = await self._vanished(plan, read, fresh) | {i for i in reread if i not in read}
+
+    async def _read_linked(self, external_ids: Sequence[str], plan: PassPlan) -> tuple[list[OpportunityRead], set[str]]:
+        """These linked records read afresh, and the ids of those that could not be read (a value
+        the connector cannot map: in the ledger, neither vanished nor synced until fixed). Read
+        one by one only when the batch read fails."""
+        try:
+            return list(await self.external.get_opportunities(external_ids)), set()
+        except FieldMappingError:
+            pass
+        records, unreadable = [], set()
+        for external_id in external_ids:
+            try:
+                record = await self.external.get_opportunity(external_id)
+            except FieldMappingError as error:
+                plan.failures += unreadable_entries([error])
+                unreadable.add(external_id)
+                continue
+            if record is not None:
+                records.append(record)
+        return records, unreadable
 
     async def _live_pairs(self, plan: PassPlan, touched: _Touched) -> dict[UUID, str]:
         """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""
-        live = {i: e for i, e in touched.links.items() if i in touched.records and i not in touched.gone}
+        plan.vanished |= touched.merged_away
+        plan.restores_dropped = {
+            i for i in touched.restore_by_hand if i in touched.records and touched.records[i].archived_at is not None
+        }
+        waiting = (await self.status.pending_deletes()).keys() - plan.found_again
+        live = {
+            i: e
+            for i, e in touched.links.items()
+            if i in touched.records and i not in touched.gone | touched.merged_away | waiting
+        }
         archived = await self.status.archived(live)
-        plan.deletes = plan_deletes(
-            live,
-            {i: touched.records[i].archived_at is not None for i in live},
-            {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
-            archived,
-        )
+        plan.deletes = [
+            action
+            for action in plan_deletes(
+                live,
+                {i: touched.records[i].archived_at is not None for i in live},
+                {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
+                archived,
+            )
+            if not (action.action is Lifecycle.RESTORE_EXTERNAL and action.record_id in touched.restore_by_hand)
+        ]
         changing = {d.record_id: d.action for d in plan.deletes}
         return {
             i: e
@@ -165,7 +233,9 @@ class PassReader:
         views = touched.linked_views
         kept_views = {}
         for record_id, duplicate in plan.duplicates:
-            if record_id in links:
+            # a duplicate last edited by the sync itself is a create that landed late, as sent:
+            # no person set its values, so none of them is an edit
+            if record_id in links and touched.views[duplicate].edited_by is not Actor.SYNC:
                 kept_views[record_id] = views.get(links[record_id])
                 views[links[record_id]] = _with_duplicate(
                     kept_views[record_id], touched.views[duplicate], bases.get(record_id, {})
@@ -245,16 +315,32 @@ class PassReader:
             if key not in existing
             for ext in exts
         ]
+        crowded = [ext for key, exts in keyed.items() if key not in linked and len(exts) > 1 for ext in exts]
+        created = await self._created_times(crowded)
         for key, exts in keyed.items():
             if key not in existing:
                 continue
-            # One page per deal: the linked one stays (else the first); duplicates, from a
-            # create that timed out yet landed, bring their values in as edits, then go to the trash.
-            keep = linked.get(key) or exts[0]
+            # One page per deal: the linked one stays (docs/architecture.md says why), else the
+            # first created; duplicates, from a create that timed out yet landed, bring their
+            # values in as edits, then go to the trash.
+            keep = linked.get(key) or min(exts, key=lambda ext: (created.get(ext, _NEVER), ext))
             if key not in linked:
                 plan.links.append((key, keep))
             plan.duplicates += [(key, ext) for ext in exts if ext != keep]
         return dict(plan.links)
+
+    async def _created_times(self, external_ids: Sequence[str]) -> dict[str, datetime]:
+        """When each of these external records was created (a change read does not say), read
+        only for keys found on several records, so a pass without duplicates pays nothing. Ties
+        within the external side's precision go to the lower id."""
+        if not external_ids:
+            return {}
+        records = await self.external.get_opportunities(external_ids)
+        return {_external_id(record): record.created_at for record in records}
+
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+"""The creation time of a record that could not be read: after every other."""
 
 
 def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, _ExternalView]:
@@ -266,6 +352,8 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         view.values |= {k: decode_value(k, v.new) for k, v in change.changes.items() if k in wanted}
         view.changed_at = change.changed_at
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
+        view.edited_by = change.actor
+        view.merged_ids = change.merged_ids or view.merged_ids
         if "archived_at" in change.changes:
             view.in_trash = change.changes["archived_at"].new is not None
     return views
@@ -287,7 +375,15 @@ def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: 
 def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
     sync_key = getattr(record, "sync_key", None)
     in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
-    return _ExternalView({name: getattr(record, name) for name in fields}, record.updated_at, sync_key, in_trash)
+    edited_by = getattr(record, "last_edited_by", None)
+    return _ExternalView(
+        {name: getattr(record, name) for name in fields},
+        record.updated_at,
+        sync_key,
+        in_trash,
+        edited_by,
+        list(getattr(record, "merged_ids", [])),
+    )
 
 
 def _external_id(record: OpportunityRead) -> str:

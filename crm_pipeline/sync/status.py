@@ -27,7 +27,7 @@ from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import sync_activities, sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
-__all__ = ["AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
+__all__ = ["RESTORE_BY_HAND", "AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
 
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(OpportunityRead.model_fields[name].rebuild_annotation()) for name in OPPORTUNITY_FIELDS
@@ -65,6 +65,12 @@ class AuditEntry:
     side: Side
     outcome: Outcome
     rule: Rule
+
+
+RESTORE_BY_HAND = "archived_at"
+"""The ledger field of a restore the connector cannot make (HubSpot's API has none): a person
+restores the record in the CRM. Not retried: the pass that reads the record back restored clears
+it, as does archiving the deal again."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +148,17 @@ class SyncStatus:
             await connection.execute(
                 query.values(vanished_at=func.coalesce(sync_links.c.vanished_at, func.now()) if vanished else None)
             )
+
+    async def relink(self, pairs: Iterable[tuple[UUID, str]]) -> None:
+        """Link these records to other external records (the survivors of merges in the CRM),
+        keeping their bases: the survivor holds what was synced, plus what the merge filled in."""
+        async with self.transaction() as connection:
+            for record_id, external_id in pairs:
+                await connection.execute(
+                    update(sync_links)
+                    .where(self._scope(sync_links), sync_links.c.record_id == record_id)
+                    .values(external_id=external_id, vanished_at=None)
+                )
 
     async def count_links(self) -> int:
         async with self.transaction() as connection:
@@ -344,6 +361,19 @@ class SyncStatus:
                         "attempts": sync_errors.c.attempts + 1,
                         "last_seen_at": func.now(),
                     },
+                )
+            )
+
+    async def drop_waiting_restores(self, record_ids: Iterable[UUID]) -> None:
+        """Take these deals' restores that wait for a person (``RESTORE_BY_HAND``) off the ledger:
+        the deal was archived again, so there is nothing left to restore."""
+        ids = [str(record_id) for record_id in record_ids]
+        if not ids:
+            return
+        async with self.transaction() as connection:
+            await connection.execute(
+                delete(sync_errors).where(
+                    self._scope(sync_errors), sync_errors.c.record_id.in_(ids), sync_errors.c.field == RESTORE_BY_HAND
                 )
             )
 

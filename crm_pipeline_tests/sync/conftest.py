@@ -1,4 +1,5 @@
-"""Fixtures for the sync engine: the real deal store and a fresh sandbox Notion with the synced map."""
+"""Fixtures for the sync engine: the real deal store, a fresh sandbox Notion with the synced map, a
+fresh local HubSpot, and ``crm``: each connector's local CRM in turn, for the shared rule tests."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import pytest_asyncio
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import SyncEngine
 from crm_pipeline_tests.crm.conftest import Workspace
+from crm_pipeline_tests.sync.local_crm import HubSpotCRM, LocalCRM, NotionCRM
 
 
 @pytest.fixture
@@ -39,3 +43,36 @@ def primary(repository: DealRepository, tenant: str) -> PostgresAdapter:
 @pytest.fixture
 def engine(primary: PostgresAdapter, notion: NotionAdapter) -> SyncEngine:
     return SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP)
+
+
+@pytest.fixture
+def hubspot(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
+    hubspot_control.reset()
+    return hubspot_server
+
+
+@pytest_asyncio.fixture
+async def hubspot_adapter(hubspot: RunningHubSpot) -> AsyncIterator[HubSpotAdapter]:
+    adapter = HubSpotAdapter(
+        DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0)
+    )
+    yield adapter
+    await adapter.aclose()
+
+
+@pytest.fixture(params=["notion", "hubspot"])
+def crm(request: pytest.FixtureRequest) -> LocalCRM:
+    """Each connector's local CRM, fresh (its fixtures are asked for only when its case runs)."""
+    if request.param == "notion":
+        return NotionCRM(request.getfixturevalue("workspace"), request.getfixturevalue("notion"))
+    return HubSpotCRM(
+        request.getfixturevalue("hubspot").base_url,
+        request.getfixturevalue("hubspot_control"),
+        request.getfixturevalue("hubspot_adapter"),
+    )
+
+
+@pytest.fixture
+def crm_engine(primary: PostgresAdapter, crm: LocalCRM) -> SyncEngine:
+    """The engine over ``crm``, reading its trash every pass."""
+    return SyncEngine(primary, crm.adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)

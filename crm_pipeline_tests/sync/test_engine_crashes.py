@@ -1,64 +1,60 @@
-"""A crash at each step of a pass (before or after an external call, between an external call and
-the commit, before the watermarks move), then clean passes: nothing is lost or made twice."""
+"""A crash at every step of a pass, then clean passes: nothing is lost, made twice or left stuck.
+
+The test runs the same small scenario once for every n, the pass crashing just before its n-th
+step (``crashes.CrashAt``: any external call or commit), until a pass finishes without reaching
+n; that last run proves no step was left untried.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from crm_pipeline.crm import NotionAdapter
-from crm_pipeline.models import OpportunityCreate, OpportunityUpdate, SyncResult
+from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityUpdate, SyncResult
 from crm_pipeline.store import DealRepository
-from crm_pipeline.sync import SyncEngine, SyncStatus
+from crm_pipeline.sync import SyncEngine
 from crm_pipeline_tests.crm.conftest import Workspace
+from crm_pipeline_tests.sync.crashes import Crash, CrashAt, install
+from crm_pipeline_tests.sync.test_engine_e2e import paragraphs
 
 pytestmark = pytest.mark.integration
 
-
-class Crash(BaseException):
-    """The process dies here: nothing below catches it, as nothing catches a kill."""
-
-
-CRASH_POINTS = [
-    (SyncStatus, "record_synced"),  # between an external call and the commit of its result
-    (SyncStatus, "set_watermark"),  # after every write, before the watermarks move
-    (NotionAdapter, "upsert_opportunities"),  # before the creates
-    (NotionAdapter, "write_opportunity"),  # before a page write
-    (NotionAdapter, "link_opportunity"),  # after a page became a deal, before its key is written
-]
+STEPS = 36
+"""At least as many as the scenario's pass takes: the run with n = STEPS + 1 must finish uncrashed
+(a run with n past the pass's last step finishes uncrashed too, and checks the same)."""
 
 
-def crash_once(monkeypatch: pytest.MonkeyPatch, owner: type, name: str) -> None:
-    original: Callable[..., Awaitable[Any]] = getattr(owner, name)
-    crashed = False
-
-    async def crashing(self: Any, *args: Any, **kwargs: Any) -> Any:
-        nonlocal crashed
-        if not crashed:
-            crashed = True
-            raise Crash(f"{owner.__name__}.{name}")
-        return await original(self, *args, **kwargs)
-
-    monkeypatch.setattr(owner, name, crashing)
+def key_of(page: dict[str, Any]) -> str:
+    return "".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"])
 
 
-@pytest.mark.parametrize(("owner", "name"), CRASH_POINTS, ids=[f"{o.__name__}.{n}" for o, n in CRASH_POINTS])
+@pytest.mark.parametrize("n", range(1, STEPS + 2))
 async def test_a_crash_at_any_step_is_followed_by_a_clean_pass(
     engine: SyncEngine,
     repository: DealRepository,
     tenant: str,
     workspace: Workspace,
     monkeypatch: pytest.MonkeyPatch,
-    owner: type,
-    name: str,
+    n: int,
 ) -> None:
     linked = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal(1)))
+    noted = await repository.create_opportunity(tenant, OpportunityCreate(name="Hooli"))
     await engine.run_pass()
+    pages = {key_of(page): page for page in workspace.control.all_pages(workspace.data_source_id)}
+    # the pass: an agent edit to push, a new deal to create, an activity to append, a human's
+    # edit to pull, a human's new page to make a deal of and key
     await repository.update_opportunity(tenant, linked.id, OpportunityUpdate(deal_stage="Qualified"))
     new = await repository.create_opportunity(tenant, OpportunityCreate(name="Globex"))
+    occurred = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+    await repository.create_activity(
+        tenant, ActivityCreate(opportunity_id=linked.id, subject="Demo", occurred_at=occurred)
+    )
+    workspace.control.human_update_page(
+        pages[str(noted.id)]["id"], {"properties": {"Notes": {"rich_text": [{"text": {"content": "call back"}}]}}}
+    )
     workspace.control.human_create_page(
         {
             "parent": {"data_source_id": workspace.data_source_id},
@@ -68,18 +64,26 @@ async def test_a_crash_at_any_step_is_followed_by_a_clean_pass(
             },
         }
     )
-    crash_once(monkeypatch, owner, name)
-    with pytest.raises(Crash):
-        await engine.run_pass()
+
+    crash = CrashAt()
+    install(monkeypatch, crash)
+    crash.arm(n)
+    try:
+        assert (await engine.run_pass()).errors == []
+    except Crash:
+        assert n <= STEPS, f"the pass takes more than {STEPS} steps: raise STEPS so that every one is tried"
+    await crash.revive()
     for _ in range(2):
         assert (await engine.run_pass()).errors == []
 
     deals = {deal.name: deal for deal in await repository.list_opportunities(tenant)}
-    assert sorted(deals) == ["Acme", "Globex", "Initech"]  # the human's page became one deal
-    pages = [page for page in workspace.control.all_pages(workspace.data_source_id) if not page["in_trash"]]
-    keys = sorted("".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"]) for page in pages)
-    assert keys == sorted(str(deal.id) for deal in deals.values())  # one page per deal, each keyed
-    by_key = {"".join(t["plain_text"] for t in p["properties"]["Sync Key"]["rich_text"]): p for p in pages}
-    assert by_key[str(linked.id)]["properties"]["Stage"]["select"]["name"] == "Qualified"
+    assert sorted(deals) == ["Acme", "Globex", "Hooli", "Initech"]  # the human's page became one deal
+    live = [page for page in workspace.control.all_pages(workspace.data_source_id) if not page["in_trash"]]
+    assert sorted(map(key_of, live)) == sorted(str(deal.id) for deal in deals.values())  # one page per deal
+    by_key = {key_of(page): page for page in live}
+    assert by_key[str(linked.id)]["properties"]["Stage"]["select"]["name"] == "Qualified"  # the agent's edit
+    assert deals["Hooli"].custom_notes == "call back"  # the human's edit
     assert str(new.id) in by_key
-    assert await engine.run_pass() == SyncResult()
+    assert paragraphs(workspace, by_key[str(linked.id)]["id"]) == ["Note: Demo (2027-01-04 09:00 UTC)"]  # once
+    assert await engine.run_pass() == SyncResult()  # nothing stuck: a third pass has nothing to do
+    assert await engine.status.errors() == []

@@ -1,4 +1,5 @@
-"""SyncEngine end to end: the real deal store and the sandbox Notion over HTTP, one rule at a time.
+"""SyncEngine end to end over Notion: the real deal store and the sandbox Notion over HTTP, one rule
+at a time (the rules every connector shares run over Notion in test_engine_rules.py).
 
 The agent writes through the repository (its change log dates each field); a human edits pages
 through the sandbox's control surface, on the sandbox's clock. Request counts come from the
@@ -20,7 +21,7 @@ from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox
 from crm_pipeline.store import DealRepository
-from crm_pipeline.sync import Direction, Outcome, Rule, Side
+from crm_pipeline.sync import Direction
 from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration
@@ -111,95 +112,6 @@ async def test_only_the_fields_that_differ_from_the_base_are_sent(
     assert len(sent) == 1
     [written] = sent
     assert [prop["select"]["name"] for prop in written["properties"].values()] == ["Proposal"]
-
-
-async def test_agent_owned_field_goes_out_and_an_agent_change_wins_over_a_human_one(
-    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
-) -> None:
-    deal = await new_deal(repository, tenant, probability=Decimal("0.5"))
-    await engine.run_pass()
-    page_id = page_of(workspace, deal.id)["id"]
-    human_edit(workspace, page_id, Probability={"number": 0.9})
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(probability=Decimal("0.7")))
-    result = await engine.run_pass()
-    assert (result.pushed, result.conflicts) == (1, 1)
-    assert page_of(workspace, deal.id)["properties"]["Probability"]["number"] == 0.7
-    assert (await stored(repository, tenant, deal.id)).probability == Decimal("0.7")
-    [entry] = await engine.status.audit(deal.id)
-    assert (entry.field, entry.old, entry.new, entry.side, entry.outcome, entry.rule) == (
-        "probability",
-        Decimal("0.9"),
-        Decimal("0.7"),
-        Side.EXTERNAL,
-        Outcome.CONFLICT,
-        Rule.AGENT_OWNED,
-    )
-
-
-async def test_a_human_override_of_an_agent_owned_field_is_kept_and_recorded(
-    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
-) -> None:
-    deal = await new_deal(repository, tenant, probability=Decimal("0.5"))
-    await engine.run_pass()
-    human_edit(workspace, page_of(workspace, deal.id)["id"], Probability={"number": 0.2})
-    result = await engine.run_pass()
-    assert (result.pulled, result.pushed) == (1, 0)
-    assert (await stored(repository, tenant, deal.id)).probability == Decimal("0.2")
-    assert [(e.outcome, e.rule) for e in await engine.status.audit(deal.id)] == [
-        (Outcome.OVERRIDE, Rule.HUMAN_OVERRIDE)
-    ]
-    assert page_of(workspace, deal.id)["properties"]["Probability"]["number"] == 0.2
-
-
-async def test_human_owned_fields_come_in_and_an_agent_write_is_put_back(
-    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
-) -> None:
-    deal = await new_deal(repository, tenant)
-    await engine.run_pass()
-    page_id = page_of(workspace, deal.id)["id"]
-    human_edit(
-        workspace,
-        page_id,
-        Notes={"rich_text": [{"text": {"content": "call after the holidays"}}]},
-        **{"Stage Override": {"select": {"name": "Negotiation"}}},
-    )
-    assert (await engine.run_pass()).pulled == 1
-    pulled = await stored(repository, tenant, deal.id)
-    assert (pulled.custom_notes, pulled.override_stage) == ("call after the holidays", "Negotiation")
-    # The agent writes a human-owned field: it never goes out, and the team's value is restored.
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
-    workspace.control.reset_stats()
-    assert (await engine.run_pass()).pulled == 1
-    assert page_writes(workspace) == 0
-    assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
-
-
-@pytest.mark.parametrize(
-    ("human_minutes", "winner"),
-    [(10, "human"), (-10, "agent"), (0, "human")],
-    ids=["human-later", "agent-later", "same-minute-tie"],
-)
-async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
-    engine: SyncEngine,
-    repository: DealRepository,
-    tenant: str,
-    workspace: Workspace,
-    human_minutes: float,
-    winner: str,
-) -> None:
-    deal = await new_deal(repository, tenant, estimated_value=Decimal("100"))
-    await engine.run_pass()
-    page_id = page_of(workspace, deal.id)["id"]
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
-    moved_clock(workspace, human_minutes)
-    human_edit(workspace, page_id, Value={"number": 300})
-    result = await engine.run_pass()
-    expected = Decimal("300") if winner == "human" else Decimal("200")
-    assert result.conflicts == 1
-    assert (await stored(repository, tenant, deal.id)).estimated_value == expected
-    assert page_of(workspace, deal.id)["properties"]["Value"]["number"] == expected
-    [entry] = await engine.status.audit(deal.id)
-    assert entry.rule is (Rule.TIE_GOES_TO_HUMAN if human_minutes == 0 else Rule.LAST_WRITE_WINS)
 
 
 async def test_two_human_edits_within_one_minute_both_come_in(
@@ -621,6 +533,32 @@ async def test_a_duplicate_page_of_a_deal_brings_its_edits_in_and_goes_to_the_tr
     assert await engine.run_pass() == SyncResult()
 
 
+async def test_a_late_landing_create_no_person_touched_brings_no_stale_value_in(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+    await engine.run_pass()
+    kept = page_of(workspace, deal.id)["id"]
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    await engine.run_pass()
+    # The first create, timed out long ago, lands now: the integration's page with the old stage.
+    headers = {"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION}
+    properties = {
+        "Deal Name": {"title": [{"text": {"content": "Acme renewal"}}]},
+        "Stage": {"select": {"name": "Lead"}},
+        "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+    }
+    body = {"parent": {"data_source_id": workspace.data_source_id}, "properties": properties}
+    httpx.post(f"{workspace.base_url}/v1/pages", headers=headers, json=body).raise_for_status()
+
+    result = await engine.run_pass()
+    assert (result.trashed, result.pulled, result.errors) == (1, 0, [])
+    assert (await stored(repository, tenant, deal.id)).deal_stage == "Qualified"
+    live = [p for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
+    assert [p["id"] for p in live] == [kept]
+    assert live[0]["properties"]["Stage"]["select"]["name"] == "Qualified"
+
+
 async def test_tags_a_human_sets_come_in_and_an_agent_write_to_them_is_put_back(
     engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
 ) -> None:
@@ -639,4 +577,37 @@ async def test_tags_a_human_sets_come_in_and_an_agent_write_to_them_is_put_back(
     human_edit(workspace, page_id, Tags={"multi_select": []})
     await engine.run_pass()
     assert (await stored(repository, tenant, deal.id)).manual_tags is None
+    assert await engine.run_pass() == SyncResult()
+
+
+async def test_of_several_pages_with_a_deal_key_and_no_link_the_first_created_stays(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    deal = await new_deal(repository, tenant)
+
+    def keyed_page(minutes_ago: float) -> str:
+        moved_clock(workspace, -minutes_ago)
+        properties = {
+            "Deal Name": {"title": [{"text": {"content": "Acme renewal"}}]},
+            "Stage": {"select": {"name": "Lead"}},
+            "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+        }
+        page = workspace.control.human_create_page(
+            {"parent": {"data_source_id": workspace.data_source_id}, "properties": properties}
+        )
+        return str(page["id"])
+
+    # Each page created earlier than the last, until the first created is not the lowest id (which
+    # a choice by id order would keep).
+    pages = [keyed_page(1)]
+    while min(pages) == pages[-1]:
+        pages.append(keyed_page(10 * len(pages) + 1))
+    first_created = pages[-1]
+    workspace.control.real_clock()
+
+    result = await engine.run_pass()
+    assert (result.errors, result.trashed) == ([], len(pages) - 1)
+    assert await engine.status.links([deal.id]) == {deal.id: first_created}
+    live = [p["id"] for p in workspace.control.all_pages(workspace.data_source_id) if not p["in_trash"]]
+    assert live == [first_created]
     assert await engine.run_pass() == SyncResult()

@@ -1,23 +1,20 @@
-"""SyncEngine end to end over HubSpot, the engine unchanged: the real deal store and the local
-HubSpot over HTTP. People edit deals through the local HubSpot's UI hook (history ``CRM_UI``),
-on its clock, which runs at the real time plus an offset the test chooses (the deal store dates
-by the real clock)."""
+"""SyncEngine end to end over HubSpot, what only HubSpot does: restores only a person can make,
+merges, activities as notes. The real deal store and the local HubSpot over HTTP. The rules every
+connector shares run over HubSpot in test_engine_rules.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import pytest
-import pytest_asyncio
 from hubspot import HubSpot
+from hubspot.crm.deals import PublicMergeInput
 
 from crm_pipeline.crm import PostgresAdapter, SyncEngine
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
-from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
 from crm_pipeline.store import DealRepository
@@ -26,35 +23,16 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def hubspot(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
-    hubspot_control.reset()
-    return hubspot_server
-
-
-@pytest_asyncio.fixture
-async def adapter(hubspot: RunningHubSpot) -> AsyncIterator[HubSpotAdapter]:
-    adapter = HubSpotAdapter(
-        DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0)
-    )
-    yield adapter
-    await adapter.aclose()
-
-
-@pytest.fixture
-def engine(repository: DealRepository, tenant: str, adapter: HubSpotAdapter) -> SyncEngine:
+def engine(repository: DealRepository, tenant: str, hubspot_adapter: HubSpotAdapter) -> SyncEngine:
     """The engine as it runs over Notion, reading the recycling bin every pass."""
-    return SyncEngine(PostgresAdapter(repository, tenant), adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)
+    return SyncEngine(
+        PostgresAdapter(repository, tenant), hubspot_adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0
+    )
 
 
 def deal_in_hubspot(control: HubSpotControl, deal_id: UUID) -> dict[str, Any]:
     [found] = [r for r in control.all_records("deals") if r["properties"]["crm_pipeline_id"] == str(deal_id)]
     return found
-
-
-def ui_edit(control: HubSpotControl, deal_id: UUID, seconds_from_now: float, **properties: str) -> None:
-    """A person edits the deal in HubSpot at the real time plus ``seconds_from_now``."""
-    control.set_clock(datetime.now(UTC) + timedelta(seconds=seconds_from_now))
-    control.ui_edit("deals", deal_in_hubspot(control, deal_id)["id"], properties)
 
 
 def deal_writes(control: HubSpotControl) -> int:
@@ -69,73 +47,6 @@ async def stored(repository: DealRepository, tenant: str, deal_id: UUID) -> Oppo
     deal = await repository.get_opportunity(tenant, deal_id)
     assert deal is not None
     return deal
-
-
-async def test_a_new_deal_is_created_once_and_the_next_pass_writes_nothing(
-    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
-) -> None:
-    deal = await repository.create_opportunity(
-        tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("1200.50"), manual_tags=["vip"])
-    )
-    result = await engine.run_pass()
-    assert (result.created, result.errors) == (1, [])
-    created = deal_in_hubspot(hubspot_control, deal.id)
-    assert (created["properties"]["amount"], created["properties"]["dealstage"]) == ("1200.50", "appointmentscheduled")
-    assert await engine.status.links([deal.id]) == {deal.id: created["id"]}
-    hubspot_control.reset_stats()
-    assert await engine.run_pass() == SyncResult()
-    assert deal_writes(hubspot_control) == 0
-
-
-async def test_a_push_echoes_back_and_is_recognised(
-    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
-) -> None:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
-    await engine.run_pass()
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
-    assert (await engine.run_pass()).pushed == 1
-    assert deal_in_hubspot(hubspot_control, deal.id)["properties"]["dealstage"] == "qualifiedtobuy"
-    hubspot_control.reset_stats()
-    assert await engine.run_pass() == SyncResult()
-    assert deal_writes(hubspot_control) == 0
-
-
-async def test_a_persons_edits_come_in_and_human_owned_fields_are_put_back(
-    engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
-) -> None:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
-    await engine.run_pass()
-    ui_edit(hubspot_control, deal.id, 1, crm_notes="call after the holidays", dealname="Acme Corp")
-    assert (await engine.run_pass()).pulled == 1
-    pulled = await stored(repository, tenant, deal.id)
-    assert (pulled.custom_notes, pulled.name) == ("call after the holidays", "Acme Corp")
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
-    hubspot_control.reset_stats()
-    assert (await engine.run_pass()).pulled == 1
-    assert deal_writes(hubspot_control) == 0
-    assert (await stored(repository, tenant, deal.id)).custom_notes == "call after the holidays"
-
-
-@pytest.mark.parametrize(
-    ("human_seconds", "winner"), [(120, "human"), (-120, "agent")], ids=["human-later", "agent-later"]
-)
-async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write(
-    engine: SyncEngine,
-    repository: DealRepository,
-    tenant: str,
-    hubspot_control: HubSpotControl,
-    human_seconds: float,
-    winner: str,
-) -> None:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal("100")))
-    await engine.run_pass()
-    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
-    ui_edit(hubspot_control, deal.id, human_seconds, amount="300")
-    result = await engine.run_pass()
-    expected = Decimal("300") if winner == "human" else Decimal("200")
-    assert result.conflicts == 1
-    assert (await stored(repository, tenant, deal.id)).estimated_value == expected
-    assert Decimal(deal_in_hubspot(hubspot_control, deal.id)["properties"]["amount"]) == expected
 
 
 async def test_a_deal_deleted_in_hubspot_archives_the_deal_and_a_ui_restore_restores_it(
@@ -157,17 +68,33 @@ async def test_a_deal_deleted_in_hubspot_archives_the_deal_and_a_ui_restore_rest
     assert (await stored(repository, tenant, deal.id)).archived_at is None
 
 
-async def test_an_archived_deal_is_archived_in_hubspot_and_a_restore_is_reported_not_crashed(
+async def test_a_restore_hubspot_cannot_make_is_reported_once_and_waits_for_a_person_to_restore_it(
     engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
 ) -> None:
+    """HubSpot's API cannot restore a deal, nor create another under its key while it is in the
+    recycling bin: a person restores it there, and until then the sync waits instead of failing
+    every pass."""
     deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
     await engine.run_pass()
     await repository.archive_opportunity(tenant, deal.id)
     assert (await engine.run_pass()).trashed == 1
+    external_id = deal_in_hubspot(hubspot_control, deal.id)["id"]
     assert deal_in_hubspot(hubspot_control, deal.id)["archived"]
     await repository.restore_opportunity(tenant, deal.id)
     [error] = (await engine.run_pass()).errors
-    assert "recycling bin" in str(error)  # HubSpot's API cannot restore: a person does it in HubSpot
+    assert "recycling bin" in error.reason
+    assert (await engine.run_pass()).errors == []  # not retried while HubSpot has not changed
+    [waiting] = await engine.status.errors()
+    assert (waiting.record_id, "recycling bin" in waiting.reason) == (str(deal.id), True)
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await engine.run_pass()).errors == []
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    hubspot_control.ui_restore("deals", external_id)
+    result = await engine.run_pass()
+    assert (result.errors, result.pushed) == ([], 1)
+    assert await engine.status.errors() == []
+    restored = deal_in_hubspot(hubspot_control, deal.id)
+    assert (restored["archived"], restored["properties"]["dealstage"]) == (False, "qualifiedtobuy")
 
 
 async def test_activities_become_notes_on_the_deal_once_each(
@@ -181,3 +108,56 @@ async def test_activities_become_notes_on_the_deal_once_each(
     await engine.run_pass()
     bodies = sorted(n["properties"]["hs_note_body"].split(" · ref ")[0] for n in hubspot_control.all_records("notes"))
     assert bodies == ["Note: Demo", "Note: Intro call"]
+
+
+@pytest.mark.parametrize("preserve_ids", [False, True], ids=["new-id", "primary-id-kept"])
+async def test_a_merge_in_hubspot_relinks_the_deal_to_the_survivor_and_queues_the_absorbed_one(
+    engine: SyncEngine,
+    repository: DealRepository,
+    tenant: str,
+    hubspot: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    preserve_ids: bool,
+) -> None:
+    """A person merges two synced deals: the deal whose key the survivor carries now links to it
+    (nothing archived, nothing created, no key written); the other's record is gone, so it waits in
+    the pending-delete queue for a person, and its writes no longer reach the survivor. The same
+    whether the survivor gets a new id or keeps the primary's (HubSpot's id-preservation beta)."""
+    hubspot_control.configure(preserve_merged_ids=preserve_ids)
+    kept = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    absorbed = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme (dup)"))
+    await engine.run_pass()
+    primary, other = (deal_in_hubspot(hubspot_control, d.id)["id"] for d in (kept, absorbed))
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    survivor = sdk.crm.deals.basic_api.merge(PublicMergeInput(primary_object_id=primary, object_id_to_merge=other)).id
+    hubspot_control.reset_stats()
+    result = await engine.run_pass()
+    assert (result.errors, result.trashed, result.created) == ([], 0, 0)
+    assert deal_writes(hubspot_control) == 0
+    assert await engine.status.links([kept.id]) == {kept.id: survivor}
+    assert set(await engine.status.pending_deletes()) == {absorbed.id}
+    await repository.update_opportunity(tenant, absorbed.id, OpportunityUpdate(name="Acme (dup) renamed"))
+    await repository.update_opportunity(tenant, kept.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await engine.run_pass()).pushed == 1
+    [live] = [r for r in hubspot_control.all_records("deals") if not r["archived"]]
+    assert (live["id"], live["properties"]["dealname"], live["properties"]["dealstage"]) == (
+        survivor,
+        "Acme",
+        "qualifiedtobuy",
+    )
+    assert (await stored(repository, tenant, absorbed.id)).archived_at is None  # a person decides
+
+
+async def test_a_restore_waiting_for_a_person_is_dropped_when_the_deal_is_archived_again(
+    engine: SyncEngine, repository: DealRepository, tenant: str
+) -> None:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    await engine.run_pass()
+    await repository.archive_opportunity(tenant, deal.id)
+    await engine.run_pass()
+    await repository.restore_opportunity(tenant, deal.id)
+    assert len((await engine.run_pass()).errors) == 1
+    await repository.archive_opportunity(tenant, deal.id)
+    assert await engine.run_pass() == SyncResult()
+    assert await engine.status.errors() == []

@@ -1,5 +1,6 @@
 """A Hypothesis state machine over the real deal store and the sandbox Notion: random interleavings
-of agent edits, human edits, archives, trash and restores on both sides, lost answers and passes.
+of agent edits, human edits, archives, trash and restores on both sides, lost answers, rate
+limits (429), hung requests (client timeouts), passes and passes that crash at a random step.
 After the faults stop and two clean passes, both sides agree on every mapped field, a deal is
 archived exactly when its page is trashed, no deal has two pages, and no edit is lost: the last
 human edit of a human-owned field stands, and an agent-owned field holds one of its two sides'
@@ -19,12 +20,14 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, precondition, rul
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.notion.client import is_retryable
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncEngine, comparable
-from crm_pipeline_tests.crm.conftest import FAST_RETRY, UNPACED
+from crm_pipeline_tests.crm.conftest import FAST_RETRY, HANG_SECONDS, HANG_TIMEOUT_S, UNPACED
+from crm_pipeline_tests.sync.crashes import Crash, CrashAt, install
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +48,9 @@ def page_for(
     ]
 
 
-def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxControl) -> type[RuleBasedStateMachine]:
+def machine(
+    store_settings: Settings, sandbox: RunningSandbox, control: SandboxControl, crash: CrashAt
+) -> type[RuleBasedStateMachine]:
     class SyncMachine(RuleBasedStateMachine):
         deals = Bundle("deals")
 
@@ -68,6 +73,7 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
                 property_map=SYNCED_PROPERTY_MAP,
                 retry=FAST_RETRY,
                 rate_limit=UNPACED,
+                timeout_s=HANG_TIMEOUT_S,
             )
             primary = PostgresAdapter(self.repository, self.tenant)
             self.engine = SyncEngine(
@@ -127,13 +133,46 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
         def notion_loses_an_answer(self, kind: str, applied: bool) -> None:
             control.add_fault(kind, method="*", path="/v1/pages*", applied=applied)
 
+        @rule(applied=st.booleans())
+        def notion_hangs(self, applied: bool) -> None:
+            """The next page request hangs past the client's timeout (carried out first or not)."""
+            control.add_fault("hang", method="*", path="/v1/pages*", applied=applied, hang_seconds=HANG_SECONDS)
+
+        @rule(rate=st.sampled_from([5.0, 20.0]))
+        def a_pass_runs_rate_limited(self, rate: float) -> None:
+            """Notion answers 429 to what goes over ``rate`` requests/s (bursts of 2) during a pass."""
+            control.configure(rate_limit=rate, burst=2)
+            try:
+                self.a_pass_runs()
+            finally:
+                control.configure(rate_limit=0)
+
+        @rule(step=st.integers(min_value=1, max_value=40))
+        def a_pass_crashes(self, step: int) -> None:
+            """The process dies just before the pass's ``step``-th external call or commit (or the
+            pass finishes first, when it has fewer steps)."""
+            crash.arm(step)
+            try:
+                self.a_pass_runs()
+            except Crash:
+                pass
+            finally:
+                self.run(crash.revive())
+            self.synced |= set(self.run(self.engine.status.links()))
+
         @rule(seconds=st.sampled_from([20, 61, 300]))
         def time_passes(self, seconds: int) -> None:
             control.advance_clock(seconds)
 
         @rule()
         def a_pass_runs(self) -> None:
-            self.run(self.engine.run_pass())
+            try:
+                self.run(self.engine.run_pass())
+            except Exception as error:
+                # Notion failing a read past every retry (faults stacked on one request) stops
+                # the pass, as an outage should; anything else is a defect
+                if not is_retryable(error):
+                    raise
             self.synced |= set(self.run(self.engine.status.links()))
 
         def teardown(self) -> None:
@@ -172,10 +211,12 @@ def machine(store_settings: Settings, sandbox: RunningSandbox, control: SandboxC
 
 
 def test_random_interleavings_with_faults_converge_without_losing_an_edit(
-    store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl
+    store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    crash = CrashAt()
+    install(monkeypatch, crash)
     run_state_machine_as_test(
-        machine(store_settings, sandbox_server, control),
+        machine(store_settings, sandbox_server, control, crash),
         settings=settings(
             max_examples=8,
             stateful_step_count=15,

@@ -405,14 +405,19 @@ class HubSpotAdapter(CRMAdapter):
 
     async def _by_ids(self, external_ids: Sequence[str]) -> list[ExternalOpportunityRead]:
         """Live deals first; ids not found live are looked for in the recycling bin (one more
-        request, only then), so a deleted deal reads as deleted (``in_trash``), not as gone."""
+        request, only then), so a deleted deal reads as deleted (``in_trash``), not as gone. A deal
+        that cannot be mapped raises ``FieldMappingError``, as on Notion: left out, it would read
+        as deleted."""
         wanted = {i: n for n, i in enumerate(external_ids)}
         found: dict[str, ExternalOpportunityRead] = {}
         for record in await self._read(external_ids):
             found |= dict.fromkeys(self._answers_for(record.external_id, wanted), record)
-        missing = [i for i in external_ids if i not in found]
+        unreadable = self.read_errors
+        missing = [i for i in external_ids if i not in found and i not in {e.record_id for e in unreadable}]
         for record in await self._read(missing, archived=True) if missing else []:
             found |= dict.fromkeys(self._answers_for(record.external_id, wanted), record)
+        if unreadable or self.read_errors:  # asked for by id, an unreadable deal is no missing one
+            raise (unreadable or self.read_errors)[0]
         return [found[i] for i in external_ids if i in found]
 
     async def _read(self, external_ids: Iterable[str], *, archived: bool = False) -> list[ExternalOpportunityRead]:
@@ -620,6 +625,7 @@ class HubSpotAdapter(CRMAdapter):
             changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in self.property_map},
             actor=record.last_edited_by,
             changed_at=record.updated_at,
+            merged_ids=record.merged_ids,
         )
 
     # --- records ------------------------------------------------------------------------------------

@@ -1,0 +1,174 @@
+"""SyncEngine end to end, the same rules over every connector's local CRM (``crm``: Notion, HubSpot):
+creates and echoes, every ownership rule, later-write-wins at the CRM's own time precision,
+per-record errors, deletes both ways. The real deal store; the CRM over HTTP. What only one
+connector does is tested beside it (test_engine_e2e.py, test_engine_hubspot.py)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from crm_pipeline.models import OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.store import DealRepository
+from crm_pipeline.sync import Outcome, Rule, Side, SyncEngine
+from crm_pipeline_tests.sync.local_crm import LocalCRM
+
+pytestmark = pytest.mark.integration
+
+
+async def stored(repository: DealRepository, tenant: str, deal: OpportunityRead) -> OpportunityRead:
+    found = await repository.get_opportunity(tenant, deal.id)
+    assert found is not None
+    return found
+
+
+async def synced_deal(engine: SyncEngine, repository: DealRepository, tenant: str, **fields: Any) -> OpportunityRead:
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", **fields))
+    assert (await engine.run_pass()).created == 1
+    return deal
+
+
+async def test_a_deal_is_created_once_under_its_key_and_the_next_pass_writes_nothing(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant, estimated_value=Decimal("1200.50"), custom_notes="hi")
+    record = await crm.read(deal.id)
+    assert (record.estimated_value, record.custom_notes) == (Decimal("1200.50"), "hi")
+    assert await crm_engine.status.links([deal.id]) == {deal.id: crm.external_id(deal.id)}
+    crm.reset_stats()
+    assert await crm_engine.run_pass() == SyncResult()
+    assert crm.record_writes() == 0
+
+
+async def test_a_push_echoes_back_and_is_recognised(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant)
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await crm_engine.run_pass()).pushed == 1
+    assert (await crm.read(deal.id)).deal_stage == "Qualified"
+    crm.reset_stats()
+    assert await crm_engine.run_pass() == SyncResult()
+    assert crm.record_writes() == 0
+
+
+async def test_an_agent_change_to_an_agent_owned_field_wins_over_a_persons(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant, probability=Decimal("0.5"))
+    crm.edit(deal.id, probability=Decimal("0.9"))
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(probability=Decimal("0.7")))
+    result = await crm_engine.run_pass()
+    assert (result.pushed, result.conflicts) == (1, 1)
+    assert (await crm.read(deal.id)).probability == Decimal("0.7")
+    assert (await stored(repository, tenant, deal)).probability == Decimal("0.7")
+    [entry] = await crm_engine.status.audit(deal.id)
+    assert (entry.field, entry.old, entry.new, entry.side, entry.outcome, entry.rule) == (
+        "probability",
+        Decimal("0.9"),
+        Decimal("0.7"),
+        Side.EXTERNAL,
+        Outcome.CONFLICT,
+        Rule.AGENT_OWNED,
+    )
+
+
+async def test_a_persons_override_of_an_agent_owned_field_is_kept_and_recorded(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant, probability=Decimal("0.5"))
+    crm.edit(deal.id, probability=Decimal("0.2"))
+    result = await crm_engine.run_pass()
+    assert (result.pulled, result.pushed) == (1, 0)
+    assert (await stored(repository, tenant, deal)).probability == Decimal("0.2")
+    assert [(e.outcome, e.rule) for e in await crm_engine.status.audit(deal.id)] == [
+        (Outcome.OVERRIDE, Rule.HUMAN_OVERRIDE)
+    ]
+    assert (await crm.read(deal.id)).probability == Decimal("0.2")
+
+
+async def test_human_owned_fields_come_in_and_an_agent_write_to_them_is_put_back(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant)
+    crm.edit(deal.id, custom_notes="call after the holidays", override_stage="Negotiation")
+    assert (await crm_engine.run_pass()).pulled == 1
+    pulled = await stored(repository, tenant, deal)
+    assert (pulled.custom_notes, pulled.override_stage) == ("call after the holidays", "Negotiation")
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(custom_notes="the agent's idea"))
+    crm.reset_stats()
+    assert (await crm_engine.run_pass()).pulled == 1
+    assert crm.record_writes() == 0
+    assert (await stored(repository, tenant, deal)).custom_notes == "call after the holidays"
+
+
+@pytest.mark.parametrize(
+    ("human_after", "winner"), [(1, "human"), (-1, "agent"), (0, "human")], ids=["human-later", "agent-later", "tie"]
+)
+async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write_at_the_crms_precision(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM, human_after: int, winner: str
+) -> None:
+    """The person edits ``human_after`` steps after the agent's write: a step is two of the CRM's
+    time units, or a second if that is more (Notion: two minutes; HubSpot: a second). At the same
+    moment the order is unknown and the person's edit is kept."""
+    deal = await synced_deal(crm_engine, repository, tenant, estimated_value=Decimal("100"))
+    agent = await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal("200")))
+    step = max(2 * crm.precision, timedelta(seconds=1))
+    crm.edit(deal.id, at=agent.updated_at + human_after * step, estimated_value=Decimal("300"))
+    result = await crm_engine.run_pass()
+    expected = Decimal("300") if winner == "human" else Decimal("200")
+    assert result.conflicts == 1
+    assert (await stored(repository, tenant, deal)).estimated_value == expected
+    assert (await crm.read(deal.id)).estimated_value == expected
+    [entry] = await crm_engine.status.audit(deal.id)
+    assert entry.rule is (Rule.TIE_GOES_TO_HUMAN if human_after == 0 else Rule.LAST_WRITE_WINS)
+
+
+async def test_a_record_that_cannot_be_read_fails_alone_and_a_fix_clears_the_ledger(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    """A person clears a deal's name (a deal must have one): that record is reported by its
+    external id and waits, neither synced nor taken for deleted; the others sync."""
+    bad = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    good = await repository.create_opportunity(tenant, OpportunityCreate(name="Globex"))
+    await crm_engine.run_pass()
+    crm.edit(bad.id, name=None)
+    crm.edit(good.id, estimated_value=Decimal("7"))
+    result = await crm_engine.run_pass()
+    assert [(e.record_id, e.field) for e in result.errors] == [(crm.external_id(bad.id), "name")]
+    assert (await stored(repository, tenant, bad)).name == "Acme"
+    assert (await stored(repository, tenant, good)).estimated_value == Decimal("7")
+    assert await crm_engine.status.pending_deletes() == {}
+    for _ in range(2):  # retried from the ledger: still reported, never vanished
+        assert [e.field for e in (await crm_engine.run_pass()).errors] == ["name"]
+    assert await crm_engine.status.pending_deletes() == {}
+    crm.edit(bad.id, name="Acme Corp")
+    assert (await crm_engine.run_pass()).errors == []
+    assert (await stored(repository, tenant, bad)).name == "Acme Corp"
+    assert await crm_engine.status.errors() == []
+
+
+async def test_a_record_deleted_in_the_crm_archives_its_deal_and_no_write_reaches_it(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant)
+    crm.delete(deal.id)
+    assert (await crm_engine.run_pass()).trashed == 1
+    assert (await stored(repository, tenant, deal)).archived_at is not None  # archived, never deleted
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+    crm.reset_stats()
+    assert (await crm_engine.run_pass()).errors == []
+    assert crm.record_writes() == 0
+
+
+async def test_an_archived_deal_sends_its_record_to_the_crms_trash_once(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
+) -> None:
+    deal = await synced_deal(crm_engine, repository, tenant)
+    await repository.archive_opportunity(tenant, deal.id)
+    assert (await crm_engine.run_pass()).trashed == 1
+    assert crm.in_trash(deal.id)
+    assert await crm_engine.run_pass() == SyncResult()
