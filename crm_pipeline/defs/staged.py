@@ -63,9 +63,22 @@ class Decisions:
     """Where the next reconciliation slice starts, when this pass reconciled one."""
 
 
-OUTBOUND_PARTS = frozenset({"creates", "key_writes", "links", "duplicates", "deletes", "vanished", "found_again"})
+OUTBOUND_PARTS = frozenset(
+    {
+        "creates",
+        "key_writes",
+        "links",
+        "relinks",
+        "duplicates",
+        "deletes",
+        "vanished",
+        "found_again",
+        "restores_dropped",
+    }
+)
 """The plan's parts written by the outbound step (each writes the external side first; a delete
-then archives or restores the deal in the same step, as the executor pairs them)."""
+then archives or restores the deal in the same step, as the executor pairs them). Relinks go
+with the links: the step's pushes to a merged record's survivor need the deal linked to it."""
 INBOUND_PARTS = frozenset({"adoptions", "failures", "notices"})
 """The plan's parts written by the inbound step. ``records`` is split: pushes out, pulls in."""
 
