@@ -35,7 +35,7 @@ from sandbox_process import sandbox_process  # noqa: E402
 
 from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.definitions import defs  # noqa: E402
-from crm_pipeline.defs.resources import DealStoreResource, NotionResource, TenantsResource  # noqa: E402
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, TenantsResource  # noqa: E402
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants  # noqa: E402
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate  # noqa: E402
 from crm_pipeline.sandbox import SandboxControl  # noqa: E402
@@ -79,7 +79,7 @@ async def measure(settings: Settings, base_url: str, control: SandboxControl, de
                     database_url=database.url.render_as_string(hide_password=False),
                     app_database_url=database.app_url.render_as_string(hide_password=False),
                 ),
-                "crm": NotionResource(base_url=base_url, requests_per_second=rate),
+                "crm": CRMConnectionResource(notion=NotionConnector(base_url=base_url, requests_per_second=rate)),
                 "tenants": TenantsResource(tenants_file=str(tenants_file)),
             }
 

@@ -11,11 +11,11 @@ from crm_pipeline.defs.assets.reconcile import reconciled_deals
 from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
 from crm_pipeline.defs.assets.sync import inbound_sync, outbound_sync
 from crm_pipeline.defs.housekeeping import dagster_housekeeping, housekeeping_daily
-from crm_pipeline.defs.resources import DealStoreResource, NotionResource, TenantsResource
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
 from crm_pipeline.defs.schedules import deals_sync_job, sync_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
 
-RESOURCES = {"deal_store": DealStoreResource(), "crm": NotionResource(), "tenants": TenantsResource()}
+RESOURCES = {"deal_store": DealStoreResource(), "crm": CRMConnectionResource(), "tenants": TenantsResource()}
 
 defs = dg.Definitions(
     assets=[postgres_opportunities, notion_pages, reconciled_deals, outbound_sync, inbound_sync],

@@ -90,15 +90,17 @@ async def one_page_per_deal(
 ) -> dg.AssetCheckResult:
     """A duplicated page carries its original's sync key: syncing it would make two pages one
     deal. The links are unique both ways in the store; this finds changed pages whose key another
-    page carries, in this read or in the links."""
+    page carries, in this read or in the links. A record a person merged into another (HubSpot)
+    lives on as the survivor, where this pass moves its link: not a duplicate."""
     pages_by_key: dict[str, set[str]] = defaultdict(set)
     for change in notion_pages.changes:
         if change.sync_key:
             pages_by_key[change.sync_key.lower()].add(change.record_id)
+    survivors = {merged: change.record_id for change in notion_pages.changes for merged in change.merged_ids}
     run = tenant_pass(context.partition_key, deal_store, crm, tenants)
     linked = await run.sync.status.links([UUID(key) for key in pages_by_key])
     for record_id, page_id in linked.items():
-        pages_by_key[str(record_id)].add(page_id)
+        pages_by_key[str(record_id)].add(survivors.get(page_id, page_id))
     duplicates = {key: sorted(pages) for key, pages in pages_by_key.items() if len(pages) > 1}
     return dg.AssetCheckResult(
         passed=not duplicates,

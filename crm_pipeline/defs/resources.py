@@ -1,8 +1,9 @@
 """Dagster resources: the deal store and the external CRM connection.
 
 Assets see the deal store as a ``PostgresAdapter`` and the external CRM as a ``CRMAdapter``, opened
-for the run's tenant: a second connector is another ``CRMConnectionResource`` bound to the ``crm``
-key, not new assets. Nothing is read from the environment at import; what a resource is not given
+for the run's tenant by the connector its connection names: ``CRMConnectionResource``, bound to the
+``crm`` key, hands each tenant to its connector (``NotionConnector``, ``HubSpotConnector``). Another
+connector is another ``CRMConnector`` and an entry there, not new assets. Nothing is read from the environment at import; what a resource is not given
 comes from the project settings when a run starts, so every Dagster command works from a checkout
 with no settings at all (the embedded deal store, the sandbox Notion). Secrets are config only as
 ``dg.EnvVar``; a tenant's token is read from the variable its connection names, at run time.
@@ -21,9 +22,10 @@ import dagster as dg
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
-from crm_pipeline.crm import NotionAdapter, PostgresAdapter
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter, hubspot
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.defs.tenants import TenantConnection, active_tenants, find_tenant
 from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
@@ -78,16 +80,18 @@ class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
 
 @dataclass
 class RequestCount:
-    """HTTP requests an adapter sent (retries included): what a run used of the rate budget."""
+    """HTTP requests an adapter sent (retries included): what a run used of the rate budget.
+    ``counted`` is False for a connector whose client offers no hook to count them."""
 
     sent: int = 0
+    counted: bool = True
 
     async def __call__(self, request: httpx.Request) -> None:
         self.sent += 1
 
 
-class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"], ABC):
-    """The external CRM of a tenant, opened as a ``CRMAdapter`` (one connector per subclass)."""
+class CRMConnector(dg.Config, ABC):
+    """How one connector opens a tenant's adapter, and the request budget it paces it to."""
 
     @abstractmethod
     def connect(self, tenant: TenantConnection, requests: RequestCount) -> CRMAdapter:
@@ -96,32 +100,10 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"], AB
     @property
     @abstractmethod
     def requests_per_minute(self) -> int:
-        """The connector's request budget per integration."""
-
-    _opened: dict[str, tuple[CRMAdapter, RequestCount]] = PrivateAttr(default_factory=dict)
-
-    # Dagster runs an async `yield_for_execution` on the run's loop; its stubs know only the sync one.
-    @asynccontextmanager
-    async def yield_for_execution(  # type: ignore[override]
-        self, context: dg.InitResourceContext
-    ) -> AsyncIterator[CRMConnectionResource]:
-        try:
-            yield self
-        finally:
-            for adapter, _ in self._opened.values():
-                await adapter.aclose()
-            self._opened.clear()
-
-    def open(self, tenant: TenantConnection) -> tuple[CRMAdapter, RequestCount]:
-        """The tenant's adapter for this run and its request count: opened on first use and
-        shared by the run's steps (one binding to the schema, one client), closed with the run."""
-        if tenant.tenant_id not in self._opened:
-            requests = RequestCount()
-            self._opened[tenant.tenant_id] = (self.connect(tenant, requests), requests)
-        return self._opened[tenant.tenant_id]
+        """The request budget per integration, as this connector paces it."""
 
 
-class NotionResource(CRMConnectionResource):
+class NotionConnector(CRMConnector):
     """Notion, through NotionAdapter (paced and retried) with the synced property map.
 
     ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; with no token anywhere, the
@@ -164,6 +146,77 @@ class NotionResource(CRMConnectionResource):
             retry=RetryPolicy(max_attempts=self.max_attempts),
             http_client=httpx.AsyncClient(event_hooks={"request": [requests]}),
         )
+
+
+class HubSpotConnector(CRMConnector):
+    """HubSpot, through HubSpotAdapter (paced per app and retried) in the tenant's deal pipeline.
+
+    ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; there is no HubSpot without
+    a token (the local HubSpot accepts its own, see docs/hubspot-sandbox.md).
+    """
+
+    token: str = Field(default="", repr=False)
+    base_url: str | None = None
+    per_ten_seconds: int = hubspot.RateLimit.per_ten_seconds
+    """Requests per app in any ten seconds, under HubSpot's 100 (190 on Professional/Enterprise);
+    0: unpaced (a local HubSpot without limits)."""
+    max_attempts: int = hubspot.RetryPolicy.max_attempts
+
+    @property
+    def requests_per_minute(self) -> int:
+        return self.per_ten_seconds * 6
+
+    def connect(self, tenant: TenantConnection, requests: RequestCount) -> HubSpotAdapter:
+        token = self.token or os.environ.get(tenant.token_env, "")
+        if not token:
+            raise ValueError(f"tenant {tenant.tenant_id!r} is on HubSpot: set its token in ${tenant.token_env}")
+        # The official client sends through urllib3 with no per-request hook: its requests go uncounted.
+        requests.counted = False
+        return HubSpotAdapter(
+            token,
+            base_url=self.base_url or tenant.base_url,
+            tenant_id=tenant.tenant_id,
+            pipeline=tenant.pipeline or "default",
+            rate_limit=hubspot.RateLimit(per_ten_seconds=self.per_ten_seconds),
+            retry=hubspot.RetryPolicy(max_attempts=self.max_attempts),
+        )
+
+
+class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
+    """Each tenant's external CRM, opened as a ``CRMAdapter`` by the connector its connection
+    names (``tenant.connector``); each connector is configured in its own field."""
+
+    notion: NotionConnector = NotionConnector()
+    hubspot: HubSpotConnector = HubSpotConnector()
+    _opened: dict[str, tuple[CRMAdapter, RequestCount]] = PrivateAttr(default_factory=dict)
+
+    def connector(self, tenant: TenantConnection) -> CRMConnector:
+        connectors: dict[str, CRMConnector] = {"notion": self.notion, "hubspot": self.hubspot}
+        return connectors[tenant.connector]
+
+    def requests_per_minute(self, tenant: TenantConnection) -> int:
+        """The request budget of the tenant's integration, as its connector paces it."""
+        return self.connector(tenant).requests_per_minute
+
+    # Dagster runs an async `yield_for_execution` on the run's loop; its stubs know only the sync one.
+    @asynccontextmanager
+    async def yield_for_execution(  # type: ignore[override]
+        self, context: dg.InitResourceContext
+    ) -> AsyncIterator[CRMConnectionResource]:
+        try:
+            yield self
+        finally:
+            for adapter, _ in self._opened.values():
+                await adapter.aclose()
+            self._opened.clear()
+
+    def open(self, tenant: TenantConnection) -> tuple[CRMAdapter, RequestCount]:
+        """The tenant's adapter for this run and its request count: opened on first use and
+        shared by the run's steps (one binding to the schema, one client), closed with the run."""
+        if tenant.tenant_id not in self._opened:
+            requests = RequestCount()
+            self._opened[tenant.tenant_id] = (self.connector(tenant).connect(tenant, requests), requests)
+        return self._opened[tenant.tenant_id]
 
 
 class TenantsResource(dg.ConfigurableResource["TenantsResource"]):

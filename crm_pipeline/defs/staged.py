@@ -78,8 +78,8 @@ OUTBOUND_PARTS = frozenset(
 )
 """The plan's parts written by the outbound step (each writes the external side first; a delete
 then archives or restores the deal in the same step, as the executor pairs them). Re-links after
-a merge and restores the external side cannot take are link state: they go with the links and
-deletes they change."""
+a merge go with the links (the step's pushes to a survivor need the deal linked to it), and
+restores the external side cannot take with the deletes they change."""
 INBOUND_PARTS = frozenset({"adoptions", "failures", "notices"})
 """The plan's parts written by the inbound step. ``records`` is split: pushes out, pulls in."""
 

@@ -2,7 +2,8 @@
 
 They live in a TOML file an operator edits or extends with `crm-pipeline tenants add`
 (``CRM_PIPELINE_TENANTS_FILE``, default ``<data_dir>/tenants.toml``). A connection names the
-environment variable holding its token, never the token. Without the file, the one tenant of the
+environment variable holding its token, never the token, and which connector serves it (Notion
+or HubSpot); each connector has its own fields and token variable default. Without the file, the one tenant of the
 ``CRM_PIPELINE_*`` settings is synced (the demo tenant against the sandbox out of the box), as
 `crm-pipeline sync` does.
 """
@@ -13,13 +14,21 @@ import json
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from crm_pipeline.settings import Settings
 
 TOKEN_ENV_DEFAULT = "CRM_PIPELINE_NOTION_TOKEN"
+Connector = Literal["notion", "hubspot"]
+TOKEN_ENV_DEFAULTS: dict[str, str] = {"notion": TOKEN_ENV_DEFAULT, "hubspot": "CRM_PIPELINE_HUBSPOT_TOKEN"}
+CONNECTOR_FIELDS: dict[str, frozenset[str]] = {
+    "notion": frozenset({"database_id", "data_source_id"}),
+    "hubspot": frozenset({"pipeline"}),
+}
+"""The fields only one connector reads: set on a tenant of another connector, they are refused
+(a HubSpot tenant with a Notion database id is a mistake, not something to ignore)."""
 _SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -28,19 +37,47 @@ class TenantConnection(BaseModel, frozen=True):
     """One tenant's connection to its external CRM (no secrets: ``token_env`` is a variable's name)."""
 
     tenant_id: str = Field(pattern=_SLUG)
-    connector: Literal["notion"] = "notion"
+    connector: Connector = "notion"
     database_id: str | None = None
-    """The Notion database holding the tenant's deals (None: the sandbox's Deals database)."""
+    """Notion: the database holding the tenant's deals (None: the sandbox's Deals database)."""
     data_source_id: str | None = None
+    """Notion: which data source of the database, when it has several."""
+    pipeline: str | None = None
+    """HubSpot: the deal pipeline's id (None: the account's ``default`` pipeline)."""
     token_env: str = Field(default=TOKEN_ENV_DEFAULT, pattern=_ENV_NAME)
-    """The environment variable holding the integration token; unset there: the sandbox Notion."""
+    """The environment variable holding the token (default per connector); for Notion, unset
+    there means the sandbox Notion."""
     base_url: str | None = None
+    """The API's base URL (None: the connector's public API, or the sandbox Notion)."""
     active: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _per_connector(cls, data: Any) -> Any:
+        """The connector's token variable by default, and none of another connector's fields."""
+        if not isinstance(data, dict):
+            return data
+        connector = data.get("connector", "notion")
+        if connector not in CONNECTOR_FIELDS:
+            return data  # the Literal refuses it, naming the connectors there are
+        foreign = sorted(
+            name
+            for other, names in CONNECTOR_FIELDS.items()
+            if other != connector
+            for name in names
+            if data.get(name) is not None
+        )
+        if foreign:
+            raise ValueError(f"a {connector} connection has no {', '.join(foreign)}")
+        if data.get("token_env") is None:
+            data = {**data, "token_env": TOKEN_ENV_DEFAULTS[connector]}
+        return data
 
     @property
     def integration(self) -> str:
-        """What the rate budget is shared by: one integration (token) may serve several tenants."""
-        return self.token_env
+        """What a rate budget is shared by: one integration (token) of one connector may serve
+        several tenants, and each connector's API budgets its own integrations."""
+        return f"{self.connector}:{self.token_env}"
 
 
 def tenants_file(settings: Settings) -> Path:

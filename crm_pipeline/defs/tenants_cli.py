@@ -14,7 +14,7 @@ import os
 from pydantic import ValidationError
 
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS
-from crm_pipeline.defs.tenants import TOKEN_ENV_DEFAULT, TenantConnection, add_tenant, load_tenants, tenants_file
+from crm_pipeline.defs.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, add_tenant, load_tenants, tenants_file
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -26,14 +26,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add = commands.add_parser("add", help="add (or replace) a tenant connection")
     add.add_argument("tenant_id", help="lowercase slug, e.g. acme")
     add.add_argument("--name", help="display name in the deal store (default: the id)")
-    add.add_argument("--database-id", help="the Notion database of its deals (default: the sandbox's Deals)")
-    add.add_argument("--data-source-id", help="which data source of the database, when it has several")
+    add.add_argument(
+        "--connector", choices=sorted(TOKEN_ENV_DEFAULTS), default="notion", help="its CRM (default notion)"
+    )
+    add.add_argument("--database-id", help="Notion: the database of its deals (default: the sandbox's Deals)")
+    add.add_argument("--data-source-id", help="Notion: which data source of the database, when it has several")
+    add.add_argument("--pipeline", help="HubSpot: the deal pipeline's id (default: the account's default pipeline)")
+    defaults = ", ".join(f"{name}: {env}" for name, env in sorted(TOKEN_ENV_DEFAULTS.items()))
     add.add_argument(
         "--token-env",
-        default=TOKEN_ENV_DEFAULT,
-        help=f"the environment variable holding its Notion token (default {TOKEN_ENV_DEFAULT}); never the token",
+        help=f"the environment variable holding its token (default {defaults}); never the token",
     )
-    add.add_argument("--base-url", help="Notion API base URL (default: api.notion.com, or the sandbox without a token)")
+    add.add_argument(
+        "--base-url",
+        help="the API's base URL (default: the connector's public API; Notion without a token: the sandbox)",
+    )
     add.add_argument("--inactive", action="store_true", help="configure it but leave it out of the schedule")
     add.set_defaults(handler=run_add)
 
@@ -43,10 +50,15 @@ def run_list(args: argparse.Namespace) -> int:
     print(f"# {tenants_file(settings)}")
     for tenant in load_tenants(settings):
         state = "active" if tenant.active else "inactive"
-        print(
-            f"{tenant.tenant_id}\t{state}\t{tenant.connector}\t{tenant.database_id or '(sandbox)'}\t${tenant.token_env}"
-        )
+        print(f"{tenant.tenant_id}\t{state}\t{tenant.connector}\t{_where(tenant)}\t${tenant.token_env}")
     return 0
+
+
+def _where(tenant: TenantConnection) -> str:
+    """Where the tenant's deals are, in its connector's terms."""
+    if tenant.connector == "hubspot":
+        return f"pipeline {tenant.pipeline or 'default'}"
+    return tenant.database_id or "(sandbox)"
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -54,8 +66,10 @@ def run_add(args: argparse.Namespace) -> int:
     try:
         tenant = TenantConnection(
             tenant_id=args.tenant_id,
+            connector=args.connector,
             database_id=args.database_id,
             data_source_id=args.data_source_id,
+            pipeline=args.pipeline,
             token_env=args.token_env,
             base_url=args.base_url,
             active=not args.inactive,

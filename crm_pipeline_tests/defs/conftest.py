@@ -14,7 +14,13 @@ import pytest
 
 from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.definitions import defs
-from crm_pipeline.defs.resources import DealStoreResource, NotionResource, TenantsResource
+from crm_pipeline.defs.resources import (
+    CRMConnectionResource,
+    DealStoreResource,
+    HubSpotConnector,
+    NotionConnector,
+    TenantsResource,
+)
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.store import Database
@@ -51,13 +57,18 @@ def deals_database(control: SandboxControl, title: str = "Deals", **property_ove
 def resources_for(
     database: Database, sandbox: RunningSandbox, tenants: Sequence[TenantConnection], path: Path
 ) -> dict[str, Any]:
+    """The code location's resources over the test's store and sandbox Notion; HubSpot tenants
+    name their local HubSpot in their connection (``base_url``), unpaced there."""
     save_tenants(path, tenants)
     return {
         "deal_store": DealStoreResource(
             database_url=database.url.render_as_string(hide_password=False),
             app_database_url=database.app_url.render_as_string(hide_password=False),
         ),
-        "crm": NotionResource(base_url=sandbox.base_url, requests_per_second=1000, max_attempts=1),
+        "crm": CRMConnectionResource(
+            notion=NotionConnector(base_url=sandbox.base_url, requests_per_second=1000, max_attempts=1),
+            hubspot=HubSpotConnector(per_ten_seconds=0, max_attempts=1),
+        ),
         "tenants": TenantsResource(tenants_file=str(path)),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from crm_pipeline.defs.resources import DealStoreResource, NotionResource, RequestCount
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, RequestCount
 from crm_pipeline.defs.tenants import TenantConnection
 from crm_pipeline_tests.defs.conftest import TenantWorld, sync_tenant
 
@@ -33,8 +33,10 @@ def _assert_secret_absent(recorded: str, secret: str) -> None:
 async def test_a_rejected_notion_token_leaves_no_trace_of_itself(
     world: TenantWorld, instance: dg.DagsterInstance
 ) -> None:
-    notion = NotionResource(token=TOKEN, base_url=world.resources["crm"].base_url)
-    result = await sync_tenant(instance, {**world.resources, "crm": notion}, world.tenant_id)
+    notion = NotionConnector(token=TOKEN, base_url=world.resources["crm"].notion.base_url)
+    result = await sync_tenant(
+        instance, {**world.resources, "crm": CRMConnectionResource(notion=notion)}, world.tenant_id
+    )
     assert not result.success  # the sandbox refuses the unknown token: the error is recorded
     recorded = _everything_recorded(instance, result.run_id)
     assert "API token is invalid" in recorded
@@ -63,12 +65,12 @@ async def test_a_database_that_cannot_be_opened_leaves_no_trace_of_its_password(
 
 def test_resources_and_tenant_connections_keep_secrets_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     deal_store = DealStoreResource(tenant_id="t", database_url=f"postgresql://crm:{PASSWORD}@db.example/crm")
-    notion = NotionResource(token=TOKEN)
+    crm = CRMConnectionResource(notion=NotionConnector(token=TOKEN))
     assert PASSWORD not in repr(deal_store) and PASSWORD not in str(deal_store)
-    assert TOKEN not in repr(notion) and TOKEN not in str(notion)
+    assert TOKEN not in repr(crm) and TOKEN not in str(crm)
     # A tenant connection names the variable; the adapter built from it does not show the token.
     monkeypatch.setenv("ACME_NOTION_TOKEN", TOKEN)
     tenant = TenantConnection(tenant_id="acme", database_id="db", token_env="ACME_NOTION_TOKEN")
     assert TOKEN not in tenant.model_dump_json()
-    adapter = NotionResource().connect(tenant, RequestCount())
+    adapter = NotionConnector().connect(tenant, RequestCount())
     assert TOKEN not in repr(adapter)

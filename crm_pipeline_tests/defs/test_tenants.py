@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
 
+from crm_pipeline.cli import main
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs.resources import TenantsResource
 from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_every_minute
@@ -17,7 +18,7 @@ from crm_pipeline.defs.sensors import tenant_partitions_sensor
 from crm_pipeline.defs.tenants import TenantConnection, add_tenant, load_tenants, save_tenants
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
-from crm_pipeline.settings import Settings
+from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import Direction, SyncStatus
 from crm_pipeline_tests.defs.conftest import UNSET_TOKEN_ENV, deals_database, metadata, resources_for, sync_tenant
@@ -48,6 +49,68 @@ def test_a_connection_refuses_what_is_not_a_variable_name_or_a_slug() -> None:
         TenantConnection(tenant_id="Acme Corp")
     with pytest.raises(ValueError):
         TenantConnection(tenant_id="acme", token_env="ntn_abc-123.secret")
+
+
+def test_each_connector_has_its_own_fields_and_token_variable() -> None:
+    hubspot = TenantConnection(tenant_id="acme", connector="hubspot", pipeline="sales-eu")
+    assert (hubspot.token_env, hubspot.pipeline) == ("CRM_PIPELINE_HUBSPOT_TOKEN", "sales-eu")
+    assert TenantConnection(tenant_id="acme").token_env == "CRM_PIPELINE_NOTION_TOKEN"
+    with pytest.raises(ValueError, match="a hubspot connection has no database_id"):
+        TenantConnection(tenant_id="acme", connector="hubspot", database_id="db-1")
+    with pytest.raises(ValueError, match="a notion connection has no pipeline"):
+        TenantConnection(tenant_id="acme", pipeline="default")
+    with pytest.raises(ValueError):
+        TenantConnection.model_validate({"tenant_id": "acme", "connector": "salesforce"})
+
+
+@pytest.mark.integration
+def test_tenants_add_writes_a_hubspot_connection(
+    database: Database,
+    store_settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", store_settings.database_name)
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tmp_path / "tenants.toml"))
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    get_settings.cache_clear()
+    try:
+        args = ["tenants", "add", "acme", "--connector", "hubspot", "--pipeline", "sales-eu", "--token-env", "ACME_HS"]
+        assert main(args) == 0
+        [_, acme] = load_tenants(get_settings())
+        assert main(["tenants", "add", "bad", "--connector", "hubspot", "--database-id", "db-1"]) == 2
+    finally:
+        get_settings.cache_clear()
+    assert (acme.connector, acme.pipeline, acme.token_env) == ("hubspot", "sales-eu", "ACME_HS")
+    text = (tmp_path / "tenants.toml").read_text()
+    assert 'connector = "hubspot"' in text and 'pipeline = "sales-eu"' in text
+    assert "a hubspot connection has no database_id" in capsys.readouterr().out
+
+
+def test_the_schedule_tags_each_run_with_its_connectors_integration(tmp_path: Path) -> None:
+    """Notion's and HubSpot's budgets are separate, so are their queue limits: even under one
+    token variable name, a Notion tenant and a HubSpot tenant never wait for each other."""
+    tenants = _tenants(
+        tmp_path / "tenants.toml",
+        TenantConnection(tenant_id="acme", token_env="ACME_TOKEN"),
+        TenantConnection(tenant_id="globex", connector="hubspot", token_env="ACME_TOKEN"),
+        TenantConnection(tenant_id="initech", connector="hubspot"),
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["acme", "globex", "initech"])
+        context = dg.build_schedule_context(
+            instance=instance,
+            scheduled_execution_time=TICK,
+            resources={"tenants": tenants},
+            repository_def=defs.get_repository_def(),
+        )
+        requests = sync_every_minute.evaluate_tick(context).run_requests or []
+    assert [(r.partition_key, r.tags[INTEGRATION_TAG]) for r in requests] == [
+        ("acme", "notion:ACME_TOKEN"),
+        ("globex", "hubspot:ACME_TOKEN"),
+        ("initech", "hubspot:CRM_PIPELINE_HUBSPOT_TOKEN"),
+    ]
 
 
 def test_the_sensor_adds_a_partition_per_new_active_tenant(tmp_path: Path) -> None:
@@ -86,8 +149,8 @@ def test_the_schedule_runs_every_active_tenant_and_skips_one_still_in_flight(tmp
 
         requests = tick().run_requests or []
         assert [(r.partition_key, r.tags[INTEGRATION_TAG]) for r in requests] == [
-            ("acme", "ACME_TOKEN"),
-            ("globex", "GLOBEX_TOKEN"),
+            ("acme", "notion:ACME_TOKEN"),
+            ("globex", "notion:GLOBEX_TOKEN"),
         ]
         assert len({r.run_key for r in requests}) == 2
 

@@ -24,11 +24,13 @@ class TenantPass:
     requests_before: int = 0
 
     def request_metadata(self) -> dict[str, dg.MetadataValue]:
-        """The requests this step sent (the run's adapter is shared by its steps)."""
-        return {
-            "requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before),
-            "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute),
+        """The requests this step sent (the run's adapter is shared by its steps), when counted."""
+        budget: dict[str, dg.MetadataValue] = {
+            "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute)
         }
+        if not self.requests.counted:
+            return budget
+        return {"requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before), **budget}
 
 
 def tenant_pass(
@@ -38,7 +40,7 @@ def tenant_pass(
     tenant = tenants.get(tenant_id)
     external, requests = crm.open(tenant)
     sync = StagedSync(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
-    return TenantPass(tenant_id, sync, requests, crm.requests_per_minute, requests.sent)
+    return TenantPass(tenant_id, sync, requests, crm.requests_per_minute(tenant), requests.sent)
 
 
 def changes_table(changes: Sequence[ChangeRecord], limit: int = 20) -> dg.MetadataValue:

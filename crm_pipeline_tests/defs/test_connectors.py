@@ -1,0 +1,138 @@
+"""The connector is configuration: the same asset graph syncs a HubSpot tenant against the local
+HubSpot and a Notion tenant against the sandbox Notion, both listed in one tenants file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from hubspot import HubSpot
+from hubspot.crm.deals import PublicMergeInput
+
+from crm_pipeline.defs.resources import CRMConnectionResource, HubSpotConnector, RequestCount
+from crm_pipeline.defs.tenants import TenantConnection
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
+from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
+from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.sync import SyncStatus
+from crm_pipeline_tests.defs.conftest import (
+    UNSET_TOKEN_ENV,
+    check_results,
+    deals_database,
+    metadata,
+    resources_for,
+    sync_tenant,
+)
+from crm_pipeline_tests.defs.test_sync_graph import ALL_CHECKS
+
+pytestmark = pytest.mark.integration
+
+HUBSPOT_TOKEN_ENV = "CRM_PIPELINE_TEST_HUBSPOT_TOKEN"
+
+
+async def test_a_hubspot_tenant_and_a_notion_tenant_sync_through_the_same_graph(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    hubspot_server: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    tenant: str,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    control.reset()
+    hubspot_control.reset()
+    monkeypatch.setenv(HUBSPOT_TOKEN_ENV, DEFAULT_TOKEN)
+    on_hubspot = f"{tenant}-hs"
+    await repository.register_tenant(on_hubspot)
+    deals = deals_database(control)
+    connections = [
+        TenantConnection(tenant_id=tenant, database_id=deals["database_id"], token_env=UNSET_TOKEN_ENV),
+        TenantConnection(
+            tenant_id=on_hubspot, connector="hubspot", token_env=HUBSPOT_TOKEN_ENV, base_url=hubspot_server.base_url
+        ),
+    ]
+    resources = resources_for(database, sandbox_server, connections, tmp_path / "tenants.toml")
+    hubspot_deal = await repository.create_opportunity(on_hubspot, OpportunityCreate(name="Initech expansion"))
+    await repository.create_opportunity(tenant, OpportunityCreate(name="Acme renewal"))
+
+    result = await sync_tenant(instance, resources, on_hubspot)
+
+    assert result.success
+    assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
+    assert metadata(result, "outbound_sync")["created"] == 1
+    # HubSpot's budget, not Notion's: the resource paces it per ten seconds (unpaced here: 0).
+    assert metadata(result, "outbound_sync")["request_budget_per_minute"] == 0
+    [record] = hubspot_control.all_records("deals")
+    assert (record["properties"]["dealname"], record["properties"]["crm_pipeline_id"]) == (
+        "Initech expansion",
+        str(hubspot_deal.id),
+    )
+    assert control.all_pages(deals["data_source_id"]) == []  # the Notion tenant was not synced
+
+    # A person renames the deal in HubSpot; the next pass brings it back to PostgreSQL.
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    hubspot_control.ui_edit("deals", record["id"], {"dealname": "Initech expansion (EU)"})
+    again = await sync_tenant(instance, resources, on_hubspot)
+    assert again.success and metadata(again, "inbound_sync")["pulled"] == 1
+    stored = await repository.get_opportunity(on_hubspot, hubspot_deal.id)
+    assert stored is not None and stored.name == "Initech expansion (EU)"
+
+    # The Notion tenant of the same file goes to Notion, and to Notion only.
+    notion = await sync_tenant(instance, resources, tenant)
+    assert notion.success and metadata(notion, "outbound_sync")["created"] == 1
+    assert metadata(notion, "outbound_sync")["request_budget_per_minute"] == 60_000
+    assert len(control.all_pages(deals["data_source_id"])) == 1
+    assert len(hubspot_control.all_records("deals")) == 1
+
+
+async def test_a_merge_in_hubspot_relinks_the_deal_in_a_staged_pass(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    hubspot_server: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    tenant: str,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The outbound step writes the relink with the links, so its pushes reach the survivor."""
+    hubspot_control.reset()
+    monkeypatch.setenv(HUBSPOT_TOKEN_ENV, DEFAULT_TOKEN)
+    connection = TenantConnection(
+        tenant_id=tenant, connector="hubspot", token_env=HUBSPOT_TOKEN_ENV, base_url=hubspot_server.base_url
+    )
+    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
+    kept = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    absorbed = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme (dup)"))
+    assert (await sync_tenant(instance, resources, tenant)).success
+    primary, other = (
+        next(r["id"] for r in hubspot_control.all_records("deals") if r["properties"]["crm_pipeline_id"] == str(d.id))
+        for d in (kept, absorbed)
+    )
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot_server.base_url)
+    survivor = sdk.crm.deals.basic_api.merge(PublicMergeInput(primary_object_id=primary, object_id_to_merge=other)).id
+
+    assert (await sync_tenant(instance, resources, tenant)).success
+    assert await SyncStatus(repository, tenant, "hubspot").links([kept.id]) == {kept.id: survivor}
+
+    await repository.update_opportunity(tenant, kept.id, OpportunityUpdate(deal_stage="Qualified"))
+    result = await sync_tenant(instance, resources, tenant)
+    assert result.success and metadata(result, "outbound_sync")["updated"] == 1
+    [live] = [r for r in hubspot_control.all_records("deals") if not r["archived"]]
+    assert (live["id"], live["properties"]["dealstage"]) == (survivor, "qualifiedtobuy")
+
+
+def test_hubspot_paces_by_its_own_budget_and_wants_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant = TenantConnection(tenant_id="acme", connector="hubspot", token_env=HUBSPOT_TOKEN_ENV)
+    assert CRMConnectionResource().requests_per_minute(tenant) == 540  # 90 in any ten seconds, under HubSpot's 100
+    monkeypatch.delenv(HUBSPOT_TOKEN_ENV, raising=False)
+    with pytest.raises(ValueError, match=f"set its token in \\${HUBSPOT_TOKEN_ENV}"):
+        HubSpotConnector().connect(tenant, RequestCount())
