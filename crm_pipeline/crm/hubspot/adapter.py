@@ -42,7 +42,6 @@ from crm_pipeline.crm.hubspot.client import (
     error_body,
     is_uncertain,
     status_of,
-    token_digest,
 )
 from crm_pipeline.crm.hubspot.errors import PipelineConfigError, RestoreUnsupportedError, WriteRefusedError
 from crm_pipeline.crm.hubspot.mapping import (
@@ -56,6 +55,7 @@ from crm_pipeline.crm.hubspot.mapping import (
     parse_time,
 )
 from crm_pipeline.crm.notion.adapter import activity_ref
+from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,

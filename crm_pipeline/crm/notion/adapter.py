@@ -54,7 +54,6 @@ from crm_pipeline.crm.notion.client import (
     is_uncertain,
     load_sdk,
     status_of,
-    token_digest,
 )
 from crm_pipeline.crm.notion.errors import (
     DataSourceConfigError,
@@ -67,6 +66,7 @@ from crm_pipeline.crm.notion.paging import (
     query_all,
     timestamp_on_or_after,
 )
+from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,
