@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
+
+from pydantic_core import to_jsonable_python
 
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
 from crm_pipeline.models import (
@@ -24,10 +27,13 @@ from crm_pipeline.models import (
     ChangeRecord,
     ContactCreate,
     ContactUpdate,
+    ExternalOpportunityRead,
+    FieldChange,
     OpportunityCreate,
     OpportunityFilter,
     OpportunityRead,
     OpportunityUpdate,
+    RecordType,
 )
 
 
@@ -75,6 +81,33 @@ class ChangeBatch:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def batch_ids(records: Sequence[OpportunityCreate]) -> list[str]:
+    """The ids of a bulk upsert's records; the same id twice is a ValueError before anything is
+    sent (it would create two records)."""
+    ids = [str(record.id) for record in records if record.id is not None]
+    repeated = sorted(key for key, count in Counter(ids).items() if count > 1)
+    if repeated:
+        raise ValueError(
+            f"upsert_opportunities got the same id more than once ({', '.join(repeated)}); merge those records first"
+        )
+    return ids
+
+
+def snapshot_change(tenant_id: str, record: ExternalOpportunityRead, fields: Iterable[str]) -> ChangeRecord:
+    """A record read from a CRM that keeps no old values, as a change: the current value of each
+    of ``fields``, stamped with the record's last edit."""
+    return ChangeRecord(
+        tenant_id=tenant_id,
+        record_type=RecordType.OPPORTUNITY,
+        record_id=record.external_id,
+        sync_key=str(record.sync_key) if record.sync_key else None,
+        changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in fields},
+        actor=record.last_edited_by,
+        changed_at=record.updated_at,
+        merged_ids=record.merged_ids,
+    )
 
 
 class CRMAdapter(ABC):

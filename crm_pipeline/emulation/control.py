@@ -163,6 +163,14 @@ class FaultScript:
                 return fault
         return None
 
+    def control(self, method: str, body: Any, kinds: Collection[str], default_path: str) -> dict[str, Any]:
+        """The ``/faults`` control route: POST adds a fault, DELETE clears them; each lists them."""
+        if method == "POST":
+            self.faults.append(parse_fault(body, kinds, default_path))
+        elif method == "DELETE":
+            self.faults.clear()
+        return {"faults": [fault.to_json() for fault in self.faults]}
+
 
 @dataclass
 class Latency:
@@ -204,3 +212,9 @@ class Stats:
         for (_, status), count in self.counts.items():
             statuses[str(status)] += count
         return {"total": sum(self.counts.values()), "by_status": dict(statuses), "by_route": by_route}
+
+    def control(self, method: str) -> dict[str, Any]:
+        """The ``/stats`` control route: DELETE starts over; each answers the counts."""
+        if method == "DELETE":
+            self.clear()
+        return self.to_json()

@@ -1,4 +1,5 @@
-"""Serving an emulator's Starlette app in a background thread, for tests and demos."""
+"""Serving an emulator's Starlette app: until interrupted (the command line), or in a background
+thread for tests and demos."""
 
 from __future__ import annotations
 
@@ -7,9 +8,35 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class RunningEmulator(Generic[S]):
+    """An emulator served in a thread."""
+
+    base_url: str
+    """Where its API answers; pass it to the SDK as the base URL or host."""
+    sandbox: S
+    """The live objects, for assertions that need no HTTP."""
+
+
+def serve_forever(app: Starlette, host: str, port: int) -> None:
+    """Serve until interrupted; the app's shutdown runs on the way out."""
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@contextlib.contextmanager
+def serve_emulator_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[RunningEmulator[Any]]:
+    """``serve_app_in_thread`` yielding the base URL with the emulator the app keeps in its state."""
+    with serve_app_in_thread(app, host, port) as base_url:
+        yield RunningEmulator(base_url, app.state.sandbox)
 
 
 @contextlib.contextmanager

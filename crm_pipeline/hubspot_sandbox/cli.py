@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from crm_pipeline.emulation.cli import add_listen_arguments, serve
+
 from .config import DEFAULT_TOKEN, HubSpotSandboxConfig
 
 
@@ -14,11 +16,7 @@ def register(subparsers: Any) -> None:
         help="Run a local, stateful HubSpot CRM API (v3 objects, v4 associations) for trying and testing the sync.",
         description="Serve a local HubSpot. Point hubspot-api-client at it with HubSpot(host=http://HOST:PORT).",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
-    parser.add_argument(
-        "--token", action="append", help=f"accepted private app token; repeat for several (default: {DEFAULT_TOKEN})"
-    )
+    add_listen_arguments(parser, port=8766, token_kind="private app token", default_token=DEFAULT_TOKEN)
     parser.add_argument("--ten-secondly-limit", type=int, default=100, help="requests per app per 10 s; 0 = off")
     parser.add_argument("--daily-limit", type=int, default=250_000, help="requests per day; 0 = off")
     parser.add_argument("--search-per-second", type=int, default=5, help="searches per second; 0 = off")
@@ -28,8 +26,6 @@ def register(subparsers: Any) -> None:
 
 
 def run_hubspot_sandbox(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import create_app
 
     config = HubSpotSandboxConfig(
@@ -40,6 +36,4 @@ def run_hubspot_sandbox(args: argparse.Namespace) -> int:
         search_lag_ms=args.search_lag_ms,
         latency_ms=args.latency_ms,
     )
-    print(f"Local HubSpot on http://{args.host}:{args.port} (tokens: {', '.join(config.tokens)})", flush=True)
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning", access_log=False)
-    return 0
+    return serve("Local HubSpot", args, config.tokens, lambda: create_app(config))

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_pipeline.emulation.bodies import parse_json_body
-from crm_pipeline.emulation.control import Latency, RollingWindowLimiter, parse_fault
+from crm_pipeline.emulation.control import Latency, RollingWindowLimiter
 from crm_pipeline.emulation.errors import BadRequest
 
 from .errors import HubSpotError, validation
@@ -74,11 +74,7 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
         }
 
     def faults(request: Request, body: Any) -> Any:
-        if request.method == "POST":
-            sandbox.faults.faults.append(parse_fault(body, FAULT_KINDS, "/crm/*"))
-        elif request.method == "DELETE":
-            sandbox.faults.faults.clear()
-        return {"faults": [fault.to_json() for fault in sandbox.faults.faults]}
+        return sandbox.faults.control(request.method, body, FAULT_KINDS, "/crm/*")
 
     def clock(request: Request, body: dict[str, Any]) -> Any:
         if request.method == "POST":
@@ -93,9 +89,7 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
         return sandbox.clock.describe()
 
     def stats(request: Request, _: Any) -> Any:
-        if request.method == "DELETE":
-            sandbox.stats.clear()
-        return sandbox.stats.to_json()
+        return sandbox.stats.control(request.method)
 
     def ui_edit(request: Request, body: dict[str, Any]) -> Any:
         """A person edits the record in HubSpot's UI: history says ``CRM_UI`` and their user id."""

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 
-from crm_pipeline.emulation.server import serve_app_in_thread
+from crm_pipeline.emulation.server import RunningEmulator, serve_emulator_in_thread
 
 from .app import create_app
 from .config import HubSpotSandboxConfig
 from .runtime import HubSpotSandbox
 
-
-@dataclass(frozen=True)
-class RunningHubSpot:
-    base_url: str  # pass to hubspot.HubSpot(host=...)
-    sandbox: HubSpotSandbox  # the live objects, for assertions that need no HTTP
+RunningHubSpot = RunningEmulator[HubSpotSandbox]
+"""The served local HubSpot: pass ``base_url`` to ``hubspot.HubSpot(host=...)``."""
 
 
-@contextlib.contextmanager
 def serve_hubspot_in_thread(
     config: HubSpotSandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0
-) -> Iterator[RunningHubSpot]:
-    app = create_app(config)
-    with serve_app_in_thread(app, host, port) as base_url:
-        yield RunningHubSpot(base_url, app.state.sandbox)
+) -> AbstractContextManager[RunningHubSpot]:
+    """Serve in a daemon thread (on a free loopback port unless `port` is given); stops on exit."""
+    return serve_emulator_in_thread(create_app(config), host, port)

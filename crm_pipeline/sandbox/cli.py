@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from crm_pipeline.emulation.cli import add_listen_arguments, serve
+
 from .config import DEFAULT_TOKEN, SandboxConfig
 
 
@@ -15,13 +17,7 @@ def register(subparsers: Any) -> None:
         help="Run a local, stateful Notion API (2025-09-03) for trying and testing the sync.",
         description="Serve a local Notion API. Point notion_client at it with base_url=http://HOST:PORT.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument(
-        "--token",
-        action="append",
-        help=f"accepted integration token; repeat for several (default: {DEFAULT_TOKEN})",
-    )
+    add_listen_arguments(parser, port=8765, token_kind="integration token", default_token=DEFAULT_TOKEN)
     parser.add_argument("--rate-limit", type=float, default=3.0, help="average requests/s per token; 0 = off")
     parser.add_argument("--burst", type=int, default=10, help="requests a token may make at once")
     parser.add_argument("--latency-ms", type=float, default=0.0)
@@ -33,7 +29,7 @@ def register(subparsers: Any) -> None:
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
-    from .server import run
+    from .app import create_app
 
     config = SandboxConfig(
         tokens=tuple(args.token or [DEFAULT_TOKEN]),
@@ -45,6 +41,4 @@ def run_sandbox(args: argparse.Namespace) -> int:
         state_file=args.state_file,
         seed_file=args.seed,
     )
-    print(f"Notion sandbox on http://{args.host}:{args.port} (tokens: {', '.join(config.tokens)})", flush=True)
-    run(config, args.host, args.port)
-    return 0
+    return serve("Notion sandbox", args, config.tokens, lambda: create_app(config))

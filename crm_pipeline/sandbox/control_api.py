@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_pipeline.emulation.bodies import parse_json_body
-from crm_pipeline.emulation.control import Latency, parse_fault
+from crm_pipeline.emulation.control import Latency
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
 
 from .control import FAULT_KINDS, notion_error
@@ -77,11 +77,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         }
 
     def faults(request: Request, body: Any) -> Any:
-        if request.method == "POST":
-            sandbox.faults.faults.append(parse_fault(body, FAULT_KINDS, "/v1/*"))
-        elif request.method == "DELETE":
-            sandbox.faults.faults.clear()
-        return {"faults": [fault.to_json() for fault in sandbox.faults.faults]}
+        return sandbox.faults.control(request.method, body, FAULT_KINDS, "/v1/*")
 
     def clock(request: Request, body: Any) -> Any:
         if request.method == "POST":
@@ -102,9 +98,7 @@ def control_routes(sandbox: Sandbox) -> list[Route]:
         return ws.clock.describe()
 
     def stats(request: Request, _: Any) -> Any:
-        if request.method == "DELETE":
-            sandbox.stats.clear()
-        return sandbox.stats.to_json()
+        return sandbox.stats.control(request.method)
 
     def human_create(_: Request, body: Any) -> Any:
         page = ws.create_page(ws.human, _object(body))

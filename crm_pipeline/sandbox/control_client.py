@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-import httpx
+from crm_pipeline.emulation.control_client import ControlClient
 
 
-class SandboxControl:
-    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=f"{base_url.rstrip('/')}/_sandbox", timeout=timeout)
+class SandboxControl(ControlClient):
+    """The Notion sandbox's controls. Fault kinds: 500, 502, 503, 504, 529, 409 or hang."""
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> SandboxControl:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        response = self._http.request(method, path, json=body)
-        response.raise_for_status()
-        result: dict[str, Any] = response.json()
-        return result
-
-    def reset(self) -> None:
-        """Empty workspace (re-seeded if the server has a seed), start-up settings, real clock, no faults."""
-        self._call("POST", "/reset")
+    prefix = "/_sandbox"
+    api_paths = "/v1/*"
 
     def configure(
         self,
@@ -52,49 +34,14 @@ class SandboxControl:
     def settings(self) -> dict[str, Any]:
         return self._call("GET", "/config")
 
-    def add_fault(
-        self,
-        kind: str,
-        *,
-        method: str = "*",
-        path: str = "/v1/*",
-        count: int = 1,
-        applied: bool = False,
-        hang_seconds: float = 0.0,
-    ) -> None:
-        """The next `count` requests matching method + fnmatch `path` get `kind` (500, 502, 503, 504,
-        529, 409 or hang). With `applied=True` the request is carried out first, then the answer lost."""
-        fault = {
-            "kind": kind,
-            "method": method,
-            "path": path,
-            "count": count,
-            "applied": applied,
-            "hang_seconds": hang_seconds,
-        }
-        self._call("POST", "/faults", fault)
-
     def faults(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/faults")["faults"])
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
-    def set_clock(self, moment: datetime) -> dict[str, Any]:
-        return self._call("POST", "/clock", {"set": moment.isoformat()})
-
-    def advance_clock(self, seconds: float) -> dict[str, Any]:
-        return self._call("POST", "/clock", {"advance_seconds": seconds})
-
     def real_clock(self) -> dict[str, Any]:
         return self._call("POST", "/clock", {"real": True})
-
-    def stats(self) -> dict[str, Any]:
-        """`{"total", "by_status": {"429": n}, "by_route": {"POST /v1/pages": {"200": n}}}`."""
-        return self._call("GET", "/stats")
-
-    def reset_stats(self) -> None:
-        self._call("DELETE", "/stats")
 
     def seed(self, document: dict[str, Any]) -> list[dict[str, Any]]:
         """Create databases from a seed document; returns their database and data source ids."""

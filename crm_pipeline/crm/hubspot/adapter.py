@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -22,9 +21,15 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from pydantic import SecretStr, ValidationError
-from pydantic_core import to_jsonable_python
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.adapter import (
+    AdapterCapabilities,
+    ChangeBatch,
+    CRMAdapter,
+    UpsertOutcome,
+    batch_ids,
+    snapshot_change,
+)
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.hubspot.api import (
     MAX_BATCH,
@@ -42,7 +47,6 @@ from crm_pipeline.crm.hubspot.client import (
     error_body,
     is_uncertain,
     status_of,
-    token_digest,
 )
 from crm_pipeline.crm.hubspot.errors import PipelineConfigError, RestoreUnsupportedError, WriteRefusedError
 from crm_pipeline.crm.hubspot.mapping import (
@@ -56,6 +60,7 @@ from crm_pipeline.crm.hubspot.mapping import (
     parse_time,
 )
 from crm_pipeline.crm.notion.adapter import activity_ref
+from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,
@@ -63,12 +68,10 @@ from crm_pipeline.models import (
     ContactCreate,
     ContactUpdate,
     ExternalOpportunityRead,
-    FieldChange,
     OpportunityCreate,
     OpportunityFilter,
     OpportunityRead,
     OpportunityUpdate,
-    RecordType,
 )
 
 logger = logging.getLogger("crm_pipeline.crm.hubspot")
@@ -324,12 +327,7 @@ class HubSpotAdapter(CRMAdapter):
         refuses fails alone: per-record errors come back in a 207, and a batch refused as a whole is
         split until the refusing record stands alone. The same id twice is a ValueError.
         """
-        keys = [str(r.id) for r in records if r.id is not None]
-        repeated = sorted(key for key, count in Counter(keys).items() if count > 1)
-        if repeated:
-            raise ValueError(
-                f"upsert_opportunities got the same id more than once ({', '.join(repeated)}); merge those records first"
-            )
+        batch_ids(records)
         stages = await self._stages()
         outcomes: dict[int, UpsertOutcome] = {}
         ready: list[tuple[int, str, dict[str, str]]] = []
@@ -535,7 +533,9 @@ class HubSpotAdapter(CRMAdapter):
         modified = await self._modified_since(max(0, epoch_ms(since - self.overlap)))
         latest = max(modified.values(), default=epoch_ms(since))
         records = await self._read(modified)
-        changes = sorted((self._change_record(r) for r in records), key=lambda c: c.changed_at)
+        changes = sorted(
+            (snapshot_change(self.tenant_id, r, self.property_map) for r in records), key=lambda c: c.changed_at
+        )
         mark = max(datetime.fromtimestamp(latest / 1000, tz=UTC), since)
         return ChangeBatch(changes, mark.isoformat(), list(self.read_errors))
 
@@ -596,9 +596,8 @@ class HubSpotAdapter(CRMAdapter):
         archived = [r for r in await self._list_all(archived=True) if r.archived_at and r.archived_at >= start]
         changes = []
         for record in archived:
-            change = self._change_record(record)
-            marked = {**change.changes, "archived_at": FieldChange(new=to_jsonable_python(record.archived_at))}
-            changes.append(change.model_copy(update={"changes": marked, "changed_at": record.archived_at}))
+            change = snapshot_change(self.tenant_id, record, [*self.property_map, "archived_at"])
+            changes.append(change.model_copy(update={"changed_at": record.archived_at}))
         latest = max((r.archived_at for r in archived if r.archived_at), default=since)
         return ChangeBatch(
             sorted(changes, key=lambda c: c.changed_at), max(latest, since).isoformat(), list(self.read_errors)
@@ -615,18 +614,6 @@ class HubSpotAdapter(CRMAdapter):
                 break
             after = page.after
         return await self._read(ids, archived=archived)
-
-    def _change_record(self, record: ExternalOpportunityRead) -> ChangeRecord:
-        return ChangeRecord(
-            tenant_id=self.tenant_id,
-            record_type=RecordType.OPPORTUNITY,
-            record_id=record.external_id,
-            sync_key=str(record.sync_key) if record.sync_key else None,
-            changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in self.property_map},
-            actor=record.last_edited_by,
-            changed_at=record.updated_at,
-            merged_ids=record.merged_ids,
-        )
 
     # --- records ------------------------------------------------------------------------------------
 

@@ -13,18 +13,18 @@ message text.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import json
 import logging
 import random
-import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import urllib3
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
 
 logger = logging.getLogger("crm_pipeline.crm.hubspot")
 
@@ -111,20 +111,12 @@ class _Budget:
             return await send()
 
 
-_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, RateLimit], _Budget]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def token_digest(token: str) -> str:
-    """What identifies an app's budget, so the token itself need not be kept around."""
-    return hashlib.sha256(token.encode()).hexdigest()
+_budgets: BudgetRegistry[RateLimit, _Budget] = BudgetRegistry(_Budget)
 
 
 def shared_budget(digest: str, limit: RateLimit) -> _Budget:
     """The app's budget on the running loop, shared by every adapter using its token."""
-    per_loop = _budgets.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault((digest, limit), _Budget(limit))
+    return _budgets.shared(digest, limit)
 
 
 # --- classifying failures -------------------------------------------------------------------------
@@ -189,6 +181,23 @@ def _retry_after(error: BaseException) -> float | None:
         return None
 
 
+def _wait(policy: RetryPolicy, error: BaseException, attempt_number: int) -> float:
+    status = status_of(error)
+    if status == RATE_LIMITED:
+        told = _retry_after(error)
+        if told is not None:
+            return told
+        window = policy.secondly_wait if _policy(error) == "SECONDLY" else policy.ten_second_wait
+        return window * random.uniform(0.5, 1.0)
+    if status == LOCKED:
+        return policy.locked_wait + random.uniform(0, policy.locked_wait)
+    return full_jitter(attempt_number, policy.initial_wait, policy.max_wait)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}, status {status_of(error)}, category {category_of(error)}, policy {_policy(error)}"
+
+
 class HubSpotCaller:
     """Runs SDK calls (in a worker thread) under the app's budget with tenacity retries."""
 
@@ -196,6 +205,14 @@ class HubSpotCaller:
         self._token_digest = token_digest
         self.policy = policy
         self.limit = limit
+        self._failures = Failures(
+            service="HubSpot",
+            logger=logger,
+            is_retryable=is_retryable,
+            is_uncertain=is_uncertain,
+            wait=functools.partial(_wait, policy),
+            describe=_describe,
+        )
 
     def __repr__(self) -> str:
         return f"HubSpotCaller(policy={self.policy!r}, limit={self.limit!r})"
@@ -214,57 +231,11 @@ class HubSpotCaller:
         exists; ``recover`` runs first and its non-None result is returned instead.
         """
         budget = shared_budget(self._token_digest, self.limit)
-        resend = idempotent or recover is not None
-        uncertain = False
-        retrying = AsyncRetrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: is_retryable(e) and (resend or not is_uncertain(e))),
+        return await call_with_retries(
+            lambda: budget.run(lambda: asyncio.to_thread(send), search=search),
+            self._failures,
+            max_attempts=self.policy.max_attempts,
             sleep=self.policy.sleep,
-            before_sleep=_log_retry,
-            reraise=True,
+            idempotent=idempotent,
+            recover=recover,
         )
-        async for attempt in retrying:
-            with attempt:
-                if uncertain and recover is not None:
-                    found = await recover()
-                    if found is not None:
-                        return found
-                try:
-                    return await budget.run(lambda: asyncio.to_thread(send), search=search)
-                except Exception as error:
-                    uncertain = is_uncertain(error)
-                    raise
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    def _stop(self, state: RetryCallState) -> bool:
-        return state.attempt_number >= self.policy.max_attempts
-
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if error is None:
-            return 0.0
-        status = status_of(error)
-        if status == RATE_LIMITED:
-            told = _retry_after(error)
-            if told is not None:
-                return told
-            window = self.policy.secondly_wait if _policy(error) == "SECONDLY" else self.policy.ten_second_wait
-            return window * random.uniform(0.5, 1.0)
-        if status == LOCKED:
-            return self.policy.locked_wait + random.uniform(0, self.policy.locked_wait)
-        return random.uniform(0, min(self.policy.max_wait, self.policy.initial_wait * 2 ** (state.attempt_number - 1)))
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    logger.info(
-        "HubSpot request failed (%s, status %s, category %s, policy %s); retry %d in %.2fs",
-        type(error).__name__,
-        status_of(error) if error else None,
-        category_of(error) if error else None,
-        _policy(error) if error else None,
-        state.attempt_number,
-        wait,
-    )

@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import logging
 import re
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,9 +24,15 @@ from uuid import UUID, uuid4
 
 import httpx
 from pydantic import SecretStr, ValidationError
-from pydantic_core import to_jsonable_python
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.adapter import (
+    AdapterCapabilities,
+    ChangeBatch,
+    CRMAdapter,
+    UpsertOutcome,
+    batch_ids,
+    snapshot_change,
+)
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
@@ -54,7 +59,6 @@ from crm_pipeline.crm.notion.client import (
     is_uncertain,
     load_sdk,
     status_of,
-    token_digest,
 )
 from crm_pipeline.crm.notion.errors import (
     DataSourceConfigError,
@@ -67,6 +71,7 @@ from crm_pipeline.crm.notion.paging import (
     query_all,
     timestamp_on_or_after,
 )
+from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,
@@ -74,12 +79,10 @@ from crm_pipeline.models import (
     ContactCreate,
     ContactUpdate,
     ExternalOpportunityRead,
-    FieldChange,
     OpportunityCreate,
     OpportunityFilter,
     OpportunityRead,
     OpportunityUpdate,
-    RecordType,
 )
 
 if TYPE_CHECKING:
@@ -351,12 +354,7 @@ class NotionAdapter(CRMAdapter):
         up in the trash too, so a deal trashed in Notion is reported, not created again. The same
         id twice in one batch is a ValueError before anything is sent (it would create two pages).
         """
-        keys = [str(record.id) for record in records if record.id is not None]
-        repeated = sorted(key for key, count in Counter(keys).items() if count > 1)
-        if repeated:
-            raise ValueError(
-                f"upsert_opportunities got the same id more than once ({', '.join(repeated)}); merge those records first"
-            )
+        keys = batch_ids(records)
         deals = await self._deals()
         await self._find_pages_by_keys(deals, keys, include_trash=True)
         return list(await asyncio.gather(*(self._upsert_one(deals, record) for record in records)))
@@ -406,7 +404,7 @@ class NotionAdapter(CRMAdapter):
         start = since - self.overlap
         pages = await self._query(deals, timestamp_on_or_after("last_edited_time", start))
         records = await self._to_opportunities(pages, deals)
-        changes = [self._change_record(record, deals) for record in records]
+        changes = [snapshot_change(self.tenant_id, record, deals.properties) for record in records]
         return sorted(changes, key=lambda change: change.changed_at)
 
     async def read_changes(self, cursor: str | None) -> ChangeBatch:
@@ -425,9 +423,7 @@ class NotionAdapter(CRMAdapter):
         pages = await self._query(deals, timestamp_on_or_after("last_edited_time", since - self.overlap), in_trash=True)
         trashed = []
         for record in await self._to_opportunities(pages, deals):
-            change = self._change_record(record, deals)
-            archived = {**change.changes, "archived_at": FieldChange(new=to_jsonable_python(record.archived_at))}
-            trashed.append(change.model_copy(update={"changes": archived}))
+            trashed.append(snapshot_change(self.tenant_id, record, [*deals.properties, "archived_at"]))
         return _change_batch(trashed, since, self.read_errors)
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
@@ -485,17 +481,6 @@ class NotionAdapter(CRMAdapter):
         assert deals.sync_key is not None
         await self._update_page(external_id, properties=sync_key_property(sync_key, deals.sync_key))
         self._page_by_key[str(sync_key)] = external_id
-
-    def _change_record(self, record: ExternalOpportunityRead, deals: _BoundSource) -> ChangeRecord:
-        return ChangeRecord(
-            tenant_id=self.tenant_id,
-            record_type=RecordType.OPPORTUNITY,
-            record_id=record.external_id,
-            sync_key=str(record.sync_key) if record.sync_key else None,
-            changes={name: FieldChange(new=to_jsonable_python(getattr(record, name))) for name in deals.properties},
-            actor=record.last_edited_by,
-            changed_at=record.updated_at,
-        )
 
     # --- contacts and activities --------------------------------------------------------------------
 

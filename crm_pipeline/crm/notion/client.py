@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
 import random
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +23,8 @@ from typing import TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
+
+from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
 
 logger = logging.getLogger("crm_pipeline.crm.notion")
 
@@ -82,14 +81,7 @@ class _Budget:
             return await send()
 
 
-_budgets: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, RateLimit], _Budget]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def token_digest(token: str) -> str:
-    """What identifies a token's budget, so the token itself need not be kept around."""
-    return hashlib.sha256(token.encode()).hexdigest()
+_budgets: BudgetRegistry[RateLimit, _Budget] = BudgetRegistry(_Budget)
 
 
 def shared_budget(digest: str, limit: RateLimit) -> _Budget:
@@ -98,11 +90,7 @@ def shared_budget(digest: str, limit: RateLimit) -> _Budget:
     Adapters with the same token and the same RateLimit share one budget (give every adapter of a
     token the same RateLimit); an aiolimiter bucket must not outlive its event loop.
     """
-    per_loop = _budgets.setdefault(asyncio.get_running_loop(), {})
-    key = (digest, limit)
-    if key not in per_loop:
-        per_loop[key] = _Budget(limit)
-    return per_loop[key]
+    return _budgets.shared(digest, limit)
 
 
 # --- classifying failures -------------------------------------------------------------------------
@@ -226,6 +214,26 @@ def _rate_limit_reason(error: BaseException) -> str | None:
 # --- the caller -----------------------------------------------------------------------------------
 
 
+def _gives_up(policy: RetryPolicy, error: BaseException) -> bool:
+    """A ``Retry-After`` longer than the policy sits out: the next sync pass resumes later."""
+    wait = retry_after_seconds(error)
+    return wait is not None and wait > policy.max_retry_after
+
+
+def _wait(policy: RetryPolicy, error: BaseException, attempt_number: int) -> float:
+    retry_after = retry_after_seconds(error)
+    if retry_after is not None:
+        return retry_after + random.uniform(0, policy.retry_after_jitter)
+    return full_jitter(attempt_number, policy.initial_wait, policy.max_wait)
+
+
+def _describe(error: BaseException) -> str:
+    reason = _rate_limit_reason(error)
+    return (
+        f"{type(error).__name__}, status {status_of(error)}, code {error_code(error)}{f', {reason}' if reason else ''}"
+    )
+
+
 class NotionCaller:
     """Runs SDK endpoint calls under the shared budget with tenacity retries."""
 
@@ -234,6 +242,15 @@ class NotionCaller:
         self.policy = policy
         self.limit = limit
         self._budget: _Budget | None = None
+        self._failures = Failures(
+            service="Notion",
+            logger=logger,
+            is_retryable=is_retryable,
+            is_uncertain=is_uncertain,
+            wait=functools.partial(_wait, policy),
+            describe=_describe,
+            give_up=functools.partial(_gives_up, policy),
+        )
 
     def __repr__(self) -> str:
         return f"NotionCaller(policy={self.policy!r}, limit={self.limit!r})"
@@ -256,57 +273,11 @@ class NotionCaller:
         A non-idempotent call (create, append) is sent again after an uncertain failure only when
         ``recover`` exists; ``recover`` runs first and its non-None result is returned instead.
         """
-        resend_blindly = idempotent or recover is not None
-        uncertain = False
-        retrying = AsyncRetrying(
-            stop=self._stop,
-            wait=self._wait,
-            retry=retry_if_exception(lambda e: is_retryable(e) and (resend_blindly or not is_uncertain(e))),
+        return await call_with_retries(
+            lambda: self.budget.run(send),
+            self._failures,
+            max_attempts=self.policy.max_attempts,
             sleep=self.policy.sleep,
-            before_sleep=_log_retry,
-            reraise=True,
+            idempotent=idempotent,
+            recover=recover,
         )
-        async for attempt in retrying:
-            with attempt:
-                if uncertain and recover is not None:
-                    found = await recover()
-                    if found is not None:
-                        return found
-                try:
-                    return await self.budget.run(send)
-                except Exception as error:
-                    uncertain = is_uncertain(error)
-                    raise
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
-
-    def _stop(self, state: RetryCallState) -> bool:
-        if state.attempt_number >= self.policy.max_attempts:
-            return True
-        error = state.outcome.exception() if state.outcome else None
-        wait = retry_after_seconds(error) if error else None
-        return wait is not None and wait > self.policy.max_retry_after
-
-    def _wait(self, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        retry_after = retry_after_seconds(error) if error else None
-        if retry_after is not None:
-            return retry_after + random.uniform(0, self.policy.retry_after_jitter)
-        ceiling = min(
-            self.policy.max_wait,
-            self.policy.initial_wait * 2 ** (state.attempt_number - 1),
-        )
-        return random.uniform(0, ceiling)
-
-
-def _log_retry(state: RetryCallState) -> None:
-    error = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    logger.info(
-        "Notion request failed (%s, status %s, code %s%s); retry %d in %.2fs",
-        type(error).__name__,
-        status_of(error) if error else None,
-        error_code(error) if error else None,
-        f", {reason}" if error and (reason := _rate_limit_reason(error)) else "",
-        state.attempt_number,
-        wait,
-    )
