@@ -114,16 +114,18 @@ def find_tenant(settings: Settings, tenant_id: str) -> TenantConnection:
     raise LookupError(f"tenant {tenant_id!r} is not configured in {tenants_file(settings)}")
 
 
+def tenant_toml(tenant: TenantConnection) -> str:
+    """One ``[[tenant]]`` table of the file (JSON strings are valid TOML basic strings)."""
+    lines = ["[[tenant]]"]
+    for name, value in tenant.model_dump(exclude_none=True).items():
+        lines.append(f"{name} = {json.dumps(value)}")
+    return "\n".join(lines)
+
+
 def save_tenants(path: Path, tenants: Sequence[TenantConnection]) -> None:
-    """Write the file as ``[[tenant]]`` tables (JSON strings are valid TOML basic strings)."""
-    blocks = []
-    for tenant in tenants:
-        lines = ["[[tenant]]"]
-        for name, value in tenant.model_dump(exclude_none=True).items():
-            lines.append(f"{name} = {json.dumps(value)}")
-        blocks.append("\n".join(lines))
+    """Write the file as ``[[tenant]]`` tables."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    path.write_text("\n\n".join(tenant_toml(tenant) for tenant in tenants) + "\n", encoding="utf-8")
 
 
 def add_tenant(settings: Settings, tenant: TenantConnection) -> Path:

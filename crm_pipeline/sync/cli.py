@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
@@ -39,25 +40,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
-def notion_adapter(settings: Settings, tenant_id: str) -> NotionAdapter:
-    """The configured Notion deals database, mapped for sync; the sandbox's Deals database when
-    no token is set."""
+def notion_connection(settings: Settings) -> tuple[str | SecretStr, str | None]:
+    """The Notion token and base URL of the settings: the sandbox's when no token is set."""
     if settings.notion_token is None:
-        return NotionAdapter(
-            DEFAULT_TOKEN,
-            settings.notion_database_id or DEMO_NOTION_DATABASE_ID,
-            data_source_id=settings.notion_data_source_id,
-            base_url=settings.notion_base_url or f"http://127.0.0.1:{settings.sandbox_port}",
-            tenant_id=tenant_id,
-            property_map=SYNCED_PROPERTY_MAP,
-        )
-    if not settings.notion_database_id:
+        return DEFAULT_TOKEN, settings.notion_base_url or f"http://127.0.0.1:{settings.sandbox_port}"
+    return settings.notion_token, settings.notion_base_url
+
+
+def notion_adapter(
+    settings: Settings, tenant_id: str, *, database_id: str | None = None, data_source_id: str | None = None
+) -> NotionAdapter:
+    """The configured Notion deals database (or ``database_id`` and its ``data_source_id``), mapped
+    for sync; the sandbox's Deals database when no token is set."""
+    if database_id is None:
+        database_id, data_source_id = settings.notion_database_id, settings.notion_data_source_id
+    if settings.notion_token is None:
+        database_id = database_id or DEMO_NOTION_DATABASE_ID
+    if not database_id:
         raise DataSourceConfigError("CRM_PIPELINE_NOTION_TOKEN is set but CRM_PIPELINE_NOTION_DATABASE_ID is not")
+    token, base_url = notion_connection(settings)
     return NotionAdapter(
-        settings.notion_token,
-        settings.notion_database_id,
-        data_source_id=settings.notion_data_source_id,
-        base_url=settings.notion_base_url,
+        token,
+        database_id,
+        data_source_id=data_source_id,
+        base_url=base_url,
         tenant_id=tenant_id,
         property_map=SYNCED_PROPERTY_MAP,
     )

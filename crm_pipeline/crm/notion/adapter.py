@@ -33,7 +33,7 @@ from crm_pipeline.crm.adapter import (
     batch_ids,
     snapshot_change,
 )
-from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
+from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.field_mapping import (
     NOTION_PROPERTY_MAP,
     SYNC_KEY,
@@ -58,6 +58,7 @@ from crm_pipeline.crm.notion.client import (
     is_retryable,
     is_uncertain,
     load_sdk,
+    sdk_client,
     status_of,
 )
 from crm_pipeline.crm.notion.errors import (
@@ -149,7 +150,7 @@ class NotionAdapter(CRMAdapter):
         timeout_s: float = 30.0,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._sdk = load_sdk()
+        load_sdk()  # a missing notion-client fails here, not at the first call
         self._token = token if isinstance(token, SecretStr) else SecretStr(token)
         self.database_id = database_id
         self.data_source_id = data_source_id
@@ -194,15 +195,12 @@ class NotionAdapter(CRMAdapter):
     def client(self) -> AsyncClient:
         """The notion_client.AsyncClient, built on first use (one per adapter)."""
         if self._client is None:
-            options: dict[str, Any] = {
-                "auth": self._token.get_secret_value(),
-                "retry": False,  # tenacity in NotionCaller owns every retry
-                "timeout_ms": int(self._timeout_s * 1000),
-                "logger": logging.getLogger("crm_pipeline.crm.notion.sdk"),
-            }
-            if self.base_url is not None:
-                options["base_url"] = self.base_url.rstrip("/")
-            self._client = self._sdk.AsyncClient(client=self._http_client, **options)
+            self._client = sdk_client(
+                self._token.get_secret_value(),
+                base_url=self.base_url,
+                timeout_s=self._timeout_s,
+                http_client=self._http_client,
+            )
         return self._client
 
     @property
@@ -266,6 +264,20 @@ class NotionAdapter(CRMAdapter):
         raise DataSourceConfigError(
             f"database {self.database_id} has {len(ids)} data sources ({listing}); pass data_source_id= to choose"
         )
+
+    async def schema_problems(self) -> list[PropertySchemaError]:
+        """Every mapped property (the Sync Key included) the deals data source lacks or has with
+        another type, as binding would report it; empty when the adapter can use the data source."""
+        ds_id = await self._pick_data_source()
+        self.data_source_id = ds_id
+        schema = (await self.api.retrieve_data_source(ds_id))["properties"]
+        problems = []
+        for field_name, prop in {**self._property_map, _SYNC_KEY_FIELD: SYNC_KEY}.items():
+            try:
+                resolve_property_ids({field_name: prop}, schema, self._bindings)
+            except PropertySchemaError as error:
+                problems.append(error)
+        return problems
 
     async def _bind(
         self,

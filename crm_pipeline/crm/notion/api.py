@@ -135,6 +135,15 @@ class NotionAPI:
     async def retrieve_database(self, database_id: str) -> Database:
         return await self._send(_DATABASE, "databases.retrieve", lambda: self.client.databases.retrieve(database_id))
 
+    async def create_database(self, body: Mapping[str, Any]) -> Database:
+        """Create a database (``parent``, ``title``, ``initial_data_source``). Never resent after an
+        uncertain failure: a second database could land beside the first."""
+
+        async def create() -> Database:
+            return _checked(_DATABASE, "databases.create", await self.client.databases.create(**body))
+
+        return await self._caller.call(create, idempotent=False)
+
     async def retrieve_data_source(self, data_source_id: str) -> DataSource:
         return await self._send(
             _DATA_SOURCE, "data_sources.retrieve", lambda: self.client.data_sources.retrieve(data_source_id)

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import ModuleType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 from aiolimiter import AsyncLimiter
+
+if TYPE_CHECKING:
+    from notion_client import AsyncClient
 
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
 
@@ -39,6 +42,22 @@ def load_sdk() -> ModuleType:
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     return notion_client
+
+
+def sdk_client(
+    token: str, *, base_url: str | None, timeout_s: float, http_client: httpx.AsyncClient | None = None
+) -> AsyncClient:
+    """A notion_client.AsyncClient that leaves every retry to ``NotionCaller`` (tenacity)."""
+    options: dict[str, object] = {
+        "auth": token,
+        "retry": False,
+        "timeout_ms": int(timeout_s * 1000),
+        "logger": logging.getLogger("crm_pipeline.crm.notion.sdk"),
+    }
+    if base_url is not None:
+        options["base_url"] = base_url.rstrip("/")
+    client: AsyncClient = load_sdk().AsyncClient(client=http_client, **options)
+    return client
 
 
 @dataclass(frozen=True)
