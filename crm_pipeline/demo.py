@@ -20,6 +20,7 @@ from crm_pipeline.models import (
     OpportunityFilter,
     OpportunityUpdate,
 )
+from crm_pipeline.sandbox import DEFAULT_TOKEN
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 
 _DEALS: tuple[tuple[str, str, str, str, str, str], ...] = (
@@ -62,6 +63,13 @@ async def seed_demo(repository: DealRepository, tenant_id: str) -> BulkUpsertRes
 # sandbox (the README's example, the Notion resource's default) finds the Deals database in both.
 DEMO_NOTION_DATABASE_ID = "2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 DEMO_NOTION_DATA_SOURCE_ID = "3b2c4d5e-6f70-4b8c-9dae-1f203a4b5c6d"
+
+
+def sandbox_notion(sandbox_port: int, database_id: str | None, base_url: str | None) -> tuple[str, str, str]:
+    """Token, database id and base URL of a Notion connection that has no token: the sandbox that
+    `crm-pipeline dev` serves on ``sandbox_port``, and its demo Deals database unless another is named."""
+    return DEFAULT_TOKEN, database_id or DEMO_NOTION_DATABASE_ID, base_url or f"http://127.0.0.1:{sandbox_port}"
+
 
 _SALES_TEAM = (
     {"name": "Maya Lindqvist", "email": "maya@sales.example"},

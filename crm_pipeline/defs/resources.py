@@ -28,8 +28,7 @@ from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.defs.tenants import TenantConnection, active_tenants, find_tenant
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
-from crm_pipeline.sandbox import DEFAULT_TOKEN
+from crm_pipeline.demo import sandbox_notion
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -122,14 +121,11 @@ class NotionConnector(CRMConnector):
         return int(self.requests_per_second * 60)
 
     def connect(self, tenant: TenantConnection, requests: RequestCount) -> NotionAdapter:
-        settings = get_settings()
         token = self.token or os.environ.get(tenant.token_env, "")
         base_url = self.base_url or tenant.base_url
         database_id = tenant.database_id
         if not token:
-            token = DEFAULT_TOKEN
-            database_id = database_id or DEMO_NOTION_DATABASE_ID
-            base_url = base_url or f"http://127.0.0.1:{settings.sandbox_port}"
+            token, database_id, base_url = sandbox_notion(get_settings().sandbox_port, database_id, base_url)
         elif not database_id:
             raise ValueError(
                 f"tenant {tenant.tenant_id!r} has a Notion token ({tenant.token_env}), so the sandbox is not used: "

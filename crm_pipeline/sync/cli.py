@@ -21,9 +21,8 @@ from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID
+from crm_pipeline.demo import sandbox_notion
 from crm_pipeline.models import SyncResult
-from crm_pipeline.sandbox import DEFAULT_TOKEN
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository, StoreError
 from crm_pipeline.sync.engine import SyncEngine
@@ -43,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def notion_connection(settings: Settings) -> tuple[str | SecretStr, str | None]:
     """The Notion token and base URL of the settings: the sandbox's when no token is set."""
     if settings.notion_token is None:
-        return DEFAULT_TOKEN, settings.notion_base_url or f"http://127.0.0.1:{settings.sandbox_port}"
+        token, _, base_url = sandbox_notion(settings.sandbox_port, None, settings.notion_base_url)
+        return token, base_url
     return settings.notion_token, settings.notion_base_url
 
 
@@ -55,7 +55,7 @@ def notion_adapter(
     if database_id is None:
         database_id, data_source_id = settings.notion_database_id, settings.notion_data_source_id
     if settings.notion_token is None:
-        database_id = database_id or DEMO_NOTION_DATABASE_ID
+        _, database_id, _ = sandbox_notion(settings.sandbox_port, database_id, None)
     if not database_id:
         raise DataSourceConfigError("CRM_PIPELINE_NOTION_TOKEN is set but CRM_PIPELINE_NOTION_DATABASE_ID is not")
     token, base_url = notion_connection(settings)
