@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable
 from html import escape
 from typing import Any
@@ -37,7 +36,6 @@ EDITABLE_TYPES = frozenset(
     ("title", "rich_text", "number", "select", "status", "multi_select", "date", "checkbox")
     + ("email", "url", "phone_number", "people")
 )
-_INTEGER = re.compile(r"[+-]?\d+")
 Form = dict[str, list[str]]  # field name -> its values, as a browser posts them
 logger = logging.getLogger(__name__)
 
@@ -62,7 +60,7 @@ def ui_url(base_url: str) -> str:
 def ui_routes(sandbox: Sandbox) -> list[Route]:
     ws = sandbox.workspace
 
-    def html(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def as_html(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
         """Any error becomes a page saying it (a 404 for an unknown id, a 400 for bad input)."""
 
         async def serve(request: Request) -> Response:
@@ -109,11 +107,11 @@ def ui_routes(sandbox: Sandbox) -> list[Route]:
 
     return [
         Route(UI_PATH.rstrip("/"), to_index, methods=["GET"]),
-        Route(UI_PATH, html(index), methods=["GET"]),
-        Route(f"{UI_PATH}data_sources/{{data_source_id}}", html(data_source), methods=["GET"]),
-        Route(f"{UI_PATH}pages/{{page_id}}/edit", html(edit), methods=["GET"]),
-        Route(f"{UI_PATH}pages/{{page_id}}", html(save), methods=["POST"]),
-        Route(f"{UI_PATH}{{rest:path}}", html(unknown), methods=["GET", "POST"]),
+        Route(UI_PATH, as_html(index), methods=["GET"]),
+        Route(f"{UI_PATH}data_sources/{{data_source_id}}", as_html(data_source), methods=["GET"]),
+        Route(f"{UI_PATH}pages/{{page_id}}/edit", as_html(edit), methods=["GET"]),
+        Route(f"{UI_PATH}pages/{{page_id}}", as_html(save), methods=["POST"]),
+        Route(f"{UI_PATH}{{rest:path}}", as_html(unknown), methods=["GET", "POST"]),
     ]
 
 
@@ -210,13 +208,16 @@ def _write(prop: PropertySchema, form: Form, page: Page) -> dict[str, Any]:
 
 
 def _number(text: str) -> Any:
+    """A JSON number as the API would receive it (a double; whole ones written as integers)."""
     if not text:
         return None
     try:
-        number = int(text) if _INTEGER.fullmatch(text) else float(text)
+        number = float(text)
     except ValueError:
         return text
-    return number if math.isfinite(number) else text
+    if not math.isfinite(number):
+        return text
+    return int(number) if number.is_integer() and abs(number) < 2**53 else number
 
 
 def _number_text(value: Any) -> str:
@@ -317,8 +318,7 @@ def _shown(ws: Workspace, rendered: dict[str, Any]) -> str:
     if kind == "number":
         return _number_text(value)
     if kind == "unique_id":
-        number = "" if value["number"] is None else str(value["number"])
-        return f"{value['prefix']}-{number}" if value["prefix"] else number
+        return f"{value['prefix']}-{value['number']}" if value["prefix"] else str(value["number"])
     if kind in ("formula", "rollup"):
         return _shown(ws, value)
     if kind == "array":

@@ -165,6 +165,7 @@ FORM_WRITES: list[tuple[str, dict[str, str | list[str]], Any]] = [
     ("Notes", {"value": "Call on Monday"}, ["Call on Monday"]),
     ("Notes", {"value": ""}, []),
     ("Value", {"value": "-7"}, -7),
+    ("Value", {"value": " 1.5e3 "}, 1500),
     ("Value", {"value": ""}, None),
     ("Stage", {"value": "Won"}, "Won"),
     ("Stage", {"value": "Churn risk"}, "Churn risk"),  # a new option, as typing one in Notion makes it
@@ -239,6 +240,12 @@ async def test_people_are_chosen_among_the_workspace_users(
             {"value": "twelve"},
             "body failed validation: body.properties.Value.number should be a number or `null`, instead was `&quot;twelve&quot;`.",
             'name="value" value="twelve"',
+        ),
+        (  # beyond a double: what a JSON body could not carry either
+            "Value",
+            {"value": "1e400"},
+            "body failed validation: body.properties.Value.number should be a number or `null`, instead was `&quot;1e400&quot;`.",
+            'name="value" value="1e400"',
         ),
         (
             "Close",
