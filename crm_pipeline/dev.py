@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import URL
 
 from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, agent_step, demo_notion_seed, seed_demo
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread, ui_url
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -164,6 +164,7 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
             with SandboxControl(sandbox.base_url) as control:
                 control.seed(demo_notion_seed())
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
+        logger.info("edit the deals there as a person, in the browser: %s", ui_url(sandbox.base_url))
         yield {
             "CRM_PIPELINE_NOTION_TOKEN": DEFAULT_TOKEN,
             "CRM_PIPELINE_NOTION_DATABASE_ID": DEMO_NOTION_DATABASE_ID,

@@ -146,6 +146,10 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
             headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
         )
         assert deals.status_code == 200
+        page = f"http://127.0.0.1:{sandbox_port}/ui/"
+        assert page in (tmp_path / "dev.log").read_text()
+        edit_page = httpx.get(page)
+        assert edit_page.status_code == 200 and f"data_sources/{DEMO_NOTION_DATA_SOURCE_ID}" in edit_page.text
         family = _descendants(dev.pid)
     finally:
         dev.send_signal(signal.SIGTERM)

@@ -3,5 +3,15 @@
 from .config import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig
 from .control_client import SandboxControl
 from .server import RunningSandbox, serve_in_thread
+from .ui import UI_PATH, ui_url
 
-__all__ = ["DEFAULT_TOKEN", "NOTION_VERSION", "RunningSandbox", "SandboxConfig", "SandboxControl", "serve_in_thread"]
+__all__ = [
+    "DEFAULT_TOKEN",
+    "NOTION_VERSION",
+    "RunningSandbox",
+    "SandboxConfig",
+    "SandboxControl",
+    "UI_PATH",
+    "serve_in_thread",
+    "ui_url",
+]

@@ -12,7 +12,6 @@ from starlette.routing import Route
 
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
-from .properties import plain_text
 from .query import MAX_PAGE_SIZE, Viewer, page_size_of, paginate
 from .render import (
     block_json,
@@ -21,6 +20,7 @@ from .render import (
     list_json,
     page_json,
     page_text,
+    page_title,
 )
 from .runtime import Call, Handler, Sandbox
 
@@ -91,7 +91,7 @@ def search(call: Call) -> Any:
             page
             for ds in ws.data_sources.values()
             for page in ds.pages.values()
-            if page.in_trash == in_trash and folded in _title(ds, page).casefold()
+            if page.in_trash == in_trash and folded in page_title(ds, page).casefold()
         ]
     found.sort(key=lambda item: item.edited_ms, reverse=descending)
     results, next_cursor = paginate(
@@ -140,10 +140,6 @@ def _search_descending(raw: Any) -> bool:
     ):
         raise body_validation("body.sort", 'should be `{timestamp: "last_edited_time", direction}`', raw)
     return bool(direction == "descending")
-
-
-def _title(ds: DataSource, page: Page) -> str:
-    return plain_text(page.values.get(ds.title_property().id, []))
 
 
 def get_database(call: Call) -> Any:

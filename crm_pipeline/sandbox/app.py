@@ -1,4 +1,5 @@
-"""The Starlette app: Notion's `/v1` routes over the workspace, and the `/_sandbox` control surface."""
+"""The Starlette app: Notion's `/v1` routes over the workspace, the `/_sandbox` control surface, and
+the `/ui/` pages where a person edits the workspace (its "Notion UI")."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from .config import SandboxConfig
 from .control_api import control_routes
 from .errors import invalid_url
 from .runtime import Sandbox, SaveFailed, error_response
+from .ui import ui_routes
 
 
 async def _unknown_path(request: Request) -> Response:
@@ -37,7 +39,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             with contextlib.suppress(SaveFailed):  # logged; nothing more can be done at shutdown
                 sandbox.save_if_changed()
 
-    routes = api_routes(sandbox) + control_routes(sandbox)
+    routes = api_routes(sandbox) + control_routes(sandbox) + ui_routes(sandbox)
     routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox

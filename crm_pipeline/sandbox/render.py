@@ -20,11 +20,15 @@ def notion_url(title: str, object_id: str) -> str:
     return f"https://app.notion.com/p/{slug}-{compact}" if slug else f"https://app.notion.com/p/{compact}"
 
 
+def page_title(ds: DataSource, page: Page) -> str:
+    return plain_text(page.values.get(ds.title_property().id, []))
+
+
 def page_json(ds: DataSource, page: Page, users: Mapping[str, User], only: set[str] | None = None) -> dict[str, Any]:
     properties = {
         prop.name: render_value(prop, page, users) for prop in ds.properties.values() if only is None or prop.id in only
     }
-    title = plain_text(page.values.get(ds.title_property().id, []))
+    title = page_title(ds, page)
     return {
         "object": "page",
         "id": page.id,
