@@ -104,10 +104,11 @@ class SyncEngine:
     # --- the plan's API -----------------------------------------------------------------------
 
     async def run_pass(self) -> SyncResult:
-        """One whole pass: the stages below in one call, under one lock held from the reads to
-        the moved watermarks (so no freshness check is needed), within one time budget that the
-        reads count against. Returns at once, ``skipped``, when another pass of the tenant holds
-        the lock."""
+        """One whole pass: the stages below under one lock, held from the reads to the moved
+        watermarks (so nothing can go stale), within one time budget the reads count against.
+        The decisions are written whole, in one executor run (``write_outbound`` and
+        ``write_inbound`` write its two halves), so each record's push and pull land together.
+        Returns at once, ``skipped``, when another pass of the tenant holds the lock."""
         if self.external is None:
             return SyncResult()
         async with self.status.pass_lock() as acquired:
@@ -192,12 +193,12 @@ class SyncEngine:
         return change.model_copy(update={"changes": {k: v for k, v in change.changes.items() if k in winning}})
 
     # --- the stages of a pass -----------------------------------------------------------------
-    # ``run_pass`` runs them under one lock; the Dagster asset graph runs each as a step of its own,
-    # where each writing stage takes the lock itself and first checks that no other pass moved the
-    # watermarks since the reads (else the decisions are stale and the next run decides again). The
-    # watermarks move only once both writing stages are done: a run stopped between two stages
-    # leaves the next run to read, decide and finish the same changes (writes already made read
-    # back as equal and are only recorded).
+    # ``run_pass`` runs them under one lock. The Dagster asset graph runs each as a step of its own
+    # (within a time budget each), where each writing stage takes the lock itself and first checks
+    # that no other pass moved the watermarks since the reads (else the decisions are stale and the
+    # next run decides again). The watermarks move only once both writing stages are done: a run
+    # stopped between two stages leaves the next run to read, decide and finish the same changes
+    # (writes already made read back as equal and are only recorded).
 
     async def read_primary(self) -> SideChanges:
         """Every opportunity and activity change after the outbound watermark, and the cursor after them."""
