@@ -13,8 +13,8 @@ from crm_pipeline.defs.assets.sync import inbound_sync
 from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
-from crm_pipeline.defs.staged import Decisions, SideChanges
 from crm_pipeline.sync.merge import comparable
+from crm_pipeline.sync.stages import Decisions, SideChanges
 from crm_pipeline.sync.status import Direction
 
 ERROR_LEDGER_THRESHOLD = 10

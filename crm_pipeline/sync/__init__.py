@@ -3,7 +3,9 @@
 The pure merge core (``decide`` settles every (record, field) by the decision table of
 docs/sync-rules.md, over whole columns; ``decide_record`` does one record with the same code), the
 pure planner over it, the executor that writes plans, the status store in PostgreSQL, and
-``SyncEngine``, which runs a pass with them.
+``SyncEngine``, which runs a pass with them, whole (``run_pass``) or stage by stage (the values
+the stages hand each other: ``SideChanges``, ``Decisions``; a writing stage whose decisions went
+stale raises ``PassRefusedError``).
 """
 
 from crm_pipeline.sync.engine import SyncEngine
@@ -20,15 +22,21 @@ from crm_pipeline.sync.model import (
 )
 from crm_pipeline.sync.planner import PassPlan, RecordPlan, RecordState, plan_records
 from crm_pipeline.sync.rules import CONDITIONS, DECISION_TABLE, TableRow, TimeOrder, When
+from crm_pipeline.sync.stages import INBOUND_PARTS, OUTBOUND_PARTS, Decisions, PassRefusedError, SideChanges
 from crm_pipeline.sync.status import AuditEntry, Direction, LedgerEntry, SyncStatus
 
 __all__ = [
     "AuditEntry",
+    "Decisions",
     "Direction",
+    "INBOUND_PARTS",
     "LedgerEntry",
+    "OUTBOUND_PARTS",
     "PassPlan",
+    "PassRefusedError",
     "RecordPlan",
     "RecordState",
+    "SideChanges",
     "SyncEngine",
     "SyncStatus",
     "plan_records",

@@ -1,30 +1,35 @@
 """SyncEngine: two-way, field-level sync of the deal store with one external CRM.
 
-A pass reads what changed on each side since its watermarks, lets ``PassReader`` read the touched
-records and ask the planner (pure, one ``decide`` over every field of every touched record) what
-to write, and lets the executor write it. All state (links, bases, watermarks, the error ledger, the audit log) lives in PostgreSQL
-(``SyncStatus``), so a new process continues exactly where the last one stopped; one pass per
-tenant runs at a time. See docs/sync-rules.md for the rules and docs/architecture.md for the shape.
+A pass is a few public stages: ``read_primary`` and ``read_external`` read what changed on each
+side since its watermark; ``decide`` lets ``PassReader`` read the touched records and ask the
+planner (pure, one ``decide`` over every field of every touched record) what to write;
+``write_outbound`` and ``write_inbound`` let the executor write it, and the second moves the
+watermarks. ``run_pass`` is those stages under one lock; the Dagster asset graph runs each as a
+step of its own. All state (links, bases, watermarks, the error ledger, the audit log) lives in
+PostgreSQL (``SyncStatus``), so a new process continues exactly where the last one stopped; one
+pass per tenant writes at a time. See docs/sync-rules.md for the rules and docs/architecture.md for the shape.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
-from crm_pipeline.crm.adapter import ChangeBatch, CRMAdapter
-from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import Actor, ChangeRecord, FieldChange, RecordType, SyncResult
-from crm_pipeline.sync.executor import Executor
+from crm_pipeline.sync.executor import Executor, Tally
 from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
+from crm_pipeline.sync.stages import Decisions, PassRefusedError, SideChanges
 from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus
 
 __all__ = ["SyncEngine"]
@@ -99,41 +104,28 @@ class SyncEngine:
     # --- the plan's API -----------------------------------------------------------------------
 
     async def run_pass(self) -> SyncResult:
-        """One whole pass: the primary's changes since the outbound cursor and the external
-        side's since the inbound watermark, decided together, written, and both watermarks moved.
+        """One whole pass: the stages below under one lock, held from the reads to the moved
+        watermarks (so nothing can go stale), within one time budget the reads count against.
+        The decisions are written whole, in one executor run (``write_outbound`` and
+        ``write_inbound`` write its two halves), so each record's push and pull land together.
         Returns at once, ``skipped``, when another pass of the tenant holds the lock."""
         if self.external is None:
             return SyncResult()
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
-            deadline = time.monotonic() + self.time_budget_seconds  # the reads count against it too
-            outbound, primary_changes, batch, trash = await self._read_both()
-            changes = batch.changes + (trash.changes if trash else [])
-            unreadable = batch.unreadable + (trash.unreadable if trash else [])
-            reconcile = await self._reconcile_slice()
-            result = await self._sync(
-                primary_changes, changes, unreadable=unreadable, reconcile=reconcile, deadline=deadline
-            )
-            if reconcile:
-                await self.status.set_watermark(Direction.RECONCILE, _slice_end(reconcile, self.reconcile_per_pass))
-            await self.status.set_watermark(Direction.OUTBOUND, outbound)
-            await self.status.set_watermark(Direction.INBOUND, batch.cursor)
-            if trash is not None:
-                await self.status.set_watermark(Direction.TRASH, trash.cursor)
-            self._last_sync = datetime.now(UTC)
-            return result
+            deadline = time.monotonic() + self.time_budget_seconds
+            decisions = await self.decide(await self.read_primary(), await self.read_external())
+            tally = await self._execute(decisions.plan, decisions.primary.changes, deadline=deadline)
+            await self._finish(decisions, [*tally.failures, *tally.deferred])
+            return tally.result()
 
     async def plan(self) -> PassPlan:
         """What ``run_pass`` would do now (create, update, which conflicts it would decide),
         writing nothing: no write to either side, no state, no watermark moved."""
         if self.external is None:
             return PassPlan()
-        _, primary_changes, batch, trash = await self._read_both()
-        changes = batch.changes + (trash.changes if trash else [])
-        plan = await self._reader().plan(primary_changes, changes, reconcile=await self._reconcile_slice())
-        plan.failures += unreadable_entries(batch.unreadable + (trash.unreadable if trash else []))
-        return plan
+        return (await self.decide(await self.read_primary(), await self.read_external())).plan
 
     async def sync_outbound(self, changes: Sequence[ChangeRecord]) -> SyncResult:
         """Sync the records these primary changes touch; their external records are read afresh,
@@ -143,7 +135,7 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
-            return await self._sync(changes, [], read_external=True)
+            return await self._sync(await self._plan(changes, [], read_external=True), changes)
 
     async def sync_inbound(self) -> SyncResult:
         """Pull the external changes since the inbound watermark (deciding them against the
@@ -153,13 +145,14 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
-            _, pending = await self._primary_feed()
+            pending = (await self.read_primary()).changes
             inbound = await self.status.watermark(Direction.INBOUND)
             batch = await self.external.read_changes(inbound[0] if inbound else None)
             touched = {change.record_id for change in batch.changes}
             links = await self.status.links_by_external(touched)
             related = [change for change in pending if UUID(change.record_id) in set(links.values())]
-            result = await self._sync(related, batch.changes, only_touched=True, unreadable=batch.unreadable)
+            plan = await self._plan(related, batch.changes, batch.unreadable, only_touched=True)
+            result = await self._sync(plan, related)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
             return result
@@ -199,57 +192,147 @@ class SyncEngine:
         winning = {d.field for d in decisions if d.winner is side and d.outcome is not Outcome.NOTHING}
         return change.model_copy(update={"changes": {k: v for k, v in change.changes.items() if k in winning}})
 
-    # --- one pass -----------------------------------------------------------------------------
+    # --- the stages of a pass -----------------------------------------------------------------
+    # ``run_pass`` runs them under one lock. The Dagster asset graph runs each as a step of its own
+    # (within a time budget each), where each writing stage takes the lock itself and first checks
+    # that no other pass moved the watermarks since the reads (else the decisions are stale and the
+    # next run decides again). The watermarks move only once both writing stages are done: a run
+    # stopped between two stages leaves the next run to read, decide and finish the same changes
+    # (writes already made read back as equal and are only recorded).
 
-    async def _read_both(self) -> tuple[str, list[ChangeRecord], ChangeBatch, ChangeBatch | None]:
-        """The primary's changes (and the cursor after them), the external side's, and its
-        trash when a check is due (every ``trash_check_seconds``: it costs a request of its own)."""
-        assert self.external is not None
-        outbound, primary_changes = await self._primary_feed()
-        inbound = await self.status.watermark(Direction.INBOUND)
-        batch = await self.external.read_changes(inbound[0] if inbound else None)
-        trash_mark = await self.status.watermark(Direction.TRASH)
-        due = trash_mark is None or datetime.now(UTC) - trash_mark[1] >= timedelta(seconds=self.trash_check_seconds)
-        trash = await self.external.read_trashed(trash_mark[0] if trash_mark else None) if due else None
-        return outbound, primary_changes, batch, trash
-
-    async def _primary_feed(self) -> tuple[str, list[ChangeRecord]]:
-        """Every opportunity and activity change after the outbound cursor, and the cursor after them."""
+    async def read_primary(self) -> SideChanges:
+        """Every opportunity and activity change after the outbound watermark, and the cursor after them."""
         stored = await self.status.watermark(Direction.OUTBOUND)
-        cursor = stored[0] if stored else None
-        changes: list[ChangeRecord] = []
+        since = stored[0] if stored else None
+        cursor, changes = since, []
         while True:
             batch = await self.primary.read_changes(cursor)
             changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
             if batch.cursor == cursor or not batch.changes:
-                return batch.cursor, changes
+                return SideChanges(Direction.OUTBOUND, since, batch.cursor, changes)
             cursor = batch.cursor
 
-    async def _sync(
+    async def read_external(self, *, refuse_on_drift: bool = False) -> SideChanges:
+        """The external changes since the inbound watermark, and its trash when a check is due
+        (every ``trash_check_seconds``: it costs a request of its own).
+
+        A schema that no longer fits the map raises ``PropertySchemaError``; with
+        ``refuse_on_drift`` it reads as no changes with ``schema_error`` set instead, and the
+        writing stages refuse to write what is decided on it."""
+        assert self.external is not None
+        stored = await self.status.watermark(Direction.INBOUND)
+        since = stored[0] if stored else None
+        try:
+            batch = await self.external.read_changes(since)
+            mark = await self.status.watermark(Direction.TRASH)
+            due = mark is None or datetime.now(UTC) - mark[1] >= timedelta(seconds=self.trash_check_seconds)
+            trash = await self.external.read_trashed(mark[0] if mark else None) if due else None
+        except PropertySchemaError as error:
+            if not refuse_on_drift:
+                raise
+            return SideChanges(Direction.INBOUND, since, since or "", [], schema_error=str(error))
+        return SideChanges(
+            Direction.INBOUND,
+            since,
+            batch.cursor,
+            batch.changes + (trash.changes if trash else []),
+            batch.unreadable + (trash.unreadable if trash else []),
+            trash_cursor=trash.cursor if trash else None,
+        )
+
+    async def decide(self, primary: SideChanges, external: SideChanges) -> Decisions:
+        """The pass's plan: the planner over both reads and the reconciliation slice due, if any;
+        writes nothing."""
+        reconcile = await self._reconcile_slice()
+        plan = await self._plan(primary.changes, external.changes, external.unreadable, reconcile=reconcile)
+        until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
+        return Decisions(plan, primary, external, until)
+
+    async def write_outbound(self, decisions: Decisions) -> Tally:
+        """The external side's writes (``Decisions.outbound``): links, sync keys, creates,
+        deletes, duplicates, pushed fields (with their bases and audit entries) and the agent's
+        new activities. Its failures go to the ledger with the inbound stage's (a pull recorded
+        there would otherwise clear a failed push's entry of the same record)."""
+        async with self._writing(decisions):
+            return await self._execute(decisions.outbound(), decisions.primary.changes)
+
+    async def write_inbound(self, decisions: Decisions, outbound_failures: Sequence[LedgerEntry]) -> SyncResult:
+        """The deal store's writes (``Decisions.inbound``): adopted records and pulled fields;
+        then every failure of the pass goes to the ledger and the watermarks move."""
+        async with self._writing(decisions):
+            tally = await self._execute(decisions.inbound(), [])
+            await self._finish(decisions, [*outbound_failures, *tally.failures, *tally.deferred])
+        tally.conflicts = decisions.conflicts
+        return tally.result()
+
+    @asynccontextmanager
+    async def _writing(self, decisions: Decisions) -> AsyncIterator[None]:
+        """The tenant's pass lock for a writing stage, once its decisions are known to be current."""
+        if decisions.external.schema_error:
+            raise PassRefusedError(
+                f"nothing is written while the schema does not fit: {decisions.external.schema_error}"
+            )
+        async with self.status.pass_lock() as acquired:
+            if not acquired:
+                raise PassRefusedError(f"another pass of tenant {self.status.tenant_id!r} is running")
+            for side in (decisions.primary, decisions.external):
+                stored = await self.status.watermark(side.direction)
+                if (stored[0] if stored else None) != side.since:
+                    raise PassRefusedError(
+                        f"the {side.direction} watermark moved since this run read its changes: "
+                        "another pass synced them, the next run decides again"
+                    )
+            yield
+
+    async def _finish(self, decisions: Decisions, failures: Sequence[LedgerEntry]) -> None:
+        """Record the pass's failures, then move the watermarks past what it synced."""
+        await self.status.record_errors(failures)
+        if decisions.reconciled_until is not None:
+            await self.status.set_watermark(Direction.RECONCILE, decisions.reconciled_until)
+        await self.status.set_watermark(Direction.OUTBOUND, decisions.primary.cursor)
+        await self.status.set_watermark(Direction.INBOUND, decisions.external.cursor)
+        if decisions.external.trash_cursor is not None:
+            await self.status.set_watermark(Direction.TRASH, decisions.external.trash_cursor)
+        self._last_sync = datetime.now(UTC)
+
+    # --- planning and writing -----------------------------------------------------------------
+
+    async def _plan(
         self,
         primary_changes: Sequence[ChangeRecord],
         external_changes: Sequence[ChangeRecord],
+        unreadable: Sequence[FieldMappingError] = (),
         *,
         read_external: bool = False,
         only_touched: bool = False,
-        unreadable: Sequence[FieldMappingError] = (),
         reconcile: Mapping[UUID, str] | None = None,
-        deadline: float | None = None,
-    ) -> SyncResult:
-        """Plan the records these changes touch, then carry the plan out within the time budget
-        (``deadline``, a ``time.monotonic()``; by default the budget from now)."""
-        assert self.external is not None
-        deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
+    ) -> PassPlan:
+        """The plan of the records these changes touch (see ``PassReader.plan``), with the
+        records that could not be read."""
         plan = await self._reader().plan(
             primary_changes,
             external_changes,
             read_external=read_external,
             only_touched=only_touched,
-            reconcile=reconcile or {},
+            reconcile=reconcile,
         )
         plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
+        return plan
+
+    async def _execute(
+        self, plan: PassPlan, primary_changes: Sequence[ChangeRecord], *, deadline: float | None = None
+    ) -> Tally:
+        """Queue the activities these primary changes created, then carry the plan out within
+        the time budget (``deadline``, a ``time.monotonic()``; by default the budget from now)."""
+        assert self.external is not None
+        deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
         await self.status.queue_activities(_new_activities(primary_changes))
-        tally = await Executor(self.external, self.status, deadline=deadline).run(plan)
+        return await Executor(self.external, self.status, deadline=deadline).run(plan)
+
+    async def _sync(self, plan: PassPlan, primary_changes: Sequence[ChangeRecord]) -> SyncResult:
+        """``sync_outbound``'s and ``sync_inbound``'s writes: the plan carried out, its failures
+        to the ledger; no watermark moves."""
+        tally = await self._execute(plan, primary_changes)
         await self.status.record_errors(tally.failures + tally.deferred)
         return tally.result()
 

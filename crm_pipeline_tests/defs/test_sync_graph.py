@@ -4,7 +4,6 @@ sync writes, what each materialization reports, and which checks pass."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,11 +15,9 @@ from crm_pipeline.definitions import defs
 from crm_pipeline.defs.assets.reconcile import reconciled_deals
 from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
 from crm_pipeline.defs.assets.sync import inbound_sync, outbound_sync
-from crm_pipeline.defs.staged import INBOUND_PARTS, OUTBOUND_PARTS
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import SyncStatus
-from crm_pipeline.sync.planner import PassPlan, RecordPlan
 from crm_pipeline_tests.defs.conftest import TenantWorld, check_results, deals_database, metadata, sync_tenant
 
 pytestmark = pytest.mark.integration
@@ -134,16 +131,6 @@ async def test_a_drifted_schema_blocks_every_write(
     assert result.asset_materializations_for_node("outbound_sync") == []
     assert result.asset_materializations_for_node("inbound_sync") == []
     assert world.pages() == []
-
-
-def test_every_part_of_a_pass_plan_is_written_by_one_of_the_two_steps() -> None:
-    """The steps split the engine's plan by name: a part the engine adds must be routed here, or
-    a staged pass would silently drop it."""
-    parts = {f.name for f in dataclasses.fields(PassPlan)}
-    assert OUTBOUND_PARTS.isdisjoint(INBOUND_PARTS)
-    assert parts == OUTBOUND_PARTS | INBOUND_PARTS | {"records"}
-    record_parts = {f.name for f in dataclasses.fields(RecordPlan)}
-    assert record_parts == {"record_id", "external_id", "push", "pull", "base", "audit", "conflicts"}
 
 
 async def test_a_run_stopped_after_the_outbound_writes_is_finished_by_the_next(

@@ -7,8 +7,8 @@ import dagster as dg
 from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
-from crm_pipeline.defs.staged import Decisions, SideChanges
 from crm_pipeline.sync.model import Outcome
+from crm_pipeline.sync.stages import Decisions, SideChanges
 
 
 @dg.op

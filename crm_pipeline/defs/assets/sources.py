@@ -2,12 +2,10 @@
 
 import dagster as dg
 
-from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.defs.assets.tenant_pass import changes_table, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
-from crm_pipeline.defs.staged import SideChanges
-from crm_pipeline.sync.status import Direction
+from crm_pipeline.sync.stages import SideChanges
 
 
 def _metadata(tenant_id: str, read: SideChanges) -> dict[str, dg.MetadataValue]:
@@ -44,12 +42,7 @@ async def notion_pages(
     """The external CRM's deal changes since the inbound watermark. A drifted schema reads as no
     changes and fails the blocking schema check, which stops every write."""
     run = tenant_pass(context.partition_key, deal_store, crm, tenants)
-    try:
-        read = await run.sync.read_external()
-    except PropertySchemaError as error:
-        stored = await run.sync.status.watermark(Direction.INBOUND)
-        since = stored[0] if stored else None
-        read = SideChanges(Direction.INBOUND, since, since or "", [], schema_error=str(error))
+    read = await run.sync.read_external(refuse_on_drift=True)
     metadata = {
         **_metadata(context.partition_key, read),
         "unreadable": dg.MetadataValue.int(len(read.unreadable)),

@@ -5,7 +5,7 @@ import dagster as dg
 from crm_pipeline.defs.assets.tenant_pass import result_metadata, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
-from crm_pipeline.defs.staged import Decisions
+from crm_pipeline.sync.stages import Decisions
 from crm_pipeline.sync.status import LedgerEntry
 
 

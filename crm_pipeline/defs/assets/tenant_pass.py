@@ -1,4 +1,4 @@
-"""Opening a staged sync pass for the run's tenant, and what every sync asset reports."""
+"""Opening a sync pass for the run's tenant, and what every sync asset reports."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pandas as pd
 
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, RequestCount, TenantsResource
-from crm_pipeline.defs.staged import StagedSync
 from crm_pipeline.models import ChangeRecord, SyncResult
+from crm_pipeline.sync import SyncEngine
 
 
 @dataclass
 class TenantPass:
     tenant_id: str
-    sync: StagedSync
+    sync: SyncEngine
     requests: RequestCount
     budget_per_minute: int
     requests_before: int = 0
@@ -36,10 +36,10 @@ class TenantPass:
 def tenant_pass(
     tenant_id: str, deal_store: DealStoreResource, crm: CRMConnectionResource, tenants: TenantsResource
 ) -> TenantPass:
-    """The tenant's staged sync over the deal store and its external CRM (open for the run)."""
+    """The tenant's sync engine over the deal store and its external CRM (open for the run)."""
     tenant = tenants.get(tenant_id)
     external, requests = crm.open(tenant)
-    sync = StagedSync(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
+    sync = SyncEngine(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
     return TenantPass(tenant_id, sync, requests, crm.requests_per_minute(tenant), requests.sent)
 
 
