@@ -152,6 +152,11 @@ class HubSpotAdapter(CRMAdapter):
     def mapped_fields(self) -> frozenset[str]:
         return frozenset(self.property_map)
 
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests this adapter has sent, retries included (what it spent of the app's budget)."""
+        return self.api.caller.requests_sent
+
     # --- schema ---------------------------------------------------------------------------------
 
     async def _stages(self) -> dict[str, str]:
