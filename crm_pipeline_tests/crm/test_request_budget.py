@@ -1,5 +1,5 @@
-"""The shared request budget: its reservations in the deal store, and two processes of one
-HubSpot app against the local HubSpot under HubSpot's own limits."""
+"""The shared request budget: its reservations in the deal store, two processes of one HubSpot
+app against the local HubSpot under HubSpot's own limits, and a Notion integration spending it."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
 
 from crm_pipeline.crm.budget import DailyBudgetSpentError, PostgresBudget, Window
+from crm_pipeline.crm.notion import RateLimit
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.store import Database
 from crm_pipeline_tests.crm.budget_worker import spend
+from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +118,17 @@ def test_two_processes_pacing_themselves_exceed_the_apps_limit(
     total = sum((Counter(a) for a in answers), Counter())
     assert (total["200"], total["429"]) == (100, 2 * REQUESTS - 100)
     assert hubspot_control.stats()["by_status"].get("429", 0) == total["429"]
+
+
+async def test_a_notion_integration_spends_the_shared_budget(workspace: Workspace, budget: PostgresBudget) -> None:
+    """Notion's integration budget is kept by the same store: a request of one adapter takes the
+    integration's slot, which another process (here: a reservation beside it) then waits for."""
+    integration = f"test-integration-{uuid4()}"
+    fifty_in_ten_minutes = RateLimit(requests_per_second=50 / 600, burst=50, shared=budget, integration=integration)
+    adapter = workspace.adapter(rate_limit=fifty_in_ten_minutes)
+    try:
+        assert await adapter.get_opportunity(str(uuid4())) is None
+    finally:
+        await adapter.aclose()
+    assert await budget.reserve(f"notion:{integration}", Window("requests", 1, 600.0)) > 0
+    assert await budget.reserve(f"notion:test-integration-{uuid4()}", Window("requests", 1, 600.0)) == 0.0
