@@ -96,7 +96,7 @@ class HubSpotAdapter(CRMAdapter):
     """
 
     capabilities = AdapterCapabilities(
-        per_field_timestamps=False,
+        per_field_timestamps=True,  # property history: each change's ``field_edits``
         old_values_in_changes=False,
         timestamp_resolution_seconds=0.001,
         bulk_writes=True,

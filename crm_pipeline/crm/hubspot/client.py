@@ -117,15 +117,19 @@ class _Budget:
         self.requests = RollingWindow(limit.per_ten_seconds, 10.0, limit.clock, limit.sleep)
         self.searches = RollingWindow(limit.searches_per_second, 1.0, limit.clock, limit.sleep)
         self.in_flight = asyncio.Semaphore(limit.max_in_flight)
+        self.pools = {
+            False: Window("requests", limit.per_ten_seconds, 10.0),
+            True: Window("search", limit.searches_per_second, 1.0),
+        }
 
     async def run(self, send: Callable[[], Awaitable[T]], *, search: bool, key: str) -> T:
         async with self.in_flight:
             if self.limit.shared is None:
                 await (self.searches if search else self.requests).acquire()
             else:
-                window = self.searches if search else self.requests
-                pool = Window("search" if search else "requests", window.limit, window.window)
-                await self.limit.shared.acquire(key, pool, per_day=self.limit.per_day, sleep=self.limit.sleep)
+                await self.limit.shared.acquire(
+                    key, self.pools[search], per_day=self.limit.per_day, sleep=self.limit.sleep
+                )
             return await send()
 
 
