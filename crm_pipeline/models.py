@@ -335,6 +335,15 @@ class FieldChange(_Model):
     new: JsonValue = None
 
 
+class FieldEdit(_Model):
+    """Who made the newest edit of one field in an external CRM, and when (to the CRM's precision)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actor: Actor
+    at: datetime
+
+
 class ExternalOpportunityRead(OpportunityRead):
     """An opportunity as an external CRM holds it, with what the sync needs to link it.
 
@@ -349,6 +358,10 @@ class ExternalOpportunityRead(OpportunityRead):
     merged_ids: list[str] = Field(default_factory=list)
     """External ids of records merged into this one in the CRM (HubSpot's merge): they now answer
     as this record, so links to them belong to it; empty where the CRM has no merges."""
+    field_edits: dict[str, FieldEdit] = Field(default_factory=dict)
+    """Per field, its newest edit, where the CRM keeps a history per property (HubSpot). Empty
+    where it tells only the record's last editor (Notion): ``last_edited_by`` and ``updated_at``
+    then stand for every field."""
 
 
 class ChangeRecord(_Model):
@@ -371,6 +384,10 @@ class ChangeRecord(_Model):
     changed_at: datetime
     merged_ids: list[str] = Field(default_factory=list)
     """External ids the CRM merged into this record (``ExternalOpportunityRead.merged_ids``)."""
+    field_edits: dict[str, FieldEdit] = Field(default_factory=dict)
+    """Who made each changed field's newest edit and when, where the backend knows it per field
+    (``ExternalOpportunityRead.field_edits``); a field without an entry was edited by ``actor`` at
+    ``changed_at``, the record's last edit."""
 
 
 class ChangeCursor(_Model):

@@ -4,6 +4,7 @@ sync engine between them (``SyncEngine``, from ``crm_pipeline.sync``)."""
 from typing import TYPE_CHECKING
 
 from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.budget import DailyBudgetSpentError, PostgresBudget, RequestBudget, Window
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion import NotionAdapter
 from crm_pipeline.crm.postgres import PostgresAdapter
@@ -15,11 +16,15 @@ __all__ = [
     "AdapterCapabilities",
     "CRMAdapter",
     "ChangeBatch",
+    "DailyBudgetSpentError",
     "HubSpotAdapter",
     "NotionAdapter",
     "PostgresAdapter",
+    "PostgresBudget",
+    "RequestBudget",
     "SyncEngine",
     "UpsertOutcome",
+    "Window",
 ]
 
 

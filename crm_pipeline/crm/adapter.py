@@ -97,7 +97,9 @@ def batch_ids(records: Sequence[OpportunityCreate]) -> list[str]:
 
 def snapshot_change(tenant_id: str, record: ExternalOpportunityRead, fields: Iterable[str]) -> ChangeRecord:
     """A record read from a CRM that keeps no old values, as a change: the current value of each
-    of ``fields``, stamped with the record's last edit."""
+    of ``fields``, stamped with the record's last edit (and each field's own, where the backend
+    knows it: ``field_edits``)."""
+    fields = list(fields)
     return ChangeRecord(
         tenant_id=tenant_id,
         record_type=RecordType.OPPORTUNITY,
@@ -107,6 +109,7 @@ def snapshot_change(tenant_id: str, record: ExternalOpportunityRead, fields: Ite
         actor=record.last_edited_by,
         changed_at=record.updated_at,
         merged_ids=record.merged_ids,
+        field_edits={name: edit for name, edit in record.field_edits.items() if name in fields},
     )
 
 

@@ -5,8 +5,12 @@ Pure: no I/O, no clock, no database. ``decide`` evaluates docs/sync-rules.md's d
 ``np.select`` over the table's rows, so a full reconciliation of 100,000 deals and the engine's
 single-record case run the same code. ``decide_record`` is the single-record convenience over it.
 
-"Changed" means a value differs from the base by ``comparable``, never a time or an editor, so the
-echo of the sync's own write is recognised by value. Times only order a conflict on a shared field.
+"Changed" means a value differs from the base by ``comparable``, so the echo of the sync's own write
+is recognised by value. Where the external side says per field who last edited it (HubSpot), a
+value the sync itself wrote there is no external change either, whatever the base holds (a write
+whose answer was lost leaves the base behind): that value counts as the base. The editor of a
+whole record (Notion's) is never used: it does not say which field was edited. Times only order a
+conflict on a shared field.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from crm_pipeline.crm.field_mapping import FieldOwner, FieldOwnershipConfig
+from crm_pipeline.models import Actor
 from crm_pipeline.sync.model import (
     CELL_COLUMNS,
     DECISION_COLUMNS,
@@ -105,6 +110,8 @@ def _time_order(cells: pd.DataFrame, precision: timedelta) -> dict[TimeOrder, Ma
 def _condition_masks(cells: pd.DataFrame, precision: timedelta) -> dict[tuple[str, object], Mask]:
     """Every (condition, value) pair of the table as a boolean column over the cells."""
     base, primary, external = (_comparables(cells[column]) for column in _VALUE_COLUMNS)
+    ours = (cells["external_editor"] == Actor.SYNC).to_numpy(dtype=bool)
+    base = np.where(ours, external, base)  # the sync's own write is no external change
     flags: dict[str, Mask] = {
         "mapped": cells["mapped"].to_numpy(dtype=bool),
         "valid": cells["error"].isna().to_numpy(dtype=bool),
@@ -207,7 +214,8 @@ def cells_frame(
 
     The owner of each field comes from ``ownership.owner_of``; a field is mapped when it is in
     ``mapped_fields`` (the fields the external side has a property for). Values are kept as
-    Python objects (dtype object) and times as UTC timestamps (NaT when unknown).
+    Python objects (dtype object) and times as UTC timestamps (NaT when unknown); the external
+    editor as an ``Actor`` or None.
     """
     pairs = list(cells)
     names = [state.field for _, state in pairs]
@@ -225,6 +233,7 @@ def cells_frame(
             "primary_changed_at": _instants([state.primary_changed_at for state in states]),
             "external": pd.Series([state.external for state in states], dtype=object),
             "external_changed_at": _instants([state.external_changed_at for state in states]),
+            "external_editor": pd.Series([state.external_editor for state in states], dtype=object),
         }
     )
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from crm_pipeline.models import Actor
+
 __all__ = [
     "CELL_COLUMNS",
     "DECISION_COLUMNS",
@@ -84,6 +86,7 @@ CELL_COLUMNS: tuple[str, ...] = (
     "primary_changed_at",
     "external",
     "external_changed_at",
+    "external_editor",
 )
 """The columns of the frame ``merge.decide`` reads (see ``merge.cells_frame`` for their types)."""
 
@@ -98,6 +101,8 @@ class FieldState:
     ``base`` is what both sides held after the last successful sync; None when there is none yet
     (a first link decides as if both sides had been empty). A change time is None when unknown.
     ``error`` is the caller's codec saying why a value cannot cross to the other side.
+    ``external_editor`` is who made the external side's newest edit of this very field, where the
+    connector tells per field (HubSpot's property history); None where it does not (Notion).
     """
 
     field: str
@@ -107,6 +112,7 @@ class FieldState:
     primary_changed_at: datetime | None = None
     external_changed_at: datetime | None = None
     error: str | None = None
+    external_editor: Actor | None = None
 
     def __post_init__(self) -> None:
         for at in (self.primary_changed_at, self.external_changed_at):

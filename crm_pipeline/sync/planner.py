@@ -15,7 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
-from crm_pipeline.models import OpportunityRead, SyncError, SyncResult
+from crm_pipeline.models import FieldEdit, OpportunityRead, SyncError, SyncResult
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.status import AuditEntry, LedgerEntry
@@ -29,6 +29,8 @@ class RecordState:
 
     ``external`` is None when the external record was not read this pass: nothing reported it
     changed since the inbound watermark, so it still holds the base (reconciliation checks that).
+    ``external_field_edits``: per field, who made its newest external edit and when, where the
+    connector tells (HubSpot); a field without one takes the record's ``external_changed_at``.
     """
 
     record_id: UUID
@@ -38,6 +40,7 @@ class RecordState:
     primary_changed_at: Mapping[str, datetime] = field(default_factory=dict)
     external: Mapping[str, Any] | None = None
     external_changed_at: datetime | None = None
+    external_field_edits: Mapping[str, FieldEdit] = field(default_factory=dict)
 
 
 @dataclass
@@ -161,6 +164,7 @@ def _cells(state: RecordState, fields: Iterable[str]) -> Iterable[tuple[str, Fie
     for name in fields:
         base = state.base.get(name)
         external = base if state.external is None else state.external.get(name)
+        edit = None if state.external is None else state.external_field_edits.get(name)
         yield (
             str(state.record_id),
             FieldState(
@@ -169,7 +173,8 @@ def _cells(state: RecordState, fields: Iterable[str]) -> Iterable[tuple[str, Fie
                 state.primary.get(name),
                 external,
                 state.primary_changed_at.get(name),
-                None if state.external is None else state.external_changed_at,
+                edit.at if edit is not None else None if state.external is None else state.external_changed_at,
+                external_editor=edit.actor if edit is not None else None,
             ),
         )
 

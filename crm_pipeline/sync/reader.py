@@ -18,7 +18,7 @@ from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType, SyncError
+from crm_pipeline.models import Actor, ChangeRecord, FieldEdit, OpportunityRead, RecordType, SyncError
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
@@ -39,6 +39,8 @@ class _ExternalView:
     """Who made the record's latest edit, when the external side says (None: unknown)."""
     merged_ids: list[str] = field(default_factory=list)
     """The external records a person merged into this one (their links move to it)."""
+    field_edits: dict[str, FieldEdit] = field(default_factory=dict)
+    """Per field, who made its newest edit and when, where the external side tells per field."""
 
 
 @dataclass
@@ -249,6 +251,7 @@ class PassReader:
                 touched.primary_times.get(record_id, {}),
                 views[external_id].values if external_id in views else None,
                 views[external_id].changed_at if external_id in views else None,
+                views[external_id].field_edits if external_id in views else {},
             )
             for record_id, external_id in sorted(links.items())
         ]
@@ -354,6 +357,7 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
         view.edited_by = change.actor
         view.merged_ids = change.merged_ids or view.merged_ids
+        view.field_edits |= {k: edit for k, edit in change.field_edits.items() if k in wanted}
         if "archived_at" in change.changes:
             view.in_trash = change.changes["archived_at"].new is not None
     return views
@@ -361,7 +365,8 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
 
 def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: Mapping[str, Any]) -> _ExternalView:
     """The kept record's view with what a person changed on a duplicate: per field, the
-    duplicate's value where the kept record still holds the base."""
+    duplicate's value where the kept record still holds the base. Dated and attributed as a whole
+    (no per-field edits): the values mix two records."""
     if kept is None:
         return duplicate
     values = {
@@ -376,13 +381,15 @@ def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
     sync_key = getattr(record, "sync_key", None)
     in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
     edited_by = getattr(record, "last_edited_by", None)
+    wanted = set(fields)
     return _ExternalView(
-        {name: getattr(record, name) for name in fields},
+        {name: getattr(record, name) for name in wanted},
         record.updated_at,
         sync_key,
         in_trash,
         edited_by,
         list(getattr(record, "merged_ids", [])),
+        {name: edit for name, edit in getattr(record, "field_edits", {}).items() if name in wanted},
     )
 
 

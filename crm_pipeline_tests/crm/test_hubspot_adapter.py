@@ -189,6 +189,11 @@ async def test_changes_tell_a_persons_edit_from_ours(adapter: HubSpotAdapter, hu
     changed = {c.record_id: c for c in later.changes}
     assert changed[theirs].actor == Actor.HUMAN and changed[theirs].changes["estimated_value"].new == "99.95"
     assert changed[ours].actor == Actor.SYNC  # read again: it lies in the overlap window
+    edits = changed[theirs].field_edits
+    assert adapter.capabilities.per_field_timestamps
+    assert (edits["estimated_value"].actor, edits["name"].actor) == (Actor.HUMAN, Actor.SYNC)
+    assert edits["estimated_value"].at - edits["name"].at >= timedelta(seconds=120)
+    assert edits.keys() <= changed[theirs].changes.keys()  # a property never written has no history
 
 
 async def test_change_reads_never_miss_an_edit_the_index_had_not_seen(

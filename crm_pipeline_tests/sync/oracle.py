@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from crm_pipeline.crm.field_mapping import FieldOwner
+from crm_pipeline.models import Actor
 from crm_pipeline.sync import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Rule, Side
 
 Decision = tuple[Outcome, Side | None, Any, Rule]
@@ -80,8 +81,9 @@ def oracle_decide(
         return Outcome.ERROR, None, None, Rule.INVALID_VALUE
     if same(cell.primary, cell.external):
         return Outcome.NOTHING, None, cell.primary, Rule.SAME_VALUE
-    primary_changed = not same(cell.primary, cell.base)
-    external_changed = not same(cell.external, cell.base)
+    base = cell.external if cell.external_editor is Actor.SYNC else cell.base  # our own write: no edit
+    primary_changed = not same(cell.primary, base)
+    external_changed = not same(cell.external, base)
     push = Side.PRIMARY, cell.primary
     pull = Side.EXTERNAL, cell.external
     if owner is FieldOwner.AGENT:

@@ -5,6 +5,7 @@ connector shares run over HubSpot in test_engine_rules.py."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -13,11 +14,19 @@ from hubspot import HubSpot
 from hubspot.crm.deals import PublicMergeInput
 
 from crm_pipeline.crm import PostgresAdapter, SyncEngine
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, FieldOwnershipConfig
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
-from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
+from crm_pipeline.models import (
+    ActivityCreate,
+    Actor,
+    OpportunityCreate,
+    OpportunityRead,
+    OpportunityUpdate,
+    SyncResult,
+)
 from crm_pipeline.store import DealRepository
+from crm_pipeline.sync import Outcome, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +104,37 @@ async def test_a_restore_hubspot_cannot_make_is_reported_once_and_waits_for_a_pe
     assert await engine.status.errors() == []
     restored = deal_in_hubspot(hubspot_control, deal.id)
     assert (restored["archived"], restored["properties"]["dealstage"]) == (False, "qualifiedtobuy")
+
+
+async def test_a_persons_edit_is_an_override_and_the_syncs_own_write_beside_it_is_not(
+    repository: DealRepository, tenant: str, hubspot_adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    """A person moves the stage in HubSpot; then the sync's own write of the amount lands on the
+    same deal, its answer lost (so the base still holds the old amount). The deal's newest edit is
+    the sync's, yet per field the stage is the person's: an override, pulled; the amount is the
+    sync's own echo, no override: the agent's value stands and goes out again."""
+    ownership = FieldOwnershipConfig(agent_owned_fields=["deal_stage", "estimated_value"])
+    engine = SyncEngine(PostgresAdapter(repository, tenant), hubspot_adapter, ownership)
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal(100)))
+    await engine.run_pass()
+    external_id = deal_in_hubspot(hubspot_control, deal.id)["id"]
+    now = datetime.now(UTC)
+    hubspot_control.set_clock(now + timedelta(seconds=1))
+    hubspot_control.ui_edit("deals", external_id, {"dealstage": "qualifiedtobuy"})
+    hubspot_control.set_clock(now + timedelta(seconds=2))
+    await hubspot_adapter.write_opportunity(external_id, OpportunityUpdate(estimated_value=Decimal(250)))
+    assert (await hubspot_adapter.get_opportunity(external_id)).last_edited_by is Actor.SYNC  # type: ignore[union-attr]
+
+    assert (await engine.run_pass()).errors == []
+
+    kept = await stored(repository, tenant, deal.id)
+    assert (kept.deal_stage, kept.estimated_value) == ("Qualified", Decimal(100))
+    assert deal_in_hubspot(hubspot_control, deal.id)["properties"]["amount"] in ("100", "100.00")
+    decided = {entry.field: (entry.outcome, entry.rule) for entry in await engine.status.audit(deal.id)}
+    assert decided == {
+        "deal_stage": (Outcome.OVERRIDE, Rule.HUMAN_OVERRIDE),
+        "estimated_value": (Outcome.PUSH, Rule.AGENT_OWNED),
+    }
 
 
 async def test_activities_become_notes_on_the_deal_once_each(

@@ -8,6 +8,7 @@ from decimal import Decimal
 from itertools import product, takewhile
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pandas as pd
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, NOTION_PROPERTY_MAP, FieldOwner
+from crm_pipeline.models import Actor, FieldEdit
 from crm_pipeline.sync import (
     CONDITIONS,
     DECISION_COLUMNS,
@@ -30,6 +32,7 @@ from crm_pipeline.sync import (
     decide,
     decide_record,
 )
+from crm_pipeline.sync.planner import RecordState, plan_records
 from crm_pipeline_tests.sync.oracle import oracle_decide
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "sync-rules.md"
@@ -376,6 +379,60 @@ def test_a_field_outside_the_model_is_refused() -> None:
         decide_record("deal-1", [FieldState("updated_at", None, 1, 2)], DEFAULT_FIELD_OWNERSHIP, {"updated_at"})
 
 
+# --- per-field attribution (HubSpot's property history) -----------------------------------------
+
+
+def test_a_value_the_sync_itself_wrote_is_no_human_override() -> None:
+    """The CRM holds a value the sync wrote (its answer lost, so the base lagged behind): no
+    person overrode the agent's field, and the agent's value goes out again."""
+    ours = FieldState("probability", Decimal("0.4"), Decimal("0.4"), Decimal("0.6"), T0, T0, external_editor=Actor.SYNC)
+    theirs = FieldState(
+        "probability", Decimal("0.4"), Decimal("0.4"), Decimal("0.6"), T0, T0, external_editor=Actor.HUMAN
+    )
+    assert _summary(_one(ours)) == (Outcome.PUSH, Side.PRIMARY, Decimal("0.4"), Rule.AGENT_OWNED)
+    assert _summary(_one(theirs)) == (Outcome.OVERRIDE, Side.EXTERNAL, Decimal("0.6"), Rule.HUMAN_OVERRIDE)
+
+
+def test_a_value_the_sync_wrote_that_the_primary_holds_becomes_the_base() -> None:
+    state = FieldState("deal_stage", "Lead", "Proposal", "Proposal", T0, T0, external_editor=Actor.SYNC)
+    assert _summary(_one(state)) == (Outcome.NOTHING, None, "Proposal", Rule.SAME_VALUE)
+
+
+def test_without_a_per_field_editor_the_merge_decides_as_before() -> None:
+    """Notion tells only a page's last editor: a cell without a field editor is decided by value,
+    so a value differing from the base is an external change whoever edited the page."""
+    state = FieldState("probability", Decimal("0.4"), Decimal("0.4"), Decimal("0.6"), T0, T0)
+    assert _summary(_one(state)) == (Outcome.OVERRIDE, Side.EXTERNAL, Decimal("0.6"), Rule.HUMAN_OVERRIDE)
+
+
+def test_each_field_is_dated_by_its_own_edit_where_the_external_side_tells() -> None:
+    """A person set the stage before the agent moved it; the sync's later write of another field
+    dates the record, not the stage: the agent's stage is the last write and wins."""
+    record_edit = T0 + 10 * MINUTE
+    stage_edit = FieldEdit(actor=Actor.HUMAN, at=T0 - 5 * MINUTE)
+    amount_edit = FieldEdit(actor=Actor.SYNC, at=record_edit)
+
+    def state(edits: dict[str, FieldEdit]) -> RecordState:
+        return RecordState(
+            uuid4(),
+            "512",
+            {"deal_stage": "Lead", "estimated_value": Decimal("10")},
+            {"deal_stage": "Proposal", "estimated_value": Decimal("10")},
+            {"deal_stage": T0},
+            {"deal_stage": "Qualified", "estimated_value": Decimal("20")},
+            record_edit,
+            edits,
+        )
+
+    fields = {"deal_stage", "estimated_value"}
+    [per_field] = plan_records(
+        [state({"deal_stage": stage_edit, "estimated_value": amount_edit})], DEFAULT_FIELD_OWNERSHIP, fields
+    )
+    [per_record] = plan_records([state({})], DEFAULT_FIELD_OWNERSHIP, fields)
+    assert (per_field.push, per_field.pull) == ({"deal_stage": "Proposal", "estimated_value": Decimal("10")}, {})
+    assert (per_record.push, per_record.pull) == ({}, {"deal_stage": "Qualified", "estimated_value": Decimal("20")})
+
+
 # --- the vectorised merge agrees with the per-cell oracle ----------------------------------------
 
 # Few values, many of them the same value written differently (or nearly so), so that drawn
@@ -415,6 +472,7 @@ cells = st.builds(
     primary_changed_at=times,
     external_changed_at=times,
     error=st.sampled_from([None, None, None, "cannot be stored"]),
+    external_editor=st.sampled_from([None, None, Actor.HUMAN, Actor.SYNC]),
 )
 
 

@@ -68,6 +68,7 @@ from crm_pipeline.models import (
     ContactCreate,
     ContactUpdate,
     ExternalOpportunityRead,
+    FieldEdit,
     OpportunityCreate,
     OpportunityFilter,
     OpportunityRead,
@@ -95,7 +96,7 @@ class HubSpotAdapter(CRMAdapter):
     """
 
     capabilities = AdapterCapabilities(
-        per_field_timestamps=False,
+        per_field_timestamps=True,  # property history: each change's ``field_edits``
         old_values_in_changes=False,
         timestamp_resolution_seconds=0.001,
         bulk_writes=True,
@@ -150,6 +151,11 @@ class HubSpotAdapter(CRMAdapter):
     @property
     def mapped_fields(self) -> frozenset[str]:
         return frozenset(self.property_map)
+
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests this adapter has sent, retries included (what it spent of the app's budget)."""
+        return self.api.caller.requests_sent
 
     # --- schema ---------------------------------------------------------------------------------
 
@@ -639,6 +645,7 @@ class HubSpotAdapter(CRMAdapter):
                 archived_at=deal.archived_at if deal.archived else None,
                 in_trash=deal.archived,
                 last_edited_by=self._editor(deal.history),
+                field_edits=self._field_edits(deal.history),
                 merged_ids=[i for i in (deal.properties.get(MERGED_IDS) or "").split(";") if i and i != deal.id],
             )
         except ValidationError as error:
@@ -652,15 +659,27 @@ class HubSpotAdapter(CRMAdapter):
             self._deal_by_key[str(sync_key)] = deal.id
         return record
 
+    def _field_edits(self, history: Mapping[str, list[Version]]) -> dict[str, FieldEdit]:
+        """Each mapped field's newest edit (its property's first history entry): who made it and when."""
+        return {
+            field: FieldEdit(actor=self._actor(versions[0]), at=versions[0].timestamp)
+            for field, prop in self.property_map.items()
+            if (versions := history.get(prop.name))
+        }
+
     def _editor(self, history: Mapping[str, list[Version]]) -> Actor:
-        """Who made the newest edit to a mapped property: a person (``CRM_UI`` and the like) or
-        an app; the app is this one when ``app_source_id`` is unset or matches."""
+        """Who made the newest edit to a mapped property (the record's last editor)."""
         newest = max(
             (versions[0] for versions in history.values() if versions), key=lambda v: v.timestamp, default=None
         )
-        if newest is None or newest.source_type in HUMAN_SOURCES:
+        return Actor.HUMAN if newest is None else self._actor(newest)
+
+    def _actor(self, version: Version) -> Actor:
+        """A person (``CRM_UI`` and the like) or an app; the app is this one when
+        ``app_source_id`` is unset or matches."""
+        if version.source_type in HUMAN_SOURCES:
             return Actor.HUMAN
-        ours = self.app_source_id is None or newest.source_id == self.app_source_id
+        ours = self.app_source_id is None or version.source_id == self.app_source_id
         return Actor.SYNC if ours else Actor.HUMAN
 
     async def aclose(self) -> None:

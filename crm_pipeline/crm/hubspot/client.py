@@ -3,8 +3,10 @@
 ``hubspot-api-client`` is synchronous (urllib3); each call runs in a worker thread. Its own retry
 layer (urllib3's) is switched off, so tenacity owns every retry. Each attempt first takes a slot
 of the app's budget: a rolling ten-second window under HubSpot's per-app limit (search has its
-own per-second window, exempt from the ten-second one), shared by every adapter in the process
-that uses the same token, so concurrent runs of one app spend one budget.
+own per-second window, exempt from the ten-second one). With a shared ``RequestBudget``
+(``RateLimit.shared``: the deal store's ``PostgresBudget``) the slots are the app's across every
+process, and the day's limit is kept too; without one, the windows are shared by every adapter in
+the process that uses the same token.
 
 Failures are told apart by HTTP status and HubSpot's ``category``/``policyName`` fields, never by
 message text.
@@ -24,6 +26,7 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from crm_pipeline.crm.budget import RequestBudget, Window
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
 
 logger = logging.getLogger("crm_pipeline.crm.hubspot")
@@ -57,11 +60,20 @@ class RetryPolicy:
 @dataclass(frozen=True)
 class RateLimit:
     """Client-side pacing per app. HubSpot allows 100 requests per ten seconds (Free/Starter; 190
-    for Professional and Enterprise) and 5 searches a second; the defaults keep a margin."""
+    for Professional and Enterprise), 250,000 a day (Free/Starter) and 5 searches a second; the
+    defaults keep a margin."""
 
     per_ten_seconds: int = 90
     searches_per_second: int = 4
     max_in_flight: int = 4
+    """Requests of this process in flight at once (never shared: it bounds worker threads)."""
+    shared: RequestBudget | None = None
+    """The app's budget across processes (``PostgresBudget``); None: paced in this process only."""
+    app: str | None = None
+    """The shared budget's key: the app (several tokens of one app share it); None: the token."""
+    per_day: int = 240_000
+    """Requests of the app a day (UTC), kept by a shared budget only (one process cannot count
+    the app's day); 0: none. HubSpot's own day ends at midnight in the account's time zone."""
     clock: Callable[[], float] | None = None
     """Seconds, for the windows; None: the event loop's clock. Tests pass the local HubSpot's."""
     sleep: Callable[[float], Awaitable[None]] | None = None
@@ -101,13 +113,23 @@ class RollingWindow:
 
 class _Budget:
     def __init__(self, limit: RateLimit) -> None:
+        self.limit = limit
         self.requests = RollingWindow(limit.per_ten_seconds, 10.0, limit.clock, limit.sleep)
         self.searches = RollingWindow(limit.searches_per_second, 1.0, limit.clock, limit.sleep)
         self.in_flight = asyncio.Semaphore(limit.max_in_flight)
+        self.pools = {
+            False: Window("requests", limit.per_ten_seconds, 10.0),
+            True: Window("search", limit.searches_per_second, 1.0),
+        }
 
-    async def run(self, send: Callable[[], Awaitable[T]], *, search: bool) -> T:
+    async def run(self, send: Callable[[], Awaitable[T]], *, search: bool, key: str) -> T:
         async with self.in_flight:
-            await (self.searches if search else self.requests).acquire()
+            if self.limit.shared is None:
+                await (self.searches if search else self.requests).acquire()
+            else:
+                await self.limit.shared.acquire(
+                    key, self.pools[search], per_day=self.limit.per_day, sleep=self.limit.sleep
+                )
             return await send()
 
 
@@ -205,6 +227,8 @@ class HubSpotCaller:
         self._token_digest = token_digest
         self.policy = policy
         self.limit = limit
+        self.requests_sent = 0
+        """HTTP requests sent so far, retries included: what this caller spent of the app's budget."""
         self._failures = Failures(
             service="HubSpot",
             logger=logger,
@@ -216,6 +240,10 @@ class HubSpotCaller:
 
     def __repr__(self) -> str:
         return f"HubSpotCaller(policy={self.policy!r}, limit={self.limit!r})"
+
+    async def _send(self, send: Callable[[], T]) -> T:
+        self.requests_sent += 1
+        return await asyncio.to_thread(send)
 
     async def call(
         self,
@@ -231,8 +259,9 @@ class HubSpotCaller:
         exists; ``recover`` runs first and its non-None result is returned instead.
         """
         budget = shared_budget(self._token_digest, self.limit)
+        key = f"hubspot:{self.limit.app or self._token_digest}"
         return await call_with_retries(
-            lambda: budget.run(lambda: asyncio.to_thread(send), search=search),
+            lambda: budget.run(lambda: self._send(send), search=search, key=key),
             self._failures,
             max_attempts=self.policy.max_attempts,
             sleep=self.policy.sleep,

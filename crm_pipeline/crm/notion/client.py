@@ -3,8 +3,9 @@
 The SDK's own retry is switched off (``retry=False``) so attempts never multiply: tenacity owns
 every retry. Each attempt first takes a slot from a per-token budget (a leaky bucket at the
 configured rate and a cap on requests in flight), so a sync spends its budget instead of
-collecting 429s. Nothing here imports ``notion_client`` at module level, so the adapter can raise
-a helpful ImportError when the package is missing.
+collecting 429s; with ``RateLimit.shared`` the rate is the integration's across processes (the
+deal store's ``PostgresBudget``). Nothing here imports ``notion_client`` at module level, so the
+adapter can raise a helpful ImportError when the package is missing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from aiolimiter import AsyncLimiter
 if TYPE_CHECKING:
     from notion_client import AsyncClient
 
+from crm_pipeline.crm.budget import RequestBudget, Window
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
 
 logger = logging.getLogger("crm_pipeline.crm.notion")
@@ -84,19 +86,30 @@ class RateLimit:
     requests_per_second: float = 3.0
     burst: int = 1
     max_in_flight: int = 3
+    """Requests of this process in flight at once (never shared)."""
+    shared: RequestBudget | None = None
+    """The integration's budget across processes (``PostgresBudget``): ``burst`` requests in any
+    ``burst / requests_per_second`` seconds; None: this process's bucket only."""
+    integration: str | None = None
+    """The shared budget's key: the integration (several tokens of one integration share it);
+    None: the token."""
 
 
 class _Budget:
-    """A leaky bucket plus a semaphore: one request = one slot of each."""
+    """A leaky bucket (or the shared budget's window) plus a semaphore: one request = one slot of each."""
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
         self._bucket = AsyncLimiter(limit.burst, limit.burst / limit.requests_per_second)
+        self._window = Window("requests", limit.burst, limit.burst / limit.requests_per_second)
         self._in_flight = asyncio.Semaphore(limit.max_in_flight)
 
-    async def run(self, send: Callable[[], Awaitable[T]]) -> T:
+    async def run(self, send: Callable[[], Awaitable[T]], key: str) -> T:
         async with self._in_flight:
-            await self._bucket.acquire()
+            if self.limit.shared is None:
+                await self._bucket.acquire()
+            else:
+                await self.limit.shared.acquire(key, self._window)
             return await send()
 
 
@@ -292,8 +305,9 @@ class NotionCaller:
         A non-idempotent call (create, append) is sent again after an uncertain failure only when
         ``recover`` exists; ``recover`` runs first and its non-None result is returned instead.
         """
+        key = f"notion:{self.limit.integration or self._token_digest}"
         return await call_with_retries(
-            lambda: self.budget.run(send),
+            lambda: self.budget.run(send, key),
             self._failures,
             max_attempts=self.policy.max_attempts,
             sleep=self.policy.sleep,
