@@ -17,7 +17,7 @@ from crm_pipeline.emulation.control import Latency, RollingWindowLimiter
 from crm_pipeline.emulation.errors import BadRequest
 
 from .errors import HubSpotError, validation
-from .portal import Source, record_json
+from .portal import API_USER, Source, record_json
 from .runtime import FAULT_KINDS, TEN_SECONDS, HubSpotSandbox, error_response
 
 UI = "CRM_UI"
@@ -92,11 +92,14 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
         return sandbox.stats.control(request.method)
 
     def ui_edit(request: Request, body: dict[str, Any]) -> Any:
-        """A person edits the record in HubSpot's UI: history says ``CRM_UI`` and their user id."""
+        """A person edits the record in HubSpot's UI (history: ``CRM_UI`` and their user id), or,
+        with ``appId``, another app writes it through the API (history: ``API`` and that app)."""
         object_type = portal.object_type(request.path_params["object_type"])
         record = portal.get(object_type, request.path_params["object_id"])
         user_id = int(body.get("userId", 1))
-        portal.update(record, body.get("properties") or {}, Source(UI, f"userId:{user_id}", user_id))
+        app_id = body.get("appId")
+        source = Source(API_USER, str(app_id)) if app_id else Source(UI, f"userId:{user_id}", user_id)
+        portal.update(record, body.get("properties") or {}, source)
         return record_json(record, portal, list(body.get("properties") or {}), [])
 
     def ui_restore(request: Request, body: dict[str, Any]) -> Any:

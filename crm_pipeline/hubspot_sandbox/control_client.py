@@ -23,6 +23,11 @@ class HubSpotControl(ControlClient):
         body = {"properties": properties, "userId": user_id}
         return self._call("PATCH", f"/objects/{object_type}/{object_id}", body)
 
+    def app_edit(self, object_type: str, object_id: str, properties: dict[str, str], app_id: str) -> dict[str, Any]:
+        """Another app (a workflow tool, an enrichment service) writes the record through the API
+        (history: ``API``, its app id as ``sourceId``)."""
+        return self._call("PATCH", f"/objects/{object_type}/{object_id}", {"properties": properties, "appId": app_id})
+
     def ui_restore(self, object_type: str, object_id: str, user_id: int = 1) -> dict[str, Any]:
         """A person restores the record from the recycling bin (the API has no restore)."""
         return self._call("POST", f"/objects/{object_type}/{object_id}/restore", {"userId": user_id})

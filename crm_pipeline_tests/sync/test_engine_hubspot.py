@@ -137,6 +137,27 @@ async def test_a_persons_edit_is_an_override_and_the_syncs_own_write_beside_it_i
     }
 
 
+async def test_another_apps_write_is_an_external_edit_not_the_syncs_own(
+    repository: DealRepository, tenant: str, hubspot_adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    """Another app writes the amount through the API. Only the sync writes a deal's sync key, so
+    its source is the sync's own (no ``app_source_id`` configured); the other app's write is an
+    external edit like a person's: pulled into the deal store, never overwritten there."""
+    engine = SyncEngine(PostgresAdapter(repository, tenant), hubspot_adapter, DEFAULT_FIELD_OWNERSHIP)
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", estimated_value=Decimal(100)))
+    await engine.run_pass()
+    external_id = deal_in_hubspot(hubspot_control, deal.id)["id"]
+    hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    hubspot_control.app_edit("deals", external_id, {"amount": "300"}, app_id="enrichment-app")
+    edited = await hubspot_adapter.get_opportunity(external_id)
+    assert edited is not None and edited.field_edits["estimated_value"].actor is Actor.HUMAN
+
+    assert (await engine.run_pass()).errors == []
+
+    assert (await stored(repository, tenant, deal.id)).estimated_value == Decimal(300)
+    assert deal_in_hubspot(hubspot_control, deal.id)["properties"]["amount"] in ("300", "300.00")
+
+
 async def test_activities_become_notes_on_the_deal_once_each(
     engine: SyncEngine, repository: DealRepository, tenant: str, hubspot_control: HubSpotControl
 ) -> None:

@@ -661,8 +661,9 @@ class HubSpotAdapter(CRMAdapter):
 
     def _field_edits(self, history: Mapping[str, list[Version]]) -> dict[str, FieldEdit]:
         """Each mapped field's newest edit (its property's first history entry): who made it and when."""
+        own = self._own_source(history)
         return {
-            field: FieldEdit(actor=self._actor(versions[0]), at=versions[0].timestamp)
+            field: FieldEdit(actor=self._actor(versions[0], own), at=versions[0].timestamp)
             for field, prop in self.property_map.items()
             if (versions := history.get(prop.name))
         }
@@ -672,14 +673,25 @@ class HubSpotAdapter(CRMAdapter):
         newest = max(
             (versions[0] for versions in history.values() if versions), key=lambda v: v.timestamp, default=None
         )
-        return Actor.HUMAN if newest is None else self._actor(newest)
+        return Actor.HUMAN if newest is None else self._actor(newest, self._own_source(history))
 
-    def _actor(self, version: Version) -> Actor:
-        """A person (``CRM_UI`` and the like) or an app; the app is this one when
-        ``app_source_id`` is unset or matches."""
-        if version.source_type in HUMAN_SOURCES:
-            return Actor.HUMAN
-        ours = self.app_source_id is None or version.source_id == self.app_source_id
+    def _own_source(self, history: Mapping[str, list[Version]]) -> str | None:
+        """This app's history ``sourceId``: ``app_source_id`` when set, else the source of the deal's
+        newest sync-key value, which only the sync writes (None when a person wrote it, or no key
+        was written yet: then no edit is taken for the sync's own)."""
+        if self.app_source_id is not None:
+            return self.app_source_id
+        newest = next(iter(history.get(SYNC_KEY.name) or ()), None)
+        if newest is None or newest.source_type in HUMAN_SOURCES:
+            return None
+        return newest.source_id or None
+
+    @staticmethod
+    def _actor(version: Version, own: str | None) -> Actor:
+        """The sync for this app's own writes (source ``own``); anyone else's edit, a person's or
+        another app's, is the external side's (``Actor.HUMAN``): taking another app's write for
+        ours would let the deal store overwrite it."""
+        ours = own is not None and version.source_type not in HUMAN_SOURCES and version.source_id == own
         return Actor.SYNC if ours else Actor.HUMAN
 
     async def aclose(self) -> None:
