@@ -34,8 +34,9 @@ def tenant_check(**spec: Any) -> Callable[[Callable[..., Any]], dg.AssetChecksDe
 
     Partitioned checks are a preview API in Dagster 1.13 with no stable equivalent (a check
     result is recorded with a partition only when its spec has a ``partitions_def``, wherever the
-    check is declared), so the PreviewWarning Dagster emits for each is filtered here, and only here. The functions are typed loosely because Dagster's stubs know
-    only sync check functions; async ones run on the run's loop (dagster#28315).
+    check is declared), so the PreviewWarning Dagster emits for each is filtered here, and only
+    here. The functions are typed loosely because Dagster's stubs know only sync check
+    functions; async ones run on the run's loop (dagster#28315).
     """
 
     def decorate(function: Callable[..., Any]) -> dg.AssetChecksDefinition:
