@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import dagster as dg
@@ -68,23 +69,24 @@ async def test_three_tenants_sync_in_parallel_runs_without_exceeding_one_integra
         environment = {"CRM_PIPELINE_TENANTS_FILE": str(tenants_file)} | {
             variables[integration]: token for integration, token in tokens.items()
         }
-        runs = await asyncio.to_thread(_launch_the_schedules_requests, tmp_path / "dagster", database, environment)
-        stats = control.stats()
+        runs, stats = await asyncio.to_thread(
+            _launch_the_schedules_requests, tmp_path / "dagster", database, environment, control
+        )
         pages = {name: control.all_pages(data_source) for name, data_source in data_sources.items()}
 
     by_tenant = {connection.tenant_id: name for name, connection in connections.items()}
-    window = {by_tenant[run.dagster_run.tags["dagster/partition"]]: run for run in runs}
-    assert set(window) == set(TENANTS)
-    assert {name: run.dagster_run.status for name, run in window.items()} == dict.fromkeys(
+    runs_by_tenant = {by_tenant[run.dagster_run.tags["dagster/partition"]]: run for run in runs}
+    assert set(runs_by_tenant) == set(TENANTS)
+    assert {name: run.dagster_run.status for name, run in runs_by_tenant.items()} == dict.fromkeys(
         TENANTS, dg.DagsterRunStatus.SUCCESS
     )
     for name, integration in TENANTS.items():
-        assert window[name].dagster_run.tags[INTEGRATION_TAG] == f"notion:{variables[integration]}"
+        assert runs_by_tenant[name].dagster_run.tags[INTEGRATION_TAG] == f"notion:{variables[integration]}"
         titles = {page["properties"]["Deal Name"]["title"][0]["plain_text"] for page in pages[name]}
         assert titles == {f"{name} deal {n}" for n in range(DEALS)}
 
     def span(name: str) -> tuple[float, float]:
-        start, end = window[name].start_time, window[name].end_time
+        start, end = runs_by_tenant[name].start_time, runs_by_tenant[name].end_time
         assert start is not None and end is not None
         return start, end
 
@@ -99,10 +101,14 @@ async def test_three_tenants_sync_in_parallel_runs_without_exceeding_one_integra
     assert all(set(statuses) == {"200"} for statuses in per_token.values()), per_token  # no 429, nothing failed
 
 
-def _launch_the_schedules_requests(home: Path, database: Database, environment: dict[str, str]) -> list[dg.RunRecord]:
+def _launch_the_schedules_requests(
+    home: Path, database: Database, environment: dict[str, str], control: SandboxControl
+) -> tuple[list[dg.RunRecord], dict[str, Any]]:
     """Start Dagster, give it the tenants' partitions (as `crm-pipeline tenants add` does), ask
     `sync_every_minute` for its run requests and submit each through the webserver, as the
-    daemon would submit them on the next tick; wait for the runs to finish."""
+    daemon would submit them on a tick; wait for the runs to finish. Returns their records and
+    the sandbox's statistics then, before Dagster stops (stopping would cut off any run the
+    running schedule has started since)."""
     home.mkdir()
     tenants = TenantsResource(tenants_file=environment["CRM_PIPELINE_TENANTS_FILE"])
     with dagster_dev(home, database, environment) as dagster:
@@ -120,4 +126,4 @@ def _launch_the_schedules_requests(home: Path, database: Database, environment: 
             )
             for request in requests
         ]
-        return dagster.wait_for_runs(run_ids)
+        return dagster.wait_for_runs(run_ids), control.stats()
