@@ -187,8 +187,9 @@ class Latency:
 
 @dataclass
 class Stats:
-    """Counts per route template (e.g. `PATCH /v1/pages/{page_id}`) and status, and per token
-    (named by its integration, never by the secret) and status.
+    """Counts per route template (e.g. `PATCH /v1/pages/{page_id}`) and status, and per token and
+    status where the emulator names the request's token (the sandbox Notion: by its integration,
+    never by the secret).
 
     Each reset starts a new epoch; a request counts in the epoch it arrived in, so one still
     running across a reset (a hang, a slow client) cannot turn up in the next test's numbers.
