@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -22,6 +21,7 @@ from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_I
 from crm_pipeline.dev import _notion, _prepare
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
+from crm_pipeline_tests.dagster_processes import free_port, start_in_own_group, stop_group, wait_for_code_location
 
 
 def test_a_configured_notion_is_handed_to_dagster(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def _alive(pid: int) -> bool:
 
 def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: Path) -> None:
     """The README's main command, end to end, in a data directory of its own."""
-    ui_port, sandbox_port = _free_port(), _free_port()
+    ui_port, sandbox_port = free_port(), free_port()
     environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
     for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL"):
         environment.pop(external, None)
@@ -139,7 +139,7 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
         stderr=subprocess.STDOUT,
     )
     try:
-        location = _wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
+        location = wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
         assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()
         deals = httpx.get(
             f"http://127.0.0.1:{sandbox_port}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
@@ -163,35 +163,19 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     assert "demo deals for tenant 'demo'" in (tmp_path / "dev.log").read_text()
 
 
-LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
-
-
-def _wait_for_code_location(graphql: str, dev: subprocess.Popen[bytes]) -> dict[str, str] | None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and dev.poll() is None:
-        try:
-            entries = httpx.post(graphql, json={"query": LOCATIONS}, timeout=5).json()["data"]["workspaceOrError"]
-            loaded = [entry for entry in entries["locationEntries"] if entry["loadStatus"] == "LOADED"]
-            if loaded:
-                return loaded[0]
-        except (httpx.HTTPError, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(0.5)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> None:
-    """`dagster asset materialize` of the whole sync for the demo tenant, run in the checkout with
-    nothing but PATH, HOME and an instance holding the tenant's partition (as the partitions sensor
-    or `crm-pipeline tenants add` leaves it): the embedded deal store and the sandbox Notion, found
-    at run time."""
-    settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=_free_port())
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["dagster", "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*", "--partition"],
+        ["dg", "launch", "--assets", "*", "--partition"],
+    ],
+    ids=["dagster asset materialize", "dg launch"],
+)
+def test_dagster_commands_from_the_checkout_need_no_settings(command: list[str], tmp_path: Path) -> None:
+    """The whole sync for the demo tenant, run in the checkout with nothing but PATH, HOME and an
+    instance holding the tenant's partition (as the partitions sensor or `crm-pipeline tenants
+    add` leaves it): the embedded deal store and the sandbox Notion, found at run time."""
+    settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
@@ -205,11 +189,10 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
         "CRM_PIPELINE_DATA_DIR": str(tmp_path),
         "CRM_PIPELINE_SANDBOX_PORT": str(settings.sandbox_port),
     }
-    dagster = str(Path(sys.executable).with_name("dagster"))
-    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*"]
+    executable = str(Path(sys.executable).with_name(command[0]))
     with _notion(settings):  # the sandbox `crm-pipeline dev` serves
         run = subprocess.run(
-            [*command, "--partition", settings.tenant_id],
+            [executable, *command[1:], settings.tenant_id],
             cwd=PROJECT_ROOT,
             env=environment,
             capture_output=True,
@@ -220,6 +203,41 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
     for asset in ("postgres_opportunities", "notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync"):
         assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
     assert "RUN_SUCCESS" in run.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+@pytest.mark.parametrize("command", [["dg", "dev"], ["dagster", "dev"]], ids=["dg dev", "dagster dev"])
+def test_dagster_dev_from_the_checkout_serves_and_stops_on_sigint(command: list[str], tmp_path: Path) -> None:
+    """`dg dev` and `dagster dev` as run in the checkout, with nothing but PATH and HOME: the
+    code location loads in a temporary instance configured by the checkout's dagster.yaml, and
+    one SIGINT to the command (Ctrl-C, or a supervisor stopping it) stops every process it started."""
+    port = free_port()
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    log = (tmp_path / "dev.log").open("wb")
+    executable = str(Path(sys.executable).with_name(command[0]))
+    dev = start_in_own_group(
+        [executable, *command[1:], "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=environment,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        location = wait_for_code_location(f"http://127.0.0.1:{port}/graphql", dev)
+        assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()[-3000:]
+        family = _descendants(dev.pid)
+        assert len(family) >= 3  # webserver, daemon, code server (and what they start)
+        dev.send_signal(signal.SIGINT)
+        exit_code = dev.wait(timeout=GENEROUS_WAIT)
+    finally:
+        if dev.poll() is None:
+            stop_group(dev)
+        log.close()
+    assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    deadline = time.monotonic() + GENEROUS_WAIT
+    while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in family)
 
 
 def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path: Path) -> None:
@@ -244,7 +262,7 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     subprocess.run([*pip, str(wheel)], check=True, timeout=120)
     folder = tmp_path / "empty"
     folder.mkdir()
-    ui_port, sandbox_port = _free_port(), _free_port()
+    ui_port, sandbox_port = free_port(), free_port()
     environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
@@ -255,7 +273,7 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
         stderr=subprocess.STDOUT,
     )
     try:
-        location = _wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
+        location = wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
         assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()[-3000:]
     finally:
         dev.send_signal(signal.SIGTERM)

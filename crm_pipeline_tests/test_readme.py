@@ -18,7 +18,7 @@ import pytest
 from crm_pipeline.dev import _notion
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 from crm_pipeline.store import Database
-from crm_pipeline_tests.test_dev import _free_port
+from crm_pipeline_tests.dagster_processes import free_port
 
 README = (PROJECT_ROOT / "README.md").read_text()
 BLOCKS = re.findall(r"^```python\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
@@ -79,5 +79,5 @@ def test_example_runs_against_the_demo(block: str, environment: dict[str, str], 
 
 @pytest.mark.parametrize("block", [block for block in BLOCKS if "notion_client" in block])
 def test_sandbox_example_runs_against_the_seeded_sandbox(block: str, environment: dict[str, str]) -> None:
-    with sandbox_from_the_command_line(_free_port()) as base_url:
+    with sandbox_from_the_command_line(free_port()) as base_url:
         run_block(block, environment | {"CRM_PIPELINE_NOTION_BASE_URL": base_url})

@@ -187,34 +187,50 @@ class Latency:
 
 @dataclass
 class Stats:
-    """Counts per route template (e.g. `PATCH /v1/pages/{page_id}`) and status.
+    """Counts per route template (e.g. `PATCH /v1/pages/{page_id}`) and status, and per token and
+    status where the emulator names the request's token (the sandbox Notion: by its integration,
+    never by the secret).
 
     Each reset starts a new epoch; a request counts in the epoch it arrived in, so one still
     running across a reset (a hang, a slow client) cannot turn up in the next test's numbers.
     """
 
     counts: Counter[tuple[str, int]] = field(default_factory=Counter)
+    token_counts: Counter[tuple[str, int]] = field(default_factory=Counter)
     epoch: int = 0
 
-    def record(self, route: str, status: int, epoch: int) -> None:
+    def record(self, route: str, status: int, epoch: int, token_name: str | None = None) -> None:
+        """``token_name``: the integration whose token the request carried (None: no valid token)."""
         if epoch == self.epoch:
             self.counts[(route, status)] += 1
+            if token_name is not None:
+                self.token_counts[(token_name, status)] += 1
 
     def clear(self) -> None:
         self.counts.clear()
+        self.token_counts.clear()
         self.epoch += 1
 
     def to_json(self) -> dict[str, Any]:
-        by_route: dict[str, dict[str, int]] = {}
-        for (route, status), count in sorted(self.counts.items()):
-            by_route.setdefault(route, {})[str(status)] = count
         statuses = Counter[str]()
         for (_, status), count in self.counts.items():
             statuses[str(status)] += count
-        return {"total": sum(self.counts.values()), "by_status": dict(statuses), "by_route": by_route}
+        return {
+            "total": sum(self.counts.values()),
+            "by_status": dict(statuses),
+            "by_route": _by_status(self.counts),
+            "by_token": _by_status(self.token_counts),
+        }
 
     def control(self, method: str) -> dict[str, Any]:
         """The ``/stats`` control route: DELETE starts over; each answers the counts."""
         if method == "DELETE":
             self.clear()
         return self.to_json()
+
+
+def _by_status(counts: Counter[tuple[str, int]]) -> dict[str, dict[str, int]]:
+    grouped: dict[str, dict[str, int]] = {}
+    for (name, status), count in sorted(counts.items()):
+        grouped.setdefault(name, {})[str(status)] = count
+    return grouped

@@ -110,11 +110,13 @@ class Sandbox:
 
     async def serve(self, request: Request, route: str, handler: Handler | None) -> Response:
         epoch = self.stats.epoch  # a request that outlives a stats reset is not counted in the new epoch
+        bot = self.workspace.bots.get(bearer_token(request))
+        token_name = None if bot is None else bot.name
         try:
             response = await self._pipeline(request, handler)
         except (ClientGone, ClientDisconnect):
             logger.info("client closed the connection during %s %s", request.method, request.url.path)
-            self.stats.record(route, CLIENT_CLOSED, epoch)
+            self.stats.record(route, CLIENT_CLOSED, epoch, token_name)
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it
         except NotionError as error:
             response = error_response(error)
@@ -123,7 +125,7 @@ class Sandbox:
         except Exception:  # a sandbox bug: still answer in Notion's shape, and say so in the log
             logger.exception("unexpected error serving %s", route)
             response = error_response(NotionError(500, "internal_server_error", "Unexpected error occurred."))
-        self.stats.record(route, response.status_code, epoch)
+        self.stats.record(route, response.status_code, epoch, token_name)
         return response
 
     async def _simulate_delay(self, request: Request, seconds: float) -> None:
@@ -146,7 +148,7 @@ class Sandbox:
                 "missing_version",
                 "Notion-Version header failed validation: Notion-Version header should be defined, instead was `undefined`.",
             )
-        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        token = bearer_token(request)
         actor = self.workspace.bots.get(token)
         if actor is None:
             raise NotionError(401, "unauthorized", "API token is invalid.")
@@ -170,6 +172,10 @@ class Sandbox:
             await self._simulate_delay(request, hang_seconds)
             return error_response(fault_error("504"))
         return error_response(fault_error(kind))
+
+
+def bearer_token(request: Request) -> str:
+    return request.headers.get("authorization", "").removeprefix("Bearer ").strip()
 
 
 def with_request_id(result: Any) -> Any:

@@ -185,6 +185,6 @@ async def test_a_request_running_across_a_reset_is_not_counted_after_it(
     with pytest.raises(APIResponseError) as caught:
         await hanging  # answered (and counted, if at all) before the client sees it
     assert caught.value.status == 504
-    assert control.stats() == {"total": 0, "by_status": {}, "by_route": {}}
+    assert control.stats() == {"total": 0, "by_status": {}, "by_route": {}, "by_token": {}}
     assert (await notion.users.me())["type"] == "bot"
     assert control.stats()["by_status"] == {"200": 1}

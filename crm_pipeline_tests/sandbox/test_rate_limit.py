@@ -103,3 +103,4 @@ async def test_sdk_default_retries_get_a_burst_through(
     assert all(len(page["results"]) == 1 for page in pages)
     assert waits == [1.0] * 4  # each refused request waited as told, once
     assert control.stats()["by_status"] == {"200": 8, "429": 4}
+    assert control.stats()["by_token"] == {"crm_pipeline sandbox integration 1": {"200": 8, "429": 4}}

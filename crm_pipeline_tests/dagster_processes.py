@@ -1,0 +1,145 @@
+"""Dagster's own processes on an instance of a test's (or benchmark's) own, as `crm-pipeline dev`
+runs them: `dagster dev` (webserver, daemon, code server) with the checkout's dagster.yaml, the
+queued run coordinator and the default run launcher, which starts each run in a process of its
+own. Dagster's storage is the deal store's PostgreSQL, in schema public."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import httpx
+from dagster_graphql import DagsterGraphQLClient
+
+from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE, write_instance_config
+from crm_pipeline.settings import PROJECT_ROOT
+from crm_pipeline.store import Database
+
+GENEROUS_WAIT = 180.0
+"""Seconds any bounded wait may take on a loaded machine (a start, the runs, a stop)."""
+
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+SIGINT_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
+"""Runs argv[1:] with SIGINT handled by default, as from a terminal: a process started from a
+non-interactive shell inherits SIGINT ignored, and Dagster then ignores SIGTERM too."""
+
+LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_in_own_group(command: Sequence[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a process group of its own with SIGINT handled by default, so a
+    SIGINT to the group stops it and everything it started (``options`` go to Popen)."""
+    return subprocess.Popen([sys.executable, "-c", SIGINT_DEFAULT, *command], start_new_session=True, **options)
+
+
+def wait_for_code_location(graphql_url: str, process: subprocess.Popen[bytes]) -> dict[str, str] | None:
+    """The first loaded code location the webserver reports, or None if none loads in time."""
+    deadline = time.monotonic() + GENEROUS_WAIT
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            entries = httpx.post(graphql_url, json={"query": LOCATIONS}, timeout=5).json()["data"]["workspaceOrError"]
+            loaded = [entry for entry in entries["locationEntries"] if entry["loadStatus"] == "LOADED"]
+            if loaded:
+                return dict(loaded[0])
+        except (httpx.HTTPError, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(0.5)
+    return None
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> int:
+    """SIGINT to the process's group, as Ctrl-C in a terminal; SIGKILL if it outstays the wait."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        return process.wait(timeout=GENEROUS_WAIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    except ProcessLookupError:
+        return process.wait()
+
+
+@dataclass
+class RunningDagster:
+    """A running `dagster dev`: its GraphQL client and an instance on the same storage."""
+
+    client: DagsterGraphQLClient
+    instance: dg.DagsterInstance
+    log: Path
+
+    def wait_for_runs(self, run_ids: Sequence[str], timeout: float = GENEROUS_WAIT) -> list[dg.RunRecord]:
+        """The runs' records once every one has finished (raises TimeoutError otherwise)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            records = self.instance.get_run_records(dg.RunsFilter(run_ids=list(run_ids)))
+            if len(records) == len(run_ids) and all(r.dagster_run.status in FINISHED for r in records):
+                return list(records)
+            if time.monotonic() > deadline:
+                states = {r.dagster_run.run_id: r.dagster_run.status.value for r in records}
+                raise TimeoutError(f"runs still unfinished after {timeout} s: {states}\n{self.log_tail()}")
+            time.sleep(0.5)
+
+    def log_tail(self, characters: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-characters:]
+
+
+@contextmanager
+def dagster_dev(home: Path, database: Database, environment: Mapping[str, str]) -> Iterator[RunningDagster]:
+    """`dagster dev` on the checkout's workspace with its instance in ``home``, storage in
+    ``database`` and the deal store there too; ``environment`` adds to this process's (the
+    tenants file, token variables). Stops the whole process group on exit."""
+    write_instance_config(home)
+    storage_url = database.url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
+    variables = {
+        "DAGSTER_HOME": str(home),
+        DAGSTER_PG_URL_VARIABLE: storage_url,
+        "CRM_PIPELINE_DATABASE_URL": database.url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_APP_DATABASE_URL": database.app_url.render_as_string(hide_password=False),
+        **environment,
+    }
+    port = free_port()
+    log = home / "dagster-dev.log"
+    with log.open("wb") as output:
+        process = start_in_own_group(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-p", str(port)],
+            cwd=home,
+            env=os.environ | variables,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        if wait_for_code_location(f"http://127.0.0.1:{port}/graphql", process) is None:
+            raise RuntimeError(f"the code location did not load:\n{log.read_text(errors='replace')[-4000:]}")
+        # The instance's storage URL is read from the environment when it is opened.
+        previous = os.environ.get(DAGSTER_PG_URL_VARIABLE)
+        os.environ[DAGSTER_PG_URL_VARIABLE] = storage_url
+        try:
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                yield RunningDagster(DagsterGraphQLClient("127.0.0.1", port_number=port), instance, log)
+        finally:
+            if previous is None:
+                del os.environ[DAGSTER_PG_URL_VARIABLE]
+            else:
+                os.environ[DAGSTER_PG_URL_VARIABLE] = previous
+    finally:
+        stop_group(process)
