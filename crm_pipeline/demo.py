@@ -39,6 +39,7 @@ HUBSPOT_DEMO_TENANT = "demo-hubspot"
 TEAM_EDITED_AGO = timedelta(days=1)
 """How long before the demo starts the team last edited its CRM: the agent's writes are newer, so
 a shared field both sides hold differently goes to the agent by last write wins."""
+_TENANT_NAMES = {DEMO_TENANT: "Demo tenant", HUBSPOT_DEMO_TENANT: "Demo tenant on HubSpot"}
 _DEFAULT_PROBABILITY = "0.5"
 
 
@@ -74,7 +75,7 @@ def _already_in_crm(tenant_id: str, side: str) -> list[OpportunityCreate]:
 
 async def seed_demo(repository: DealRepository, tenant_id: str, demo_tenant: str = DEMO_TENANT) -> BulkUpsertResult:
     """Register ``tenant_id`` and write the agent's deals of ``demo_tenant`` into it."""
-    await repository.register_tenant(tenant_id, name="Demo tenant")
+    await repository.register_tenant(tenant_id, name=_TENANT_NAMES[demo_tenant])
     return await repository.bulk_upsert_opportunities(tenant_id, demo_opportunities(demo_tenant), actor=Actor.AGENT)
 
 
