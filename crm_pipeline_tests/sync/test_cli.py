@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from crm_pipeline.cli import main
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, seed_demo, seed_demo_notion
+from crm_pipeline.defs.tenants import TenantConnection, save_tenants
+from crm_pipeline.demo import (
+    DEMO_NOTION_DATABASE_ID,
+    HUBSPOT_DEMO_TENANT,
+    demo_notion_seed,
+    seed_demo,
+    seed_demo_hubspot,
+    seed_demo_notion,
+)
+from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -105,3 +115,40 @@ def test_sync_command_refuses_a_drifted_schema_clearly(
     code, out, err = sync(capsys, "--tenant", configured, "--json")
     assert (code, out) == (2, "")
     assert "'Notes'" in err and "no property" in err
+
+
+def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hubspot(
+    configured: str,
+    capsys: pytest.CaptureFixture[str],
+    hubspot_server: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A HubSpot connection without a token: the local HubSpot, by the rule the Dagster resource uses."""
+    hubspot_control.reset()
+    asyncio.run(seed_demo_hubspot(hubspot_server.base_url))
+    on_hubspot = f"{configured}-hs"
+
+    async def seed() -> None:
+        async with await Database.open(get_settings()) as database:
+            await seed_demo(DealRepository(database), on_hubspot, HUBSPOT_DEMO_TENANT)
+
+    asyncio.run(seed())
+    tenants = tmp_path / "tenants.toml"
+    connection = TenantConnection(tenant_id=on_hubspot, connector="hubspot", token_env="CRM_PIPELINE_TEST_UNSET")
+    save_tenants(tenants, [connection])
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tenants))
+    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", hubspot_server.base_url.rsplit(":", 1)[1])
+    get_settings.cache_clear()
+
+    code, out, _ = sync(capsys, "--tenant", on_hubspot, "--json")
+
+    assert code == 0
+    # 8 agent deals, 3 in HubSpot already: 5 created there, the team's 3 adopted; 3 conflicts.
+    summary = json.loads(out)
+    assert (summary["created"], summary["conflicts"], summary["errors"]) == (5 + 3, 3, [])
+    assert len(hubspot_control.all_records("deals")) == 11
+    # A tenant not in the file still syncs with the settings' Notion.
+    code, out, _ = sync(capsys, "--tenant", configured, "--json")
+    assert (code, json.loads(out)["created"]) == (0, DEMO_FIRST_PASS["created"])
