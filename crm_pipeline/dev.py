@@ -211,13 +211,17 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
 
 @contextmanager
 def _hubspot(settings: Settings, *, seed: bool) -> Iterator[dict[str, str]]:
-    """The local HubSpot, served from here unless a HubSpot token is set, and seeded with the
-    ``demo-hubspot`` team's deals when it holds none (``seed``); as environment for Dagster."""
+    """The local HubSpot, served from here unless a HubSpot token is set; as environment for Dagster.
+
+    Like the sandbox Notion it keeps its portal in the data directory; a portal without deals is
+    seeded with the ``demo-hubspot`` team's (``seed``), as the team left them a day ago.
+    """
     if not _local_hubspot():
         yield {}
         return
-    with serve_hubspot_in_thread(HubSpotSandboxConfig(), port=settings.hubspot_sandbox_port) as hubspot:
-        if seed and not hubspot.sandbox.portal.live("deals"):
+    config = HubSpotSandboxConfig(state_file=settings.data_dir / "hubspot-state.json")
+    with serve_hubspot_in_thread(config, port=settings.hubspot_sandbox_port) as hubspot:
+        if seed and not hubspot.sandbox.portal.records["deals"]:
             asyncio.run(seed_demo_hubspot(hubspot.base_url))
         logger.info("local HubSpot on %s", hubspot.base_url)
         yield {"CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": hubspot.base_url.rsplit(":", 1)[1]}

@@ -35,6 +35,8 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
                 return error_response(error)
             except (BadRequest, TypeError, ValueError, KeyError) as error:
                 return error_response(validation(f"Bad control request: {error}"))
+            finally:
+                sandbox.save_if_changed()
 
         return Route(f"/_hubspot{path}", serve, methods=methods)
 
