@@ -18,8 +18,10 @@ import dagster as dg
 import httpx
 import pytest
 
-from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, demo_notion_seed
-from crm_pipeline.dev import _notion, _prepare
+from crm_pipeline.defs.tenants import TenantConnection, load_tenants
+from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, HUBSPOT_DEMO_TENANT, demo_notion_seed
+from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
+from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 
@@ -70,6 +72,50 @@ def test_a_workspace_saved_without_the_demo_database_gets_it(tmp_path: Path) -> 
             headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
         )
     assert response.status_code == 200
+
+
+HUBSPOT_TEAM_DEALS = 6
+"""Deals in the demo's local HubSpot before any sync: 3 of the agent's, imported, and 3 of the team's."""
+
+
+def test_the_demo_tenants_file_lists_both_demo_tenants_and_never_replaces_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert demo_tenants(settings) == tmp_path / "tenants.toml"
+    assert load_tenants(settings) == [
+        TenantConnection(tenant_id="demo"),
+        TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
+    ]
+    (tmp_path / "tenants.toml").write_text('[[tenant]]\ntenant_id = "acme"\n')
+    assert demo_tenants(settings) is None
+    assert [tenant.tenant_id for tenant in load_tenants(settings)] == ["acme"]
+
+
+def test_with_a_hubspot_token_no_demo_goes_to_hubspot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_TOKEN", "pat-na1-real")
+    settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
+    assert demo_tenants(settings) is None
+    with _hubspot(settings, seed=True) as environment:
+        assert environment == {}
+    assert not (tmp_path / "hubspot-state.json").exists()  # no local HubSpot was served
+
+
+def test_the_local_hubspot_is_seeded_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
+    settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
+    with _hubspot(settings, seed=True) as environment:
+        base_url = f"http://127.0.0.1:{environment['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}"
+        with HubSpotControl(base_url) as control:
+            records = control.all_records("deals")
+            assert len(records) == HUBSPOT_TEAM_DEALS
+            control.ui_edit("deals", records[0]["id"], {"amount": "1"})  # a person's edit, kept
+    with _hubspot(settings, seed=True) as environment:
+        base_url = f"http://127.0.0.1:{environment['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}"
+        with HubSpotControl(base_url) as control:
+            again = control.all_records("deals")
+    assert len(again) == HUBSPOT_TEAM_DEALS and again[0]["properties"]["amount"] == "1"
 
 
 GENEROUS_WAIT = 120
@@ -127,9 +173,13 @@ def _alive(pid: int) -> bool:
 
 def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: Path) -> None:
     """The README's main command, end to end, in a data directory of its own."""
-    ui_port, sandbox_port = _free_port(), _free_port()
-    environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
-    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL"):
+    ui_port, sandbox_port, hubspot_port = _free_port(), _free_port(), _free_port()
+    environment = os.environ | {
+        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
+        "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
+        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
+    }
+    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL", "CRM_PIPELINE_HUBSPOT_TOKEN"):
         environment.pop(external, None)
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
@@ -146,6 +196,8 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
             headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
         )
         assert deals.status_code == 200
+        with HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot:
+            assert len(hubspot.all_records("deals")) == HUBSPOT_TEAM_DEALS
         family = _descendants(dev.pid)
     finally:
         dev.send_signal(signal.SIGTERM)
@@ -156,7 +208,9 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in family)
-    assert "demo deals for tenant 'demo'" in (tmp_path / "dev.log").read_text()
+    log_text = (tmp_path / "dev.log").read_text()
+    assert "demo deals for tenant 'demo'" in log_text and "demo deals for tenant 'demo-hubspot'" in log_text
+    assert [tenant.connector for tenant in load_tenants(Settings(data_dir=tmp_path))] == ["notion", "hubspot"]
 
 
 LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
@@ -240,8 +294,13 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     subprocess.run([*pip, str(wheel)], check=True, timeout=120)
     folder = tmp_path / "empty"
     folder.mkdir()
-    ui_port, sandbox_port = _free_port(), _free_port()
-    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
+    ui_port, sandbox_port, hubspot_port = _free_port(), _free_port(), _free_port()
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
+        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
+    }
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
         [str(venv / "bin" / "crm-pipeline"), "dev", "--port", str(ui_port), "--agent-every", "0"],
@@ -260,3 +319,5 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
     assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
     assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
+    assert (folder / ".crm_pipeline" / "hubspot-state.json").is_file()  # seeded from the wheel's demo data
+    assert (folder / ".crm_pipeline" / "tenants.toml").is_file()
