@@ -106,9 +106,12 @@ async def seed_demo_hubspot(base_url: str) -> None:
         try:
             adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
             try:
-                await adapter.upsert_opportunities(_already_in_crm(HUBSPOT_DEMO_TENANT, "in_hubspot"))
+                outcomes = await adapter.upsert_opportunities(_already_in_crm(HUBSPOT_DEMO_TENANT, "in_hubspot"))
             finally:
                 await adapter.aclose()
+            failed = [outcome for outcome in outcomes if not outcome.ok]
+            if failed:
+                raise RuntimeError(f"seeding the local HubSpot failed: {failed}")
             for properties in _deals()[HUBSPOT_DEMO_TENANT]["team"]:
                 control.ui_create("deals", properties)
         finally:
