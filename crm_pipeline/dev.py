@@ -37,7 +37,7 @@ from crm_pipeline.demo import (
     seed_demo_notion,
 )
 from crm_pipeline.hubspot_sandbox import HubSpotSandboxConfig, serve_hubspot_in_thread
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread
+from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -176,7 +176,8 @@ compute_logs:
 @contextmanager
 def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     """The Notion the pipeline talks to, as environment for Dagster: the configured one, else the
-    sandbox served from here.
+    sandbox served from here, on the port where every Notion connection without a token (the
+    settings' tenant, a tenant of the tenants file) looks for it.
 
     The sandbox keeps its workspace in the data directory, so edits made in it survive restarts;
     the demo Deals database is created on its first start, and again if the saved workspace lacks
@@ -202,11 +203,8 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
             with SandboxControl(sandbox.base_url) as control:
                 seed_demo_notion(control)
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
-        yield {
-            "CRM_PIPELINE_NOTION_TOKEN": DEFAULT_TOKEN,
-            "CRM_PIPELINE_NOTION_DATABASE_ID": DEMO_NOTION_DATABASE_ID,
-            "CRM_PIPELINE_NOTION_BASE_URL": sandbox.base_url,
-        }
+        # No token: every Notion connection without one finds the sandbox on this port (demo.sandbox_notion).
+        yield {"CRM_PIPELINE_SANDBOX_PORT": sandbox.base_url.rsplit(":", 1)[1]}
 
 
 @contextmanager

@@ -19,7 +19,13 @@ import httpx
 import pytest
 
 from crm_pipeline.defs.tenants import TenantConnection, load_tenants
-from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, HUBSPOT_DEMO_TENANT, demo_notion_seed
+from crm_pipeline.demo import (
+    DEMO_NOTION_DATA_SOURCE_ID,
+    DEMO_NOTION_DATABASE_ID,
+    HUBSPOT_DEMO_TENANT,
+    demo_notion_seed,
+    sandbox_notion,
+)
 from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
 from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
@@ -42,17 +48,17 @@ def test_a_token_without_a_database_is_refused_up_front(tmp_path: Path) -> None:
 def test_without_a_notion_the_sandbox_serves_the_demo_database_and_keeps_it(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, sandbox_port=0)
     with _notion(settings) as environment:
-        assert environment["CRM_PIPELINE_NOTION_DATABASE_ID"] == DEMO_NOTION_DATABASE_ID
+        # No token handed on: a connection without one finds the sandbox on this port.
+        [port] = environment.values()
+        token, database_id, base_url = sandbox_notion(int(port), None, None)
+        assert (token, database_id) == (DEFAULT_TOKEN, DEMO_NOTION_DATABASE_ID)
         response = httpx.get(
-            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
-            headers={
-                "Authorization": f"Bearer {environment['CRM_PIPELINE_NOTION_TOKEN']}",
-                "Notion-Version": NOTION_VERSION,
-            },
+            f"{base_url}/v1/databases/{database_id}",
+            headers={"Authorization": f"Bearer {token}", "Notion-Version": NOTION_VERSION},
         )
         assert response.status_code == 200
         assert [source["id"] for source in response.json()["data_sources"]] == [DEMO_NOTION_DATA_SOURCE_ID]
-    assert environment["CRM_PIPELINE_NOTION_TOKEN"] == DEFAULT_TOKEN
+    assert list(environment) == ["CRM_PIPELINE_SANDBOX_PORT"]
     assert (tmp_path / "sandbox-state.json").exists()
 
 
@@ -68,7 +74,7 @@ def test_a_workspace_saved_without_the_demo_database_gets_it(tmp_path: Path) -> 
     settings = Settings(data_dir=tmp_path, sandbox_port=0)
     with _notion(settings) as environment:
         response = httpx.get(
-            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            f"http://127.0.0.1:{environment['CRM_PIPELINE_SANDBOX_PORT']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
             headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
         )
     assert response.status_code == 200
@@ -270,6 +276,49 @@ def test_dagster_commands_from_the_checkout_need_no_settings(tmp_path: Path) -> 
     for asset in ("postgres_opportunities", "notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync"):
         assert f"ASSET_MATERIALIZATION - Materialized value {asset}." in run.stderr
     assert "RUN_SUCCESS" in run.stderr
+
+
+def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo tenants file, both local APIs and the environment `crm-pipeline dev` hands Dagster:
+    `dagster asset materialize` of each demo tenant's partition syncs it with its own CRM (what the
+    schedule's runs do, without waiting for its ticks)."""
+    for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN"):
+        monkeypatch.delenv(token, raising=False)
+    settings = Settings(
+        data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
+    )
+    asyncio.run(_prepare(settings, seed=True))
+    assert demo_tenants(settings) is not None
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    tenants = [tenant.tenant_id for tenant in load_tenants(settings)]
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("tenant", tenants)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(dagster_home),
+        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*"]
+    with _notion(settings) as notion, _hubspot(settings, seed=True) as hubspot:
+        for tenant in tenants:
+            run = subprocess.run(
+                [*command, "--partition", tenant],
+                cwd=PROJECT_ROOT,
+                env=environment | notion | hubspot,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert run.returncode == 0 and "RUN_SUCCESS" in run.stderr, run.stderr[-3000:]
+        with SandboxControl(f"http://127.0.0.1:{notion['CRM_PIPELINE_SANDBOX_PORT']}") as control:
+            assert len(control.all_pages(DEMO_NOTION_DATA_SOURCE_ID)) == 24 + 8  # the agent's and the team's
+        with HubSpotControl(f"http://127.0.0.1:{hubspot['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}") as control:
+            assert len(control.all_records("deals")) == 8 + 3
+    assert tenants == ["demo", HUBSPOT_DEMO_TENANT]
 
 
 def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path: Path) -> None:
