@@ -74,9 +74,14 @@ def _already_in_crm(tenant_id: str, side: str) -> list[OpportunityCreate]:
 
 
 async def seed_demo(repository: DealRepository, tenant_id: str, demo_tenant: str = DEMO_TENANT) -> BulkUpsertResult:
-    """Register ``tenant_id`` and write the agent's deals of ``demo_tenant`` into it."""
+    """Register ``tenant_id`` and write the agent's deals of ``demo_tenant`` it lacks: a deal
+    seeded before keeps what the sync and the agent made of it since (its counts: unchanged)."""
     await repository.register_tenant(tenant_id, name=_TENANT_NAMES[demo_tenant])
-    return await repository.bulk_upsert_opportunities(tenant_id, demo_opportunities(demo_tenant), actor=Actor.AGENT)
+    deals = demo_opportunities(demo_tenant)
+    present = {deal.id for deal in await repository.get_opportunities(tenant_id, [d.id for d in deals if d.id])}
+    missing = [deal for deal in deals if deal.id not in present]
+    created = await repository.bulk_upsert_opportunities(tenant_id, missing, actor=Actor.AGENT)
+    return created + BulkUpsertResult(unchanged=len(present))
 
 
 # The ids of the Deals database in crm_pipeline/sandbox/deals_seed.json: code written against the

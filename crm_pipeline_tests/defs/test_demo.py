@@ -23,6 +23,7 @@ from crm_pipeline.demo import (
     seed_demo_notion,
 )
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
+from crm_pipeline.models import OpportunityUpdate
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -151,3 +152,19 @@ async def test_the_hubspot_demo_tenant_first_pass_on_the_local_hubspot(
 def _text(page: dict[str, Any], name: str) -> str:
     value = page["properties"][name]
     return "".join(part["plain_text"] for part in value[value["type"]])
+
+
+async def test_seeding_again_keeps_what_became_of_the_demo_deals(repository: DealRepository, tenant: str) -> None:
+    """`crm-pipeline dev` seeds at every start: a deal the sync or the agent changed since stays so."""
+    first = await seed_demo(repository, tenant)
+    assert (first.created, first.unchanged) == (24, 0)
+    globex = next(deal for deal in await repository.list_opportunities(tenant) if deal.name.startswith("Globex"))
+    await repository.update_opportunity(
+        tenant, globex.id, OpportunityUpdate(custom_notes="From Notion", estimated_value=Decimal(50000))
+    )
+
+    again = await seed_demo(repository, tenant)
+
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 24)
+    kept = await repository.get_opportunity(tenant, globex.id)
+    assert kept is not None and (kept.custom_notes, kept.estimated_value) == ("From Notion", 50000)
