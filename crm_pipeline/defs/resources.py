@@ -5,8 +5,9 @@ for the run's tenant by the connector its connection names: ``CRMConnectionResou
 ``crm`` key, hands each tenant to its connector (``NotionConnector``, ``HubSpotConnector``). Another
 connector is another ``CRMConnector`` and an entry there, not new assets. Nothing is read from the environment at import; what a resource is not given
 comes from the project settings when a run starts, so every Dagster command works from a checkout
-with no settings at all (the embedded deal store, the sandbox Notion, the local HubSpot). Secrets are config only as
-``dg.EnvVar``; a tenant's token is read from the variable its connection names, at run time.
+with no settings at all (the embedded deal store, the sandbox Notion, the local HubSpot). Secrets
+are config only as ``dg.EnvVar``; a tenant's token is read from the variable its connection names,
+at run time.
 """
 
 from __future__ import annotations

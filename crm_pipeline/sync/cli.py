@@ -2,8 +2,9 @@
 
 The same ``CRM_PIPELINE_*`` settings as everything else: the deal store (embedded unless
 configured), the Notion token and database (the local sandbox's Deals database when no token is
-set); a tenant listed in the tenants file syncs with its connection there (Notion or HubSpot). Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not
-run at all (no store, an unknown tenant, a refused token, a drifted schema).
+set); a tenant listed in the tenants file syncs with its connection there (Notion or HubSpot).
+Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not run at
+all (no store, an unknown tenant, a refused token, a drifted schema).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ import sys
 from typing import Any
 
 import httpx
+import urllib3
 from pydantic import SecretStr
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.hubspot import PipelineConfigError
+from crm_pipeline.crm.hubspot.client import status_of as hubspot_status_of
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
 from crm_pipeline.defs.resources import CRMConnectionResource, RequestCount
 from crm_pipeline.defs.tenants import load_tenants, tenants_file
@@ -95,11 +99,13 @@ async def sync_once(settings: Settings, tenant_id: str, *, dry_run: bool) -> Syn
 
 
 def _cannot_run(error: BaseException) -> bool:
-    """Errors that stop the whole pass, as against one record's."""
+    """Errors that stop the whole pass, as against one record's: Notion's and HubSpot's (an answer
+    of HubSpot's SDK, whose modules each have their own ApiException, or none at all)."""
     from notion_client import APIResponseError
 
     kinds = (StoreError, PropertySchemaError, NotionAdapterError, APIResponseError, httpx.HTTPError)
-    return isinstance(error, kinds)
+    hubspot = (PipelineConfigError, urllib3.exceptions.HTTPError)
+    return isinstance(error, kinds + hubspot) or hubspot_status_of(error) is not None
 
 
 def report(result: SyncResult, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:

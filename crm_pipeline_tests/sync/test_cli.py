@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from uuid import uuid4
@@ -152,3 +153,19 @@ def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hu
     # A tenant not in the file still syncs with the settings' Notion.
     code, out, _ = sync(capsys, "--tenant", configured, "--json")
     assert (code, json.loads(out)["created"]) == (0, DEMO_FIRST_PASS["created"])
+
+
+def test_sync_command_refuses_a_hubspot_tenant_whose_hubspot_does_not_answer_clearly(
+    configured: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tenants = tmp_path / "tenants.toml"
+    connection = TenantConnection(tenant_id=configured, connector="hubspot", token_env="CRM_PIPELINE_TEST_UNSET")
+    save_tenants(tenants, [connection])
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tenants))
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", str(unused.getsockname()[1]))
+    get_settings.cache_clear()
+    code, out, err = sync(capsys, "--tenant", configured)
+    assert (code, out) == (2, "")
+    assert f"cannot sync tenant {configured!r}" in err
