@@ -1,17 +1,26 @@
-"""Demo data, so a fresh checkout has something to sync: deals the agent wrote to PostgreSQL, and a
-Notion "Deals" database where the sales team already keeps a few of its own, with the columns a
-real team adds around the synced ones (a Status, an Owner, a formula, an auto-numbered ID). Ids
-are stable, so seeding twice is a no-op."""
+"""Demo data, so a fresh checkout has something to sync, on two tenants: deals the agent wrote to
+PostgreSQL; a Notion "Deals" database where the sales team already keeps deals of its own, with
+the columns a real team adds around the synced ones (a Status, an Owner, a formula, an
+auto-numbered ID); a local HubSpot where a second team does. Some deals are on both sides already,
+with differing values, so the first pass decides conflicts under every ownership rule. The deals
+themselves are data (demo_deals.toml). Ids are stable, so seeding twice is a no-op."""
 
 from __future__ import annotations
 
 import random
-from datetime import date
+import tomllib
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import cache
+from importlib import resources
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.field_mapping import SYNC_KEY_PROPERTY, SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.hubspot import HubSpotAdapter
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
+from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.models import (
     DEAL_STAGES,
     MAX_LIST_LIMIT,
@@ -20,43 +29,59 @@ from crm_pipeline.models import (
     OpportunityFilter,
     OpportunityUpdate,
 )
-from crm_pipeline.sandbox import DEFAULT_TOKEN
+from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 
-_DEALS: tuple[tuple[str, str, str, str, str, str], ...] = (
-    # name, stage, value, close date, product, source
-    ("Acme Corp platform renewal", "Negotiation", "125000", "2027-01-31", "Platform", "renewal"),
-    ("Globex analytics pilot", "Qualified", "42000", "2027-02-15", "Analytics", "inbound"),
-    ("Initech seat expansion", "Proposal", "18500", "2026-12-20", "Platform", "expansion"),
-    ("Umbrella security add-on", "Lead", "9900", "2027-03-01", "Security", "outbound"),
-    ("Stark Industries enterprise deal", "Qualified", "310000", "2027-04-30", "Platform", "referral"),
-    ("Wayne Enterprises data migration", "Closed Won", "56000", "2026-11-30", "Services", "inbound"),
-    ("Hooli analytics upgrade", "Closed Lost", "24000", "2026-10-31", "Analytics", "outbound"),
-    ("Soylent onboarding package", "Proposal", "12000", "2027-01-15", "Services", "partner"),
-)
+DEMO_TENANT = "demo"
+"""The tenant whose deals the sales team works on in Notion (the settings' default tenant)."""
+HUBSPOT_DEMO_TENANT = "demo-hubspot"
+"""The second demo tenant: another team, on HubSpot (the local HubSpot `crm-pipeline dev` serves)."""
+TEAM_EDITED_AGO = timedelta(days=1)
+"""How long before the demo starts the team last edited its CRM: the agent's writes are newer, so
+a shared field both sides hold differently goes to the agent by last write wins."""
+_TENANT_NAMES = {DEMO_TENANT: "Demo tenant", HUBSPOT_DEMO_TENANT: "Demo tenant on HubSpot"}
+_DEFAULT_PROBABILITY = "0.5"
 
 
-def demo_opportunities() -> list[OpportunityCreate]:
-    return [
-        OpportunityCreate(
-            id=uuid5(NAMESPACE_URL, f"crm-pipeline-demo/{name}"),
-            name=name,
-            deal_stage=stage,
-            estimated_value=Decimal(value),
-            close_date=date.fromisoformat(close),
-            product_line=product,
-            source=source,
-            probability=Decimal("0.5"),
-            detection_confidence=Decimal("0.8"),
-            qualification_snapshot={"budget": "unknown", "timeline": close},
-        )
-        for name, stage, value, close, product, source in _DEALS
-    ]
+@cache
+def _deals() -> dict[str, Any]:
+    """demo_deals.toml: per tenant, the agent's deals and the team's (the file says how to read it)."""
+    return tomllib.loads((resources.files("crm_pipeline") / "demo_deals.toml").read_text(encoding="utf-8"))
 
 
-async def seed_demo(repository: DealRepository, tenant_id: str) -> BulkUpsertResult:
-    await repository.register_tenant(tenant_id, name="Demo tenant")
-    return await repository.bulk_upsert_opportunities(tenant_id, demo_opportunities(), actor=Actor.AGENT)
+def _opportunity(row: Mapping[str, Any], **changes: Any) -> OpportunityCreate:
+    fields = {name: value for name, value in row.items() if name not in ("in_notion", "in_hubspot")}
+    return OpportunityCreate.model_validate(
+        {
+            "id": uuid5(NAMESPACE_URL, f"crm-pipeline-demo/{row['name']}"),
+            "probability": _DEFAULT_PROBABILITY,
+            "detection_confidence": "0.8",
+            "qualification_snapshot": {"budget": "unknown", "timeline": row.get("close_date")},
+            **fields,
+            **changes,
+        }
+    )
+
+
+def demo_opportunities(tenant_id: str = DEMO_TENANT) -> list[OpportunityCreate]:
+    """The deals the agent wrote for a demo tenant."""
+    return [_opportunity(row) for row in _deals()[tenant_id]["agent"]]
+
+
+def _already_in_crm(tenant_id: str, side: str) -> list[OpportunityCreate]:
+    """The agent's deals the team's CRM already holds (keyed by the deal), as the CRM holds them."""
+    return [_opportunity(row, **row[side]) for row in _deals()[tenant_id]["agent"] if side in row]
+
+
+async def seed_demo(repository: DealRepository, tenant_id: str, demo_tenant: str = DEMO_TENANT) -> BulkUpsertResult:
+    """Register ``tenant_id`` and write the agent's deals of ``demo_tenant`` it lacks: a deal
+    seeded before keeps what the sync and the agent made of it since (its counts: unchanged)."""
+    await repository.register_tenant(tenant_id, name=_TENANT_NAMES[demo_tenant])
+    deals = demo_opportunities(demo_tenant)
+    present = {deal.id for deal in await repository.get_opportunities(tenant_id, [d.id for d in deals if d.id])}
+    missing = [deal for deal in deals if deal.id not in present]
+    created = await repository.bulk_upsert_opportunities(tenant_id, missing, actor=Actor.AGENT)
+    return created + BulkUpsertResult(unchanged=len(present))
 
 
 # The ids of the Deals database in crm_pipeline/sandbox/deals_seed.json: code written against the
@@ -69,6 +94,33 @@ def sandbox_notion(sandbox_port: int, database_id: str | None, base_url: str | N
     """Token, database id and base URL of a Notion connection that has no token: the sandbox that
     `crm-pipeline dev` serves on ``sandbox_port``, and its demo Deals database unless another is named."""
     return DEFAULT_TOKEN, database_id or DEMO_NOTION_DATABASE_ID, base_url or f"http://127.0.0.1:{sandbox_port}"
+
+
+def sandbox_hubspot(hubspot_sandbox_port: int, base_url: str | None) -> tuple[str, str]:
+    """Token and base URL of a HubSpot connection that has no token: the local HubSpot that
+    `crm-pipeline dev` serves on ``hubspot_sandbox_port``, unless another base URL is named."""
+    return HUBSPOT_SANDBOX_TOKEN, base_url or f"http://127.0.0.1:{hubspot_sandbox_port}"
+
+
+async def seed_demo_hubspot(base_url: str) -> None:
+    """Seed a local HubSpot with the demo-hubspot team's deals as it left them ``TEAM_EDITED_AGO``:
+    the agent's deals it imported (upserted by the connector, so keyed and with the custom
+    properties in place) and those its people created in HubSpot's UI."""
+    with HubSpotControl(base_url) as control:
+        control.set_clock(datetime.now(UTC) - TEAM_EDITED_AGO)
+        try:
+            adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
+            try:
+                outcomes = await adapter.upsert_opportunities(_already_in_crm(HUBSPOT_DEMO_TENANT, "in_hubspot"))
+            finally:
+                await adapter.aclose()
+            failed = [outcome for outcome in outcomes if not outcome.ok]
+            if failed:
+                raise RuntimeError(f"seeding the local HubSpot failed: {failed}")
+            for properties in _deals()[HUBSPOT_DEMO_TENANT]["team"]:
+                control.ui_create("deals", properties)
+        finally:
+            control.real_clock()
 
 
 _SALES_TEAM = (
@@ -101,39 +153,26 @@ TEAM_COLUMNS: dict[str, Any] = {
     "Last edited by": {"last_edited_by": {}},
 }
 
-_HUMAN_DEALS: tuple[dict[str, Any], ...] = (
-    {
-        "Deal Name": "Vandelay Industries import deal",
-        "Stage": "Qualified",
-        "Value": 27500,
-        "Probability": 0.4,
-        "Close Date": "2027-02-28",
-        "Product": "Platform",
-        "Source": "event",
-        "Contact": "Art Vandelay",
-        "Email": "art@vandelay.example",
-        "Notes": "Met at the trade fair; wants a call after the holidays.",
-        "Status": "Waiting on customer",
-        "Owner": ["Maya Lindqvist"],
-        "Weighted value": 11000,
-        "Follow-up": True,
-    },
-    {
-        "Deal Name": "Pied Piper compression licence",
-        "Stage": "Lead",
-        "Value": 8000,
-        "Product": "Analytics",
-        "Source": "referral",
-        "Contact": "Richard Hendricks",
-        "Status": "Not started",
-        "Owner": ["Tom Okoro"],
-    },
-)
+
+def _notion_row(deal: OpportunityCreate) -> dict[str, Any]:
+    """A deal as a seed row of the Deals database (plain values by property name), keyed by it."""
+    row: dict[str, Any] = {SYNC_KEY_PROPERTY: str(deal.id)}
+    for field, spec in SYNCED_PROPERTY_MAP.items():
+        value = getattr(deal, field)
+        if isinstance(value, Decimal):
+            value = float(value)
+        elif isinstance(value, date):
+            value = value.isoformat()
+        if value is not None:
+            row[spec["notion_name"]] = value
+    return row
 
 
 def demo_notion_seed() -> dict[str, Any]:
     """A sandbox seed document: the Deals database the property map expects plus the team's own
-    columns, with the pages the sales team created there by hand (no sync key yet)."""
+    columns, with the pages the sales team created there by hand (no sync key yet) and those of the
+    agent's deals the team already keeps there (keyed, some values differing)."""
+    pages = [*_deals()[DEMO_TENANT]["team"], *map(_notion_row, _already_in_crm(DEMO_TENANT, "in_notion"))]
     return {
         "users": list(_SALES_TEAM),
         "databases": [
@@ -142,10 +181,19 @@ def demo_notion_seed() -> dict[str, Any]:
                 "id": DEMO_NOTION_DATABASE_ID,
                 "data_source_id": DEMO_NOTION_DATA_SOURCE_ID,
                 "properties": {**notion_properties_schema(SYNCED_PROPERTY_MAP), **TEAM_COLUMNS},
-                "pages": list(_HUMAN_DEALS),
+                "pages": pages,
             }
         ],
     }
+
+
+def seed_demo_notion(control: SandboxControl) -> None:
+    """Seed the sandbox with the demo Deals database as the team left it ``TEAM_EDITED_AGO``."""
+    control.set_clock(datetime.now(UTC) - TEAM_EDITED_AGO)
+    try:
+        control.seed(demo_notion_seed())
+    finally:
+        control.real_clock()
 
 
 # --- the agent at work: what `crm-pipeline dev` keeps doing in the demo tenant ---------------------

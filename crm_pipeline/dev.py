@@ -1,9 +1,11 @@
 """`crm-pipeline dev`: the main job on one machine.
 
-Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals, serves the
-sandbox Notion with a demo Deals database (unless a real Notion is configured), then runs
-`dagster dev` on the crm_pipeline code location with Dagster's own storage in the same server.
-This process holds the embedded server and the sandbox: both stop when `dagster dev` ends.
+Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals for two
+tenants, serves the sandbox Notion with a demo Deals database (unless a real Notion is configured)
+and the local HubSpot (unless a HubSpot token is set), writes the tenants file listing both demo
+tenants when there is none, then runs `dagster dev` on the crm_pipeline code location with
+Dagster's own storage in the same server. This process holds the embedded server and both local
+APIs: they stop when `dagster dev` ends.
 """
 
 from __future__ import annotations
@@ -25,8 +27,17 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, agent_step, demo_notion_seed, seed_demo
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxConfig, SandboxControl, serve_in_thread, ui_url
+from crm_pipeline.defs.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, save_tenants, settings_tenant, tenants_file
+from crm_pipeline.demo import (
+    DEMO_NOTION_DATABASE_ID,
+    HUBSPOT_DEMO_TENANT,
+    agent_step,
+    seed_demo,
+    seed_demo_hubspot,
+    seed_demo_notion,
+)
+from crm_pipeline.hubspot_sandbox import HubSpotSandboxConfig, serve_hubspot_in_thread
+from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread, ui_url
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -49,19 +60,43 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _prepare(settings: Settings, seed: bool) -> tuple[URL, URL]:
-    """Open (migrating) the deal store, seed it, and return the owner's and the application's URL
-    for the Dagster processes."""
+    """Open (migrating) the deal store, seed it (the HubSpot demo tenant too when the local HubSpot
+    is used), and return the owner's and the application's URL for the Dagster processes."""
     async with await Database.open(settings) as database:
         if seed:
-            result = await seed_demo(DealRepository(database), settings.tenant_id)
+            repository = DealRepository(database)
+            result = await seed_demo(repository, settings.tenant_id)
             logger.info("demo deals for tenant %r: %s", settings.tenant_id, result)
+            if _local_hubspot():
+                result = await seed_demo(repository, HUBSPOT_DEMO_TENANT, HUBSPOT_DEMO_TENANT)
+                logger.info("demo deals for tenant %r: %s", HUBSPOT_DEMO_TENANT, result)
         return database.url, database.app_url
+
+
+def _local_hubspot() -> bool:
+    """Whether HubSpot connections use the local HubSpot: no HubSpot token is set."""
+    return not os.environ.get(TOKEN_ENV_DEFAULTS["hubspot"])
+
+
+def demo_tenants(settings: Settings) -> Path | None:
+    """Write the tenants file, when there is none, with the demo's tenants: the settings' tenant
+    (on Notion) and ``demo-hubspot`` on the local HubSpot (not when a HubSpot token is set: the
+    demo writes no deals into a real account). Returns the file written, if any."""
+    path = tenants_file(settings)
+    if path.exists() or not _local_hubspot():
+        return None
+    save_tenants(
+        path, [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
+    )
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     database_url, app_database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
+    if not args.no_seed and (written := demo_tenants(settings)) is not None:
+        logger.info("the demo's tenants written to %s", written)
     dagster_home = settings.data_dir / "dagster"
     write_instance_config(dagster_home)
     environment = os.environ | {
@@ -75,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
+        "CRM_PIPELINE_TENANTS_FILE": str(tenants_file(settings)),
     }
     command = [
         sys.executable,
@@ -89,8 +125,12 @@ def run(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     agent_every = 0.0 if args.no_seed else args.agent_every
-    with _notion(settings) as notion_environment, _demo_agent(settings, agent_every):
-        return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment)
+    with (
+        _notion(settings) as notion_environment,
+        _hubspot(settings, seed=not args.no_seed) as hubspot_environment,
+        _demo_agent(settings, agent_every),
+    ):
+        return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment | hubspot_environment)
 
 
 def _project_file(name: str) -> Path:
@@ -136,11 +176,12 @@ compute_logs:
 @contextmanager
 def _notion(settings: Settings) -> Iterator[dict[str, str]]:
     """The Notion the pipeline talks to, as environment for Dagster: the configured one, else the
-    sandbox served from here.
+    sandbox served from here, on the port where every Notion connection without a token (the
+    settings' tenant, a tenant of the tenants file) looks for it.
 
     The sandbox keeps its workspace in the data directory, so edits made in it survive restarts;
     the demo Deals database is created on its first start, and again if the saved workspace lacks
-    it (one saved by an older release, under other ids).
+    it (one saved by an older release, under other ids), as the team left it a day ago.
     """
     if settings.notion_token is not None:
         if not settings.notion_database_id:
@@ -156,20 +197,33 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
         }
         yield {name: value for name, value in configured.items() if value is not None}
         return
-    seed_file = settings.data_dir / "sandbox-seed.json"
-    seed_file.write_text(json.dumps(demo_notion_seed(), indent=2))
-    config = SandboxConfig(state_file=settings.data_dir / "sandbox-state.json", seed_file=seed_file)
+    config = SandboxConfig(state_file=settings.data_dir / "sandbox-state.json")
     with serve_in_thread(config, port=settings.sandbox_port) as sandbox:
         if DEMO_NOTION_DATABASE_ID not in sandbox.sandbox.workspace.databases:
             with SandboxControl(sandbox.base_url) as control:
-                control.seed(demo_notion_seed())
+                seed_demo_notion(control)
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
         logger.info("edit the deals there as a person, in the browser: %s", ui_url(sandbox.base_url))
-        yield {
-            "CRM_PIPELINE_NOTION_TOKEN": DEFAULT_TOKEN,
-            "CRM_PIPELINE_NOTION_DATABASE_ID": DEMO_NOTION_DATABASE_ID,
-            "CRM_PIPELINE_NOTION_BASE_URL": sandbox.base_url,
-        }
+        # No token: every Notion connection without one finds the sandbox on this port (demo.sandbox_notion).
+        yield {"CRM_PIPELINE_SANDBOX_PORT": sandbox.base_url.rsplit(":", 1)[1]}
+
+
+@contextmanager
+def _hubspot(settings: Settings, *, seed: bool) -> Iterator[dict[str, str]]:
+    """The local HubSpot, served from here unless a HubSpot token is set; as environment for Dagster.
+
+    Like the sandbox Notion it keeps its portal in the data directory; a portal without deals is
+    seeded with the ``demo-hubspot`` team's (``seed``), as the team left them a day ago.
+    """
+    if not _local_hubspot():
+        yield {}
+        return
+    config = HubSpotSandboxConfig(state_file=settings.data_dir / "hubspot-state.json")
+    with serve_hubspot_in_thread(config, port=settings.hubspot_sandbox_port) as hubspot:
+        if seed and not hubspot.sandbox.portal.records["deals"]:
+            asyncio.run(seed_demo_hubspot(hubspot.base_url))
+        logger.info("local HubSpot on %s", hubspot.base_url)
+        yield {"CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": hubspot.base_url.rsplit(":", 1)[1]}
 
 
 @contextmanager

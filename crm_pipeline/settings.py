@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         default=None, description="Notion API base URL (the sandbox's in development); unset: api.notion.com."
     )
     sandbox_port: int = Field(default=8765, description="Port `crm-pipeline dev` serves the sandbox Notion on.")
+    hubspot_sandbox_port: int = Field(
+        default=8766,
+        description="Port `crm-pipeline dev` serves the local HubSpot on: a HubSpot tenant without a token uses it.",
+    )
     tenants_file: Path | None = Field(
         default=None,
         description=(

@@ -17,8 +17,16 @@ import dagster as dg
 import httpx
 import pytest
 
-from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, demo_notion_seed
-from crm_pipeline.dev import _notion, _prepare
+from crm_pipeline.defs.tenants import TenantConnection, load_tenants
+from crm_pipeline.demo import (
+    DEMO_NOTION_DATA_SOURCE_ID,
+    DEMO_NOTION_DATABASE_ID,
+    HUBSPOT_DEMO_TENANT,
+    demo_notion_seed,
+    sandbox_notion,
+)
+from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
+from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 from crm_pipeline_tests.dagster_processes import free_port, start_in_own_group, stop_group, wait_for_code_location
@@ -40,17 +48,17 @@ def test_a_token_without_a_database_is_refused_up_front(tmp_path: Path) -> None:
 def test_without_a_notion_the_sandbox_serves_the_demo_database_and_keeps_it(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, sandbox_port=0)
     with _notion(settings) as environment:
-        assert environment["CRM_PIPELINE_NOTION_DATABASE_ID"] == DEMO_NOTION_DATABASE_ID
+        # No token handed on: a connection without one finds the sandbox on this port.
+        [port] = environment.values()
+        token, database_id, base_url = sandbox_notion(int(port), None, None)
+        assert (token, database_id) == (DEFAULT_TOKEN, DEMO_NOTION_DATABASE_ID)
         response = httpx.get(
-            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
-            headers={
-                "Authorization": f"Bearer {environment['CRM_PIPELINE_NOTION_TOKEN']}",
-                "Notion-Version": NOTION_VERSION,
-            },
+            f"{base_url}/v1/databases/{database_id}",
+            headers={"Authorization": f"Bearer {token}", "Notion-Version": NOTION_VERSION},
         )
         assert response.status_code == 200
         assert [source["id"] for source in response.json()["data_sources"]] == [DEMO_NOTION_DATA_SOURCE_ID]
-    assert environment["CRM_PIPELINE_NOTION_TOKEN"] == DEFAULT_TOKEN
+    assert list(environment) == ["CRM_PIPELINE_SANDBOX_PORT"]
     assert (tmp_path / "sandbox-state.json").exists()
 
 
@@ -66,10 +74,54 @@ def test_a_workspace_saved_without_the_demo_database_gets_it(tmp_path: Path) -> 
     settings = Settings(data_dir=tmp_path, sandbox_port=0)
     with _notion(settings) as environment:
         response = httpx.get(
-            f"{environment['CRM_PIPELINE_NOTION_BASE_URL']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            f"http://127.0.0.1:{environment['CRM_PIPELINE_SANDBOX_PORT']}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
             headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
         )
     assert response.status_code == 200
+
+
+HUBSPOT_TEAM_DEALS = 6
+"""Deals in the demo's local HubSpot before any sync: 3 of the agent's, imported, and 3 of the team's."""
+
+
+def test_the_demo_tenants_file_lists_both_demo_tenants_and_never_replaces_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
+    settings = Settings(data_dir=tmp_path)
+    assert demo_tenants(settings) == tmp_path / "tenants.toml"
+    assert load_tenants(settings) == [
+        TenantConnection(tenant_id="demo"),
+        TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
+    ]
+    (tmp_path / "tenants.toml").write_text('[[tenant]]\ntenant_id = "acme"\n')
+    assert demo_tenants(settings) is None
+    assert [tenant.tenant_id for tenant in load_tenants(settings)] == ["acme"]
+
+
+def test_with_a_hubspot_token_no_demo_goes_to_hubspot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_TOKEN", "pat-na1-real")
+    settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
+    assert demo_tenants(settings) is None
+    with _hubspot(settings, seed=True) as environment:
+        assert environment == {}
+    assert not (tmp_path / "hubspot-state.json").exists()  # no local HubSpot was served
+
+
+def test_the_local_hubspot_is_seeded_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
+    settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
+    with _hubspot(settings, seed=True) as environment:
+        base_url = f"http://127.0.0.1:{environment['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}"
+        with HubSpotControl(base_url) as control:
+            records = control.all_records("deals")
+            assert len(records) == HUBSPOT_TEAM_DEALS
+            control.ui_edit("deals", records[0]["id"], {"amount": "1"})  # a person's edit, kept
+    with _hubspot(settings, seed=True) as environment:
+        base_url = f"http://127.0.0.1:{environment['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}"
+        with HubSpotControl(base_url) as control:
+            again = control.all_records("deals")
+    assert len(again) == HUBSPOT_TEAM_DEALS and again[0]["properties"]["amount"] == "1"
 
 
 GENEROUS_WAIT = 120
@@ -127,9 +179,13 @@ def _alive(pid: int) -> bool:
 
 def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: Path) -> None:
     """The README's main command, end to end, in a data directory of its own."""
-    ui_port, sandbox_port = free_port(), free_port()
-    environment = os.environ | {"CRM_PIPELINE_DATA_DIR": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
-    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL"):
+    ui_port, sandbox_port, hubspot_port = free_port(), free_port(), free_port()
+    environment = os.environ | {
+        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
+        "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
+        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
+    }
+    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL", "CRM_PIPELINE_HUBSPOT_TOKEN"):
         environment.pop(external, None)
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
@@ -150,6 +206,8 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
         assert page in (tmp_path / "dev.log").read_text()
         edit_page = httpx.get(page)
         assert edit_page.status_code == 200 and f"data_sources/{DEMO_NOTION_DATA_SOURCE_ID}" in edit_page.text
+        with HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot:
+            assert len(hubspot.all_records("deals")) == HUBSPOT_TEAM_DEALS
         family = _descendants(dev.pid)
     finally:
         dev.send_signal(signal.SIGTERM)
@@ -160,7 +218,9 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in family)
-    assert "demo deals for tenant 'demo'" in (tmp_path / "dev.log").read_text()
+    log_text = (tmp_path / "dev.log").read_text()
+    assert "demo deals for tenant 'demo'" in log_text and "demo deals for tenant 'demo-hubspot'" in log_text
+    assert [tenant.connector for tenant in load_tenants(Settings(data_dir=tmp_path))] == ["notion", "hubspot"]
 
 
 @pytest.mark.parametrize(
@@ -240,6 +300,49 @@ def test_dagster_dev_from_the_checkout_serves_and_stops_on_sigint(command: list[
     assert not any(_alive(pid) for pid in family)
 
 
+def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo tenants file, both local APIs and the environment `crm-pipeline dev` hands Dagster:
+    `dagster asset materialize` of each demo tenant's partition syncs it with its own CRM (what the
+    schedule's runs do, without waiting for its ticks)."""
+    for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN"):
+        monkeypatch.delenv(token, raising=False)
+    settings = Settings(
+        data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
+    )
+    asyncio.run(_prepare(settings, seed=True))
+    assert demo_tenants(settings) is not None
+    dagster_home = tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    tenants = [tenant.tenant_id for tenant in load_tenants(settings)]
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        instance.add_dynamic_partitions("tenant", tenants)
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "DAGSTER_HOME": str(dagster_home),
+        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
+    }
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*"]
+    with _notion(settings) as notion, _hubspot(settings, seed=True) as hubspot:
+        for tenant in tenants:
+            run = subprocess.run(
+                [*command, "--partition", tenant],
+                cwd=PROJECT_ROOT,
+                env=environment | notion | hubspot,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert run.returncode == 0 and "RUN_SUCCESS" in run.stderr, run.stderr[-3000:]
+        with SandboxControl(f"http://127.0.0.1:{notion['CRM_PIPELINE_SANDBOX_PORT']}") as control:
+            assert len(control.all_pages(DEMO_NOTION_DATA_SOURCE_ID)) == 24 + 8  # the agent's and the team's
+        with HubSpotControl(f"http://127.0.0.1:{hubspot['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}") as control:
+            assert len(control.all_records("deals")) == 8 + 3
+    assert tenants == ["demo", HUBSPOT_DEMO_TENANT]
+
+
 def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path: Path) -> None:
     """Installed, the package has no checkout beside it: `crm-pipeline dev` finds the instance
     settings and workspace the wheel carries and keeps its state in the working directory.
@@ -262,8 +365,13 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     subprocess.run([*pip, str(wheel)], check=True, timeout=120)
     folder = tmp_path / "empty"
     folder.mkdir()
-    ui_port, sandbox_port = free_port(), free_port()
-    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port)}
+    ui_port, sandbox_port, hubspot_port = free_port(), free_port(), free_port()
+    environment = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
+        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
+    }
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
         [str(venv / "bin" / "crm-pipeline"), "dev", "--port", str(ui_port), "--agent-every", "0"],
@@ -282,3 +390,5 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
     assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
     assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
+    assert (folder / ".crm_pipeline" / "hubspot-state.json").is_file()  # seeded from the wheel's demo data
+    assert (folder / ".crm_pipeline" / "tenants.toml").is_file()

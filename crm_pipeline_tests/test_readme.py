@@ -74,7 +74,8 @@ def test_example_runs_against_the_demo(block: str, environment: dict[str, str], 
     """Against the deal store and the sandbox Notion `scripts/demo` (`crm-pipeline dev`) serves."""
     settings = Settings(data_dir=tmp_path, sandbox_port=0)
     with _notion(settings) as notion:
-        run_block(block, environment | {"CRM_PIPELINE_NOTION_BASE_URL": notion["CRM_PIPELINE_NOTION_BASE_URL"]})
+        base_url = f"http://127.0.0.1:{notion['CRM_PIPELINE_SANDBOX_PORT']}"
+        run_block(block, environment | {"CRM_PIPELINE_NOTION_BASE_URL": base_url})
 
 
 @pytest.mark.parametrize("block", [block for block in BLOCKS if "notion_client" in block])

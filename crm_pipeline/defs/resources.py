@@ -5,18 +5,21 @@ for the run's tenant by the connector its connection names: ``CRMConnectionResou
 ``crm`` key, hands each tenant to its connector (``NotionConnector``, ``HubSpotConnector``). Another
 connector is another ``CRMConnector`` and an entry there, not new assets. Nothing is read from the environment at import; what a resource is not given
 comes from the project settings when a run starts, so every Dagster command works from a checkout
-with no settings at all (the embedded deal store, the sandbox Notion). Secrets are config only as
-``dg.EnvVar``; a tenant's token is read from the variable its connection names, at run time.
+with no settings at all (the embedded deal store, the sandbox Notion, the local HubSpot). Secrets
+are config only as ``dg.EnvVar``; a tenant's token is read from the variable its connection names,
+at run time.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -28,7 +31,7 @@ from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.defs.tenants import TenantConnection, active_tenants, find_tenant
-from crm_pipeline.demo import sandbox_notion
+from crm_pipeline.demo import sandbox_hubspot, sandbox_notion
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
@@ -79,14 +82,19 @@ class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
 
 @dataclass
 class RequestCount:
-    """HTTP requests an adapter sent (retries included): what a run used of the rate budget.
-    ``counted`` is False for a connector whose client offers no hook to count them."""
+    """HTTP requests an adapter sent (retries included): what a run used of the rate budget."""
 
     sent: int = 0
-    counted: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self) -> None:
+        """One more request sent (from any thread: some clients send from worker threads)."""
+        with self._lock:
+            self.sent += 1
 
     async def __call__(self, request: httpx.Request) -> None:
-        self.sent += 1
+        """The httpx request hook."""
+        self.add()
 
 
 class CRMConnector(dg.Config, ABC):
@@ -147,8 +155,8 @@ class NotionConnector(CRMConnector):
 class HubSpotConnector(CRMConnector):
     """HubSpot, through HubSpotAdapter (paced per app and retried) in the tenant's deal pipeline.
 
-    ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; there is no HubSpot without
-    a token (the local HubSpot accepts its own, see docs/hubspot-sandbox.md).
+    ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; with no token anywhere, the
+    tenant's deals are in the local HubSpot (docs/hubspot-sandbox.md).
     """
 
     token: str = Field(default="", repr=False)
@@ -164,18 +172,42 @@ class HubSpotConnector(CRMConnector):
 
     def connect(self, tenant: TenantConnection, requests: RequestCount) -> HubSpotAdapter:
         token = self.token or os.environ.get(tenant.token_env, "")
+        base_url = self.base_url or tenant.base_url
         if not token:
-            raise ValueError(f"tenant {tenant.tenant_id!r} is on HubSpot: set its token in ${tenant.token_env}")
-        # The official client sends through urllib3 with no per-request hook: its requests go uncounted.
-        requests.counted = False
-        return HubSpotAdapter(
+            token, base_url = sandbox_hubspot(get_settings().hubspot_sandbox_port, base_url)
+        adapter = HubSpotAdapter(
             token,
-            base_url=self.base_url or tenant.base_url,
+            base_url=base_url,
             tenant_id=tenant.tenant_id,
             pipeline=tenant.pipeline or "default",
             rate_limit=hubspot.RateLimit(per_ten_seconds=self.per_ten_seconds),
             retry=hubspot.RetryPolicy(max_attempts=self.max_attempts),
         )
+        count_hubspot_requests(adapter, requests)
+        return adapter
+
+
+def count_hubspot_requests(adapter: HubSpotAdapter, requests: RequestCount) -> None:
+    """Count every request the adapter's SDK sends (retries included) into ``requests``.
+
+    The official client sends through urllib3, with no per-request hook; its ``api_factory``
+    setting builds each API object, and the one given here wraps that object's REST client.
+    Requests run in worker threads, so ``RequestCount.add`` is thread-safe.
+    """
+    from hubspot.discovery.discovery_base import DiscoveryBase
+
+    def counting_factory(package: Any, api_name: str, config: dict[str, Any]) -> Any:
+        api = DiscoveryBase._default_api_factory(package, api_name, config)
+        rest, send = api.api_client.rest_client, api.api_client.rest_client.request
+
+        def request(*args: Any, **kwargs: Any) -> Any:
+            requests.add()
+            return send(*args, **kwargs)
+
+        rest.request = request
+        return api
+
+    adapter.api.sdk.config["api_factory"] = counting_factory
 
 
 class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):

@@ -45,10 +45,10 @@ class TenantConnection(BaseModel, frozen=True):
     pipeline: str | None = None
     """HubSpot: the deal pipeline's id (None: the account's ``default`` pipeline)."""
     token_env: str = Field(default=TOKEN_ENV_DEFAULT, pattern=_ENV_NAME)
-    """The environment variable holding the token (default per connector); for Notion, unset
-    there means the sandbox Notion."""
+    """The environment variable holding the token (default per connector); unset there means the
+    local API `crm-pipeline dev` serves: the sandbox Notion, or the local HubSpot."""
     base_url: str | None = None
-    """The API's base URL (None: the connector's public API, or the sandbox Notion)."""
+    """The API's base URL (None: the connector's public API, or its local API without a token)."""
     active: bool = True
 
     @model_validator(mode="before")

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add.add_argument(
         "--base-url",
-        help="the API's base URL (default: the connector's public API; Notion without a token: the sandbox)",
+        help="the API's base URL (default: the connector's public API; without a token: the sandbox Notion or the local HubSpot)",
     )
     add.add_argument("--inactive", action="store_true", help="configure it but leave it out of the schedule")
     add.set_defaults(handler=run_add)

@@ -68,6 +68,10 @@ class ControlClient:
     def advance_clock(self, seconds: float) -> dict[str, Any]:
         return self._call("POST", "/clock", {"advance_seconds": seconds})
 
+    def real_clock(self) -> dict[str, Any]:
+        """Back to real time after ``set_clock`` or ``advance_clock``."""
+        return self._call("POST", "/clock", {"real": True})
+
     def stats(self) -> dict[str, Any]:
         """``{"total", "by_status": {"429": n}, "by_route": {"POST /v1/pages": {"200": n}}}`` (routes as the emulated API names them)."""
         return self._call("GET", "/stats")

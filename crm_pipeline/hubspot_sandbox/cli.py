@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from crm_pipeline.emulation.cli import add_listen_arguments, serve
@@ -22,6 +23,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--search-per-second", type=int, default=5, help="searches per second; 0 = off")
     parser.add_argument("--search-lag-ms", type=int, default=0, help="how far the search index lags writes")
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--state-file", type=Path, help="JSON file the portal is loaded from and saved to after every change"
+    )
     parser.set_defaults(handler=run_hubspot_sandbox)
 
 
@@ -35,5 +39,6 @@ def run_hubspot_sandbox(args: argparse.Namespace) -> int:
         search_per_second=args.search_per_second,
         search_lag_ms=args.search_lag_ms,
         latency_ms=args.latency_ms,
+        state_file=args.state_file,
     )
     return serve("Local HubSpot", args, config.tokens, lambda: create_app(config))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 DEFAULT_TOKEN = "pat-sandbox-private-app"
 READ_ONLY_TOKEN = "pat-sandbox-read-only"
@@ -21,3 +22,4 @@ class HubSpotSandboxConfig:
     retry_after_s: int | None = None  # a Retry-After on 429s; HubSpot's own behaviour is unconfirmed
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
+    state_file: Path | None = None  # the portal is loaded from it, and saved to it after every change

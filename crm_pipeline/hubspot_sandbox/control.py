@@ -35,6 +35,8 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
                 return error_response(error)
             except (BadRequest, TypeError, ValueError, KeyError) as error:
                 return error_response(validation(f"Bad control request: {error}"))
+            finally:
+                sandbox.save_if_changed()
 
         return Route(f"/_hubspot{path}", serve, methods=methods)
 
@@ -91,6 +93,14 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
     def stats(request: Request, _: Any) -> Any:
         return sandbox.stats.control(request.method)
 
+    def ui_create(request: Request, body: dict[str, Any]) -> Any:
+        """A person creates the record in HubSpot's UI: history says ``CRM_UI`` and their user id."""
+        object_type = portal.object_type(request.path_params["object_type"])
+        user_id = int(body.get("userId", 1))
+        properties = body.get("properties") or {}
+        record = portal.create(object_type, properties, Source(UI, f"userId:{user_id}", user_id))
+        return record_json(record, portal, list(properties), [])
+
     def ui_edit(request: Request, body: dict[str, Any]) -> Any:
         """A person edits the record in HubSpot's UI (history: ``CRM_UI`` and their user id), or,
         with ``appId``, another app writes it through the API (history: ``API`` and that app)."""
@@ -121,6 +131,7 @@ def control_routes(sandbox: HubSpotSandbox) -> list[Route]:
         control(clock, ["GET", "POST"], "/clock"),
         control(stats, ["GET", "DELETE"], "/stats"),
         control(all_records, ["GET"], "/objects/{object_type}"),
+        control(ui_create, ["POST"], "/objects/{object_type}"),
         control(ui_edit, ["PATCH"], "/objects/{object_type}/{object_id}"),
         control(ui_restore, ["POST"], "/objects/{object_type}/{object_id}/restore"),
     ]

@@ -18,6 +18,10 @@ class HubSpotControl(ControlClient):
         preserve_merged_ids, retry_after_s, latency_ms, jitter_ms."""
         return self._call("PUT", "/config", settings)
 
+    def ui_create(self, object_type: str, properties: dict[str, str], user_id: int = 1) -> dict[str, Any]:
+        """A person creates a record in HubSpot's UI (history: ``CRM_UI``, their user id)."""
+        return self._call("POST", f"/objects/{object_type}", {"properties": properties, "userId": user_id})
+
     def ui_edit(self, object_type: str, object_id: str, properties: dict[str, str], user_id: int = 1) -> dict[str, Any]:
         """A person edits the record in HubSpot's UI (history: ``CRM_UI``, their user id)."""
         body = {"properties": properties, "userId": user_id}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,6 +28,8 @@ DEFAULT_PROPERTIES = {
     "notes": ("hs_note_body", "hs_timestamp"),
 }
 MAX_STRING = 65_536
+STATE_FORMAT = 1
+"""The state file's format (``Portal.snapshot``)."""
 # association type ids (HUBSPOT_DEFINED), by (from, to)
 ASSOCIATION_TYPES = {
     ("deals", "contacts"): 3,
@@ -239,6 +241,43 @@ class Portal:
         self._ids = itertools.count(self._first_id)
         self._unique: dict[tuple[str, str, str], str] = {}  # (type, property, value) -> record id
         self.revision = 0
+
+    # --- state file ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a restart must keep, as JSON: properties, records with their history,
+        merges and associations (the pipeline is built in; the clock and settings are not state)."""
+        return {
+            "format": STATE_FORMAT,
+            "properties": {t: [asdict(p) for p in props.values()] for t, props in self.properties.items()},
+            "records": [
+                {**asdict(record), "history": {n: [asdict(v) for v in vs] for n, vs in record.history.items()}}
+                for records in self.records.values()
+                for record in records.values()
+            ],
+            "aliases": self.aliases,
+            "associations": sorted(self.associations),
+        }
+
+    def load(self, document: Mapping[str, Any]) -> None:
+        """Replace the portal's state with a ``snapshot``. Ids go on after the highest one issued:
+        every id is a record's or, once merged away, an alias's."""
+        if document.get("format") != STATE_FORMAT:
+            raise ValueError(f"unsupported local HubSpot state format {document.get('format')!r}")
+        self.clear()
+        for object_type, props in document["properties"].items():
+            self.properties[object_type] = {raw["name"]: Property(**raw) for raw in props}
+        for raw in document["records"]:
+            history = {name: [Version(**v) for v in versions] for name, versions in raw["history"].items()}
+            record = Record(**{**raw, "history": history})
+            self.records[record.object_type][record.id] = record
+            self._index(record, record.values())
+        self.aliases = {t: dict(document["aliases"].get(t, {})) for t in OBJECT_TYPES}
+        self.associations = {(ft, fi, tt, ti) for ft, fi, tt, ti in document["associations"]}
+        issued = [int(i) for records in self.records.values() for i in records]
+        issued += [int(i) for aliases in self.aliases.values() for i in aliases]
+        self._ids = itertools.count(max(issued, default=self._first_id - 1) + 1)
+        self.revision += 1  # not the empty portal's revision: a reset after a load is a change
 
     # --- schema -------------------------------------------------------------------------------------
 

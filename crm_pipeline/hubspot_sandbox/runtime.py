@@ -26,6 +26,7 @@ from crm_pipeline.emulation.control import (
     Stats,
 )
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
+from crm_pipeline.emulation.files import write_atomically
 
 from .config import HubSpotSandboxConfig
 from .errors import HubSpotError
@@ -72,6 +73,23 @@ class HubSpotSandbox:
         self.stats = Stats()
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.reset()
+        if config.state_file is not None and config.state_file.exists():
+            self.portal.load(json.loads(config.state_file.read_text(encoding="utf-8")))
+        self._saved_revision = self.portal.revision
+
+    def save_if_changed(self) -> None:
+        """Write the state file (if any) when the portal changed since the last save. A failed
+        write is logged and tried again after the next request."""
+        state_file = self.config.state_file
+        if state_file is None or self.portal.revision == self._saved_revision:
+            return
+        revision = self.portal.revision
+        try:
+            write_atomically(state_file, json.dumps(self.portal.snapshot()).encode("utf-8"))
+        except OSError:
+            logger.exception("saving the local HubSpot to %s failed; the changes stay unsaved", state_file)
+            return
+        self._saved_revision = revision
 
     def reset(self) -> None:
         """Back to the start-up state: an empty portal, start-up limits, real time, no faults."""
@@ -96,6 +114,12 @@ class HubSpotSandbox:
         return self.clock.now_ms() / 1000
 
     async def serve(self, request: Request, route: str, handler: Handler) -> Response:
+        try:
+            return await self._serve(request, route, handler)
+        finally:
+            self.save_if_changed()
+
+    async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
         epoch = self.stats.epoch
         try:
             response = await self._pipeline(request, route, handler)

@@ -40,9 +40,6 @@ class SandboxControl(ControlClient):
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
-    def real_clock(self) -> dict[str, Any]:
-        return self._call("POST", "/clock", {"real": True})
-
     def seed(self, document: dict[str, Any]) -> list[dict[str, Any]]:
         """Create databases from a seed document; returns their database and data source ids."""
         return list(self._call("POST", "/seed", document)["databases"])

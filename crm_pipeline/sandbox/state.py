@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from crm_pipeline.emulation.clock import Clock
+from crm_pipeline.emulation.files import write_atomically
 
 from .errors import MISSING, body_validation, not_found, too_long, validation
 from .model import (
@@ -701,16 +701,7 @@ class Workspace:
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the previous complete file, never a torn one."""
         data = json.dumps(self.snapshot(), ensure_ascii=False).encode("utf-8")  # fails before any file is touched
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomically(path, data)
 
     def load(self, path: Path) -> None:
         doc = json.loads(path.read_text(encoding="utf-8"))

@@ -1,9 +1,10 @@
-"""`crm-pipeline sync`: one sync pass for a tenant, against the configured store and Notion.
+"""`crm-pipeline sync`: one sync pass for a tenant, against the configured store and its CRM.
 
 The same ``CRM_PIPELINE_*`` settings as everything else: the deal store (embedded unless
 configured), the Notion token and database (the local sandbox's Deals database when no token is
-set). Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not
-run at all (no store, an unknown tenant, a refused token, a drifted schema).
+set); a tenant listed in the tenants file syncs with its connection there (Notion or HubSpot).
+Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not run at
+all (no store, an unknown tenant, a refused token, a drifted schema).
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import sys
 from typing import Any
 
 import httpx
+import urllib3
 from pydantic import SecretStr
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
+from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.hubspot import PipelineConfigError
+from crm_pipeline.crm.hubspot.client import status_of as hubspot_status_of
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
+from crm_pipeline.defs.resources import CRMConnectionResource, RequestCount
+from crm_pipeline.defs.tenants import load_tenants, tenants_file
 from crm_pipeline.demo import sandbox_notion
 from crm_pipeline.models import SyncResult
 from crm_pipeline.settings import Settings, get_settings
@@ -69,10 +76,21 @@ def notion_adapter(
     )
 
 
+def external_adapter(settings: Settings, tenant_id: str) -> CRMAdapter:
+    """The tenant's external CRM: its connection in the tenants file, opened by the connector it
+    names as the Dagster resource opens it (a HubSpot tenant without a token: the local HubSpot);
+    a tenant not in the file, the settings' Notion."""
+    configured = load_tenants(settings) if tenants_file(settings).is_file() else []
+    for tenant in configured:
+        if tenant.tenant_id == tenant_id:
+            return CRMConnectionResource().connector(tenant).connect(tenant, RequestCount())
+    return notion_adapter(settings, tenant_id)
+
+
 async def sync_once(settings: Settings, tenant_id: str, *, dry_run: bool) -> SyncResult:
-    """Open the store and Notion, run (or plan) one pass, close both."""
+    """Open the store and the tenant's external CRM, run (or plan) one pass, close both."""
     async with await Database.open(settings) as database:
-        external = notion_adapter(settings, tenant_id)
+        external = external_adapter(settings, tenant_id)
         try:
             engine = SyncEngine(PostgresAdapter(DealRepository(database), tenant_id), external, DEFAULT_FIELD_OWNERSHIP)
             return (await engine.plan()).summary() if dry_run else await engine.run_pass()
@@ -81,11 +99,13 @@ async def sync_once(settings: Settings, tenant_id: str, *, dry_run: bool) -> Syn
 
 
 def _cannot_run(error: BaseException) -> bool:
-    """Errors that stop the whole pass, as against one record's."""
+    """Errors that stop the whole pass, as against one record's: Notion's and HubSpot's (an answer
+    of HubSpot's SDK, whose modules each have their own ApiException, or none at all)."""
     from notion_client import APIResponseError
 
     kinds = (StoreError, PropertySchemaError, NotionAdapterError, APIResponseError, httpx.HTTPError)
-    return isinstance(error, kinds)
+    hubspot = (PipelineConfigError, urllib3.exceptions.HTTPError)
+    return isinstance(error, kinds + hubspot) or hubspot_status_of(error) is not None
 
 
 def report(result: SyncResult, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:

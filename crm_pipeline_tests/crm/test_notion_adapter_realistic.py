@@ -236,6 +236,7 @@ def deal_named(name: str, stage: str) -> OpportunityCreate:
 
 async def test_the_adapter_works_against_the_demo_database(workspace: Workspace) -> None:
     """`crm-pipeline dev`'s Deals database, with the team's own Status, Owner, formula and ID."""
+    seeded = demo_notion_seed()["databases"][0]["pages"]
     workspace.control.seed(demo_notion_seed())
     demo = dataclasses.replace(
         workspace, database_id=DEMO_NOTION_DATABASE_ID, data_source_id=DEMO_NOTION_DATA_SOURCE_ID
@@ -243,12 +244,17 @@ async def test_the_adapter_works_against_the_demo_database(workspace: Workspace)
     notion = demo.adapter()
     try:
         team = await notion.list_opportunities(OpportunityFilter())
-        assert {deal.name for deal in team} == {"Vandelay Industries import deal", "Pied Piper compression licence"}
+        assert {deal.name for deal in team} == {row["Deal Name"] for row in seeded}
         outcomes = await notion.upsert_opportunities(demo_opportunities())
-        assert [outcome.action for outcome in outcomes] == ["created"] * len(outcomes)
+        # The agent's deals the team keeps there already (keyed by the deal) are updated, not duplicated.
+        keyed = {row["Sync Key"] for row in seeded if "Sync Key" in row}
+        assert len(keyed) == 6
+        assert [outcome.action for outcome in outcomes] == [
+            "updated" if outcome.record_id in keyed else "created" for outcome in outcomes
+        ]
         vandelay = next(deal for deal in team if deal.name.startswith("Vandelay"))
         await notion.update_opportunity(vandelay.external_id, OpportunityUpdate(deal_stage="Proposal"))
-        assert len(await notion.list_opportunities(OpportunityFilter())) == 2 + len(outcomes)
+        assert len(await notion.list_opportunities(OpportunityFilter())) == len(seeded) + len(outcomes) - len(keyed)
     finally:
         await notion.aclose()
     pages = {

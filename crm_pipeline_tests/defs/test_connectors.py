@@ -16,6 +16,7 @@ from crm_pipeline.defs.tenants import TenantConnection
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncStatus
 from crm_pipeline_tests.defs.conftest import (
@@ -130,9 +131,37 @@ async def test_a_merge_in_hubspot_relinks_the_deal_in_a_staged_pass(
     assert (live["id"], live["properties"]["dealstage"]) == (survivor, "qualifiedtobuy")
 
 
-def test_hubspot_paces_by_its_own_budget_and_wants_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hubspot_paces_by_its_own_budget_and_without_a_token_uses_the_local_hubspot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     tenant = TenantConnection(tenant_id="acme", connector="hubspot", token_env=HUBSPOT_TOKEN_ENV)
     assert CRMConnectionResource().requests_per_minute(tenant) == 540  # 90 in any ten seconds, under HubSpot's 100
     monkeypatch.delenv(HUBSPOT_TOKEN_ENV, raising=False)
-    with pytest.raises(ValueError, match=f"set its token in \\${HUBSPOT_TOKEN_ENV}"):
-        HubSpotConnector().connect(tenant, RequestCount())
+    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", "18766")
+    get_settings.cache_clear()
+    try:
+        local = HubSpotConnector().connect(tenant, RequestCount())
+    finally:
+        get_settings.cache_clear()
+    assert local.base_url == "http://127.0.0.1:18766"  # where `crm-pipeline dev` serves the local HubSpot
+    monkeypatch.setenv(HUBSPOT_TOKEN_ENV, "pat-na1-real")
+    assert HubSpotConnector().connect(tenant, RequestCount()).base_url is None  # HubSpot's public API
+
+
+async def test_hubspot_requests_are_counted_retries_included(
+    hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hubspot_control.reset()
+    monkeypatch.setenv(HUBSPOT_TOKEN_ENV, DEFAULT_TOKEN)
+    tenant = TenantConnection(tenant_id="acme", connector="hubspot", token_env=HUBSPOT_TOKEN_ENV)
+    requests = RequestCount()
+    adapter = HubSpotConnector(base_url=hubspot_server.base_url, per_ten_seconds=0).connect(tenant, requests)
+    hubspot_control.add_fault("503", method="POST", path="/crm/v3/objects/deals/search")
+    try:
+        await adapter.upsert_opportunities([OpportunityCreate(name="Acme renewal")])
+        await adapter.read_changes(None)
+    finally:
+        await adapter.aclose()
+    served = hubspot_control.stats()
+    assert served["by_status"]["503"] == 1  # one search failed and was sent again
+    assert requests.sent == served["total"] > 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from crm_pipeline.cli import build_parser
@@ -12,9 +14,20 @@ def test_flags_become_the_served_settings(monkeypatch: pytest.MonkeyPatch) -> No
     served = {}
     monkeypatch.setattr("uvicorn.run", lambda app, **options: served.update(app=app, **options))
     args = build_parser().parse_args(
-        ["hubspot-sandbox", "--port", "9001", "--ten-secondly-limit", "190", "--token", "pat-a"]
+        [
+            "hubspot-sandbox",
+            "--port",
+            "9001",
+            "--ten-secondly-limit",
+            "190",
+            "--token",
+            "pat-a",
+            "--state-file",
+            "hs.json",
+        ]
     )
     assert args.handler is cli.run_hubspot_sandbox
     assert args.handler(args) == 0
     sandbox = served["app"].state.sandbox
     assert (served["port"], sandbox.ten_secondly.limit, sandbox.config.tokens) == (9001, 190, ("pat-a",))
+    assert sandbox.config.state_file == Path("hs.json")

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from uuid import uuid4
 
 import pytest
 
 from crm_pipeline.cli import main
-from crm_pipeline.demo import DEMO_NOTION_DATABASE_ID, demo_notion_seed, demo_opportunities, seed_demo
+from crm_pipeline.defs.tenants import TenantConnection, save_tenants
+from crm_pipeline.demo import (
+    DEMO_NOTION_DATABASE_ID,
+    HUBSPOT_DEMO_TENANT,
+    demo_notion_seed,
+    seed_demo,
+    seed_demo_hubspot,
+    seed_demo_notion,
+)
+from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -25,7 +36,7 @@ def configured(
     """The command's settings point at the test database and the sandbox's demo Deals database;
     returns a tenant seeded with the demo deals."""
     control.reset()
-    control.seed(demo_notion_seed())
+    seed_demo_notion(control)
     monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", store_settings.database_name)
     monkeypatch.setenv("CRM_PIPELINE_NOTION_BASE_URL", sandbox_server.base_url)
     monkeypatch.delenv("CRM_PIPELINE_NOTION_TOKEN", raising=False)
@@ -48,16 +59,20 @@ def sync(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
+DEMO_FIRST_PASS = {"pushed": 3, "pulled": 3, "created": 26, "trashed": 0, "conflicts": 7}
+"""The demo's first pass (crm_pipeline/demo_deals.toml): of the agent's 24 deals, 6 are in Notion
+already, so 18 pages are created and the team's 8 pages become deals (26). The 6 on both sides
+differ in 7 fields, each a conflict: the agent's values go out to 3 pages (Acme's probability,
+agent-owned; Initech's stage and Stark's value and close date, the agent's later writes) and the
+team's come in to 3 deals (Globex's notes, Umbrella's tags, Wayne's stage override; human-owned)."""
+
+
 def test_sync_command_syncs_the_demo_database_both_ways(configured: str, capsys: pytest.CaptureFixture[str]) -> None:
-    human_pages = len(demo_notion_seed()["databases"][0]["pages"])
     code, out, _ = sync(capsys, "--tenant", configured, "--dry-run", "--json")
     assert code == 0
     planned = json.loads(out)
-    assert (planned["dry_run"], planned["created"], planned["errors"]) == (
-        True,
-        len(demo_opportunities()) + human_pages,
-        [],
-    )
+    assert (planned["dry_run"], planned["errors"]) == (True, [])
+    assert {name: planned[name] for name in DEMO_FIRST_PASS} == DEMO_FIRST_PASS
 
     code, out, _ = sync(capsys, "--tenant", configured, "--json")
     assert code == 0
@@ -65,11 +80,7 @@ def test_sync_command_syncs_the_demo_database_both_ways(configured: str, capsys:
         "tenant": configured,
         "dry_run": False,
         "skipped": False,
-        "pushed": 0,
-        "pulled": 0,
-        "created": len(demo_opportunities()) + human_pages,
-        "trashed": 0,
-        "conflicts": 0,
+        **DEMO_FIRST_PASS,
         "deferred": 0,
         "errors": [],
     }
@@ -105,3 +116,56 @@ def test_sync_command_refuses_a_drifted_schema_clearly(
     code, out, err = sync(capsys, "--tenant", configured, "--json")
     assert (code, out) == (2, "")
     assert "'Notes'" in err and "no property" in err
+
+
+def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hubspot(
+    configured: str,
+    capsys: pytest.CaptureFixture[str],
+    hubspot_server: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A HubSpot connection without a token: the local HubSpot, by the rule the Dagster resource uses."""
+    hubspot_control.reset()
+    asyncio.run(seed_demo_hubspot(hubspot_server.base_url))
+    on_hubspot = f"{configured}-hs"
+
+    async def seed() -> None:
+        async with await Database.open(get_settings()) as database:
+            await seed_demo(DealRepository(database), on_hubspot, HUBSPOT_DEMO_TENANT)
+
+    asyncio.run(seed())
+    tenants = tmp_path / "tenants.toml"
+    connection = TenantConnection(tenant_id=on_hubspot, connector="hubspot", token_env="CRM_PIPELINE_TEST_UNSET")
+    save_tenants(tenants, [connection])
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tenants))
+    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", hubspot_server.base_url.rsplit(":", 1)[1])
+    get_settings.cache_clear()
+
+    code, out, _ = sync(capsys, "--tenant", on_hubspot, "--json")
+
+    assert code == 0
+    # 8 agent deals, 3 in HubSpot already: 5 created there, the team's 3 adopted; 3 conflicts.
+    summary = json.loads(out)
+    assert (summary["created"], summary["conflicts"], summary["errors"]) == (5 + 3, 3, [])
+    assert len(hubspot_control.all_records("deals")) == 11
+    # A tenant not in the file still syncs with the settings' Notion.
+    code, out, _ = sync(capsys, "--tenant", configured, "--json")
+    assert (code, json.loads(out)["created"]) == (0, DEMO_FIRST_PASS["created"])
+
+
+def test_sync_command_refuses_a_hubspot_tenant_whose_hubspot_does_not_answer_clearly(
+    configured: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tenants = tmp_path / "tenants.toml"
+    connection = TenantConnection(tenant_id=configured, connector="hubspot", token_env="CRM_PIPELINE_TEST_UNSET")
+    save_tenants(tenants, [connection])
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tenants))
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", str(unused.getsockname()[1]))
+    get_settings.cache_clear()
+    code, out, err = sync(capsys, "--tenant", configured)
+    assert (code, out) == (2, "")
+    assert f"cannot sync tenant {configured!r}" in err

@@ -24,13 +24,12 @@ class TenantPass:
     requests_before: int = 0
 
     def request_metadata(self) -> dict[str, dg.MetadataValue]:
-        """The requests this step sent (the run's adapter is shared by its steps), when counted."""
-        budget: dict[str, dg.MetadataValue] = {
-            "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute)
+        """The requests this step sent to the external CRM (the run's adapter is shared by its
+        steps) and the budget its connector paces them to."""
+        return {
+            "requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before),
+            "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute),
         }
-        if not self.requests.counted:
-            return budget
-        return {"requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before), **budget}
 
 
 def tenant_pass(

@@ -1,0 +1,170 @@
+"""The demo `crm-pipeline dev` starts, through the code location's own graph: its first pass
+creates the agent's deals in the team's CRM, adopts the team's own, and decides the deals already
+on both sides under each ownership rule, for the Notion tenant and for the HubSpot one."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from crm_pipeline.defs.tenants import TenantConnection
+from crm_pipeline.demo import (
+    DEMO_NOTION_DATA_SOURCE_ID,
+    DEMO_NOTION_DATABASE_ID,
+    HUBSPOT_DEMO_TENANT,
+    demo_notion_seed,
+    demo_opportunities,
+    seed_demo,
+    seed_demo_hubspot,
+    seed_demo_notion,
+)
+from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
+from crm_pipeline.models import OpportunityUpdate
+from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline.settings import get_settings
+from crm_pipeline.store import Database, DealRepository
+from crm_pipeline_tests.defs.conftest import UNSET_TOKEN_ENV, check_results, metadata, resources_for, sync_tenant
+from crm_pipeline_tests.defs.test_sync_graph import ALL_CHECKS
+
+pytestmark = pytest.mark.integration
+
+
+def conflicts_decided(result: dg.ExecuteInProcessResult) -> set[tuple[str, str, str]]:
+    """The reconciliation's conflicts table as (field, side written to, rule) rows."""
+    table = metadata(result, "reconciled_deals")["conflicts_decided"]
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    return {(row[header.index("field")], row[header.index("written_to")], row[header.index("rule")]) for row in rows}
+
+
+async def test_the_notion_demo_tenant_first_pass(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    instance: dg.DagsterInstance,
+    tenant: str,
+    tmp_path: Path,
+) -> None:
+    control.reset()
+    seed_demo_notion(control)
+    await seed_demo(repository, tenant)
+    connection = TenantConnection(tenant_id=tenant, database_id=DEMO_NOTION_DATABASE_ID, token_env=UNSET_TOKEN_ENV)
+    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
+
+    result = await sync_tenant(instance, resources, tenant)
+
+    assert result.success
+    assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
+    planned = metadata(result, "reconciled_deals")
+    # 24 agent deals, 6 of them in Notion already (keyed); the team's 8 pages have no key.
+    assert (planned["to_create_externally"], planned["to_adopt"], planned["conflicts"]) == (18, 8, 7)
+    assert conflicts_decided(result) == {
+        ("probability", "external", "agent-owned"),  # Acme: the agent's 0.7 over the team's 0.4
+        ("custom_notes", "primary", "human-owned"),  # Globex and Wayne: the team's notes
+        ("manual_tags", "primary", "human-owned"),  # Umbrella
+        ("override_stage", "primary", "human-owned"),  # Wayne
+        ("deal_stage", "external", "last-write-wins"),  # Initech: the agent wrote after the team's edit
+        ("estimated_value", "external", "last-write-wins"),  # Stark
+        ("close_date", "external", "last-write-wins"),  # Stark
+    }
+    outbound, inbound = metadata(result, "outbound_sync"), metadata(result, "inbound_sync")
+    assert (outbound["created"], outbound["updated"], outbound["errors"]) == (18, 3, 0)
+    assert (inbound["created"], inbound["pulled"], inbound["errors"]) == (8, 3, 0)
+    assert outbound["requests_used"] > 0
+
+    pages = control.all_pages(DEMO_NOTION_DATA_SOURCE_ID)
+    deals = {deal.name: deal for deal in await repository.list_opportunities(tenant)}
+    team = [row["Deal Name"] for row in demo_notion_seed()["databases"][0]["pages"] if "Sync Key" not in row]
+    assert len(team) == 8
+    assert set(deals) == {deal.name for deal in demo_opportunities()} | set(team)
+    assert len(pages) == len(deals) == 32
+    assert {_text(page, "Sync Key") for page in pages} == {str(deal.id) for deal in deals.values()}
+    page = {_text(page, "Deal Name"): page["properties"] for page in pages}
+    assert page["Acme Corp platform renewal"]["Probability"]["number"] == 0.7
+    assert page["Initech seat expansion"]["Stage"]["select"]["name"] == "Proposal"
+    assert deals["Globex analytics pilot"].custom_notes == (
+        "Pilot scope agreed on the call: two regions, 60 days, then a go/no-go."
+    )
+    assert deals["Umbrella security add-on"].manual_tags == ["security", "priority"]
+    assert deals["Wayne Enterprises data migration"].override_stage == "Closed Won"
+
+    again = await sync_tenant(instance, resources, tenant)
+    assert again.success and all(check_results(again).values())
+    assert metadata(again, "reconciled_deals")["conflicts"] == 0
+    assert metadata(again, "outbound_sync")["created"] == metadata(again, "inbound_sync")["created"] == 0
+
+
+async def test_the_hubspot_demo_tenant_first_pass_on_the_local_hubspot(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    hubspot_server: RunningHubSpot,
+    hubspot_control: HubSpotControl,
+    instance: dg.DagsterInstance,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No token and no base URL in the connection: the local HubSpot on CRM_PIPELINE_HUBSPOT_SANDBOX_PORT."""
+    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", hubspot_server.base_url.rsplit(":", 1)[1])
+    get_settings.cache_clear()
+    hubspot_control.reset()
+    await seed_demo_hubspot(hubspot_server.base_url)
+    await seed_demo(repository, tenant, HUBSPOT_DEMO_TENANT)
+    connection = TenantConnection(tenant_id=tenant, connector="hubspot", token_env=UNSET_TOKEN_ENV)
+    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
+    try:
+        result = await sync_tenant(instance, resources, tenant)
+    finally:
+        get_settings.cache_clear()
+
+    assert result.success
+    assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
+    planned = metadata(result, "reconciled_deals")
+    # 8 agent deals, 3 of them in HubSpot already (keyed); the team's 3 deals have no key.
+    assert (planned["to_create_externally"], planned["to_adopt"], planned["conflicts"]) == (5, 3, 3)
+    assert conflicts_decided(result) == {
+        ("probability", "external", "agent-owned"),  # Northwind
+        ("custom_notes", "primary", "human-owned"),  # Contoso
+        ("estimated_value", "external", "last-write-wins"),  # Fabrikam
+    }
+    outbound, inbound = metadata(result, "outbound_sync"), metadata(result, "inbound_sync")
+    assert (outbound["created"], outbound["errors"], inbound["created"], inbound["errors"]) == (5, 0, 3, 0)
+    assert outbound["requests_used"] > 0  # HubSpot's requests are counted too
+
+    records = [record["properties"] for record in hubspot_control.all_records("deals")]
+    deals = {deal.name: deal for deal in await repository.list_opportunities(tenant)}
+    assert len(records) == len(deals) == 11
+    assert {record["crm_pipeline_id"] for record in records} == {str(deal.id) for deal in deals.values()}
+    by_name: dict[str, Any] = {record["dealname"]: record for record in records}
+    assert Decimal(by_name["Fabrikam security bundle"]["amount"]) == 47000
+    assert Decimal(by_name["Northwind supply chain analytics"]["crm_probability"]) == Decimal("0.6")
+    assert deals["Contoso platform migration"].custom_notes is not None
+    assert deals["Contoso platform migration"].custom_notes.startswith("Two waves")
+    assert deals["Fabrikam security bundle"].manual_tags == ["pilot"]  # only in HubSpot: pulled, no conflict
+    assert deals["Trey Research platform seats"].override_stage == "Negotiation"  # the team's own deal, adopted
+
+
+def _text(page: dict[str, Any], name: str) -> str:
+    value = page["properties"][name]
+    return "".join(part["plain_text"] for part in value[value["type"]])
+
+
+async def test_seeding_again_keeps_what_became_of_the_demo_deals(repository: DealRepository, tenant: str) -> None:
+    """`crm-pipeline dev` seeds at every start: a deal the sync or the agent changed since stays so."""
+    first = await seed_demo(repository, tenant)
+    assert (first.created, first.unchanged) == (24, 0)
+    globex = next(deal for deal in await repository.list_opportunities(tenant) if deal.name.startswith("Globex"))
+    await repository.update_opportunity(
+        tenant, globex.id, OpportunityUpdate(custom_notes="From Notion", estimated_value=Decimal(50000))
+    )
+
+    again = await seed_demo(repository, tenant)
+
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 24)
+    kept = await repository.get_opportunity(tenant, globex.id)
+    assert kept is not None and (kept.custom_notes, kept.estimated_value) == ("From Notion", 50000)
