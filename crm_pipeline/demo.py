@@ -18,7 +18,7 @@ from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
 from crm_pipeline.crm.field_mapping import SYNC_KEY_PROPERTY, SYNCED_PROPERTY_MAP, notion_properties_schema
-from crm_pipeline.crm.hubspot import HubSpotAdapter
+from crm_pipeline.crm.hubspot import HUBSPOT_PROPERTY_MAP, HubSpotAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.models import (
@@ -104,23 +104,46 @@ def sandbox_hubspot(hubspot_sandbox_port: int, base_url: str | None) -> tuple[st
 
 async def seed_demo_hubspot(base_url: str) -> None:
     """Seed a local HubSpot with the demo-hubspot team's deals as it left them ``TEAM_EDITED_AGO``:
-    the agent's deals it imported (upserted by the connector, so keyed and with the custom
-    properties in place) and those its people created in HubSpot's UI."""
+    the agent's deals the connector imported (keyed, the custom properties in place), some fields
+    of which its people then changed in HubSpot's UI, and the deals its people created there.
+
+    The changed fields must be a person's edits in the property history: a value the sync itself
+    wrote is no external change (docs/sync-rules.md, *Per-field editors*)."""
+    tenant = _deals()[HUBSPOT_DEMO_TENANT]
+    keyed = [row for row in tenant["agent"] if "in_hubspot" in row]
     with HubSpotControl(base_url) as control:
         control.set_clock(datetime.now(UTC) - TEAM_EDITED_AGO)
         try:
-            adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
-            try:
-                outcomes = await adapter.upsert_opportunities(_already_in_crm(HUBSPOT_DEMO_TENANT, "in_hubspot"))
-            finally:
-                await adapter.aclose()
-            failed = [outcome for outcome in outcomes if not outcome.ok]
-            if failed:
-                raise RuntimeError(f"seeding the local HubSpot failed: {failed}")
-            for properties in _deals()[HUBSPOT_DEMO_TENANT]["team"]:
+            as_edited = await _upsert_to_hubspot(base_url, [_opportunity(row, **row["in_hubspot"]) for row in keyed])
+            held = {record["id"]: record["properties"] for record in control.all_records("deals")}
+            edited = {
+                deal_id: {
+                    name: held[external_id].get(name) or ""
+                    for name in (HUBSPOT_PROPERTY_MAP[field].name for field in row["in_hubspot"])
+                }
+                for row, (deal_id, external_id) in zip(keyed, as_edited.items(), strict=True)
+            }
+            as_imported = await _upsert_to_hubspot(base_url, [_opportunity(row) for row in keyed])
+            control.advance_clock(60)
+            for deal_id, properties in edited.items():
+                control.ui_edit("deals", as_imported[deal_id], properties)
+            for properties in tenant["team"]:
                 control.ui_create("deals", properties)
         finally:
             control.real_clock()
+
+
+async def _upsert_to_hubspot(base_url: str, deals: list[OpportunityCreate]) -> dict[str, str]:
+    """Upsert ``deals`` through the connector; their HubSpot ids by deal id, in order."""
+    adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
+    try:
+        outcomes = await adapter.upsert_opportunities(deals)
+    finally:
+        await adapter.aclose()
+    failed = [outcome for outcome in outcomes if not outcome.ok or outcome.external_id is None]
+    if failed:
+        raise RuntimeError(f"seeding the local HubSpot failed: {failed}")
+    return {outcome.record_id: str(outcome.external_id) for outcome in outcomes}
 
 
 _SALES_TEAM = (
