@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import dagster as dg
 import httpx
@@ -175,39 +174,15 @@ class HubSpotConnector(CRMConnector):
         base_url = self.base_url or tenant.base_url
         if not token:
             token, base_url = sandbox_hubspot(get_settings().hubspot_sandbox_port, base_url)
-        adapter = HubSpotAdapter(
+        return HubSpotAdapter(
             token,
             base_url=base_url,
             tenant_id=tenant.tenant_id,
             pipeline=tenant.pipeline or "default",
             rate_limit=hubspot.RateLimit(per_ten_seconds=self.per_ten_seconds),
             retry=hubspot.RetryPolicy(max_attempts=self.max_attempts),
+            on_request=requests.add,
         )
-        count_hubspot_requests(adapter, requests)
-        return adapter
-
-
-def count_hubspot_requests(adapter: HubSpotAdapter, requests: RequestCount) -> None:
-    """Count every request the adapter's SDK sends (retries included) into ``requests``.
-
-    The official client sends through urllib3, with no per-request hook; its ``api_factory``
-    setting builds each API object, and the one given here wraps that object's REST client.
-    Requests run in worker threads, so ``RequestCount.add`` is thread-safe.
-    """
-    from hubspot.discovery.discovery_base import DiscoveryBase
-
-    def counting_factory(package: Any, api_name: str, config: dict[str, Any]) -> Any:
-        api = DiscoveryBase._default_api_factory(package, api_name, config)
-        rest, send = api.api_client.rest_client, api.api_client.rest_client.request
-
-        def request(*args: Any, **kwargs: Any) -> Any:
-            requests.add()
-            return send(*args, **kwargs)
-
-        rest.request = request
-        return api
-
-    adapter.api.sdk.config["api_factory"] = counting_factory
 
 
 class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):

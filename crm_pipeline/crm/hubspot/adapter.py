@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -117,6 +117,7 @@ class HubSpotAdapter(CRMAdapter):
         app_source_id: str | None = None,
         search_result_cap: int = SEARCH_RESULT_CAP,
         timeout_s: float = 30.0,
+        on_request: Callable[[], None] | None = None,
     ) -> None:
         from hubspot import HubSpot
 
@@ -126,7 +127,9 @@ class HubSpotAdapter(CRMAdapter):
             options["host"] = base_url.rstrip("/")
         self.api = HubSpotAPI(
             HubSpot(**options),
-            HubSpotCaller(token_digest(secret.get_secret_value()), retry or RetryPolicy(), rate_limit or RateLimit()),
+            HubSpotCaller(
+                token_digest(secret.get_secret_value()), retry or RetryPolicy(), rate_limit or RateLimit(), on_request
+            ),
             timeout_s,
         )
         self.base_url = base_url

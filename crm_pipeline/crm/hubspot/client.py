@@ -223,8 +223,11 @@ def _describe(error: BaseException) -> str:
 class HubSpotCaller:
     """Runs SDK calls (in a worker thread) under the app's budget with tenacity retries."""
 
-    def __init__(self, token_digest: str, policy: RetryPolicy, limit: RateLimit) -> None:
+    def __init__(
+        self, token_digest: str, policy: RetryPolicy, limit: RateLimit, on_request: Callable[[], None] | None = None
+    ) -> None:
         self._token_digest = token_digest
+        self._on_request = on_request
         self.policy = policy
         self.limit = limit
         self.requests_sent = 0
@@ -243,6 +246,8 @@ class HubSpotCaller:
 
     async def _send(self, send: Callable[[], T]) -> T:
         self.requests_sent += 1
+        if self._on_request is not None:
+            self._on_request()
         return await asyncio.to_thread(send)
 
     async def call(
