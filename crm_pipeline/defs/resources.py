@@ -23,9 +23,11 @@ from pathlib import Path
 import dagster as dg
 import httpx
 from pydantic import Field, PrivateAttr, SecretStr
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, hubspot
 from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.budget import RequestBudget
 from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
@@ -69,10 +71,19 @@ class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
             resolved._database = None
 
     @property
-    def repository(self) -> DealRepository:
+    def database(self) -> Database:
         if self._database is None:
             raise RuntimeError("DealStoreResource is used outside a run: it opens the database per run")
-        return DealRepository(self._database)
+        return self._database
+
+    @property
+    def repository(self) -> DealRepository:
+        return DealRepository(self.database)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The application's connection pool (what a ``PostgresBudget`` reserves through)."""
+        return self.database.engine
 
     def primary(self, tenant_id: str) -> PostgresAdapter:
         """The deal store of one tenant, as the sync engine's primary side."""
@@ -100,8 +111,11 @@ class CRMConnector(dg.Config, ABC):
     """How one connector opens a tenant's adapter, and the request budget it paces it to."""
 
     @abstractmethod
-    def connect(self, tenant: TenantConnection, requests: RequestCount) -> CRMAdapter:
-        """An adapter for the tenant's connection, counting its requests into ``requests``."""
+    def connect(
+        self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
+    ) -> CRMAdapter:
+        """An adapter for the tenant's connection, counting its requests into ``requests`` and
+        pacing them by ``budget``, the integration's across processes (None: this process's own)."""
 
     @property
     @abstractmethod
@@ -127,7 +141,9 @@ class NotionConnector(CRMConnector):
     def requests_per_minute(self) -> int:
         return int(self.requests_per_second * 60)
 
-    def connect(self, tenant: TenantConnection, requests: RequestCount) -> NotionAdapter:
+    def connect(
+        self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
+    ) -> NotionAdapter:
         token = self.token or os.environ.get(tenant.token_env, "")
         base_url = self.base_url or tenant.base_url
         database_id = tenant.database_id
@@ -145,7 +161,7 @@ class NotionConnector(CRMConnector):
             base_url=base_url,
             tenant_id=tenant.tenant_id,
             property_map=SYNCED_PROPERTY_MAP,
-            rate_limit=RateLimit(requests_per_second=self.requests_per_second),
+            rate_limit=RateLimit(requests_per_second=self.requests_per_second, shared=budget),
             retry=RetryPolicy(max_attempts=self.max_attempts),
             http_client=httpx.AsyncClient(event_hooks={"request": [requests]}),
         )
@@ -169,7 +185,9 @@ class HubSpotConnector(CRMConnector):
     def requests_per_minute(self) -> int:
         return self.per_ten_seconds * 6
 
-    def connect(self, tenant: TenantConnection, requests: RequestCount) -> HubSpotAdapter:
+    def connect(
+        self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
+    ) -> HubSpotAdapter:
         token = self.token or os.environ.get(tenant.token_env, "")
         base_url = self.base_url or tenant.base_url
         if not token:
@@ -179,7 +197,7 @@ class HubSpotConnector(CRMConnector):
             base_url=base_url,
             tenant_id=tenant.tenant_id,
             pipeline=tenant.pipeline or "default",
-            rate_limit=hubspot.RateLimit(per_ten_seconds=self.per_ten_seconds),
+            rate_limit=hubspot.RateLimit(per_ten_seconds=self.per_ten_seconds, shared=budget),
             retry=hubspot.RetryPolicy(max_attempts=self.max_attempts),
             on_request=requests.add,
         )
@@ -213,12 +231,13 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
                 await adapter.aclose()
             self._opened.clear()
 
-    def open(self, tenant: TenantConnection) -> tuple[CRMAdapter, RequestCount]:
+    def open(self, tenant: TenantConnection, budget: RequestBudget | None = None) -> tuple[CRMAdapter, RequestCount]:
         """The tenant's adapter for this run and its request count: opened on first use and
-        shared by the run's steps (one binding to the schema, one client), closed with the run."""
+        shared by the run's steps (one binding to the schema, one client), closed with the run.
+        ``budget`` paces it with every other run on the same token (``PostgresBudget``)."""
         if tenant.tenant_id not in self._opened:
             requests = RequestCount()
-            self._opened[tenant.tenant_id] = (self.connector(tenant).connect(tenant, requests), requests)
+            self._opened[tenant.tenant_id] = (self.connector(tenant).connect(tenant, requests, budget), requests)
         return self._opened[tenant.tenant_id]
 
 

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.deals import PublicMergeInput
+from sqlalchemy import text
 
 from crm_pipeline.defs.resources import CRMConnectionResource, HubSpotConnector, RequestCount
 from crm_pipeline.defs.tenants import TenantConnection
@@ -84,12 +85,24 @@ async def test_a_hubspot_tenant_and_a_notion_tenant_sync_through_the_same_graph(
     stored = await repository.get_opportunity(on_hubspot, hubspot_deal.id)
     assert stored is not None and stored.name == "Initech expansion (EU)"
 
-    # The Notion tenant of the same file goes to Notion, and to Notion only.
+    # The Notion tenant of the same file goes to Notion, and to Notion only, each request paced
+    # through the request budget in the deal store that every run on its token shares.
+    reserved_before = await requests_reserved(database)
     notion = await sync_tenant(instance, resources, tenant)
     assert notion.success and metadata(notion, "outbound_sync")["created"] == 1
+    steps = ("notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync")  # those that call Notion
+    sent = sum(metadata(notion, step)["requests_used"] for step in steps)
+    assert await requests_reserved(database) - reserved_before == sent > 0
     assert metadata(notion, "outbound_sync")["request_budget_per_minute"] == 60_000
     assert len(control.all_pages(deals["data_source_id"])) == 1
     assert len(hubspot_control.all_records("deals")) == 1
+
+
+async def requests_reserved(database: Database) -> int:
+    """Requests reserved in the deal store's request budgets today, over every key (as the owner:
+    the application role may only reserve)."""
+    async with database.owner_engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT coalesce(sum(used_today), 0) FROM crm.request_budgets")))
 
 
 async def test_a_merge_in_hubspot_relinks_the_deal_in_a_staged_pass(
