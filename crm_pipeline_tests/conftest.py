@@ -80,3 +80,10 @@ def hubspot_control(hubspot_server: RunningHubSpot) -> Iterator[HubSpotControl]:
     """The local HubSpot's control surface: reset, limits, faults, clock, UI edits and restores."""
     with HubSpotControl(hubspot_server.base_url) as client:
         yield client
+
+
+async def requests_reserved(database: Database) -> int:
+    """Requests reserved in the deal store's shared request budgets today, over every key (read as
+    the owner: the application role may only reserve)."""
+    async with database.owner_engine.connect() as connection:
+        return int(await connection.scalar(text("SELECT coalesce(sum(used_today), 0) FROM crm.request_budgets")))

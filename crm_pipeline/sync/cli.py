@@ -21,11 +21,13 @@ from pydantic import SecretStr
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.budget import PostgresBudget, RequestBudget
 from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import PipelineConfigError
 from crm_pipeline.crm.hubspot.client import status_of as hubspot_status_of
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
+from crm_pipeline.crm.notion.client import RateLimit
 from crm_pipeline.defs.resources import CRMConnectionResource, RequestCount
 from crm_pipeline.defs.tenants import load_tenants, tenants_file
 from crm_pipeline.demo import sandbox_notion
@@ -55,10 +57,16 @@ def notion_connection(settings: Settings) -> tuple[str | SecretStr, str | None]:
 
 
 def notion_adapter(
-    settings: Settings, tenant_id: str, *, database_id: str | None = None, data_source_id: str | None = None
+    settings: Settings,
+    tenant_id: str,
+    *,
+    database_id: str | None = None,
+    data_source_id: str | None = None,
+    budget: RequestBudget | None = None,
 ) -> NotionAdapter:
     """The configured Notion deals database (or ``database_id`` and its ``data_source_id``), mapped
-    for sync; the sandbox's Deals database when no token is set."""
+    for sync; the sandbox's Deals database when no token is set. ``budget``: the token's request
+    budget across processes (None: paced in this process only)."""
     if database_id is None:
         database_id, data_source_id = settings.notion_database_id, settings.notion_data_source_id
     if settings.notion_token is None:
@@ -73,24 +81,25 @@ def notion_adapter(
         base_url=base_url,
         tenant_id=tenant_id,
         property_map=SYNCED_PROPERTY_MAP,
+        rate_limit=RateLimit(shared=budget),
     )
 
 
-def external_adapter(settings: Settings, tenant_id: str) -> CRMAdapter:
+def external_adapter(settings: Settings, tenant_id: str, budget: RequestBudget | None = None) -> CRMAdapter:
     """The tenant's external CRM: its connection in the tenants file, opened by the connector it
     names as the Dagster resource opens it (a HubSpot tenant without a token: the local HubSpot);
-    a tenant not in the file, the settings' Notion."""
+    a tenant not in the file, the settings' Notion. Paced by ``budget`` as Dagster's runs are."""
     configured = load_tenants(settings) if tenants_file(settings).is_file() else []
     for tenant in configured:
         if tenant.tenant_id == tenant_id:
-            return CRMConnectionResource().connector(tenant).connect(tenant, RequestCount())
-    return notion_adapter(settings, tenant_id)
+            return CRMConnectionResource().connector(tenant).connect(tenant, RequestCount(), budget)
+    return notion_adapter(settings, tenant_id, budget=budget)
 
 
 async def sync_once(settings: Settings, tenant_id: str, *, dry_run: bool) -> SyncResult:
     """Open the store and the tenant's external CRM, run (or plan) one pass, close both."""
     async with await Database.open(settings) as database:
-        external = external_adapter(settings, tenant_id)
+        external = external_adapter(settings, tenant_id, PostgresBudget(database.engine))
         try:
             engine = SyncEngine(PostgresAdapter(DealRepository(database), tenant_id), external, DEFAULT_FIELD_OWNERSHIP)
             return (await engine.plan()).summary() if dry_run else await engine.run_pass()

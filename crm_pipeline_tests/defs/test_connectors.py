@@ -10,7 +10,6 @@ import dagster as dg
 import pytest
 from hubspot import HubSpot
 from hubspot.crm.deals import PublicMergeInput
-from sqlalchemy import text
 
 from crm_pipeline.defs.resources import CRMConnectionResource, HubSpotConnector, RequestCount
 from crm_pipeline.defs.tenants import TenantConnection
@@ -20,6 +19,7 @@ from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncStatus
+from crm_pipeline_tests.conftest import requests_reserved
 from crm_pipeline_tests.defs.conftest import (
     UNSET_TOKEN_ENV,
     check_results,
@@ -96,13 +96,6 @@ async def test_a_hubspot_tenant_and_a_notion_tenant_sync_through_the_same_graph(
     assert metadata(notion, "outbound_sync")["request_budget_per_minute"] == 60_000
     assert len(control.all_pages(deals["data_source_id"])) == 1
     assert len(hubspot_control.all_records("deals")) == 1
-
-
-async def requests_reserved(database: Database) -> int:
-    """Requests reserved in the deal store's request budgets today, over every key (as the owner:
-    the application role may only reserve)."""
-    async with database.owner_engine.connect() as connection:
-        return int(await connection.scalar(text("SELECT coalesce(sum(used_today), 0) FROM crm.request_budgets")))
 
 
 async def test_a_merge_in_hubspot_relinks_the_deal_in_a_staged_pass(

@@ -25,6 +25,7 @@ from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
+from crm_pipeline_tests.conftest import requests_reserved
 
 pytestmark = pytest.mark.integration
 
@@ -53,6 +54,11 @@ def configured(
     get_settings.cache_clear()
 
 
+async def reserved() -> int:
+    async with await Database.open(get_settings()) as database:
+        return await requests_reserved(database)
+
+
 def sync(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(["sync", *args])
     out, err = capsys.readouterr()
@@ -67,15 +73,21 @@ agent-owned; Initech's stage and Stark's value and close date, the agent's later
 team's come in to 3 deals (Globex's notes, Umbrella's tags, Wayne's stage override; human-owned)."""
 
 
-def test_sync_command_syncs_the_demo_database_both_ways(configured: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_command_syncs_the_demo_database_both_ways(
+    configured: str, control: SandboxControl, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = sync(capsys, "--tenant", configured, "--dry-run", "--json")
     assert code == 0
     planned = json.loads(out)
     assert (planned["dry_run"], planned["errors"]) == (True, [])
     assert {name: planned[name] for name in DEMO_FIRST_PASS} == DEMO_FIRST_PASS
 
+    control.reset_stats()
+    reserved_before = asyncio.run(reserved())
     code, out, _ = sync(capsys, "--tenant", configured, "--json")
     assert code == 0
+    # Paced through the shared request budget in the deal store, as Dagster's runs are.
+    assert asyncio.run(reserved()) - reserved_before == control.stats()["total"] > 0
     assert json.loads(out) == {
         "tenant": configured,
         "dry_run": False,
