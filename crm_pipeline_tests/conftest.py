@@ -3,7 +3,8 @@
 With CRM_PIPELINE_DATABASE_URL unset, the tests run on the embedded server in a database of their
 own (created here, dropped afterwards). With it set (and CRM_PIPELINE_APP_DATABASE_URL, the
 application's login), they use that database and leave it in place; every test registers its own
-tenant, so runs never see each other's rows. `scripts/test` runs the suite both ways.
+tenant, so runs never see each other's rows. `scripts/test` runs the suite on the embedded server,
+then its deal-store tests (--store-only) on an external one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,25 @@ from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, R
 from crm_pipeline.sandbox import RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DealRepository
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store-only",
+        action="store_true",
+        help="run only the tests that use the deal store (the store_settings fixture): the external-PostgreSQL pass",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --store-only, leave out the tests that never reach the deal store through the suite's
+    fixtures (the local APIs, the pure merge, the models, what pins the embedded server): a
+    second run of them on another PostgreSQL would prove nothing new."""
+    if not config.getoption("--store-only"):
+        return
+    kept = [item for item in items if "store_settings" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
 
 
 @pytest.fixture(scope="session")
