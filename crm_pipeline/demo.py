@@ -111,10 +111,11 @@ async def seed_demo_hubspot(base_url: str) -> None:
     wrote is no external change (docs/sync-rules.md, *Per-field editors*)."""
     tenant = _deals()[HUBSPOT_DEMO_TENANT]
     keyed = [row for row in tenant["agent"] if "in_hubspot" in row]
+    adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
     with HubSpotControl(base_url) as control:
         control.set_clock(datetime.now(UTC) - TEAM_EDITED_AGO)
         try:
-            as_edited = await _upsert_to_hubspot(base_url, [_opportunity(row, **row["in_hubspot"]) for row in keyed])
+            as_edited = await _upsert(adapter, [_opportunity(row, **row["in_hubspot"]) for row in keyed])
             held = {record["id"]: record["properties"] for record in control.all_records("deals")}
             edited = {
                 deal_id: {
@@ -123,23 +124,20 @@ async def seed_demo_hubspot(base_url: str) -> None:
                 }
                 for row, (deal_id, external_id) in zip(keyed, as_edited.items(), strict=True)
             }
-            as_imported = await _upsert_to_hubspot(base_url, [_opportunity(row) for row in keyed])
+            as_imported = await _upsert(adapter, [_opportunity(row) for row in keyed])
             control.advance_clock(60)
             for deal_id, properties in edited.items():
                 control.ui_edit("deals", as_imported[deal_id], properties)
             for properties in tenant["team"]:
                 control.ui_create("deals", properties)
         finally:
+            await adapter.aclose()
             control.real_clock()
 
 
-async def _upsert_to_hubspot(base_url: str, deals: list[OpportunityCreate]) -> dict[str, str]:
+async def _upsert(adapter: HubSpotAdapter, deals: list[OpportunityCreate]) -> dict[str, str]:
     """Upsert ``deals`` through the connector; their HubSpot ids by deal id, in order."""
-    adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
-    try:
-        outcomes = await adapter.upsert_opportunities(deals)
-    finally:
-        await adapter.aclose()
+    outcomes = await adapter.upsert_opportunities(deals)
     failed = [outcome for outcome in outcomes if not outcome.ok or outcome.external_id is None]
     if failed:
         raise RuntimeError(f"seeding the local HubSpot failed: {failed}")
