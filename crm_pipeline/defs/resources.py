@@ -13,11 +13,10 @@ at run time.
 from __future__ import annotations
 
 import os
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -95,12 +94,10 @@ class RequestCount:
     """HTTP requests an adapter sent (retries included): what a run used of the rate budget."""
 
     sent: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self) -> None:
-        """One more request sent (from any thread: some clients send from worker threads)."""
-        with self._lock:
-            self.sent += 1
+        """One more request sent (HubSpotAdapter's ``on_request`` hook)."""
+        self.sent += 1
 
     async def __call__(self, request: httpx.Request) -> None:
         """The httpx request hook."""
