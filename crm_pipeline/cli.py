@@ -15,6 +15,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crm_pipeline.sync.cli",
     "crm_pipeline.sync.notion_init",
     "crm_pipeline.defs.tenants_cli",
+    "crm_pipeline.defs.dagster_home",
 )
 
 

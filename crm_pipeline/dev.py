@@ -22,7 +22,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 from sqlalchemy import URL
@@ -38,7 +37,7 @@ from crm_pipeline.demo import (
 )
 from crm_pipeline.hubspot_sandbox import HubSpotSandboxConfig, serve_hubspot_in_thread
 from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread, ui_url
-from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
+from crm_pipeline.settings import Settings, get_settings, project_file
 from crm_pipeline.store import Database, DealRepository
 
 logger = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "dagster",
         "dev",
         "-w",
-        str(_project_file("workspace.yaml")),
+        str(project_file("workspace.yaml")),
         "-h",
         args.host,
         "-p",
@@ -133,13 +132,6 @@ def run(args: argparse.Namespace) -> int:
         return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment | hubspot_environment)
 
 
-def _project_file(name: str) -> Path:
-    """A file of the checkout (workspace.yaml, dagster.yaml), or the copy an installed package
-    carries (the wheel includes both)."""
-    checkout = PROJECT_ROOT / name
-    return checkout if checkout.is_file() else Path(str(resources.files("crm_pipeline") / name))
-
-
 DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
 """Where `crm-pipeline dev` hands Dagster its storage URL: in the environment, so a password never
 lands in a file."""
@@ -152,7 +144,7 @@ def write_instance_config(dagster_home: Path) -> None:
     storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(
-        _project_file("dagster.yaml").read_text()
+        project_file("dagster.yaml").read_text()
         + f"""
 # Added by `crm-pipeline dev`.
 storage:

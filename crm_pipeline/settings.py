@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -10,6 +11,13 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 """The source checkout (with pyproject.toml, workspace.yaml, dagster.yaml) this package runs from."""
+
+
+def project_file(name: str) -> Path:
+    """A file of the checkout (workspace.yaml, dagster.yaml), or the copy an installed package
+    carries (the wheel includes both)."""
+    checkout = PROJECT_ROOT / name
+    return checkout if checkout.is_file() else Path(str(resources.files("crm_pipeline") / name))
 
 
 def _default_data_dir() -> Path:

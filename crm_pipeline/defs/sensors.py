@@ -2,14 +2,12 @@
 
 import dagster as dg
 
-from crm_pipeline.defs.partitions import TENANT_PARTITIONS, tenant_partitions
+from crm_pipeline.defs.partitions import TENANT_PARTITIONS, missing_tenant_partitions, tenant_partitions
 from crm_pipeline.defs.resources import TenantsResource
 
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def tenant_partitions_sensor(context: dg.SensorEvaluationContext, tenants: TenantsResource) -> dg.SensorResult:
-    """Adds a partition for each new active tenant. Partitions of removed or paused tenants stay:
-    their history is kept, and the schedule only runs active ones."""
-    known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
-    new = [tenant.tenant_id for tenant in tenants.active() if tenant.tenant_id not in known]
+    """Adds a partition for each new active tenant (``missing_tenant_partitions``)."""
+    new = missing_tenant_partitions(context.instance.get_dynamic_partitions(TENANT_PARTITIONS), tenants.active())
     return dg.SensorResult(dynamic_partitions_requests=[tenant_partitions.build_add_request(new)] if new else [])

@@ -13,6 +13,7 @@ import os
 
 from pydantic import ValidationError
 
+from crm_pipeline.defs.dagster_home import dagster_home, open_instance
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.defs.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, add_tenant, load_tenants, tenants_file
 from crm_pipeline.settings import Settings, get_settings
@@ -81,9 +82,7 @@ def run_add(args: argparse.Namespace) -> int:
     path = add_tenant(settings, tenant)
     print(f"tenant {tenant.tenant_id} written to {path}")
     if os.environ.get("DAGSTER_HOME"):
-        import dagster as dg
-
-        with dg.DagsterInstance.get() as instance:
+        with open_instance(dagster_home(settings)) as instance:
             instance.add_dynamic_partitions(TENANT_PARTITIONS, [tenant.tenant_id])
         print(f"partition {tenant.tenant_id} added to the Dagster instance in $DAGSTER_HOME")
     return 0

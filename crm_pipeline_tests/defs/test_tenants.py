@@ -18,7 +18,7 @@ from crm_pipeline.defs.sensors import tenant_partitions_sensor
 from crm_pipeline.defs.tenants import TenantConnection, add_tenant, load_tenants, save_tenants
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
-from crm_pipeline.settings import Settings, get_settings
+from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import Direction, SyncStatus
 from crm_pipeline_tests.defs.conftest import UNSET_TOKEN_ENV, deals_database, metadata, resources_for, sync_tenant
@@ -204,3 +204,33 @@ async def test_a_backfill_of_one_tenant_syncs_that_tenant_only(
         assert await SyncStatus(repository, tenant, "notion").watermark(Direction.INBOUND) is not None
         # The run is the tenant's partition: the UI shows it on that tenant only.
         assert instance.get_materialized_partitions(dg.AssetKey("inbound_sync")) == {tenant}
+
+
+def test_dagster_home_prepares_an_instance_holding_each_active_tenants_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What Dagster's own commands need to run a tenant's partition, with no daemon adding it:
+    `<data dir>/dagster-cli` (DAGSTER_HOME unset) with the checkout's settings, every active
+    tenant's partition, and its path printed; run again, it adds only what is new."""
+    _tenants(
+        tmp_path / "tenants.toml",
+        TenantConnection(tenant_id="acme"),
+        TenantConnection(tenant_id="paused", active=False),
+    )
+    monkeypatch.setenv("CRM_PIPELINE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("CRM_PIPELINE_TENANTS_FILE", raising=False)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    get_settings.cache_clear()
+    try:
+        assert main(["dagster-home"]) == 0
+        home = tmp_path / "dagster-cli"
+        assert capsys.readouterr().out == f"{home}\n"
+        assert (home / "dagster.yaml").read_text() == (PROJECT_ROOT / "dagster.yaml").read_text()
+        _tenants(tmp_path / "tenants.toml", TenantConnection(tenant_id="acme"), TenantConnection(tenant_id="globex"))
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        assert main(["dagster-home"]) == 0
+    finally:
+        get_settings.cache_clear()
+    assert "partitions added to the Dagster instance in" in capsys.readouterr().err.replace("\n", " ")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_dynamic_partitions("tenant") == ["acme", "globex"]
