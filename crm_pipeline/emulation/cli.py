@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def add_listen_arguments(parser: argparse.ArgumentParser, *, port: int, token_kind: str, default_token: str) -> None:
     """``--host``, ``--port`` and ``--token`` (repeatable)."""
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=port)
+    parser.add_argument("--port", type=int, default=port, help=f"default {port}; 0: a free port, which it prints")
     parser.add_argument(
         "--token", action="append", help=f"accepted {token_kind}; repeat for several (default: {default_token})"
     )
@@ -22,8 +22,10 @@ def add_listen_arguments(parser: argparse.ArgumentParser, *, port: int, token_ki
 
 def serve(name: str, args: argparse.Namespace, tokens: Sequence[str], create_app: Callable[[], Starlette]) -> int:
     """Say where ``name`` answers and with which tokens, then serve the app until interrupted."""
-    from crm_pipeline.emulation.server import serve_forever
+    from crm_pipeline.emulation.server import listening_socket, serve_forever
 
-    print(f"{name} on http://{args.host}:{args.port} (tokens: {', '.join(tokens)})", flush=True)
-    serve_forever(create_app(), args.host, args.port)
+    with listening_socket(args.host, args.port) as sock:
+        port = sock.getsockname()[1]  # the one the system chose, with --port 0
+        print(f"{name} on http://{args.host}:{port} (tokens: {', '.join(tokens)})", flush=True)
+        serve_forever(create_app(), sock)
     return 0

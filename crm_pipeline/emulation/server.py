@@ -27,9 +27,19 @@ class RunningEmulator(Generic[S]):
     """The live objects, for assertions that need no HTTP."""
 
 
-def serve_forever(app: Starlette, host: str, port: int) -> None:
-    """Serve until interrupted; the app's shutdown runs on the way out."""
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (0: a free port, which ``getsockname`` tells)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def serve_forever(app: Starlette, sock: socket.socket) -> None:
+    """Serve on a bound socket until interrupted; the app's shutdown runs on the way out."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it shut down on
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 @contextlib.contextmanager
@@ -43,9 +53,7 @@ def serve_emulator_in_thread(app: Starlette, host: str = "127.0.0.1", port: int 
 def serve_app_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``app`` in a daemon thread (on a free loopback port unless ``port`` is given) and
     yield its base URL; the server stops (running the app's shutdown) on exit."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = listening_socket(host, port)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"emulator:{port}")
