@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,10 +12,10 @@ import time
 from pathlib import Path
 from uuid import uuid4
 
-import dagster as dg
 import httpx
 import pytest
 
+from crm_pipeline.defs.dagster_home import add_tenant_partitions
 from crm_pipeline.defs.tenants import TenantConnection, load_tenants
 from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
@@ -233,15 +232,12 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
 )
 def test_dagster_commands_from_the_checkout_need_no_settings(command: list[str], tmp_path: Path) -> None:
     """The whole sync for the demo tenant, run in the checkout with nothing but PATH, HOME and an
-    instance holding the tenant's partition (as the partitions sensor or `crm-pipeline tenants
-    add` leaves it): the embedded deal store and the sandbox Notion, found at run time."""
+    instance holding the tenant's partition (as `crm-pipeline dagster-home` leaves it): the
+    embedded deal store and the sandbox Notion, found at run time."""
     settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
     dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        instance.add_dynamic_partitions("tenant", [settings.tenant_id])
+    assert add_tenant_partitions(settings, dagster_home) == [settings.tenant_id]  # `crm-pipeline dagster-home`
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
@@ -312,11 +308,7 @@ def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, m
     asyncio.run(_prepare(settings, seed=True))
     assert demo_tenants(settings) is not None
     dagster_home = tmp_path / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    tenants = [tenant.tenant_id for tenant in load_tenants(settings)]
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        instance.add_dynamic_partitions("tenant", tenants)
+    tenants = add_tenant_partitions(settings, dagster_home)  # `crm-pipeline dagster-home`
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
