@@ -236,7 +236,12 @@ def test_every_shell_block_runs_as_written_after_the_quick_start(
                 for number, command in enumerate(block.commands()):
                     if SERVES in command:
                         exported, cwd = session.exported(scratch)
-                        serve_until_answering(command, exported, cwd, tmp_path / f"server-{block.line}-{number}.log")
+                        serve_until_answering(
+                            command,
+                            exported,
+                            cwd,
+                            tmp_path / f"server-{Path(block.document).stem}-{block.line}-{number}.log",
+                        )
                     else:
                         status = session.run(command)
                         assert status == 0, f"{block}: {command!r} exited {status}:\n{session.tail()}"
