@@ -150,7 +150,7 @@ async def settled_records_agree(
     assert sync.external is not None
     links = await sync.status.links(record_ids)
     bases = await sync.status.bases(links)
-    primary = {r.id: r for r in await sync.primary.get_opportunities([str(i) for i in links])}
+    primary = {r.id: r for r in await sync.deal_store.get_opportunities([str(i) for i in links])}
     external = {
         str(getattr(r, "external_id", r.id)): r for r in await sync.external.get_opportunities(list(links.values()))
     }

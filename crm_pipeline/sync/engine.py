@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from uuid import UUID
 
 from crm_pipeline.crm.adapter import CRMAdapter
@@ -52,7 +53,7 @@ class SyncEngine:
 
     def __init__(
         self,
-        primary: PostgresAdapter,
+        primary: CRMAdapter,
         external: CRMAdapter | None,
         field_ownership: FieldOwnershipConfig,
         sync_interval_seconds: int = 60,
@@ -64,14 +65,16 @@ class SyncEngine:
         reconcile_per_pass: int = 50,
         max_vanished_share: float = 0.1,
     ) -> None:
-        if not isinstance(primary, PostgresAdapter):
-            raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
+        if external is not None and not isinstance(primary, PostgresAdapter):
+            raise TypeError(
+                f"the primary is a {type(primary).__name__}: with an external CRM it must be the deal store's "
+                "PostgresAdapter, whose database holds the sync's state (links, bases, watermarks, the error ledger)"
+            )
         self.primary = primary
         self.external = external
         self.field_ownership = field_ownership
         self.sync_interval_seconds = sync_interval_seconds
-        name = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
-        self.status = SyncStatus(primary.repository, primary.tenant_id, name)
+        self._connector = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
         self.time_budget_seconds = (
             TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
         )
@@ -95,6 +98,19 @@ class SyncEngine:
 
     def has_external(self) -> bool:
         return self.external is not None
+
+    @property
+    def deal_store(self) -> PostgresAdapter:
+        """The primary as the deal store, which every stage of a pass reads and writes. Only an
+        engine with nothing to sync (no external CRM) may have another primary."""
+        if not isinstance(self.primary, PostgresAdapter):
+            raise TypeError(f"the primary is a {type(self.primary).__name__}, not the deal store's PostgresAdapter")
+        return self.primary
+
+    @cached_property
+    def status(self) -> SyncStatus:
+        """The sync's state for this tenant and connector, in the deal store."""
+        return SyncStatus(self.deal_store.repository, self.deal_store.tenant_id, self._connector)
 
     async def close(self) -> None:
         """Close the adapters' connections (the deal store's pool belongs to its owner)."""
@@ -165,7 +181,7 @@ class SyncEngine:
         chosen = pending.keys() if record_ids is None else pending.keys() & set(record_ids)
         for record_id in sorted(chosen):
             async with self.status.transaction(actor=Actor.HUMAN) as connection:
-                await self.primary.repository.set_archived_in(connection, record_id, archived=True)
+                await self.deal_store.repository.set_archived_in(connection, record_id, archived=True)
                 await self.status.set_archived(connection, record_id, archived=True)
         await self.status.set_vanished(chosen, vanished=False)
         return len(chosen)
@@ -206,7 +222,7 @@ class SyncEngine:
         since = stored[0] if stored else None
         cursor, changes = since, []
         while True:
-            batch = await self.primary.read_changes(cursor)
+            batch = await self.deal_store.read_changes(cursor)
             changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
             if batch.cursor == cursor or not batch.changes:
                 return SideChanges(Direction.OUTBOUND, since, batch.cursor, changes)
@@ -339,7 +355,7 @@ class SyncEngine:
     def _reader(self) -> PassReader:
         assert self.external is not None
         return PassReader(
-            self.primary,
+            self.deal_store,
             self.external,
             self.status,
             self.field_ownership,
