@@ -405,7 +405,9 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
     assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
     assert (folder / ".crm_pipeline" / "hubspot-state.json").is_file()  # seeded from the wheel's demo data
-    assert (folder / ".crm_pipeline" / "tenants.toml").is_file()
+    # The wheel's migrations made the registry; the demo's two tenants are in it.
+    registered = asyncio.run(_registered(Settings(data_dir=folder / ".crm_pipeline")))
+    assert [tenant.connector for tenant in registered] == ["notion", "hubspot"]
 
 
 async def _registered(settings: Settings) -> list[TenantConnection]:
