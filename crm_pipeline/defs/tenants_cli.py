@@ -88,6 +88,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _with_registry(settings: Settings, work: Callable[[TenantRegistry], Awaitable[T]]) -> T:
+    if settings.tenants_file is not None:
+        print(
+            f"crm-pipeline tenants: CRM_PIPELINE_TENANTS_FILE is set, so the code location reads "
+            f"{settings.tenants_file}, not the registry these commands use; unset it once the file is imported",
+            file=sys.stderr,
+        )
+
     async def run() -> T:
         async with await Database.open(settings) as database:
             return await work(TenantRegistry(database))

@@ -226,3 +226,20 @@ def test_rotating_the_key_re_encrypts_every_stored_token(
     code, _, err = _run(capsys, "rotate-key")
     assert code == 2 and "tenant 'acme'" in err and "nothing was re-encrypted" in err
     assert asyncio.run(acme()) == rotated
+
+
+@pytest.mark.integration
+def test_the_commands_say_so_when_a_tenants_file_is_read_instead_of_the_registry(
+    empty_store: Settings,
+    settings_of: Callable[[Settings], None],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    save_tenants(tmp_path / "tenants.toml", [TenantConnection(tenant_id="acme")])
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tmp_path / "tenants.toml"))
+    settings_of(empty_store)
+    code, out, err = _run(capsys, "list")
+    assert code == 0 and out.startswith("# no tenant registered")
+    assert f"CRM_PIPELINE_TENANTS_FILE is set, so the code location reads {tmp_path / 'tenants.toml'}" in err
+    assert [tenant.tenant_id for tenant in TenantsResource().active()] == ["acme"]
