@@ -96,8 +96,7 @@ async def demo_tenants(database: Database, settings: Settings) -> list[str]:
         connections = [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
     else:
         return []
-    for connection in connections:
-        await registry.save(connection)
+    await registry.save_all(connections)
     return [connection.tenant_id for connection in connections]
 
 

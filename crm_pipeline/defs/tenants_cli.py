@@ -204,8 +204,7 @@ def run_import(args: argparse.Namespace) -> int:
         return _fail(f"import: {args.file}: {error}")
 
     async def save(registry: TenantRegistry) -> None:
-        for tenant in tenants:
-            await registry.save(tenant)
+        await registry.save_all(tenants)
 
     _with_registry(get_settings(), save)
     print(f"{len(tenants)} tenants imported from {args.file}")

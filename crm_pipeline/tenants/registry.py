@@ -8,6 +8,7 @@ connection again resumes where the sync left off.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.fernet import InvalidToken, MultiFernet
@@ -63,16 +64,26 @@ class TenantRegistry:
     # -- the owner's commands ----------------------------------------------------------------------
 
     async def save(self, tenant: TenantConnection, name: str | None = None) -> None:
-        """Register the tenant (if new) and add or replace its connection."""
-        row = _row(tenant)
+        """Register the tenant (if new, as ``name``) and add or replace its connection."""
+        await self.save_all([tenant], {tenant.tenant_id: name} if name else None)
+
+    async def save_all(self, connections: Sequence[TenantConnection], names: Mapping[str, str] | None = None) -> None:
+        """Register the tenants (if new; named by ``names``, else by their ids) and add or replace
+        their connections, in one transaction: all or none. A tenant given twice: the last wins."""
+        names = names or {}
+        rows = list({tenant.tenant_id: _row(tenant) for tenant in connections}.values())
+        if not rows:
+            return
         async with self._database.owner_transaction() as connection:
             await connection.execute(
                 postgresql.insert(tenants)
-                .values(id=tenant.tenant_id, name=name or tenant.tenant_id)
+                .values(
+                    [{"id": row["tenant_id"], "name": names.get(row["tenant_id"], row["tenant_id"])} for row in rows]
+                )
                 .on_conflict_do_nothing(index_elements=["id"])
             )
-            insert = postgresql.insert(tenant_connections).values(row)
-            changed = {name: insert.excluded[name] for name in row if name != "tenant_id"}
+            insert = postgresql.insert(tenant_connections).values(rows)
+            changed = {column: insert.excluded[column] for column in rows[0] if column != "tenant_id"}
             await connection.execute(
                 insert.on_conflict_do_update(index_elements=["tenant_id"], set_={**changed, "updated_at": func.now()})
             )

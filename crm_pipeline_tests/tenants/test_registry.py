@@ -145,6 +145,13 @@ def test_import_then_export_round_trips_a_tenants_file(
     assert read_tenants_file(tmp_path / "out.toml") == tenants
     code, out, _ = _run(capsys, "export")
     assert code == 0 and out == (tmp_path / "out.toml").read_text()
+    # A file with one entry wrong is refused before anything of it is written.
+    (tmp_path / "bad.toml").write_text(
+        '[[tenant]]\ntenant_id = "hooli"\n\n[[tenant]]\ntenant_id = "bad"\nconnector = "hubspot"\ndatabase_id = "db-9"\n'
+    )
+    code, _, err = _run(capsys, "import", str(tmp_path / "bad.toml"))
+    assert code == 2 and "a hubspot connection has no database_id" in err
+    assert _run(capsys, "export")[1] == out
 
 
 TICK = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
