@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add.set_defaults(handler=run_add)
     for name, active, what in (
         ("pause", False, "leave a tenant out of the schedule"),
-        ("resume", True, "sync it again"),
+        ("resume", True, "put a paused tenant back in the schedule"),
     ):
         command = commands.add_parser(name, help=what)
         command.add_argument("tenant_id")

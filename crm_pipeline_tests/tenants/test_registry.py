@@ -204,7 +204,9 @@ def test_rotating_the_key_re_encrypts_every_stored_token(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings_of(empty_store)
+    old, new = (_run(capsys, "generate-key")[1].strip() for _ in range(2))
+    assert old != new and len(Fernet(new.encode()).encrypt(b"-")) > 0
     monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", old)
     settings_of(empty_store)
     monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN))
