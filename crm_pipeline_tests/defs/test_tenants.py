@@ -11,20 +11,24 @@ from uuid import uuid4
 
 import dagster as dg
 import pytest
+from cryptography.fernet import Fernet
 from dagster._core.test_utils import create_run_for_test
+from pydantic import SecretStr
 
 from crm_pipeline.cli import main
 from crm_pipeline.definitions import defs
-from crm_pipeline.defs.resources import TenantsResource
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, TenantsResource
 from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.models import OpportunityCreate
+from crm_pipeline.sandbox import DEFAULT_TOKEN as SANDBOX_TOKEN
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import Direction, SyncStatus
 from crm_pipeline.tenants import TenantRegistry
+from crm_pipeline.tenants.secrets import encrypt_token, secret_keys
 from crm_pipeline_tests.defs.conftest import UNSET_TOKEN_ENV, deals_database, metadata, resources_for, sync_tenant
 
 TICK = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # any minute: the schedule only names its runs by it
@@ -202,3 +206,39 @@ async def test_a_backfill_of_one_tenant_syncs_that_tenant_only(
         assert await SyncStatus(repository, tenant, "notion").watermark(Direction.INBOUND) is not None
         # The run is the tenant's partition: the UI shows it on that tenant only.
         assert instance.get_materialized_partitions(dg.AssetKey("inbound_sync")) == {tenant}
+
+
+@pytest.mark.integration
+async def test_a_run_opens_its_tenant_from_the_registry_with_its_stored_token(
+    empty_store: Settings,
+    settings_of: Callable[[Settings], None],
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+    instance: dg.DagsterInstance,
+) -> None:
+    """The code location's own resources, unconfigured: the registry read through the run's deal
+    store as the application role, the stored token decrypted with the deployment's key."""
+    control.reset()
+    deals = deals_database(control)
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", key)
+    settings_of(empty_store)
+    stored = encrypt_token(SecretStr(SANDBOX_TOKEN), secret_keys(SecretStr(key)))
+    async with await Database.open(empty_store) as database:
+        await TenantRegistry(database).save(
+            TenantConnection(tenant_id="acme", database_id=deals["database_id"], token_encrypted=stored)
+        )
+        await DealRepository(database).create_opportunity("acme", OpportunityCreate(name="Acme renewal"))
+    notion = NotionConnector(base_url=sandbox_server.base_url, requests_per_second=1000, max_attempts=1)
+    resources = {
+        "deal_store": DealStoreResource(),
+        "crm": CRMConnectionResource(notion=notion),
+        "tenants": TenantsResource(),
+    }
+
+    result = await sync_tenant(instance, resources, "acme")
+
+    assert result.success
+    assert metadata(result, "outbound_sync")["created"] == 1
+    assert len(control.all_pages(deals["data_source_id"])) == 1
