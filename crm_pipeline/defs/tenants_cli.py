@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,7 +53,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token.add_argument(
         "--token-env", help=f"the environment variable holding its token (default {defaults}); never the token"
     )
-    token.add_argument("--token-file", help="a file holding its token (a mounted secret), read at each use")
+    token.add_argument(
+        "--token-file", help="a file holding its token (a mounted secret), read at each use (made absolute)"
+    )
     token.add_argument(
         "--token-stdin",
         action="store_true",
@@ -133,7 +136,7 @@ def run_add(args: argparse.Namespace) -> int:
             data_source_id=args.data_source_id,
             pipeline=args.pipeline,
             token_env=args.token_env,
-            token_file=args.token_file,
+            token_file=None if args.token_file is None else os.path.abspath(args.token_file),
             token_encrypted=token_encrypted,
             base_url=args.base_url,
             active=not args.inactive,
@@ -157,9 +160,10 @@ def run_add(args: argparse.Namespace) -> int:
 
 
 def _stored_token(settings: Settings) -> str:
-    """The token on standard input, encrypted with the newest key (nothing of it echoed)."""
+    """The token on standard input, encrypted with the newest key (nothing of it echoed: at a
+    terminal it is asked for without echo)."""
     keys = secret_keys(settings.secret_keys)
-    token = sys.stdin.readline().strip()
+    token = (getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
     if not token:
         raise ValueError("no token on standard input")
     return encrypt_token(SecretStr(token), keys)

@@ -81,8 +81,9 @@ class TenantConnection(BaseModel, frozen=True):
     """The environment variable holding the token (the connector's by default, when neither of the
     other references is given); unset there means the local API `crm-pipeline dev` serves: the
     sandbox Notion, or the local HubSpot."""
-    token_file: str | None = None
-    """A file holding the token (a mounted secret), read at each use."""
+    token_file: str | None = Field(default=None, pattern=r"^/")
+    """A file holding the token (a mounted secret), read at each use: an absolute path, since
+    every run reads it from a working directory of its own."""
     token_encrypted: str | None = Field(default=None, repr=False)
     """The token encrypted with the deployment's key (Fernet; ``crm-pipeline tenants add --token-stdin``)."""
     base_url: str | None = None

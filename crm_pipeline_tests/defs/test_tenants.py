@@ -54,6 +54,10 @@ def test_a_connection_refuses_what_is_not_a_variable_name_or_a_slug() -> None:
         TenantConnection(tenant_id="Acme Corp")
     with pytest.raises(ValueError):
         TenantConnection(tenant_id="acme", token_env="ntn_abc-123.secret")
+    with pytest.raises(ValueError, match="token_file"):
+        TenantConnection(tenant_id="acme", token_file="secrets/acme")  # each run has a working directory of its own
+    with pytest.raises(ValueError, match="not token_env and token_file"):
+        TenantConnection(tenant_id="acme", token_env="ACME_TOKEN", token_file="/run/secrets/acme")
 
 
 def test_each_connector_has_its_own_fields_and_token_variable() -> None:
