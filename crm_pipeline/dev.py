@@ -2,8 +2,8 @@
 
 Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals for two
 tenants, serves the sandbox Notion with a demo Deals database (unless a real Notion is configured)
-and the local HubSpot (unless a HubSpot token is set), writes the tenants file listing both demo
-tenants when there is none, then runs `dagster dev` on the crm_pipeline code location with
+and the local HubSpot (unless a HubSpot token is set), registers both demo tenants' connections
+when the tenant registry is empty, then runs `dagster dev` on the crm_pipeline code location with
 Dagster's own storage in the same server. This process holds the embedded server and both local
 APIs: they stop when `dagster dev` ends.
 """
@@ -27,7 +27,6 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
-from crm_pipeline.defs.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, save_tenants, settings_tenant, tenants_file
 from crm_pipeline.demo import (
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
@@ -40,6 +39,8 @@ from crm_pipeline.hubspot_sandbox import HubSpotSandboxConfig, serve_hubspot_in_
 from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread, ui_url
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, TenantRegistry, settings_tenant
+from crm_pipeline.tenants.tenants_file import read_tenants_file
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ async def _prepare(settings: Settings, seed: bool) -> tuple[URL, URL]:
             if _local_hubspot():
                 result = await seed_demo(repository, HUBSPOT_DEMO_TENANT, HUBSPOT_DEMO_TENANT)
                 logger.info("demo deals for tenant %r: %s", HUBSPOT_DEMO_TENANT, result)
+            if registered := await demo_tenants(database, settings):
+                logger.info("the demo's tenants registered: %s", ", ".join(registered))
         return database.url, database.app_url
 
 
@@ -78,25 +81,29 @@ def _local_hubspot() -> bool:
     return not os.environ.get(TOKEN_ENV_DEFAULTS["hubspot"])
 
 
-def demo_tenants(settings: Settings) -> Path | None:
-    """Write the tenants file, when there is none, with the demo's tenants: the settings' tenant
-    (on Notion) and ``demo-hubspot`` on the local HubSpot (not when a HubSpot token is set: the
-    demo writes no deals into a real account). Returns the file written, if any."""
-    path = tenants_file(settings)
-    if path.exists() or not _local_hubspot():
-        return None
-    save_tenants(
-        path, [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
-    )
-    return path
+async def demo_tenants(database: Database, settings: Settings) -> list[str]:
+    """Register the demo's tenants when the tenant registry is empty: those of the tenants file an
+    earlier demo wrote (``<data_dir>/tenants.toml``, with an operator's changes), else the
+    settings' tenant (on Notion) and ``demo-hubspot`` on the local HubSpot (not when a HubSpot
+    token is set: the demo writes no deals into a real account). Returns the tenants registered."""
+    registry = TenantRegistry(database)
+    earlier = settings.data_dir / "tenants.toml"
+    if not await registry.is_empty():
+        return []
+    if earlier.is_file():
+        connections = read_tenants_file(earlier)
+    elif _local_hubspot():
+        connections = [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
+    else:
+        return []
+    await registry.save_all(connections)
+    return [connection.tenant_id for connection in connections]
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     database_url, app_database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
-    if not args.no_seed and (written := demo_tenants(settings)) is not None:
-        logger.info("the demo's tenants written to %s", written)
     dagster_home = settings.data_dir / "dagster"
     write_instance_config(dagster_home)
     environment = os.environ | {
@@ -110,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
         "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
-        "CRM_PIPELINE_TENANTS_FILE": str(tenants_file(settings)),
+        **({} if settings.tenants_file is None else {"CRM_PIPELINE_TENANTS_FILE": str(settings.tenants_file)}),
+        **(
+            {}
+            if settings.secret_keys is None
+            else {"CRM_PIPELINE_SECRET_KEYS": settings.secret_keys.get_secret_value()}
+        ),
     }
     command = [
         sys.executable,
@@ -204,7 +216,7 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
                 seed_demo_notion(control)
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
         logger.info("edit the deals there as a person, in the browser: %s", ui_url(sandbox.base_url))
-        # No token: every Notion connection without one finds the sandbox on this port (demo.sandbox_notion).
+        # No token: every Notion connection without one finds the sandbox on this port (tenants.sandbox_notion).
         yield {"CRM_PIPELINE_SANDBOX_PORT": sandbox.base_url.rsplit(":", 1)[1]}
 
 

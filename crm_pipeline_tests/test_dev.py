@@ -17,18 +17,18 @@ import dagster as dg
 import httpx
 import pytest
 
-from crm_pipeline.defs.tenants import TenantConnection, load_tenants
 from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
     demo_notion_seed,
-    sandbox_notion,
 )
 from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
 from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
+from crm_pipeline.store import Database
+from crm_pipeline.tenants import TenantConnection, TenantRegistry, sandbox_notion, save_tenants
 from crm_pipeline_tests.dagster_processes import free_port, start_in_own_group, stop_group, wait_for_code_location
 
 
@@ -84,25 +84,37 @@ HUBSPOT_TEAM_DEALS = 6
 """Deals in the demo's local HubSpot before any sync: 3 of the agent's, imported, and 3 of the team's."""
 
 
-def test_the_demo_tenants_file_lists_both_demo_tenants_and_never_replaces_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_the_demo_registers_both_demo_tenants_in_an_empty_registry_and_never_replaces_one(
+    empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
-    settings = Settings(data_dir=tmp_path)
-    assert demo_tenants(settings) == tmp_path / "tenants.toml"
-    assert load_tenants(settings) == [
-        TenantConnection(tenant_id="demo"),
-        TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
-    ]
-    (tmp_path / "tenants.toml").write_text('[[tenant]]\ntenant_id = "acme"\n')
-    assert demo_tenants(settings) is None
-    assert [tenant.tenant_id for tenant in load_tenants(settings)] == ["acme"]
+    settings = empty_store.model_copy(update={"data_dir": tmp_path, "tenant_id": "demo"})
+    async with await Database.open(empty_store) as database:
+        registry = TenantRegistry(database)
+        assert await demo_tenants(database, settings) == ["demo", HUBSPOT_DEMO_TENANT]
+        demo_connections = [
+            TenantConnection(tenant_id="demo"),
+            TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
+        ]
+        assert await registry.connections() == demo_connections
+        await registry.set_active("demo", False)
+        assert await demo_tenants(database, settings) == []
+        assert [t.active for t in await registry.connections()] == [False, True]
+        # An earlier demo's tenants file, with an operator's changes, is what an empty registry takes.
+        for tenant in demo_connections:
+            await registry.remove(tenant.tenant_id)
+        save_tenants(tmp_path / "tenants.toml", [TenantConnection(tenant_id="acme", database_id="db-1")])
+        assert await demo_tenants(database, settings) == ["acme"]
+        assert [t.tenant_id for t in await registry.connections()] == ["acme"]
 
 
-def test_with_a_hubspot_token_no_demo_goes_to_hubspot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_with_a_hubspot_token_no_demo_goes_to_hubspot(
+    empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_TOKEN", "pat-na1-real")
     settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
-    assert demo_tenants(settings) is None
+    async with await Database.open(empty_store) as database:
+        assert await demo_tenants(database, settings) == []  # the settings' tenant alone, by default
     with _hubspot(settings, seed=True) as environment:
         assert environment == {}
     assert not (tmp_path / "hubspot-state.json").exists()  # no local HubSpot was served
@@ -220,7 +232,10 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     assert not any(_alive(pid) for pid in family)
     log_text = (tmp_path / "dev.log").read_text()
     assert "demo deals for tenant 'demo'" in log_text and "demo deals for tenant 'demo-hubspot'" in log_text
-    assert [tenant.connector for tenant in load_tenants(Settings(data_dir=tmp_path))] == ["notion", "hubspot"]
+    assert [tenant.connector for tenant in asyncio.run(_registered(Settings(data_dir=tmp_path)))] == [
+        "notion",
+        "hubspot",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -310,11 +325,10 @@ def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, m
         data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
     )
     asyncio.run(_prepare(settings, seed=True))
-    assert demo_tenants(settings) is not None
     dagster_home = tmp_path / "dagster"
     dagster_home.mkdir()
     shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
-    tenants = [tenant.tenant_id for tenant in load_tenants(settings)]
+    tenants = [tenant.tenant_id for tenant in asyncio.run(_registered(settings))]
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         instance.add_dynamic_partitions("tenant", tenants)
     environment = {
@@ -391,4 +405,12 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
     assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
     assert (folder / ".crm_pipeline" / "hubspot-state.json").is_file()  # seeded from the wheel's demo data
-    assert (folder / ".crm_pipeline" / "tenants.toml").is_file()
+    # The wheel's migrations made the registry; the demo's two tenants are in it.
+    registered = asyncio.run(_registered(Settings(data_dir=folder / ".crm_pipeline")))
+    assert [tenant.connector for tenant in registered] == ["notion", "hubspot"]
+
+
+async def _registered(settings: Settings) -> list[TenantConnection]:
+    """The tenant registry of the deal store the settings name."""
+    async with await Database.open(settings) as database:
+        return await TenantRegistry(database).connections()

@@ -1,4 +1,4 @@
-"""Keeps the ``tenant`` partitions in step with the configured tenant connections."""
+"""Keeps the ``tenant`` partitions in step with the tenant registry."""
 
 import dagster as dg
 
@@ -8,8 +8,9 @@ from crm_pipeline.defs.resources import TenantsResource
 
 @dg.sensor(minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def tenant_partitions_sensor(context: dg.SensorEvaluationContext, tenants: TenantsResource) -> dg.SensorResult:
-    """Adds a partition for each new active tenant. Partitions of removed or paused tenants stay:
-    their history is kept, and the schedule only runs active ones."""
+    """Adds a partition for each new active tenant (the registry's active tenants in one query).
+    Partitions of removed or paused tenants stay: their history is kept, and the schedule only
+    runs active ones."""
     known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
     new = [tenant.tenant_id for tenant in tenants.active() if tenant.tenant_id not in known]
     return dg.SensorResult(dynamic_partitions_requests=[tenant_partitions.build_add_request(new)] if new else [])

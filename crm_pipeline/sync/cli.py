@@ -2,7 +2,8 @@
 
 The same ``CRM_PIPELINE_*`` settings as everything else: the deal store (embedded unless
 configured), the Notion token and database (the local sandbox's Deals database when no token is
-set); a tenant listed in the tenants file syncs with its connection there (Notion or HubSpot).
+set); a tenant of the registry (``crm-pipeline tenants``) syncs with its connection there (Notion
+or HubSpot), opened as Dagster's runs open it (``crm_pipeline.tenants``).
 Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not run at
 all (no store, an unknown tenant, a refused token, a drifted schema).
 """
@@ -23,18 +24,18 @@ from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.budget import PostgresBudget, RequestBudget
 from crm_pipeline.crm.errors import PropertySchemaError
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.crm.hubspot import PipelineConfigError
 from crm_pipeline.crm.hubspot.client import status_of as hubspot_status_of
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
-from crm_pipeline.crm.notion.client import RateLimit
-from crm_pipeline.defs.resources import CRMConnectionResource, RequestCount
-from crm_pipeline.defs.tenants import load_tenants, tenants_file
-from crm_pipeline.demo import sandbox_notion
 from crm_pipeline.models import SyncResult
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository, StoreError
 from crm_pipeline.sync.engine import SyncEngine
+from crm_pipeline.tenants import TokenUnavailableError, open_connection, read_token, sandbox_notion, settings_tenant
+from crm_pipeline.tenants.open import open_notion
+from crm_pipeline.tenants.secrets import SecretKeyError
+from crm_pipeline.tenants.source import configured_connection
 
 CANNOT_RUN = 2
 COUNTS = ("pushed", "pulled", "created", "trashed", "conflicts")
@@ -67,39 +68,30 @@ def notion_adapter(
     """The configured Notion deals database (or ``database_id`` and its ``data_source_id``), mapped
     for sync; the sandbox's Deals database when no token is set. ``budget``: the token's request
     budget across processes (None: paced in this process only)."""
-    if database_id is None:
-        database_id, data_source_id = settings.notion_database_id, settings.notion_data_source_id
-    if settings.notion_token is None:
-        _, database_id, _ = sandbox_notion(settings.sandbox_port, database_id, None)
-    if not database_id:
+    tenant = settings_tenant(settings, tenant_id)
+    if database_id is not None:
+        tenant = tenant.model_copy(update={"database_id": database_id, "data_source_id": data_source_id})
+    if settings.notion_token is not None and not tenant.database_id:
         raise DataSourceConfigError("CRM_PIPELINE_NOTION_TOKEN is set but CRM_PIPELINE_NOTION_DATABASE_ID is not")
-    token, base_url = notion_connection(settings)
-    return NotionAdapter(
-        token,
-        database_id,
-        data_source_id=data_source_id,
-        base_url=base_url,
-        tenant_id=tenant_id,
-        property_map=SYNCED_PROPERTY_MAP,
-        rate_limit=RateLimit(shared=budget),
-    )
+    return open_notion(tenant, settings.notion_token, settings, budget=budget)
 
 
-def external_adapter(settings: Settings, tenant_id: str, budget: RequestBudget | None = None) -> CRMAdapter:
-    """The tenant's external CRM: its connection in the tenants file, opened by the connector it
-    names as the Dagster resource opens it (a HubSpot tenant without a token: the local HubSpot);
-    a tenant not in the file, the settings' Notion. Paced by ``budget`` as Dagster's runs are."""
-    configured = load_tenants(settings) if tenants_file(settings).is_file() else []
-    for tenant in configured:
-        if tenant.tenant_id == tenant_id:
-            return CRMConnectionResource().connector(tenant).connect(tenant, RequestCount(), budget)
-    return notion_adapter(settings, tenant_id, budget=budget)
+async def external_adapter(
+    database: Database, settings: Settings, tenant_id: str, budget: RequestBudget | None = None
+) -> CRMAdapter:
+    """The tenant's external CRM: its connection in the registry (or the tenants file the settings
+    name), opened as Dagster's runs open it (a HubSpot tenant without a token: the local HubSpot);
+    a tenant without one, the settings' Notion. Paced by ``budget`` as Dagster's runs are."""
+    tenant = await configured_connection(database, settings, tenant_id)
+    if tenant is None:
+        return notion_adapter(settings, tenant_id, budget=budget)
+    return open_connection(tenant, read_token(tenant, settings.secret_keys), settings, budget=budget)
 
 
 async def sync_once(settings: Settings, tenant_id: str, *, dry_run: bool) -> SyncResult:
     """Open the store and the tenant's external CRM, run (or plan) one pass, close both."""
     async with await Database.open(settings) as database:
-        external = external_adapter(settings, tenant_id, PostgresBudget(database.engine))
+        external = await external_adapter(database, settings, tenant_id, PostgresBudget(database.engine))
         try:
             engine = SyncEngine(PostgresAdapter(DealRepository(database), tenant_id), external, DEFAULT_FIELD_OWNERSHIP)
             return (await engine.plan()).summary() if dry_run else await engine.run_pass()
@@ -113,8 +105,9 @@ def _cannot_run(error: BaseException) -> bool:
     from notion_client import APIResponseError
 
     kinds = (StoreError, PropertySchemaError, NotionAdapterError, APIResponseError, httpx.HTTPError)
+    tenant = (TokenUnavailableError, SecretKeyError)
     hubspot = (PipelineConfigError, urllib3.exceptions.HTTPError)
-    return isinstance(error, kinds + hubspot) or hubspot_status_of(error) is not None
+    return isinstance(error, kinds + tenant + hubspot) or hubspot_status_of(error) is not None
 
 
 def report(result: SyncResult, tenant_id: str, *, dry_run: bool) -> dict[str, Any]:

@@ -21,10 +21,12 @@ from crm_pipeline.demo import (
     seed_demo_hubspot,
     seed_demo_notion,
 )
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.tenants import TenantRegistry
 from crm_pipeline_tests.conftest import requests_reserved
 
 pytestmark = pytest.mark.integration
@@ -130,30 +132,29 @@ def test_sync_command_refuses_a_drifted_schema_clearly(
     assert "'Notes'" in err and "no property" in err
 
 
-def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hubspot(
+def test_sync_command_syncs_a_hubspot_tenant_of_the_registry_with_its_token_file(
     configured: str,
     capsys: pytest.CaptureFixture[str],
     hubspot_server: RunningHubSpot,
     hubspot_control: HubSpotControl,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """A HubSpot connection without a token: the local HubSpot, by the rule the Dagster resource uses."""
+    """A registered HubSpot connection, its token in a file (a mounted secret), opened as the
+    Dagster resource opens it."""
     hubspot_control.reset()
     asyncio.run(seed_demo_hubspot(hubspot_server.base_url))
     on_hubspot = f"{configured}-hs"
+    (tmp_path / "token").write_text(f"{HUBSPOT_SANDBOX_TOKEN}\n")
+    connection = TenantConnection(
+        tenant_id=on_hubspot, connector="hubspot", token_file=str(tmp_path / "token"), base_url=hubspot_server.base_url
+    )
 
     async def seed() -> None:
         async with await Database.open(get_settings()) as database:
             await seed_demo(DealRepository(database), on_hubspot, HUBSPOT_DEMO_TENANT)
+            await TenantRegistry(database).save(connection)
 
     asyncio.run(seed())
-    tenants = tmp_path / "tenants.toml"
-    connection = TenantConnection(tenant_id=on_hubspot, connector="hubspot", token_env="CRM_PIPELINE_TEST_UNSET")
-    save_tenants(tenants, [connection])
-    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tenants))
-    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", hubspot_server.base_url.rsplit(":", 1)[1])
-    get_settings.cache_clear()
 
     code, out, _ = sync(capsys, "--tenant", on_hubspot, "--json")
 
@@ -162,9 +163,15 @@ def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hu
     summary = json.loads(out)
     assert (summary["created"], summary["conflicts"], summary["errors"]) == (5 + 3, 3, [])
     assert len(hubspot_control.all_records("deals")) == 11
-    # A tenant not in the file still syncs with the settings' Notion.
+    # A tenant not in the registry still syncs with the settings' Notion.
     code, out, _ = sync(capsys, "--tenant", configured, "--json")
     assert (code, json.loads(out)["created"]) == (0, DEMO_FIRST_PASS["created"])
+    # A token file gone: the pass cannot run, and says whose token and where, never the token.
+    (tmp_path / "token").unlink()
+    code, out, err = sync(capsys, "--tenant", on_hubspot)
+    assert (code, out) == (2, "")
+    assert f"tenant {on_hubspot!r}: its token (file:{tmp_path / 'token'}) is unavailable" in err
+    assert HUBSPOT_SANDBOX_TOKEN not in err
 
 
 def test_sync_command_refuses_a_hubspot_tenant_whose_hubspot_does_not_answer_clearly(

@@ -22,7 +22,7 @@ async def resolve_conflicts(
 ) -> Decisions:
     """Decide every field of every record either side changed, through the sync engine's pure
     planner (docs/sync-rules.md): what goes out, what comes in, which conflicts and by which rule."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     decisions = await run.sync.decide(primary, external)
     plan = decisions.plan
     conflicts = [

@@ -27,7 +27,7 @@ async def postgres_opportunities(
     tenants: TenantsResource,
 ) -> dg.Output[SideChanges]:
     """The deal store's opportunity changes since the outbound watermark (the agent's and others')."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     read = await run.sync.read_primary()
     return dg.Output(read, metadata=_metadata(context.partition_key, read))
 
@@ -41,7 +41,7 @@ async def notion_pages(
 ) -> dg.Output[SideChanges]:
     """The external CRM's deal changes since the inbound watermark. A drifted schema reads as no
     changes and fails the blocking schema check, which stops every write."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     read = await run.sync.read_external(refuse_on_drift=True)
     metadata = {
         **_metadata(context.partition_key, read),

@@ -33,14 +33,14 @@ class TenantPass:
         }
 
 
-def tenant_pass(
+async def tenant_pass(
     tenant_id: str, deal_store: DealStoreResource, crm: CRMConnectionResource, tenants: TenantsResource
 ) -> TenantPass:
     """The tenant's sync engine over the deal store and its external CRM (open for the run),
     paced by a request budget in the deal store: runs on one token share its rate limit even where
     the run queue's per-integration limit does not hold them apart (a backfill's runs carry no
     integration tag)."""
-    tenant = tenants.get(tenant_id)
+    tenant = await tenants.get(tenant_id, deal_store.database)
     external, requests = crm.open(tenant, PostgresBudget(deal_store.engine))
     sync = SyncEngine(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
     return TenantPass(tenant_id, sync, requests, crm.requests_per_minute(tenant), requests.sent)
