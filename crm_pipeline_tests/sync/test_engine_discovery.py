@@ -96,6 +96,13 @@ class NotionProcesses:
         async with AsyncClient(auth=NOTION_TOKEN, base_url=self.workspace.base_url) as client:
             await client.data_sources.update(self.workspace.data_source_id, properties=properties)
 
+    async def read_past_every_page(self) -> None:
+        """Move the inbound watermark past every page's last edit, as when the page edited last
+        went to the trash since: the next change read returns no page, so no page shows drift."""
+        engine = self.engine()
+        await engine.status.set_watermark(Direction.INBOUND, (self.clock.now + timedelta(hours=1)).isoformat())
+        await engine.close()
+
     def page(self) -> dict[str, Any]:
         [page] = self.workspace.control.all_pages(self.workspace.data_source_id)
         return page
@@ -164,6 +171,7 @@ async def test_a_schema_drifted_between_passes_is_refused_before_any_write(
     notion_processes: NotionProcesses, drift: dict[str, Any]
 ) -> None:
     deal_id = await only_deal_id(notion_processes)
+    await notion_processes.read_past_every_page()
     await notion_processes.change_schema(drift)
     await notion_processes.repository.update_opportunity(
         notion_processes.tenant, deal_id, OpportunityUpdate(estimated_value=Decimal(250), deal_stage="Negotiation")
@@ -178,6 +186,31 @@ async def test_a_schema_drifted_between_passes_is_refused_before_any_write(
     assert notion_processes.page() == before
     assert await engine.status.watermark(Direction.OUTBOUND) == outbound
     await engine.close()
+
+
+async def test_in_the_asset_graphs_stages_the_writing_stage_refuses_a_drift_the_read_could_not_see(
+    notion_processes: NotionProcesses,
+) -> None:
+    """Nothing changed in Notion, so the read (``notion_pages``) shows no drift; the outbound
+    stage asks for the schema before its first write and stops there."""
+    deal_id = await only_deal_id(notion_processes)
+    await notion_processes.read_past_every_page()
+    await notion_processes.change_schema({"Value": {"rich_text": {}}})
+    await notion_processes.repository.update_opportunity(
+        notion_processes.tenant, deal_id, OpportunityUpdate(estimated_value=Decimal(250))
+    )
+    before = notion_processes.page()
+
+    async def staged(engine: SyncEngine) -> None:
+        external = await engine.read_external(refuse_on_drift=True)
+        assert external.schema_error is None
+        decisions = await engine.decide(await engine.read_primary(), external)
+        await engine.write_outbound(decisions)
+
+    with pytest.raises(PropertySchemaError, match="Value"):
+        await notion_processes.run(staged)
+    assert requests_by_route(notion_processes.workspace.control) == {QUERY: 1, SCHEMA: 1}
+    assert notion_processes.page() == before
 
 
 async def test_a_page_read_that_shows_a_drifted_schema_has_it_asked_again(notion_processes: NotionProcesses) -> None:
