@@ -9,7 +9,8 @@ step of its own. All state (links, bases, watermarks, the error ledger, the audi
 PostgreSQL (``SyncStatus``), so a new process continues exactly where the last one stopped; one
 pass per tenant writes at a time. What the external adapter found out about its connection (its
 ``Discovery``) is kept there too, so a quiet pass in a new process asks the CRM only for changes;
-a pass with something to write has the schema asked again before its first write. See docs/sync-rules.md for the rules and docs/architecture.md for the shape.
+a pass with something to write has the schema asked again before its first write. See
+docs/sync-rules.md for the rules and docs/architecture.md for the shape.
 """
 
 from __future__ import annotations
