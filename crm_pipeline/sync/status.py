@@ -1,4 +1,4 @@
-"""The sync's state in PostgreSQL (migrations 0004 and 0006), for one tenant and connector.
+"""The sync's state in PostgreSQL (migrations 0004 and 0007), for one tenant and connector.
 
 Links (deal ⇄ external record), bases (what both sides held after the last successful sync, per
 field), watermarks per direction, the error ledger, the audit log, and what the adapter found out

@@ -9,15 +9,15 @@ Tenant-scoped by row-level security like the sync state of 0004: the application
 writes its tenant's rows only, and deletes none (a tenant's connection state is replaced, never
 removed by a pass).
 
-Revision ID: 0006_connection_state
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06
 """
 
 from alembic import op
 
-revision = "0006_connection_state"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
