@@ -192,6 +192,17 @@ sync_watermarks = Table(
     PrimaryKeyConstraint("tenant_id", "connector", "direction"),
 )
 
+sync_connections = Table(
+    "sync_connections",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("discovery", JSONB, nullable=False),
+    _timestamp("checked_at"),
+    _timestamp("updated_at"),
+    PrimaryKeyConstraint("tenant_id", "connector"),
+)
+
 sync_errors = Table(
     "sync_errors",
     metadata,
@@ -245,4 +256,5 @@ SYNC_STATE_TABLES: tuple[Table, ...] = (
     sync_errors,
     sync_audit,
     sync_activities,
+    sync_connections,
 )

@@ -1,7 +1,8 @@
-"""The sync's state in PostgreSQL (migration 0004), for one tenant and connector.
+"""The sync's state in PostgreSQL (migrations 0004 and 0007), for one tenant and connector.
 
 Links (deal ⇄ external record), bases (what both sides held after the last successful sync, per
-field), watermarks per direction, the error ledger and the audit log. Writes that cover a deal's
+field), watermarks per direction, the error ledger, the audit log, and what the adapter found out
+about the connection (``ConnectionState``). Writes that cover a deal's
 data take the caller's transaction, so a pulled value, its new base and its audit entry commit
 together or not at all; nothing here is cached, so a new process continues where the last stopped.
 """
@@ -24,10 +25,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
-from crm_pipeline.store.schema import sync_activities, sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
+from crm_pipeline.store.schema import (
+    sync_activities,
+    sync_audit,
+    sync_base,
+    sync_connections,
+    sync_errors,
+    sync_links,
+    sync_watermarks,
+)
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
-__all__ = ["RESTORE_BY_HAND", "AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
+__all__ = [
+    "RESTORE_BY_HAND",
+    "AuditEntry",
+    "ConnectionState",
+    "Direction",
+    "LedgerEntry",
+    "SyncStatus",
+    "decode_value",
+    "encode_value",
+]
 
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(OpportunityRead.model_fields[name].rebuild_annotation()) for name in OPPORTUNITY_FIELDS
@@ -85,6 +103,14 @@ class LedgerEntry:
 
     def as_error(self) -> SyncError:
         return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """An adapter's discovery as kept (``Discovery`` as JSON) and when it was last asked in full."""
+
+    discovery: dict[str, Any]
+    checked_at: datetime
 
 
 class SyncStatus:
@@ -325,6 +351,30 @@ class SyncStatus:
                 statement.on_conflict_do_update(
                     index_elements=["tenant_id", "connector", "direction"],
                     set_={"position": statement.excluded.position, "updated_at": func.now()},
+                )
+            )
+
+    # --- the connection's discovery --------------------------------------------------------------
+
+    async def connection_state(self) -> ConnectionState | None:
+        query = select(sync_connections.c.discovery, sync_connections.c.checked_at).where(self._scope(sync_connections))
+        async with self.transaction() as connection:
+            row = (await connection.execute(query)).one_or_none()
+        return None if row is None else ConnectionState(row.discovery, row.checked_at)
+
+    async def set_connection_state(self, state: ConnectionState) -> None:
+        statement = insert(sync_connections).values(
+            tenant_id=self.tenant_id, connector=self.connector, discovery=state.discovery, checked_at=state.checked_at
+        )
+        async with self.transaction() as connection:
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["tenant_id", "connector"],
+                    set_={
+                        "discovery": statement.excluded.discovery,
+                        "checked_at": statement.excluded.checked_at,
+                        "updated_at": func.now(),
+                    },
                 )
             )
 
