@@ -66,8 +66,8 @@ class Interrupts:
 
 class ProcessTree:
     """A process started in a session of its own, and every process it starts, remembered as they
-    appear: one re-parented when its parent exits (a code server outliving `dagster dev`) is still
-    waited for."""
+    appear (``refresh``): one re-parented when its parent exits (a code server outliving `dagster
+    dev`) is still waited for."""
 
     def __init__(self, command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path) -> None:
         with log_path.open("ab") as log:
@@ -78,26 +78,19 @@ class ProcessTree:
         self.refresh()
 
     def refresh(self) -> None:
-        for process in list(self._known.values()):
-            self._remember_children(process)
+        """Remember the root's descendants now (one scan of the process table); forget the dead."""
         try:
             root = psutil.Process(self.root.pid)
+            for process in [root, *root.children(recursive=True)]:
+                self._known.setdefault(process.pid, process)
         except psutil.NoSuchProcess:
-            return
-        self._known.setdefault(root.pid, root)
-        self._remember_children(root)
-
-    def _remember_children(self, process: psutil.Process) -> None:
-        try:
-            for child in process.children(recursive=True):
-                self._known.setdefault(child.pid, child)
-        except psutil.NoSuchProcess:
-            pass
+            pass  # the root has exited: its orphans are already known
+        self._known = {pid: process for pid, process in self._known.items() if _running(process)}
 
     def alive(self) -> list[psutil.Process]:
         self.root.poll()  # reaps the root once it exits; the others are reaped by their parents or init
         self.refresh()
-        return [process for process in self._known.values() if _running(process)]
+        return list(self._known.values())
 
     def stop(self, interrupts: Interrupts, wait_seconds: float = TREE_STOP_SECONDS) -> int:
         """Interrupt the root, as Ctrl-C would: `dagster dev` stops its webserver and daemon and

@@ -290,7 +290,8 @@ def _launch_sync_runs(client: DagsterGraphQLClient, data_dir: Path) -> list[str]
 
 
 def _stop_at_once(dev: subprocess.Popen[bytes]) -> None:
-    """A test that failed midway: two SIGINTs, so nothing of Dagster outlives it."""
+    """A test that failed midway: two SIGINTs (apart: signals arriving together count once), so
+    nothing of Dagster outlives it."""
     if dev.poll() is None:
         dev.send_signal(signal.SIGINT)
         time.sleep(0.5)
