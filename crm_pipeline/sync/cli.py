@@ -161,7 +161,7 @@ def planned_table(planned: Sequence[PlannedWrite]) -> str:
         ]
         for write in planned
     ]
-    return tabulate(rows, headers=["deal", "write", "field", "old -> new", "rule"])
+    return tabulate(rows, headers=["deal", "write", "field", "old -> new", "rule"], disable_numparse=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -93,17 +93,24 @@ async def deal_lines(settings: Settings, tenant_id: str, search: str | None) -> 
 
 
 def link_text(link: DealLink, deal: OpportunityRead, connector: str) -> str:
-    """The link's state in words: which external record, or why there is none (yet)."""
+    """The link's state in words: which external record, how many failures wait (``show`` says why)."""
     state = link.state(deal_archived=deal.archived_at is not None)
-    record = f"{side_name(Side.EXTERNAL, connector)} {link.external_id}" if link.external_id else ""
+    parts = [f"{side_name(Side.EXTERNAL, connector)} {link.external_id}"] if link.external_id else []
     if link.failures:
-        reasons = "; ".join(failure.entry.reason for failure in link.failures)
-        return f"{state}: {reasons}" + (f" ({record})" if record else "")
-    return f"{state}: {record}" if record else str(state)
+        parts.append(f"{len(link.failures)} open failure{'s' if len(link.failures) > 1 else ''}")
+    return f"{state}: {', '.join(parts)}" if parts else str(state)
 
 
 def _when(at: datetime | None) -> str:
-    return at.isoformat(sep=" ", timespec="seconds") if at is not None else ""
+    """A moment in UTC to the second, as the tables print it."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if at is not None else ""
+
+
+def _fields_text(change: ChangeRecord, shown: int = 3) -> str:
+    """The fields a change touched, the first few by name (a create touches them all)."""
+    names = sorted(change.changes)
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" (+{more})" if more > 0 else "")
 
 
 def _change_json(change: ChangeRecord | None) -> dict[str, Any] | None:
@@ -138,12 +145,14 @@ def lines_table(lines: Sequence[DealLine], connector: str) -> str:
             value_text(line.deal.estimated_value),
             _when(line.last_change.changed_at) if line.last_change else "",
             str(line.last_change.actor) if line.last_change else "",
-            ", ".join(sorted(line.last_change.changes)) if line.last_change else "",
+            _fields_text(line.last_change) if line.last_change else "",
             link_text(line.link, line.deal, connector),
         ]
         for line in lines
     ]
-    return tabulate(rows, headers=["deal", "stage", "value", "last change", "by", "fields", "sync"])
+    return tabulate(
+        rows, headers=["deal", "stage", "value", "last change", "by", "fields", "sync"], disable_numparse=True
+    )
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -286,22 +295,29 @@ def view_text(view: DealView) -> str:
     ]
     if view.last_change is not None:
         change = view.last_change
-        changed = ", ".join(sorted(change.changes))
-        lines.append(f"last change: {_when(change.changed_at)} by {change.actor} ({changed})")
+        lines.append(f"last change: {_when(change.changed_at)} by {change.actor} ({_fields_text(change)})")
     if view.crm_error:
         lines.append(f"{crm} {view.crm_error}; its column is empty")
     if view.crm_missing:
         lines.append(f"{crm} has no record {view.link.external_id}; its column is empty")
     lines.append("")
     rows = [_field_row(view, name) for name in view.synced]
-    lines.append(tabulate(rows, headers=["field", PRIMARY_NAME, crm, "base", "base stored", "last write (rule)"]))
+    lines.append(
+        tabulate(
+            rows,
+            headers=["field", PRIMARY_NAME, crm, "base", "base stored", "last write (rule)"],
+            disable_numparse=True,
+        )
+    )
     if view.link.failures:
         lines += ["", "open failures (retried by every pass):"]
         failure_rows = [
             [f.entry.field or "(record)", side_name(f.entry.side, view.connector), f.entry.reason, f.attempts]
             for f in view.link.failures
         ]
-        lines.append(tabulate(failure_rows, headers=["field", "failed writing to", "reason", "attempts"]))
+        lines.append(
+            tabulate(failure_rows, headers=["field", "failed writing to", "reason", "attempts"], disable_numparse=True)
+        )
     return "\n".join(lines)
 
 
@@ -375,7 +391,7 @@ def run_show(args: argparse.Namespace) -> int:
     except AmbiguousDealError as error:
         candidates = [[deal.name, deal.deal_stage, str(deal.id)] for deal in error.candidates]
         print(f"crm-pipeline deals: {error}; give one's id or its whole name:", file=sys.stderr)
-        print(tabulate(candidates, headers=["deal", "stage", "id"]), file=sys.stderr)
+        print(tabulate(candidates, headers=["deal", "stage", "id"], disable_numparse=True), file=sys.stderr)
         return AMBIGUOUS
     print(json.dumps(view_json(view, tenant_id)) if args.json else view_text(view))
     return CRM_UNREADABLE if view.crm_error is not None else 0
