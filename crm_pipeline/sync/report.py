@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+from pydantic import ValidationError
+
 from crm_pipeline.models import OPPORTUNITY_FIELDS, ChangeRecord
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Outcome, Side
@@ -139,11 +141,19 @@ def changed_fields(change: ChangeRecord, base: Mapping[str, Any] | None) -> list
     field counts there only when it differs from the ``base`` (every field before a first sync)."""
     if base is None:
         return sorted(change.changes)
-    return sorted(
-        name
-        for name, value in change.changes.items()
-        if name not in OPPORTUNITY_FIELDS or comparable(decode_value(name, value.new)) != comparable(base.get(name))
-    )
+    return sorted(name for name, value in change.changes.items() if _differs(name, value.new, base))
+
+
+def _differs(name: str, new: Any, base: Mapping[str, Any]) -> bool:
+    """Whether a snapshot's value differs from the field's base; a value the deal store cannot
+    hold (the sync reports it) and a field outside the deal's (a trash time) always do."""
+    if name not in OPPORTUNITY_FIELDS:
+        return True
+    try:
+        value = decode_value(name, new)
+    except ValidationError:
+        return True
+    return bool(comparable(value) != comparable(base.get(name)))
 
 
 def record_names(changes: Iterable[ChangeRecord]) -> dict[str, str]:
