@@ -13,6 +13,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "crm_pipeline.sandbox.cli",
     "crm_pipeline.hubspot_sandbox.cli",
     "crm_pipeline.sync.cli",
+    "crm_pipeline.sync.deals_cli",
     "crm_pipeline.sync.notion_init",
     "crm_pipeline.defs.tenants_cli",
     "crm_pipeline.defs.dagster_home",

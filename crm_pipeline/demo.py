@@ -29,8 +29,10 @@ from crm_pipeline.models import (
     OpportunityFilter,
     OpportunityUpdate,
 )
-from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl
+from crm_pipeline.sandbox import SandboxControl
 from crm_pipeline.store import BulkUpsertResult, DealRepository
+from crm_pipeline.tenants.open import DEMO_NOTION_DATA_SOURCE_ID as DEMO_NOTION_DATA_SOURCE_ID
+from crm_pipeline.tenants.open import DEMO_NOTION_DATABASE_ID as DEMO_NOTION_DATABASE_ID
 
 DEMO_TENANT = "demo"
 """The tenant whose deals the sales team works on in Notion (the settings' default tenant)."""
@@ -82,24 +84,6 @@ async def seed_demo(repository: DealRepository, tenant_id: str, demo_tenant: str
     missing = [deal for deal in deals if deal.id not in present]
     created = await repository.bulk_upsert_opportunities(tenant_id, missing, actor=Actor.AGENT)
     return created + BulkUpsertResult(unchanged=len(present))
-
-
-# The ids of the Deals database in crm_pipeline/sandbox/deals_seed.json: code written against the
-# sandbox (the README's example, the Notion resource's default) finds the Deals database in both.
-DEMO_NOTION_DATABASE_ID = "2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
-DEMO_NOTION_DATA_SOURCE_ID = "3b2c4d5e-6f70-4b8c-9dae-1f203a4b5c6d"
-
-
-def sandbox_notion(sandbox_port: int, database_id: str | None, base_url: str | None) -> tuple[str, str, str]:
-    """Token, database id and base URL of a Notion connection that has no token: the sandbox that
-    `crm-pipeline dev` serves on ``sandbox_port``, and its demo Deals database unless another is named."""
-    return DEFAULT_TOKEN, database_id or DEMO_NOTION_DATABASE_ID, base_url or f"http://127.0.0.1:{sandbox_port}"
-
-
-def sandbox_hubspot(hubspot_sandbox_port: int, base_url: str | None) -> tuple[str, str]:
-    """Token and base URL of a HubSpot connection that has no token: the local HubSpot that
-    `crm-pipeline dev` serves on ``hubspot_sandbox_port``, unless another base URL is named."""
-    return HUBSPOT_SANDBOX_TOKEN, base_url or f"http://127.0.0.1:{hubspot_sandbox_port}"
 
 
 async def seed_demo_hubspot(base_url: str) -> None:

@@ -2,10 +2,11 @@
 
 Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals for two
 tenants, serves the sandbox Notion with a demo Deals database (unless a real Notion is configured)
-and the local HubSpot (unless a HubSpot token is set), writes the tenants file listing both demo
-tenants when there is none, then runs `dagster dev` on the crm_pipeline code location with
-Dagster's own storage in the same server. This process holds the embedded server and both local
-APIs: they stop when `dagster dev` ends.
+and the local HubSpot (unless a HubSpot token is set), registers both demo tenants' connections
+when the tenant registry is empty, then runs `dagster dev` on the crm_pipeline code location with
+Dagster's own storage in the same server (`dagster_process` supervises it: its log file, a stop
+that cancels the runs in flight and waits for every process). This process holds the embedded
+server and both local APIs: they stop once nothing of Dagster is left running.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import json
 import logging
 import os
 import random
-import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import URL
 
-from crm_pipeline.defs.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, save_tenants, settings_tenant, tenants_file
+from crm_pipeline.dagster_process import supervise
 from crm_pipeline.demo import (
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
@@ -39,6 +38,8 @@ from crm_pipeline.hubspot_sandbox import HubSpotSandboxConfig, serve_hubspot_in_
 from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread, ui_url
 from crm_pipeline.settings import Settings, get_settings, project_file
 from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, TenantRegistry, settings_tenant
+from crm_pipeline.tenants.tenants_file import read_tenants_file
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ async def _prepare(settings: Settings, seed: bool) -> tuple[URL, URL]:
             if _local_hubspot():
                 result = await seed_demo(repository, HUBSPOT_DEMO_TENANT, HUBSPOT_DEMO_TENANT)
                 logger.info("demo deals for tenant %r: %s", HUBSPOT_DEMO_TENANT, result)
+            if registered := await demo_tenants(database, settings):
+                logger.info("the demo's tenants registered: %s", ", ".join(registered))
         return database.url, database.app_url
 
 
@@ -77,42 +80,57 @@ def _local_hubspot() -> bool:
     return not os.environ.get(TOKEN_ENV_DEFAULTS["hubspot"])
 
 
-def demo_tenants(settings: Settings) -> Path | None:
-    """Write the tenants file, when there is none, with the demo's tenants: the settings' tenant
-    (on Notion) and ``demo-hubspot`` on the local HubSpot (not when a HubSpot token is set: the
-    demo writes no deals into a real account). Returns the file written, if any."""
-    path = tenants_file(settings)
-    if path.exists() or not _local_hubspot():
-        return None
-    save_tenants(
-        path, [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
-    )
-    return path
+async def demo_tenants(database: Database, settings: Settings) -> list[str]:
+    """Register the demo's tenants when the tenant registry is empty: those of the tenants file an
+    earlier demo wrote (``<data_dir>/tenants.toml``, with an operator's changes), else the
+    settings' tenant (on Notion) and ``demo-hubspot`` on the local HubSpot (not when a HubSpot
+    token is set: the demo writes no deals into a real account). Returns the tenants registered."""
+    registry = TenantRegistry(database)
+    earlier = settings.data_dir / "tenants.toml"
+    if not await registry.is_empty():
+        return []
+    if earlier.is_file():
+        connections = read_tenants_file(earlier)
+    elif _local_hubspot():
+        connections = [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
+    else:
+        return []
+    await registry.save_all(connections)
+    return [connection.tenant_id for connection in connections]
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Our own lines at INFO (the demo agent's steps, the banner); the libraries' only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("crm_pipeline").setLevel(logging.INFO)
     settings = get_settings()
     database_url, app_database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
-    if not args.no_seed and (written := demo_tenants(settings)) is not None:
-        logger.info("the demo's tenants written to %s", written)
     dagster_home = settings.data_dir / "dagster"
     write_instance_config(dagster_home)
+    # dagster-postgres sends `NOTIFY run_events, %(id)s`, which only psycopg2's client-side
+    # parameter interpolation accepts; psycopg 3 binds on the server and fails. Set here too:
+    # this process opens the instance to cancel the runs in flight when it stops.
+    os.environ[DAGSTER_PG_URL_VARIABLE] = database_url.set(drivername="postgresql+psycopg2").render_as_string(
+        hide_password=False
+    )
     environment = os.environ | {
         "DAGSTER_HOME": str(dagster_home),
-        # dagster-postgres sends `NOTIFY run_events, %(id)s`, which only psycopg2's client-side
-        # parameter interpolation accepts; psycopg 3 binds on the server and fails.
-        DAGSTER_PG_URL_VARIABLE: database_url.set(drivername="postgresql+psycopg2").render_as_string(
-            hide_password=False
-        ),
         # Resolved here (environment or .env), handed on: Dagster's processes run elsewhere.
         "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
         "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
-        "CRM_PIPELINE_TENANTS_FILE": str(tenants_file(settings)),
+        **({} if settings.tenants_file is None else {"CRM_PIPELINE_TENANTS_FILE": str(settings.tenants_file)}),
+        **(
+            {}
+            if settings.secret_keys is None
+            else {"CRM_PIPELINE_SECRET_KEYS": settings.secret_keys.get_secret_value()}
+        ),
     }
     command = [
         sys.executable,
+        # `dagster dev` is superseded by `dg dev`, which needs a dg project; an installed package has none.
+        "-W",
+        "ignore:Function `dev_command` is superseded",
         "-m",
         "dagster",
         "dev",
@@ -124,12 +142,39 @@ def run(args: argparse.Namespace) -> int:
         str(args.port),
     ]
     agent_every = 0.0 if args.no_seed else args.agent_every
+    log_path = dagster_home / DAGSTER_LOG
+    ui = f"http://{args.host}:{args.port}"
     with (
         _notion(settings) as notion_environment,
         _hubspot(settings, seed=not args.no_seed) as hubspot_environment,
         _demo_agent(settings, agent_every),
     ):
-        return _run_supervised(command, cwd=dagster_home, env=environment | notion_environment | hubspot_environment)
+        return supervise(
+            command,
+            dagster_home=dagster_home,
+            env=environment | notion_environment | hubspot_environment,
+            log_path=log_path,
+            graphql_url=f"{ui}/graphql",
+            on_ready=lambda: logger.info(ready_banner(ui, notion_environment, hubspot_environment, log_path)),
+        )
+
+
+DAGSTER_LOG = "dagster.log"
+"""Dagster's output (its services' lines and every run's step events), in the instance's directory:
+the console keeps to `crm-pipeline dev`'s own lines. The previous start's is kept as `dagster.log.1`."""
+
+
+def ready_banner(ui: str, notion: dict[str, str], hubspot: dict[str, str], log_path: Path) -> str:
+    """What to open once everything is up (from the environment handed to Dagster: a sandbox or
+    local HubSpot served here sets its port there)."""
+    lines = ["crm-pipeline dev is ready (Ctrl-C stops it):", f"  Dagster UI      {ui}"]
+    if "CRM_PIPELINE_SANDBOX_PORT" in notion:
+        sandbox = f"http://127.0.0.1:{notion['CRM_PIPELINE_SANDBOX_PORT']}"
+        lines.append(f"  sandbox Notion  {ui_url(sandbox)}  (edit the deals as the sales team)")
+    if "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT" in hubspot:
+        lines.append(f"  local HubSpot   http://127.0.0.1:{hubspot['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}")
+    lines.append(f"  Dagster's log   {log_path}")
+    return "\n".join(lines)
 
 
 DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
@@ -195,8 +240,7 @@ def _notion(settings: Settings) -> Iterator[dict[str, str]]:
             with SandboxControl(sandbox.base_url) as control:
                 seed_demo_notion(control)
         logger.info("sandbox Notion on %s (database %s)", sandbox.base_url, DEMO_NOTION_DATABASE_ID)
-        logger.info("edit the deals there as a person, in the browser: %s", ui_url(sandbox.base_url))
-        # No token: every Notion connection without one finds the sandbox on this port (demo.sandbox_notion).
+        # No token: every Notion connection without one finds the sandbox on this port (tenants.sandbox_notion).
         yield {"CRM_PIPELINE_SANDBOX_PORT": sandbox.base_url.rsplit(":", 1)[1]}
 
 
@@ -246,25 +290,3 @@ async def _agent_loop(settings: Settings, stop: threading.Event, every_seconds: 
                 logger.info("demo agent: %s", await agent_step(repository, settings.tenant_id, rng))
             except Exception:  # the demo carries on; the next step may well succeed
                 logger.exception("demo agent: the step failed")
-
-
-def _run_supervised(command: list[str], *, cwd: Path, env: dict[str, str]) -> int:
-    """Run `command` in its own process group and pass SIGINT/SIGTERM on to the whole group.
-
-    A process started from a non-interactive shell inherits SIGINT as ignored, and `dagster dev`
-    then ignores SIGTERM too. Installing our handlers before the spawn makes the child start with
-    default signal handling; forwarding to the group stops its webserver, daemon and code server.
-    """
-    children: list[subprocess.Popen[bytes]] = []
-
-    def forward(signum: int, _frame: object) -> None:
-        for child in children:
-            try:
-                os.killpg(child.pid, signal.SIGINT)
-            except ProcessLookupError:
-                pass
-
-    signal.signal(signal.SIGINT, forward)
-    signal.signal(signal.SIGTERM, forward)
-    children.append(subprocess.Popen(command, cwd=cwd, env=env, start_new_session=True))
-    return children[0].wait()

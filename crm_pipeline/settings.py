@@ -72,8 +72,16 @@ class Settings(BaseSettings):
     tenants_file: Path | None = Field(
         default=None,
         description=(
-            "TOML file of the tenants the Dagster code location syncs (`crm-pipeline tenants add`). "
-            "Unset: `<data_dir>/tenants.toml`; without that file, the one tenant of these settings."
+            "A TOML file of tenants the code location and `crm-pipeline sync` read instead of the tenant "
+            "registry in the deal store (as before the registry). Unset: the registry (`crm-pipeline tenants`); "
+            "while that is empty, the one tenant of these settings."
+        ),
+    )
+    secret_keys: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Comma-separated Fernet keys, newest first, that encrypt the tokens stored in the tenant registry "
+            "(`crm-pipeline tenants generate-key`, `rotate-key`)."
         ),
     )
 

@@ -10,7 +10,7 @@ then its deal-store tests (--store-only) on an external one.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from uuid import uuid4
 
 import pytest
@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, RunningHubSpot, serve_hubspot_in_thread
 from crm_pipeline.sandbox import RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
-from crm_pipeline.settings import Settings
+from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
 
@@ -58,6 +58,35 @@ async def database(store_settings: Settings) -> AsyncIterator[Database]:
         with engine.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{store_settings.database_name}" WITH (FORCE)'))
         engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def empty_store(store_settings: Settings, database: Database) -> AsyncIterator[Settings]:
+    """Settings for a deal store of the test's own, its tenant registry empty (the shared one's
+    holds other tests' tenants); on the embedded server only: an external one's owner creates no
+    databases."""
+    if store_settings.database_url is not None:
+        pytest.skip("needs a database of its own, which only the embedded server gives")
+    settings = store_settings.model_copy(update={"database_name": f"{store_settings.database_name}_{uuid4().hex[:8]}"})
+    await (await Database.open(settings)).close()
+    yield settings
+    engine = create_engine(database.url.set(database="postgres"), poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{settings.database_name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def settings_of(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Settings], None]]:
+    """Make the project settings (``get_settings``, as commands and resources read them) those of
+    a store: its database name in the environment."""
+
+    def use(settings: Settings) -> None:
+        monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", settings.database_name)
+        get_settings.cache_clear()
+
+    yield use
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import httpx
 from dagster_graphql import DagsterGraphQLClient
 
+from crm_pipeline.dagster_process import code_locations
 from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE, write_instance_config
 from crm_pipeline.settings import PROJECT_ROOT
 from crm_pipeline.store import Database
@@ -35,8 +35,6 @@ SIGINT_DEFAULT = (
 )
 """Runs argv[1:] with SIGINT handled by default, as from a terminal: a process started from a
 non-interactive shell inherits SIGINT ignored, and Dagster then ignores SIGTERM too."""
-
-LOCATIONS = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus } } } }"
 
 
 def free_port() -> int:
@@ -55,13 +53,9 @@ def wait_for_code_location(graphql_url: str, process: subprocess.Popen[bytes]) -
     """The first loaded code location the webserver reports, or None if none loads in time."""
     deadline = time.monotonic() + GENEROUS_WAIT
     while time.monotonic() < deadline and process.poll() is None:
-        try:
-            entries = httpx.post(graphql_url, json={"query": LOCATIONS}, timeout=5).json()["data"]["workspaceOrError"]
-            loaded = [entry for entry in entries["locationEntries"] if entry["loadStatus"] == "LOADED"]
-            if loaded:
-                return dict(loaded[0])
-        except (httpx.HTTPError, KeyError, TypeError, ValueError):
-            pass
+        loaded = [entry for entry in code_locations(graphql_url) if entry["loadStatus"] == "LOADED"]
+        if loaded:
+            return loaded[0]
         time.sleep(0.5)
     return None
 

@@ -3,32 +3,45 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 from uuid import uuid4
 
+import dagster as dg
 import httpx
 import pytest
+from dagster_graphql import DagsterGraphQLClient
 
 from crm_pipeline.defs.dagster_home import add_tenant_partitions
-from crm_pipeline.defs.tenants import TenantConnection, load_tenants
+from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB
 from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
     demo_notion_seed,
-    sandbox_notion,
 )
 from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
 from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
-from crm_pipeline_tests.dagster_processes import free_port, start_in_own_group, stop_group, wait_for_code_location
+from crm_pipeline.store import Database
+from crm_pipeline.tenants import TenantConnection, TenantRegistry, sandbox_notion, save_tenants
+from crm_pipeline_tests.dagster_processes import (
+    FINISHED,
+    free_port,
+    start_in_own_group,
+    stop_group,
+    wait_for_code_location,
+)
 
 
 def test_a_configured_notion_is_handed_to_dagster(tmp_path: Path) -> None:
@@ -83,25 +96,37 @@ HUBSPOT_TEAM_DEALS = 6
 """Deals in the demo's local HubSpot before any sync: 3 of the agent's, imported, and 3 of the team's."""
 
 
-def test_the_demo_tenants_file_lists_both_demo_tenants_and_never_replaces_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_the_demo_registers_both_demo_tenants_in_an_empty_registry_and_never_replaces_one(
+    empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
-    settings = Settings(data_dir=tmp_path)
-    assert demo_tenants(settings) == tmp_path / "tenants.toml"
-    assert load_tenants(settings) == [
-        TenantConnection(tenant_id="demo"),
-        TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
-    ]
-    (tmp_path / "tenants.toml").write_text('[[tenant]]\ntenant_id = "acme"\n')
-    assert demo_tenants(settings) is None
-    assert [tenant.tenant_id for tenant in load_tenants(settings)] == ["acme"]
+    settings = empty_store.model_copy(update={"data_dir": tmp_path, "tenant_id": "demo"})
+    async with await Database.open(empty_store) as database:
+        registry = TenantRegistry(database)
+        assert await demo_tenants(database, settings) == ["demo", HUBSPOT_DEMO_TENANT]
+        demo_connections = [
+            TenantConnection(tenant_id="demo"),
+            TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
+        ]
+        assert await registry.connections() == demo_connections
+        await registry.set_active("demo", False)
+        assert await demo_tenants(database, settings) == []
+        assert [t.active for t in await registry.connections()] == [False, True]
+        # An earlier demo's tenants file, with an operator's changes, is what an empty registry takes.
+        for tenant in demo_connections:
+            await registry.remove(tenant.tenant_id)
+        save_tenants(tmp_path / "tenants.toml", [TenantConnection(tenant_id="acme", database_id="db-1")])
+        assert await demo_tenants(database, settings) == ["acme"]
+        assert [t.tenant_id for t in await registry.connections()] == ["acme"]
 
 
-def test_with_a_hubspot_token_no_demo_goes_to_hubspot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_with_a_hubspot_token_no_demo_goes_to_hubspot(
+    empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_TOKEN", "pat-na1-real")
     settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
-    assert demo_tenants(settings) is None
+    async with await Database.open(empty_store) as database:
+        assert await demo_tenants(database, settings) == []  # the settings' tenant alone, by default
     with _hubspot(settings, seed=True) as environment:
         assert environment == {}
     assert not (tmp_path / "hubspot-state.json").exists()  # no local HubSpot was served
@@ -129,13 +154,20 @@ a child still alive at the end was not stopped."""
 
 SUPERVISOR = """
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from crm_pipeline.dev import _run_supervised
+from crm_pipeline.dagster_process import Interrupts, ProcessTree
 
-# The child starts a grandchild in its group, as dagster dev starts its webserver and daemon.
+# The child starts a grandchild, as dagster dev starts its webserver and daemon.
 child = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(900)']); time.sleep(900)"
+interrupts = Interrupts()
+tree = ProcessTree([sys.executable, "-c", child], cwd=Path("."), env={"PATH": ""}, log_path=Path("/dev/null"))
 print("ready", flush=True)
-sys.exit(_run_supervised([sys.executable, "-c", child], cwd=Path("."), env={"PATH": ""}))
+while not interrupts.stop:
+    tree.refresh()
+    time.sleep(0.05)
+sys.exit(tree.stop(interrupts, wait_seconds=1))  # the grandchild outstays any wait: it is killed
 """
 
 
@@ -178,21 +210,8 @@ def _alive(pid: int) -> bool:
 
 def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: Path) -> None:
     """The README's main command, end to end, in a data directory of its own."""
-    ui_port, sandbox_port, hubspot_port = free_port(), free_port(), free_port()
-    environment = os.environ | {
-        "CRM_PIPELINE_DATA_DIR": str(tmp_path),
-        "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
-        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
-    }
-    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL", "CRM_PIPELINE_HUBSPOT_TOKEN"):
-        environment.pop(external, None)
-    log = (tmp_path / "dev.log").open("w")
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "crm_pipeline.cli", "dev", "--port", str(ui_port)],
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    ui_port, sandbox_port, hubspot_port = ports = free_port(), free_port(), free_port()
+    dev = _start_crm_pipeline_dev(tmp_path, ports, tmp_path / "dev.log")
     try:
         location = wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
         assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()
@@ -202,7 +221,7 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
         )
         assert deals.status_code == 200
         page = f"http://127.0.0.1:{sandbox_port}/ui/"
-        assert page in (tmp_path / "dev.log").read_text()
+        assert page in _banner(dev, tmp_path / "dev.log")
         edit_page = httpx.get(page)
         assert edit_page.status_code == 200 and f"data_sources/{DEMO_NOTION_DATA_SOURCE_ID}" in edit_page.text
         with HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot:
@@ -211,7 +230,6 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     finally:
         dev.send_signal(signal.SIGTERM)
         exit_code = dev.wait(timeout=60)
-        log.close()
     assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
     deadline = time.monotonic() + 20
     while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
@@ -219,7 +237,167 @@ def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: P
     assert not any(_alive(pid) for pid in family)
     log_text = (tmp_path / "dev.log").read_text()
     assert "demo deals for tenant 'demo'" in log_text and "demo deals for tenant 'demo-hubspot'" in log_text
-    assert [tenant.connector for tenant in load_tenants(Settings(data_dir=tmp_path))] == ["notion", "hubspot"]
+    assert [tenant.connector for tenant in asyncio.run(_registered(Settings(data_dir=tmp_path)))] == [
+        "notion",
+        "hubspot",
+    ]
+
+
+def _start_crm_pipeline_dev(data_dir: Path, ports: tuple[int, int, int], console: Path) -> subprocess.Popen[bytes]:
+    """`crm-pipeline dev` on the embedded PostgreSQL of ``data_dir`` and the UI, sandbox Notion and
+    local HubSpot ``ports``, its console (stdout and stderr) appended to ``console``."""
+    ui_port, sandbox_port, hubspot_port = ports
+    environment = os.environ | {
+        "CRM_PIPELINE_DATA_DIR": str(data_dir),
+        "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
+        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
+    }
+    for external in ("CRM_PIPELINE_DATABASE_URL", "CRM_PIPELINE_APP_DATABASE_URL", "CRM_PIPELINE_HUBSPOT_TOKEN"):
+        environment.pop(external, None)
+    with console.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "crm_pipeline.cli", "dev", "--port", str(ui_port)],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+RUNS = "{ runsOrError { ... on Runs { results { runId status creationTime } } } }"
+HANG_SECONDS = 600
+"""How long each CRM holds a request: far past every wait, so only a termination ends the runs."""
+
+
+def _run_statuses(graphql_url: str, created_before: float = math.inf) -> dict[str, str]:
+    """Each run's status by its id (the runs created before ``created_before``, a Unix time)."""
+    answer = httpx.post(graphql_url, json={"query": RUNS}, timeout=10).json()
+    runs = answer["data"]["runsOrError"]["results"]
+    return {run["runId"]: run["status"] for run in runs if run["creationTime"] < created_before}
+
+
+def _wait_for(what: str, check: Callable[[], bool], dev: subprocess.Popen[bytes], console: Path) -> None:
+    deadline = time.monotonic() + GENEROUS_WAIT
+    while not check():
+        assert dev.poll() is None and time.monotonic() < deadline, f"{what}:\n{console.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+BANNER = re.compile(r"crm-pipeline dev is ready.*\n(?:  .*\n)+")
+
+
+def _banner(dev: subprocess.Popen[bytes], console: Path) -> str:
+    """The ready banner, once `crm-pipeline dev` has printed it (it may see the code location
+    loaded a moment after a test does)."""
+    _wait_for("the ready banner", lambda: len(BANNER.findall(console.read_text())) == 1, dev, console)
+    return BANNER.findall(console.read_text())[0]
+
+
+def _launch_sync_runs(client: DagsterGraphQLClient, data_dir: Path) -> list[str]:
+    """A sync run of each tenant registered in ``data_dir``'s deal store, launched through the webserver with
+    the tags the schedule's tick gives them (what `sync_every_minute` requests, without waiting for
+    its minute)."""
+    return [
+        client.submit_job_execution(
+            SYNC_JOB, tags={"dagster/partition": tenant.tenant_id, INTEGRATION_TAG: tenant.integration}
+        )
+        for tenant in asyncio.run(_registered(Settings(data_dir=data_dir)))
+    ]
+
+
+def _stop_at_once(dev: subprocess.Popen[bytes]) -> None:
+    """A test that failed midway: two SIGINTs (apart: signals arriving together count once), so
+    nothing of Dagster outlives it."""
+    if dev.poll() is None:
+        dev.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        dev.send_signal(signal.SIGINT)
+        dev.wait(timeout=GENEROUS_WAIT)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a server restarting binds
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="signals")
+def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_start_syncs(tmp_path: Path) -> None:
+    """The worst moment to stop: SIGINT right after both tenants' runs started (as a tick launches
+    them), each held in flight by its CRM (a hang fault on every API request). The runs end CANCELED, no
+    process of Dagster's tree, no port and no PostgreSQL is left, and the console has no traceback.
+    The next start is quiet (the ready banner with working addresses; no step events, no warnings:
+    those go to Dagster's log) and syncs."""
+    ui_port, sandbox_port, hubspot_port = ports = free_port(), free_port(), free_port()
+    graphql = f"http://127.0.0.1:{ui_port}/graphql"
+    client = DagsterGraphQLClient("127.0.0.1", port_number=ui_port)
+    first, second = tmp_path / "first-console.log", tmp_path / "second-console.log"
+    dev = _start_crm_pipeline_dev(tmp_path, ports, first)
+    try:
+        assert wait_for_code_location(graphql, dev) is not None, first.read_text()[-3000:]
+        with (
+            SandboxControl(f"http://127.0.0.1:{sandbox_port}") as notion,
+            HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot,
+        ):
+            notion.add_fault("hang", hang_seconds=HANG_SECONDS, count=1000)
+            hubspot.add_fault("hang", hang_seconds=HANG_SECONDS, count=1000)
+        interrupted = _launch_sync_runs(client, tmp_path)
+        _wait_for(
+            "both runs started",
+            lambda: all(_run_statuses(graphql)[run_id] == "STARTED" for run_id in interrupted),
+            dev,
+            first,
+        )
+        family = _descendants(dev.pid)
+        dev.send_signal(signal.SIGINT)
+        exit_code = dev.wait(timeout=GENEROUS_WAIT)
+    finally:
+        _stop_at_once(dev)
+    console = first.read_text()
+    assert exit_code == 0, console[-3000:]
+    assert not [pid for pid in family if _alive(pid)], console[-3000:]
+    assert all(_port_is_free(port) for port in ports)
+    assert not (tmp_path / "postgres" / "postmaster.pid").exists()  # the embedded server stopped too
+    assert re.search(r"\d+ run\(s\) in flight canceled", console) and "without waiting" not in console, console
+    assert "Traceback" not in console, console
+
+    restarted = time.time()
+    dev = _start_crm_pipeline_dev(tmp_path, ports, second)
+    try:
+        assert wait_for_code_location(graphql, dev) is not None, second.read_text()[-3000:]
+        before = _run_statuses(graphql, created_before=restarted)  # the new start's own runs aside
+        assert {before[run_id] for run_id in interrupted} == {"CANCELED"}
+        assert set(before.values()) <= {"CANCELED", "SUCCESS"}, before
+        synced = _launch_sync_runs(client, tmp_path)
+        _wait_for(
+            "the runs finished",
+            lambda: all(dg.DagsterRunStatus(_run_statuses(graphql)[run_id]) in FINISHED for run_id in synced),
+            dev,
+            second,
+        )
+        dagster_log = tmp_path / "dagster" / "dagster.log"
+        assert {_run_statuses(graphql)[run_id] for run_id in synced} == {"SUCCESS"}, dagster_log.read_text()[-3000:]
+        assert "FAILURE" not in _run_statuses(graphql).values()
+        banner = _banner(dev, second)
+        console = second.read_text()  # of the start: pgserver may have its say on the way out
+        assert (
+            f"http://127.0.0.1:{ui_port}\n" in banner and httpx.get(f"http://127.0.0.1:{ui_port}/").status_code == 200
+        )
+        page = f"http://127.0.0.1:{sandbox_port}/ui/"
+        assert page in banner and httpx.get(page).status_code == 200
+        assert f"http://127.0.0.1:{hubspot_port}\n" in banner
+        with HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot:
+            assert hubspot.all_records("deals")
+        assert f"{dagster_log}\n" in banner and "STEP_START" in dagster_log.read_text()  # the step events went there
+        assert "STEP_START" not in console and "DEBUG" not in console, console
+        assert not re.search(r"Warning|WARNING|Traceback", console), console
+        dev.send_signal(signal.SIGINT)
+        assert dev.wait(timeout=GENEROUS_WAIT) == 0
+    finally:
+        _stop_at_once(dev)
 
 
 @pytest.mark.parametrize(
@@ -306,7 +484,6 @@ def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, m
         data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
     )
     asyncio.run(_prepare(settings, seed=True))
-    assert demo_tenants(settings) is not None
     dagster_home = tmp_path / "dagster"
     tenants = add_tenant_partitions(settings, dagster_home)  # `crm-pipeline dagster-home`
     environment = {
@@ -383,4 +560,12 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
     assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
     assert (folder / ".crm_pipeline" / "hubspot-state.json").is_file()  # seeded from the wheel's demo data
-    assert (folder / ".crm_pipeline" / "tenants.toml").is_file()
+    # The wheel's migrations made the registry; the demo's two tenants are in it.
+    registered = asyncio.run(_registered(Settings(data_dir=folder / ".crm_pipeline")))
+    assert [tenant.connector for tenant in registered] == ["notion", "hubspot"]
+
+
+async def _registered(settings: Settings) -> list[TenantConnection]:
+    """The tenant registry of the deal store the settings name."""
+    async with await Database.open(settings) as database:
+        return await TenantRegistry(database).connections()

@@ -3,7 +3,7 @@ sync engine between them (``SyncEngine``, from ``crm_pipeline.sync``)."""
 
 from typing import TYPE_CHECKING
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, UpsertOutcome
+from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, CRMAdapter, Discovery, UpsertOutcome
 from crm_pipeline.crm.budget import DailyBudgetSpentError, PostgresBudget, RequestBudget, Window
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion import NotionAdapter
@@ -17,6 +17,7 @@ __all__ = [
     "CRMAdapter",
     "ChangeBatch",
     "DailyBudgetSpentError",
+    "Discovery",
     "HubSpotAdapter",
     "NotionAdapter",
     "PostgresAdapter",

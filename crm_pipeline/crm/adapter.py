@@ -10,14 +10,17 @@ it can do better; `AdapterCapabilities` says what else it can rely on.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Self
 from uuid import UUID
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_jsonable_python
 
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
@@ -78,6 +81,33 @@ class ChangeBatch:
     cursor: str
     unreadable: list[FieldMappingError] = field(default_factory=list)
     """Records changed in the backend but left out because a value could not be mapped."""
+
+
+class Discovery(BaseModel):
+    """What an adapter found out about its connection by asking the CRM (ids, the schema's
+    bindings) and relies on from then on: plain JSON data (``model_dump(mode="json")``), kept in
+    the deal store so a new process need not ask again. Never a secret: a token is no part of it.
+
+    ``basis`` names the configuration it was found for (an adapter takes no discovery made for
+    another database, pipeline or property map). An adapter makes a new value each time it asks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    basis: str
+
+    @classmethod
+    def reusable(cls, kept: Mapping[str, Any], basis: str) -> Self | None:
+        """``kept`` (JSON) as this kind of discovery when it was made for ``basis``, else None."""
+        try:
+            found = cls.model_validate(kept)
+        except ValidationError:
+            return None
+        return found if found.basis == basis else None
+
+
+def discovery_basis(configuration: Mapping[str, Any]) -> str:
+    """A digest of what an adapter is configured to discover (JSON data), as its ``Discovery.basis``."""
+    return hashlib.sha256(json.dumps(configuration, sort_keys=True).encode()).hexdigest()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -162,6 +192,23 @@ class CRMAdapter(ABC):
 
     async def aclose(self) -> None:
         """Release connections; the default holds none."""
+
+    # --- what a backend found out about its connection, kept across processes ----------------------
+
+    def discovery(self) -> Discovery | None:
+        """What this adapter asked the CRM about its connection and relies on (None: nothing, or
+        not asked yet). The sync engine keeps it in the deal store for the next process."""
+        return None
+
+    def reuse_discovery(self, discovery: Mapping[str, Any]) -> bool:
+        """Rely on what an earlier process found (a ``discovery()`` as JSON) instead of asking
+        again; False, and nothing taken, when it does not fit this adapter (another basis)."""
+        return False
+
+    async def rediscover(self, *, everything: bool) -> None:
+        """Ask the CRM again. ``everything=False``, before a pass writes: what writes rely on (the
+        schema), if it was reused and not yet asked in this process; ``PropertySchemaError`` when
+        it no longer fits. ``everything=True``: all of it, now (the slow re-check)."""
 
     # --- what the sync engine uses beyond the eight; defaults built on them ------------------------
 

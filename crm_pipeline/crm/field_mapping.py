@@ -476,13 +476,40 @@ def from_notion_properties(
             continue
         _, decode = _CODECS[prop.type]
         with _mapping_errors(record_id, field_name, prop, value):
-            found = value.get("type") if isinstance(value, dict) else type(value).__name__
+            found = _value_type(value)
             _require(
                 found == prop.type and prop.type in value,
                 f"expected a {prop.type!r} property, found {found!r}",
             )
-            fields[field_name] = decode(value[prop.type], prop)
+            payload = value[prop.type] if "type" in value else _as_returned(value[prop.type])
+            fields[field_name] = decode(payload, prop)
     return fields
+
+
+def _as_returned(payload: Any) -> Any:
+    """A value as written, in the shape Notion returns: rich text written as ``{"text": {"content":
+    ...}}`` gains the ``plain_text`` Notion adds. Anything else already has that shape."""
+    if not isinstance(payload, list):
+        return payload
+    return [
+        {**item, "plain_text": item["text"].get("content")}
+        if isinstance(item, dict) and "plain_text" not in item and isinstance(item.get("text"), dict)
+        else item
+        for item in payload
+    ]
+
+
+def _value_type(value: Any) -> str | None:
+    """The type a property value is of: its ``"type"`` as Notion returns it, else the one type key
+    it carries, as written (``to_notion_properties`` writes ``{"title": [...]}`` with no
+    ``"type"``). A value whose ``"type"`` says otherwise than its content is taken at its word, so
+    the caller refuses it."""
+    if not isinstance(value, dict):
+        return type(value).__name__
+    if "type" in value:
+        return cast(str | None, value["type"])
+    carried = [key for key in value if key in PROPERTY_TYPES]
+    return carried[0] if len(carried) == 1 else None
 
 
 @contextmanager
@@ -528,14 +555,16 @@ def _parse_sync_key(text: str, prop: NotionProperty, *, record_id: str | None) -
 
 
 def notion_properties_schema(
-    property_map: PropertyMap = NOTION_PROPERTY_MAP,
+    property_map: PropertyMap = SYNCED_PROPERTY_MAP,
     *,
     select_options: Mapping[str, Sequence[str]] | None = None,
     sync_key: NotionProperty | None = SYNC_KEY,
 ) -> dict[str, Any]:
     """The data source ``properties`` schema that a map (plus the sync key) writes into.
 
-    Used to create the Notion database for a fresh workspace. ``select_options`` gives the
+    Used to create the Notion database for a fresh workspace. The default map is the one the sync
+    uses (the plan's nine properties and the human-owned ones), so a database created from the
+    default schema is one the sync accepts. ``select_options`` gives the
     options of selects by field (default: the pipeline stages for ``deal_stage`` and
     ``override_stage``); other selects start empty and grow as values are written.
     """

@@ -114,7 +114,7 @@ async def one_page_per_deal(
         if change.sync_key:
             pages_by_key[change.sync_key.lower()].add(change.record_id)
     survivors = {merged: change.record_id for change in notion_pages.changes for merged in change.merged_ids}
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     linked = await run.sync.status.links([UUID(key) for key in pages_by_key])
     for record_id, page_id in linked.items():
         pages_by_key[str(record_id)].add(survivors.get(page_id, page_id))
@@ -145,12 +145,12 @@ async def settled_records_agree(
     written = [record.record_id for record in reconciled_deals.plan.records if record.push or record.pull]
     record_ids = written[:DRIFT_SAMPLE]
     drifted = []
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     sync = run.sync
     assert sync.external is not None
     links = await sync.status.links(record_ids)
     bases = await sync.status.bases(links)
-    primary = {r.id: r for r in await sync.primary.get_opportunities([str(i) for i in links])}
+    primary = {r.id: r for r in await sync.deal_store.get_opportunities([str(i) for i in links])}
     external = {
         str(getattr(r, "external_id", r.id)): r for r in await sync.external.get_opportunities(list(links.values()))
     }
@@ -178,7 +178,7 @@ async def error_ledger_under_threshold(
 ) -> dg.AssetCheckResult:
     """Records that failed stay in the ledger and are retried every pass; many means something
     systematic (a refused token, a closed select option) that a person must fix."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     errors = await run.sync.status.errors()
     return dg.AssetCheckResult(
         passed=len(errors) <= ERROR_LEDGER_THRESHOLD,
@@ -203,7 +203,7 @@ async def sync_lag_within_bound(
 ) -> dg.AssetCheckResult:
     """Each finished pass moves the inbound watermark; one that stands still means passes fail
     or are not scheduled."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     stored = await run.sync.status.watermark(Direction.INBOUND)
     lag = None if stored is None else (datetime.now(UTC) - stored[1]).total_seconds()
     return dg.AssetCheckResult(

@@ -12,6 +12,7 @@ directory: `export DAGSTER_HOME=$(crm-pipeline dagster-home)`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import sys
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS, missing_tenant_partitions
-from crm_pipeline.defs.tenants import load_tenants
 from crm_pipeline.settings import Settings, get_settings, project_file
+from crm_pipeline.tenants.source import active_tenants
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -60,7 +61,8 @@ def open_instance(home: Path) -> Iterator[dg.DagsterInstance]:
 def add_tenant_partitions(settings: Settings, home: Path) -> list[str]:
     """Add the partitions the instance lacks of the active configured tenants; the ones added."""
     with open_instance(home) as instance:
-        new = missing_tenant_partitions(instance.get_dynamic_partitions(TENANT_PARTITIONS), load_tenants(settings))
+        known = instance.get_dynamic_partitions(TENANT_PARTITIONS)
+        new = missing_tenant_partitions(known, asyncio.run(active_tenants(settings)))
         if new:
             instance.add_dynamic_partitions(TENANT_PARTITIONS, new)
     return new

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from crm_pipeline.defs.tenants import TenantConnection
+from crm_pipeline.tenants import TenantConnection
 
 TENANT_PARTITIONS = "tenant"
 

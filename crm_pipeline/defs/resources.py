@@ -6,13 +6,14 @@ for the run's tenant by the connector its connection names: ``CRMConnectionResou
 connector is another ``CRMConnector`` and an entry there, not new assets. Nothing is read from the environment at import; what a resource is not given
 comes from the project settings when a run starts, so every Dagster command works from a checkout
 with no settings at all (the embedded deal store, the sandbox Notion, the local HubSpot). Secrets
-are config only as ``dg.EnvVar``; a tenant's token is read from the variable its connection names,
-at run time.
+are config only as ``dg.EnvVar``; a tenant's token is read from the reference its connection holds
+(a variable, a file, or stored encrypted) when the run opens it, by ``crm_pipeline.tenants``,
+which `crm-pipeline sync` opens connections with too.
 """
 
 from __future__ import annotations
 
-import os
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,20 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, hubspot
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.budget import RequestBudget
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
-from crm_pipeline.defs.tenants import TenantConnection, active_tenants, find_tenant
-from crm_pipeline.demo import sandbox_hubspot, sandbox_notion
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.tenants import HubSpotOptions, NotionOptions, TenantConnection, read_token
+from crm_pipeline.tenants.open import open_hubspot, open_notion
+from crm_pipeline.tenants.source import active_tenants, find_connection
 
 
 class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
@@ -96,16 +96,20 @@ class RequestCount:
     sent: int = 0
 
     def add(self) -> None:
-        """One more request sent (HubSpotAdapter's ``on_request`` hook)."""
+        """One more request sent (the adapters' ``on_request`` hook)."""
         self.sent += 1
-
-    async def __call__(self, request: httpx.Request) -> None:
-        """The httpx request hook."""
-        self.add()
 
 
 class CRMConnector(dg.Config, ABC):
     """How one connector opens a tenant's adapter, and the request budget it paces it to."""
+
+    token: str = Field(default="", repr=False)
+    """Overrides every tenant's own token (give it as ``dg.EnvVar``); empty: each tenant's, read
+    from its reference when the run opens it."""
+
+    def tenant_token(self, tenant: TenantConnection) -> SecretStr | None:
+        """The token to open the tenant with (None: its connector's local API)."""
+        return SecretStr(self.token) if self.token else read_token(tenant, get_settings().secret_keys)
 
     @abstractmethod
     def connect(
@@ -123,11 +127,10 @@ class CRMConnector(dg.Config, ABC):
 class NotionConnector(CRMConnector):
     """Notion, through NotionAdapter (paced and retried) with the synced property map.
 
-    ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; with no token anywhere, the
-    tenant's database (the Deals database by default) is served by the sandbox Notion.
+    With no token anywhere, the tenant's database (the Deals database by default) is served by
+    the sandbox Notion.
     """
 
-    token: str = Field(default="", repr=False)
     base_url: str | None = None
     requests_per_second: float = RateLimit.requests_per_second
     max_attempts: int = RetryPolicy.max_attempts
@@ -141,37 +144,18 @@ class NotionConnector(CRMConnector):
     def connect(
         self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
     ) -> NotionAdapter:
-        token = self.token or os.environ.get(tenant.token_env, "")
-        base_url = self.base_url or tenant.base_url
-        database_id = tenant.database_id
-        if not token:
-            token, database_id, base_url = sandbox_notion(get_settings().sandbox_port, database_id, base_url)
-        elif not database_id:
-            raise ValueError(
-                f"tenant {tenant.tenant_id!r} has a Notion token ({tenant.token_env}), so the sandbox is not used: "
-                "configure its database_id"
-            )
-        return NotionAdapter(
-            token,
-            database_id,
-            data_source_id=tenant.data_source_id,
-            base_url=base_url,
-            tenant_id=tenant.tenant_id,
-            property_map=SYNCED_PROPERTY_MAP,
-            rate_limit=RateLimit(requests_per_second=self.requests_per_second, shared=budget),
-            retry=RetryPolicy(max_attempts=self.max_attempts),
-            http_client=httpx.AsyncClient(event_hooks={"request": [requests]}),
+        options = NotionOptions(self.base_url, self.requests_per_second, self.max_attempts)
+        return open_notion(
+            tenant, self.tenant_token(tenant), get_settings(), options, budget=budget, on_request=requests.add
         )
 
 
 class HubSpotConnector(CRMConnector):
     """HubSpot, through HubSpotAdapter (paced per app and retried) in the tenant's deal pipeline.
 
-    ``token`` (as ``dg.EnvVar``) overrides the tenant's token variable; with no token anywhere, the
-    tenant's deals are in the local HubSpot (docs/hubspot-sandbox.md).
+    With no token anywhere, the tenant's deals are in the local HubSpot (docs/hubspot-sandbox.md).
     """
 
-    token: str = Field(default="", repr=False)
     base_url: str | None = None
     per_ten_seconds: int = hubspot.RateLimit.per_ten_seconds
     """Requests per app in any ten seconds, under HubSpot's 100 (190 on Professional/Enterprise);
@@ -185,18 +169,9 @@ class HubSpotConnector(CRMConnector):
     def connect(
         self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
     ) -> HubSpotAdapter:
-        token = self.token or os.environ.get(tenant.token_env, "")
-        base_url = self.base_url or tenant.base_url
-        if not token:
-            token, base_url = sandbox_hubspot(get_settings().hubspot_sandbox_port, base_url)
-        return HubSpotAdapter(
-            token,
-            base_url=base_url,
-            tenant_id=tenant.tenant_id,
-            pipeline=tenant.pipeline or "default",
-            rate_limit=hubspot.RateLimit(per_ten_seconds=self.per_ten_seconds, shared=budget),
-            retry=hubspot.RetryPolicy(max_attempts=self.max_attempts),
-            on_request=requests.add,
+        options = HubSpotOptions(self.base_url, self.per_ten_seconds, self.max_attempts)
+        return open_hubspot(
+            tenant, self.tenant_token(tenant), get_settings(), options, budget=budget, on_request=requests.add
         )
 
 
@@ -239,10 +214,12 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
 
 
 class TenantsResource(dg.ConfigurableResource["TenantsResource"]):
-    """The tenant connections (see ``crm_pipeline.defs.tenants``)."""
+    """The tenant connections: the registry in the deal store (``crm_pipeline.tenants``), or a
+    tenants file when one is named."""
 
     tenants_file: str | None = None
-    """None: CRM_PIPELINE_TENANTS_FILE, else ``<data_dir>/tenants.toml``."""
+    """A TOML file of tenants to read instead of the registry; None: CRM_PIPELINE_TENANTS_FILE
+    when set, else the registry (while it is empty, the settings' tenant)."""
 
     def _settings(self) -> Settings:
         settings = get_settings()
@@ -253,7 +230,13 @@ class TenantsResource(dg.ConfigurableResource["TenantsResource"]):
         )
 
     def active(self) -> list[TenantConnection]:
-        return active_tenants(self._settings())
+        """Every active tenant, in one query: for the schedule and the partitions sensor, which
+        run outside any event loop."""
+        return asyncio.run(active_tenants(self._settings()))
 
-    def get(self, tenant_id: str) -> TenantConnection:
-        return find_tenant(self._settings(), tenant_id)
+    async def get(self, tenant_id: str, database: Database) -> TenantConnection:
+        """The tenant's connection, read through the run's deal store (``database``)."""
+        found = await find_connection(database, self._settings(), tenant_id)
+        if found is None:
+            raise LookupError(f"tenant {tenant_id!r} has no connection: add it with `crm-pipeline tenants add`")
+        return found

@@ -8,8 +8,8 @@ from crm_pipeline.defs.resources import TenantsResource
 
 SYNC_JOB = "deals_sync_job"
 INTEGRATION_TAG = "crm_pipeline/integration"
-"""Run tag naming the external integration (its token variable): dagster.yaml limits runs per
-value, so concurrent tenants never share one integration's rate budget."""
+"""Run tag naming the external integration (its token's reference: ``TenantConnection.integration``):
+dagster.yaml limits runs per value, so concurrent tenants never share one integration's rate budget."""
 MAX_RUNTIME_SECONDS = 240
 """A hung run is stopped by run monitoring after this, so it cannot hold the queue."""
 
@@ -39,8 +39,9 @@ deals_sync_job = dg.define_asset_job(
 def sync_every_minute(
     context: dg.ScheduleEvaluationContext, tenants: TenantsResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
-    """A sync pass per active tenant every minute; a tenant whose last run has not finished is
-    skipped this tick (its pass carries on), so runs never pile up behind a slow one."""
+    """A sync pass per active tenant of the registry (one query) every minute; a tenant whose last
+    run has not finished is skipped this tick (its pass carries on), so runs never pile up behind a
+    slow one."""
     known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
     requests: list[dg.RunRequest] = []
     busy: list[str] = []

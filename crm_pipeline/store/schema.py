@@ -65,6 +65,22 @@ tenants = Table(
     _timestamp("created_at"),
 )
 
+tenant_connections = Table(
+    "tenant_connections",
+    metadata,
+    Column("tenant_id", Text, ForeignKey("tenants.id"), primary_key=True),
+    Column("connector", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default=text("true")),
+    Column("base_url", Text),
+    Column("settings", JSONB, nullable=False, server_default=text("'{}'")),
+    Column("token_env", Text),
+    Column("token_file", Text),
+    Column("token_encrypted", Text),
+    _timestamp("created_at"),
+    _timestamp("updated_at"),
+)
+"""The tenant registry (migration 0006): readable by the application, changed by the owner only."""
+
 opportunities = Table(
     "opportunities",
     metadata,
@@ -176,6 +192,17 @@ sync_watermarks = Table(
     PrimaryKeyConstraint("tenant_id", "connector", "direction"),
 )
 
+sync_connections = Table(
+    "sync_connections",
+    metadata,
+    Column("tenant_id", Text, nullable=False),
+    Column("connector", Text, nullable=False),
+    Column("discovery", JSONB, nullable=False),
+    _timestamp("checked_at"),
+    _timestamp("updated_at"),
+    PrimaryKeyConstraint("tenant_id", "connector"),
+)
+
 sync_errors = Table(
     "sync_errors",
     metadata,
@@ -229,4 +256,5 @@ SYNC_STATE_TABLES: tuple[Table, ...] = (
     sync_errors,
     sync_audit,
     sync_activities,
+    sync_connections,
 )

@@ -7,19 +7,24 @@ planner (pure, one ``decide`` over every field of every touched record) what to 
 watermarks. ``run_pass`` is those stages under one lock; the Dagster asset graph runs each as a
 step of its own. All state (links, bases, watermarks, the error ledger, the audit log) lives in
 PostgreSQL (``SyncStatus``), so a new process continues exactly where the last one stopped; one
-pass per tenant writes at a time. See docs/sync-rules.md for the rules and docs/architecture.md for the shape.
+pass per tenant writes at a time. What the external adapter found out about its connection (its
+``Discovery``) is kept there too, so a quiet pass in a new process asks the CRM only for changes;
+a pass with something to write has the schema asked again before its first write. See
+docs/sync-rules.md for the rules and docs/architecture.md for the shape.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
 from uuid import UUID
 
-from crm_pipeline.crm.adapter import CRMAdapter
+from crm_pipeline.crm.adapter import CRMAdapter, Discovery
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
@@ -30,7 +35,7 @@ from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
 from crm_pipeline.sync.stages import Decisions, PassRefusedError, SideChanges
-from crm_pipeline.sync.status import Direction, LedgerEntry, SyncStatus
+from crm_pipeline.sync.status import ConnectionState, Direction, LedgerEntry, SyncStatus
 
 __all__ = ["SyncEngine"]
 
@@ -40,6 +45,15 @@ _SYNCED_RECORDS = frozenset({RecordType.OPPORTUNITY, RecordType.ACTIVITY})
 
 TIME_BUDGET_SHARE = 0.8
 """The share of the sync interval a pass may spend starting writes (the default time budget)."""
+
+DISCOVERY_RECHECK_SECONDS = 3600.0
+"""How long a kept discovery is relied on before it is asked again in full (Notion: the database,
+the data source and the bot user, three requests): what writes rely on is asked before each pass
+that writes anyway, so this only bounds how stale the rest may get."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class SyncEngine:
@@ -52,7 +66,7 @@ class SyncEngine:
 
     def __init__(
         self,
-        primary: PostgresAdapter,
+        primary: CRMAdapter,
         external: CRMAdapter | None,
         field_ownership: FieldOwnershipConfig,
         sync_interval_seconds: int = 60,
@@ -63,15 +77,19 @@ class SyncEngine:
         reconcile_seconds: float = 300,
         reconcile_per_pass: int = 50,
         max_vanished_share: float = 0.1,
+        discovery_recheck_seconds: float = DISCOVERY_RECHECK_SECONDS,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        if not isinstance(primary, PostgresAdapter):
-            raise TypeError("the primary must be the deal store's PostgresAdapter: the sync keeps its state there")
+        if external is not None and not isinstance(primary, PostgresAdapter):
+            raise TypeError(
+                f"the primary is a {type(primary).__name__}: with an external CRM it must be the deal store's "
+                "PostgresAdapter, whose database holds the sync's state (links, bases, watermarks, the error ledger)"
+            )
         self.primary = primary
         self.external = external
         self.field_ownership = field_ownership
         self.sync_interval_seconds = sync_interval_seconds
-        name = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
-        self.status = SyncStatus(primary.repository, primary.tenant_id, name)
+        self._connector = connector or (type(external).__name__.removesuffix("Adapter").lower() if external else "none")
         self.time_budget_seconds = (
             TIME_BUDGET_SHARE * sync_interval_seconds if time_budget_seconds is None else time_budget_seconds
         )
@@ -87,6 +105,14 @@ class SyncEngine:
         self.max_vanished_share = max_vanished_share
         """The mass-delete breaker: when more of the linked records than this share vanish in one
         pass, none is queued for deletion and the pass says so."""
+        self.discovery_recheck_seconds = discovery_recheck_seconds
+        """How long what the adapter discovered (kept in the deal store) is reused before it is asked
+        again in full; ``clock`` tells the time for it."""
+        self.clock = clock
+        self._kept: ConnectionState | None = None
+        self._kept_loaded = False
+        self._asking_in_full = False
+        """The adapter discovers everything afresh this pass: what it finds is stamped ``checked_at``."""
         self._last_sync: datetime | None = None
         resolution = external.capabilities.timestamp_resolution_seconds if external is not None else 0
         self._precision = timedelta(seconds=resolution) if resolution else EXTERNAL_TIME_PRECISION
@@ -95,6 +121,19 @@ class SyncEngine:
 
     def has_external(self) -> bool:
         return self.external is not None
+
+    @property
+    def deal_store(self) -> PostgresAdapter:
+        """The primary as the deal store, which every stage of a pass reads and writes. Only an
+        engine with nothing to sync (no external CRM) may have another primary."""
+        if not isinstance(self.primary, PostgresAdapter):
+            raise TypeError(f"the primary is a {type(self.primary).__name__}, not the deal store's PostgresAdapter")
+        return self.primary
+
+    @cached_property
+    def status(self) -> SyncStatus:
+        """The sync's state for this tenant and connector, in the deal store."""
+        return SyncStatus(self.deal_store.repository, self.deal_store.tenant_id, self._connector)
 
     async def close(self) -> None:
         """Close the adapters' connections (the deal store's pool belongs to its owner)."""
@@ -135,6 +174,7 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 return SyncResult(skipped=True)
+            await self._use_discovery()
             return await self._sync(await self._plan(changes, [], read_external=True), changes)
 
     async def sync_inbound(self) -> SyncResult:
@@ -146,6 +186,7 @@ class SyncEngine:
             if not acquired:
                 return SyncResult(skipped=True)
             pending = (await self.read_primary()).changes
+            await self._use_discovery()
             inbound = await self.status.watermark(Direction.INBOUND)
             batch = await self.external.read_changes(inbound[0] if inbound else None)
             touched = {change.record_id for change in batch.changes}
@@ -165,7 +206,7 @@ class SyncEngine:
         chosen = pending.keys() if record_ids is None else pending.keys() & set(record_ids)
         for record_id in sorted(chosen):
             async with self.status.transaction(actor=Actor.HUMAN) as connection:
-                await self.primary.repository.set_archived_in(connection, record_id, archived=True)
+                await self.deal_store.repository.set_archived_in(connection, record_id, archived=True)
                 await self.status.set_archived(connection, record_id, archived=True)
         await self.status.set_vanished(chosen, vanished=False)
         return len(chosen)
@@ -206,7 +247,7 @@ class SyncEngine:
         since = stored[0] if stored else None
         cursor, changes = since, []
         while True:
-            batch = await self.primary.read_changes(cursor)
+            batch = await self.deal_store.read_changes(cursor)
             changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
             if batch.cursor == cursor or not batch.changes:
                 return SideChanges(Direction.OUTBOUND, since, batch.cursor, changes)
@@ -223,6 +264,7 @@ class SyncEngine:
         stored = await self.status.watermark(Direction.INBOUND)
         since = stored[0] if stored else None
         try:
+            await self._use_discovery()
             batch = await self.external.read_changes(since)
             mark = await self.status.watermark(Direction.TRASH)
             due = mark is None or datetime.now(UTC) - mark[1] >= timedelta(seconds=self.trash_check_seconds)
@@ -231,6 +273,7 @@ class SyncEngine:
             if not refuse_on_drift:
                 raise
             return SideChanges(Direction.INBOUND, since, since or "", [], schema_error=str(error))
+        await self._keep_discovery()
         return SideChanges(
             Direction.INBOUND,
             since,
@@ -244,7 +287,9 @@ class SyncEngine:
         """The pass's plan: the planner over both reads and the reconciliation slice due, if any;
         writes nothing."""
         reconcile = await self._reconcile_slice()
+        await self._use_discovery()
         plan = await self._plan(primary.changes, external.changes, external.unreadable, reconcile=reconcile)
+        await self._keep_discovery()
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
         return Decisions(plan, primary, external, until)
 
@@ -327,7 +372,44 @@ class SyncEngine:
         assert self.external is not None
         deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
         await self.status.queue_activities(_new_activities(primary_changes))
-        return await Executor(self.external, self.status, deadline=deadline).run(plan)
+        await self._use_discovery()
+        if plan != PassPlan() or await self.status.pending_activities():
+            await self.external.rediscover(everything=False)  # a drifted schema stops the pass here
+        try:
+            return await Executor(self.external, self.status, deadline=deadline).run(plan)
+        finally:
+            await self._keep_discovery()
+
+    # --- what the adapter discovered, kept across processes -------------------------------------
+
+    async def _use_discovery(self) -> None:
+        """Before the external side is used: let the adapter rely on what it (or an earlier
+        process) discovered, kept in the deal store, unless ``discovery_recheck_seconds`` have
+        passed since it was asked in full: then it asks everything again."""
+        assert self.external is not None
+        if not self._kept_loaded:
+            self._kept, self._kept_loaded = await self.status.connection_state(), True
+        kept = self._kept
+        if kept is None:
+            self._asking_in_full = True  # nothing kept: the adapter asks on first use
+        elif self.clock() - kept.checked_at >= timedelta(seconds=self.discovery_recheck_seconds):
+            self._asking_in_full = True
+            await self.external.rediscover(everything=True)
+        elif self.external.discovery() is None and not self.external.reuse_discovery(kept.discovery):
+            self._asking_in_full = True  # kept for another configuration
+
+    async def _keep_discovery(self) -> None:
+        """After a stage: what the adapter relies on now, kept for the next process when it
+        changed (stamped with the clock when it was asked in full)."""
+        assert self.external is not None
+        current = self.external.discovery()
+        kept = self._kept
+        if current is None or (not self._asking_in_full and kept is not None and _same(current, kept.discovery)):
+            return
+        checked_at = kept.checked_at if kept is not None and not self._asking_in_full else self.clock()
+        self._kept = ConnectionState(current.model_dump(mode="json"), checked_at)
+        self._asking_in_full = False
+        await self.status.set_connection_state(self._kept)
 
     async def _sync(self, plan: PassPlan, primary_changes: Sequence[ChangeRecord]) -> SyncResult:
         """``sync_outbound``'s and ``sync_inbound``'s writes: the plan carried out, its failures
@@ -339,7 +421,7 @@ class SyncEngine:
     def _reader(self) -> PassReader:
         assert self.external is not None
         return PassReader(
-            self.primary,
+            self.deal_store,
             self.external,
             self.status,
             self.field_ownership,
@@ -359,6 +441,11 @@ class SyncEngine:
         if not slice_ and after is not None:  # past the last link: start over
             slice_ = await self.status.links_after(None, self.reconcile_per_pass)
         return slice_
+
+
+def _same(discovery: Discovery, kept: Mapping[str, Any]) -> bool:
+    """Whether a discovery is the one kept (compared as values: JSON lists of sets have no order)."""
+    return type(discovery).reusable(kept, discovery.basis) == discovery
 
 
 def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:

@@ -25,9 +25,9 @@ from crm_pipeline.crm.notion import NotionAdapterError, RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.api import NotionAPI
 from crm_pipeline.crm.notion.client import NotionCaller, sdk_client
 from crm_pipeline.crm.retrying import token_digest
-from crm_pipeline.defs.tenants import TenantConnection, tenant_toml
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.sync.cli import CANNOT_RUN, notion_adapter, notion_connection
+from crm_pipeline.tenants import TenantConnection, tenant_toml
 
 DEALS_TITLE = "Deals"
 DEAL_ID = "Deal ID"

@@ -1,7 +1,8 @@
-"""The sync's state in PostgreSQL (migration 0004), for one tenant and connector.
+"""The sync's state in PostgreSQL (migrations 0004 and 0007), for one tenant and connector.
 
 Links (deal ⇄ external record), bases (what both sides held after the last successful sync, per
-field), watermarks per direction, the error ledger and the audit log. Writes that cover a deal's
+field), watermarks per direction, the error ledger, the audit log, and what the adapter found out
+about the connection (``ConnectionState``). Writes that cover a deal's
 data take the caller's transaction, so a pulled value, its new base and its audit entry commit
 together or not at all; nothing here is cached, so a new process continues where the last stopped.
 """
@@ -11,23 +12,44 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Table, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, Row, Table, delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
-from crm_pipeline.store.schema import sync_activities, sync_audit, sync_base, sync_errors, sync_links, sync_watermarks
+from crm_pipeline.store.schema import (
+    sync_activities,
+    sync_audit,
+    sync_base,
+    sync_connections,
+    sync_errors,
+    sync_links,
+    sync_watermarks,
+)
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
-__all__ = ["RESTORE_BY_HAND", "AuditEntry", "Direction", "LedgerEntry", "SyncStatus", "decode_value", "encode_value"]
+__all__ = [
+    "RESTORE_BY_HAND",
+    "AuditEntry",
+    "ConnectionState",
+    "DealLink",
+    "Direction",
+    "LedgerEntry",
+    "LinkState",
+    "OpenFailure",
+    "SyncStatus",
+    "SyncedField",
+    "decode_value",
+    "encode_value",
+]
 
 _FIELD_TYPES: dict[str, TypeAdapter[Any]] = {
     name: TypeAdapter(OpportunityRead.model_fields[name].rebuild_annotation()) for name in OPPORTUNITY_FIELDS
@@ -85,6 +107,74 @@ class LedgerEntry:
 
     def as_error(self) -> SyncError:
         return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """An adapter's discovery as kept (``Discovery`` as JSON) and when it was last asked in full."""
+
+    discovery: dict[str, Any]
+    checked_at: datetime
+
+
+@dataclass(frozen=True)
+class OpenFailure:
+    """A ledger entry waiting for the next pass's retry: how often it failed, first and last when."""
+
+    entry: LedgerEntry
+    attempts: int
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+class LinkState(enum.StrEnum):
+    """Where a deal stands with its external record, as an operator asks it."""
+
+    LINKED = "linked"
+    """Linked to its external record; nothing waits for a retry."""
+    NOT_LINKED = "not yet linked"
+    """No external record yet: the next pass creates (or finds) it."""
+    FAILED = "failed"
+    """A write of the deal or of its external record failed and waits in the ledger."""
+    MISSING = "missing"
+    """Reconciliation could not find the external record: queued for a person to approve a delete."""
+    TRASHED = "trashed"
+    """The deal is archived (its external record trashed, or about to be)."""
+
+
+@dataclass(frozen=True)
+class DealLink:
+    """What the sync's state holds of one deal: its link, if any, and its open ledger entries
+    (the deal's own and its external record's)."""
+
+    record_id: UUID
+    external_id: str | None = None
+    linked_at: datetime | None = None
+    archived: bool = False
+    vanished_at: datetime | None = None
+    failures: tuple[OpenFailure, ...] = ()
+
+    def state(self, *, deal_archived: bool) -> LinkState:
+        if self.archived or deal_archived:
+            return LinkState.TRASHED
+        if self.vanished_at is not None:
+            return LinkState.MISSING
+        if self.failures:
+            return LinkState.FAILED
+        return LinkState.LINKED if self.external_id is not None else LinkState.NOT_LINKED
+
+
+@dataclass(frozen=True)
+class SyncedField:
+    """One field of one deal as the sync last left it: its base (the value both sides last agreed
+    on; ``has_base`` False before any) and the newest write the sync decided for it, if any."""
+
+    field: str
+    has_base: bool = False
+    base: Any = None
+    synced_at: datetime | None = None
+    last_write: AuditEntry | None = None
+    written_at: datetime | None = None
 
 
 class SyncStatus:
@@ -328,6 +418,30 @@ class SyncStatus:
                 )
             )
 
+    # --- the connection's discovery --------------------------------------------------------------
+
+    async def connection_state(self) -> ConnectionState | None:
+        query = select(sync_connections.c.discovery, sync_connections.c.checked_at).where(self._scope(sync_connections))
+        async with self.transaction() as connection:
+            row = (await connection.execute(query)).one_or_none()
+        return None if row is None else ConnectionState(row.discovery, row.checked_at)
+
+    async def set_connection_state(self, state: ConnectionState) -> None:
+        statement = insert(sync_connections).values(
+            tenant_id=self.tenant_id, connector=self.connector, discovery=state.discovery, checked_at=state.checked_at
+        )
+        async with self.transaction() as connection:
+            await connection.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["tenant_id", "connector"],
+                    set_={
+                        "discovery": statement.excluded.discovery,
+                        "checked_at": statement.excluded.checked_at,
+                        "updated_at": func.now(),
+                    },
+                )
+            )
+
     # --- the error ledger and the audit log ---------------------------------------------------
 
     async def record_errors(self, entries: Sequence[LedgerEntry]) -> None:
@@ -383,7 +497,7 @@ class SyncStatus:
         )
         async with self.transaction() as connection:
             rows = (await connection.execute(query)).all()
-        return [LedgerEntry(row.record_id, row.reason, Side(row.side), row.field, row.value) for row in rows]
+        return [_ledger_entry(row) for row in rows]
 
     async def audit(self, record_id: UUID | None = None) -> list[AuditEntry]:
         """The audit log in the order written (of one record, or all)."""
@@ -392,14 +506,70 @@ class SyncStatus:
             query = query.where(sync_audit.c.record_id == record_id)
         async with self.transaction() as connection:
             rows = (await connection.execute(query)).all()
-        return [
-            AuditEntry(
-                row.field,
-                decode_value(row.field, row.old),
-                decode_value(row.field, row.new),
-                Side(row.side),
-                Outcome(row.outcome),
-                Rule(row.rule),
+        return [_audit_entry(row) for row in rows]
+
+    # --- what an operator reads about deals ---------------------------------------------------
+
+    async def deal_links(self, record_ids: Iterable[UUID]) -> dict[UUID, DealLink]:
+        """record id -> its link and open ledger entries, for each of these deals (linked or not)."""
+        ids = list(record_ids)
+        links = select(sync_links).where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
+        async with self.transaction() as connection:
+            linked = {row.record_id: row for row in await connection.execute(links)}
+            owners = {str(record_id): record_id for record_id in ids}
+            owners |= {row.external_id: record_id for record_id, row in linked.items()}
+            ledger = (
+                select(sync_errors)
+                .where(self._scope(sync_errors), sync_errors.c.record_id.in_(list(owners)))
+                .order_by(sync_errors.c.record_id, sync_errors.c.field)
             )
-            for row in rows
-        ]
+            failures: dict[UUID, list[OpenFailure]] = {}
+            for row in await connection.execute(ledger):
+                failures.setdefault(owners[row.record_id], []).append(_open_failure(row))
+        return {
+            record_id: _deal_link(record_id, linked.get(record_id), failures.get(record_id, [])) for record_id in ids
+        }
+
+    async def synced_fields(self, record_id: UUID) -> dict[str, SyncedField]:
+        """field -> its base and the newest write the sync decided for it, for the fields of this
+        deal that have either."""
+        bases = select(sync_base).where(self._scope(sync_base), sync_base.c.record_id == record_id)
+        newest_writes = (
+            select(sync_audit)
+            .where(self._scope(sync_audit), sync_audit.c.record_id == record_id)
+            .ext(distinct_on(sync_audit.c.field))
+            .order_by(sync_audit.c.field, sync_audit.c.sequence.desc())
+        )
+        fields: dict[str, SyncedField] = {}
+        async with self.transaction() as connection:
+            for row in await connection.execute(bases):
+                fields[row.field] = SyncedField(row.field, True, decode_value(row.field, row.value), row.synced_at)
+            for row in await connection.execute(newest_writes):
+                known = fields.get(row.field, SyncedField(row.field))
+                fields[row.field] = replace(known, last_write=_audit_entry(row), written_at=row.at)
+        return fields
+
+
+def _audit_entry(row: Row[Any]) -> AuditEntry:
+    return AuditEntry(
+        row.field,
+        decode_value(row.field, row.old),
+        decode_value(row.field, row.new),
+        Side(row.side),
+        Outcome(row.outcome),
+        Rule(row.rule),
+    )
+
+
+def _ledger_entry(row: Row[Any]) -> LedgerEntry:
+    return LedgerEntry(row.record_id, row.reason, Side(row.side), row.field, row.value)
+
+
+def _open_failure(row: Row[Any]) -> OpenFailure:
+    return OpenFailure(_ledger_entry(row), row.attempts, row.first_seen_at, row.last_seen_at)
+
+
+def _deal_link(record_id: UUID, link: Row[Any] | None, failures: Sequence[OpenFailure]) -> DealLink:
+    if link is None:
+        return DealLink(record_id, failures=tuple(failures))
+    return DealLink(record_id, link.external_id, link.linked_at, link.archived, link.vanished_at, tuple(failures))

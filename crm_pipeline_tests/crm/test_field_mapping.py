@@ -634,9 +634,10 @@ def test_round_trip_through_a_resolved_map(value: str) -> None:
     assert round_trip("deal_stage", value, resolved) == value
 
 
-def test_the_schema_for_a_fresh_data_source_fits_the_map_and_carries_the_sync_key() -> None:
+def test_the_schema_for_a_fresh_data_source_fits_the_synced_map_and_carries_the_sync_key() -> None:
     schema = notion_properties_schema()
-    assert set(schema) == {spec["notion_name"] for spec in NOTION_PROPERTY_MAP.values()} | {SYNC_KEY_PROPERTY}
+    assert set(schema) == {spec["notion_name"] for spec in SYNCED_PROPERTY_MAP.values()} | {SYNC_KEY_PROPERTY}
+    assert schema["Stage Override"]["select"]["options"] == schema["Stage"]["select"]["options"]
     assert [option["name"] for option in schema["Stage"]["select"]["options"]] == list(DEAL_STAGES)
     assert schema["Product"] == {"select": {"options": []}}
     # What Notion answers for that schema binds cleanly, the closed Stage select with its options.
@@ -644,7 +645,7 @@ def test_the_schema_for_a_fresh_data_source_fits_the_map_and_carries_the_sync_ke
         name: {"id": f"id-{n}", "name": name, "type": next(iter(config))} | config
         for n, (name, config) in enumerate(schema.items())
     }
-    resolved = resolve_property_ids(NOTION_PROPERTY_MAP, as_returned)
+    resolved = resolve_property_ids(SYNCED_PROPERTY_MAP, as_returned)
     assert resolved["deal_stage"].options == frozenset(DEAL_STAGES)
 
 

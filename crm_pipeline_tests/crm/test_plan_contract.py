@@ -5,22 +5,35 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
 from uuid import uuid4
 
 import pytest
 
-from crm_pipeline.crm import CRMAdapter, NotionAdapter, PostgresAdapter
+from crm_pipeline.crm import CRMAdapter, NotionAdapter, PostgresAdapter, SyncEngine
+from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.field_mapping import (
+    DEFAULT_FIELD_OWNERSHIP,
+    NOTION_PROPERTY_MAP,
+    SYNCED_PROPERTY_MAP,
+    from_notion_properties,
+    notion_properties_schema,
+    to_notion_properties,
+)
 from crm_pipeline.models import (
     ActivityCreate,
+    ChangeRecord,
     ContactCreate,
     ContactUpdate,
     OpportunityCreate,
     OpportunityFilter,
     OpportunityRead,
     OpportunityUpdate,
+    SyncResult,
 )
-from crm_pipeline.sandbox import DEFAULT_TOKEN
+from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 from crm_pipeline.store import DealRepository
 from crm_pipeline_tests.crm.conftest import FAST_RETRY, UNPACED, Workspace
 
@@ -94,3 +107,101 @@ async def test_notion_adapter_the_plans_way(workspace: Workspace) -> None:
         await _call_every_method_the_plans_way(adapter, LONG_AGO)
     finally:
         await adapter.aclose()
+
+
+PLAN_DEAL = {
+    "name": "Acme renewal",
+    "deal_stage": "Proposal",
+    "estimated_value": Decimal("12500.50"),
+    "close_date": date(2026, 3, 31),
+    "product_line": "Platform",
+    "probability": Decimal("0.6"),
+    "source": "Inbound",
+    "contact_name": "Ada Lovelace",
+    "contact_email": "ada@example.com",
+}
+
+
+def test_what_to_notion_properties_writes_from_notion_properties_reads_back() -> None:
+    written = to_notion_properties(data=PLAN_DEAL, property_map=NOTION_PROPERTY_MAP)
+    assert from_notion_properties(properties=written, property_map=NOTION_PROPERTY_MAP) == PLAN_DEAL
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"rich_text": [{"type": "text", "text": {"content": "Acme"}}]},  # written shape, another type
+        {"type": "rich_text", "title": [{"type": "text", "text": {"content": "Acme"}}]},  # says it is another
+    ],
+)
+def test_from_notion_properties_still_refuses_a_value_of_another_type_than_the_map(value: dict[str, Any]) -> None:
+    with pytest.raises(FieldMappingError, match="field 'name' \\(property 'Deal Name'\\).*expected a 'title'"):
+        from_notion_properties(properties={"Deal Name": value}, property_map=NOTION_PROPERTY_MAP)
+
+
+class _InMemoryAdapter(CRMAdapter):
+    """Any CRMAdapter that is not the deal store: none of its methods may be called here."""
+
+    async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
+        raise AssertionError("an engine without an external CRM wrote to its primary")
+
+    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
+        raise AssertionError("an engine without an external CRM wrote to its primary")
+
+    async def get_opportunity(self, external_id: str) -> OpportunityRead | None:
+        raise AssertionError("an engine without an external CRM read its primary")
+
+    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
+        raise AssertionError("an engine without an external CRM read its primary")
+
+    async def create_contact(self, contact: ContactCreate) -> str:
+        raise AssertionError("an engine without an external CRM wrote to its primary")
+
+    async def update_contact(self, external_id: str, data: ContactUpdate) -> None:
+        raise AssertionError("an engine without an external CRM wrote to its primary")
+
+    async def create_activity(self, activity: ActivityCreate) -> str:
+        raise AssertionError("an engine without an external CRM wrote to its primary")
+
+    async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
+        raise AssertionError("an engine without an external CRM read its primary")
+
+
+async def test_sync_engine_with_no_external_takes_any_primary_and_has_nothing_to_push() -> None:
+    engine = SyncEngine(primary=_InMemoryAdapter(), external=None, field_ownership=DEFAULT_FIELD_OWNERSHIP)
+    assert not engine.has_external()
+    assert await engine.sync_outbound([]) == SyncResult(pushed=0, pulled=0, conflicts=0, errors=[])
+    assert await engine.sync_inbound() == SyncResult()
+
+
+def test_sync_engine_with_an_external_crm_needs_the_deal_store_and_says_why() -> None:
+    external = NotionAdapter(DEFAULT_TOKEN, "2a1b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
+    with pytest.raises(TypeError, match="_InMemoryAdapter: with an external CRM it must be the deal store's"):
+        SyncEngine(primary=_InMemoryAdapter(), external=external, field_ownership=DEFAULT_FIELD_OWNERSHIP)
+
+
+@pytest.mark.integration
+async def test_a_database_made_from_the_default_schema_is_one_the_sync_accepts(
+    sandbox_server: RunningSandbox, control: SandboxControl, repository: DealRepository, tenant: str
+) -> None:
+    control.reset()
+    (deals,) = control.seed({"databases": [{"title": "Deals", "properties": notion_properties_schema()}]})
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", custom_notes="call back"))
+    notion = NotionAdapter(
+        DEFAULT_TOKEN,
+        deals["database_id"],
+        base_url=sandbox_server.base_url,
+        property_map=SYNCED_PROPERTY_MAP,
+        retry=FAST_RETRY,
+        rate_limit=UNPACED,
+    )
+    engine = SyncEngine(
+        primary=PostgresAdapter(repository, tenant), external=notion, field_ownership=DEFAULT_FIELD_OWNERSHIP
+    )
+    try:
+        result = await engine.run_pass()
+        (page,) = await notion.list_opportunities(OpportunityFilter())
+    finally:
+        await engine.close()
+    assert (result.created, result.errors) == (1, [])
+    assert (page.name, page.custom_notes) == (deal.name, "call back")

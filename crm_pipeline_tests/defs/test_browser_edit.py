@@ -74,7 +74,7 @@ def shows(browser: WebDriver, page_id: str, prop: str, text: str) -> None:
 
 
 def conflict_rows(result: dg.ExecuteInProcessResult) -> list[list[str]]:
-    """The reconciliation's `conflicts_decided` table (record, field, written_to, value, rule)."""
+    """The reconciliation's `conflicts_decided` table (deal, record, field, old, new, written to, rule)."""
     table = metadata(result, "reconciled_deals")["conflicts_decided"]
     lines = [line for line in table.splitlines() if line.startswith("|")][2:]  # past the header and rule
     return [[part.strip() for part in line.strip("|").split("|")] for line in lines]
@@ -127,7 +127,15 @@ async def test_a_persons_edit_in_the_browser_reaches_postgres_with_its_conflict_
     # Both sides changed the notes: the human-owned field goes to the CRM's (the person's) value.
     assert metadata(result, "reconciled_deals")["conflicts"] == 1
     assert conflict_rows(result) == [
-        [str(deal.id), "custom_notes", "primary", "Customer wants a call on Friday", "human-owned"]
+        [
+            "Initech seats",
+            str(deal.id),
+            "custom_notes",
+            "Quote sent",
+            "Customer wants a call on Friday",
+            "PostgreSQL",
+            "human-owned",
+        ]
     ]
     stored = await repository.get_opportunity(world.tenant_id, deal.id)
     assert stored is not None

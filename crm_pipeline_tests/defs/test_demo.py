@@ -33,11 +33,12 @@ from crm_pipeline_tests.defs.test_sync_graph import ALL_CHECKS
 pytestmark = pytest.mark.integration
 
 
-def conflicts_decided(result: dg.ExecuteInProcessResult) -> set[tuple[str, str, str]]:
-    """The reconciliation's conflicts table as (field, side written to, rule) rows."""
+def conflicts_decided(result: dg.ExecuteInProcessResult) -> set[tuple[str, str, str, str]]:
+    """The reconciliation's conflicts table as (deal, field, where written, rule) rows."""
     table = metadata(result, "reconciled_deals")["conflicts_decided"]
     header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
-    return {(row[header.index("field")], row[header.index("written_to")], row[header.index("rule")]) for row in rows}
+    columns = [header.index(name) for name in ("deal", "field", "written to", "rule")]
+    return {(row[columns[0]], row[columns[1]], row[columns[2]], row[columns[3]]) for row in rows}
 
 
 async def test_the_notion_demo_tenant_first_pass(
@@ -63,13 +64,13 @@ async def test_the_notion_demo_tenant_first_pass(
     # 24 agent deals, 6 of them in Notion already (keyed); the team's 8 pages have no key.
     assert (planned["to_create_externally"], planned["to_adopt"], planned["conflicts"]) == (18, 8, 7)
     assert conflicts_decided(result) == {
-        ("probability", "external", "agent-owned"),  # Acme: the agent's 0.7 over the team's 0.4
-        ("custom_notes", "primary", "human-owned"),  # Globex and Wayne: the team's notes
-        ("manual_tags", "primary", "human-owned"),  # Umbrella
-        ("override_stage", "primary", "human-owned"),  # Wayne
-        ("deal_stage", "external", "last-write-wins"),  # Initech: the agent wrote after the team's edit
-        ("estimated_value", "external", "last-write-wins"),  # Stark
-        ("close_date", "external", "last-write-wins"),  # Stark
+        ("Acme Corp platform renewal", "probability", "Notion", "agent-owned"),  # the agent's 0.7 over 0.4
+        ("Globex analytics pilot", "custom_notes", "PostgreSQL", "human-owned"),  # the team's notes
+        ("Umbrella security add-on", "manual_tags", "PostgreSQL", "human-owned"),
+        ("Wayne Enterprises data migration", "override_stage", "PostgreSQL", "human-owned"),
+        ("Initech seat expansion", "deal_stage", "Notion", "last-write-wins"),  # the agent wrote after the team
+        ("Stark Industries enterprise deal", "estimated_value", "Notion", "last-write-wins"),
+        ("Stark Industries enterprise deal", "close_date", "Notion", "last-write-wins"),
     }
     outbound, inbound = metadata(result, "outbound_sync"), metadata(result, "inbound_sync")
     assert (outbound["created"], outbound["updated"], outbound["errors"]) == (18, 3, 0)
@@ -128,9 +129,9 @@ async def test_the_hubspot_demo_tenant_first_pass_on_the_local_hubspot(
     # 8 agent deals, 3 of them in HubSpot already (keyed); the team's 3 deals have no key.
     assert (planned["to_create_externally"], planned["to_adopt"], planned["conflicts"]) == (5, 3, 3)
     assert conflicts_decided(result) == {
-        ("probability", "external", "agent-owned"),  # Northwind
-        ("custom_notes", "primary", "human-owned"),  # Contoso
-        ("estimated_value", "external", "last-write-wins"),  # Fabrikam
+        ("Northwind supply chain analytics", "probability", "HubSpot", "agent-owned"),
+        ("Contoso platform migration", "custom_notes", "PostgreSQL", "human-owned"),
+        ("Fabrikam security bundle", "estimated_value", "HubSpot", "last-write-wins"),
     }
     outbound, inbound = metadata(result, "outbound_sync"), metadata(result, "inbound_sync")
     assert (outbound["created"], outbound["errors"], inbound["created"], inbound["errors"]) == (5, 0, 3, 0)

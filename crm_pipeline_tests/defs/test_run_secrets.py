@@ -1,4 +1,5 @@
-"""No token or password reaches what Dagster records of a run: events, logs, errors, the run itself.
+"""No token or password reaches what Dagster records of a run: events, logs, errors, the run itself,
+whichever reference a tenant's token is given by (a variable, a file, stored encrypted).
 
 Failing runs matter most: their errors travel into the event log with messages, causes and stack
 traces, and a connection error is where a password would show.
@@ -6,11 +7,18 @@ traces, and a connection error is where a password would show.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, RequestCount
 from crm_pipeline.defs.tenants import TenantConnection
+from crm_pipeline.settings import get_settings
+from crm_pipeline.tenants.secrets import encrypt_token, secret_keys
+from crm_pipeline.tenants.tenants_file import read_tenants_file, save_tenants
 from crm_pipeline_tests.defs.conftest import TenantWorld, sync_tenant
 
 TOKEN = "ntn_Qr8Lm2Xz6Wv4Tb"
@@ -74,3 +82,53 @@ def test_resources_and_tenant_connections_keep_secrets_out_of_reprs(monkeypatch:
     assert TOKEN not in tenant.model_dump_json()
     adapter = NotionConnector().connect(tenant, RequestCount())
     assert TOKEN not in repr(adapter)
+
+
+def _reference_token(world: TenantWorld, **reference: str) -> None:
+    """Give the world's tenant its token by another reference than a variable."""
+    path = Path(world.resources["tenants"].tenants_file)
+    [connection] = read_tenants_file(path)
+    fields = connection.model_dump(exclude={"token_env"}) | reference
+    save_tenants(path, [TenantConnection.model_validate(fields)])
+
+
+async def test_a_rejected_stored_token_leaves_no_trace_of_itself(
+    world: TenantWorld, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", key)
+    get_settings.cache_clear()
+    try:
+        _reference_token(world, token_encrypted=encrypt_token(SecretStr(TOKEN), secret_keys(SecretStr(key))))
+        result = await sync_tenant(instance, world.resources, world.tenant_id)
+    finally:
+        get_settings.cache_clear()
+    assert not result.success  # the sandbox refuses the unknown token: the error is recorded
+    recorded = _everything_recorded(instance, result.run_id)
+    assert "API token is invalid" in recorded
+    _assert_secret_absent(recorded, TOKEN)
+    _assert_secret_absent(recorded, key)
+
+
+@pytest.mark.parametrize("reference", ["token_file", "token_encrypted"])
+async def test_a_token_that_cannot_be_read_fails_the_run_naming_the_tenant_and_reference(
+    reference: str, world: TenantWorld, instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stored_with = Fernet.generate_key().decode()
+    monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", Fernet.generate_key().decode())  # not the one it was stored with
+    get_settings.cache_clear()
+    value = {
+        "token_file": str(tmp_path / "absent"),
+        "token_encrypted": encrypt_token(SecretStr(TOKEN), secret_keys(SecretStr(stored_with))),
+    }[reference]
+    try:
+        _reference_token(world, **{reference: value})
+        result = await sync_tenant(instance, world.resources, world.tenant_id)
+    finally:
+        get_settings.cache_clear()
+    assert not result.success
+    recorded = _everything_recorded(instance, result.run_id)
+    said = f"file:{tmp_path / 'absent'}" if reference == "token_file" else "stored (encrypted)"
+    assert f"tenant {world.tenant_id!r}: its token ({said}) is unavailable" in recorded
+    _assert_secret_absent(recorded, TOKEN)
+    _assert_secret_absent(recorded, stored_with)

@@ -122,7 +122,32 @@ async def test_a_conflict_is_decided_by_rule_and_shown_with_it(
     assert result.success and all(check_results(result).values())
     planned = metadata(result, "reconciled_deals")
     assert planned["conflicts"] == 1
-    assert "deal_stage" in planned["conflicts_decided"] and "last-write-wins" in planned["conflicts_decided"]
+    # Each table names the deal beside its id, only the fields that changed, and where a write goes.
+    assert table_rows(planned["conflicts_decided"]) == [
+        {
+            "deal": "Initech seats",
+            "record": str(deal.id),
+            "field": "deal_stage",
+            "old": "Qualified",
+            "new": "Proposal",
+            "written to": "PostgreSQL",
+            "rule": "last-write-wins",
+        }
+    ]
+    [agent_change] = table_rows(metadata(result, "postgres_opportunities")["latest"])
+    assert (agent_change["deal"], agent_change["record"], agent_change["fields"], agent_change["by"]) == (
+        "Initech seats",
+        str(deal.id),
+        "deal_stage",
+        "agent",
+    )
+    [human_change] = table_rows(metadata(result, "notion_pages")["latest"])
+    assert (human_change["deal"], human_change["record"], human_change["fields"], human_change["by"]) == (
+        "Initech seats",
+        page["id"],
+        "deal_stage",  # the page's other properties hold the base: not listed
+        "human",
+    )
     assert metadata(result, "inbound_sync")["pulled"] == 1
     stored = await repository.get_opportunity(world.tenant_id, deal.id)
     assert stored is not None and stored.deal_stage == "Proposal"
@@ -202,3 +227,9 @@ async def test_a_failed_push_stays_in_the_ledger_beside_a_pull_of_the_same_deal_
     [page] = world.pages()
     assert page["properties"]["Value"]["number"] == 4200
     assert await SyncStatus(repository, world.tenant_id, "notion").errors() == []
+
+
+def table_rows(table: str) -> list[dict[str, str]]:
+    """A markdown metadata table's rows, by column name."""
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
+    return [dict(zip(header, row, strict=True)) for row in rows]

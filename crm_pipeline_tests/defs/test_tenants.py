@@ -1,26 +1,34 @@
-"""Tenants: the file, the partitions that follow it, the schedule's runs per tenant, and a
-backfill that syncs only the tenants chosen."""
+"""Tenants: the registry (or a tenants file), the partitions that follow it, the schedule's runs
+per tenant, and a backfill that syncs only the tenants chosen."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import uuid4
 
 import dagster as dg
 import pytest
+from cryptography.fernet import Fernet
 from dagster._core.test_utils import create_run_for_test
+from pydantic import SecretStr
 
 from crm_pipeline.cli import main
 from crm_pipeline.definitions import defs
-from crm_pipeline.defs.resources import TenantsResource
+from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, TenantsResource
 from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
-from crm_pipeline.defs.tenants import TenantConnection, add_tenant, load_tenants, save_tenants
+from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.models import OpportunityCreate
+from crm_pipeline.sandbox import DEFAULT_TOKEN as SANDBOX_TOKEN
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import Direction, SyncStatus
+from crm_pipeline.tenants import TenantRegistry
+from crm_pipeline.tenants.secrets import encrypt_token, secret_keys
 from crm_pipeline_tests.defs.conftest import UNSET_TOKEN_ENV, deals_database, metadata, resources_for, sync_tenant
 
 TICK = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # any minute: the schedule only names its runs by it
@@ -31,17 +39,14 @@ def _tenants(path: Path, *connections: TenantConnection) -> TenantsResource:
     return TenantsResource(tenants_file=str(path))
 
 
-def test_without_a_file_the_settings_tenant_is_synced_and_a_first_add_keeps_it(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, tenant_id="demo")
-    assert [t.tenant_id for t in load_tenants(settings)] == ["demo"]
-    add_tenant(settings, TenantConnection(tenant_id="acme", database_id="db-1", token_env="ACME_NOTION_TOKEN"))
-    tenants = load_tenants(settings)
-    assert [(t.tenant_id, t.token_env) for t in tenants] == [
-        ("demo", "CRM_PIPELINE_NOTION_TOKEN"),
-        ("acme", "ACME_NOTION_TOKEN"),
-    ]
-    text = (tmp_path / "tenants.toml").read_text()
-    assert 'token_env = "ACME_NOTION_TOKEN"' in text
+def test_while_the_registry_is_empty_the_settings_tenant_is_synced_and_a_first_add_says_it_no_longer_is(
+    empty_store: Settings, settings_of: Callable[[Settings], None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings_of(empty_store)
+    assert [t.tenant_id for t in TenantsResource().active()] == [empty_store.tenant_id]
+    assert main(["tenants", "add", "acme", "--database-id", "db-1", "--token-env", "ACME_NOTION_TOKEN"]) == 0
+    assert f"the settings' tenant {empty_store.tenant_id!r} is synced no more" in capsys.readouterr().out
+    assert [(t.tenant_id, t.token_env) for t in TenantsResource().active()] == [("acme", "ACME_NOTION_TOKEN")]
 
 
 def test_a_connection_refuses_what_is_not_a_variable_name_or_a_slug() -> None:
@@ -49,6 +54,10 @@ def test_a_connection_refuses_what_is_not_a_variable_name_or_a_slug() -> None:
         TenantConnection(tenant_id="Acme Corp")
     with pytest.raises(ValueError):
         TenantConnection(tenant_id="acme", token_env="ntn_abc-123.secret")
+    with pytest.raises(ValueError, match="token_file"):
+        TenantConnection(tenant_id="acme", token_file="secrets/acme")  # each run has a working directory of its own
+    with pytest.raises(ValueError, match="not token_env and token_file"):
+        TenantConnection(tenant_id="acme", token_env="ACME_TOKEN", token_file="/run/secrets/acme")
 
 
 def test_each_connector_has_its_own_fields_and_token_variable() -> None:
@@ -64,28 +73,25 @@ def test_each_connector_has_its_own_fields_and_token_variable() -> None:
 
 
 @pytest.mark.integration
-def test_tenants_add_writes_a_hubspot_connection(
+async def test_tenants_add_registers_a_hubspot_connection(
     database: Database,
     store_settings: Settings,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    settings_of: Callable[[Settings], None],
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", store_settings.database_name)
-    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tmp_path / "tenants.toml"))
+    settings_of(store_settings)
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    get_settings.cache_clear()
-    try:
-        args = ["tenants", "add", "acme", "--connector", "hubspot", "--pipeline", "sales-eu", "--token-env", "ACME_HS"]
-        assert main(args) == 0
-        [_, acme] = load_tenants(get_settings())
-        assert main(["tenants", "add", "bad", "--connector", "hubspot", "--database-id", "db-1"]) == 2
-    finally:
-        get_settings.cache_clear()
-    assert (acme.connector, acme.pipeline, acme.token_env) == ("hubspot", "sales-eu", "ACME_HS")
-    text = (tmp_path / "tenants.toml").read_text()
-    assert 'connector = "hubspot"' in text and 'pipeline = "sales-eu"' in text
-    assert "a hubspot connection has no database_id" in capsys.readouterr().out
+    acme, bad = f"acme-{uuid4().hex[:8]}", f"bad-{uuid4().hex[:8]}"
+    args = ["tenants", "add", acme, "--connector", "hubspot", "--pipeline", "sales-eu", "--token-env", "ACME_HS"]
+    assert await asyncio.to_thread(main, args) == 0
+    bad_args = ["tenants", "add", bad, "--connector", "hubspot", "--database-id", "db-1"]
+    assert await asyncio.to_thread(main, bad_args) == 2
+    registered = await TenantRegistry(database).get(acme)
+    assert registered is not None
+    assert (registered.connector, registered.pipeline, registered.token_env) == ("hubspot", "sales-eu", "ACME_HS")
+    assert await TenantRegistry(database).get(bad) is None
+    assert "a hubspot connection has no database_id" in capsys.readouterr().err
 
 
 def test_the_schedule_tags_each_run_with_its_connectors_integration(tmp_path: Path) -> None:
@@ -218,7 +224,7 @@ def test_dagster_home_prepares_an_instance_holding_each_active_tenants_partition
         TenantConnection(tenant_id="paused", active=False),
     )
     monkeypatch.setenv("CRM_PIPELINE_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("CRM_PIPELINE_TENANTS_FILE", raising=False)
+    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tmp_path / "tenants.toml"))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     get_settings.cache_clear()
     try:
@@ -234,3 +240,39 @@ def test_dagster_home_prepares_an_instance_holding_each_active_tenants_partition
     assert "partitions added to the Dagster instance in" in capsys.readouterr().err.replace("\n", " ")
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert instance.get_dynamic_partitions("tenant") == ["acme", "globex"]
+
+
+@pytest.mark.integration
+async def test_a_run_opens_its_tenant_from_the_registry_with_its_stored_token(
+    empty_store: Settings,
+    settings_of: Callable[[Settings], None],
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    monkeypatch: pytest.MonkeyPatch,
+    instance: dg.DagsterInstance,
+) -> None:
+    """The code location's own resources, unconfigured: the registry read through the run's deal
+    store as the application role, the stored token decrypted with the deployment's key."""
+    control.reset()
+    deals = deals_database(control)
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", key)
+    settings_of(empty_store)
+    stored = encrypt_token(SecretStr(SANDBOX_TOKEN), secret_keys(SecretStr(key)))
+    async with await Database.open(empty_store) as database:
+        await TenantRegistry(database).save(
+            TenantConnection(tenant_id="acme", database_id=deals["database_id"], token_encrypted=stored)
+        )
+        await DealRepository(database).create_opportunity("acme", OpportunityCreate(name="Acme renewal"))
+    notion = NotionConnector(base_url=sandbox_server.base_url, requests_per_second=1000, max_attempts=1)
+    resources = {
+        "deal_store": DealStoreResource(),
+        "crm": CRMConnectionResource(notion=notion),
+        "tenants": TenantsResource(),
+    }
+
+    result = await sync_tenant(instance, resources, "acme")
+
+    assert result.success
+    assert metadata(result, "outbound_sync")["created"] == 1
+    assert len(control.all_pages(deals["data_source_id"])) == 1

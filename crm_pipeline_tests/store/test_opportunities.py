@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from crm_pipeline.models import DEAL_STAGES, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+from crm_pipeline.models import DEAL_STAGES, Actor, OpportunityCreate, OpportunityFilter, OpportunityUpdate
 from crm_pipeline.store import Database, DealRepository, RecordNotFoundError, UnknownTenantError
 
 FULL = OpportunityCreate(
@@ -195,3 +195,38 @@ async def test_the_database_takes_only_the_pipelines_stages(database: Database, 
             with pytest.raises(IntegrityError, match=f"opportunities_{constraint}_check"):
                 async with connection.begin_nested():
                     await connection.execute(insert, {"id": uuid4(), "t": tenant, "stage": stage, "override": override})
+
+
+async def test_search_finds_names_containing_the_text_in_any_case_and_takes_wildcards_literally(
+    repository: DealRepository, tenant: str
+) -> None:
+    names = ["Acme renewal", "acme 50% pilot", "Globex_pilot", "Globex pilot"]
+    for name in names:
+        await repository.create_opportunity(tenant, OpportunityCreate(name=name))
+    archived = await repository.create_opportunity(tenant, OpportunityCreate(name="ACME archived"))
+    await repository.archive_opportunity(tenant, archived.id)
+
+    assert [deal.name for deal in await repository.search_opportunities(tenant, "aCmE")] == [
+        "acme 50% pilot",
+        "ACME archived",  # archived deals are found too
+        "Acme renewal",
+    ]
+    assert [deal.name for deal in await repository.search_opportunities(tenant, "50%")] == ["acme 50% pilot"]
+    assert [deal.name for deal in await repository.search_opportunities(tenant, "x_p")] == ["Globex_pilot"]
+    assert len(await repository.search_opportunities(tenant)) == 5
+    ids = {deal.id: deal.name for deal in await repository.search_opportunities(tenant, "globex")}
+    assert await repository.opportunity_names(tenant, [*ids, uuid4()]) == ids
+
+
+async def test_latest_changes_names_each_deals_newest_entry_and_its_actor(
+    repository: DealRepository, tenant: str
+) -> None:
+    edited = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme renewal"))
+    untouched = await repository.create_opportunity(tenant, OpportunityCreate(name="Globex pilot"))
+    await repository.update_opportunity(tenant, edited.id, OpportunityUpdate(deal_stage="Proposal"), actor=Actor.HUMAN)
+
+    latest = await repository.latest_changes(tenant, [edited.id, untouched.id, uuid4()])
+
+    assert set(latest) == {edited.id, untouched.id}
+    assert (latest[edited.id].actor, list(latest[edited.id].changes)) == (Actor.HUMAN, ["deal_stage"])
+    assert latest[untouched.id].actor is Actor.AGENT and "name" in latest[untouched.id].changes

@@ -1,21 +1,26 @@
 """No fragment of a database password appears in an error, its chain, a description or a repr,
-however malformed the URL it came in."""
+however malformed the URL it came in; nor of a tenant's token, whichever its reference."""
 
 from __future__ import annotations
 
+import os
 import string
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from sqlalchemy import URL
 
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DatabaseUnavailableError, DatabaseURLError
 from crm_pipeline.store.database import describe
 from crm_pipeline.store.urls import MIN_SECRET_FRAGMENT, parse_database_url, redact
+from crm_pipeline.tenants import TenantConnection, TokenUnavailableError, read_token
+from crm_pipeline.tenants.secrets import encrypt_token, secret_keys
 
 PASSWORD = "Pw@Secret_9x7"
 
@@ -123,3 +128,70 @@ def test_settings_and_urls_show_no_password() -> None:
     url = parse_database_url("postgresql://crm:Pw%40Secret_9x7@127.0.0.1/crm")
     assert url.password == PASSWORD
     assert "Secret" not in repr(url) and "Secret" not in str(url)
+
+
+# -- tenants' tokens: each reference kind's failure names the tenant and the reference, never the token
+
+TOKEN = "ntn_Jx5Rb9Kw3Tq7Lz"
+
+
+def _tenant(**reference: str) -> TenantConnection:
+    return TenantConnection(tenant_id="acme", database_id="db-1", **reference)
+
+
+def test_a_token_file_is_read_at_use_and_stripped(tmp_path: Path) -> None:
+    secret = tmp_path / "acme"
+    secret.write_text(f"{TOKEN}\n")
+    tenant = _tenant(token_file=str(secret))
+    token = read_token(tenant, None)
+    assert token is not None and token.get_secret_value() == TOKEN
+    secret.write_text("ntn_rotated_in_place")  # a mounted secret changes under the same path
+    token = read_token(tenant, None)
+    assert token is not None and token.get_secret_value() == "ntn_rotated_in_place"
+    assert TOKEN not in repr(tenant) + str(tenant.token) + repr(token)
+
+
+def test_a_stored_token_is_only_ever_held_encrypted() -> None:
+    key = Fernet.generate_key().decode()
+    ciphertext = encrypt_token(SecretStr(TOKEN), secret_keys(SecretStr(key)))
+    tenant = _tenant(token_encrypted=ciphertext)
+    assert_nothing_of(TOKEN, ValueError(ciphertext, repr(tenant), str(tenant.token), tenant.model_dump_json()))
+    assert str(tenant.token) == "stored (encrypted)" and ciphertext not in repr(tenant)
+    token = read_token(tenant, SecretStr(key))
+    assert token is not None and token.get_secret_value() == TOKEN
+
+
+@pytest.mark.parametrize(
+    ("case", "said"),
+    [
+        ("unreadable file", r"file:.*/acme\) is unavailable: the file cannot be read \(Permission denied\)"),
+        ("missing file", r"file:.*/absent\) is unavailable: the file cannot be read \(No such file or directory\)"),
+        ("empty file", r"file:.*/empty\) is unavailable: the file is empty"),
+        ("missing key", r"stored \(encrypted\)\) is unavailable: CRM_PIPELINE_SECRET_KEYS is not set"),
+        ("wrong key", r"stored \(encrypted\)\) is unavailable: no key in CRM_PIPELINE_SECRET_KEYS decrypts it"),
+        ("malformed key", r"stored \(encrypted\)\) is unavailable: CRM_PIPELINE_SECRET_KEYS holds a malformed key"),
+    ],
+)
+def test_a_token_that_cannot_be_read_names_the_tenant_and_the_reference_but_not_the_token(
+    case: str, said: str, tmp_path: Path
+) -> None:
+    stored_with = Fernet.generate_key().decode()
+    ciphertext = encrypt_token(SecretStr(TOKEN), secret_keys(SecretStr(stored_with)))
+    unreadable = tmp_path / "acme"
+    unreadable.write_text(TOKEN)
+    unreadable.chmod(0)
+    (tmp_path / "empty").write_text("\n")
+    tenant, keys = {
+        "unreadable file": (_tenant(token_file=str(unreadable)), None),
+        "missing file": (_tenant(token_file=str(tmp_path / "absent")), None),
+        "empty file": (_tenant(token_file=str(tmp_path / "empty")), None),
+        "missing key": (_tenant(token_encrypted=ciphertext), None),
+        "wrong key": (_tenant(token_encrypted=ciphertext), SecretStr(Fernet.generate_key().decode())),
+        "malformed key": (_tenant(token_encrypted=ciphertext), SecretStr(f"{stored_with[:20]}")),
+    }[case]
+    if case == "unreadable file" and os.access(unreadable, os.R_OK):
+        pytest.skip("this user reads files whatever their mode (root)")
+    with pytest.raises(TokenUnavailableError, match=f"tenant 'acme': its token \\({said}") as refused:
+        read_token(tenant, keys)
+    assert_nothing_of(TOKEN, refused.value)
+    assert_nothing_of(stored_with, refused.value)

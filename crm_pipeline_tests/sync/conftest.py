@@ -1,9 +1,12 @@
 """Fixtures for the sync engine: the real deal store, a fresh sandbox Notion with the synced map, a
-fresh local HubSpot, and ``crm``: each connector's local CRM in turn, for the shared rule tests."""
+fresh local HubSpot, ``crm``: each connector's local CRM in turn, for the shared rule tests, and
+``configured``: the commands' settings on the test database and the sandbox's demo Deals database."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from uuid import uuid4
 
 import pytest
 import pytest_asyncio
@@ -11,9 +14,11 @@ import pytest_asyncio
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.demo import seed_demo, seed_demo_notion
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
-from crm_pipeline.store import DealRepository
+from crm_pipeline.settings import Settings, get_settings
+from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncEngine
 from crm_pipeline_tests.crm.conftest import Workspace
 from crm_pipeline_tests.sync.local_crm import HubSpotCRM, LocalCRM, NotionCRM
@@ -76,3 +81,35 @@ def crm(request: pytest.FixtureRequest) -> LocalCRM:
 def crm_engine(primary: PostgresAdapter, crm: LocalCRM) -> SyncEngine:
     """The engine over ``crm``, reading its trash every pass."""
     return SyncEngine(primary, crm.adapter, DEFAULT_FIELD_OWNERSHIP, trash_check_seconds=0)
+
+
+def configure_demo(
+    store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Point the commands' settings at the test database and the sandbox's demo Deals database
+    (seeded afresh); returns a new tenant seeded with the demo deals."""
+    control.reset()
+    seed_demo_notion(control)
+    monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", store_settings.database_name)
+    monkeypatch.setenv("CRM_PIPELINE_NOTION_BASE_URL", sandbox_server.base_url)
+    monkeypatch.delenv("CRM_PIPELINE_NOTION_TOKEN", raising=False)
+    monkeypatch.delenv("CRM_PIPELINE_NOTION_DATABASE_ID", raising=False)
+    get_settings.cache_clear()
+    tenant = f"t-{uuid4().hex[:16]}"
+
+    async def seed() -> None:
+        async with await Database.open(get_settings()) as database:
+            await seed_demo(DealRepository(database), tenant)
+
+    asyncio.run(seed())
+    return tenant
+
+
+@pytest.fixture
+def configured(
+    store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The commands' settings on the test database and the sandbox's demo Deals database; a
+    tenant seeded with the demo deals."""
+    yield configure_demo(store_settings, sandbox_server, control, monkeypatch)
+    get_settings.cache_clear()

@@ -5,53 +5,29 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
-from uuid import uuid4
 
 import pytest
 
 from crm_pipeline.cli import main
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.demo import (
+    DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
     demo_notion_seed,
     seed_demo,
     seed_demo_hubspot,
-    seed_demo_notion,
 )
+from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
-from crm_pipeline.sandbox import RunningSandbox, SandboxControl
-from crm_pipeline.settings import Settings, get_settings
+from crm_pipeline.sandbox import SandboxControl
+from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
+from crm_pipeline.tenants import TenantRegistry
 from crm_pipeline_tests.conftest import requests_reserved
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def configured(
-    store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[str]:
-    """The command's settings point at the test database and the sandbox's demo Deals database;
-    returns a tenant seeded with the demo deals."""
-    control.reset()
-    seed_demo_notion(control)
-    monkeypatch.setenv("CRM_PIPELINE_DATABASE_NAME", store_settings.database_name)
-    monkeypatch.setenv("CRM_PIPELINE_NOTION_BASE_URL", sandbox_server.base_url)
-    monkeypatch.delenv("CRM_PIPELINE_NOTION_TOKEN", raising=False)
-    monkeypatch.delenv("CRM_PIPELINE_NOTION_DATABASE_ID", raising=False)
-    get_settings.cache_clear()
-    tenant = f"t-{uuid4().hex[:16]}"
-
-    async def seed() -> None:
-        async with await Database.open(get_settings()) as database:
-            await seed_demo(DealRepository(database), tenant)
-
-    asyncio.run(seed())
-    yield tenant
-    get_settings.cache_clear()
 
 
 async def reserved() -> int:
@@ -130,30 +106,29 @@ def test_sync_command_refuses_a_drifted_schema_clearly(
     assert "'Notes'" in err and "no property" in err
 
 
-def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hubspot(
+def test_sync_command_syncs_a_hubspot_tenant_of_the_registry_with_its_token_file(
     configured: str,
     capsys: pytest.CaptureFixture[str],
     hubspot_server: RunningHubSpot,
     hubspot_control: HubSpotControl,
-    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    """A HubSpot connection without a token: the local HubSpot, by the rule the Dagster resource uses."""
+    """A registered HubSpot connection, its token in a file (a mounted secret), opened as the
+    Dagster resource opens it."""
     hubspot_control.reset()
     asyncio.run(seed_demo_hubspot(hubspot_server.base_url))
     on_hubspot = f"{configured}-hs"
+    (tmp_path / "token").write_text(f"{HUBSPOT_SANDBOX_TOKEN}\n")
+    connection = TenantConnection(
+        tenant_id=on_hubspot, connector="hubspot", token_file=str(tmp_path / "token"), base_url=hubspot_server.base_url
+    )
 
     async def seed() -> None:
         async with await Database.open(get_settings()) as database:
             await seed_demo(DealRepository(database), on_hubspot, HUBSPOT_DEMO_TENANT)
+            await TenantRegistry(database).save(connection)
 
     asyncio.run(seed())
-    tenants = tmp_path / "tenants.toml"
-    connection = TenantConnection(tenant_id=on_hubspot, connector="hubspot", token_env="CRM_PIPELINE_TEST_UNSET")
-    save_tenants(tenants, [connection])
-    monkeypatch.setenv("CRM_PIPELINE_TENANTS_FILE", str(tenants))
-    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", hubspot_server.base_url.rsplit(":", 1)[1])
-    get_settings.cache_clear()
 
     code, out, _ = sync(capsys, "--tenant", on_hubspot, "--json")
 
@@ -162,9 +137,15 @@ def test_sync_command_syncs_a_hubspot_tenant_of_the_tenants_file_on_the_local_hu
     summary = json.loads(out)
     assert (summary["created"], summary["conflicts"], summary["errors"]) == (5 + 3, 3, [])
     assert len(hubspot_control.all_records("deals")) == 11
-    # A tenant not in the file still syncs with the settings' Notion.
+    # A tenant not in the registry still syncs with the settings' Notion.
     code, out, _ = sync(capsys, "--tenant", configured, "--json")
     assert (code, json.loads(out)["created"]) == (0, DEMO_FIRST_PASS["created"])
+    # A token file gone: the pass cannot run, and says whose token and where, never the token.
+    (tmp_path / "token").unlink()
+    code, out, err = sync(capsys, "--tenant", on_hubspot)
+    assert (code, out) == (2, "")
+    assert f"tenant {on_hubspot!r}: its token (file:{tmp_path / 'token'}) is unavailable" in err
+    assert HUBSPOT_SANDBOX_TOKEN not in err
 
 
 def test_sync_command_refuses_a_hubspot_tenant_whose_hubspot_does_not_answer_clearly(
@@ -181,3 +162,48 @@ def test_sync_command_refuses_a_hubspot_tenant_whose_hubspot_does_not_answer_cle
     code, out, err = sync(capsys, "--tenant", configured)
     assert (code, out) == (2, "")
     assert f"cannot sync tenant {configured!r}" in err
+
+
+def test_sync_dry_run_lists_each_write_by_deal_name_and_writes_nothing(
+    configured: str, control: SandboxControl, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pages_before = control.all_pages(DEMO_NOTION_DATA_SOURCE_ID)
+
+    code, out, _ = sync(capsys, "--tenant", configured, "--dry-run", "--json")
+
+    assert code == 0
+    planned = json.loads(out)
+    assert {name: planned[name] for name in DEMO_FIRST_PASS} == DEMO_FIRST_PASS  # the counts stay
+    updates = {(w["deal"], w["field"]): w for w in planned["planned"] if w["action"] == "update"}
+    assert updates[("Acme Corp platform renewal", "probability")] == {
+        "deal": "Acme Corp platform renewal",
+        "record_id": updates[("Acme Corp platform renewal", "probability")]["record_id"],
+        "action": "update",
+        "to": "Notion",
+        "field": "probability",
+        "old": "0.4",
+        "new": "0.7",
+        "rule": "agent-owned",
+        "conflict": True,
+    }
+    pulled = updates[("Globex analytics pilot", "custom_notes")]
+    assert (pulled["to"], pulled["rule"], pulled["conflict"]) == ("PostgreSQL", "human-owned", True)
+    assert pulled["new"].startswith("Pilot scope agreed")
+    assert sum(update["conflict"] for update in updates.values()) == DEMO_FIRST_PASS["conflicts"]
+    creates = [w for w in planned["planned"] if w["action"] == "create"]
+    assert len(creates) == DEMO_FIRST_PASS["created"]
+    assert {w["to"] for w in creates} == {"Notion", "PostgreSQL"}
+    assert all(w["deal"] for w in planned["planned"])  # every write names its deal
+
+    code, out, _ = sync(capsys, "--tenant", configured, "--dry-run")
+    assert code == 0
+    header, table = out.splitlines()[0], out.splitlines()[1:]
+    assert header.startswith(f"tenant {configured} (dry run, nothing written): 3 pushed, 3 pulled")
+    acme = next(line for line in table if "Acme Corp platform renewal" in line and "probability" in line)
+    assert "update in Notion" in acme and "0.4 -> 0.7" in acme and "agent-owned (conflict)" in acme
+
+    # Nothing was written: the same pages, and no deal linked or adopted.
+    assert control.all_pages(DEMO_NOTION_DATA_SOURCE_ID) == pages_before
+    assert main(["deals", "list", "--tenant", configured, "--json"]) == 0
+    deals = json.loads(capsys.readouterr().out)["deals"]
+    assert len(deals) == 24 and {deal["link"]["state"] for deal in deals} == {"not yet linked"}

@@ -7,7 +7,9 @@ property (up to 100 records a request), so a resend after a lost answer writes t
 again. Changes are read by search on the last-modified date from the cursor less an overlap (the
 index lags writes), re-anchored before search's 10,000-result cap, then read in batches with
 property history, which tells a person's edits in HubSpot (``CRM_UI``) from the app's (``API``).
-Archived deals never show in search: ``read_trashed`` sweeps the recycling bin.
+Archived deals never show in search: ``read_trashed`` sweeps the recycling bin. What set-up
+asks (the pipeline's stage ids, the custom properties checked, the tag options) is a
+``HubSpotDiscovery`` a later process reuses instead of asking again.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
     ChangeBatch,
     CRMAdapter,
+    Discovery,
     UpsertOutcome,
     batch_ids,
+    discovery_basis,
     snapshot_change,
 )
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError, UncertainWriteError
@@ -88,6 +92,15 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CONTACT_PROPERTIES = {"email": "email", "phone": "phone", "title": "jobtitle", "company": "company"}
 
 
+class HubSpotDiscovery(Discovery):
+    """What a HubSpot adapter asks before it can read or write deals: our stages' ids in the
+    pipeline, and the options of the multi-checkbox properties (the deal properties were checked
+    to exist with their types when it was asked)."""
+
+    stage_ids: dict[str, str]
+    options: dict[str, list[str]]
+
+
 class HubSpotAdapter(CRMAdapter):
     """A HubSpot portal's deals as a CRM backend; ids are HubSpot record ids (digits, as text).
 
@@ -145,6 +158,9 @@ class HubSpotAdapter(CRMAdapter):
         """Absorbed record id -> the id of the record it was merged into, as reads found them."""
         self._stage_ids: dict[str, str] | None = None
         self._options: dict[str, list[str]] = {}  # multi-checkbox property -> its option values
+        self._schema_asked = False
+        """Whether the properties and stages were asked for in this process (not reused)."""
+        self._basis = _basis(base_url, pipeline, self.property_map, self.stage_labels)
         self._deal_by_key: dict[str, str] = {}
         self._ready = asyncio.Lock()
 
@@ -166,9 +182,37 @@ class HubSpotAdapter(CRMAdapter):
         """Our stage -> the pipeline's stage id; custom properties are created on the way."""
         async with self._ready:
             if self._stage_ids is None:
-                await self._ensure_properties()
-                self._stage_ids = await self._resolve_stages()
+                await self._ask_schema()
+            assert self._stage_ids is not None
             return self._stage_ids
+
+    async def _ask_schema(self) -> None:
+        self._stage_ids = None  # a schema that no longer fits leaves nothing resolved
+        await self._ensure_properties()
+        self._stage_ids = await self._resolve_stages()
+        self._schema_asked = True
+
+    def discovery(self) -> HubSpotDiscovery | None:
+        if self._stage_ids is None:
+            return None
+        return HubSpotDiscovery(basis=self._basis, stage_ids=self._stage_ids, options=self._options)
+
+    def reuse_discovery(self, discovery: Mapping[str, Any]) -> bool:
+        found = HubSpotDiscovery.reusable(discovery, self._basis)
+        if found is None:
+            return False
+        self._stage_ids, self._options = dict(found.stage_ids), {k: list(v) for k, v in found.options.items()}
+        self._schema_asked = False
+        return True
+
+    async def rediscover(self, *, everything: bool) -> None:
+        """The deal properties and the pipeline asked again (two requests), when reused from an
+        earlier process (or ``everything``): a property gone or of another type is a
+        ``PropertySchemaError``, a stage gone a ``PipelineConfigError``, and the tag options are
+        current before a write adds to them."""
+        async with self._ready:
+            if self._stage_ids is not None and (everything or not self._schema_asked):
+                await self._ask_schema()
 
     async def _resolve_stages(self) -> dict[str, str]:
         pipelines = {pid: (label, stages) for pid, label, stages in await self.api.pipelines()}
@@ -700,6 +744,20 @@ class HubSpotAdapter(CRMAdapter):
     async def aclose(self) -> None:
         """Close the SDK clients' connection pools."""
         self.api.close()
+
+
+def _basis(
+    base_url: str | None, pipeline: str, property_map: Mapping[str, HubSpotProperty], stage_labels: Mapping[str, str]
+) -> str:
+    """A digest of what an adapter is configured to resolve: a discovery made for another portal
+    address, pipeline, property map or stage labels is not reused."""
+    config = {
+        "base_url": base_url,
+        "pipeline": pipeline,
+        "properties": {field: [prop.name, prop.codec, prop.custom] for field, prop in property_map.items()},
+        "stages": dict(stage_labels),
+    }
+    return discovery_basis(config)
 
 
 def _filter(name: str, operator: str, value: int) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The Notion connector: NotionAdapter plus its retry/pacing settings and error types."""
 
 from crm_pipeline.crm.adapter import UpsertOutcome
-from crm_pipeline.crm.notion.adapter import CONTACT_PROPERTY_MAP, NotionAdapter
+from crm_pipeline.crm.notion.adapter import CONTACT_PROPERTY_MAP, NotionAdapter, NotionDiscovery
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.errors import (
     DataSourceConfigError,
@@ -17,6 +17,7 @@ __all__ = [
     "DataSourceConfigError",
     "NotionAdapter",
     "NotionAdapterError",
+    "NotionDiscovery",
     "OpportunityPageNotFoundError",
     "PageTrashedError",
     "QueryWindowError",

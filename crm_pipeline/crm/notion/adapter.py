@@ -6,7 +6,9 @@ already holding it, and after an uncertain failure the key is looked up again be
 sent again. Activities carry a reference derived from their id, matched the same way. Reads
 page past the 10,000-row query cap with created_time windows, and past a minute holding more
 pages than that by a unique_id property when there is one (paging.py). Property ids are bound
-against the data source schema once, so renamed columns keep mapping.
+against the data source schema once, so renamed columns keep mapping. What binding found (the data
+source, the bound properties, the bot user) is a ``NotionDiscovery`` a later process reuses
+instead of asking again; a page read that no longer fits it has the schema asked again.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
     ChangeBatch,
     CRMAdapter,
+    Discovery,
     UpsertOutcome,
     batch_ids,
+    discovery_basis,
     snapshot_change,
 )
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError, UncertainWriteError
@@ -117,6 +121,23 @@ class _BoundSource:
     """The id of a unique_id property, if the data source has one: reads past a minute holding
     more pages than a query returns (see paging.py)."""
 
+    def bindings(self) -> dict[str, str]:
+        """field -> property id of every bound property, the Sync Key's included."""
+        key = {_SYNC_KEY_FIELD: self.sync_key} if self.sync_key is not None else {}
+        return property_bindings({**self.properties, **key})
+
+
+class NotionDiscovery(Discovery):
+    """What a Notion adapter asks before it can read or write deals: the database's data source,
+    the mapped properties bound to ids (with their types and a closed select's options: the
+    schema's fingerprint), the ordering property, and the integration's bot user."""
+
+    data_source_id: str
+    bot_user_id: str
+    properties: dict[str, NotionProperty]
+    sync_key: NotionProperty
+    order_key: str | None
+
 
 class NotionAdapter(CRMAdapter):
     """A Notion database of deals as a CRM backend; ids are Notion page ids.
@@ -161,6 +182,8 @@ class NotionAdapter(CRMAdapter):
         self._property_map = as_property_map(property_map)
         self._contact_property_map = as_property_map(contact_property_map)
         self._bindings = dict(bindings or {})
+        self._basis = _basis(database_id, data_source_id, base_url, self._property_map, self._bindings)
+        self._configured_data_source_id = data_source_id
         self._timeout_s = timeout_s
         self._http_client = http_client
         self._caller = NotionCaller(
@@ -173,6 +196,8 @@ class NotionAdapter(CRMAdapter):
         self._opportunities: _BoundSource | None = None
         self._contacts: _BoundSource | None = None
         self._bot_id: str | None = None
+        self._schema_asked = False
+        """Whether the deals' bindings were asked for in this process (not reused from an earlier one)."""
         self._setup = asyncio.Lock()
         self._page_by_key: dict[str, str] = {}
         self.read_errors: list[FieldMappingError] = []
@@ -222,13 +247,59 @@ class NotionAdapter(CRMAdapter):
         return property_bindings(self._opportunities.properties) if self._opportunities else dict(self._bindings)
 
     async def _deals(self) -> _BoundSource:
-        """The deals data source, resolved and bound on first use."""
+        """The deals data source, resolved and bound on first use (or reused: ``reuse_discovery``)."""
         async with self._setup:
             if self._opportunities is None:
                 ds_id = await self._pick_data_source()
                 self._opportunities = await self._bind(ds_id, self._property_map, self._bindings, require_key=True)
                 self.data_source_id = ds_id
+                self._schema_asked = True
         return self._opportunities
+
+    # --- discovery kept across processes ----------------------------------------------------------
+
+    def discovery(self) -> NotionDiscovery | None:
+        deals = self._opportunities
+        if deals is None or deals.sync_key is None or self._bot_id is None:
+            return None
+        return NotionDiscovery(
+            basis=self._basis,
+            data_source_id=deals.data_source_id,
+            bot_user_id=self._bot_id,
+            properties=deals.properties,
+            sync_key=deals.sync_key,
+            order_key=deals.order_key,
+        )
+
+    def reuse_discovery(self, discovery: Mapping[str, Any]) -> bool:
+        found = NotionDiscovery.reusable(discovery, self._basis)
+        if found is None:
+            return False
+        self._opportunities = _BoundSource(found.data_source_id, found.properties, found.sync_key, found.order_key)
+        self.data_source_id = found.data_source_id
+        self._bot_id = found.bot_user_id
+        self._schema_asked = False
+        return True
+
+    async def rediscover(self, *, everything: bool) -> None:
+        """``everything``: the database, data source, bindings and bot user asked again, now.
+        Otherwise the data source's schema, when the bindings were reused: one request. Both bind
+        by the ids already known, so a renamed column still maps and a property deleted (or made
+        again under its old name) is a ``PropertySchemaError``."""
+        async with self._setup:
+            known = self._opportunities
+            if known is None or (self._schema_asked and not everything):
+                return
+            bindings = {**self._bindings, **known.bindings()}
+            if everything:
+                self.data_source_id = self._configured_data_source_id
+            ds_id = await self._pick_data_source() if everything else known.data_source_id
+            self._opportunities = None  # a schema that no longer fits leaves nothing bound
+            self._opportunities = await self._bind(ds_id, self._property_map, bindings, require_key=True)
+            self.data_source_id = ds_id
+            self._schema_asked = True
+            if everything:
+                self._bot_id = (await self.api.me())["id"]
 
     async def _contact_source(self) -> _BoundSource:
         if self.contacts_data_source_id is None:
@@ -660,7 +731,14 @@ class NotionAdapter(CRMAdapter):
     # --- pages -> records ---------------------------------------------------------------------------
 
     async def _to_opportunities(self, pages: list[Page], deals: _BoundSource) -> list[ExternalOpportunityRead]:
-        """Map pages to deals; a page that cannot be mapped is left out and kept in ``read_errors``."""
+        """Map pages to deals; a page that cannot be mapped is left out and kept in ``read_errors``.
+
+        A page lacking a bound property, or holding it with another type, shows the schema drifted
+        since the bindings were reused: it is asked again first (``PropertySchemaError`` when it no
+        longer fits)."""
+        if not self._schema_asked and any(_drifted(page, deals) for page in pages):
+            await self.rediscover(everything=False)
+            deals = await self._deals()
         bot_id = await self.bot_user_id()
         self.read_errors = []
         records = []
@@ -699,6 +777,33 @@ class NotionAdapter(CRMAdapter):
 
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+def _basis(
+    database_id: str,
+    data_source_id: str | None,
+    base_url: str | None,
+    property_map: ResolvedPropertyMap,
+    bindings: Mapping[str, str],
+) -> str:
+    """A digest of what an adapter is configured to bind: a discovery made for another database,
+    data source, API or property map is not reused."""
+    config = {
+        "database_id": database_id,
+        "data_source_id": data_source_id,
+        "base_url": base_url,
+        "properties": {name: [prop.name, prop.type, prop.closed, prop.id] for name, prop in property_map.items()},
+        "bindings": dict(bindings),
+    }
+    return discovery_basis(config)
+
+
+def _drifted(page: Page, deals: _BoundSource) -> bool:
+    """Whether a page read lacks a bound property or holds it with another type (a page carries
+    every property of its data source, keyed by name, each with its id and type)."""
+    held = {value.get("id"): value.get("type") for value in page["properties"].values() if isinstance(value, dict)}
+    bound = [*deals.properties.values(), *([deals.sync_key] if deals.sync_key else [])]
+    return any(prop.id is not None and held.get(prop.id) != prop.type for prop in bound)
 
 
 def _cursor_time(cursor: str | None) -> datetime:

@@ -7,7 +7,7 @@ import dagster as dg
 from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
-from crm_pipeline.sync.model import Outcome
+from crm_pipeline.sync.report import deals_in, planned_writes, value_text
 from crm_pipeline.sync.stages import Decisions, SideChanges
 
 
@@ -21,21 +21,24 @@ async def resolve_conflicts(
     external: SideChanges,
 ) -> Decisions:
     """Decide every field of every record either side changed, through the sync engine's pure
-    planner (docs/sync-rules.md): what goes out, what comes in, which conflicts and by which rule."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    planner (docs/sync-rules.md): what goes out, what comes in, which conflicts and by which rule
+    (each by deal name, its old and new value, and the side it is written to: PostgreSQL or the CRM)."""
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     decisions = await run.sync.decide(primary, external)
     plan = decisions.plan
+    names = await run.sync.deal_store.repository.opportunity_names(run.tenant_id, deals_in(plan))
     conflicts = [
         {
-            "record": str(record.record_id),
-            "field": entry.field,
-            "written_to": str(entry.side),
-            "value": str(entry.new),
-            "rule": str(entry.rule),
+            "deal": write.deal,
+            "record": write.record_id,
+            "field": write.field,
+            "old": value_text(write.old),
+            "new": value_text(write.new),
+            "written to": write.to,
+            "rule": write.rule,
         }
-        for record in plan.records
-        for entry in record.audit
-        if entry.outcome is Outcome.CONFLICT
+        for write in planned_writes(plan, names, run.sync.status.connector)
+        if write.conflict
     ]
     context.add_output_metadata(
         {

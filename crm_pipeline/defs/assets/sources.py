@@ -2,20 +2,20 @@
 
 import dagster as dg
 
-from crm_pipeline.defs.assets.tenant_pass import changes_table, tenant_pass
+from crm_pipeline.defs.assets.tenant_pass import TenantPass, changes_table, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
 from crm_pipeline.sync.stages import SideChanges
 
 
-def _metadata(tenant_id: str, read: SideChanges) -> dict[str, dg.MetadataValue]:
+async def _metadata(run: TenantPass, read: SideChanges) -> dict[str, dg.MetadataValue]:
     return {
-        "tenant": dg.MetadataValue.text(tenant_id),
+        "tenant": dg.MetadataValue.text(run.tenant_id),
         "changes": dg.MetadataValue.int(len(read.changes)),
         "records": dg.MetadataValue.int(len({change.record_id for change in read.changes})),
         "lag_seconds": dg.MetadataValue.float(round(read.lag_seconds, 1)),
         "since": dg.MetadataValue.text(read.since or "(first pass)"),
-        "latest": changes_table(read.changes),
+        "latest": await changes_table(run, read),
     }
 
 
@@ -27,9 +27,9 @@ async def postgres_opportunities(
     tenants: TenantsResource,
 ) -> dg.Output[SideChanges]:
     """The deal store's opportunity changes since the outbound watermark (the agent's and others')."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     read = await run.sync.read_primary()
-    return dg.Output(read, metadata=_metadata(context.partition_key, read))
+    return dg.Output(read, metadata=await _metadata(run, read))
 
 
 @dg.asset(group_name="sync", kinds={"notion"}, partitions_def=tenant_partitions)
@@ -41,10 +41,10 @@ async def notion_pages(
 ) -> dg.Output[SideChanges]:
     """The external CRM's deal changes since the inbound watermark. A drifted schema reads as no
     changes and fails the blocking schema check, which stops every write."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     read = await run.sync.read_external(refuse_on_drift=True)
     metadata = {
-        **_metadata(context.partition_key, read),
+        **await _metadata(run, read),
         "unreadable": dg.MetadataValue.int(len(read.unreadable)),
         "schema_error": dg.MetadataValue.text(read.schema_error or "(none)"),
         **run.request_metadata(),

@@ -18,7 +18,7 @@ async def outbound_sync(
     reconciled_deals: Decisions,
 ) -> dg.Output[list[LedgerEntry]]:
     """Deals created and fields pushed to the external CRM, as the reconciliation decided."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     tally = await run.sync.write_outbound(reconciled_deals)
     metadata = {**result_metadata(tally.result()), **run.request_metadata()}
     return dg.Output([*tally.failures, *tally.deferred], metadata=metadata)
@@ -39,7 +39,7 @@ async def inbound_sync(
 ) -> dg.MaterializeResult[None]:
     """Human edits and pages pulled into the deal store; then the pass's errors are recorded and
     the watermarks move on."""
-    run = tenant_pass(context.partition_key, deal_store, crm, tenants)
+    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     result = await run.sync.write_inbound(reconciled_deals, outbound_sync)
     metadata = {
         **result_metadata(result),

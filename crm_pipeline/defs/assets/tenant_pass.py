@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 import dagster as dg
 import pandas as pd
@@ -12,8 +13,11 @@ import pandas as pd
 from crm_pipeline.crm.budget import PostgresBudget
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, RequestCount, TenantsResource
-from crm_pipeline.models import ChangeRecord, SyncResult
+from crm_pipeline.models import ChangeRecord, RecordType, SyncResult
 from crm_pipeline.sync import SyncEngine
+from crm_pipeline.sync.report import changed_fields, record_names
+from crm_pipeline.sync.stages import SideChanges
+from crm_pipeline.sync.status import Direction
 
 
 @dataclass
@@ -33,31 +37,53 @@ class TenantPass:
         }
 
 
-def tenant_pass(
+async def tenant_pass(
     tenant_id: str, deal_store: DealStoreResource, crm: CRMConnectionResource, tenants: TenantsResource
 ) -> TenantPass:
     """The tenant's sync engine over the deal store and its external CRM (open for the run),
     paced by a request budget in the deal store: runs on one token share its rate limit even where
     the run queue's per-integration limit does not hold them apart (a backfill's runs carry no
     integration tag)."""
-    tenant = tenants.get(tenant_id)
+    tenant = await tenants.get(tenant_id, deal_store.database)
     external, requests = crm.open(tenant, PostgresBudget(deal_store.engine))
     sync = SyncEngine(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
     return TenantPass(tenant_id, sync, requests, crm.requests_per_minute(tenant), requests.sent)
 
 
-def changes_table(changes: Sequence[ChangeRecord], limit: int = 20) -> dg.MetadataValue:
-    """The latest changes read, newest first: which record, which fields, by whom, when."""
+async def changes_table(run: TenantPass, read: SideChanges, limit: int = 20) -> dg.MetadataValue:
+    """The latest changes read, newest first: which deal (by name, beside the id read), the fields
+    that changed (a CRM's snapshot against the base the sync last stored), by whom, when."""
+    latest = sorted(read.changes, key=lambda c: c.changed_at, reverse=True)[:limit]
+    bases: dict[str, dict[str, Any]] = {}
+    if read.direction is Direction.OUTBOUND:
+        deals = {change.record_id: deal for change in latest if (deal := _deal_of(change)) is not None}
+    else:
+        deals = await run.sync.status.links_by_external(change.record_id for change in latest)
+        stored = await run.sync.status.bases(deals.values())
+        bases = {external_id: stored.get(deal, {}) for external_id, deal in deals.items()}
+    names = await run.sync.deal_store.repository.opportunity_names(run.tenant_id, deals.values())
+    name_of = {record_id: names[deal] for record_id, deal in deals.items() if deal in names} | record_names(latest)
     rows = [
         {
+            "deal": name_of.get(change.record_id, ""),
             "record": change.record_id,
-            "fields": ", ".join(sorted(change.changes)),
-            "actor": str(change.actor),
+            "fields": ", ".join(
+                changed_fields(change, None if read.direction is Direction.OUTBOUND else bases.get(change.record_id))
+            ),
+            "by": str(change.actor),
             "changed_at": change.changed_at.isoformat(timespec="seconds"),
         }
-        for change in sorted(changes, key=lambda c: c.changed_at, reverse=True)[:limit]
+        for change in latest
     ]
     return markdown(rows)
+
+
+def _deal_of(change: ChangeRecord) -> UUID | None:
+    """The deal a deal-store change is about: the deal itself, or an activity's deal."""
+    if change.record_type is RecordType.OPPORTUNITY:
+        return UUID(change.record_id)
+    deal = change.changes.get("opportunity_id")
+    return UUID(str(deal.new)) if deal is not None else None
 
 
 def markdown(rows: Sequence[dict[str, Any]]) -> dg.MetadataValue:
