@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -31,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
+from crm_pipeline.dev import _hubspot, _notion, _prepare
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 from crm_pipeline_tests.dagster_processes import GENEROUS_WAIT, free_port, start_in_own_group, stop_group
 
@@ -192,15 +193,14 @@ def _answers(output: str) -> bool:
 @contextmanager
 def quick_start(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """What `scripts/demo` (`crm-pipeline dev`) sets up before it starts Dagster, kept up for the
-    commands: the migrated, seeded deal store, the demo tenants file, the sandbox Notion and the
+    commands: the migrated, seeded deal store with the demo tenants registered, the sandbox Notion and the
     local HubSpot. Yields the settings that point the commands at them."""
     for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN"):
         monkeypatch.delenv(token, raising=False)
     settings = Settings(
         data_dir=data_dir, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
     )
-    asyncio.run(_prepare(settings, seed=True))
-    demo_tenants(settings)
+    asyncio.run(_prepare(settings, seed=True))  # the demo tenants registered too
     with ExitStack() as stack:
         notion = stack.enter_context(_notion(settings))
         hubspot = stack.enter_context(_hubspot(settings, seed=True))
@@ -216,10 +216,15 @@ def test_the_docs_have_shell_blocks_and_say_why_one_is_not_run() -> None:
 def test_every_shell_block_runs_as_written_after_the_quick_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home, scratch = tmp_path / "home", tmp_path / "scratch"
+    home = tmp_path / "home"
     home.mkdir()
-    scratch.mkdir()
-    with quick_start(tmp_path / "data", monkeypatch) as settings:
+    # Short, unlike pytest's: PostgreSQL's socket path (scripts/with-external-postgres puts it under
+    # TMPDIR) must stay under 108 bytes.
+    scratch = Path(tempfile.mkdtemp(prefix="docs-", dir="/tmp"))
+    scratch.chmod(0o755)  # the PostgreSQL server's own user passes through it
+    stack = ExitStack()
+    stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+    with stack, quick_start(tmp_path / "data", monkeypatch) as settings:
         environment = {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # .venv/bin
             "HOME": str(home),
