@@ -292,15 +292,17 @@ def _banner(dev: subprocess.Popen[bytes], console: Path) -> str:
     return BANNER.findall(console.read_text())[0]
 
 
-def _launch_sync_runs(client: DagsterGraphQLClient, data_dir: Path) -> list[str]:
-    """A sync run of each tenant registered in ``data_dir``'s deal store, launched through the webserver with
-    the tags the schedule's tick gives them (what `sync_every_minute` requests, without waiting for
-    its minute)."""
+def _launch_sync_runs(client: DagsterGraphQLClient) -> list[str]:
+    """A sync run of each demo tenant, launched through the webserver with the tags the schedule's
+    tick gives them (what `sync_every_minute` requests, without waiting for its minute). The
+    tenants are the two `crm-pipeline dev` registers; reading its registry here would make this
+    process a user of the embedded server, which then outlives `crm-pipeline dev`."""
+    demo = [TenantConnection(tenant_id="demo"), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
     return [
         client.submit_job_execution(
             SYNC_JOB, tags={"dagster/partition": tenant.tenant_id, INTEGRATION_TAG: tenant.integration}
         )
-        for tenant in asyncio.run(_registered(Settings(data_dir=data_dir)))
+        for tenant in demo
     ]
 
 
@@ -344,7 +346,7 @@ def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_s
         ):
             notion.add_fault("hang", hang_seconds=HANG_SECONDS, count=1000)
             hubspot.add_fault("hang", hang_seconds=HANG_SECONDS, count=1000)
-        interrupted = _launch_sync_runs(client, tmp_path)
+        interrupted = _launch_sync_runs(client)
         _wait_for(
             "both runs started",
             lambda: all(_run_statuses(graphql)[run_id] == "STARTED" for run_id in interrupted),
@@ -371,7 +373,7 @@ def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_s
         before = _run_statuses(graphql, created_before=restarted)  # the new start's own runs aside
         assert {before[run_id] for run_id in interrupted} == {"CANCELED"}
         assert set(before.values()) <= {"CANCELED", "SUCCESS"}, before
-        synced = _launch_sync_runs(client, tmp_path)
+        synced = _launch_sync_runs(client)
         _wait_for(
             "the runs finished",
             lambda: all(dg.DagsterRunStatus(_run_statuses(graphql)[run_id]) in FINISHED for run_id in synced),
@@ -415,7 +417,7 @@ def test_dagster_commands_from_the_checkout_need_no_settings(command: list[str],
     settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
     dagster_home = tmp_path / "dagster"
-    assert add_tenant_partitions(settings, dagster_home) == [settings.tenant_id]  # `crm-pipeline dagster-home`
+    assert add_tenant_partitions(settings, dagster_home) == [settings.tenant_id, HUBSPOT_DEMO_TENANT]  # dagster-home
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
