@@ -78,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     remove = commands.add_parser("remove", help="detach a tenant from its CRM; its deals and sync state stay")
     remove.add_argument("tenant_id")
     remove.set_defaults(handler=run_remove)
+    rediscover = commands.add_parser(
+        "rediscover", help="drop what the sync kept of a tenant's CRM connection: its next pass asks for all of it"
+    )
+    rediscover.add_argument("tenant_id")
+    rediscover.set_defaults(handler=run_rediscover)
     imported = commands.add_parser("import", help="add (or replace) the tenants of a tenants TOML file")
     imported.add_argument("file", type=Path)
     imported.set_defaults(handler=run_import)
@@ -196,6 +201,18 @@ def run_remove(args: argparse.Namespace) -> int:
     print(
         f"tenant {args.tenant_id} detached from its CRM: no longer synced; its deals and sync state stay in the "
         "deal store (adding it again resumes from them)"
+    )
+    return 0
+
+
+def run_rediscover(args: argparse.Namespace) -> int:
+    async def forget(registry: TenantRegistry) -> int:
+        return await registry.forget_discovery(args.tenant_id)
+
+    dropped = _with_registry(get_settings(), forget)
+    print(
+        f"tenant {args.tenant_id}: {dropped} kept connection(s) dropped; its next pass asks the CRM for its "
+        "data source and properties again and binds them by name"
     )
     return 0
 

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cryptography.fernet import InvalidToken, MultiFernet
-from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy import RowMapping, func, select, text, update
 from sqlalchemy.dialects import postgresql
 
 from crm_pipeline.store import Database
-from crm_pipeline.store.schema import tenant_connections, tenants
+from crm_pipeline.store.schema import TENANT_SETTING, sync_connections, tenant_connections, tenants
 from crm_pipeline.tenants.connection import CONNECTOR_FIELDS, TenantConnection
 from crm_pipeline.tenants.secrets import TokenUnavailableError, reencrypt
 
@@ -131,3 +131,17 @@ class TenantRegistry:
                     .values(token_encrypted=rotated, updated_at=func.now())
                 )
         return len(rows)
+
+    async def forget_discovery(self, tenant_id: str) -> int:
+        """Drop what the sync kept of the tenant's CRM connection (its data source, bot, property
+        bindings by id), so its next pass asks for all of it and binds by name, as a first pass
+        does. Returns how many connections' were dropped. Row-level security binds the owner too
+        on that table, so the transaction is scoped to the tenant."""
+        async with self._database.owner_transaction() as connection:
+            await connection.execute(
+                text("SELECT set_config(:setting, :tenant, true)"), {"setting": TENANT_SETTING, "tenant": tenant_id}
+            )
+            result = await connection.execute(
+                sync_connections.delete().where(sync_connections.c.tenant_id == tenant_id)
+            )
+        return result.rowcount

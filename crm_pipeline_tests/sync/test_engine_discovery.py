@@ -28,6 +28,7 @@ from crm_pipeline.models import OpportunityCreate, OpportunityUpdate, SyncResult
 from crm_pipeline.sandbox import DEFAULT_TOKEN as NOTION_TOKEN
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import Direction, SyncEngine
+from crm_pipeline.tenants import TenantRegistry
 from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration
@@ -141,10 +142,7 @@ async def test_a_quiet_pass_in_a_new_process_sends_one_query(notion_processes: N
 async def test_without_the_kept_discovery_a_quiet_pass_asks_for_it_again(
     notion_processes: NotionProcesses, database: Database
 ) -> None:
-    async with database.owner_transaction() as connection:  # the application's role may not delete it
-        await connection.execute(
-            text("DELETE FROM crm.sync_connections WHERE tenant_id = :tenant"), {"tenant": notion_processes.tenant}
-        )
+    assert await TenantRegistry(database).forget_discovery(notion_processes.tenant) == 1  # `tenants rediscover`
     _, sent = await notion_processes.run()
     assert sent == {DATABASE: 1, SCHEMA: 1, ME: 1, QUERY: 1}
     _, sent = await notion_processes.run()

@@ -102,6 +102,8 @@ def test_the_tenants_commands_end_to_end(
     assert "globex\tactive" in _run(capsys, "list")[1]
     code, _, err = _run(capsys, "pause", "nobody")
     assert code == 2 and "'nobody' is not registered" in err
+    code, out, _ = _run(capsys, "rediscover", "globex")  # no pass ran yet: nothing kept to drop
+    assert code == 0 and "0 kept connection(s) dropped" in out
 
     # Removing detaches the tenant from its CRM; its deals stay in the deal store.
     async def deal_of_acme() -> None:
