@@ -208,41 +208,6 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def test_crm_pipeline_dev_serves_the_code_location_and_stops_cleanly(tmp_path: Path) -> None:
-    """The README's main command, end to end, in a data directory of its own."""
-    ui_port, sandbox_port, hubspot_port = ports = free_port(), free_port(), free_port()
-    dev = _start_crm_pipeline_dev(tmp_path, ports, tmp_path / "dev.log")
-    try:
-        location = wait_for_code_location(f"http://127.0.0.1:{ui_port}/graphql", dev)
-        assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, (tmp_path / "dev.log").read_text()
-        deals = httpx.get(
-            f"http://127.0.0.1:{sandbox_port}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
-            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
-        )
-        assert deals.status_code == 200
-        page = f"http://127.0.0.1:{sandbox_port}/ui/"
-        assert page in _banner(dev, tmp_path / "dev.log")
-        edit_page = httpx.get(page)
-        assert edit_page.status_code == 200 and f"data_sources/{DEMO_NOTION_DATA_SOURCE_ID}" in edit_page.text
-        with HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot:
-            assert len(hubspot.all_records("deals")) == HUBSPOT_TEAM_DEALS
-        family = _descendants(dev.pid)
-    finally:
-        dev.send_signal(signal.SIGTERM)
-        exit_code = dev.wait(timeout=60)
-    assert exit_code == 0, (tmp_path / "dev.log").read_text()[-3000:]
-    deadline = time.monotonic() + 20
-    while any(_alive(pid) for pid in family) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(_alive(pid) for pid in family)
-    log_text = (tmp_path / "dev.log").read_text()
-    assert "demo deals for tenant 'demo'" in log_text and "demo deals for tenant 'demo-hubspot'" in log_text
-    assert [tenant.connector for tenant in asyncio.run(_registered(Settings(data_dir=tmp_path)))] == [
-        "notion",
-        "hubspot",
-    ]
-
-
 def _start_crm_pipeline_dev(data_dir: Path, ports: tuple[int, int, int], console: Path) -> subprocess.Popen[bytes]:
     """`crm-pipeline dev` on the embedded PostgreSQL of ``data_dir`` and the UI, sandbox Notion and
     local HubSpot ``ports``, its console (stdout and stderr) appended to ``console``."""
@@ -328,18 +293,30 @@ def _port_is_free(port: int) -> bool:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="signals")
 def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_start_syncs(tmp_path: Path) -> None:
-    """The worst moment to stop: SIGINT right after both tenants' runs started (as a tick launches
-    them), each held in flight by its CRM (a hang fault on every API request). The runs end CANCELED, no
-    process of Dagster's tree, no port and no PostgreSQL is left, and the console has no traceback.
-    The next start is quiet (the ready banner with working addresses; no step events, no warnings:
-    those go to Dagster's log) and syncs."""
+    """The README's main command, end to end, in a data directory of its own: the first start
+    seeds both demo CRMs and serves the code location. Then the worst moment to stop: SIGINT right
+    after both tenants' runs started (as a tick launches them), each held in flight by its CRM (a
+    hang fault on every API request). The runs end CANCELED, no process of Dagster's tree, no port
+    and no PostgreSQL is left, and the console has no traceback. The next start is quiet (the ready
+    banner with working addresses; no step events, no warnings: those go to Dagster's log), syncs,
+    and stops as cleanly on SIGTERM."""
     ui_port, sandbox_port, hubspot_port = ports = free_port(), free_port(), free_port()
     graphql = f"http://127.0.0.1:{ui_port}/graphql"
     client = DagsterGraphQLClient("127.0.0.1", port_number=ui_port)
     first, second = tmp_path / "first-console.log", tmp_path / "second-console.log"
     dev = _start_crm_pipeline_dev(tmp_path, ports, first)
     try:
-        assert wait_for_code_location(graphql, dev) is not None, first.read_text()[-3000:]
+        location = wait_for_code_location(graphql, dev)
+        assert location == {"name": "crm_pipeline", "loadStatus": "LOADED"}, first.read_text()[-3000:]
+        deals = httpx.get(
+            f"http://127.0.0.1:{sandbox_port}/v1/databases/{DEMO_NOTION_DATABASE_ID}",
+            headers={"Authorization": f"Bearer {DEFAULT_TOKEN}", "Notion-Version": NOTION_VERSION},
+        )
+        assert deals.status_code == 200
+        edit_page = httpx.get(f"http://127.0.0.1:{sandbox_port}/ui/")
+        assert edit_page.status_code == 200 and f"data_sources/{DEMO_NOTION_DATA_SOURCE_ID}" in edit_page.text
+        with HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot:
+            assert len(hubspot.all_records("deals")) == HUBSPOT_TEAM_DEALS
         with (
             SandboxControl(f"http://127.0.0.1:{sandbox_port}") as notion,
             HubSpotControl(f"http://127.0.0.1:{hubspot_port}") as hubspot,
@@ -360,6 +337,7 @@ def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_s
         _stop_at_once(dev)
     console = first.read_text()
     assert exit_code == 0, console[-3000:]
+    assert "demo deals for tenant 'demo'" in console and "demo deals for tenant 'demo-hubspot'" in console
     assert not [pid for pid in family if _alive(pid)], console[-3000:]
     assert all(_port_is_free(port) for port in ports)
     assert not (tmp_path / "postgres" / "postmaster.pid").exists()  # the embedded server stopped too
@@ -396,8 +374,10 @@ def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_s
         assert f"{dagster_log}\n" in banner and "STEP_START" in dagster_log.read_text()  # the step events went there
         assert "STEP_START" not in console and "DEBUG" not in console, console
         assert not re.search(r"Warning|WARNING|Traceback", console), console
-        dev.send_signal(signal.SIGINT)
+        family = _descendants(dev.pid)
+        dev.send_signal(signal.SIGTERM)  # as a service manager stops it
         assert dev.wait(timeout=GENEROUS_WAIT) == 0
+        assert not [pid for pid in family if _alive(pid)]
     finally:
         _stop_at_once(dev)
 
