@@ -7,29 +7,35 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Modules that define `register(subparsers)`; imported lazily so `--help` stays fast.
-COMMAND_MODULES: tuple[str, ...] = (
-    "crm_pipeline.dev",
-    "crm_pipeline.sandbox.cli",
-    "crm_pipeline.hubspot_sandbox.cli",
-    "crm_pipeline.sync.cli",
-    "crm_pipeline.sync.deals_cli",
-    "crm_pipeline.sync.notion_init",
-    "crm_pipeline.defs.tenants_cli",
-    "crm_pipeline.defs.dagster_home",
-)
+COMMANDS: dict[str, str] = {
+    "dev": "crm_pipeline.dev",
+    "sandbox": "crm_pipeline.sandbox.cli",
+    "hubspot-sandbox": "crm_pipeline.hubspot_sandbox.cli",
+    "sync": "crm_pipeline.sync.cli",
+    "deals": "crm_pipeline.sync.deals_cli",
+    "notion-init": "crm_pipeline.sync.notion_init",
+    "tenants": "crm_pipeline.defs.tenants_cli",
+    "dagster-home": "crm_pipeline.defs.dagster_home",
+}
+"""Each subcommand and the module whose `register(subparsers)` defines it. A command imports only
+its own module (Dagster, the connectors and the store take a second or two to import); the
+overview (`crm-pipeline --help`, or no known command) imports them all."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of ``command`` alone, or of every command."""
     parser = argparse.ArgumentParser(prog="crm-pipeline", description=__doc__)
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module_name in COMMAND_MODULES:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(COMMANDS.values())
+    for module_name in modules:
         importlib.import_module(module_name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    command = arguments[0] if arguments and not arguments[0].startswith("-") else None
+    args = build_parser(command).parse_args(arguments)
     return int(args.handler(args) or 0)
 
 

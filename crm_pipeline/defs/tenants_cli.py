@@ -24,8 +24,6 @@ from typing import TypeVar
 
 from pydantic import SecretStr, ValidationError
 
-from crm_pipeline.defs.dagster_home import dagster_home, open_instance
-from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database
 from crm_pipeline.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, TenantRegistry, TokenUnavailableError
@@ -177,6 +175,10 @@ def _stored_token(settings: Settings) -> str:
 
 def _add_partitions(settings: Settings, tenant_ids: Sequence[str]) -> None:
     if os.environ.get("DAGSTER_HOME") and tenant_ids:
+        # Here, not at the top: Dagster takes a second to import, and only this needs it.
+        from crm_pipeline.defs.dagster_home import dagster_home, open_instance
+        from crm_pipeline.defs.partitions import TENANT_PARTITIONS
+
         with open_instance(dagster_home(settings)) as instance:
             instance.add_dynamic_partitions(TENANT_PARTITIONS, list(tenant_ids))
         print(f"partitions {', '.join(tenant_ids)} added to the Dagster instance in $DAGSTER_HOME")
