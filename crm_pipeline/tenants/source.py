@@ -79,8 +79,10 @@ async def find_connection(database: Database | None, settings: Settings, tenant_
     """The tenant's connection, active or not; while no tenant is configured, the settings' tenant."""
     if (configured := await configured_connection(database, settings, tenant_id)) is not None:
         return configured
+    if tenant_id != settings.tenant_id:
+        return None
     if settings.tenants_file is not None:
-        candidates = file_tenants(settings.tenants_file, settings)
+        nothing_configured = not settings.tenants_file.is_file()
     else:
-        candidates = await registry_tenants(_registry(database), settings, active_only=False)
-    return next((tenant for tenant in candidates if tenant.tenant_id == tenant_id), None)
+        nothing_configured = await TenantRegistry(_registry(database)).is_empty()
+    return settings_tenant(settings) if nothing_configured else None
