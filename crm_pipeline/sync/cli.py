@@ -113,7 +113,7 @@ async def _planned(engine: SyncEngine) -> tuple[SyncResult, list[PlannedWrite]]:
     return plan.summary(), planned_writes(plan, names, engine.status.connector)
 
 
-def _cannot_run(error: BaseException) -> bool:
+def cannot_run(error: BaseException) -> bool:
     """Errors that stop the whole pass, as against one record's: Notion's and HubSpot's (an answer
     of HubSpot's SDK, whose modules each have their own ApiException, or none at all)."""
     from notion_client import APIResponseError
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result, planned = asyncio.run(sync_once(settings, tenant_id, dry_run=args.dry_run))
     except Exception as error:
-        if not _cannot_run(error):
+        if not cannot_run(error):
             raise
         print(f"crm-pipeline sync: cannot sync tenant {tenant_id!r}: {error}", file=sys.stderr)
         return CANNOT_RUN

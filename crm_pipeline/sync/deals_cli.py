@@ -29,7 +29,7 @@ from crm_pipeline.crm.budget import PostgresBudget
 from crm_pipeline.models import OPPORTUNITY_FIELDS, ChangeRecord, OpportunityRead
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository, StoreError
-from crm_pipeline.sync.cli import CANNOT_RUN, _cannot_run, external_adapter
+from crm_pipeline.sync.cli import CANNOT_RUN, cannot_run, external_adapter
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.report import PRIMARY_NAME, json_value, side_name, value_text
 from crm_pipeline.sync.status import DealLink, OpenFailure, SyncedField, SyncStatus
@@ -262,7 +262,7 @@ async def deal_view(settings: Settings, tenant_id: str, wanted: str) -> DealView
 
 def _crm_failure(error: Exception) -> bool:
     """The CRM's side could not be read (as `crm-pipeline sync` would fail on it), the store's could."""
-    return _cannot_run(error) and not isinstance(error, StoreError)
+    return cannot_run(error) and not isinstance(error, StoreError)
 
 
 def _field_row(view: DealView, name: str) -> list[str]:
