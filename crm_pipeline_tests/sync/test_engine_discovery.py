@@ -45,7 +45,6 @@ READ = "POST /crm/v3/objects/{object_type}/batch/read"
 QUIET_HUBSPOT = {SEARCH: 1, READ: 1}
 """The change search, and the read (with history) of the deals it finds in its overlap before the
 cursor: the last one written is always there."""
-T0 = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
 
 
 def requests_by_route(control: ControlClient) -> dict[str, int]:
@@ -58,7 +57,8 @@ class SandboxClock:
 
     def __init__(self, control: ControlClient) -> None:
         self.control = control
-        self.now = datetime.fromisoformat(control.set_clock(T0)["now"])
+        # Pinned to the real now, so the CRM's dates and the deal store's (real time) keep their order.
+        self.now = datetime.fromisoformat(control.set_clock(datetime.now(UTC))["now"])
 
     def advance(self, seconds: float) -> None:
         self.now = datetime.fromisoformat(self.control.advance_clock(seconds)["now"])
