@@ -13,9 +13,10 @@ import dagster as dg
 
 from crm_pipeline.defs.assets.sources import notion_pages, postgres_opportunities
 from crm_pipeline.defs.assets.sync import inbound_sync
-from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
+from crm_pipeline.defs.assets.tenant_pass import TenantPass, markdown, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.store import DealRepository
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.stages import Decisions, SideChanges
 from crm_pipeline.sync.status import Direction
@@ -60,7 +61,11 @@ async def opportunities_have_change_history(
 ) -> dg.AssetCheckResult:
     """PostgreSQL logs every write by trigger, so a row without a change-log entry was written
     while the tables' owner had switched change capture off: its edits cannot be merged per field."""
-    unaudited = await deal_store.repository.opportunities_without_history(context.partition_key)
+    return await change_history(deal_store.repository, context.partition_key)
+
+
+async def change_history(repository: DealRepository, tenant_id: str) -> dg.AssetCheckResult:
+    unaudited = await repository.opportunities_without_history(tenant_id)
     return dg.AssetCheckResult(
         passed=not unaudited,
         metadata={"unaudited_count": len(unaudited), "sample": dg.MetadataValue.json([str(i) for i in unaudited[:10]])},
@@ -75,6 +80,10 @@ async def opportunities_have_change_history(
 def mapping_matches_schema(notion_pages: SideChanges) -> dg.AssetCheckResult:
     """A renamed, retyped or deleted property would make every write fail or land in the wrong
     column: the read that binds the map to the schema says whether it still fits."""
+    return schema_fit(notion_pages)
+
+
+def schema_fit(notion_pages: SideChanges) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=notion_pages.schema_error is None,
         metadata={"problem": dg.MetadataValue.text(notion_pages.schema_error or "(none)")},
@@ -85,6 +94,10 @@ def mapping_matches_schema(notion_pages: SideChanges) -> dg.AssetCheckResult:
 def pages_map_cleanly(notion_pages: SideChanges) -> dg.AssetCheckResult:
     """A page whose values cannot be mapped (a stage not in the pipeline) cannot sync until
     someone fixes it; this names each such page."""
+    return mappable_pages(notion_pages)
+
+
+def mappable_pages(notion_pages: SideChanges) -> dg.AssetCheckResult:
     problems = [str(error) for error in notion_pages.unreadable]
     return dg.AssetCheckResult(
         passed=not problems,
@@ -109,12 +122,15 @@ async def one_page_per_deal(
     deal. The links are unique both ways in the store; this finds changed pages whose key another
     page carries, in this read or in the links. A record a person merged into another (HubSpot)
     lives on as the survivor, where this pass moves its link: not a duplicate."""
+    return await pages_per_deal(await tenant_pass(context.partition_key, deal_store, crm, tenants), notion_pages)
+
+
+async def pages_per_deal(run: TenantPass, notion_pages: SideChanges) -> dg.AssetCheckResult:
     pages_by_key: dict[str, set[str]] = defaultdict(set)
     for change in notion_pages.changes:
         if change.sync_key:
             pages_by_key[change.sync_key.lower()].add(change.record_id)
     survivors = {merged: change.record_id for change in notion_pages.changes for merged in change.merged_ids}
-    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     linked = await run.sync.status.links([UUID(key) for key in pages_by_key])
     for record_id, page_id in linked.items():
         pages_by_key[str(record_id)].add(survivors.get(page_id, page_id))
@@ -142,10 +158,13 @@ async def settled_records_agree(
 ) -> dg.AssetCheckResult:
     """Drift: after a pass, a record it synced holds its base on both sides (an edit made since
     shows here too, and the next pass takes it up)."""
+    return await settled_drift(await tenant_pass(context.partition_key, deal_store, crm, tenants), reconciled_deals)
+
+
+async def settled_drift(run: TenantPass, reconciled_deals: Decisions) -> dg.AssetCheckResult:
     written = [record.record_id for record in reconciled_deals.plan.records if record.push or record.pull]
     record_ids = written[:DRIFT_SAMPLE]
     drifted = []
-    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     sync = run.sync
     assert sync.external is not None
     links = await sync.status.links(record_ids)
@@ -178,7 +197,10 @@ async def error_ledger_under_threshold(
 ) -> dg.AssetCheckResult:
     """Records that failed stay in the ledger and are retried every pass; many means something
     systematic (a refused token, a closed select option) that a person must fix."""
-    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
+    return await ledger_size(await tenant_pass(context.partition_key, deal_store, crm, tenants))
+
+
+async def ledger_size(run: TenantPass) -> dg.AssetCheckResult:
     errors = await run.sync.status.errors()
     return dg.AssetCheckResult(
         passed=len(errors) <= ERROR_LEDGER_THRESHOLD,
@@ -203,7 +225,10 @@ async def sync_lag_within_bound(
 ) -> dg.AssetCheckResult:
     """Each finished pass moves the inbound watermark; one that stands still means passes fail
     or are not scheduled."""
-    run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
+    return await pass_lag(await tenant_pass(context.partition_key, deal_store, crm, tenants))
+
+
+async def pass_lag(run: TenantPass) -> dg.AssetCheckResult:
     stored = await run.sync.status.watermark(Direction.INBOUND)
     lag = None if stored is None else (datetime.now(UTC) - stored[1]).total_seconds()
     return dg.AssetCheckResult(

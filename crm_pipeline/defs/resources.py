@@ -33,7 +33,7 @@ from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.tenants import HubSpotOptions, NotionOptions, TenantConnection, read_token
 from crm_pipeline.tenants.open import open_hubspot, open_notion
-from crm_pipeline.tenants.source import active_tenants, find_connection
+from crm_pipeline.tenants.source import active_connections, active_tenants, find_connection
 
 
 class DealStoreResource(dg.ConfigurableResource["DealStoreResource"]):
@@ -212,6 +212,12 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
             self._opened[tenant.tenant_id] = (self.connector(tenant).connect(tenant, requests, budget), requests)
         return self._opened[tenant.tenant_id]
 
+    async def close(self, tenant_id: str) -> None:
+        """Close the tenant's adapter before the run ends (a sweep opens hundreds)."""
+        opened = self._opened.pop(tenant_id, None)
+        if opened is not None:
+            await opened[0].aclose()
+
 
 class TenantsResource(dg.ConfigurableResource["TenantsResource"]):
     """The tenant connections: the registry in the deal store (``crm_pipeline.tenants``), or a
@@ -233,6 +239,10 @@ class TenantsResource(dg.ConfigurableResource["TenantsResource"]):
         """Every active tenant, in one query: for the schedule and the partitions sensor, which
         run outside any event loop."""
         return asyncio.run(active_tenants(self._settings()))
+
+    async def active_in(self, database: Database) -> list[TenantConnection]:
+        """Every active tenant, read through a run's deal store (``database``)."""
+        return await active_connections(database, self._settings())
 
     async def get(self, tenant_id: str, database: Database) -> TenantConnection:
         """The tenant's connection, read through the run's deal store (``database``)."""

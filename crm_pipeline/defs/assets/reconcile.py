@@ -4,10 +4,9 @@ from typing import Any
 
 import dagster as dg
 
-from crm_pipeline.defs.assets.tenant_pass import markdown, tenant_pass
+from crm_pipeline.defs.assets.tenant_pass import decisions_metadata, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
-from crm_pipeline.sync.report import deals_in, planned_writes, value_text
 from crm_pipeline.sync.stages import Decisions, SideChanges
 
 
@@ -25,33 +24,7 @@ async def resolve_conflicts(
     (each by deal name, its old and new value, and the side it is written to: PostgreSQL or the CRM)."""
     run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     decisions = await run.sync.decide(primary, external)
-    plan = decisions.plan
-    names = await run.sync.deal_store.repository.opportunity_names(run.tenant_id, deals_in(plan))
-    conflicts = [
-        {
-            "deal": write.deal,
-            "record": write.record_id,
-            "field": write.field,
-            "old": value_text(write.old),
-            "new": value_text(write.new),
-            "written to": write.to,
-            "rule": write.rule,
-        }
-        for write in planned_writes(plan, names, run.sync.status.connector)
-        if write.conflict
-    ]
-    context.add_output_metadata(
-        {
-            "to_create_externally": len(plan.creates),
-            "to_adopt": len(plan.adoptions),
-            "to_push": sum(bool(record.push) for record in plan.records),
-            "to_pull": sum(bool(record.pull) for record in plan.records),
-            "conflicts": len(conflicts),
-            "conflicts_decided": markdown(conflicts),
-            "unplannable": len(plan.failures),
-            **run.request_metadata(),
-        }
-    )
+    context.add_output_metadata(await decisions_metadata(run, decisions))
     return decisions
 
 

@@ -2,21 +2,10 @@
 
 import dagster as dg
 
-from crm_pipeline.defs.assets.tenant_pass import TenantPass, changes_table, tenant_pass
+from crm_pipeline.defs.assets.tenant_pass import read_metadata, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
 from crm_pipeline.sync.stages import SideChanges
-
-
-async def _metadata(run: TenantPass, read: SideChanges) -> dict[str, dg.MetadataValue]:
-    return {
-        "tenant": dg.MetadataValue.text(run.tenant_id),
-        "changes": dg.MetadataValue.int(len(read.changes)),
-        "records": dg.MetadataValue.int(len({change.record_id for change in read.changes})),
-        "lag_seconds": dg.MetadataValue.float(round(read.lag_seconds, 1)),
-        "since": dg.MetadataValue.text(read.since or "(first pass)"),
-        "latest": await changes_table(run, read),
-    }
 
 
 @dg.asset(group_name="sync", kinds={"postgres"}, partitions_def=tenant_partitions)
@@ -29,7 +18,7 @@ async def postgres_opportunities(
     """The deal store's opportunity changes since the outbound watermark (the agent's and others')."""
     run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     read = await run.sync.read_primary()
-    return dg.Output(read, metadata=await _metadata(run, read))
+    return dg.Output(read, metadata=await read_metadata(run, read))
 
 
 @dg.asset(group_name="sync", kinds={"notion"}, partitions_def=tenant_partitions)
@@ -43,10 +32,4 @@ async def notion_pages(
     changes and fails the blocking schema check, which stops every write."""
     run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     read = await run.sync.read_external(refuse_on_drift=True)
-    metadata = {
-        **await _metadata(run, read),
-        "unreadable": dg.MetadataValue.int(len(read.unreadable)),
-        "schema_error": dg.MetadataValue.text(read.schema_error or "(none)"),
-        **run.request_metadata(),
-    }
-    return dg.Output(read, metadata=metadata)
+    return dg.Output(read, metadata=await read_metadata(run, read))

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from crm_pipeline.defs.assets.tenant_pass import result_metadata, tenant_pass
+from crm_pipeline.defs.assets.tenant_pass import inbound_metadata, outbound_metadata, tenant_pass
 from crm_pipeline.defs.partitions import tenant_partitions
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
 from crm_pipeline.sync.stages import Decisions
@@ -20,8 +20,7 @@ async def outbound_sync(
     """Deals created and fields pushed to the external CRM, as the reconciliation decided."""
     run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     tally = await run.sync.write_outbound(reconciled_deals)
-    metadata = {**result_metadata(tally.result()), **run.request_metadata()}
-    return dg.Output([*tally.failures, *tally.deferred], metadata=metadata)
+    return dg.Output([*tally.failures, *tally.deferred], metadata=outbound_metadata(run, tally.result()))
 
 
 @dg.asset(
@@ -41,10 +40,4 @@ async def inbound_sync(
     the watermarks move on."""
     run = await tenant_pass(context.partition_key, deal_store, crm, tenants)
     result = await run.sync.write_inbound(reconciled_deals, outbound_sync)
-    metadata = {
-        **result_metadata(result),
-        "outbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.primary.lag_seconds, 1)),
-        "inbound_lag_seconds": dg.MetadataValue.float(round(reconciled_deals.external.lag_seconds, 1)),
-        **run.request_metadata(),
-    }
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=inbound_metadata(run, reconciled_deals, result))

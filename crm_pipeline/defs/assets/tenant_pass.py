@@ -15,9 +15,10 @@ from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, RequestCount, TenantsResource
 from crm_pipeline.models import ChangeRecord, RecordType, SyncResult
 from crm_pipeline.sync import SyncEngine
-from crm_pipeline.sync.report import changed_fields, record_names
-from crm_pipeline.sync.stages import SideChanges
+from crm_pipeline.sync.report import changed_fields, deals_in, planned_writes, record_names, value_text
+from crm_pipeline.sync.stages import Decisions, SideChanges
 from crm_pipeline.sync.status import Direction
+from crm_pipeline.tenants import TenantConnection
 
 
 @dataclass
@@ -29,10 +30,11 @@ class TenantPass:
     requests_before: int = 0
 
     def request_metadata(self) -> dict[str, dg.MetadataValue]:
-        """The requests this step sent to the external CRM (the run's adapter is shared by its
-        steps) and the budget its connector paces them to."""
+        """The requests sent to the external CRM since the last report (this step's: the run's
+        adapter is shared by its steps) and the budget its connector paces them to."""
+        used, self.requests_before = self.requests.sent - self.requests_before, self.requests.sent
         return {
-            "requests_used": dg.MetadataValue.int(self.requests.sent - self.requests_before),
+            "requests_used": dg.MetadataValue.int(used),
             "request_budget_per_minute": dg.MetadataValue.int(self.budget_per_minute),
         }
 
@@ -44,10 +46,82 @@ async def tenant_pass(
     paced by a request budget in the deal store: runs on one token share its rate limit even where
     the run queue's per-integration limit does not hold them apart (a backfill's runs carry no
     integration tag)."""
-    tenant = await tenants.get(tenant_id, deal_store.database)
+    return open_pass(await tenants.get(tenant_id, deal_store.database), deal_store, crm)
+
+
+def open_pass(tenant: TenantConnection, deal_store: DealStoreResource, crm: CRMConnectionResource) -> TenantPass:
+    """``tenant_pass`` for a connection already read (the sweep reads its shard's in one query)."""
     external, requests = crm.open(tenant, PostgresBudget(deal_store.engine))
-    sync = SyncEngine(deal_store.primary(tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector)
-    return TenantPass(tenant_id, sync, requests, crm.requests_per_minute(tenant), requests.sent)
+    sync = SyncEngine(
+        deal_store.primary(tenant.tenant_id), external, DEFAULT_FIELD_OWNERSHIP, connector=tenant.connector
+    )
+    return TenantPass(tenant.tenant_id, sync, requests, crm.requests_per_minute(tenant), requests.sent)
+
+
+async def read_metadata(run: TenantPass, read: SideChanges) -> dict[str, dg.MetadataValue]:
+    """What a side's read found (``postgres_opportunities``, ``notion_pages``); the external side's
+    adds what it could not map, a schema that no longer fits, and its requests."""
+    metadata = {
+        "tenant": dg.MetadataValue.text(run.tenant_id),
+        "changes": dg.MetadataValue.int(len(read.changes)),
+        "records": dg.MetadataValue.int(len({change.record_id for change in read.changes})),
+        "lag_seconds": dg.MetadataValue.float(round(read.lag_seconds, 1)),
+        "since": dg.MetadataValue.text(read.since or "(first pass)"),
+        "latest": await changes_table(run, read),
+    }
+    if read.direction is Direction.OUTBOUND:
+        return metadata
+    return {
+        **metadata,
+        "unreadable": dg.MetadataValue.int(len(read.unreadable)),
+        "schema_error": dg.MetadataValue.text(read.schema_error or "(none)"),
+        **run.request_metadata(),
+    }
+
+
+async def decisions_metadata(run: TenantPass, decisions: Decisions) -> dict[str, dg.MetadataValue]:
+    """What ``reconciled_deals`` decided: the counts, and each conflict by deal name, its old and
+    new value, the side it is written to (PostgreSQL or the CRM) and the rule that decided it."""
+    plan = decisions.plan
+    names = await run.sync.deal_store.repository.opportunity_names(run.tenant_id, deals_in(plan))
+    conflicts = [
+        {
+            "deal": write.deal,
+            "record": write.record_id,
+            "field": write.field,
+            "old": value_text(write.old),
+            "new": value_text(write.new),
+            "written to": write.to,
+            "rule": write.rule,
+        }
+        for write in planned_writes(plan, names, run.sync.status.connector)
+        if write.conflict
+    ]
+    return {
+        "to_create_externally": dg.MetadataValue.int(len(plan.creates)),
+        "to_adopt": dg.MetadataValue.int(len(plan.adoptions)),
+        "to_push": dg.MetadataValue.int(sum(bool(record.push) for record in plan.records)),
+        "to_pull": dg.MetadataValue.int(sum(bool(record.pull) for record in plan.records)),
+        "conflicts": dg.MetadataValue.int(len(conflicts)),
+        "conflicts_decided": markdown(conflicts),
+        "unplannable": dg.MetadataValue.int(len(plan.failures)),
+        **run.request_metadata(),
+    }
+
+
+def outbound_metadata(run: TenantPass, result: SyncResult) -> dict[str, dg.MetadataValue]:
+    """What ``outbound_sync`` wrote to the external CRM."""
+    return {**result_metadata(result), **run.request_metadata()}
+
+
+def inbound_metadata(run: TenantPass, decisions: Decisions, result: SyncResult) -> dict[str, dg.MetadataValue]:
+    """What ``inbound_sync`` wrote to the deal store, and how long the pass's changes waited."""
+    return {
+        **result_metadata(result),
+        "outbound_lag_seconds": dg.MetadataValue.float(round(decisions.primary.lag_seconds, 1)),
+        "inbound_lag_seconds": dg.MetadataValue.float(round(decisions.external.lag_seconds, 1)),
+        **run.request_metadata(),
+    }
 
 
 async def changes_table(run: TenantPass, read: SideChanges, limit: int = 20) -> dg.MetadataValue:
