@@ -1,10 +1,19 @@
-"""The sync job and its every-minute schedule: one run per active tenant, skipped while that
-tenant's previous run is still in flight."""
+"""The sync jobs and their every-minute schedules.
+
+``sync_every_minute`` (on by default) requests a ``tenants_sweep_job`` run per shard of
+``TENANTS_PER_RUN`` active tenants: a few runs a minute for a thousand tenants, each syncing its
+shard in one process. ``sync_each_tenant_every_minute`` (off by default) is the design for a
+handful of tenants: a run of ``deals_sync_job`` per tenant and minute, each pass a run of its own
+in the UI, at a process start each.
+"""
+
+import math
 
 import dagster as dg
 
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.defs.resources import TenantsResource
+from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, SweepConfig, sync_tenants
 
 SYNC_JOB = "deals_sync_job"
 INTEGRATION_TAG = "crm_pipeline/integration"
@@ -30,13 +39,67 @@ deals_sync_job = dg.define_asset_job(
 )
 
 
+TENANTS_PER_RUN = 250
+"""Tenants a sweep run syncs: with fewer active tenants one run syncs them all."""
+
+
+@dg.job(name=SWEEP_JOB, executor_def=dg.in_process_executor, tags={"dagster/max_runtime": str(MAX_RUNTIME_SECONDS)})
+def tenants_sweep_job() -> None:
+    """A sync pass of every active tenant of one shard, concurrently in one process."""
+    sync_tenants()
+
+
+def _in_flight(instance: dg.DagsterInstance, job_name: str, tags: dict[str, str]) -> str | None:
+    """The id of a run of the job with these tags that has not finished, if any."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT, tags=tags), limit=1)
+    return records[0].dagster_run.run_id if records else None
+
+
+def _tick(context: dg.ScheduleEvaluationContext) -> str:
+    return context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
+
+
 @dg.schedule(
-    job=deals_sync_job,
+    job=tenants_sweep_job,
     cron_schedule="* * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 def sync_every_minute(
+    context: dg.ScheduleEvaluationContext, tenants: TenantsResource
+) -> list[dg.RunRequest] | dg.SkipReason:
+    """A sweep run per shard of the active tenants (the registry in one query) every minute; a
+    shard whose last run has not finished is skipped this tick (its run carries on)."""
+    known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
+    active = sum(tenant.tenant_id in known for tenant in tenants.active())
+    if not active:
+        return dg.SkipReason("no active tenant has a partition yet")
+    shards = math.ceil(active / TENANTS_PER_RUN)
+    requests: list[dg.RunRequest] = []
+    busy: list[str] = []
+    for shard in range(shards):
+        tag = f"{shard}/{shards}"
+        if (run_id := _in_flight(context.instance, SWEEP_JOB, {SHARD_TAG: tag})) is not None:
+            busy.append(f"shard {tag} (run {run_id})")
+            continue
+        config = SweepConfig(shard=shard, shards=shards)
+        requests.append(
+            dg.RunRequest(
+                run_key=f"{_tick(context)}-{tag}",
+                run_config=dg.RunConfig(ops={sync_tenants.name: config}),
+                tags={SHARD_TAG: tag},
+            )
+        )
+    return requests or dg.SkipReason(f"a sweep run is still in flight for {', '.join(busy)}")
+
+
+@dg.schedule(
+    job=deals_sync_job,
+    cron_schedule="* * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+)
+def sync_each_tenant_every_minute(
     context: dg.ScheduleEvaluationContext, tenants: TenantsResource
 ) -> list[dg.RunRequest] | dg.SkipReason:
     """A sync pass per active tenant of the registry (one query) every minute; a tenant whose last
@@ -48,16 +111,12 @@ def sync_every_minute(
     for tenant in tenants.active():
         if tenant.tenant_id not in known:
             continue  # the partitions sensor has not added it yet
-        in_flight = context.instance.get_run_records(
-            dg.RunsFilter(job_name=SYNC_JOB, statuses=IN_FLIGHT, tags={"dagster/partition": tenant.tenant_id}), limit=1
-        )
-        if in_flight:
-            busy.append(f"{tenant.tenant_id} (run {in_flight[0].dagster_run.run_id})")
+        if (run_id := _in_flight(context.instance, SYNC_JOB, {"dagster/partition": tenant.tenant_id})) is not None:
+            busy.append(f"{tenant.tenant_id} (run {run_id})")
             continue
-        tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "now"
         requests.append(
             dg.RunRequest(
-                run_key=f"{tick}-{tenant.tenant_id}",
+                run_key=f"{_tick(context)}-{tenant.tenant_id}",
                 partition_key=tenant.tenant_id,
                 tags={INTEGRATION_TAG: tenant.integration},
             )

@@ -15,7 +15,7 @@ import pytest
 
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs.resources import TenantsResource
-from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_every_minute
+from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_each_tenant_every_minute
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread
@@ -105,7 +105,7 @@ def _launch_the_schedules_requests(
     home: Path, database: Database, environment: dict[str, str], control: SandboxControl
 ) -> tuple[list[dg.RunRecord], dict[str, Any]]:
     """Start Dagster, give it the tenants' partitions (as `crm-pipeline tenants add` does), ask
-    `sync_every_minute` for its run requests and submit each through the webserver, as the
+    `sync_each_tenant_every_minute` for its run requests and submit each through the webserver, as the
     daemon would submit them on a tick; wait for the runs to finish. Returns their records and
     the sandbox's statistics then, before Dagster stops (stopping would cut off any run the
     running schedule has started since)."""
@@ -119,7 +119,7 @@ def _launch_the_schedules_requests(
             repository_def=defs.get_repository_def(),
             scheduled_execution_time=datetime.now(UTC),
         )
-        requests = sync_every_minute.evaluate_tick(context).run_requests or []
+        requests = sync_each_tenant_every_minute.evaluate_tick(context).run_requests or []
         run_ids = [
             dagster.client.submit_job_execution(
                 SYNC_JOB, tags={**request.tags, "dagster/partition": str(request.partition_key)}

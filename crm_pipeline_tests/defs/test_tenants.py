@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from crm_pipeline.cli import main
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, TenantsResource
-from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_every_minute
+from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_each_tenant_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.models import OpportunityCreate
@@ -111,7 +111,7 @@ def test_the_schedule_tags_each_run_with_its_connectors_integration(tmp_path: Pa
             resources={"tenants": tenants},
             repository_def=defs.get_repository_def(),
         )
-        requests = sync_every_minute.evaluate_tick(context).run_requests or []
+        requests = sync_each_tenant_every_minute.evaluate_tick(context).run_requests or []
     assert [(r.partition_key, r.tags[INTEGRATION_TAG]) for r in requests] == [
         ("acme", "notion:ACME_TOKEN"),
         ("globex", "hubspot:ACME_TOKEN"),
@@ -151,7 +151,7 @@ def test_the_schedule_runs_every_active_tenant_and_skips_one_still_in_flight(tmp
                 resources={"tenants": tenants},
                 repository_def=defs.get_repository_def(),
             )
-            return sync_every_minute.evaluate_tick(context)
+            return sync_each_tenant_every_minute.evaluate_tick(context)
 
         requests = tick().run_requests or []
         assert [(r.partition_key, r.tags[INTEGRATION_TAG]) for r in requests] == [

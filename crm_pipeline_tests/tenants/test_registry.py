@@ -20,7 +20,7 @@ from sqlalchemy.exc import ProgrammingError
 from crm_pipeline.cli import main
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs.resources import TenantsResource
-from crm_pipeline.defs.schedules import sync_every_minute
+from crm_pipeline.defs.schedules import sync_each_tenant_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.settings import PROJECT_ROOT, Settings
@@ -188,7 +188,8 @@ def test_pausing_and_resuming_a_tenant_is_followed_by_the_schedule_and_the_senso
                 repository_def=defs.get_repository_def(),
             )
             return [
-                request.partition_key or "" for request in sync_every_minute.evaluate_tick(context).run_requests or []
+                request.partition_key or ""
+                for request in sync_each_tenant_every_minute.evaluate_tick(context).run_requests or []
             ]
 
         assert _run(capsys, "pause", "globex")[0] == 0
