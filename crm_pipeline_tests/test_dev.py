@@ -22,7 +22,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 
 from crm_pipeline.defs.dagster_home import add_tenant_partitions
-from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB
+from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB
 from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
@@ -261,16 +261,15 @@ def _banner(dev: subprocess.Popen[bytes], console: Path) -> str:
 
 
 def _launch_sync_runs(client: DagsterGraphQLClient) -> list[str]:
-    """A sync run of each demo tenant, launched through the webserver with the tags the schedule's
-    tick gives them (what `sync_every_minute` requests, without waiting for its minute). The
-    tenants are the two `crm-pipeline dev` registers; reading its registry here would make this
-    process a user of the embedded server, which then outlives `crm-pipeline dev`."""
-    demo = [TenantConnection(tenant_id="demo"), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
+    """The sweep run of both demo tenants, launched through the webserver as the schedule's tick
+    requests it (what `sync_every_minute` does, without waiting for its minute). A tick's own
+    sweep running beside it leaves each tenant to whichever pass holds it first."""
     return [
         client.submit_job_execution(
-            SYNC_JOB, tags={"dagster/partition": tenant.tenant_id, INTEGRATION_TAG: tenant.integration}
+            SWEEP_JOB,
+            run_config={"ops": {"sync_tenants": {"config": {"shard": 0, "shards": 1}}}},
+            tags={SHARD_TAG: "0/1"},
         )
-        for tenant in demo
     ]
 
 
@@ -328,7 +327,7 @@ def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_s
             hubspot.add_fault("hang", hang_seconds=HANG_SECONDS, count=1000)
         interrupted = _launch_sync_runs(client)
         _wait_for(
-            "both runs started",
+            "the sweep run started",
             lambda: all(_run_statuses(graphql)[run_id] == "STARTED" for run_id in interrupted),
             dev,
             first,
