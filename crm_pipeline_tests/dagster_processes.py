@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import httpx
 from dagster_graphql import DagsterGraphQLClient
 
 from crm_pipeline.dagster_process import code_locations
@@ -27,6 +28,13 @@ from crm_pipeline.store import Database
 
 GENEROUS_WAIT = 180.0
 """Seconds any bounded wait may take on a loaded machine (a start, the runs, a stop)."""
+
+SCHEDULE_STATE_QUERY = """query ($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { scheduleState { id } } }
+}"""
+STOP_SCHEDULE = """mutation ($id: String!) {
+  stopRunningSchedule(id: $id) { __typename ... on PythonError { message } }
+}"""
 
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
@@ -80,6 +88,23 @@ class RunningDagster:
     client: DagsterGraphQLClient
     instance: dg.DagsterInstance
     log: Path
+    graphql_url: str
+    location: str
+
+    def stop_schedule(self, name: str) -> None:
+        """Stop the schedule as its toggle in the UI does: the daemon ticks it no more."""
+        selector = {"repositoryLocationName": self.location, "repositoryName": "__repository__", "scheduleName": name}
+        state = self._graphql(SCHEDULE_STATE_QUERY, selector=selector)["scheduleOrError"]["scheduleState"]
+        stopped = self._graphql(STOP_SCHEDULE, id=state["id"])["stopRunningSchedule"]
+        if stopped["__typename"] != "ScheduleStateResult":
+            raise RuntimeError(f"schedule {name} did not stop: {stopped}")
+
+    def _graphql(self, query: str, **variables: Any) -> dict[str, Any]:
+        answer = httpx.post(self.graphql_url, json={"query": query, "variables": variables}, timeout=30).json()
+        if "errors" in answer:
+            raise RuntimeError(f"the webserver refused {query!r}: {answer['errors']}")
+        data: dict[str, Any] = answer["data"]
+        return data
 
     def wait_for_runs(self, run_ids: Sequence[str], timeout: float = GENEROUS_WAIT) -> list[dg.RunRecord]:
         """The runs' records once every one has finished (raises TimeoutError otherwise)."""
@@ -121,15 +146,17 @@ def dagster_dev(home: Path, database: Database, environment: Mapping[str, str]) 
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    graphql_url = f"http://127.0.0.1:{port}/graphql"
     try:
-        if wait_for_code_location(f"http://127.0.0.1:{port}/graphql", process) is None:
+        if (location := wait_for_code_location(graphql_url, process)) is None:
             raise RuntimeError(f"the code location did not load:\n{log.read_text(errors='replace')[-4000:]}")
         # The instance's storage URL is read from the environment when it is opened.
         previous = os.environ.get(DAGSTER_PG_URL_VARIABLE)
         os.environ[DAGSTER_PG_URL_VARIABLE] = storage_url
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                yield RunningDagster(DagsterGraphQLClient("127.0.0.1", port_number=port), instance, log)
+                client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+                yield RunningDagster(client, instance, log, graphql_url, location["name"])
         finally:
             if previous is None:
                 del os.environ[DAGSTER_PG_URL_VARIABLE]
