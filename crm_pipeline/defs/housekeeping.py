@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from crm_pipeline.defs.schedules import IN_FLIGHT
+from crm_pipeline.defs.runs import IN_FLIGHT
 
 PURGE_BATCH = 500
 

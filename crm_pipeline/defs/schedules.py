@@ -13,21 +13,14 @@ import dagster as dg
 
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.defs.resources import TenantsResource
+from crm_pipeline.defs.runs import SYNC_JOB, run_in_flight
 from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, SweepConfig, sync_tenants
 
-SYNC_JOB = "deals_sync_job"
 INTEGRATION_TAG = "crm_pipeline/integration"
 """Run tag naming the external integration (its token's reference: ``TenantConnection.integration``):
 dagster.yaml limits runs per value, so concurrent tenants never share one integration's rate budget."""
 MAX_RUNTIME_SECONDS = 240
 """A hung run is stopped by run monitoring after this, so it cannot hold the queue."""
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
 
 deals_sync_job = dg.define_asset_job(
     SYNC_JOB,
@@ -47,12 +40,6 @@ TENANTS_PER_RUN = 250
 def tenants_sweep_job() -> None:
     """A sync pass of every active tenant of one shard, concurrently in one process."""
     sync_tenants()
-
-
-def _in_flight(instance: dg.DagsterInstance, job_name: str, tags: dict[str, str]) -> str | None:
-    """The id of a run of the job with these tags that has not finished, if any."""
-    records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT, tags=tags), limit=1)
-    return records[0].dagster_run.run_id if records else None
 
 
 def _tick(context: dg.ScheduleEvaluationContext) -> str:
@@ -79,7 +66,7 @@ def sync_every_minute(
     busy: list[str] = []
     for shard in range(shards):
         tag = f"{shard}/{shards}"
-        if (run_id := _in_flight(context.instance, SWEEP_JOB, {SHARD_TAG: tag})) is not None:
+        if (run_id := run_in_flight(context.instance, SWEEP_JOB, {SHARD_TAG: tag})) is not None:
             busy.append(f"shard {tag} (run {run_id})")
             continue
         config = SweepConfig(shard=shard, shards=shards)
@@ -111,7 +98,7 @@ def sync_each_tenant_every_minute(
     for tenant in tenants.active():
         if tenant.tenant_id not in known:
             continue  # the partitions sensor has not added it yet
-        if (run_id := _in_flight(context.instance, SYNC_JOB, {"dagster/partition": tenant.tenant_id})) is not None:
+        if (run_id := run_in_flight(context.instance, SYNC_JOB, {"dagster/partition": tenant.tenant_id})) is not None:
             busy.append(f"{tenant.tenant_id} (run {run_id})")
             continue
         requests.append(

@@ -6,7 +6,8 @@ change, wrote, failed a record) records its partitions' materializations and che
 the metadata a run of ``deals_sync_job`` gives them. A quiet pass
 (nothing decided, nothing written) records nothing: idle tenants add no rows to Dagster's event log. A pass that fails, or that a
 blocking check stops, is recorded as an observation of its ``inbound_sync`` partition naming the
-error, and fails the run once every other tenant of the shard is synced.
+error, and fails the run once every other tenant of the shard is synced. A tenant with a run of
+its own in flight (a backfill's ``deals_sync_job``) is left to that run.
 """
 
 import asyncio
@@ -30,8 +31,9 @@ from crm_pipeline.defs.assets.tenant_pass import (
 )
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, TenantsResource
+from crm_pipeline.defs.runs import SYNC_JOB, partitions_in_flight
 from crm_pipeline.models import SyncResult
-from crm_pipeline.sync.stages import Decisions, PassRefusedError, SideChanges
+from crm_pipeline.sync.stages import Decisions, PassOvertakenError, SideChanges
 from crm_pipeline.tenants import TenantConnection
 
 SWEEP_JOB = "tenants_sweep_job"
@@ -76,14 +78,17 @@ async def sync_tenants(
     crm: CRMConnectionResource,
     tenants: TenantsResource,
 ) -> dg.Output[None]:
-    """Sync every active tenant of this run's shard that has a partition, ``concurrency`` at a time."""
+    """Sync every active tenant of this run's shard that has a partition and no run of its own
+    in flight, ``concurrency`` at a time."""
     started = time.monotonic()
     known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
-    shard = [
+    own_runs = partitions_in_flight(context.instance, SYNC_JOB)
+    mine = [
         tenant
         for tenant in await tenants.active_in(deal_store.database)
         if tenant.tenant_id in known and shard_of(tenant.tenant_id, config.shards) == config.shard
     ]
+    shard = [tenant for tenant in mine if tenant.tenant_id not in own_runs]
     limit = asyncio.Semaphore(config.concurrency)
 
     async def one(tenant: TenantConnection) -> TenantSweep:
@@ -100,10 +105,10 @@ async def sync_tenants(
             context.log_event(event)  # type: ignore[arg-type]
     failed = [tenant for tenant in swept if tenant.error is not None]
     metadata: dict[str, dg.RawMetadataValue] = {
-        "tenants": len(swept),
+        "tenants": len(mine),
         "quiet": sum(tenant.quiet for tenant in swept),
         "synced": sum(not (tenant.quiet or tenant.busy or tenant.error) for tenant in swept),
-        "busy": sum(tenant.busy for tenant in swept),
+        "busy": sum(tenant.busy for tenant in swept) + len(mine) - len(shard),
         "failed": len(failed),
         "requests": sum(tenant.requests for tenant in swept),
         "seconds": round(time.monotonic() - started, 2),
@@ -126,8 +131,8 @@ async def sweep_tenant(
     run = open_pass(tenant, deal_store, crm)
     try:
         await _pass(run, swept)
-    except PassRefusedError:
-        swept.busy = True  # another pass of the tenant (a backfill's run) holds it and syncs these changes
+    except PassOvertakenError:
+        swept.busy = True  # another pass of the tenant (a backfill's run) wrote meanwhile: nothing is lost
     except Exception as error:  # noqa: BLE001 - any failure is this tenant's; the others go on
         swept.error = f"{type(error).__name__}: {error}"
     swept.requests = run.requests.sent

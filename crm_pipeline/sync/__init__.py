@@ -5,7 +5,8 @@ docs/sync-rules.md, over whole columns; ``decide_record`` does one record with t
 pure planner over it, the executor that writes plans, the status store in PostgreSQL, and
 ``SyncEngine``, which runs a pass with them, whole (``run_pass``) or stage by stage (the values
 the stages hand each other: ``SideChanges``, ``Decisions``; a writing stage whose decisions went
-stale raises ``PassRefusedError``).
+stale raises ``PassRefusedError``; ``PassOvertakenError`` when another pass of the tenant wrote
+meanwhile).
 """
 
 from crm_pipeline.sync.engine import SyncEngine
@@ -22,7 +23,14 @@ from crm_pipeline.sync.model import (
 )
 from crm_pipeline.sync.planner import PassPlan, RecordPlan, RecordState, plan_records
 from crm_pipeline.sync.rules import CONDITIONS, DECISION_TABLE, TableRow, TimeOrder, When
-from crm_pipeline.sync.stages import INBOUND_PARTS, OUTBOUND_PARTS, Decisions, PassRefusedError, SideChanges
+from crm_pipeline.sync.stages import (
+    INBOUND_PARTS,
+    OUTBOUND_PARTS,
+    Decisions,
+    PassOvertakenError,
+    PassRefusedError,
+    SideChanges,
+)
 from crm_pipeline.sync.status import AuditEntry, Direction, LedgerEntry, SyncStatus
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "INBOUND_PARTS",
     "LedgerEntry",
     "OUTBOUND_PARTS",
+    "PassOvertakenError",
     "PassPlan",
     "PassRefusedError",
     "RecordPlan",

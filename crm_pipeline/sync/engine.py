@@ -34,7 +34,7 @@ from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
-from crm_pipeline.sync.stages import Decisions, PassRefusedError, SideChanges
+from crm_pipeline.sync.stages import Decisions, PassOvertakenError, PassRefusedError, SideChanges
 from crm_pipeline.sync.status import ConnectionState, Direction, LedgerEntry, SyncStatus
 
 __all__ = ["SyncEngine"]
@@ -319,11 +319,11 @@ class SyncEngine:
             )
         async with self.status.pass_lock() as acquired:
             if not acquired:
-                raise PassRefusedError(f"another pass of tenant {self.status.tenant_id!r} is running")
+                raise PassOvertakenError(f"another pass of tenant {self.status.tenant_id!r} is running")
             for side in (decisions.primary, decisions.external):
                 stored = await self.status.watermark(side.direction)
                 if (stored[0] if stored else None) != side.since:
-                    raise PassRefusedError(
+                    raise PassOvertakenError(
                         f"the {side.direction} watermark moved since this run read its changes: "
                         "another pass synced them, the next run decides again"
                     )

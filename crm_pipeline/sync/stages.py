@@ -15,11 +15,17 @@ from crm_pipeline.models import ChangeRecord
 from crm_pipeline.sync.planner import PassPlan, RecordPlan
 from crm_pipeline.sync.status import Direction
 
-__all__ = ["INBOUND_PARTS", "OUTBOUND_PARTS", "Decisions", "PassRefusedError", "SideChanges"]
+__all__ = ["INBOUND_PARTS", "OUTBOUND_PARTS", "Decisions", "PassOvertakenError", "PassRefusedError", "SideChanges"]
 
 
 class PassRefusedError(RuntimeError):
     """This run's decisions may not be written: another pass moved on since its reads, or the schema drifted."""
+
+
+class PassOvertakenError(PassRefusedError):
+    """Another pass of the tenant is writing, or has synced since this run's reads. Nothing is
+    lost by stopping: the watermarks move only past what a pass wrote, so the next pass reads
+    whatever this one would have written."""
 
 
 @dataclass

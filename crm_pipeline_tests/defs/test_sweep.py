@@ -17,6 +17,7 @@ from dagster._core.test_utils import create_run_for_test
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs import schedules
 from crm_pipeline.defs.resources import TenantsResource
+from crm_pipeline.defs.runs import SYNC_JOB
 from crm_pipeline.defs.schedules import sync_every_minute
 from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, shard_of
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
@@ -131,6 +132,42 @@ async def test_a_sweep_syncs_every_tenant_in_one_run_and_records_only_the_passes
     assert second.success
     assert recorded(sweep_instance, second.run_id) == {}  # three quiet passes: nothing for any tenant
     assert control.stats()["total"] == 3  # one request per idle tenant
+
+
+async def test_a_tenant_with_a_run_of_its_own_in_flight_is_left_to_that_run(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    sweep_instance: dg.DagsterInstance,
+    tmp_path: Path,
+) -> None:
+    """A backfill's ``deals_sync_job`` run of a tenant is in flight: the sweep neither reads nor
+    writes that tenant (two passes would race for its lock and its rate budget)."""
+    control.reset()
+    tenants = Tenants(repository, control, 2, "own-run")
+    backfilled, swept = await tenants.create()
+    for connection in (backfilled, swept):
+        await repository.create_opportunity(
+            connection.tenant_id, OpportunityCreate(name=f"Deal of {connection.tenant_id}")
+        )
+    resources = resources_for(database, sandbox_server, tenants.connections, tmp_path / "tenants.toml")
+    sweep_instance.add_dynamic_partitions("tenant", [t.tenant_id for t in tenants.connections])
+    create_run_for_test(
+        sweep_instance,
+        job_name=SYNC_JOB,
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/partition": backfilled.tenant_id},
+    )
+
+    result = await asyncio.to_thread(sweep, sweep_instance, resources)
+
+    assert result.success
+    assert control.all_pages(tenants.data_sources[backfilled.tenant_id]) == []
+    assert len(control.all_pages(tenants.data_sources[swept.tenant_id])) == 1
+    assert recorded(sweep_instance, result.run_id)["inbound_sync"] == {swept.tenant_id}
+    outcome = {key: value.value for key, value in _output_metadata(result).items()}
+    assert (outcome["tenants"], outcome["synced"], outcome["busy"]) == (2, 1, 1)
 
 
 async def test_a_tenant_whose_schema_drifted_fails_alone_and_its_partition_says_why(

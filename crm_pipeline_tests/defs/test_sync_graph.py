@@ -233,3 +233,25 @@ def table_rows(table: str) -> list[dict[str, str]]:
     """A markdown metadata table's rows, by column name."""
     header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
     return [dict(zip(header, row, strict=True)) for row in rows]
+
+
+async def test_a_run_overtaken_by_another_pass_of_its_tenant_writes_nothing_and_does_not_fail(
+    world: TenantWorld, repository: DealRepository, instance: dg.DagsterInstance
+) -> None:
+    """Another pass (a sweep's) holds the tenant while this run would write: the run ends without
+    its writes or their checks, and fails nothing; its changes wait past the unmoved watermarks
+    for the next run."""
+    await repository.create_opportunity(world.tenant_id, OpportunityCreate(name="Acme renewal"))
+
+    async with SyncStatus(repository, world.tenant_id, "notion").pass_lock() as held:
+        assert held
+        overtaken = await sync_tenant(instance, world.resources, world.tenant_id)
+
+    assert overtaken.success
+    assert overtaken.asset_materializations_for_node("outbound_sync") == []
+    assert overtaken.asset_materializations_for_node("inbound_sync") == []
+    assert "settled_records_agree" not in check_results(overtaken)
+    assert world.pages() == []
+    result = await sync_tenant(instance, world.resources, world.tenant_id)
+    assert result.success and metadata(result, "outbound_sync")["created"] == 1
+    assert [page["properties"]["Deal Name"]["title"][0]["plain_text"] for page in world.pages()] == ["Acme renewal"]

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 from crm_pipeline.cli import main
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, TenantsResource
-from crm_pipeline.defs.schedules import INTEGRATION_TAG, SYNC_JOB, sync_each_tenant_every_minute
+from crm_pipeline.defs.runs import SYNC_JOB
+from crm_pipeline.defs.schedules import INTEGRATION_TAG, sync_each_tenant_every_minute
 from crm_pipeline.defs.sensors import tenant_partitions_sensor
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
 from crm_pipeline.models import OpportunityCreate

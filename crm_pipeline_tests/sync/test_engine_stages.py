@@ -24,6 +24,7 @@ from crm_pipeline.sync import (
     INBOUND_PARTS,
     OUTBOUND_PARTS,
     Direction,
+    PassOvertakenError,
     PassPlan,
     PassRefusedError,
     RecordPlan,
@@ -180,7 +181,7 @@ async def test_a_writing_stage_refuses_decisions_another_pass_made_stale(
     decisions = await engine.decide(await engine.read_primary(), await engine.read_external())
     assert (await engine.run_pass()).created == 1  # another pass syncs the same changes first
 
-    with pytest.raises(PassRefusedError, match="watermark moved"):
+    with pytest.raises(PassOvertakenError, match="watermark moved"):
         await engine.write_outbound(decisions)
     assert len(world.workspace.control.all_pages(world.workspace.data_source_id)) == 1
 
