@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import dagster as dg
 import pytest
@@ -30,172 +33,165 @@ TICK = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)  # any minute: the schedule only 
 SYNC_ASSETS = {"postgres_opportunities", "notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync"}
 
 
-class Tenants:
-    """Registered tenants, each with a Deals database of its own in the sandbox."""
+@dataclass
+class Sweeping:
+    """Registered tenants, each with a Deals database of its own in the sandbox and a partition
+    in a Dagster instance of the test's own, and sweeps of them in process."""
 
-    def __init__(self, repository: DealRepository, control: SandboxControl, count: int, prefix: str) -> None:
-        self.repository, self.control, self.count, self.prefix = repository, control, count, prefix
-        self.connections: list[TenantConnection] = []
-        self.data_sources: dict[str, str] = {}
+    database: Database
+    sandbox: RunningSandbox
+    repository: DealRepository
+    control: SandboxControl
+    instance: dg.DagsterInstance
+    tenants_file: Path
+    connections: list[TenantConnection] = field(default_factory=list)
+    data_sources: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid4().hex[:8])
+    """In every tenant id: unique to the test, on a deal store other tests share."""
 
-    async def create(self, **schema_overrides: Any) -> list[TenantConnection]:
+    async def add(self, count: int, prefix: str, *, deal: bool = False, **schema: Any) -> list[TenantConnection]:
+        """``count`` tenants (with a deal each to sync when ``deal``); ``schema`` overrides their
+        Deals databases' properties."""
         made = []
-        for n in range(self.count):
-            tenant_id = f"{self.prefix}-{n}-{len(self.connections)}"
+        for n in range(count):
+            tenant_id = f"{prefix}-{n}-{self.tag}"
             await self.repository.register_tenant(tenant_id)
-            deals = deals_database(self.control, f"Deals of {tenant_id}", **schema_overrides)
+            if deal:
+                await self.repository.create_opportunity(tenant_id, OpportunityCreate(name=f"Deal of {tenant_id}"))
+            deals = deals_database(self.control, f"Deals of {tenant_id}", **schema)
             self.data_sources[tenant_id] = deals["data_source_id"]
             made.append(
                 TenantConnection(tenant_id=tenant_id, database_id=deals["database_id"], token_env=UNSET_TOKEN_ENV)
             )
+        self.instance.add_dynamic_partitions("tenant", [tenant.tenant_id for tenant in made])
         self.connections += made
         return made
 
+    def titles(self, tenant: TenantConnection) -> list[str]:
+        pages = self.control.all_pages(self.data_sources[tenant.tenant_id])
+        return [page["properties"]["Deal Name"]["title"][0]["plain_text"] for page in pages]
 
-def sweep(
-    instance: dg.DagsterInstance, resources: dict[str, Any], shard: int = 0, shards: int = 1
-) -> dg.ExecuteInProcessResult:
-    job = defs.resolve_job_def(SWEEP_JOB)
-    config = {"ops": {"sync_tenants": {"config": {"shard": shard, "shards": shards}}}}
-    return job.execute_in_process(run_config=config, resources=resources, instance=instance, raise_on_error=False)
+    async def sweep(self, shard: int = 0, shards: int = 1) -> dg.ExecuteInProcessResult:
+        """One run of ``tenants_sweep_job`` over the tenants added so far; Dagster runs its own
+        event loop, so in a thread."""
+        resources = resources_for(self.database, self.sandbox, self.connections, self.tenants_file)
+        config = {"ops": {"sync_tenants": {"config": {"shard": shard, "shards": shards}}}}
+        return await asyncio.to_thread(
+            defs.resolve_job_def(SWEEP_JOB).execute_in_process,
+            run_config=config,
+            resources=resources,
+            instance=self.instance,
+            raise_on_error=False,
+        )
+
+    def recorded(self, result: dg.ExecuteInProcessResult) -> dict[str, set[str | None]]:
+        """The partitions each kind of asset event of the run names: ``<asset>`` for a
+        materialization, ``<check>`` for a check's result, ``observed <asset>`` for an observation."""
+        found: dict[str, set[str | None]] = defaultdict(set)
+        for entry in self.instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            if event.is_step_materialization:
+                materialization = event.step_materialization_data.materialization
+                found[materialization.asset_key.to_user_string()].add(materialization.partition)
+            elif event.is_asset_observation:
+                observation = event.asset_observation_data.asset_observation
+                found[f"observed {observation.asset_key.to_user_string()}"].add(observation.partition)
+            elif event.event_type is dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+                evaluation = event.event_specific_data
+                assert isinstance(evaluation, dg.AssetCheckEvaluation)
+                found[evaluation.check_name].add(evaluation.partition)
+        return dict(found)
+
+    def rows(self, result: dg.ExecuteInProcessResult) -> int:
+        """The run's rows in Dagster's event log."""
+        return len(self.instance.all_logs(result.run_id))
 
 
-def _output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+def _outcome(result: dg.ExecuteInProcessResult) -> dict[str, Any]:
+    """The sweep's own metadata: its tenants, and how their passes ended."""
     [output] = [event for event in result.all_events if event.is_successful_output]
-    return dict(output.step_output_data.metadata)
-
-
-def recorded(instance: dg.DagsterInstance, run_id: str) -> dict[str, set[str | None]]:
-    """The partitions each kind of asset event of the run names: ``<asset>`` for a
-    materialization, ``<check>`` for a check's result, ``observed <asset>`` for an observation."""
-    found: dict[str, set[str | None]] = defaultdict(set)
-    for entry in instance.all_logs(run_id):
-        event = entry.dagster_event
-        if event is None:
-            continue
-        if event.is_step_materialization:
-            materialization = event.step_materialization_data.materialization
-            found[materialization.asset_key.to_user_string()].add(materialization.partition)
-        elif event.is_asset_observation:
-            observation = event.asset_observation_data.asset_observation
-            found[f"observed {observation.asset_key.to_user_string()}"].add(observation.partition)
-        elif event.event_type is dg.DagsterEventType.ASSET_CHECK_EVALUATION:
-            evaluation = event.event_specific_data
-            assert isinstance(evaluation, dg.AssetCheckEvaluation)
-            found[evaluation.check_name].add(evaluation.partition)
-    return dict(found)
+    return {key: value.value for key, value in output.step_output_data.metadata.items()}
 
 
 @pytest.fixture
-def sweep_instance() -> Any:
+def sweep_instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         yield instance
 
 
-async def test_a_sweep_syncs_every_tenant_in_one_run_and_records_only_the_passes_that_did_something(
+@pytest.fixture
+def sweeping(
     database: Database,
     repository: DealRepository,
     sandbox_server: RunningSandbox,
     control: SandboxControl,
     sweep_instance: dg.DagsterInstance,
     tmp_path: Path,
-) -> None:
+) -> Sweeping:
     control.reset()
-    tenants = Tenants(repository, control, 3, "sweep")
-    busy, other, idle = await tenants.create()
-    await repository.create_opportunity(busy.tenant_id, OpportunityCreate(name="Acme renewal"))
-    await repository.create_opportunity(other.tenant_id, OpportunityCreate(name="Globex pilot"))
-    resources = resources_for(database, sandbox_server, tenants.connections, tmp_path / "tenants.toml")
-    sweep_instance.add_dynamic_partitions("tenant", [t.tenant_id for t in tenants.connections])
+    return Sweeping(database, sandbox_server, repository, control, sweep_instance, tmp_path / "tenants.toml")
 
-    first = await asyncio.to_thread(sweep, sweep_instance, resources)
+
+async def test_a_sweep_syncs_every_tenant_in_one_run_and_records_only_the_passes_that_did_something(
+    sweeping: Sweeping,
+) -> None:
+    busy, other, idle = await sweeping.add(2, "sweep", deal=True) + await sweeping.add(1, "sweep-quiet")
+
+    first = await sweeping.sweep()
 
     assert first.success
-    assert [
-        p["properties"]["Deal Name"]["title"][0]["plain_text"]
-        for p in control.all_pages(tenants.data_sources[busy.tenant_id])
-    ] == ["Acme renewal"]
-    assert len(control.all_pages(tenants.data_sources[other.tenant_id])) == 1
-    events = recorded(sweep_instance, first.run_id)
+    assert sweeping.titles(busy) == [f"Deal of {busy.tenant_id}"]
+    assert sweeping.titles(other) == [f"Deal of {other.tenant_id}"]
+    events = sweeping.recorded(first)
     for asset in SYNC_ASSETS:
         assert events[asset] == {busy.tenant_id, other.tenant_id}, asset  # never the idle tenant
     for check in {key.name for key in defs.resolve_asset_graph().asset_check_keys}:
         assert events[check] == {busy.tenant_id, other.tenant_id}, check  # every check a run of one would give
-    outcome = {key: value.value for key, value in _output_metadata(first).items()}
+    outcome = _outcome(first)
     assert (outcome["tenants"], outcome["synced"], outcome["quiet"], outcome["failed"]) == (3, 2, 1, 0)
 
-    settling = await asyncio.to_thread(sweep, sweep_instance, resources)  # reads its own pages back
+    settling = await sweeping.sweep()  # reads its own pages back
     assert settling.success
-    control.reset_stats()
-    second = await asyncio.to_thread(sweep, sweep_instance, resources)
+    sweeping.control.reset_stats()
+    second = await sweeping.sweep()
 
     assert second.success
-    assert recorded(sweep_instance, second.run_id) == {}  # three quiet passes: nothing for any tenant
-    assert control.stats()["total"] == 3  # one request per idle tenant
+    assert sweeping.recorded(second) == {}  # three quiet passes: nothing for any tenant
+    assert sweeping.control.stats()["total"] == 3  # one request per idle tenant
 
 
-async def test_a_tenant_with_a_run_of_its_own_in_flight_is_left_to_that_run(
-    database: Database,
-    repository: DealRepository,
-    sandbox_server: RunningSandbox,
-    control: SandboxControl,
-    sweep_instance: dg.DagsterInstance,
-    tmp_path: Path,
-) -> None:
+async def test_a_tenant_with_a_run_of_its_own_in_flight_is_left_to_that_run(sweeping: Sweeping) -> None:
     """A backfill's ``deals_sync_job`` run of a tenant is in flight: the sweep neither reads nor
     writes that tenant (two passes would race for its lock and its rate budget)."""
-    control.reset()
-    tenants = Tenants(repository, control, 2, "own-run")
-    backfilled, swept = await tenants.create()
-    for connection in (backfilled, swept):
-        await repository.create_opportunity(
-            connection.tenant_id, OpportunityCreate(name=f"Deal of {connection.tenant_id}")
-        )
-    resources = resources_for(database, sandbox_server, tenants.connections, tmp_path / "tenants.toml")
-    sweep_instance.add_dynamic_partitions("tenant", [t.tenant_id for t in tenants.connections])
+    backfilled, swept = await sweeping.add(2, "own-run", deal=True)
     create_run_for_test(
-        sweep_instance,
+        sweeping.instance,
         job_name=SYNC_JOB,
         status=dg.DagsterRunStatus.STARTED,
         tags={"dagster/partition": backfilled.tenant_id},
     )
 
-    result = await asyncio.to_thread(sweep, sweep_instance, resources)
+    result = await sweeping.sweep()
 
     assert result.success
-    assert control.all_pages(tenants.data_sources[backfilled.tenant_id]) == []
-    assert len(control.all_pages(tenants.data_sources[swept.tenant_id])) == 1
-    assert recorded(sweep_instance, result.run_id)["inbound_sync"] == {swept.tenant_id}
-    outcome = {key: value.value for key, value in _output_metadata(result).items()}
+    assert (sweeping.titles(backfilled), sweeping.titles(swept)) == ([], [f"Deal of {swept.tenant_id}"])
+    assert sweeping.recorded(result)["inbound_sync"] == {swept.tenant_id}
+    outcome = _outcome(result)
     assert (outcome["tenants"], outcome["synced"], outcome["busy"]) == (2, 1, 1)
 
 
-async def test_a_tenant_whose_schema_drifted_fails_alone_and_its_partition_says_why(
-    database: Database,
-    repository: DealRepository,
-    sandbox_server: RunningSandbox,
-    control: SandboxControl,
-    sweep_instance: dg.DagsterInstance,
-    tmp_path: Path,
-) -> None:
-    control.reset()
-    tenants = Tenants(repository, control, 1, "fine")
-    [fine] = await tenants.create()
-    drifted_tenants = Tenants(repository, control, 1, "drifted")
-    [drifted] = await drifted_tenants.create(Stage={"type": "rich_text", "rich_text": {}})
-    for connection in (fine, drifted):
-        await repository.create_opportunity(
-            connection.tenant_id, OpportunityCreate(name=f"Deal of {connection.tenant_id}")
-        )
-    resources = resources_for(database, sandbox_server, [fine, drifted], tmp_path / "tenants.toml")
-    sweep_instance.add_dynamic_partitions("tenant", [fine.tenant_id, drifted.tenant_id])
+async def test_a_tenant_whose_schema_drifted_fails_alone_and_its_partition_says_why(sweeping: Sweeping) -> None:
+    [fine] = await sweeping.add(1, "fine", deal=True)
+    [drifted] = await sweeping.add(1, "drifted", deal=True, Stage={"type": "rich_text", "rich_text": {}})
 
-    result = await asyncio.to_thread(sweep, sweep_instance, resources)
+    result = await sweeping.sweep()
 
     assert not result.success  # the run says a tenant failed ...
-    assert len(control.all_pages(tenants.data_sources[fine.tenant_id])) == 1  # ... once the others synced
-    assert control.all_pages(drifted_tenants.data_sources[drifted.tenant_id]) == []
-    events = recorded(sweep_instance, result.run_id)
+    assert len(sweeping.titles(fine)) == 1  # ... once the others synced
+    assert sweeping.titles(drifted) == []
+    events = sweeping.recorded(result)
     assert events["inbound_sync"] == {fine.tenant_id}
     assert events["observed inbound_sync"] == {drifted.tenant_id}
     assert events["mapping_matches_schema"] == {fine.tenant_id, drifted.tenant_id}
@@ -205,39 +201,27 @@ async def test_a_tenant_whose_schema_drifted_fails_alone_and_its_partition_says_
     )
 
 
-async def test_an_idle_tenant_day_adds_no_rows_to_dagsters_storage_beyond_its_shards_runs(
-    database: Database,
-    repository: DealRepository,
-    sandbox_server: RunningSandbox,
-    control: SandboxControl,
-    sweep_instance: dg.DagsterInstance,
-    tmp_path: Path,
-) -> None:
+async def test_an_idle_tenant_day_adds_no_rows_to_dagsters_storage_beyond_its_shards_runs(sweeping: Sweeping) -> None:
     """What idle tenants cost Dagster's storage: a sweep of three quiet tenants writes exactly the
     rows of a sweep of none (the run's own), so a day adds 1,440 runs per shard, and each run's
     rows, and nothing per idle tenant; housekeeping (``keep_days``) bounds the runs kept."""
-    control.reset()
-    tenants = Tenants(repository, control, 3, "idle")
-    quiet = await tenants.create()
-    resources = resources_for(database, sandbox_server, quiet, tmp_path / "tenants.toml")
-    sweep_instance.add_dynamic_partitions("tenant", [t.tenant_id for t in quiet])
+    quiet = await sweeping.add(3, "idle")
     shards = 1000
     [shard] = {shard_of(t.tenant_id, shards) for t in quiet[:1]}
     empty = next(n for n in range(shards) if all(shard_of(t.tenant_id, shards) != n for t in quiet))
 
-    first = await asyncio.to_thread(sweep, sweep_instance, resources)  # discovers each connection
-    assert recorded(sweep_instance, first.run_id) == {}  # quiet from the start: nothing to sync
-    control.reset_stats()
-    idle = await asyncio.to_thread(sweep, sweep_instance, resources)
-    assert control.stats()["total"] == 3
-    nobody = await asyncio.to_thread(sweep, sweep_instance, resources, empty, shards)
-    one = await asyncio.to_thread(sweep, sweep_instance, resources, shard, shards)
+    first = await sweeping.sweep()  # discovers each connection
+    assert sweeping.recorded(first) == {}  # quiet from the start: nothing to sync
+    sweeping.control.reset_stats()
+    idle = await sweeping.sweep()
+    assert sweeping.control.stats()["total"] == 3
+    nobody = await sweeping.sweep(empty, shards)
+    one = await sweeping.sweep(shard, shards)
 
     assert idle.success and nobody.success and one.success
-    assert control.stats()["total"] == 3 + 1  # the empty shard asked nothing; the one-tenant shard once
-    rows = {run.run_id: len(sweep_instance.all_logs(run.run_id)) for run in (idle, nobody, one)}
-    assert rows[idle.run_id] == rows[nobody.run_id] == rows[one.run_id], rows
-    assert recorded(sweep_instance, idle.run_id) == {}
+    assert sweeping.control.stats()["total"] == 3 + 1  # the empty shard asked nothing; the one-tenant shard once
+    assert sweeping.rows(idle) == sweeping.rows(nobody) == sweeping.rows(one)
+    assert sweeping.recorded(idle) == {}
 
 
 def _schedule_context(
