@@ -2,7 +2,7 @@
 
 ``--tenants`` tenants (default 20), each with a Deals database of its own on the sandbox Notion
 (a process of its own, unthrottled: the figures are this machine's cost, not Notion's pace), all
-synced once first, so every pass measured is idle. Each design runs under `dagster dev` on an
+synced by a sweep run right before each design's passes, so every pass measured is idle. Each design runs under `dagster dev` on an
 instance of the benchmark's own (the checkout's dagster.yaml, the queued run coordinator with its
 per-integration limit; every tenant is an integration of its own, so up to ten runs at once),
 its runs submitted through the webserver with the every-minute schedules stopped:
