@@ -83,13 +83,17 @@ def stop_group(process: subprocess.Popen[bytes]) -> int:
 
 @dataclass
 class RunningDagster:
-    """A running `dagster dev`: its GraphQL client and an instance on the same storage."""
+    """A running `dagster dev`: its GraphQL client and an instance on the same storage; its
+    process (the root of its group) and the variables its processes were started with, for
+    another process that joins the instance (a run worker)."""
 
     client: DagsterGraphQLClient
     instance: dg.DagsterInstance
     log: Path
     graphql_url: str
     location: str
+    pid: int
+    environment: dict[str, str]
 
     def stop_schedule(self, name: str) -> None:
         """Stop the schedule as its toggle in the UI does: the daemon ticks it no more."""
@@ -123,11 +127,17 @@ class RunningDagster:
 
 
 @contextmanager
-def dagster_dev(home: Path, database: Database, environment: Mapping[str, str]) -> Iterator[RunningDagster]:
+def dagster_dev(
+    home: Path, database: Database, environment: Mapping[str, str], instance_settings: str = ""
+) -> Iterator[RunningDagster]:
     """`dagster dev` on the checkout's workspace with its instance in ``home``, storage in
     ``database`` and the deal store there too; ``environment`` adds to this process's (the
-    tenants file, token variables). Stops the whole process group on exit."""
+    tenants file, token variables), ``instance_settings`` (YAML) to the instance's dagster.yaml
+    (another run launcher). Stops the whole process group on exit."""
     write_instance_config(home)
+    if instance_settings:
+        with (home / "dagster.yaml").open("a") as config:
+            config.write(instance_settings)
     storage_url = database.url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
     variables = {
         "DAGSTER_HOME": str(home),
@@ -156,7 +166,7 @@ def dagster_dev(home: Path, database: Database, environment: Mapping[str, str]) 
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-                yield RunningDagster(client, instance, log, graphql_url, location["name"])
+                yield RunningDagster(client, instance, log, graphql_url, location["name"], process.pid, variables)
         finally:
             if previous is None:
                 del os.environ[DAGSTER_PG_URL_VARIABLE]
