@@ -7,12 +7,14 @@ only describe them to the queries.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Date,
     ForeignKey,
     Identity,
@@ -21,9 +23,11 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    any_,
+    bindparam,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.types import UserDefinedType
 
 SCHEMA = "crm"
@@ -46,6 +50,12 @@ class XID8(UserDefinedType[str]):
 
     def get_col_spec(self, **kw: Any) -> str:
         return "xid8"
+
+
+def any_of(column: Column[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column = ANY(values)``, the values bound as one array parameter: ``IN`` binds one
+    parameter per value, and PostgreSQL refuses a statement with more than 65,535 of them."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 metadata = MetaData(schema=SCHEMA)
