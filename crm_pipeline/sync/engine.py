@@ -46,6 +46,11 @@ _SYNCED_RECORDS = frozenset({RecordType.OPPORTUNITY, RecordType.ACTIVITY})
 TIME_BUDGET_SHARE = 0.8
 """The share of the sync interval a pass may spend starting writes (the default time budget)."""
 
+CREATES_PER_PASS = 5_000
+"""Deals without a link a pass plans at most, the first in id order (``SyncStatus.unlinked``):
+what its time budget leaves undone is found there again by the next pass, so a load of any size
+costs each pass the same, and nothing of it is kept in the ledger."""
+
 DISCOVERY_RECHECK_SECONDS = 3600.0
 """How long a kept discovery is relied on before it is asked again in full (Notion: the database,
 the data source and the bot user, three requests): what writes rely on is asked before each pass
@@ -284,11 +289,14 @@ class SyncEngine:
         )
 
     async def decide(self, primary: SideChanges, external: SideChanges) -> Decisions:
-        """The pass's plan: the planner over both reads and the reconciliation slice due, if any;
-        writes nothing."""
+        """The pass's plan: the planner over both reads, the reconciliation slice due, if any, and
+        the deals without a link still to create (``CREATES_PER_PASS`` at most); writes nothing."""
         reconcile = await self._reconcile_slice()
+        backlog = await self.status.unlinked(CREATES_PER_PASS)
         await self._use_discovery()
-        plan = await self._plan(primary.changes, external.changes, external.unreadable, reconcile=reconcile)
+        plan = await self._plan(
+            primary.changes, external.changes, external.unreadable, reconcile=reconcile, backlog=backlog
+        )
         await self._keep_discovery()
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
         return Decisions(plan, primary, external, until)
@@ -351,6 +359,7 @@ class SyncEngine:
         read_external: bool = False,
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
+        backlog: Sequence[UUID] | None = None,
     ) -> PassPlan:
         """The plan of the records these changes touch (see ``PassReader.plan``), with the
         records that could not be read."""
@@ -360,6 +369,7 @@ class SyncEngine:
             read_external=read_external,
             only_touched=only_touched,
             reconcile=reconcile,
+            backlog=backlog,
         )
         plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
         return plan

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Row, Table, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +27,7 @@ from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, Sync
 from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import (
     any_of,
+    opportunities,
     sync_activities,
     sync_audit,
     sync_base,
@@ -225,6 +226,20 @@ class SyncStatus:
         query = query.order_by(sync_links.c.record_id).limit(limit)
         async with self.transaction() as connection:
             return {row.record_id: row.external_id for row in await connection.execute(query)}
+
+    async def unlinked(self, limit: int) -> list[UUID]:
+        """The first ``limit`` live deals (in id order) without a link: the ones to create."""
+        linked = select(sync_links.c.record_id).where(
+            self._scope(sync_links), sync_links.c.record_id == opportunities.c.id
+        )
+        query = (
+            select(opportunities.c.id)
+            .where(opportunities.c.tenant_id == self.tenant_id, opportunities.c.archived_at.is_(None), ~exists(linked))
+            .order_by(opportunities.c.id)
+            .limit(limit)
+        )
+        async with self.transaction() as connection:
+            return list((await connection.scalars(query)).all())
 
     async def set_vanished(self, record_ids: Iterable[UUID], *, vanished: bool) -> None:
         """Queue these links as pending delete (their external record cannot be found), or take

@@ -332,12 +332,29 @@ async def test_a_pass_out_of_time_leaves_the_rest_to_the_next_one(
     out_of_time = await hurried.run_pass()
     assert (out_of_time.deferred, out_of_time.created, out_of_time.pushed, out_of_time.errors) == (4, 0, 0, [])
     assert page_writes(workspace) == 0
-    # Both watermarks moved on; the ledger carries what is left, and the next pass does it.
+    # Both watermarks moved on; the ledger carries the push left, the deals without a page are
+    # found again as deals without a link, and the next pass does both.
+    assert [entry.record_id for entry in await engine.status.errors()] == [str(linked.id)]
     resumed = await engine.run_pass()
     assert (resumed.created, resumed.pushed, resumed.pulled, resumed.errors) == (3, 1, 1, [])
     assert [len(workspace.control.all_pages(workspace.data_source_id))] == [1 + len(new)]
     assert (await stored(repository, tenant, linked.id)).custom_notes == "hi"
     assert await engine.status.errors() == []
+
+
+async def test_a_pass_plans_creates_for_so_many_deals_without_a_link_the_next_the_rest(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("crm_pipeline.sync.engine.CREATES_PER_PASS", 2)
+    deals = sorted([(await new_deal(repository, tenant, name=f"Deal {n}")).id for n in range(3)])
+
+    first = await engine.run_pass()
+    assert (first.created, first.deferred, first.errors) == (2, 0, [])
+    assert set(await engine.status.links()) == set(deals[:2])  # the first in id order
+    assert (await engine.run_pass()).created == 1
+    assert set(await engine.status.links()) == set(deals)
+    assert await engine.status.errors() == []
+    assert await engine.run_pass() == SyncResult()
 
 
 @pytest.fixture
