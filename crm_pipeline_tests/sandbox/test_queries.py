@@ -155,6 +155,27 @@ async def test_pagination_across_250_pages(notion: AsyncClient, control: Sandbox
     assert requests == 1 + 3
 
 
+async def test_a_key_lookup_finds_the_pages_holding_its_keys_and_follows_edits(
+    notion: AsyncClient, control: SandboxControl, sandbox: Any
+) -> None:
+    """The sync's lookup of keys (text `equals` under an `or`), alone and within an `and`."""
+    specs = ({"Deal Name": f"Deal {i:03}", "Contact": f"key-{i % 150}", "Value": i} for i in range(300))
+    ds_id = control.seed(rows(*specs))[0]["data_source_id"]
+    keys = [f"key-{i}" for i in range(0, 150, 15)] + ["no such key", ""]
+    lookup = {"or": [{"property": "Contact", "rich_text": {"equals": key}} for key in keys]}
+    expected = [f"Deal {i:03}" for i in range(300) if i % 15 == 0]
+    assert await names(notion, ds_id, filter=lookup) == expected  # in creation order, each once
+    small = {"and": [lookup, {"property": "Value", "number": {"less_than": 10}}]}
+    assert await names(notion, ds_id, filter=small) == ["Deal 000"]
+
+    first = (await notion.data_sources.query(ds_id, filter={"property": "Contact", "rich_text": {"equals": "key-1"}}))[
+        "results"
+    ]
+    await notion.pages.update(first[0]["id"], properties={"Contact": {"rich_text": [{"text": {"content": "key-0"}}]}})
+    assert await names(notion, ds_id, filter=lookup) == sorted([*expected, "Deal 001"])
+    assert await names(notion, ds_id, filter={"property": "Contact", "rich_text": {"equals": "key-1"}}) == ["Deal 151"]
+
+
 async def test_cursor_survives_an_edit_that_moves_rows(
     notion: AsyncClient, control: SandboxControl, sandbox: Any
 ) -> None:
