@@ -100,7 +100,7 @@ class PassReader:
         ``read_external``: read every touched external record afresh; ``only_touched``: leave
         the ledger's records out; ``reconcile``: linked records to re-read in full; ``backlog``:
         the deals without a link to create, in place of the touched ones (a later pass creates
-        those the backlog leaves out).
+        those the backlog leaves out), beside those the ledger retries.
         """
         plan = PassPlan()
         touched = await self._touched(plan, primary_changes, external_changes, only_touched=only_touched)
@@ -171,8 +171,8 @@ class PassReader:
         slice. Records not found are vanished."""
         record_ids = touched.record_ids | set(reconcile)
         touched.links = await self.status.links(record_ids) | touched.new_links
-        if backlog is not None:
-            record_ids = (record_ids & touched.links.keys()) | set(backlog)
+        if backlog is not None:  # the deals without a link: the backlog's, and failed creates to retry
+            record_ids = (record_ids & touched.links.keys()) | touched.retry_deals | set(backlog)
         deals = await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])
         touched.records = {deal.id: deal for deal in deals}
         unlinked = sorted(record_ids - touched.links.keys())

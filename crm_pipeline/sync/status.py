@@ -19,7 +19,7 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Row, Table, delete, exists, func, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, Text, cast, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -227,19 +227,33 @@ class SyncStatus:
         async with self.transaction() as connection:
             return {row.record_id: row.external_id for row in await connection.execute(query)}
 
-    async def unlinked(self, limit: int) -> list[UUID]:
-        """The first ``limit`` live deals (in id order) without a link: the ones to create."""
+    async def unlinked(self, limit: int) -> tuple[list[UUID], int]:
+        """The first ``limit`` live deals (in id order) without a link and without an open ledger
+        entry: the ones to create; and how many such deals there are in all. A deal whose create
+        failed is retried from the ledger instead, so failing creates cannot hold the first places
+        and keep the rest waiting."""
         linked = select(sync_links.c.record_id).where(
             self._scope(sync_links), sync_links.c.record_id == opportunities.c.id
         )
+        failed = select(sync_errors.c.record_id).where(
+            self._scope(sync_errors),
+            sync_errors.c.record_id == cast(opportunities.c.id, Text),
+            sync_errors.c.field != RESTORE_BY_HAND,
+        )
         query = (
-            select(opportunities.c.id)
-            .where(opportunities.c.tenant_id == self.tenant_id, opportunities.c.archived_at.is_(None), ~exists(linked))
+            select(opportunities.c.id, func.count().over().label("total"))
+            .where(
+                opportunities.c.tenant_id == self.tenant_id,
+                opportunities.c.archived_at.is_(None),
+                ~exists(linked),
+                ~exists(failed),
+            )
             .order_by(opportunities.c.id)
             .limit(limit)
         )
         async with self.transaction() as connection:
-            return list((await connection.scalars(query)).all())
+            rows = (await connection.execute(query)).all()
+        return [row.id for row in rows], rows[0].total if rows else 0
 
     async def set_vanished(self, record_ids: Iterable[UUID], *, vanished: bool) -> None:
         """Queue these links as pending delete (their external record cannot be found), or take
