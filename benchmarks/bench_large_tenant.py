@@ -20,6 +20,8 @@ pass and a one-deal pass at Notion's 3 requests/s, each sync pass a process of i
   child's own, from opening the deal store to closing it after the pass (the interpreter's start and
   imports left out); its requests are the sandbox's count; its memory the child's peak RSS (most
   of it the interpreter and its imports).
+- Beside them, the same quiet and one-deal passes of a tenant of ``--small-deals`` (1,000), measured
+  first the same way, and the large tenant's over the small one's: what the tenant's size adds.
 
 The deal store is the embedded PostgreSQL, in a database of its own that is dropped afterwards;
 the sandbox runs as a process of its own. Run: ``.venv/bin/python benchmarks/bench_large_tenant.py
@@ -37,6 +39,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -118,7 +121,23 @@ async def change_deal(settings: Settings, tenant: str, deal: UUID, value: int) -
         )
 
 
-def measure(settings: Settings, base_url: str, control: SandboxControl, deals: int) -> None:
+@dataclass
+class Passes:
+    """One tenant's passes: its first load's, then the quiet one's and the one-deal one's (with
+    the requests the sandbox counted for each)."""
+
+    load: list[dict[str, Any]]
+    load_seconds: float
+    idle: dict[str, Any]
+    idle_requests: int
+    one: dict[str, Any]
+    one_requests: int
+
+
+def passes_of(settings: Settings, base_url: str, control: SandboxControl, deals: int) -> Passes:
+    """A new tenant of ``deals`` deals with a Notion database of its own: its load, settling and
+    measured passes (see the module docstring)."""
+    unthrottled = control.settings()
     [notion_db] = control.seed(
         {"databases": [{"title": "Deals", "properties": notion_properties_schema(SYNCED_PROPERTY_MAP)}]}
     )
@@ -132,11 +151,7 @@ def measure(settings: Settings, base_url: str, control: SandboxControl, deals: i
     while sum(report["created"] for report in load) < deals:
         assert load[-1]["created"] or load[-1]["deferred"], load[-1]
         load.append(sync(unthrottled=True))
-    elapsed = time.monotonic() - started
-    emit(BENCH, "first_load_deals", deals, "count")
-    emit(BENCH, "first_load_deals_per_second", round(deals / elapsed, 1), "deals/s")
-    emit(BENCH, "first_load_peak_memory_mb", round(max(report["peak_mb"] for report in load)), "MB")
-    emit(BENCH, "first_load_passes", len(load), "count")
+    load_seconds = time.monotonic() - started
 
     control.advance_clock(600)
     asyncio.run(change_deal(settings, tenant, deal_ids[0], 1))
@@ -147,22 +162,42 @@ def measure(settings: Settings, base_url: str, control: SandboxControl, deals: i
     control.reset_stats()
     idle = sync(unthrottled=False)
     assert idle["pushed"] == idle["pulled"] == idle["created"] == 0, idle
-    emit(BENCH, "idle_pass_seconds", round(idle["seconds"], 2), "s", "<= 2")
-    emit(BENCH, "idle_pass_requests", control.stats()["total"], "count")
-    emit(BENCH, "idle_pass_peak_memory_mb", round(idle["peak_mb"]), "MB", "<= 300")
-
+    idle_requests = control.stats()["total"]
     asyncio.run(change_deal(settings, tenant, deal_ids[1], 2))
     control.reset_stats()
     one = sync(unthrottled=False)
     assert one["pushed"] == 1 and one["pulled"] == one["created"] == 0, one
-    emit(BENCH, "one_deal_pass_seconds", round(one["seconds"], 2), "s")
-    emit(BENCH, "one_deal_pass_requests", control.stats()["total"], "count")
-    emit(BENCH, "one_deal_pass_peak_memory_mb", round(one["peak_mb"]), "MB", "<= 300")
+    one_requests = control.stats()["total"]
+    control.configure(rate_limit=unthrottled["rate_limit"], burst=unthrottled["burst"])
+    return Passes(load, load_seconds, idle, idle_requests, one, one_requests)
+
+
+def measure(settings: Settings, base_url: str, control: SandboxControl, deals: int, small_deals: int) -> None:
+    small = passes_of(settings, base_url, control, small_deals)
+    large = passes_of(settings, base_url, control, deals)
+    emit(BENCH, "first_load_deals", deals, "count")
+    emit(BENCH, "first_load_deals_per_second", round(deals / large.load_seconds, 1), "deals/s")
+    emit(BENCH, "first_load_peak_memory_mb", round(max(report["peak_mb"] for report in large.load)), "MB")
+    emit(BENCH, "first_load_passes", len(large.load), "count")
+    emit(BENCH, "idle_pass_seconds", round(large.idle["seconds"], 2), "s", "<= 2")
+    emit(BENCH, "idle_pass_requests", large.idle_requests, "count")
+    emit(BENCH, "idle_pass_peak_memory_mb", round(large.idle["peak_mb"]), "MB", "<= 300")
+    emit(BENCH, "one_deal_pass_seconds", round(large.one["seconds"], 2), "s")
+    emit(BENCH, "one_deal_pass_requests", large.one_requests, "count")
+    emit(BENCH, "one_deal_pass_peak_memory_mb", round(large.one["peak_mb"]), "MB")
+    # The same passes of a small tenant, beside them: what the tenant's size adds.
+    for name, passed in (("idle_pass", small.idle), ("one_deal_pass", small.one)):
+        peer = large.idle if name == "idle_pass" else large.one
+        emit(BENCH, f"{name}_seconds_at_{small_deals}_deals", round(passed["seconds"], 2), "s")
+        emit(BENCH, f"{name}_seconds_over_{small_deals}_deals", round(peer["seconds"] / passed["seconds"], 2), "x")
+        emit(BENCH, f"{name}_peak_memory_mb_at_{small_deals}_deals", round(passed["peak_mb"]), "MB")
+        emit(BENCH, f"{name}_peak_memory_over_{small_deals}_deals", round(peer["peak_mb"] / passed["peak_mb"], 2), "x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--small-deals", type=int, default=1_000, help="the tenant measured beside it")
     parser.add_argument("--one-pass", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-name", help=argparse.SUPPRESS)
     parser.add_argument("--tenant", help=argparse.SUPPRESS)
@@ -177,7 +212,7 @@ def main() -> None:
     settings = Settings(database_name=f"crm_pipeline_bench_{os.getpid()}")
     with sandbox_process("--rate-limit", "0") as base_url, SandboxControl(base_url) as control:
         try:
-            measure(settings, base_url, control, args.deals)
+            measure(settings, base_url, control, args.deals, args.small_deals)
         finally:
             asyncio.run(drop_database(settings))
 
