@@ -8,7 +8,7 @@ only describe them to the queries.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.types import UserDefinedType
 
 SCHEMA = "crm"
+T = TypeVar("T")
 APP_ROLE = "crm_pipeline_app"
 """The role holding the application's privileges: not a superuser, not the tables' owner, so
 PostgreSQL's row-level security binds it. The application logs in as a member of it."""
@@ -52,7 +53,7 @@ class XID8(UserDefinedType[str]):
         return "xid8"
 
 
-def any_of(column: Column[Any], values: Iterable[Any]) -> ColumnElement[bool]:
+def any_of(column: Column[T], values: Iterable[T]) -> ColumnElement[bool]:
     """``column = ANY(values)``, the values bound as one array parameter: ``IN`` binds one
     parameter per value, and PostgreSQL refuses a statement with more than 65,535 of them."""
     return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
