@@ -432,7 +432,8 @@ class SyncResult(_Model):
     """What one sync pass did: records written out (``pushed``) and in (``pulled``), records
     created on either side, records trashed or archived, fields settled as conflicts, and the
     records that failed. ``skipped``: another pass of the tenant was running, so this one did nothing.
-    ``deferred``: records the pass's time budget left for the next pass."""
+    ``deferred``: records left for a later pass: by the pass's time budget, or deals without a link
+    past the creates a pass plans."""
 
     pushed: int = 0
     pulled: int = 0

@@ -2,7 +2,8 @@
 
 Rows are evaluated as aligned *columns* of stored keys (built lazily per property and kept until
 the data source changes), and a compiled filter narrows a list of row indices using C-level
-`compress`/`map`, calling one small test per row and leaf. A query's ordered result is cached
+`compress`/`map`, calling one small test per row and leaf; a text `equals` (the sync's key
+lookups) reads an index of its column instead. A query's ordered result is cached
 per data source version too, so paging through a large result filters and sorts once.
 """
 
@@ -63,6 +64,7 @@ class Columns:
         self.ds = ds
         self.pages = [page for page in ds.pages.values() if page.in_trash == in_trash]
         self._columns: dict[tuple[str, str], list[Any]] = {}
+        self._indexes: dict[str, dict[Any, list[int]]] = {}
 
     def column(self, name: str) -> list[Any]:
         """Keys of a property id (None when empty), or of `created_time` / `last_edited_time`.
@@ -86,6 +88,16 @@ class Columns:
             return self.column(name)
         return self.derived(name, "filter", lambda: [filler if k is None else k for k in self.column(name)])
 
+    def index(self, name: str) -> dict[Any, list[int]]:
+        """Each filter key of a property -> the rows holding it, in row order: an `equals` (a key
+        lookup of 50 keys, say) finds its rows without comparing every row's key."""
+        index = self._indexes.get(name)
+        if index is None:
+            index = self._indexes[name] = {}
+            for row, key in enumerate(self.filter_column(name)):
+                index.setdefault(key, []).append(row)
+        return index
+
     def derived(self, name: str, variant: str, build: Callable[[], list[Any]]) -> list[Any]:
         column = self._columns.get((name, variant))
         if column is None:
@@ -99,7 +111,7 @@ def _filler(prop: PropertySchema) -> Any:
     return FILTER_FILLERS.get(prop.type)
 
 
-RowFilter = Callable[[Columns, list[int]], list[int]]  # narrows candidate row indices
+RowFilter = Callable[[Columns, list[int]], list[int]]  # narrows candidate row indices (ascending)
 
 
 def _leaf(name: str, test: KeyTest) -> RowFilter:
@@ -107,6 +119,19 @@ def _leaf(name: str, test: KeyTest) -> RowFilter:
         column = columns.filter_column(name)
         keys = column if len(rows) == len(column) else map(column.__getitem__, rows)  # all rows: skip a step
         return list(compress(rows, map(test, keys)))
+
+    return run
+
+
+def _equals_leaf(name: str, key: str) -> RowFilter:
+    """A text `equals`: the rows holding ``key``, from the column's index."""
+
+    def run(columns: Columns, rows: list[int]) -> list[int]:
+        found = columns.index(name).get(key, [])
+        if len(rows) == len(columns.pages):
+            return list(found)
+        candidates = set(rows)
+        return [row for row in found if row in candidates]
 
     return run
 
@@ -321,6 +346,8 @@ def _compound(ds: DataSource, kind: str, raw: Any, viewer: Viewer, path: str, de
         matched: set[int] = set()
         for part in parts:
             matched.update(part(columns, rows))
+        if len(matched) < len(rows) // 8:  # few matches (a key lookup): sorting them beats a pass over every row
+            return sorted(matched)
         return [row for row in rows if row in matched]
 
     return some
@@ -352,7 +379,10 @@ def _property_predicate(ds: DataSource, raw: dict[str, Any], viewer: Viewer, pat
     elif prop.type == "rollup":
         test = _rollup_test(condition, at, subject, viewer)
     else:
-        test = _condition(condition, at, subject, _FAMILY_OF[prop.type], _resolver(prop, viewer))
+        family = _FAMILY_OF[prop.type]
+        test = _condition(condition, at, subject, family, _resolver(prop, viewer))
+        if family == "text" and set(condition) == {"equals"}:
+            return _equals_leaf(prop.id, condition["equals"])
     return _leaf(prop.id, test)
 
 

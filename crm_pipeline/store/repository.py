@@ -57,7 +57,7 @@ from crm_pipeline.models import (
 from crm_pipeline.store.changes import diff_fields
 from crm_pipeline.store.database import Database
 from crm_pipeline.store.errors import DuplicateRecordError, RecordNotFoundError
-from crm_pipeline.store.schema import XID8, activities, change_log, contacts, opportunities, tenants
+from crm_pipeline.store.schema import XID8, activities, any_of, change_log, contacts, opportunities, tenants
 
 ReadModel = TypeVar("ReadModel", bound=BaseModel)
 
@@ -116,7 +116,7 @@ class DealRepository:
         ids = list(dict.fromkeys(opportunity_ids))
         if not ids:
             return []
-        query = select(opportunities).where(opportunities.c.id.in_(ids)).order_by(opportunities.c.id)
+        query = select(opportunities).where(any_of(opportunities.c.id, ids)).order_by(opportunities.c.id)
         return await self._fetch(tenant_id, query, OpportunityRead)
 
     async def create_opportunity_in(
@@ -171,7 +171,7 @@ class DealRepository:
         ids = list(dict.fromkeys(opportunity_ids))
         if not ids:
             return {}
-        query = select(opportunities.c.id, opportunities.c.name).where(opportunities.c.id.in_(ids))
+        query = select(opportunities.c.id, opportunities.c.name).where(any_of(opportunities.c.id, ids))
         async with self._database.tenant_transaction(tenant_id) as connection:
             return {row.id: row.name for row in await connection.execute(query)}
 
@@ -316,7 +316,9 @@ class DealRepository:
         ids = list(dict.fromkeys(activity_ids))
         if not ids:
             return []
-        query = select(activities).where(activities.c.id.in_(ids)).order_by(activities.c.occurred_at, activities.c.id)
+        query = (
+            select(activities).where(any_of(activities.c.id, ids)).order_by(activities.c.occurred_at, activities.c.id)
+        )
         return await self._fetch(tenant_id, query, ActivityRead)
 
     # -- change log ----------------------------------------------------------------------------
@@ -378,7 +380,7 @@ class DealRepository:
             return {}
         query = (
             select(change_log)
-            .where(change_log.c.record_type == RecordType.OPPORTUNITY.value, change_log.c.record_id.in_(ids))
+            .where(change_log.c.record_type == RecordType.OPPORTUNITY.value, any_of(change_log.c.record_id, ids))
             .ext(distinct_on(change_log.c.record_id))
             .order_by(change_log.c.record_id, change_log.c.sequence.desc())
         )

@@ -7,12 +7,14 @@ only describe them to the queries.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    ColumnElement,
     Date,
     ForeignKey,
     Identity,
@@ -21,12 +23,15 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    any_,
+    bindparam,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP, UUID
 from sqlalchemy.types import UserDefinedType
 
 SCHEMA = "crm"
+T = TypeVar("T")
 APP_ROLE = "crm_pipeline_app"
 """The role holding the application's privileges: not a superuser, not the tables' owner, so
 PostgreSQL's row-level security binds it. The application logs in as a member of it."""
@@ -46,6 +51,12 @@ class XID8(UserDefinedType[str]):
 
     def get_col_spec(self, **kw: Any) -> str:
         return "xid8"
+
+
+def any_of(column: Column[T], values: Iterable[T]) -> ColumnElement[bool]:
+    """``column = ANY(values)``, the values bound as one array parameter: ``IN`` binds one
+    parameter per value, and PostgreSQL refuses a statement with more than 65,535 of them."""
+    return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
 
 
 metadata = MetaData(schema=SCHEMA)

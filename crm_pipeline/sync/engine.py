@@ -46,6 +46,9 @@ _SYNCED_RECORDS = frozenset({RecordType.OPPORTUNITY, RecordType.ACTIVITY})
 TIME_BUDGET_SHARE = 0.8
 """The share of the sync interval a pass may spend starting writes (the default time budget)."""
 
+CREATES_PER_PASS = 5_000
+"""Deals without a link a pass plans to create at most (the default ``creates_per_pass``)."""
+
 DISCOVERY_RECHECK_SECONDS = 3600.0
 """How long a kept discovery is relied on before it is asked again in full (Notion: the database,
 the data source and the bot user, three requests): what writes rely on is asked before each pass
@@ -77,6 +80,7 @@ class SyncEngine:
         reconcile_seconds: float = 300,
         reconcile_per_pass: int = 50,
         max_vanished_share: float = 0.1,
+        creates_per_pass: int = CREATES_PER_PASS,
         discovery_recheck_seconds: float = DISCOVERY_RECHECK_SECONDS,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -105,6 +109,11 @@ class SyncEngine:
         self.max_vanished_share = max_vanished_share
         """The mass-delete breaker: when more of the linked records than this share vanish in one
         pass, none is queued for deletion and the pass says so."""
+        self.creates_per_pass = creates_per_pass
+        """A pass plans creates for at most this many deals without a link, the first in id order
+        (``SyncStatus.unlinked``); the next passes find the rest there, and the ones its time
+        budget left, so a load of any size costs each pass the same and none of it waits in the
+        ledger. A deal whose create failed is retried from the ledger, beside them."""
         self.discovery_recheck_seconds = discovery_recheck_seconds
         """How long what the adapter discovered (kept in the deal store) is reused before it is asked
         again in full; ``clock`` tells the time for it."""
@@ -284,11 +293,15 @@ class SyncEngine:
         )
 
     async def decide(self, primary: SideChanges, external: SideChanges) -> Decisions:
-        """The pass's plan: the planner over both reads and the reconciliation slice due, if any;
-        writes nothing."""
+        """The pass's plan: the planner over both reads, the reconciliation slice due, if any, and
+        the deals without a link still to create (``creates_per_pass`` at most); writes nothing."""
         reconcile = await self._reconcile_slice()
+        backlog, unlinked = await self.status.unlinked(self.creates_per_pass)
         await self._use_discovery()
-        plan = await self._plan(primary.changes, external.changes, external.unreadable, reconcile=reconcile)
+        plan = await self._plan(
+            primary.changes, external.changes, external.unreadable, reconcile=reconcile, backlog=backlog
+        )
+        plan.creates_waiting = unlinked - len(backlog)
         await self._keep_discovery()
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
         return Decisions(plan, primary, external, until)
@@ -351,6 +364,7 @@ class SyncEngine:
         read_external: bool = False,
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
+        backlog: Sequence[UUID] | None = None,
     ) -> PassPlan:
         """The plan of the records these changes touch (see ``PassReader.plan``), with the
         records that could not be read."""
@@ -360,6 +374,7 @@ class SyncEngine:
             read_external=read_external,
             only_touched=only_touched,
             reconcile=reconcile,
+            backlog=backlog,
         )
         plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
         return plan

@@ -57,6 +57,9 @@ class Tally:
     failures: list[LedgerEntry] = field(default_factory=list)
     deferred: list[LedgerEntry] = field(default_factory=list)
     """Records left for the next pass when the time budget ran out (in the ledger, not errors)."""
+    creates_left: int = 0
+    """Creates left for a later pass, past the plan's or the time budget's: not in the ledger, a
+    later pass finds their deals without a link (``SyncStatus.unlinked``)."""
     notices: list[SyncError] = field(default_factory=list)
     """What the pass must report that is no record's failure (the mass-delete breaker)."""
 
@@ -69,7 +72,7 @@ class Tally:
             created=self.created,
             trashed=self.trashed,
             errors=errors,
-            deferred=len(self.deferred),
+            deferred=len(self.deferred) + self.creates_left,
         )
 
 
@@ -108,7 +111,7 @@ class Executor:
 
     async def run(self, plan: PassPlan) -> Tally:
         """Carry out a pass's plan: links first, then adoptions and creates, then field writes."""
-        tally = Tally(failures=list(plan.failures), notices=list(plan.notices))
+        tally = Tally(failures=list(plan.failures), notices=list(plan.notices), creates_left=plan.creates_waiting)
         await self.status.set_vanished(plan.vanished, vanished=True)
         await self.status.set_vanished(plan.found_again, vanished=False)
         await self.status.drop_waiting_restores(plan.restores_dropped)
@@ -219,7 +222,7 @@ class Executor:
         for start in range(0, len(records), CREATE_BATCH):
             batch = records[start : start + CREATE_BATCH]
             if self._out_of_time():
-                tally.deferred += [LedgerEntry(str(record.id), DEFERRED, Side.EXTERNAL) for record in batch]
+                tally.creates_left += len(batch)
                 continue
             await self._create_batch(batch, fields, tally)
 

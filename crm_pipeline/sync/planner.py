@@ -119,8 +119,9 @@ _LIFECYCLE: dict[tuple[bool, bool, bool], Lifecycle] = {
 class PassPlan:
     """Everything one pass would write, decided before anything is written (``SyncEngine.plan``).
 
-    ``creates``: deals without a link, to create externally under their key. ``adoptions``:
-    external records a human created, to become deals (external id, field values).
+    ``creates``: deals without a link, to create externally under their key; ``creates_waiting``:
+    how many more deals without a link a later pass creates (past the pass's ``creates_per_pass``).
+    ``adoptions``: external records a human created, to become deals (external id, field values).
     ``key_writes``: linked external records still lacking their key (an earlier pass stopped
     before writing it). ``links``: external records carrying a deal's key but not linked yet.
     ``relinks``: deals whose external record a person merged into another, to link to the
@@ -134,6 +135,7 @@ class PassPlan:
     """
 
     creates: list[OpportunityRead] = field(default_factory=list)
+    creates_waiting: int = 0
     adoptions: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     key_writes: list[tuple[str, UUID]] = field(default_factory=list)
     links: list[tuple[UUID, str]] = field(default_factory=list)
@@ -157,6 +159,7 @@ class PassPlan:
             created=len(self.creates) + len(self.adoptions),
             trashed=sum(d.action in (Lifecycle.TRASH, Lifecycle.ARCHIVE) for d in self.deletes) + len(self.duplicates),
             errors=[failure.as_error() for failure in self.failures] + self.notices,
+            deferred=self.creates_waiting,
         )
 
 

@@ -93,15 +93,18 @@ class PassReader:
         read_external: bool = False,
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
+        backlog: Sequence[UUID] | None = None,
     ) -> PassPlan:
         """Read what the plan needs (links, bases, the touched records) and plan; writes nothing.
 
         ``read_external``: read every touched external record afresh; ``only_touched``: leave
-        the ledger's records out; ``reconcile``: linked records to re-read in full.
+        the ledger's records out; ``reconcile``: linked records to re-read in full; ``backlog``:
+        the deals without a link to create, in place of the touched ones (a later pass creates
+        those the backlog leaves out), beside those the ledger retries.
         """
         plan = PassPlan()
         touched = await self._touched(plan, primary_changes, external_changes, only_touched=only_touched)
-        await self._read_afresh(plan, touched, read_external=read_external, reconcile=reconcile or {})
+        await self._read_afresh(plan, touched, read_external=read_external, reconcile=reconcile or {}, backlog=backlog)
         live = await self._live_pairs(plan, touched)
         await self._field_plans(plan, touched, live)
         return plan
@@ -154,7 +157,13 @@ class PassReader:
         return away
 
     async def _read_afresh(
-        self, plan: PassPlan, touched: _Touched, *, read_external: bool, reconcile: Mapping[UUID, str]
+        self,
+        plan: PassPlan,
+        touched: _Touched,
+        *,
+        read_external: bool,
+        reconcile: Mapping[UUID, str],
+        backlog: Sequence[UUID] | None,
     ) -> None:
         """Load links and deals, plan creates for deals without a link, and re-read external
         records: all touched ones when asked, else those retried from the ledger (their last
@@ -162,6 +171,8 @@ class PassReader:
         slice. Records not found are vanished."""
         record_ids = touched.record_ids | set(reconcile)
         touched.links = await self.status.links(record_ids) | touched.new_links
+        if backlog is not None:  # the deals without a link: the backlog's, and failed creates to retry
+            record_ids = (record_ids & touched.links.keys()) | touched.retry_deals | set(backlog)
         deals = await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])
         touched.records = {deal.id: deal for deal in deals}
         unlinked = sorted(record_ids - touched.links.keys())

@@ -54,6 +54,7 @@ class SideChanges:
 OUTBOUND_PARTS = frozenset(
     {
         "creates",
+        "creates_waiting",
         "key_writes",
         "links",
         "relinks",

@@ -10,7 +10,7 @@ together or not at all; nothing here is cached, so a new process continues where
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -19,13 +19,15 @@ from uuid import UUID
 
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
-from sqlalchemy import ColumnElement, Row, Table, delete, func, select, text, update
+from sqlalchemy import ColumnElement, Row, Table, Text, cast, delete, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import (
+    any_of,
+    opportunities,
     sync_activities,
     sync_audit,
     sync_base,
@@ -212,7 +214,7 @@ class SyncStatus:
         """record id -> external id, for these records (all linked records when None)."""
         query = select(sync_links.c.record_id, sync_links.c.external_id).where(self._scope(sync_links))
         if record_ids is not None:
-            query = query.where(sync_links.c.record_id.in_(list(record_ids)))
+            query = query.where(any_of(sync_links.c.record_id, record_ids))
         async with self.transaction() as connection:
             return {row.record_id: row.external_id for row in await connection.execute(query)}
 
@@ -225,13 +227,41 @@ class SyncStatus:
         async with self.transaction() as connection:
             return {row.record_id: row.external_id for row in await connection.execute(query)}
 
+    async def unlinked(self, limit: int) -> tuple[list[UUID], int]:
+        """The first ``limit`` live deals (in id order) without a link and without an open ledger
+        entry: the ones to create; and how many such deals there are in all. A deal whose create
+        failed is retried from the ledger instead, so failing creates cannot hold the first places
+        and keep the rest waiting."""
+        linked = select(sync_links.c.record_id).where(
+            self._scope(sync_links), sync_links.c.record_id == opportunities.c.id
+        )
+        failed = select(sync_errors.c.record_id).where(
+            self._scope(sync_errors),
+            sync_errors.c.record_id == cast(opportunities.c.id, Text),
+            sync_errors.c.field != RESTORE_BY_HAND,
+        )
+        query = (
+            select(opportunities.c.id, func.count().over().label("total"))
+            .where(
+                opportunities.c.tenant_id == self.tenant_id,
+                opportunities.c.archived_at.is_(None),
+                ~exists(linked),
+                ~exists(failed),
+            )
+            .order_by(opportunities.c.id)
+            .limit(limit)
+        )
+        async with self.transaction() as connection:
+            rows = (await connection.execute(query)).all()
+        return [row.id for row in rows], rows[0].total if rows else 0
+
     async def set_vanished(self, record_ids: Iterable[UUID], *, vanished: bool) -> None:
         """Queue these links as pending delete (their external record cannot be found), or take
         them off the queue (found again). Nothing is deleted either way."""
         ids = list(record_ids)
         if not ids:
             return
-        query = update(sync_links).where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
+        query = update(sync_links).where(self._scope(sync_links), any_of(sync_links.c.record_id, ids))
         if vanished:  # an archived pair (a delete already approved) is not queued again
             query = query.where(sync_links.c.archived.is_(False))
         async with self.transaction() as connection:
@@ -265,7 +295,7 @@ class SyncStatus:
     async def links_by_external(self, external_ids: Iterable[str]) -> dict[str, UUID]:
         """external id -> record id, for the linked ones of these external records."""
         query = select(sync_links.c.record_id, sync_links.c.external_id).where(
-            self._scope(sync_links), sync_links.c.external_id.in_(list(external_ids))
+            self._scope(sync_links), any_of(sync_links.c.external_id, external_ids)
         )
         async with self.transaction() as connection:
             return {row.external_id: row.record_id for row in await connection.execute(query)}
@@ -273,7 +303,7 @@ class SyncStatus:
     async def archived(self, record_ids: Iterable[UUID]) -> set[UUID]:
         """Which of these linked records are archived on both sides (deal archived, page trashed)."""
         query = select(sync_links.c.record_id).where(
-            self._scope(sync_links), sync_links.c.archived, sync_links.c.record_id.in_(list(record_ids))
+            self._scope(sync_links), sync_links.c.archived, any_of(sync_links.c.record_id, record_ids)
         )
         async with self.transaction() as connection:
             return set((await connection.scalars(query)).all())
@@ -289,7 +319,7 @@ class SyncStatus:
     async def bases(self, record_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
         """record id -> {field: base value}, decoded to each field's type; fields never synced are absent."""
         query = select(sync_base.c.record_id, sync_base.c.field, sync_base.c.value).where(
-            self._scope(sync_base), sync_base.c.record_id.in_(list(record_ids))
+            self._scope(sync_base), any_of(sync_base.c.record_id, record_ids)
         )
         bases: dict[UUID, dict[str, Any]] = {}
         async with self.transaction() as connection:
@@ -373,7 +403,8 @@ class SyncStatus:
         ]
         if rows:
             async with self.transaction() as connection:
-                await connection.execute(insert(sync_activities).values(rows).on_conflict_do_nothing())
+                for chunk in _chunks(rows):
+                    await connection.execute(insert(sync_activities).values(chunk).on_conflict_do_nothing())
 
     async def pending_activities(self) -> list[tuple[UUID, UUID, bool]]:
         """(activity id, deal id, attempted before) of the activities not appended yet, in the order they happened."""
@@ -449,34 +480,34 @@ class SyncStatus:
         if not entries:
             return
         unique = {(entry.record_id, entry.field): entry for entry in entries}
-        statement = insert(sync_errors).values(
-            [
-                {
-                    "tenant_id": self.tenant_id,
-                    "connector": self.connector,
-                    "record_id": entry.record_id,
-                    "field": entry.field,
-                    "side": entry.side.value,
-                    "value": encode_value(entry.value),
-                    "reason": entry.reason,
-                    "attempts": 1,
-                }
-                for entry in unique.values()
-            ]
-        )
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "connector": self.connector,
+                "record_id": entry.record_id,
+                "field": entry.field,
+                "side": entry.side.value,
+                "value": encode_value(entry.value),
+                "reason": entry.reason,
+                "attempts": 1,
+            }
+            for entry in unique.values()
+        ]
         async with self.transaction() as connection:
-            await connection.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["tenant_id", "connector", "record_id", "field"],
-                    set_={
-                        "side": statement.excluded.side,
-                        "value": statement.excluded.value,
-                        "reason": statement.excluded.reason,
-                        "attempts": sync_errors.c.attempts + 1,
-                        "last_seen_at": func.now(),
-                    },
+            for chunk in _chunks(rows):
+                statement = insert(sync_errors).values(chunk)
+                await connection.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["tenant_id", "connector", "record_id", "field"],
+                        set_={
+                            "side": statement.excluded.side,
+                            "value": statement.excluded.value,
+                            "reason": statement.excluded.reason,
+                            "attempts": sync_errors.c.attempts + 1,
+                            "last_seen_at": func.now(),
+                        },
+                    )
                 )
-            )
 
     async def drop_waiting_restores(self, record_ids: Iterable[UUID]) -> None:
         """Take these deals' restores that wait for a person (``RESTORE_BY_HAND``) off the ledger:
@@ -487,7 +518,9 @@ class SyncStatus:
         async with self.transaction() as connection:
             await connection.execute(
                 delete(sync_errors).where(
-                    self._scope(sync_errors), sync_errors.c.record_id.in_(ids), sync_errors.c.field == RESTORE_BY_HAND
+                    self._scope(sync_errors),
+                    any_of(sync_errors.c.record_id, ids),
+                    sync_errors.c.field == RESTORE_BY_HAND,
                 )
             )
 
@@ -513,14 +546,14 @@ class SyncStatus:
     async def deal_links(self, record_ids: Iterable[UUID]) -> dict[UUID, DealLink]:
         """record id -> its link and open ledger entries, for each of these deals (linked or not)."""
         ids = list(record_ids)
-        links = select(sync_links).where(self._scope(sync_links), sync_links.c.record_id.in_(ids))
+        links = select(sync_links).where(self._scope(sync_links), any_of(sync_links.c.record_id, ids))
         async with self.transaction() as connection:
             linked = {row.record_id: row for row in await connection.execute(links)}
             owners = {str(record_id): record_id for record_id in ids}
             owners |= {row.external_id: record_id for record_id, row in linked.items()}
             ledger = (
                 select(sync_errors)
-                .where(self._scope(sync_errors), sync_errors.c.record_id.in_(list(owners)))
+                .where(self._scope(sync_errors), any_of(sync_errors.c.record_id, owners))
                 .order_by(sync_errors.c.record_id, sync_errors.c.field)
             )
             failures: dict[UUID, list[OpenFailure]] = {}
@@ -548,6 +581,16 @@ class SyncStatus:
                 known = fields.get(row.field, SyncedField(row.field))
                 fields[row.field] = replace(known, last_write=_audit_entry(row), written_at=row.at)
         return fields
+
+
+ROWS_PER_INSERT = 1_000
+"""Rows per multi-row INSERT: each row binds a parameter per column, and PostgreSQL refuses a
+statement with more than 65,535 (a pass deferring 10,000 creates records 80,000)."""
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), ROWS_PER_INSERT):
+        yield rows[start : start + ROWS_PER_INSERT]
 
 
 def _audit_entry(row: Row[Any]) -> AuditEntry:

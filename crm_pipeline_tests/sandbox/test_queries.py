@@ -155,6 +155,66 @@ async def test_pagination_across_250_pages(notion: AsyncClient, control: Sandbox
     assert requests == 1 + 3
 
 
+async def test_a_key_lookup_finds_the_pages_holding_its_keys_and_follows_edits(
+    notion: AsyncClient, control: SandboxControl, sandbox: Any
+) -> None:
+    """The sync's lookup of keys (text `equals` under an `or`), alone and within an `and`."""
+    specs = ({"Deal Name": f"Deal {i:03}", "Contact": f"key-{i % 150}", "Value": i} for i in range(300))
+    ds_id = control.seed(rows(*specs))[0]["data_source_id"]
+    keys = [f"key-{i}" for i in range(0, 150, 15)] + ["no such key", ""]
+    lookup = {"or": [{"property": "Contact", "rich_text": {"equals": key}} for key in keys]}
+    expected = [f"Deal {i:03}" for i in range(300) if i % 15 == 0]
+    assert await names(notion, ds_id, filter=lookup) == expected  # in creation order, each once
+    small = {"and": [lookup, {"property": "Value", "number": {"less_than": 10}}]}
+    assert await names(notion, ds_id, filter=small) == ["Deal 000"]
+
+    first = (await notion.data_sources.query(ds_id, filter={"property": "Contact", "rich_text": {"equals": "key-1"}}))[
+        "results"
+    ]
+    await notion.pages.update(first[0]["id"], properties={"Contact": {"rich_text": [{"text": {"content": "key-0"}}]}})
+    assert await names(notion, ds_id, filter=lookup) == sorted([*expected, "Deal 001"])
+    assert await names(notion, ds_id, filter={"property": "Contact", "rich_text": {"equals": "key-1"}}) == ["Deal 151"]
+
+
+async def test_a_key_lookup_follows_creates_trash_restores_and_schema_changes(
+    notion: AsyncClient, control: SandboxControl, sandbox: Any
+) -> None:
+    """The index a text `equals` reads is rebuilt whenever the data source changes: a page created,
+    trashed or restored, a property renamed, another one given its old name."""
+    ds_id = control.seed(rows(*({"Deal Name": f"Deal {i}", "Contact": f"key-{i % 5}"} for i in range(20))))[0][
+        "data_source_id"
+    ]
+
+    def lookup(prop: str = "Contact", key: str = "key-1") -> dict[str, Any]:
+        return {
+            "or": [{"property": prop, "rich_text": {"equals": key}}, {"property": prop, "rich_text": {"equals": "-"}}]
+        }
+
+    assert await names(notion, ds_id, filter=lookup()) == ["Deal 1", "Deal 6", "Deal 11", "Deal 16"]
+    created = await notion.pages.create(
+        parent={"data_source_id": ds_id},
+        properties={
+            "Deal Name": {"title": [{"text": {"content": "New"}}]},
+            "Contact": {"rich_text": [{"text": {"content": "key-1"}}]},
+        },
+    )
+    assert await names(notion, ds_id, filter=lookup()) == ["Deal 1", "Deal 6", "Deal 11", "Deal 16", "New"]
+    trashed = (await notion.data_sources.query(ds_id, filter=lookup(key="key-2")))["results"][0]
+    await notion.pages.update(trashed["id"], in_trash=True)
+    await notion.pages.update(created["id"], in_trash=True)
+    assert await names(notion, ds_id, filter=lookup(key="key-2")) == ["Deal 7", "Deal 12", "Deal 17"]
+    assert await names(notion, ds_id, filter=lookup(key="key-2"), in_trash=True) == ["Deal 2"]
+    await notion.pages.update(trashed["id"], in_trash=False)
+    assert await names(notion, ds_id, filter=lookup(key="key-2")) == ["Deal 2", "Deal 7", "Deal 12", "Deal 17"]
+    assert await names(notion, ds_id, filter=lookup(), in_trash=True) == ["New"]
+
+    await notion.data_sources.update(ds_id, properties={"Contact": {"name": "Key"}})
+    assert await names(notion, ds_id, filter=lookup("Key")) == ["Deal 1", "Deal 6", "Deal 11", "Deal 16"]
+    await notion.data_sources.update(ds_id, properties={"Contact": {"rich_text": {}}})  # a new, empty column
+    assert await names(notion, ds_id, filter=lookup()) == []
+    assert await names(notion, ds_id, filter=lookup(key="")) == [f"Deal {i}" for i in range(20)]
+
+
 async def test_cursor_survives_an_edit_that_moves_rows(
     notion: AsyncClient, control: SandboxControl, sandbox: Any
 ) -> None:

@@ -230,3 +230,16 @@ async def test_latest_changes_names_each_deals_newest_entry_and_its_actor(
     assert set(latest) == {edited.id, untouched.id}
     assert (latest[edited.id].actor, list(latest[edited.id].changes)) == (Actor.HUMAN, ["deal_stage"])
     assert latest[untouched.id].actor is Actor.AGENT and "name" in latest[untouched.id].changes
+
+
+async def test_reads_by_id_take_more_ids_than_a_statement_takes_parameters(
+    repository: DealRepository, tenant: str
+) -> None:
+    """PostgreSQL binds at most 65,535 parameters a statement: a pass of a large tenant asks for more."""
+    known = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
+    ids = [uuid4() for _ in range(70_000)] + [known.id]
+
+    assert [deal.id for deal in await repository.get_opportunities(tenant, ids)] == [known.id]
+    assert await repository.opportunity_names(tenant, ids) == {known.id: "Acme"}
+    assert list(await repository.latest_changes(tenant, ids)) == [known.id]
+    assert await repository.get_activities(tenant, ids) == []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
@@ -18,17 +17,13 @@ from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import SyncEngine
 from crm_pipeline_tests.crm.conftest import Workspace
 from crm_pipeline_tests.sync.crashes import Crash, CrashAt, install
-from crm_pipeline_tests.sync.test_engine_e2e import paragraphs
+from crm_pipeline_tests.sync.test_engine_e2e import key_of, paragraphs
 
 pytestmark = pytest.mark.integration
 
-STEPS = 36
+STEPS = 37
 """At least as many as the scenario's pass takes: the run with n = STEPS + 1 must finish uncrashed
 (a run with n past the pass's last step finishes uncrashed too, and checks the same)."""
-
-
-def key_of(page: dict[str, Any]) -> str:
-    return "".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"])
 
 
 @pytest.mark.parametrize("n", range(1, STEPS + 2))

@@ -33,12 +33,12 @@ async def new_deal(
     return await repository.create_opportunity(tenant, OpportunityCreate(name=name, **fields))
 
 
+def key_of(page: dict[str, Any]) -> str:
+    return "".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"])
+
+
 def page_of(workspace: Workspace, deal_id: UUID) -> dict[str, Any]:
-    [page] = [
-        page
-        for page in workspace.control.all_pages(workspace.data_source_id)
-        if "".join(t["plain_text"] for t in page["properties"]["Sync Key"]["rich_text"]) == str(deal_id)
-    ]
+    [page] = [page for page in workspace.control.all_pages(workspace.data_source_id) if key_of(page) == str(deal_id)]
     return page
 
 
@@ -332,12 +332,44 @@ async def test_a_pass_out_of_time_leaves_the_rest_to_the_next_one(
     out_of_time = await hurried.run_pass()
     assert (out_of_time.deferred, out_of_time.created, out_of_time.pushed, out_of_time.errors) == (4, 0, 0, [])
     assert page_writes(workspace) == 0
-    # Both watermarks moved on; the ledger carries what is left, and the next pass does it.
+    # Both watermarks moved on; the ledger carries the push left, the deals without a page are
+    # found again as deals without a link, and the next pass does both.
+    assert [entry.record_id for entry in await engine.status.errors()] == [str(linked.id)]
     resumed = await engine.run_pass()
     assert (resumed.created, resumed.pushed, resumed.pulled, resumed.errors) == (3, 1, 1, [])
     assert [len(workspace.control.all_pages(workspace.data_source_id))] == [1 + len(new)]
     assert (await stored(repository, tenant, linked.id)).custom_notes == "hi"
     assert await engine.status.errors() == []
+
+
+async def test_deals_past_the_creates_a_pass_plans_are_created_by_later_passes_beside_failed_creates(
+    primary: PostgresAdapter, notion: NotionAdapter, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    """A pass plans creates for the first deals without a link (``creates_per_pass``); the rest wait
+    unmarked and are counted as deferred. A create that fails is retried from the ledger beside
+    them, so failing creates at the front of the id order hold nothing back."""
+    engine = SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, creates_per_pass=2)
+    too_precise = Decimal("1234567890123456.78")  # a Notion number (a double) cannot hold it
+    failing = [
+        await new_deal(repository, tenant, name=f"Bad {n}", id=UUID(int=n), estimated_value=too_precise) for n in (1, 2)
+    ]
+    deals = [*failing, *[await new_deal(repository, tenant, name=f"Deal {n}") for n in range(5)]]
+
+    passes = [await engine.run_pass() for _ in range(4)]
+    assert [(p.created, p.deferred, len(p.errors)) for p in passes] == [(0, 5, 2), (2, 3, 2), (2, 1, 2), (1, 0, 2)]
+    assert {entry.record_id for entry in await engine.status.errors()} == {str(deal.id) for deal in failing}
+    for deal in failing:
+        await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(estimated_value=Decimal(5)))
+    assert (await engine.run_pass()).model_dump(include={"created", "deferred", "errors"}) == {
+        "created": 2,
+        "deferred": 0,
+        "errors": [],
+    }
+    assert set(await engine.status.links()) == {deal.id for deal in deals}
+    keys = [key_of(page) for page in workspace.control.all_pages(workspace.data_source_id)]
+    assert sorted(keys) == sorted(str(deal.id) for deal in deals)  # one page each
+    assert await engine.status.errors() == []
+    assert await engine.run_pass() == SyncResult()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ open ledger entries and state, and each field's base with its newest decided wri
 
 from __future__ import annotations
 
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.store import DealRepository
@@ -72,3 +72,27 @@ async def test_each_field_reads_with_its_base_and_its_newest_decided_write(
     assert (fields["name"].has_base, fields["name"].base, fields["name"].last_write) == (True, "agreed", None)
     stage = fields["deal_stage"]
     assert (stage.has_base, stage.last_write, stage.written_at is not None) == (False, newest, True)
+
+
+async def test_state_reads_and_ledger_writes_take_more_records_than_a_statement_takes_parameters(
+    repository: DealRepository, tenant: str
+) -> None:
+    """PostgreSQL binds at most 65,535 parameters a statement: a large tenant's first load defers
+    tens of thousands of creates to the ledger (eight parameters each), and reads their state."""
+    status = SyncStatus(repository, tenant, "notion")
+    record_id = await deal(repository, tenant, "linked")
+    await link(status, record_id, "p-1")
+    ids = [uuid4() for _ in range(70_000)] + [record_id]
+    deferred = [LedgerEntry(str(other), "deferred", Side.EXTERNAL) for other in ids[:10_000]]
+
+    await status.record_errors(deferred)
+    await status.record_errors(deferred)
+
+    assert len(await status.errors()) == 10_000
+    assert await status.links(ids) == {record_id: "p-1"}
+    assert await status.links_by_external(["p-1", *map(str, ids)]) == {"p-1": record_id}
+    assert await status.bases(ids) == {record_id: {"name": "agreed"}}
+    assert await status.archived(ids) == set()
+    await status.set_vanished(ids, vanished=True)
+    assert await status.pending_deletes() == {record_id: "p-1"}
+    assert (await status.deal_links(ids))[ids[0]].failures[0].attempts == 2
