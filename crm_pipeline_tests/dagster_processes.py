@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import httpx
 from dagster_graphql import DagsterGraphQLClient
 
 from crm_pipeline.dagster_process import code_locations
@@ -35,6 +36,13 @@ SIGINT_DEFAULT = (
 )
 """Runs argv[1:] with SIGINT handled by default, as from a terminal: a process started from a
 non-interactive shell inherits SIGINT ignored, and Dagster then ignores SIGTERM too."""
+
+SCHEDULES_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+  name location { name } schedules { name scheduleState { id } } } } } }"""
+START_SCHEDULE = """mutation ($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
+  ... on ScheduleStateResult { scheduleState { status } } ... on Error { message } } }"""
+STOP_SCHEDULE = """mutation ($id: String!) { stopRunningSchedule(id: $id) {
+  ... on ScheduleStateResult { scheduleState { status } } ... on Error { message } } }"""
 
 
 def free_port() -> int:
@@ -80,6 +88,9 @@ class RunningDagster:
     client: DagsterGraphQLClient
     instance: dg.DagsterInstance
     log: Path
+    graphql_url: str
+    pid: int
+    """The `dagster dev` process's: its webserver, daemon, code server and runs are its descendants."""
 
     def wait_for_runs(self, run_ids: Sequence[str], timeout: float = GENEROUS_WAIT) -> list[dg.RunRecord]:
         """The runs' records once every one has finished (raises TimeoutError otherwise)."""
@@ -95,6 +106,36 @@ class RunningDagster:
 
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-characters:]
+
+    def _graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = httpx.post(self.graphql_url, json={"query": query, "variables": variables or {}}, timeout=30)
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        if "errors" in body:
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def set_schedule(self, name: str, running: bool) -> None:
+        """Start or stop a schedule, as its toggle in the UI does."""
+        [(repository, state_id)] = [
+            (node, schedule["scheduleState"]["id"])
+            for node in self._graphql(SCHEDULES_QUERY)["repositoriesOrError"]["nodes"]
+            for schedule in node["schedules"]
+            if schedule["name"] == name
+        ]
+        if running:
+            selector = {
+                "repositoryLocationName": repository["location"]["name"],
+                "repositoryName": repository["name"],
+                "scheduleName": name,
+            }
+            result = self._graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
+        else:
+            result = self._graphql(STOP_SCHEDULE, {"id": state_id})["stopRunningSchedule"]
+        wanted = "RUNNING" if running else "STOPPED"
+        if result.get("scheduleState", {}).get("status") != wanted:
+            raise RuntimeError(f"schedule {name} is not {wanted}: {result}")
 
 
 @contextmanager
@@ -112,6 +153,7 @@ def dagster_dev(home: Path, database: Database, environment: Mapping[str, str]) 
         **environment,
     }
     port = free_port()
+    graphql_url = f"http://127.0.0.1:{port}/graphql"
     log = home / "dagster-dev.log"
     with log.open("wb") as output:
         process = start_in_own_group(
@@ -122,14 +164,15 @@ def dagster_dev(home: Path, database: Database, environment: Mapping[str, str]) 
             stderr=subprocess.STDOUT,
         )
     try:
-        if wait_for_code_location(f"http://127.0.0.1:{port}/graphql", process) is None:
+        if wait_for_code_location(graphql_url, process) is None:
             raise RuntimeError(f"the code location did not load:\n{log.read_text(errors='replace')[-4000:]}")
         # The instance's storage URL is read from the environment when it is opened.
         previous = os.environ.get(DAGSTER_PG_URL_VARIABLE)
         os.environ[DAGSTER_PG_URL_VARIABLE] = storage_url
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
-                yield RunningDagster(DagsterGraphQLClient("127.0.0.1", port_number=port), instance, log)
+                client = DagsterGraphQLClient("127.0.0.1", port_number=port)
+                yield RunningDagster(client, instance, log, graphql_url, process.pid)
         finally:
             if previous is None:
                 del os.environ[DAGSTER_PG_URL_VARIABLE]
