@@ -24,11 +24,12 @@ Then `dagster dev` on an instance of the benchmark's own with the checkout's ``d
 Both phases also give the longest sync run (from its creation, the queue included) and the runs
 the schedule skipped because the previous one was still in flight (a sweep that falls behind the
 minute). Then the same harness measures
-today's design at its breaking point: ``sync_every_minute`` stopped, ``sync_each_tenant_every_minute``
-started (one run, one process, per tenant and minute), ``--old-tenants`` tenants (default 40) left
-active; its figures carry the prefix ``per_tenant_runs_``, and the CPU per idle tenant-minute of
-both designs is given as a ratio (goal >= 5). Run: ``.venv/bin/python benchmarks/bench_tenants.py
-[--tenants 1000] [--minutes 5] [--old-tenants 40]``. Prints one JSON line per figure.
+today's design at its breaking point: ``sync_every_minute`` stopped,
+``sync_each_tenant_every_minute`` started (one run, one process, per tenant and minute),
+``--old-tenants`` tenants (default 40; 0: the sweep alone) left active; its figures carry the prefix
+``per_tenant_runs_``, and the CPU per idle tenant-minute of both designs is given as a ratio (goal
+>= 5). Run: ``.venv/bin/python benchmarks/bench_tenants.py [--tenants 1000] [--minutes 5]
+[--old-tenants 40]``. Prints one JSON line per figure.
 """
 
 from __future__ import annotations
@@ -457,7 +458,8 @@ async def measure(
             shards = math.ceil(len(tenants) / TENANTS_PER_RUN)
             sweep = Design("", sync_every_minute.name, SWEEP_JOB, shards)
             sweep_cpu = await measure_design(harness, sweep, tenants, idle_minutes, active_minutes)
-
+            if not args.old_tenants:
+                return
             old = tenants[: args.old_tenants]
             await asyncio.to_thread(dagster.set_schedule, sync_every_minute.name, False)
             await asyncio.to_thread(wait_in_flight, dagster, SWEEP_JOB)
@@ -480,7 +482,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--minutes", type=int, default=5, help="the active phase's; the idle phase's, at most 3")
-    parser.add_argument("--old-tenants", type=int, default=40, help="tenants of the run-per-tenant design")
+    parser.add_argument("--old-tenants", type=int, default=40, help="tenants of the run-per-tenant design; 0: none")
     args = parser.parse_args()
     settings = Settings(database_name=f"crm_pipeline_bench_{os.getpid()}")
     os.environ.update(tokens(args.tenants))  # the first load's runs read them here
