@@ -200,7 +200,7 @@ def sync_all(dagster: RunningDagster) -> None:
 
 def prepared(dagster: RunningDagster, tenants: Sequence[TenantConnection]) -> None:
     """The schedule's sweep would sync the tenants too: stopped. Every tenant a partition."""
-    dagster.stop_schedule(sync_every_minute.name)
+    dagster.set_schedule(sync_every_minute.name, running=False)
     dagster.instance.add_dynamic_partitions("tenant", [tenant.tenant_id for tenant in tenants])
 
 

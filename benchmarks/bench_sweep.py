@@ -64,6 +64,19 @@ def timed(
     return time.monotonic() - wall, cpu_seconds() - cpu, len(instance.all_logs(result.run_id))
 
 
+def unthrottled_resources(database: Database, base_url: str, tenants: TenantsResource) -> dict[str, object]:
+    """The code location's resources over the benchmark's deal store and the sandbox at ``base_url``,
+    the Notion client unpaced."""
+    return {
+        "deal_store": DealStoreResource(
+            database_url=database.url.render_as_string(hide_password=False),
+            app_database_url=database.app_url.render_as_string(hide_password=False),
+        ),
+        "crm": CRMConnectionResource(notion=NotionConnector(base_url=base_url, requests_per_second=UNTHROTTLED)),
+        "tenants": tenants,
+    }
+
+
 async def register(database: Database, tenants: list[str]) -> None:
     repository = DealRepository(database)
     for tenant in tenants:
@@ -97,14 +110,7 @@ def measure(settings: Settings, base_url: str, control: SandboxControl, count: i
             for tenant, db in zip(tenants, databases, strict=True)
         ],
     )
-    resources = {
-        "deal_store": DealStoreResource(
-            database_url=database.url.render_as_string(hide_password=False),
-            app_database_url=database.app_url.render_as_string(hide_password=False),
-        ),
-        "crm": CRMConnectionResource(notion=NotionConnector(base_url=base_url, requests_per_second=UNTHROTTLED)),
-        "tenants": TenantsResource(tenants_file=str(tenants_file)),
-    }
+    resources = unthrottled_resources(database, base_url, TenantsResource(tenants_file=str(tenants_file)))
     asyncio.run(database.close())
     control.configure(rate_limit=UNTHROTTLED, burst=int(UNTHROTTLED))
     with dg.instance_for_test(temp_dir=str(folder)) as instance:

@@ -29,13 +29,6 @@ from crm_pipeline.store import Database
 GENEROUS_WAIT = 180.0
 """Seconds any bounded wait may take on a loaded machine (a start, the runs, a stop)."""
 
-SCHEDULE_STATE_QUERY = """query ($selector: ScheduleSelector!) {
-  scheduleOrError(scheduleSelector: $selector) { ... on Schedule { scheduleState { id } } }
-}"""
-STOP_SCHEDULE = """mutation ($id: String!) {
-  stopRunningSchedule(id: $id) { __typename ... on PythonError { message } }
-}"""
-
 FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 
 SIGINT_DEFAULT = (
@@ -43,6 +36,13 @@ SIGINT_DEFAULT = (
 )
 """Runs argv[1:] with SIGINT handled by default, as from a terminal: a process started from a
 non-interactive shell inherits SIGINT ignored, and Dagster then ignores SIGTERM too."""
+
+SCHEDULES_QUERY = """{ repositoriesOrError { ... on RepositoryConnection { nodes {
+  name location { name } schedules { name scheduleState { id } } } } } }"""
+START_SCHEDULE = """mutation ($selector: ScheduleSelector!) { startSchedule(scheduleSelector: $selector) {
+  ... on ScheduleStateResult { scheduleState { status } } ... on Error { message } } }"""
+STOP_SCHEDULE = """mutation ($id: String!) { stopRunningSchedule(id: $id) {
+  ... on ScheduleStateResult { scheduleState { status } } ... on Error { message } } }"""
 
 
 def free_port() -> int:
@@ -91,24 +91,9 @@ class RunningDagster:
     instance: dg.DagsterInstance
     log: Path
     graphql_url: str
-    location: str
     pid: int
+    """The `dagster dev` process's: its webserver, daemon, code server and runs are its descendants."""
     environment: dict[str, str]
-
-    def stop_schedule(self, name: str) -> None:
-        """Stop the schedule as its toggle in the UI does: the daemon ticks it no more."""
-        selector = {"repositoryLocationName": self.location, "repositoryName": "__repository__", "scheduleName": name}
-        state = self._graphql(SCHEDULE_STATE_QUERY, selector=selector)["scheduleOrError"]["scheduleState"]
-        stopped = self._graphql(STOP_SCHEDULE, id=state["id"])["stopRunningSchedule"]
-        if stopped["__typename"] != "ScheduleStateResult":
-            raise RuntimeError(f"schedule {name} did not stop: {stopped}")
-
-    def _graphql(self, query: str, **variables: Any) -> dict[str, Any]:
-        answer = httpx.post(self.graphql_url, json={"query": query, "variables": variables}, timeout=30).json()
-        if "errors" in answer:
-            raise RuntimeError(f"the webserver refused {query!r}: {answer['errors']}")
-        data: dict[str, Any] = answer["data"]
-        return data
 
     def wait_for_runs(self, run_ids: Sequence[str], timeout: float = GENEROUS_WAIT) -> list[dg.RunRecord]:
         """The runs' records once every one has finished (raises TimeoutError otherwise)."""
@@ -124,6 +109,36 @@ class RunningDagster:
 
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-characters:]
+
+    def _graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = httpx.post(self.graphql_url, json={"query": query, "variables": variables or {}}, timeout=30)
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        if "errors" in body:
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        data: dict[str, Any] = body["data"]
+        return data
+
+    def set_schedule(self, name: str, running: bool) -> None:
+        """Start or stop a schedule, as its toggle in the UI does."""
+        [(repository, state_id)] = [
+            (node, schedule["scheduleState"]["id"])
+            for node in self._graphql(SCHEDULES_QUERY)["repositoriesOrError"]["nodes"]
+            for schedule in node["schedules"]
+            if schedule["name"] == name
+        ]
+        if running:
+            selector = {
+                "repositoryLocationName": repository["location"]["name"],
+                "repositoryName": repository["name"],
+                "scheduleName": name,
+            }
+            result = self._graphql(START_SCHEDULE, {"selector": selector})["startSchedule"]
+        else:
+            result = self._graphql(STOP_SCHEDULE, {"id": state_id})["stopRunningSchedule"]
+        wanted = "RUNNING" if running else "STOPPED"
+        if result.get("scheduleState", {}).get("status") != wanted:
+            raise RuntimeError(f"schedule {name} is not {wanted}: {result}")
 
 
 @contextmanager
@@ -147,6 +162,7 @@ def dagster_dev(
         **environment,
     }
     port = free_port()
+    graphql_url = f"http://127.0.0.1:{port}/graphql"
     log = home / "dagster-dev.log"
     with log.open("wb") as output:
         process = start_in_own_group(
@@ -158,7 +174,7 @@ def dagster_dev(
         )
     graphql_url = f"http://127.0.0.1:{port}/graphql"
     try:
-        if (location := wait_for_code_location(graphql_url, process)) is None:
+        if wait_for_code_location(graphql_url, process) is None:
             raise RuntimeError(f"the code location did not load:\n{log.read_text(errors='replace')[-4000:]}")
         # The instance's storage URL is read from the environment when it is opened.
         previous = os.environ.get(DAGSTER_PG_URL_VARIABLE)
@@ -166,7 +182,7 @@ def dagster_dev(
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 client = DagsterGraphQLClient("127.0.0.1", port_number=port)
-                yield RunningDagster(client, instance, log, graphql_url, location["name"], process.pid, variables)
+                yield RunningDagster(client, instance, log, graphql_url, process.pid, variables)
         finally:
             if previous is None:
                 del os.environ[DAGSTER_PG_URL_VARIABLE]

@@ -114,7 +114,7 @@ def _launch_the_schedules_requests(
     tenants = TenantsResource(tenants_file=environment["CRM_PIPELINE_TENANTS_FILE"])
     with dagster_dev(home, database, environment) as dagster:
         # The sweep would sync these tenants too: what is measured here is the run per tenant.
-        dagster.stop_schedule(sync_every_minute.name)
+        dagster.set_schedule(sync_every_minute.name, running=False)
         dagster.instance.add_dynamic_partitions("tenant", [tenant.tenant_id for tenant in tenants.active()])
         context = dg.build_schedule_context(
             instance=dagster.instance,
