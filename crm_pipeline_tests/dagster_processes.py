@@ -5,6 +5,7 @@ own. Dagster's storage is the deal store's PostgreSQL, in schema public."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -189,4 +190,10 @@ def dagster_dev(
             else:
                 os.environ[DAGSTER_PG_URL_VARIABLE] = previous
     finally:
-        stop_group(process)
+        try:
+            stop_group(process)
+        finally:
+            # The code servers `dagster dev` started (and their resource trackers) can outlive it,
+            # in its group, when it is stopped with runs in flight: end whatever is left.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
