@@ -20,7 +20,12 @@ def run_in_flight(instance: dg.DagsterInstance, job_name: str, tags: dict[str, s
     return records[0].dagster_run.run_id if records else None
 
 
-def partitions_in_flight(instance: dg.DagsterInstance, job_name: str) -> set[str]:
-    """The partitions (tenants) of the job's runs that have not finished, in one query."""
+def partitions_in_flight(instance: dg.DagsterInstance, job_name: str) -> dict[str, str]:
+    """The partitions (tenants) of the job's runs that have not finished, each with its run's id,
+    in one query."""
     records = instance.get_run_records(dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT))
-    return {partition for record in records if (partition := record.dagster_run.tags.get("dagster/partition"))}
+    return {
+        partition: record.dagster_run.run_id
+        for record in records
+        if (partition := record.dagster_run.tags.get("dagster/partition"))
+    }

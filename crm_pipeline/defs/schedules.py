@@ -13,7 +13,7 @@ import dagster as dg
 
 from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.defs.resources import TenantsResource
-from crm_pipeline.defs.runs import SYNC_JOB, run_in_flight
+from crm_pipeline.defs.runs import SYNC_JOB, partitions_in_flight, run_in_flight
 from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, SweepConfig, sync_tenants
 
 INTEGRATION_TAG = "crm_pipeline/integration"
@@ -93,12 +93,13 @@ def sync_each_tenant_every_minute(
     run has not finished is skipped this tick (its pass carries on), so runs never pile up behind a
     slow one."""
     known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
+    in_flight = partitions_in_flight(context.instance, SYNC_JOB)
     requests: list[dg.RunRequest] = []
     busy: list[str] = []
     for tenant in tenants.active():
         if tenant.tenant_id not in known:
             continue  # the partitions sensor has not added it yet
-        if (run_id := run_in_flight(context.instance, SYNC_JOB, {"dagster/partition": tenant.tenant_id})) is not None:
+        if (run_id := in_flight.get(tenant.tenant_id)) is not None:
             busy.append(f"{tenant.tenant_id} (run {run_id})")
             continue
         requests.append(
