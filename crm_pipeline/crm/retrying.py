@@ -8,6 +8,7 @@ the rules of when a write may be sent again live here once.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -73,6 +74,21 @@ def full_jitter(attempt_number: int, initial_wait: float, max_wait: float) -> fl
     return random.uniform(0, min(max_wait, initial_wait * 2 ** (attempt_number - 1)))
 
 
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """What every connector's retry policy holds; each connector's own adds the waits its API
+    asks for (a 429's, a lock's). Tests pass tiny waits and a recording ``sleep``."""
+
+    max_attempts: int = 6
+    initial_wait: float = 0.5
+    max_wait: float = 30.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def backoff(self, attempt_number: int) -> float:
+        """The wait after a failure that names none: exponential with full jitter."""
+        return full_jitter(attempt_number, self.initial_wait, self.max_wait)
+
+
 async def call_with_retries(
     attempt: Callable[[], Awaitable[T]],
     failures: Failures,
@@ -87,35 +103,13 @@ async def call_with_retries(
     A non-idempotent call is sent again after an uncertain failure only when ``recover`` exists;
     ``recover`` runs first and its non-None result is returned instead.
     """
-    resend = idempotent or recover is not None
     uncertain = False
-
-    def stop(state: RetryCallState) -> bool:
-        if state.attempt_number >= max_attempts:
-            return True
-        error = state.outcome.exception() if state.outcome else None
-        return error is not None and failures.give_up(error)
-
-    def wait(state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        return failures.wait(error, state.attempt_number) if error is not None else 0.0
-
-    def log_retry(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome else None
-        failures.logger.info(
-            "%s request failed (%s); retry %d in %.2fs",
-            failures.service,
-            failures.describe(error) if error is not None else None,
-            state.attempt_number,
-            state.next_action.sleep if state.next_action else 0.0,
-        )
-
     retrying = AsyncRetrying(
-        stop=stop,
-        wait=wait,
-        retry=retry_if_exception(lambda e: failures.is_retryable(e) and (resend or not failures.is_uncertain(e))),
+        stop=functools.partial(_stop, failures, max_attempts),
+        wait=functools.partial(_wait, failures),
+        retry=retry_if_exception(functools.partial(_retryable, failures, idempotent or recover is not None)),
         sleep=sleep,
-        before_sleep=log_retry,
+        before_sleep=functools.partial(_log_retry, failures),
         reraise=True,
     )
     async for attempt_state in retrying:
@@ -130,3 +124,33 @@ async def call_with_retries(
                 uncertain = failures.is_uncertain(error)
                 raise
     raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+
+def _error(state: RetryCallState) -> BaseException | None:
+    return state.outcome.exception() if state.outcome else None
+
+
+def _stop(failures: Failures, max_attempts: int, state: RetryCallState) -> bool:
+    error = _error(state)
+    return state.attempt_number >= max_attempts or (error is not None and failures.give_up(error))
+
+
+def _wait(failures: Failures, state: RetryCallState) -> float:
+    error = _error(state)
+    return failures.wait(error, state.attempt_number) if error is not None else 0.0
+
+
+def _retryable(failures: Failures, resend: bool, error: BaseException) -> bool:
+    """Worth another attempt, and, when the write may have been applied, safe to send again."""
+    return failures.is_retryable(error) and (resend or not failures.is_uncertain(error))
+
+
+def _log_retry(failures: Failures, state: RetryCallState) -> None:
+    error = _error(state)
+    failures.logger.info(
+        "%s request failed (%s); retry %d in %.2fs",
+        failures.service,
+        failures.describe(error) if error is not None else None,
+        state.attempt_number,
+        state.next_action.sleep if state.next_action else 0.0,
+    )

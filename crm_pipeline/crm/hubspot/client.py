@@ -26,8 +26,9 @@ from typing import Any, TypeVar
 
 import urllib3
 
+from crm_pipeline.crm import retrying
 from crm_pipeline.crm.budget import RequestBudget, Window
-from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
+from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries
 
 logger = logging.getLogger("crm_pipeline.crm.hubspot")
 
@@ -38,9 +39,9 @@ RATE_LIMITED = 429
 DAILY = "DAILY"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How failed requests are retried; tests pass tiny waits and a recording ``sleep``.
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy(retrying.RetryPolicy):
+    """How failed HubSpot requests are retried.
 
     A 429 waits ``Retry-After`` when HubSpot sends one, else the rest of the window its
     ``policyName`` names (ten seconds, or one for search); the daily limit is never waited out (the
@@ -48,13 +49,9 @@ class RetryPolicy:
     dropped connections back off exponentially with full jitter.
     """
 
-    max_attempts: int = 6
-    initial_wait: float = 0.5
-    max_wait: float = 30.0
     locked_wait: float = 2.0
     ten_second_wait: float = 10.0
     secondly_wait: float = 1.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 @dataclass(frozen=True)
@@ -213,7 +210,7 @@ def _wait(policy: RetryPolicy, error: BaseException, attempt_number: int) -> flo
         return window * random.uniform(0.5, 1.0)
     if status == LOCKED:
         return policy.locked_wait + random.uniform(0, policy.locked_wait)
-    return full_jitter(attempt_number, policy.initial_wait, policy.max_wait)
+    return policy.backoff(attempt_number)
 
 
 def _describe(error: BaseException) -> str:

@@ -28,8 +28,9 @@ from aiolimiter import AsyncLimiter
 if TYPE_CHECKING:
     from notion_client import AsyncClient
 
+from crm_pipeline.crm import retrying
 from crm_pipeline.crm.budget import RequestBudget, Window
-from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries, full_jitter
+from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries
 
 logger = logging.getLogger("crm_pipeline.crm.notion")
 
@@ -62,21 +63,17 @@ def sdk_client(
     return client
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How failed requests are retried; tests pass tiny waits and a recording ``sleep``.
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy(retrying.RetryPolicy):
+    """How failed Notion requests are retried.
 
     429/529 wait for ``Retry-After`` (plus jitter), however long, unless it exceeds
     ``max_retry_after``: then the error surfaces so the next sync pass resumes later.
     Everything else retryable backs off exponentially with full jitter.
     """
 
-    max_attempts: int = 6
-    initial_wait: float = 0.5
-    max_wait: float = 30.0
     retry_after_jitter: float = 0.25
     max_retry_after: float = 900.0
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 @dataclass(frozen=True)
@@ -256,7 +253,7 @@ def _wait(policy: RetryPolicy, error: BaseException, attempt_number: int) -> flo
     retry_after = retry_after_seconds(error)
     if retry_after is not None:
         return retry_after + random.uniform(0, policy.retry_after_jitter)
-    return full_jitter(attempt_number, policy.initial_wait, policy.max_wait)
+    return policy.backoff(attempt_number)
 
 
 def _describe(error: BaseException) -> str:
