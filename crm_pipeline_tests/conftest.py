@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real PostgreSQL deal store and one local Notion server.
+"""Fixtures shared by every test: a real PostgreSQL deal store, one local Notion and one local HubSpot.
 
 With CRM_PIPELINE_DATABASE_URL unset, the tests run on the embedded server in a database of their
 own (created here, dropped afterwards). With it set (and CRM_PIPELINE_APP_DATABASE_URL, the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -22,6 +23,9 @@ from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, R
 from crm_pipeline.sandbox import RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
+
+HUBSPOT_CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+"""Where the local HubSpot's clock stands when ``hubspot_sandbox`` hands it out."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -129,6 +133,14 @@ def hubspot_control(hubspot_server: RunningHubSpot) -> Iterator[HubSpotControl]:
     """The local HubSpot's control surface: reset, limits, faults, clock, UI edits and restores."""
     with HubSpotControl(hubspot_server.base_url) as client:
         yield client
+
+
+@pytest.fixture
+def hubspot_sandbox(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
+    """The local HubSpot reset, its clock standing at HUBSPOT_CLOCK (tests advance it)."""
+    hubspot_control.reset()
+    hubspot_control.set_clock(HUBSPOT_CLOCK)
+    return hubspot_server
 
 
 async def requests_reserved(database: Database) -> int:

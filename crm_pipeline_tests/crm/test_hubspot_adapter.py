@@ -4,7 +4,7 @@ lossless values, change reads with history, the recycling bin, merges, notes, re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
 
@@ -23,25 +23,17 @@ from crm_pipeline.models import (
     OpportunityFilter,
     OpportunityUpdate,
 )
-
-CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def hubspot(hubspot_server: RunningHubSpot, hubspot_control: HubSpotControl) -> RunningHubSpot:
-    hubspot_control.reset()
-    hubspot_control.set_clock(CLOCK)
-    return hubspot_server
+from crm_pipeline_tests.conftest import HUBSPOT_CLOCK
 
 
 @pytest_asyncio.fixture
-async def adapter(hubspot: RunningHubSpot, hubspot_control: HubSpotControl) -> AsyncIterator[HubSpotAdapter]:
+async def adapter(hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotControl) -> AsyncIterator[HubSpotAdapter]:
     async def advance(seconds: float) -> None:  # retry waits move the sandbox clock, never sleep
         hubspot_control.advance_clock(seconds)
 
     adapter = HubSpotAdapter(
         DEFAULT_TOKEN,
-        base_url=hubspot.base_url,
+        base_url=hubspot_sandbox.base_url,
         tenant_id="acme",
         retry=RetryPolicy(sleep=advance),
         rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
@@ -86,10 +78,12 @@ async def test_values_round_trip_as_hubspot_strings_without_loss(
     }
 
 
-async def test_keyed_creates_are_idempotent_across_adapters(adapter: HubSpotAdapter, hubspot: RunningHubSpot) -> None:
+async def test_keyed_creates_are_idempotent_across_adapters(
+    adapter: HubSpotAdapter, hubspot_sandbox: RunningHubSpot
+) -> None:
     record = deal()
     first = await adapter.create_opportunity(record)
-    fresh = HubSpotAdapter(DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0))
+    fresh = HubSpotAdapter(DEFAULT_TOKEN, base_url=hubspot_sandbox.base_url, rate_limit=RateLimit(per_ten_seconds=0))
     assert await fresh.create_opportunity(record) == first
     assert len(await adapter.list_opportunities(OpportunityFilter())) == 1
 
@@ -213,12 +207,12 @@ async def test_change_reads_never_miss_an_edit_the_index_had_not_seen(
 
 @pytest.mark.parametrize("spread", [False, True], ids=["one-millisecond", "spread-out"])
 async def test_change_reads_go_past_the_search_result_cap(
-    hubspot: RunningHubSpot, hubspot_control: HubSpotControl, spread: bool
+    hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotControl, spread: bool
 ) -> None:
     hubspot_control.configure(search_result_cap=200)
     adapter = HubSpotAdapter(
         DEFAULT_TOKEN,
-        base_url=hubspot.base_url,
+        base_url=hubspot_sandbox.base_url,
         rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
         search_result_cap=200,
     )
@@ -254,12 +248,12 @@ async def test_archived_deals_are_swept_from_the_recycling_bin(
     assert kept
 
 
-async def test_a_merged_id_answers_as_its_survivor(adapter: HubSpotAdapter, hubspot: RunningHubSpot) -> None:
+async def test_a_merged_id_answers_as_its_survivor(adapter: HubSpotAdapter, hubspot_sandbox: RunningHubSpot) -> None:
     primary, other = await adapter.create_opportunity(deal()), await adapter.create_opportunity(deal())
     from hubspot import HubSpot
     from hubspot.crm.deals import PublicMergeInput
 
-    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot_sandbox.base_url)
     survivor = sdk.crm.deals.basic_api.merge(PublicMergeInput(primary_object_id=primary, object_id_to_merge=other)).id
     found = await adapter.get_opportunities([other, primary])
     assert [r.external_id for r in found] == [survivor, survivor]  # type: ignore[attr-defined]
@@ -301,19 +295,19 @@ async def test_a_429_is_waited_out_and_the_daily_limit_surfaces(
 
 
 async def test_a_burst_of_writes_stays_under_the_ten_second_limit(
-    hubspot: RunningHubSpot, hubspot_control: HubSpotControl
+    hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotControl
 ) -> None:
     """Client and server windows run on the local HubSpot's clock: a paced adapter waits by moving
     it, so the server's statistics, not elapsed time, show the pacing."""
     hubspot_control.configure(ten_secondly_limit=5)
-    clock = hubspot.sandbox.clock
+    clock = hubspot_sandbox.sandbox.clock
 
     async def wait(seconds: float) -> None:
         clock.advance(seconds)
 
     paced = HubSpotAdapter(
         DEFAULT_TOKEN,
-        base_url=hubspot.base_url,
+        base_url=hubspot_sandbox.base_url,
         rate_limit=RateLimit(per_ten_seconds=5, clock=lambda: clock.now_ms() / 1000, sleep=wait),
     )
     records = [deal() for _ in range(4)]
@@ -322,18 +316,18 @@ async def test_a_burst_of_writes_stays_under_the_ten_second_limit(
     assert await paced.get_opportunities([str(o.external_id) for o in await paced.upsert_opportunities(records)])
     stats = hubspot_control.stats()
     assert stats["total"] > 5 and "429" not in stats["by_status"]
-    assert clock.now_ms() - int(CLOCK.timestamp() * 1000) >= 10_000  # it waited a window at least
+    assert clock.now_ms() - int(HUBSPOT_CLOCK.timestamp() * 1000) >= 10_000  # it waited a window at least
 
 
 async def test_a_contact_is_keyed_on_its_email_and_associated_with_its_deal(
-    adapter: HubSpotAdapter, hubspot: RunningHubSpot
+    adapter: HubSpotAdapter, hubspot_sandbox: RunningHubSpot
 ) -> None:
     record = deal()
     deal_id = await adapter.create_opportunity(record)
     contact = ContactCreate(name="Ann Lee", email="ann@example.com", title="CTO", opportunity_id=record.id)
     contact_id = await adapter.create_contact(contact)
     assert await adapter.create_contact(contact) == contact_id  # a resend creates no second contact
-    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot_sandbox.base_url)
     read = sdk.crm.contacts.basic_api.get_by_id(contact_id, properties=["firstname", "lastname", "jobtitle"])
     assert (read.properties["firstname"], read.properties["lastname"], read.properties["jobtitle"]) == (
         "Ann",
@@ -345,14 +339,14 @@ async def test_a_contact_is_keyed_on_its_email_and_associated_with_its_deal(
 
 
 async def test_a_hung_request_times_out_and_the_keyed_resend_lands_once(
-    hubspot: RunningHubSpot, hubspot_control: HubSpotControl
+    hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotControl
 ) -> None:
     async def no_wait(_: float) -> None:
         pass
 
     adapter = HubSpotAdapter(
         DEFAULT_TOKEN,
-        base_url=hubspot.base_url,
+        base_url=hubspot_sandbox.base_url,
         retry=RetryPolicy(sleep=no_wait),
         rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
         timeout_s=0.3,
@@ -382,8 +376,8 @@ async def test_one_sdk_client_per_api_so_connections_are_reused(
     assert len(built) == 1  # the deals batch API's client, built once
 
 
-async def test_aclose_closes_the_connection_pools(hubspot: RunningHubSpot) -> None:
-    adapter = HubSpotAdapter(DEFAULT_TOKEN, base_url=hubspot.base_url, rate_limit=RateLimit(per_ten_seconds=0))
+async def test_aclose_closes_the_connection_pools(hubspot_sandbox: RunningHubSpot) -> None:
+    adapter = HubSpotAdapter(DEFAULT_TOKEN, base_url=hubspot_sandbox.base_url, rate_limit=RateLimit(per_ten_seconds=0))
     await adapter.create_opportunity(deal())
     pools = [api.api_client.rest_client.pool_manager for api in adapter.api._apis.values()]
     assert pools and all(len(pool.pools) for pool in pools)
@@ -391,12 +385,14 @@ async def test_aclose_closes_the_connection_pools(hubspot: RunningHubSpot) -> No
     assert not any(len(pool.pools) for pool in pools)
 
 
-async def test_a_refused_create_raises_by_what_was_refused(adapter: HubSpotAdapter, hubspot: RunningHubSpot) -> None:
+async def test_a_refused_create_raises_by_what_was_refused(
+    adapter: HubSpotAdapter, hubspot_sandbox: RunningHubSpot
+) -> None:
     record = deal()
     await adapter.archive_opportunity(await adapter.create_opportunity(record))
     with pytest.raises(WriteRefusedError, match=str(record.id)):
         await adapter.create_opportunity(record)  # its deal is in the recycling bin
-    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot.base_url)
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot_sandbox.base_url)
     sdk.crm.properties.core_api.update("deals", "crm_tags", {"options": [{"label": "vip", "value": "vip"}]})
     adapter._options["crm_tags"] = ["vip", "q2"]  # the adapter believes an option exists that was removed
     with pytest.raises(FieldMappingError) as raised:

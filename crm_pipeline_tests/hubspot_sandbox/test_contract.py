@@ -28,8 +28,7 @@ from hubspot.crm.properties import PropertyCreate
 from crm_pipeline.emulation.control import RollingWindowLimiter
 from crm_pipeline.emulation.errors import RateLimited
 from crm_pipeline.hubspot_sandbox import READ_ONLY_TOKEN, HubSpotControl, RunningHubSpot
-
-from .conftest import CLOCK
+from crm_pipeline_tests.conftest import HUBSPOT_CLOCK
 
 SYNC_KEY = "crm_pipeline_id"
 
@@ -241,7 +240,7 @@ def test_a_ui_restore_brings_the_record_back_with_a_bumped_modified_date(
     hubspot_control.ui_restore("deals", deal_id)
     deal = hubspot.crm.deals.basic_api.get_by_id(deal_id)
     assert not deal.archived and deal.properties["hs_lastmodifieddate"] == "2026-03-02T10:30:00.000Z"
-    assert [r.id for r in search_modified(hubspot, int(CLOCK.timestamp() * 1000) + 1).results] == [deal_id]
+    assert [r.id for r in search_modified(hubspot, int(HUBSPOT_CLOCK.timestamp() * 1000) + 1).results] == [deal_id]
 
 
 def test_search_lags_writes_by_the_configured_index_delay(hubspot: HubSpot, hubspot_control: HubSpotControl) -> None:
