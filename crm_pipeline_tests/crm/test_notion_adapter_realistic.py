@@ -22,33 +22,12 @@ from crm_pipeline.models import OpportunityCreate, OpportunityFilter, Opportunit
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl
 from crm_pipeline_tests.crm.conftest import Workspace
 from crm_pipeline_tests.notion_schemas import validate
+from crm_pipeline_tests.sandbox.realistic import ARCHIVE_DS, COMPANIES, DEALS_DS, TEAM_COLUMNS
 
 pytestmark = pytest.mark.integration
 
 IMPORTED_AT = datetime(2026, 11, 30, 9, 0, 5, tzinfo=UTC)
-COMPANIES_DS = "5d5a5b5c-5d5e-4f55-8a1b-2c3d4e5f6a7b"
-DEALS_DS = "6d6a6b6c-6d6e-4f66-8a1b-2c3d4e5f6a7b"
-ARCHIVE_DS = "7d7a7b7c-7d7e-4f77-8a1b-2c3d4e5f6a7b"
-UNMAPPED: dict[str, Any] = {  # what a team adds around the synced columns, one of each type
-    "Status": {"status": {}},
-    "Tags": {"multi_select": {"options": [{"name": "VIP"}, {"name": "EMEA"}]}},
-    "Owner": {"people": {}},
-    "Hot": {"checkbox": {}},
-    "Website": {"url": {}},
-    "Phone": {"phone_number": {}},
-    "Contract": {"files": {}},
-    "Notes": {"rich_text": {}},
-    "Company": {"relation": {"data_source_id": COMPANIES_DS, "type": "dual_property", "dual_property": {}}},
-    "Weighted": {"formula": {"expression": 'prop("Value") * prop("Probability")'}},
-    "Company tier": {
-        "rollup": {"relation_property_name": "Company", "rollup_property_name": "Tier", "function": "show_original"}
-    },
-    "Deal ID": {"unique_id": {"prefix": "DEAL"}},
-    "Created": {"created_time": {}},
-    "Created by": {"created_by": {}},
-    "Edited": {"last_edited_time": {}},
-    "Edited by": {"last_edited_by": {}},
-}
+UNMAPPED: dict[str, Any] = {"Status": {"status": {}}, **TEAM_COLUMNS}  # what a team adds around the synced columns
 UNMAPPED_VALUES: dict[str, Any] = {
     "Status": "In progress", "Tags": ["VIP", "EMEA"], "Owner": ["Ana Ruiz"], "Hot": True,
     "Website": "https://acme.example", "Phone": "+44 20 7946 0000", "Contract": ["https://files.example/msa.pdf"],
@@ -60,12 +39,7 @@ def realistic_seed(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "users": [{"name": "Ana Ruiz", "email": "ana@sales.example"}],
         "databases": [
-            {
-                "title": "Companies",
-                "data_source_id": COMPANIES_DS,
-                "properties": {"Name": {"title": {}}, "Tier": {"select": {"options": [{"name": "Enterprise"}]}}},
-                "pages": [{"Name": "Acme", "Tier": "Enterprise"}],
-            },
+            COMPANIES,
             {
                 "title": "Sales",
                 "data_sources": [

@@ -13,6 +13,27 @@ ARCHIVE_DS = "4c4a4b4c-4d4e-4f44-8a1b-2c3d4e5f6a7b"
 ANA = {"name": "Ana Ruiz", "email": "ana@sales.example"}
 BEN = {"name": "Ben Okafor", "email": "ben@sales.example"}
 
+TEAM_COLUMNS: dict[str, Any] = {  # what a team keeps beside a deal's own columns, one of each other type
+    "Tags": {"multi_select": {"options": [{"name": "VIP"}, {"name": "EMEA"}, {"name": "Renewal"}]}},
+    "Owner": {"people": {}},
+    "Hot": {"checkbox": {}},
+    "Website": {"url": {}},
+    "Phone": {"phone_number": {}},
+    "Notes": {"rich_text": {}},
+    "Contract": {"files": {}},
+    "Company": {
+        "relation": {"data_source_id": COMPANIES_DS, "type": "dual_property", "dual_property": {}},
+    },
+    "Weighted": {"formula": {"expression": 'prop("Value") * 0.5'}},
+    "Company tiers": {
+        "rollup": {"relation_property_name": "Company", "rollup_property_name": "Tier", "function": "show_original"}
+    },
+    "Deal ID": {"unique_id": {"prefix": "DEAL"}},
+    "Created": {"created_time": {}},
+    "Created by": {"created_by": {}},
+    "Edited": {"last_edited_time": {}},
+    "Edited by": {"last_edited_by": {}},
+}
 DEAL_PROPERTIES: dict[str, Any] = {
     "Deal": {"title": {}},
     "Stage": {
@@ -30,43 +51,26 @@ DEAL_PROPERTIES: dict[str, Any] = {
             ],
         }
     },
-    "Tags": {"multi_select": {"options": [{"name": "VIP"}, {"name": "EMEA"}, {"name": "Renewal"}]}},
-    "Owner": {"people": {}},
-    "Hot": {"checkbox": {}},
     "Value": {"number": {"format": "euro"}},
     "Close": {"date": {}},
-    "Website": {"url": {}},
-    "Phone": {"phone_number": {}},
     "Email": {"email": {}},
-    "Notes": {"rich_text": {}},
-    "Contract": {"files": {}},
-    "Company": {
-        "relation": {"data_source_id": COMPANIES_DS, "type": "dual_property", "dual_property": {}},
+    **TEAM_COLUMNS,
+}
+COMPANIES: dict[str, Any] = {  # the database TEAM_COLUMNS' relation and rollup read
+    "title": "Companies",
+    "id": COMPANIES_DB,
+    "data_source_id": COMPANIES_DS,
+    "properties": {
+        "Name": {"title": {}},
+        "Tier": {"multi_select": {"options": [{"name": "Enterprise"}, {"name": "SMB"}]}},
     },
-    "Weighted": {"formula": {"expression": 'prop("Value") * 0.5'}},
-    "Company tiers": {
-        "rollup": {"relation_property_name": "Company", "rollup_property_name": "Tier", "function": "show_original"}
-    },
-    "Deal ID": {"unique_id": {"prefix": "DEAL"}},
-    "Created": {"created_time": {}},
-    "Created by": {"created_by": {}},
-    "Edited": {"last_edited_time": {}},
-    "Edited by": {"last_edited_by": {}},
+    "pages": [{"Name": "Acme", "Tier": ["Enterprise"]}, {"Name": "Globex", "Tier": ["SMB"]}],
 }
 
 SEED: dict[str, Any] = {
     "users": [ANA, BEN],
     "databases": [
-        {
-            "title": "Companies",
-            "id": COMPANIES_DB,
-            "data_source_id": COMPANIES_DS,
-            "properties": {
-                "Name": {"title": {}},
-                "Tier": {"multi_select": {"options": [{"name": "Enterprise"}, {"name": "SMB"}]}},
-            },
-            "pages": [{"Name": "Acme", "Tier": ["Enterprise"]}, {"Name": "Globex", "Tier": ["SMB"]}],
-        },
+        COMPANIES,
         {
             "title": "CRM",
             "id": CRM_DB,
