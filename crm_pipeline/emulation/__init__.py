@@ -1,3 +1,4 @@
 """Machinery every local API emulator shares: the settable clock, strict JSON bodies, rate limiters,
-scripted faults, latency and request statistics. The emulators (`crm_pipeline.sandbox` for Notion,
-`crm_pipeline.hubspot_sandbox` for HubSpot) add their API's routes and error shapes."""
+scripted faults, latency, request statistics, and how handlers become routes. The emulators
+(`crm_pipeline.sandbox` for Notion, `crm_pipeline.hubspot_sandbox` for HubSpot) add their API's
+routes and error shapes."""

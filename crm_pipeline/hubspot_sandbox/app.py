@@ -22,7 +22,7 @@ async def _unknown_path(request: Request) -> Response:
 
 def create_app(config: HubSpotSandboxConfig | None = None) -> Starlette:
     sandbox = HubSpotSandbox(config or HubSpotSandboxConfig())
-    routes = api_routes(sandbox) + control_routes(sandbox)
+    routes = api_routes() + control_routes()
     routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox

@@ -27,6 +27,7 @@ from crm_pipeline.emulation.control import (
 )
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
 from crm_pipeline.emulation.files import write_atomically
+from crm_pipeline.emulation.routes import WRITE_METHODS
 
 from .config import HubSpotSandboxConfig
 from .errors import HubSpotError
@@ -34,7 +35,6 @@ from .portal import Portal
 
 logger = logging.getLogger(__name__)
 FAULT_KINDS = ("423", "500", "502", "503", "504", "hang")
-WRITE_METHODS = ("POST", "PATCH", "PUT")
 TEN_SECONDS = 10.0
 DAY_MS = 86_400_000
 _FAULTS = {

@@ -3,7 +3,8 @@
 from .config import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig
 from .control_client import SandboxControl
 from .server import RunningSandbox, serve_in_thread
-from .ui import UI_PATH, ui_url
+from .ui import ui_url
+from .ui_html import UI_PATH
 
 __all__ = [
     "DEFAULT_TOKEN",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from crm_pipeline.emulation.routes import emulator_of
 
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
@@ -247,18 +249,16 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 
 
-def api_routes(sandbox: Sandbox) -> list[Route]:
+def api_routes() -> list[Route]:
     """One Starlette route per path template; an unsupported method there is an invalid URL, as in Notion."""
     by_template: dict[str, dict[str, Handler]] = {}
     for method, template, handler in API_ROUTES:
         by_template.setdefault(template, {})[method] = handler
-
-    def endpoint(template: str, handlers: dict[str, Handler]) -> Callable[[Request], Awaitable[Response]]:
-        async def serve(request: Request) -> Response:
-            return await sandbox.serve(request, f"{request.method} {template}", handlers.get(request.method))
-
-        return serve
-
-    routes = [Route(t, endpoint(t, h), methods=ALL_METHODS) for t, h in by_template.items()]
-    routes.append(Route("/v1/{rest:path}", endpoint("<unknown>", {}), methods=ALL_METHODS))
+    routes = [Route(t, functools.partial(_serve, t, h), methods=ALL_METHODS) for t, h in by_template.items()]
+    routes.append(Route("/v1/{rest:path}", functools.partial(_serve, "<unknown>", {}), methods=ALL_METHODS))
     return routes
+
+
+async def _serve(template: str, handlers: dict[str, Handler], request: Request) -> Response:
+    sandbox: Sandbox = emulator_of(request)
+    return await sandbox.serve(request, f"{request.method} {template}", handlers.get(request.method))

@@ -39,7 +39,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             with contextlib.suppress(SaveFailed):  # logged; nothing more can be done at shutdown
                 sandbox.save_if_changed()
 
-    routes = api_routes(sandbox) + control_routes(sandbox) + ui_routes(sandbox)
+    routes = api_routes() + control_routes() + ui_routes()
     routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.sandbox = sandbox

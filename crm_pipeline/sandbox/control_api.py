@@ -1,8 +1,9 @@
-"""The `/_sandbox` control surface: reset, settings, faults, clock, stats, human edits, seeding."""
+"""The `/_sandbox` control surface: reset, settings, faults, clock, stats, human edits, seeding.
+Each handler turns a `Control` into a JSON body; `CONTROL_ROUTES` names the handler of each path."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,14 +11,61 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crm_pipeline.emulation.bodies import parse_json_body
 from crm_pipeline.emulation.control import Latency
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
+from crm_pipeline.emulation.routes import ControlCall, table_routes
 
 from .control import FAULT_KINDS, notion_error
 from .errors import NotionError, validation
+from .model import Page
 from .render import page_json
-from .runtime import WRITE_METHODS, Sandbox, SaveFailed, error_response, json_response
+from .runtime import Sandbox, SaveFailed, error_response, json_response
+
+Control = ControlCall[Sandbox]
+ControlHandler = Callable[[Control], Any]
+CLOCK_CHANGES = "Clock changes are an object: {set} | {advance_seconds} | {real: true}."
+
+
+def health(_: Control) -> Any:
+    return {"ok": True}
+
+
+def reset(call: Control) -> Any:
+    call.sandbox.reset()
+    return {"ok": True}
+
+
+def configure(call: Control) -> Any:
+    """PUT changes the rate limit, latency and result cap, all or nothing; each answers them."""
+    sandbox = call.sandbox
+    if call.method == "PUT":
+        _apply_settings(sandbox, call.body)
+    return {
+        "rate_limit": sandbox.limiter.rate,
+        "burst": sandbox.limiter.burst,
+        "latency_ms": sandbox.latency.fixed_ms,
+        "jitter_ms": sandbox.latency.jitter_ms,
+        "result_cap": sandbox.result_cap,
+    }
+
+
+def _apply_settings(sandbox: Sandbox, body: Any) -> None:
+    if not isinstance(body, dict):
+        raise validation("Settings must be an object.")
+    rate, burst = (
+        _setting(body, "rate_limit", sandbox.limiter.rate),
+        _setting(body, "burst", sandbox.limiter.burst, True),
+    )
+    latency = Latency(
+        float(_setting(body, "latency_ms", sandbox.latency.fixed_ms)),
+        float(_setting(body, "jitter_ms", sandbox.latency.jitter_ms)),
+    )
+    result_cap = _setting(body, "result_cap", sandbox.result_cap, integer=True)
+    if result_cap < 1:
+        raise validation(f"result_cap must be at least 1, instead was {result_cap}.")
+    sandbox.limiter.configure(float(rate), burst)  # everything checked first: all or nothing
+    sandbox.latency = latency
+    sandbox.result_cap = result_cap
 
 
 def _setting(body: dict[str, Any], key: str, current: float, integer: bool = False) -> Any:
@@ -29,124 +77,112 @@ def _setting(body: dict[str, Any], key: str, current: float, integer: bool = Fal
     return value
 
 
-def control_routes(sandbox: Sandbox) -> list[Route]:
-    ws = sandbox.workspace
+def faults(call: Control) -> Any:
+    return call.sandbox.faults.control(call.method, call.body, FAULT_KINDS, "/v1/*")
 
-    def control(handler: Callable[[Request, Any], Any]) -> Callable[[Request], Awaitable[Response]]:
-        async def serve(request: Request) -> Response:
+
+def clock(call: Control) -> Any:
+    """POST sets the workspace clock, moves it on, or gives it back to real time; each describes it."""
+    ws_clock, body = call.sandbox.workspace.clock, call.body
+    if call.method == "POST":
+        if not isinstance(body, dict):
+            raise validation(CLOCK_CHANGES)
+        if body.get("real"):
+            ws_clock.use_real_time()
+        elif "set" in body:
             try:
-                body = parse_json_body(await request.body()) if request.method in WRITE_METHODS else {}
-                return json_response(handler(request, body))
-            except NotionError as error:
-                return error_response(error)
-            except (BadRequest, RateLimited) as error:
-                return error_response(notion_error(error))
-            except (TypeError, ValueError, KeyError) as error:
-                return error_response(validation(f"Bad control request: {error}"))
+                moment = datetime.fromisoformat(str(body["set"]))
+            except ValueError:
+                raise validation(f"Not an ISO-8601 datetime: {body['set']!r}") from None
+            ws_clock.set(moment)
+        elif isinstance(body.get("advance_seconds"), int | float) and not isinstance(body["advance_seconds"], bool):
+            ws_clock.advance(body["advance_seconds"])
+        else:
+            raise validation(CLOCK_CHANGES)
+    return ws_clock.describe()
 
-        return serve
 
-    def reset(_: Request, __: Any) -> Any:
-        sandbox.reset()
-        return {"ok": True}
+def stats(call: Control) -> Any:
+    return call.sandbox.stats.control(call.method)
 
-    def configure(request: Request, body: Any) -> Any:
-        if request.method == "PUT":
-            if not isinstance(body, dict):
-                raise validation("Settings must be an object.")
-            rate, burst = (
-                _setting(body, "rate_limit", sandbox.limiter.rate),
-                _setting(body, "burst", sandbox.limiter.burst, True),
-            )
-            latency = Latency(
-                float(_setting(body, "latency_ms", sandbox.latency.fixed_ms)),
-                float(_setting(body, "jitter_ms", sandbox.latency.jitter_ms)),
-            )
-            result_cap = _setting(body, "result_cap", sandbox.result_cap, integer=True)
-            if result_cap < 1:
-                raise validation(f"result_cap must be at least 1, instead was {result_cap}.")
-            sandbox.limiter.configure(float(rate), burst)  # everything checked first: all or nothing
-            sandbox.latency = latency
-            sandbox.result_cap = result_cap
-        return {
-            "rate_limit": sandbox.limiter.rate,
-            "burst": sandbox.limiter.burst,
-            "latency_ms": sandbox.latency.fixed_ms,
-            "jitter_ms": sandbox.latency.jitter_ms,
-            "result_cap": sandbox.result_cap,
-        }
 
-    def faults(request: Request, body: Any) -> Any:
-        return sandbox.faults.control(request.method, body, FAULT_KINDS, "/v1/*")
+def human_create(call: Control) -> Any:
+    ws = call.sandbox.workspace
+    return _page_json(call, ws.create_page(ws.human, _object(call.body)))
 
-    def clock(request: Request, body: Any) -> Any:
-        if request.method == "POST":
-            if not isinstance(body, dict):
-                raise validation("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
-            if body.get("real"):
-                ws.clock.use_real_time()
-            elif "set" in body:
-                try:
-                    moment = datetime.fromisoformat(str(body["set"]))
-                except ValueError:
-                    raise validation(f"Not an ISO-8601 datetime: {body['set']!r}") from None
-                ws.clock.set(moment)
-            elif isinstance(body.get("advance_seconds"), int | float) and not isinstance(body["advance_seconds"], bool):
-                ws.clock.advance(body["advance_seconds"])
-            else:
-                raise validation("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
-        return ws.clock.describe()
 
-    def stats(request: Request, _: Any) -> Any:
-        return sandbox.stats.control(request.method)
+def human_update(call: Control) -> Any:
+    ws = call.sandbox.workspace
+    return _page_json(call, ws.update_page(ws.human, ws.page(call.params["page_id"]), _object(call.body)))
 
-    def human_create(_: Request, body: Any) -> Any:
-        page = ws.create_page(ws.human, _object(body))
-        return page_json(ws.source_of(page), page, ws.user_table)
 
-    def human_update(request: Request, body: Any) -> Any:
-        page = ws.update_page(ws.human, ws.page(request.path_params["page_id"]), _object(body))
-        return page_json(ws.source_of(page), page, ws.user_table)
+def set_computed(call: Control) -> Any:
+    ws = call.sandbox.workspace
+    return _page_json(call, ws.set_computed(ws.page(call.params["page_id"]), _object(call.body)))
 
-    def set_computed(request: Request, body: Any) -> Any:
-        page = ws.set_computed(ws.page(request.path_params["page_id"]), _object(body))
-        return page_json(ws.source_of(page), page, ws.user_table)
 
-    def all_pages(request: Request, _: Any) -> Any:
-        ds = ws.data_source(request.path_params["data_source_id"])
-        return {"results": [page_json(ds, page, ws.user_table) for page in ds.pages.values()]}
+def _page_json(call: Control, page: Page) -> Any:
+    ws = call.sandbox.workspace
+    return page_json(ws.source_of(page), page, ws.user_table)
 
-    def seed(_: Request, body: Any) -> Any:
-        return {"databases": ws.seed(body)}
 
-    def users(_: Request, __: Any) -> Any:
-        return {"results": [user.to_json() for user in ws.users()]}
+def all_pages(call: Control) -> Any:
+    ws = call.sandbox.workspace
+    ds = ws.data_source(call.params["data_source_id"])
+    return {"results": [page_json(ds, page, ws.user_table) for page in ds.pages.values()]}
 
-    def save(_: Request, __: Any) -> Any:
-        try:
-            sandbox.save_if_changed()
-        except SaveFailed as error:
-            raise NotionError(500, "internal_server_error", f"Saving the state file failed: {error}") from None
-        return {"saved": sandbox.config.state_file is not None}
 
-    return [
-        Route("/_sandbox/health", control(lambda _, __: {"ok": True}), methods=["GET"]),
-        Route("/_sandbox/reset", control(reset), methods=["POST"]),
-        Route("/_sandbox/config", control(configure), methods=["GET", "PUT"]),
-        Route("/_sandbox/faults", control(faults), methods=["GET", "POST", "DELETE"]),
-        Route("/_sandbox/clock", control(clock), methods=["GET", "POST"]),
-        Route("/_sandbox/stats", control(stats), methods=["GET", "DELETE"]),
-        Route("/_sandbox/seed", control(seed), methods=["POST"]),
-        Route("/_sandbox/users", control(users), methods=["GET"]),
-        Route("/_sandbox/save", control(save), methods=["POST"]),
-        Route("/_sandbox/pages", control(human_create), methods=["POST"]),
-        Route("/_sandbox/pages/{page_id}", control(human_update), methods=["PATCH"]),
-        Route("/_sandbox/pages/{page_id}/computed", control(set_computed), methods=["PUT"]),
-        Route("/_sandbox/data_sources/{data_source_id}/pages", control(all_pages), methods=["GET"]),
-    ]
+def seed(call: Control) -> Any:
+    return {"databases": call.sandbox.workspace.seed(call.body)}
+
+
+def users(call: Control) -> Any:
+    return {"results": [user.to_json() for user in call.sandbox.workspace.users()]}
+
+
+def save(call: Control) -> Any:
+    try:
+        call.sandbox.save_if_changed()
+    except SaveFailed as error:
+        raise NotionError(500, "internal_server_error", f"Saving the state file failed: {error}") from None
+    return {"saved": call.sandbox.config.state_file is not None}
 
 
 def _object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise validation("body failed validation: body should be an object.")
     return body
+
+
+CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
+    ("/health", ["GET"], health),
+    ("/reset", ["POST"], reset),
+    ("/config", ["GET", "PUT"], configure),
+    ("/faults", ["GET", "POST", "DELETE"], faults),
+    ("/clock", ["GET", "POST"], clock),
+    ("/stats", ["GET", "DELETE"], stats),
+    ("/seed", ["POST"], seed),
+    ("/users", ["GET"], users),
+    ("/save", ["POST"], save),
+    ("/pages", ["POST"], human_create),
+    ("/pages/{page_id}", ["PATCH"], human_update),
+    ("/pages/{page_id}/computed", ["PUT"], set_computed),
+    ("/data_sources/{data_source_id}/pages", ["GET"], all_pages),
+]
+"""Each path under `/_sandbox`, its methods and its handler."""
+
+
+def control_routes() -> list[Route]:
+    return table_routes("/_sandbox", CONTROL_ROUTES, _serve)
+
+
+async def _serve(handler: ControlHandler, request: Request) -> Response:
+    """A control answer, or the error in Notion's shape."""
+    try:
+        return json_response(handler(await ControlCall.read(request)))
+    except NotionError as error:
+        return error_response(error)
+    except (BadRequest, RateLimited) as error:
+        return error_response(notion_error(error))
+    except (TypeError, ValueError, KeyError) as error:
+        return error_response(validation(f"Bad control request: {error}"))

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from crm_pipeline.emulation.bodies import parse_json_body
 from crm_pipeline.emulation.control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
+from crm_pipeline.emulation.routes import WRITE_METHODS
 
 from .config import SandboxConfig
 from .control import fault_error, notion_error
@@ -26,7 +27,6 @@ from .state import Workspace
 
 MAX_BODY_BYTES = 500 * 1024
 logger = logging.getLogger(__name__)
-WRITE_METHODS = ("POST", "PATCH", "PUT")
 
 
 class ClientGone(Exception):

@@ -1,0 +1,55 @@
+"""How an emulator's handlers become routes: plain functions named in a table, each reaching the
+emulator through the request (the app keeps it in its state), never through a closure."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .bodies import parse_json_body
+
+S = TypeVar("S")
+H = TypeVar("H")
+WRITE_METHODS = ("POST", "PATCH", "PUT")
+"""The methods whose body is read; the others' is ignored, as both APIs do."""
+
+
+def emulator_of(request: Request) -> Any:
+    """The emulator behind the app serving ``request`` (each ``create_app`` keeps it in the app's
+    state as ``sandbox``)."""
+    return request.app.state.sandbox
+
+
+def table_routes(
+    prefix: str, table: Sequence[tuple[str, list[str], H]], serve: Callable[[H, Request], Awaitable[Response]]
+) -> list[Route]:
+    """A route for each ``(path, methods, handler)`` of ``table``, under ``prefix``, answered by
+    ``serve(handler, request)``."""
+    return [
+        Route(prefix + path, functools.partial(serve, handler), methods=methods) for path, methods, handler in table
+    ]
+
+
+@dataclass(frozen=True)
+class ControlCall(Generic[S]):
+    """One request to a control surface as its handler sees it."""
+
+    sandbox: S
+    """The emulator the request reads or changes."""
+    method: str
+    params: dict[str, str]
+    """The path's parameters."""
+    body: Any
+    """The parsed JSON body of a write; ``{}`` otherwise."""
+
+    @staticmethod
+    async def read(request: Request) -> ControlCall[Any]:
+        """The call a request makes; a body that is not strict JSON raises ``BadRequest``."""
+        body = parse_json_body(await request.body()) if request.method in WRITE_METHODS else {}
+        return ControlCall(emulator_of(request), request.method, dict(request.path_params), body)
