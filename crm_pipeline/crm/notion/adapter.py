@@ -38,21 +38,6 @@ from crm_pipeline.crm.adapter import (
     snapshot_change,
 )
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError, UncertainWriteError
-from crm_pipeline.crm.field_mapping import (
-    NOTION_PROPERTY_MAP,
-    SYNC_KEY,
-    NotionProperty,
-    PropertyMap,
-    PropertySpec,
-    ResolvedPropertyMap,
-    as_property_map,
-    from_notion_properties,
-    property_bindings,
-    read_sync_key,
-    resolve_property_ids,
-    sync_key_property,
-    to_notion_properties,
-)
 from crm_pipeline.crm.notion.api import NotionAPI, Page, Parent
 from crm_pipeline.crm.notion.client import (
     NotionCaller,
@@ -65,6 +50,12 @@ from crm_pipeline.crm.notion.client import (
     sdk_client,
     status_of,
 )
+from crm_pipeline.crm.notion.codecs import (
+    from_notion_properties,
+    read_sync_key,
+    sync_key_property,
+    to_notion_properties,
+)
 from crm_pipeline.crm.notion.errors import (
     DataSourceConfigError,
     OpportunityPageNotFoundError,
@@ -75,6 +66,17 @@ from crm_pipeline.crm.notion.paging import (
     parse_time,
     query_all,
     timestamp_on_or_after,
+)
+from crm_pipeline.crm.notion.properties import (
+    NOTION_PROPERTY_MAP,
+    SYNC_KEY,
+    NotionProperty,
+    PropertyMap,
+    PropertySpec,
+    ResolvedPropertyMap,
+    as_property_map,
+    property_bindings,
+    resolve_property_ids,
 )
 from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.models import (
