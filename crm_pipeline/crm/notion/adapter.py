@@ -27,6 +27,7 @@ from uuid import UUID, uuid4
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
     ChangeBatch,
@@ -696,8 +697,7 @@ class NotionAdapter(CRMAdapter):
         """
         assert source.sync_key is not None
         missing = [key for key in dict.fromkeys(map(_normal_key, keys)) if key not in self._page_by_key]
-        for start in range(0, len(missing), _KEYS_PER_LOOKUP):
-            chunk = missing[start : start + _KEYS_PER_LOOKUP]
+        for chunk in chunks(missing, _KEYS_PER_LOOKUP):
             spellings = dict.fromkeys(spelling for key in chunk for spelling in (key.lower(), key.upper()))
             conditions = [{"property": source.sync_key.key, "rich_text": {"equals": text}} for text in spellings]
             filter_ = conditions[0] if len(conditions) == 1 else {"or": conditions}
