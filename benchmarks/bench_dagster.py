@@ -37,7 +37,7 @@ from bench_repository import drop_database  # noqa: E402
 from report import emit  # noqa: E402
 from sandbox_process import sandbox_process  # noqa: E402
 
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.definitions import defs  # noqa: E402
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, TenantsResource  # noqa: E402
 from crm_pipeline.defs.schedules import sync_every_minute  # noqa: E402

@@ -43,7 +43,7 @@ from sandbox_process import sandbox_process  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from crm_pipeline.crm import CRMAdapter, HubSpotAdapter, NotionAdapter, PostgresAdapter  # noqa: E402
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.emulation.control_client import ControlClient  # noqa: E402
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_TOKEN  # noqa: E402
 from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, serve_hubspot_in_thread  # noqa: E402
@@ -53,6 +53,7 @@ from crm_pipeline.sandbox import SandboxControl  # noqa: E402
 from crm_pipeline.settings import Settings  # noqa: E402
 from crm_pipeline.store import Database, DealRepository  # noqa: E402
 from crm_pipeline.sync import SyncEngine  # noqa: E402
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP  # noqa: E402
 
 BENCH = "idle_pass"
 GOALS = {"notion": "<= 1", "hubspot": "<= 2"}

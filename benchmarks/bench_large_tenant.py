@@ -52,13 +52,14 @@ from report import emit  # noqa: E402
 from sandbox_process import sandbox_process  # noqa: E402
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter  # noqa: E402
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.crm.notion import RateLimit  # noqa: E402
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.models import Actor, OpportunityUpdate  # noqa: E402
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl  # noqa: E402
 from crm_pipeline.settings import Settings  # noqa: E402
 from crm_pipeline.store import Database, DealRepository  # noqa: E402
 from crm_pipeline.sync import SyncEngine  # noqa: E402
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP  # noqa: E402
 
 BENCH = "large_tenant"
 AUTO_NUMBER = {"Deal ID": {"unique_id": {"prefix": "DEAL"}}}

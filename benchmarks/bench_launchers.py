@@ -52,7 +52,7 @@ from bench_repository import drop_database  # noqa: E402
 from report import emit  # noqa: E402
 from sandbox_process import free_port, sandbox_process  # noqa: E402
 
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.defs.runs import SYNC_JOB  # noqa: E402
 from crm_pipeline.defs.schedules import INTEGRATION_TAG, sync_every_minute  # noqa: E402
 from crm_pipeline.defs.sweep import SWEEP_JOB  # noqa: E402

@@ -26,9 +26,10 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 from report import emit  # noqa: E402
 
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, NOTION_PROPERTY_MAP  # noqa: E402
+from crm_pipeline.crm.notion.properties import NOTION_PROPERTY_MAP  # noqa: E402
 from crm_pipeline.models import DEAL_STAGES  # noqa: E402
 from crm_pipeline.sync import FieldState, cells_frame, comparable, decide, decide_record  # noqa: E402
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP  # noqa: E402
 from crm_pipeline_tests.sync.oracle import oracle_decide  # noqa: E402
 
 BENCH = "merge"

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import emit  # noqa: E402
 from sandbox_process import sandbox_process  # noqa: E402
 
-from crm_pipeline.crm.field_mapping import notion_properties_schema  # noqa: E402
 from crm_pipeline.crm.notion import NotionAdapter, RateLimit  # noqa: E402
+from crm_pipeline.crm.notion.properties import notion_properties_schema  # noqa: E402
 from crm_pipeline.models import OpportunityCreate, OpportunityFilter  # noqa: E402
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl  # noqa: E402
 

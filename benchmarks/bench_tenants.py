@@ -61,7 +61,8 @@ from bench_sweep import timed, unthrottled_resources  # noqa: E402
 from report import emit  # noqa: E402
 from sandbox_process import sandbox_process  # noqa: E402
 
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema, read_sync_key  # noqa: E402
+from crm_pipeline.crm.notion.codecs import read_sync_key  # noqa: E402
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema  # noqa: E402
 from crm_pipeline.defs.resources import TenantsResource  # noqa: E402
 from crm_pipeline.defs.runs import IN_FLIGHT, SYNC_JOB  # noqa: E402
 from crm_pipeline.defs.schedules import (  # noqa: E402

@@ -17,8 +17,8 @@ from importlib import resources
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
-from crm_pipeline.crm.field_mapping import SYNC_KEY_PROPERTY, SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.crm.hubspot import HUBSPOT_PROPERTY_MAP, HubSpotAdapter
+from crm_pipeline.crm.notion.properties import SYNC_KEY_PROPERTY, SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.models import (

@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crm_pipeline.batches import chunks
 from crm_pipeline.models import (
     ActivityCreate,
     ActivityRead,
@@ -240,8 +241,7 @@ class DealRepository:
             raise ValueError("bulk upsert got the same id more than once; merge those records first")
         total = BulkUpsertResult()
         async with self._database.tenant_transaction(tenant_id, actor=actor) as connection:
-            for start in range(0, len(records), batch_size):
-                batch = records[start : start + batch_size]
+            for batch in chunks(records, batch_size):
                 total += await self._upsert_batch(connection, tenant_id, batch)
         return total
 

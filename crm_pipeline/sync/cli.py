@@ -26,7 +26,6 @@ from crm_pipeline.crm import NotionAdapter, PostgresAdapter
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.budget import PostgresBudget, RequestBudget
 from crm_pipeline.crm.errors import PropertySchemaError
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.crm.hubspot import PipelineConfigError
 from crm_pipeline.crm.hubspot.client import status_of as hubspot_status_of
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
@@ -34,6 +33,7 @@ from crm_pipeline.models import SyncResult
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository, StoreError
 from crm_pipeline.sync.engine import SyncEngine
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.sync.report import PlannedWrite, deals_in, planned_writes, value_text
 from crm_pipeline.tenants import TokenUnavailableError, open_connection, read_token, sandbox_notion, settings_tenant
 from crm_pipeline.tenants.open import open_notion

@@ -26,12 +26,12 @@ from uuid import UUID
 
 from crm_pipeline.crm.adapter import CRMAdapter, Discovery
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
-from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import Actor, ChangeRecord, FieldChange, RecordType, SyncResult
 from crm_pipeline.sync.executor import Executor, Tally
 from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
+from crm_pipeline.sync.ownership import FieldOwnershipConfig
 from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.reader import PassReader, unreadable_entries
 from crm_pipeline.sync.stages import Decisions, PassOvertakenError, PassRefusedError, SideChanges

@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from crm_pipeline.crm.field_mapping import FieldOwner, FieldOwnershipConfig
 from crm_pipeline.models import Actor
 from crm_pipeline.sync.model import (
     CELL_COLUMNS,
@@ -35,6 +34,7 @@ from crm_pipeline.sync.model import (
     Outcome,
     Side,
 )
+from crm_pipeline.sync.ownership import FieldOwner, FieldOwnershipConfig
 from crm_pipeline.sync.rules import DECISION_TABLE, TimeOrder
 
 __all__ = ["cells_frame", "comparable", "decide", "decide_record"]

@@ -20,10 +20,10 @@ import httpx
 from pydantic import SecretStr
 
 from crm_pipeline.crm.errors import PropertySchemaError
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.crm.notion import NotionAdapterError, RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.api import NotionAPI
 from crm_pipeline.crm.notion.client import NotionCaller, sdk_client
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.sync.cli import CANNOT_RUN, notion_adapter, notion_connection

@@ -11,8 +11,8 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
-from crm_pipeline.crm.field_mapping import FieldOwner
 from crm_pipeline.sync.model import Outcome, Rule, Side
+from crm_pipeline.sync.ownership import FieldOwner
 
 __all__ = ["CONDITIONS", "DECISION_TABLE", "TableRow", "TimeOrder", "When"]
 

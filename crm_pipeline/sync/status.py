@@ -10,7 +10,7 @@ together or not at all; nothing here is cached, so a new process continues where
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, Row, Table, Text, cast, delete, exists, fu
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from crm_pipeline.batches import chunks
 from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
 from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import (
@@ -403,7 +404,7 @@ class SyncStatus:
         ]
         if rows:
             async with self.transaction() as connection:
-                for chunk in _chunks(rows):
+                for chunk in chunks(rows, ROWS_PER_INSERT):
                     await connection.execute(insert(sync_activities).values(chunk).on_conflict_do_nothing())
 
     async def pending_activities(self) -> list[tuple[UUID, UUID, bool]]:
@@ -494,7 +495,7 @@ class SyncStatus:
             for entry in unique.values()
         ]
         async with self.transaction() as connection:
-            for chunk in _chunks(rows):
+            for chunk in chunks(rows, ROWS_PER_INSERT):
                 statement = insert(sync_errors).values(chunk)
                 await connection.execute(
                     statement.on_conflict_do_update(
@@ -586,11 +587,6 @@ class SyncStatus:
 ROWS_PER_INSERT = 1_000
 """Rows per multi-row INSERT: each row binds a parameter per column, and PostgreSQL refuses a
 statement with more than 65,535 (a pass deferring 10,000 creates records 80,000)."""
-
-
-def _chunks(rows: Sequence[dict[str, Any]]) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), ROWS_PER_INSERT):
-        yield rows[start : start + ROWS_PER_INSERT]
 
 
 def _audit_entry(row: Row[Any]) -> AuditEntry:

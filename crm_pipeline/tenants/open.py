@@ -18,10 +18,10 @@ from pydantic import SecretStr
 from crm_pipeline.crm import NotionAdapter, hubspot
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.budget import RequestBudget
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion import DataSourceConfigError
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.sandbox import DEFAULT_TOKEN
 from crm_pipeline.settings import Settings

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import NotionAdapter, RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.adapter import CONTACT_PROPERTY_MAP
+from crm_pipeline.crm.notion.properties import notion_properties_schema
 from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0)

@@ -15,8 +15,8 @@ import pytest
 from notion_client import AsyncClient
 
 from crm_pipeline.crm.errors import PropertySchemaError
-from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import DataSourceConfigError, QueryWindowError
+from crm_pipeline.crm.notion.properties import notion_properties_schema
 from crm_pipeline.demo import DEMO_NOTION_DATA_SOURCE_ID, DEMO_NOTION_DATABASE_ID, demo_notion_seed, demo_opportunities
 from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityUpdate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, SandboxControl

@@ -12,7 +12,6 @@ from uuid import uuid4
 import pytest
 
 from crm_pipeline.crm.errors import FieldMappingError
-from crm_pipeline.crm.field_mapping import notion_properties_schema
 from crm_pipeline.crm.notion import (
     NotionAdapter,
     OpportunityPageNotFoundError,
@@ -20,6 +19,7 @@ from crm_pipeline.crm.notion import (
     RateLimit,
 )
 from crm_pipeline.crm.notion.adapter import activity_ref
+from crm_pipeline.crm.notion.properties import notion_properties_schema
 from crm_pipeline.models import (
     ActivityCreate,
     Actor,

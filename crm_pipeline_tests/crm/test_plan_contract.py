@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -54,6 +56,30 @@ PLAN_METHODS = {
 @pytest.mark.parametrize("module", ["adapter", "postgres", "notion", "field_mapping"])
 def test_the_plans_modules_exist(module: str) -> None:
     importlib.import_module(f"crm_pipeline.crm.{module}")
+
+
+def test_field_mapping_exports_the_plans_names_from_where_they_live() -> None:
+    field_mapping = importlib.import_module("crm_pipeline.crm.field_mapping")
+    homes = [
+        importlib.import_module(name)
+        for name in (
+            "crm_pipeline.sync.ownership",
+            "crm_pipeline.crm.notion.properties",
+            "crm_pipeline.crm.notion.codecs",
+            "crm_pipeline.crm.errors",
+        )
+    ]
+    plans = {"FieldOwnershipConfig", "DEFAULT_FIELD_OWNERSHIP", "NOTION_PROPERTY_MAP"}
+    assert plans | {"to_notion_properties", "from_notion_properties"} <= set(field_mapping.__all__)
+    for name in field_mapping.__all__:
+        assert any(getattr(home, name, None) is getattr(field_mapping, name) for home in homes), name
+
+
+def test_field_mapping_imports_first_without_a_cycle() -> None:
+    """Code written against the plan may import it before anything else: it re-exports the sync
+    core's ownership, and the sync core imports the connectors."""
+    code = "from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, to_notion_properties"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
 @pytest.mark.parametrize("adapter_class", [CRMAdapter, PostgresAdapter, NotionAdapter])

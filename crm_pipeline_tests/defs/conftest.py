@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs.resources import (
     CRMConnectionResource,

@@ -12,14 +12,15 @@ import pytest
 import pytest_asyncio
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.demo import seed_demo, seed_demo_notion
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncEngine
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline_tests.crm.conftest import Workspace
 from crm_pipeline_tests.sync.local_crm import HubSpotCRM, LocalCRM, NotionCRM
 

@@ -14,9 +14,10 @@ from hubspot import HubSpot
 
 from crm_pipeline.crm import NotionAdapter
 from crm_pipeline.crm.adapter import CRMAdapter
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP, to_notion_properties
 from crm_pipeline.crm.hubspot import HUBSPOT_PROPERTY_MAP, HubSpotAdapter
 from crm_pipeline.crm.hubspot.mapping import encode
+from crm_pipeline.crm.notion.codecs import to_notion_properties
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl
 from crm_pipeline.models import OpportunityRead
 from crm_pipeline_tests.crm.conftest import Workspace

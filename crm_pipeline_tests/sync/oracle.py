@@ -14,9 +14,9 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from crm_pipeline.crm.field_mapping import FieldOwner
 from crm_pipeline.models import Actor
 from crm_pipeline.sync import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Rule, Side
+from crm_pipeline.sync.ownership import FieldOwner
 
 Decision = tuple[Outcome, Side | None, Any, Rule]
 """outcome, winner, value, rule."""

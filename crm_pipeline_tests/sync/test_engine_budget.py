@@ -16,11 +16,11 @@ import pytest
 from notion_client import AsyncClient
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import SyncEngine
 from crm_pipeline.sync.executor import CREATE_BATCH
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration

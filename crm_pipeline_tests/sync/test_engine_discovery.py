@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from crm_pipeline.crm import PostgresAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
 from crm_pipeline.emulation.control_client import ControlClient
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
@@ -28,6 +28,7 @@ from crm_pipeline.models import OpportunityCreate, OpportunityUpdate, SyncResult
 from crm_pipeline.sandbox import DEFAULT_TOKEN as NOTION_TOKEN
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import Direction, SyncEngine
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.tenants import TenantRegistry
 from crm_pipeline_tests.crm.conftest import Workspace
 

@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, SyncEngine
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import Direction
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration

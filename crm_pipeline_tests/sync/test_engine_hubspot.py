@@ -14,7 +14,6 @@ from hubspot import HubSpot
 from hubspot.crm.deals import PublicMergeInput
 
 from crm_pipeline.crm import PostgresAdapter, SyncEngine
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, FieldOwnershipConfig
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.models import (
@@ -27,6 +26,7 @@ from crm_pipeline.models import (
 )
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import Outcome, Rule
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP, FieldOwnershipConfig
 
 pytestmark = pytest.mark.integration
 

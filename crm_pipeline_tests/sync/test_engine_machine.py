@@ -19,13 +19,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, precondition, rule, run_state_machine_as_test
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.crm.notion.client import is_retryable
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncEngine, comparable
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline_tests.crm.conftest import FAST_RETRY, HANG_SECONDS, HANG_TIMEOUT_S, UNPACED
 from crm_pipeline_tests.sync.crashes import Crash, CrashAt, install
 

@@ -9,8 +9,8 @@ from uuid import uuid4
 import pytest
 
 from crm_pipeline.crm import NotionAdapter, PostgresAdapter, SyncEngine
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import Actor, ChangeRecord, FieldChange, RecordType, SyncResult
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 
 pytestmark = pytest.mark.integration
 

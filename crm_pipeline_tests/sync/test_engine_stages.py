@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from crm_pipeline.crm import PostgresAdapter
 from crm_pipeline.crm.errors import PropertySchemaError
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityUpdate, SyncResult
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import (
@@ -30,6 +30,7 @@ from crm_pipeline.sync import (
     RecordPlan,
     SyncEngine,
 )
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline_tests.crm.conftest import Workspace
 
 pytestmark = pytest.mark.integration

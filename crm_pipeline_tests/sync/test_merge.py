@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP, NOTION_PROPERTY_MAP, FieldOwner
+from crm_pipeline.crm.notion.properties import NOTION_PROPERTY_MAP
 from crm_pipeline.models import Actor, FieldEdit
 from crm_pipeline.sync import (
     CONDITIONS,
@@ -32,6 +32,7 @@ from crm_pipeline.sync import (
     decide,
     decide_record,
 )
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP, FieldOwner
 from crm_pipeline.sync.planner import RecordState, plan_records
 from crm_pipeline_tests.sync.oracle import oracle_decide
 

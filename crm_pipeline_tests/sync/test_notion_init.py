@@ -14,7 +14,7 @@ from notion_client import AsyncClient
 
 from crm_pipeline.cli import main
 from crm_pipeline.crm import NotionAdapter
-from crm_pipeline.crm.field_mapping import SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
 from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 from crm_pipeline.settings import get_settings

@@ -24,6 +24,7 @@ from uuid import UUID, uuid4, uuid5
 
 from pydantic import SecretStr, ValidationError
 
+from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
     ChangeBatch,
@@ -360,7 +361,7 @@ class HubSpotAdapter(CRMAdapter):
 
     async def _find_note(self, deal_id: str, ref: str) -> HubSpotObject | None:
         note_ids = await self.api.associated_ids(DEALS, deal_id, NOTES)
-        for chunk in _chunks(note_ids, MAX_BATCH):
+        for chunk in chunks(note_ids, MAX_BATCH):
             for note in (await self.api.batch_read(NOTES, chunk, ["hs_note_body"])).results:
                 if f"· ref {ref}" in (note.properties.get("hs_note_body") or "").split("\n", 1)[0]:
                     return note
@@ -384,7 +385,7 @@ class HubSpotAdapter(CRMAdapter):
         stages = await self._stages()
         outcomes: dict[int, UpsertOutcome] = {}
         ready: list[tuple[int, str, dict[str, str]]] = []
-        for chunk in _chunks(list(enumerate(records)), MAX_BATCH):
+        for chunk in chunks(list(enumerate(records)), MAX_BATCH):
             complete = all(self.mapped_fields <= r.model_fields_set for _, r in chunk)
             existing = (
                 set() if complete else await self._existing_keys([str(r.id) for _, r in chunk if r.id is not None])
@@ -402,8 +403,8 @@ class HubSpotAdapter(CRMAdapter):
                 except FieldMappingError as error:
                     outcomes[index] = UpsertOutcome(key, "failed", property_name=error.property_name, reason=str(error))
         await self._add_options([props for _, _, props in ready])
-        for chunk in _chunks(ready, MAX_BATCH):
-            outcomes |= await self._upsert_chunk(chunk)
+        for batch in chunks(ready, MAX_BATCH):
+            outcomes |= await self._upsert_chunk(batch)
         return [outcomes[index] for index in range(len(records))]
 
     async def _upsert_chunk(self, chunk: Sequence[tuple[int, str, dict[str, str]]]) -> dict[int, UpsertOutcome]:
@@ -480,7 +481,7 @@ class HubSpotAdapter(CRMAdapter):
                 self.api.batch_read(
                     DEALS, chunk, self._read_properties(), history=self._history_properties(), archived=archived
                 )
-                for chunk in _chunks(ids, MAX_BATCH_WITH_HISTORY)
+                for chunk in chunks(ids, MAX_BATCH_WITH_HISTORY)
             )
         )
         self.read_errors = []
@@ -762,10 +763,6 @@ def _basis(
 
 def _filter(name: str, operator: str, value: int) -> dict[str, str]:
     return {"propertyName": name, "operator": operator, "value": str(value)}
-
-
-def _chunks(items: Sequence[Any], size: int) -> list[Any]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _cursor_time(cursor: str | None) -> datetime:

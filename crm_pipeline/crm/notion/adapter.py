@@ -27,6 +27,7 @@ from uuid import UUID, uuid4
 import httpx
 from pydantic import SecretStr, ValidationError
 
+from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
     ChangeBatch,
@@ -38,21 +39,6 @@ from crm_pipeline.crm.adapter import (
     snapshot_change,
 )
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError, UncertainWriteError
-from crm_pipeline.crm.field_mapping import (
-    NOTION_PROPERTY_MAP,
-    SYNC_KEY,
-    NotionProperty,
-    PropertyMap,
-    PropertySpec,
-    ResolvedPropertyMap,
-    as_property_map,
-    from_notion_properties,
-    property_bindings,
-    read_sync_key,
-    resolve_property_ids,
-    sync_key_property,
-    to_notion_properties,
-)
 from crm_pipeline.crm.notion.api import NotionAPI, Page, Parent
 from crm_pipeline.crm.notion.client import (
     NotionCaller,
@@ -65,6 +51,12 @@ from crm_pipeline.crm.notion.client import (
     sdk_client,
     status_of,
 )
+from crm_pipeline.crm.notion.codecs import (
+    from_notion_properties,
+    read_sync_key,
+    sync_key_property,
+    to_notion_properties,
+)
 from crm_pipeline.crm.notion.errors import (
     DataSourceConfigError,
     OpportunityPageNotFoundError,
@@ -75,6 +67,17 @@ from crm_pipeline.crm.notion.paging import (
     parse_time,
     query_all,
     timestamp_on_or_after,
+)
+from crm_pipeline.crm.notion.properties import (
+    NOTION_PROPERTY_MAP,
+    SYNC_KEY,
+    NotionProperty,
+    PropertyMap,
+    PropertySpec,
+    ResolvedPropertyMap,
+    as_property_map,
+    property_bindings,
+    resolve_property_ids,
 )
 from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.models import (
@@ -694,8 +697,7 @@ class NotionAdapter(CRMAdapter):
         """
         assert source.sync_key is not None
         missing = [key for key in dict.fromkeys(map(_normal_key, keys)) if key not in self._page_by_key]
-        for start in range(0, len(missing), _KEYS_PER_LOOKUP):
-            chunk = missing[start : start + _KEYS_PER_LOOKUP]
+        for chunk in chunks(missing, _KEYS_PER_LOOKUP):
             spellings = dict.fromkeys(spelling for key in chunk for spelling in (key.lower(), key.upper()))
             conditions = [{"property": source.sync_key.key, "rich_text": {"equals": text}} for text in spellings]
             filter_ = conditions[0] if len(conditions) == 1 else {"or": conditions}

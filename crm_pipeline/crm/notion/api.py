@@ -4,7 +4,7 @@ notion-client 3.x returns untyped dicts. Each method here sends one request thro
 ``NotionCaller`` (pacing and retries) and validates the answer into the ``TypedDict`` shape the
 adapter reads, so a malformed response fails here, naming the endpoint, instead of as a KeyError
 deep in the sync. Only the keys the adapter reads are declared (others are dropped); property
-values stay raw JSON, which ``field_mapping`` decodes with its own checks.
+values stay raw JSON, which the codecs (codecs.py) decode with their own checks.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 JSONObject = dict[str, Any]
-"""A JSON object as Notion sends it (property values, schema entries), decoded by field_mapping."""
+"""A JSON object as Notion sends it (property values, schema entries), decoded by codecs.py."""
 
 
 class DataSourceRef(TypedDict):

@@ -11,10 +11,10 @@ import dagster as dg
 import pandas as pd
 
 from crm_pipeline.crm.budget import PostgresBudget
-from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, RequestCount, TenantsResource
 from crm_pipeline.models import ChangeRecord, RecordType, SyncResult
 from crm_pipeline.sync import SyncEngine
+from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.sync.report import changed_fields, deals_in, planned_writes, record_names, value_text
 from crm_pipeline.sync.stages import Decisions, SideChanges
 from crm_pipeline.sync.status import Direction
