@@ -32,7 +32,7 @@ from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.tenants import HubSpotOptions, NotionOptions, TenantConnection, read_token
-from crm_pipeline.tenants.open import open_hubspot, open_notion
+from crm_pipeline.tenants.open import SharedPool, open_hubspot, open_notion
 from crm_pipeline.tenants.source import active_connections, active_tenants, find_connection
 
 
@@ -113,10 +113,15 @@ class CRMConnector(dg.Config, ABC):
 
     @abstractmethod
     def connect(
-        self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
+        self,
+        tenant: TenantConnection,
+        requests: RequestCount,
+        budget: RequestBudget | None = None,
+        pool: SharedPool | None = None,
     ) -> CRMAdapter:
         """An adapter for the tenant's connection, counting its requests into ``requests`` and
-        pacing them by ``budget``, the integration's across processes (None: this process's own)."""
+        pacing them by ``budget``, the integration's across processes (None: this process's own);
+        a connector that speaks through ``pool`` shares its connections with the run's others."""
 
     @property
     @abstractmethod
@@ -142,12 +147,15 @@ class NotionConnector(CRMConnector):
         return int(self.requests_per_second * 60)
 
     def connect(
-        self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
+        self,
+        tenant: TenantConnection,
+        requests: RequestCount,
+        budget: RequestBudget | None = None,
+        pool: SharedPool | None = None,
     ) -> NotionAdapter:
         options = NotionOptions(self.base_url, self.requests_per_second, self.max_attempts)
-        return open_notion(
-            tenant, self.tenant_token(tenant), get_settings(), options, budget=budget, on_request=requests.add
-        )
+        token = self.tenant_token(tenant)
+        return open_notion(tenant, token, get_settings(), options, budget=budget, on_request=requests.add, pool=pool)
 
 
 class HubSpotConnector(CRMConnector):
@@ -167,7 +175,11 @@ class HubSpotConnector(CRMConnector):
         return self.per_ten_seconds * 6
 
     def connect(
-        self, tenant: TenantConnection, requests: RequestCount, budget: RequestBudget | None = None
+        self,
+        tenant: TenantConnection,
+        requests: RequestCount,
+        budget: RequestBudget | None = None,
+        pool: SharedPool | None = None,
     ) -> HubSpotAdapter:
         options = HubSpotOptions(self.base_url, self.per_ten_seconds, self.max_attempts)
         return open_hubspot(
@@ -182,6 +194,7 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
     notion: NotionConnector = NotionConnector()
     hubspot: HubSpotConnector = HubSpotConnector()
     _opened: dict[str, tuple[CRMAdapter, RequestCount]] = PrivateAttr(default_factory=dict)
+    _pool: SharedPool | None = PrivateAttr(default=None)
 
     def connector(self, tenant: TenantConnection) -> CRMConnector:
         connectors: dict[str, CRMConnector] = {"notion": self.notion, "hubspot": self.hubspot}
@@ -196,20 +209,26 @@ class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
     async def yield_for_execution(  # type: ignore[override]
         self, context: dg.InitResourceContext
     ) -> AsyncIterator[CRMConnectionResource]:
+        self._pool = SharedPool.for_environment()
         try:
             yield self
         finally:
             for adapter, _ in self._opened.values():
                 await adapter.aclose()
             self._opened.clear()
+            if self._pool is not None:
+                await self._pool.close_pool()
+                self._pool = None
 
     def open(self, tenant: TenantConnection, budget: RequestBudget | None = None) -> tuple[CRMAdapter, RequestCount]:
         """The tenant's adapter for this run and its request count: opened on first use and
         shared by the run's steps (one binding to the schema, one client), closed with the run.
-        ``budget`` paces it with every other run on the same token (``PostgresBudget``)."""
+        ``budget`` paces it with every other run on the same token (``PostgresBudget``). The
+        run's clients share one pool of connections."""
         if tenant.tenant_id not in self._opened:
             requests = RequestCount()
-            self._opened[tenant.tenant_id] = (self.connector(tenant).connect(tenant, requests, budget), requests)
+            adapter = self.connector(tenant).connect(tenant, requests, budget, self._pool)
+            self._opened[tenant.tenant_id] = (adapter, requests)
         return self._opened[tenant.tenant_id]
 
     async def close(self, tenant_id: str) -> None:

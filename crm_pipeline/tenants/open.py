@@ -8,6 +8,7 @@ Notion (its demo Deals database unless another is named) or the local HubSpot.
 from __future__ import annotations
 
 import ssl
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -72,6 +73,31 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class SharedPool(httpx.AsyncBaseTransport):
+    """One pool of HTTP connections for the Notion clients of a run: a sweep opens a client per
+    tenant, and each used to open its own connection (and TLS handshake) to the API for one or two
+    requests. Clients lent the pool reuse its kept-alive connections; a client closing leaves it
+    open for the others, and its owner closes it (``close_pool``)."""
+
+    def __init__(self) -> None:
+        self._pool = httpx.AsyncHTTPTransport(verify=tls_context())
+
+    @classmethod
+    def for_environment(cls) -> SharedPool | None:
+        """A pool, unless the environment names an HTTP proxy: then each client keeps its own,
+        which follows the proxy settings (and their exceptions) as httpx reads them."""
+        return None if urllib.request.getproxies() else cls()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """A client is done with the pool: the pool stays open for the others."""
+
+    async def close_pool(self) -> None:
+        await self._pool.aclose()
+
+
 def open_notion(
     tenant: TenantConnection,
     token: SecretStr | None,
@@ -80,8 +106,10 @@ def open_notion(
     *,
     budget: RequestBudget | None = None,
     on_request: Callable[[], None] | None = None,
+    pool: SharedPool | None = None,
 ) -> NotionAdapter:
-    """The tenant's Notion database, mapped for sync; without a token, the sandbox's."""
+    """The tenant's Notion database, mapped for sync; without a token, the sandbox's. Its client
+    sends through ``pool`` when given, else through connections of its own."""
     base_url = options.base_url or tenant.base_url
     database_id = tenant.database_id
     if token is None:
@@ -106,7 +134,9 @@ def open_notion(
         property_map=SYNCED_PROPERTY_MAP,
         rate_limit=RateLimit(requests_per_second=options.requests_per_second, shared=budget),
         retry=RetryPolicy(max_attempts=options.max_attempts),
-        http_client=httpx.AsyncClient(verify=tls_context(), event_hooks={"request": [count] if on_request else []}),
+        http_client=httpx.AsyncClient(
+            verify=tls_context(), transport=pool, event_hooks={"request": [count] if on_request else []}
+        ),
     )
 
 

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
+import dagster as dg
 import pytest
 from pydantic import SecretStr
 
+from crm_pipeline.crm import NotionAdapter
+from crm_pipeline.defs.resources import CRMConnectionResource, NotionConnector
 from crm_pipeline.settings import Settings
 from crm_pipeline.tenants import TenantConnection
-from crm_pipeline.tenants.open import open_notion, tls_context
+from crm_pipeline.tenants.open import SharedPool, open_notion, tls_context
 
 
 async def test_notion_connections_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -34,3 +42,82 @@ def test_the_shared_tls_context_verifies_certificates_and_host_names() -> None:
     assert tls_context().verify_mode is ssl.CERT_REQUIRED
     assert tls_context().check_hostname
     assert tls_context() is tls_context()
+
+
+@dataclass
+class CountingServer:
+    """An HTTP/1.1 server on loopback that keeps connections alive, answers every request with
+    Notion's ``users/me`` answer, and counts the connections it accepted and saw closed."""
+
+    url: str = ""
+    accepted: int = 0
+    closed: int = 0
+    authorizations: list[str] = field(default_factory=list)
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        body = json.dumps({"object": "user", "id": "bot", "type": "bot", "bot": {}}).encode()
+        answer = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.authorizations += [
+                    line.split(b":", 1)[1].strip().decode()
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"authorization:")
+                ]
+                writer.write(answer.encode() + body)
+                await writer.drain()
+        except asyncio.IncompleteReadError:  # the client closed the connection
+            self.closed += 1
+            writer.close()
+
+
+@asynccontextmanager
+async def counting_server() -> AsyncIterator[CountingServer]:
+    counter = CountingServer()
+    server = await asyncio.start_server(counter.serve, "127.0.0.1", 0)
+    counter.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        yield counter
+
+
+def _tenant(n: int, base_url: str) -> TenantConnection:
+    return TenantConnection(tenant_id=f"acme-{n}", database_id="db", token_env=f"ACME_TOKEN_{n}", base_url=base_url)
+
+
+async def test_the_notion_clients_of_a_run_share_one_pool_of_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep opens a client per tenant for a request or two each: through the run's pool they
+    reuse one kept-alive connection, each with its own token, and a tenant's client closing
+    leaves the pool to the next; the run's end closes it."""
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    async with counting_server() as server:
+        crm = CRMConnectionResource(notion=NotionConnector(base_url=server.url))
+        async with crm.yield_for_execution(dg.build_init_resource_context()) as run_crm:
+            for n in range(3):
+                monkeypatch.setenv(f"ACME_TOKEN_{n}", f"secret-{n}")
+                adapter, requests = run_crm.open(_tenant(n, server.url))
+                assert isinstance(adapter, NotionAdapter)
+                await adapter.client.users.me()
+                await run_crm.close(f"acme-{n}")
+                assert requests.sent == 1
+            assert (server.accepted, server.closed) == (1, 0)
+        await asyncio.sleep(0.1)  # the server sees the pool's connection end
+        assert server.closed == 1
+    assert server.authorizations == [f"Bearer secret-{n}" for n in range(3)]
+
+
+async def test_a_proxy_in_the_environment_gives_each_client_its_own_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pool would bypass the proxy httpx reads from the environment per client (and its
+    NO_PROXY exceptions): with one named, no pool is shared."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert SharedPool.for_environment() is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    for proxy in ("HTTP_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    pool = SharedPool.for_environment()
+    assert pool is not None
+    await pool.close_pool()
