@@ -31,9 +31,10 @@ from crm_pipeline.models import (
     SyncError,
     SyncResult,
 )
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import DeleteAction, Lifecycle, PassPlan, RecordPlan
-from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus
+from crm_pipeline.sync.status import SyncStatus
 
 __all__ = ["Executor", "Tally"]
 

@@ -16,9 +16,9 @@ from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.models import FieldEdit, OpportunityRead, SyncError, SyncResult
+from crm_pipeline.sync.entries import AuditEntry, LedgerEntry
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
-from crm_pipeline.sync.status import AuditEntry, LedgerEntry
 
 __all__ = ["DeleteAction", "Lifecycle", "PassPlan", "RecordPlan", "RecordState", "plan_deletes", "plan_records"]
 

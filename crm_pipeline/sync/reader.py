@@ -19,10 +19,11 @@ from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import Actor, ChangeRecord, FieldEdit, OpportunityRead, RecordType, SyncError
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
-from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus, decode_value
+from crm_pipeline.sync.status import SyncStatus, decode_value
 
 __all__ = ["PassReader", "unreadable_entries"]
 

@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Row, Table, Text, cast, delete, exists, fu
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
+from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead
 from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import (
     any_of,
@@ -36,6 +36,7 @@ from crm_pipeline.store.schema import (
     sync_links,
     sync_watermarks,
 )
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, AuditEntry, LedgerEntry
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
 __all__ = [
@@ -77,38 +78,6 @@ class Direction(enum.StrEnum):
     """The external side's trash cursor, read less often than every pass (a request of its own)."""
     RECONCILE = "reconcile"
     """The last deal id the rolling reconciliation read; it starts over after the last one."""
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One write the sync decided: the field, its value before and after, the side written, why."""
-
-    field: str
-    old: Any
-    new: Any
-    side: Side
-    outcome: Outcome
-    rule: Rule
-
-
-RESTORE_BY_HAND = "archived_at"
-"""The ledger field of a restore the connector cannot make (HubSpot's API has none): a person
-restores the record in the CRM. Not retried: the pass that reads the record back restored clears
-it, as does archiving the deal again."""
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """A record (and field, '' for the whole record) that could not sync, and why."""
-
-    record_id: str
-    reason: str
-    side: Side
-    field: str = ""
-    value: Any = None
-
-    def as_error(self) -> SyncError:
-        return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
 
 
 @dataclass(frozen=True)
