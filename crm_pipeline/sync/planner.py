@@ -7,7 +7,6 @@ write to each side, the base to record once those writes succeed, and the audit 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,6 +18,7 @@ from crm_pipeline.models import FieldEdit, OpportunityRead, SyncError, SyncResul
 from crm_pipeline.sync.entries import AuditEntry, LedgerEntry
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
+from crm_pipeline.sync.pass_rules import DeleteAction, Lifecycle, plan_deletes
 
 __all__ = ["DeleteAction", "Lifecycle", "PassPlan", "RecordPlan", "RecordState", "plan_deletes", "plan_records"]
 
@@ -59,60 +59,6 @@ class RecordPlan:
     @property
     def changes_anything(self) -> bool:
         return bool(self.push or self.pull or self.base)
-
-
-class Lifecycle(enum.StrEnum):
-    """What a pass does about a linked pair's archived (deal) and trashed (page) state."""
-
-    TRASH = "trash"
-    """The deal was archived: move the page to the trash."""
-    ARCHIVE = "archive"
-    """The page was trashed: archive the deal (soft: nothing is deleted)."""
-    RESTORE_EXTERNAL = "restore external"
-    """The deal was restored: take the page out of the trash."""
-    RESTORE_PRIMARY = "restore primary"
-    """The page was restored: restore the deal."""
-    MARK_ARCHIVED = "mark archived"
-    """Both sides were archived independently: only the link's state changes."""
-    MARK_LIVE = "mark live"
-    """Both sides were restored independently: only the link's state changes."""
-
-
-@dataclass(frozen=True)
-class DeleteAction:
-    record_id: UUID
-    external_id: str
-    action: Lifecycle
-
-
-def plan_deletes(
-    linked: Mapping[UUID, str],
-    primary_archived: Mapping[UUID, bool],
-    external_trashed: Mapping[str, bool],
-    link_archived: Collection[UUID],
-) -> list[DeleteAction]:
-    """Archive and restore, both ways, per linked pair. ``external_trashed`` holds the external
-    records read this pass; one not read is as the link last saw it. Pure."""
-    actions = []
-    for record_id, external_id in sorted(linked.items()):
-        was = record_id in link_archived
-        primary = primary_archived[record_id]
-        external = external_trashed.get(external_id, was)
-        action = _LIFECYCLE.get((was, primary, external))
-        if action is not None:
-            actions.append(DeleteAction(record_id, external_id, action))
-    return actions
-
-
-_LIFECYCLE: dict[tuple[bool, bool, bool], Lifecycle] = {
-    # (link archived, deal archived, page trashed) -> action; absent: nothing to do.
-    (False, True, False): Lifecycle.TRASH,
-    (False, False, True): Lifecycle.ARCHIVE,
-    (False, True, True): Lifecycle.MARK_ARCHIVED,
-    (True, False, True): Lifecycle.RESTORE_EXTERNAL,
-    (True, True, False): Lifecycle.RESTORE_PRIMARY,
-    (True, False, False): Lifecycle.MARK_LIVE,
-}
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -18,30 +18,24 @@ from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
-from crm_pipeline.models import Actor, ChangeRecord, FieldEdit, OpportunityRead, RecordType, SyncError
+from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType
 from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
-from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordState, plan_deletes, plan_records
+from crm_pipeline.sync.pass_rules import (
+    ExternalView,
+    crowded,
+    keys_carried,
+    plan_creates,
+    plan_lifecycle,
+    plan_merges,
+    plan_vanished,
+    sort_unlinked,
+)
+from crm_pipeline.sync.planner import PassPlan, RecordState, plan_records
 from crm_pipeline.sync.status import SyncStatus, decode_value
 
 __all__ = ["PassReader", "unreadable_entries"]
-
-
-@dataclass
-class _ExternalView:
-    """The latest of an external record's changes read this pass, merged."""
-
-    values: dict[str, Any] = field(default_factory=dict)
-    changed_at: datetime | None = None
-    sync_key: UUID | None = None
-    in_trash: bool = False
-    edited_by: Actor | None = None
-    """Who made the record's latest edit, when the external side says (None: unknown)."""
-    merged_ids: list[str] = field(default_factory=list)
-    """The external records a person merged into this one (their links move to it)."""
-    field_edits: dict[str, FieldEdit] = field(default_factory=dict)
-    """Per field, who made its newest edit and when, where the external side tells per field."""
 
 
 @dataclass
@@ -49,7 +43,7 @@ class _Touched:
     """What a pass has read about the records it touches, step by step."""
 
     fields: frozenset[str]
-    views: dict[str, _ExternalView]
+    views: dict[str, ExternalView]
     """Every external record read this pass, linked or not, by external id."""
     primary_times: dict[UUID, dict[str, datetime]]
     record_ids: set[UUID]
@@ -61,7 +55,7 @@ class _Touched:
     """Deals whose restore waits for a person in the CRM (``RESTORE_BY_HAND``): not tried again."""
     links: dict[UUID, str] = field(default_factory=dict)
     records: dict[UUID, OpportunityRead] = field(default_factory=dict)
-    linked_views: dict[str, _ExternalView] = field(default_factory=dict)
+    linked_views: dict[str, ExternalView] = field(default_factory=dict)
     """The external side of linked records, by external id (absent: not read, holds the base)."""
     gone: set[UUID] = field(default_factory=set)
 
@@ -134,27 +128,14 @@ class PassReader:
         record_ids = set(primary_times) | set(known.values()) | set(new_links) | retry_deals
         return _Touched(fields, views, primary_times, record_ids, retry_deals, new_links, waiting, merged_away)
 
-    async def _merges(self, plan: PassPlan, views: Mapping[str, _ExternalView]) -> set[UUID]:
-        """Links to records a person merged into another (``merged_ids``) move to the survivor:
-        for the deal whose key it carries (or, carrying none and linked to none, the first deal).
-        Other deals linked to merged records lost theirs: they are returned, for the
-        pending-delete queue (the person's merge says they were one deal; archiving is theirs to
-        approve), and get no writes, which the CRM would put on the survivor."""
+    async def _merges(self, plan: PassPlan, views: Mapping[str, ExternalView]) -> set[UUID]:
+        """Re-links after a person merged external records (``plan_merges``); the deals merged away."""
         merged = {ext: view.merged_ids for ext, view in views.items() if view.merged_ids}
         if not merged:
             return set()
         absorbed = await self.status.links_by_external({i for ids in merged.values() for i in ids})
         survivors = await self.status.links_by_external(merged)
-        away: set[UUID] = set()
-        for survivor, ids in sorted(merged.items()):
-            deals = sorted(absorbed[i] for i in ids if i in absorbed)
-            key = views[survivor].sync_key
-            keep = key if key in deals else None
-            if keep is None and key is None and survivor not in survivors and deals:
-                keep = deals[0]
-            if keep is not None:
-                plan.relinks.append((keep, survivor))
-            away |= set(deals) - {keep}
+        plan.relinks, away = plan_merges(views, absorbed, survivors.keys())
         return away
 
     async def _read_afresh(
@@ -176,10 +157,7 @@ class PassReader:
             record_ids = (record_ids & touched.links.keys()) | touched.retry_deals | set(backlog)
         deals = await self.primary.get_opportunities([str(i) for i in sorted(record_ids)])
         touched.records = {deal.id: deal for deal in deals}
-        unlinked = sorted(record_ids - touched.links.keys())
-        plan.creates = [
-            touched.records[i] for i in unlinked if i in touched.records and not touched.records[i].archived_at
-        ]
+        plan.creates = plan_creates(record_ids, touched.links, touched.records)
         linked_ids = set(touched.links.values())
         touched.linked_views = {ext: view for ext, view in touched.views.items() if ext in linked_ids}
         wanted = touched.records.keys() if read_external else touched.retry_deals | set(reconcile)
@@ -211,34 +189,21 @@ class PassReader:
         return records, unreadable
 
     async def _live_pairs(self, plan: PassPlan, touched: _Touched) -> dict[UUID, str]:
-        """Plan archives and restores; the pairs whose fields travel this pass (live ones only)."""
+        """Plan archives and restores (``plan_lifecycle``); the pairs whose fields travel this pass."""
         plan.vanished |= touched.merged_away
-        plan.restores_dropped = {
-            i for i in touched.restore_by_hand if i in touched.records and touched.records[i].archived_at is not None
-        }
         waiting = (await self.status.pending_deletes()).keys() - plan.found_again
-        live = {
-            i: e
-            for i, e in touched.links.items()
-            if i in touched.records and i not in touched.gone | touched.merged_away | waiting
-        }
-        archived = await self.status.archived(live)
-        plan.deletes = [
-            action
-            for action in plan_deletes(
-                live,
-                {i: touched.records[i].archived_at is not None for i in live},
-                {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
-                archived,
-            )
-            if not (action.action is Lifecycle.RESTORE_EXTERNAL and action.record_id in touched.restore_by_hand)
-        ]
-        changing = {d.record_id: d.action for d in plan.deletes}
-        return {
-            i: e
-            for i, e in live.items()
-            if changing.get(i) is Lifecycle.MARK_LIVE or (i not in changing and i not in archived)
-        }
+        held_back = touched.gone | touched.merged_away | waiting
+        archived = await self.status.archived(i for i in touched.links if i in touched.records and i not in held_back)
+        lifecycle = plan_lifecycle(
+            touched.links,
+            touched.records,
+            {external_id: view.in_trash for external_id, view in touched.linked_views.items()},
+            archived,
+            held_back,
+            touched.restore_by_hand,
+        )
+        plan.deletes, plan.restores_dropped = lifecycle.deletes, lifecycle.restores_dropped
+        return lifecycle.live
 
     async def _field_plans(self, plan: PassPlan, touched: _Touched, links: Mapping[UUID, str]) -> None:
         """Decide every field of the live pairs in one go (a duplicate's edits count as the
@@ -279,21 +244,14 @@ class PassReader:
                 }
 
     async def _vanished(self, plan: PassPlan, read: Mapping[UUID, str], found: Mapping[str, Any]) -> set[UUID]:
-        """The records read and not found. They go to the pending-delete queue (never straight to
-        a delete), unless more than ``max_vanished_share`` of the links vanish at once: then the
-        breaker holds them all back and the pass says so."""
-        gone = {record_id for record_id, external_id in read.items() if external_id not in found}
-        plan.found_again = set(read) - gone
-        if len(gone) > max(self.max_vanished_share * await self.status.count_links(), 1):
-            reason = f"mass-delete breaker: {len(gone)} linked records vanished at once; none queued for deletion"
-            plan.notices.append(SyncError(record_id="*", reason=reason))
-        else:
-            plan.vanished = gone
-        return gone
+        """The records read and not found (``plan_vanished``: queued, or held back by the breaker)."""
+        vanished = plan_vanished(read, found.keys(), await self.status.count_links(), self.max_vanished_share)
+        plan.vanished, plan.found_again, plan.notices = vanished.vanished, vanished.found_again, vanished.notices
+        return vanished.gone
 
     async def _read_pages(
         self, external_ids: Iterable[str], fields: Iterable[str], plan: PassPlan
-    ) -> dict[str, _ExternalView]:
+    ) -> dict[str, ExternalView]:
         """External records named in the ledger (unreadable, or not yet made deals), read again."""
         views = {}
         for external_id in sorted(external_ids):
@@ -307,63 +265,27 @@ class PassReader:
         return views
 
     async def _new_links(
-        self, views: Mapping[str, _ExternalView], known: Mapping[str, UUID], plan: PassPlan
+        self, views: Mapping[str, ExternalView], known: Mapping[str, UUID], plan: PassPlan
     ) -> dict[UUID, str]:
-        """Sort the external records without a link: a human's (no key) are adopted; one carrying
-        the key of a deal without a link is linked (returned, record -> external id); a key no
-        deal has is an error. A linked record without its key gets the key written."""
-        plan.key_writes = [(ext, known[ext]) for ext, view in views.items() if view.sync_key is None and ext in known]
-        plan.adoptions = [
-            (ext, view.values) for ext, view in views.items() if view.sync_key is None and ext not in known
-        ]
-        keyed: dict[UUID, list[str]] = {}
-        for ext, view in sorted(views.items()):
-            if view.sync_key is not None and ext not in known and not view.in_trash:
-                keyed.setdefault(view.sync_key, []).append(ext)
-        if not keyed:
-            return {}
-        linked = await self.status.links(keyed)
-        existing = {r.id for r in await self.primary.get_opportunities([str(k) for k in keyed])}
-        plan.failures += [
-            LedgerEntry(ext, f"carries the sync key {key}, which no deal of this tenant has", Side.EXTERNAL)
-            for key, exts in keyed.items()
-            if key not in existing
-            for ext in exts
-        ]
-        crowded = [ext for key, exts in keyed.items() if key not in linked and len(exts) > 1 for ext in exts]
-        created = await self._created_times(crowded)
-        for key, exts in keyed.items():
-            if key not in existing:
-                continue
-            # One page per deal: the linked one stays (docs/architecture.md says why), else the
-            # first created; duplicates, from a create that timed out yet landed, bring their
-            # values in as edits, then go to the trash.
-            keep = linked.get(key) or min(exts, key=lambda ext: (created.get(ext, _NEVER), ext))
-            if key not in linked:
-                plan.links.append((key, keep))
-            plan.duplicates += [(key, ext) for ext in exts if ext != keep]
+        """Sort the external records without a link (``sort_unlinked``); the new links, record ->
+        external id. Creation times are read only for keys found on several records."""
+        keys = keys_carried(views, known)
+        linked = await self.status.links(keys) if keys else {}
+        existing = {r.id for r in await self.primary.get_opportunities([str(k) for k in keys])} if keys else set()
+        ids = crowded(views, known, linked)
+        created = {_external_id(r): r.created_at for r in await self.external.get_opportunities(ids)} if ids else {}
+        unlinked = sort_unlinked(views, known, linked, existing, created)
+        plan.adoptions, plan.key_writes, plan.links = unlinked.adoptions, unlinked.key_writes, unlinked.links
+        plan.duplicates, plan.failures = unlinked.duplicates, plan.failures + unlinked.failures
         return dict(plan.links)
 
-    async def _created_times(self, external_ids: Sequence[str]) -> dict[str, datetime]:
-        """When each of these external records was created (a change read does not say), read
-        only for keys found on several records, so a pass without duplicates pays nothing. Ties
-        within the external side's precision go to the lower id."""
-        if not external_ids:
-            return {}
-        records = await self.external.get_opportunities(external_ids)
-        return {_external_id(record): record.created_at for record in records}
 
-
-_NEVER = datetime.max.replace(tzinfo=UTC)
-"""The creation time of a record that could not be read: after every other."""
-
-
-def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, _ExternalView]:
+def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> dict[str, ExternalView]:
     """Each external record's changes merged, oldest first (later values and times win)."""
-    views: dict[str, _ExternalView] = {}
+    views: dict[str, ExternalView] = {}
     wanted = set(fields)
     for change in sorted(changes, key=lambda c: c.changed_at):
-        view = views.setdefault(change.record_id, _ExternalView())
+        view = views.setdefault(change.record_id, ExternalView())
         view.values |= {k: decode_value(k, v.new) for k, v in change.changes.items() if k in wanted}
         view.changed_at = change.changed_at
         view.sync_key = UUID(change.sync_key) if change.sync_key else view.sync_key
@@ -375,7 +297,7 @@ def _external_views(changes: Iterable[ChangeRecord], fields: Iterable[str]) -> d
     return views
 
 
-def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: Mapping[str, Any]) -> _ExternalView:
+def _with_duplicate(kept: ExternalView | None, duplicate: ExternalView, base: Mapping[str, Any]) -> ExternalView:
     """The kept record's view with what a person changed on a duplicate: per field, the
     duplicate's value where the kept record still holds the base. Dated and attributed as a whole
     (no per-field edits): the values mix two records."""
@@ -386,15 +308,15 @@ def _with_duplicate(kept: _ExternalView | None, duplicate: _ExternalView, base: 
         for name, value in duplicate.values.items()
     }
     changed_at = max((t for t in (kept.changed_at, duplicate.changed_at) if t is not None), default=None)
-    return _ExternalView(values, changed_at, kept.sync_key, kept.in_trash)
+    return ExternalView(values, changed_at, kept.sync_key, kept.in_trash)
 
 
-def _view_of(record: OpportunityRead, fields: Iterable[str]) -> _ExternalView:
+def _view_of(record: OpportunityRead, fields: Iterable[str]) -> ExternalView:
     sync_key = getattr(record, "sync_key", None)
     in_trash = bool(getattr(record, "in_trash", record.archived_at is not None))
     edited_by = getattr(record, "last_edited_by", None)
     wanted = set(fields)
-    return _ExternalView(
+    return ExternalView(
         {name: getattr(record, name) for name in wanted},
         record.updated_at,
         sync_key,
