@@ -164,7 +164,7 @@ class SyncEngine:
                 return SyncResult(skipped=True)
             deadline = time.monotonic() + self.time_budget_seconds
             decisions = await self.decide(await self.read_primary(), await self.read_external())
-            tally = await self._execute(decisions.plan, decisions.primary.changes, deadline=deadline)
+            tally = await self._execute(decisions.plan, deadline=deadline)
             await self._finish(decisions, [*tally.failures, *tally.deferred])
             return tally.result()
 
@@ -184,7 +184,7 @@ class SyncEngine:
             if not acquired:
                 return SyncResult(skipped=True)
             await self._use_discovery()
-            return await self._sync(await self._plan(changes, [], read_external=True), changes)
+            return await self._sync(await self._plan(changes, [], read_external=True))
 
     async def sync_inbound(self) -> SyncResult:
         """Pull the external changes since the inbound watermark (deciding them against the
@@ -202,7 +202,7 @@ class SyncEngine:
             links = await self.status.links_by_external(touched)
             related = [change for change in pending if UUID(change.record_id) in set(links.values())]
             plan = await self._plan(related, batch.changes, batch.unreadable, only_touched=True)
-            result = await self._sync(plan, related)
+            result = await self._sync(plan)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
             return result
@@ -312,13 +312,13 @@ class SyncEngine:
         new activities. Its failures go to the ledger with the inbound stage's (a pull recorded
         there would otherwise clear a failed push's entry of the same record)."""
         async with self._writing(decisions):
-            return await self._execute(decisions.outbound(), decisions.primary.changes)
+            return await self._execute(decisions.outbound())
 
     async def write_inbound(self, decisions: Decisions, outbound_failures: Sequence[LedgerEntry]) -> SyncResult:
         """The deal store's writes (``Decisions.inbound``): adopted records and pulled fields;
         then every failure of the pass goes to the ledger and the watermarks move."""
         async with self._writing(decisions):
-            tally = await self._execute(decisions.inbound(), [])
+            tally = await self._execute(decisions.inbound())
             await self._finish(decisions, [*outbound_failures, *tally.failures, *tally.deferred])
         tally.conflicts = decisions.conflicts
         return tally.result()
@@ -379,16 +379,14 @@ class SyncEngine:
         plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
         return plan
 
-    async def _execute(
-        self, plan: PassPlan, primary_changes: Sequence[ChangeRecord], *, deadline: float | None = None
-    ) -> Tally:
-        """Queue the activities these primary changes created, then carry the plan out within
+    async def _execute(self, plan: PassPlan, *, deadline: float | None = None) -> Tally:
+        """Queue the plan's activities (kept should the pass stop), then carry the plan out within
         the time budget (``deadline``, a ``time.monotonic()``; by default the budget from now)."""
         assert self.external is not None
         deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
-        await self.status.queue_activities(_new_activities(primary_changes))
+        await self.status.queue_activities(plan.activities)
         await self._use_discovery()
-        if plan != PassPlan() or await self.status.pending_activities():
+        if plan != PassPlan():
             await self.external.rediscover(everything=False)  # a drifted schema stops the pass here
         try:
             return await Executor(self.external, self.status, deadline=deadline).run(plan)
@@ -426,10 +424,10 @@ class SyncEngine:
         self._asking_in_full = False
         await self.status.set_connection_state(self._kept)
 
-    async def _sync(self, plan: PassPlan, primary_changes: Sequence[ChangeRecord]) -> SyncResult:
+    async def _sync(self, plan: PassPlan) -> SyncResult:
         """``sync_outbound``'s and ``sync_inbound``'s writes: the plan carried out, its failures
         to the ledger; no watermark moves."""
-        tally = await self._execute(plan, primary_changes)
+        tally = await self._execute(plan)
         await self.status.record_errors(tally.failures + tally.deferred)
         return tally.result()
 
@@ -461,19 +459,6 @@ class SyncEngine:
 def _same(discovery: Discovery, kept: Mapping[str, Any]) -> bool:
     """Whether a discovery is the one kept (compared as values: JSON lists of sets have no order)."""
     return type(discovery).reusable(kept, discovery.basis) == discovery
-
-
-def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:
-    """(activity id, deal id, occurred at) of the activities these changes created."""
-    return [
-        (
-            UUID(change.record_id),
-            UUID(change.changes["opportunity_id"].new),
-            datetime.fromisoformat(change.changes["occurred_at"].new),
-        )
-        for change in changes
-        if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
-    ]
 
 
 def _distinct(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:

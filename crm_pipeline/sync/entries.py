@@ -1,4 +1,4 @@
-"""What the sync writes down about a record besides its values: audit and ledger entries. Pure.
+"""What the sync writes down besides the values: audit and ledger entries, queued activities. Pure.
 
 The planner decides them and the status store keeps them (``sync/status.py``); they live here so
 the planner needs nothing of the store.
@@ -7,12 +7,14 @@ the planner needs nothing of the store.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from crm_pipeline.models import SyncError
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
-__all__ = ["RESTORE_BY_HAND", "AuditEntry", "LedgerEntry"]
+__all__ = ["RESTORE_BY_HAND", "AuditEntry", "LedgerEntry", "QueuedActivity"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,16 @@ class LedgerEntry:
 
     def as_error(self) -> SyncError:
         return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
+
+
+@dataclass(frozen=True)
+class QueuedActivity:
+    """An activity the agent logged on a deal, to append to its external record once, in order.
+
+    ``attempted``: a send was started before (a crash may have come between the append and its
+    record), so the external record is asked first whether it landed."""
+
+    activity_id: UUID
+    deal_id: UUID
+    occurred_at: datetime
+    attempted: bool = False

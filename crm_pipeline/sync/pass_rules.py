@@ -4,7 +4,7 @@ of them. Pure: each family is a small function or table over what the pass read.
 Families, in the order a pass applies them (docs/sync-rules.md names each rule and says why):
 merges (``plan_merges``), external records without a link (``sort_unlinked``), creates
 (``plan_creates``), vanished records and the breaker (``plan_vanished``), archive and restore
-(``_LIFECYCLE``, ``plan_deletes``, ``plan_lifecycle``).
+(``_LIFECYCLE``, ``plan_deletes``, ``plan_lifecycle``) and activities (``plan_activities``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from crm_pipeline.models import Actor, FieldEdit, OpportunityRead, SyncError
-from crm_pipeline.sync.entries import LedgerEntry
+from crm_pipeline.sync.entries import LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Side
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "VanishedPlan",
     "crowded",
     "keys_carried",
+    "plan_activities",
     "plan_creates",
     "plan_deletes",
     "plan_lifecycle",
@@ -289,3 +290,19 @@ def plan_lifecycle(
     }
     dropped = {i for i in restore_by_hand if i in deals and deals[i].archived_at is not None}
     return LifecyclePlan(deletes, dropped, live)
+
+
+# --- activities -------------------------------------------------------------------------------
+
+
+def plan_activities(
+    queued: Iterable[QueuedActivity], new: Iterable[QueuedActivity], appended: Collection[UUID]
+) -> list[QueuedActivity]:
+    """Rule *append-in-order*: every activity not appended yet, the queued ones (as attempted or
+    not) and the ones this pass's changes logged, in the order they happened; *appended-once*: a
+    logged one already ``appended`` is not (a pass that stopped before moving its watermark reads
+    its changes again). The executor queues them first, then appends those of linked deals, in
+    this order per deal."""
+    logged = {activity.activity_id: activity for activity in new if activity.activity_id not in appended}
+    waiting = logged | {activity.activity_id: activity for activity in queued}
+    return sorted(waiting.values(), key=lambda activity: (activity.occurred_at, activity.activity_id))

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.models import FieldEdit, OpportunityRead, SyncError, SyncResult
-from crm_pipeline.sync.entries import AuditEntry, LedgerEntry
+from crm_pipeline.sync.entries import AuditEntry, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.pass_rules import DeleteAction, Lifecycle, plan_deletes
@@ -76,7 +76,8 @@ class PassPlan:
     ``records``: the linked records' field plans. ``deletes``: archives and restores, both ways
     (a pair changing state this pass gets no field writes). ``vanished``: deals whose external
     record reconciliation could not find, for the pending-delete queue (never deleted);
-    ``found_again``: ones back. ``failures``: what cannot be planned; ``notices``: what the pass
+    ``found_again``: ones back. ``activities``: the agent's activities to append, in order (the
+    executor appends those of linked deals). ``failures``: what cannot be planned; ``notices``: what the pass
     must say without a record to retry (the mass-delete breaker).
     """
 
@@ -93,6 +94,7 @@ class PassPlan:
     found_again: set[UUID] = field(default_factory=set)
     restores_dropped: set[UUID] = field(default_factory=set)
     """Deals whose restore waited for a person in the CRM and that are archived again."""
+    activities: list[QueuedActivity] = field(default_factory=list)
     failures: list[LedgerEntry] = field(default_factory=list)
     notices: list[SyncError] = field(default_factory=list)
 

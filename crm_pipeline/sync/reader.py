@@ -19,13 +19,14 @@ from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.field_mapping import FieldOwnershipConfig
 from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import Actor, ChangeRecord, OpportunityRead, RecordType
-from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.pass_rules import (
     ExternalView,
     crowded,
     keys_carried,
+    plan_activities,
     plan_creates,
     plan_lifecycle,
     plan_merges,
@@ -102,6 +103,9 @@ class PassReader:
         await self._read_afresh(plan, touched, read_external=read_external, reconcile=reconcile or {}, backlog=backlog)
         live = await self._live_pairs(plan, touched)
         await self._field_plans(plan, touched, live)
+        logged = _new_activities(primary_changes)
+        appended = await self.status.appended_activities(a.activity_id for a in logged) if logged else set()
+        plan.activities = plan_activities(await self.status.pending_activities(), logged, appended)
         return plan
 
     async def _touched(
@@ -341,6 +345,19 @@ def _field_times(changes: Iterable[ChangeRecord]) -> dict[UUID, dict[str, dateti
         for name in change.changes:
             fields[name] = max(fields.get(name, change.changed_at), change.changed_at)
     return times
+
+
+def _new_activities(changes: Iterable[ChangeRecord]) -> list[QueuedActivity]:
+    """The activities these primary changes created."""
+    return [
+        QueuedActivity(
+            UUID(change.record_id),
+            UUID(change.changes["opportunity_id"].new),
+            datetime.fromisoformat(change.changes["occurred_at"].new),
+        )
+        for change in changes
+        if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
+    ]
 
 
 def unreadable_entries(errors: Iterable[FieldMappingError]) -> list[LedgerEntry]:

@@ -36,7 +36,7 @@ from crm_pipeline.store.schema import (
     sync_links,
     sync_watermarks,
 )
-from crm_pipeline.sync.entries import RESTORE_BY_HAND, AuditEntry, LedgerEntry
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, AuditEntry, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
 __all__ = [
@@ -357,33 +357,48 @@ class SyncStatus:
 
     # --- activities to append ------------------------------------------------------------------
 
-    async def queue_activities(self, activities: Iterable[tuple[UUID, UUID, datetime]]) -> None:
-        """Queue (activity id, deal id, occurred at) to be appended externally; known ones stay as they are."""
+    async def queue_activities(self, activities: Iterable[QueuedActivity]) -> None:
+        """Queue activities to be appended externally; known ones stay as they are (attempted or not)."""
         rows = [
             {
                 "tenant_id": self.tenant_id,
                 "connector": self.connector,
-                "activity_id": activity_id,
-                "opportunity_id": opportunity_id,
-                "occurred_at": occurred_at,
+                "activity_id": activity.activity_id,
+                "opportunity_id": activity.deal_id,
+                "occurred_at": activity.occurred_at,
                 "attempted": False,
             }
-            for activity_id, opportunity_id, occurred_at in activities
+            for activity in activities
         ]
         if rows:
             async with self.transaction() as connection:
                 for chunk in _chunks(rows):
                     await connection.execute(insert(sync_activities).values(chunk).on_conflict_do_nothing())
 
-    async def pending_activities(self) -> list[tuple[UUID, UUID, bool]]:
-        """(activity id, deal id, attempted before) of the activities not appended yet, in the order they happened."""
+    async def pending_activities(self) -> list[QueuedActivity]:
+        """The activities not appended yet, in the order they happened."""
         query = (
-            select(sync_activities.c.activity_id, sync_activities.c.opportunity_id, sync_activities.c.attempted)
+            select(
+                sync_activities.c.activity_id,
+                sync_activities.c.opportunity_id,
+                sync_activities.c.occurred_at,
+                sync_activities.c.attempted,
+            )
             .where(self._scope(sync_activities), sync_activities.c.external_id.is_(None))
             .order_by(sync_activities.c.occurred_at, sync_activities.c.activity_id)
         )
         async with self.transaction() as connection:
-            return [(row.activity_id, row.opportunity_id, row.attempted) for row in await connection.execute(query)]
+            return [QueuedActivity(*row) for row in await connection.execute(query)]
+
+    async def appended_activities(self, activity_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these activities were appended already."""
+        query = select(sync_activities.c.activity_id).where(
+            self._scope(sync_activities),
+            sync_activities.c.external_id.is_not(None),
+            any_of(sync_activities.c.activity_id, activity_ids),
+        )
+        async with self.transaction() as connection:
+            return set((await connection.scalars(query)).all())
 
     async def activity_attempted(self, activity_id: UUID, external_id: str | None = None) -> None:
         """Record that an append is about to be sent (``external_id`` None) or landed."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from uuid import UUID
 
 from crm_pipeline.models import OpportunityRead
-from crm_pipeline.sync.entries import LedgerEntry
+from crm_pipeline.sync.entries import LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.pass_rules import (
     DeleteAction,
@@ -16,6 +16,7 @@ from crm_pipeline.sync.pass_rules import (
     Lifecycle,
     crowded,
     keys_carried,
+    plan_activities,
     plan_creates,
     plan_deletes,
     plan_lifecycle,
@@ -184,10 +185,29 @@ def test_restore_dropped_once_the_deal_is_archived_again() -> None:
     assert plan.restores_dropped == {D1}
 
 
+# --- activities -------------------------------------------------------------------------------
+
+
+def test_append_in_order_queued_and_new_by_when_they_happened() -> None:
+    a1, a2, a3 = UUID(int=11), UUID(int=12), UUID(int=13)
+    queued = [QueuedActivity(a1, D1, T0 + timedelta(hours=2), attempted=True)]
+    new = [QueuedActivity(a3, D1, T0 + timedelta(hours=3)), QueuedActivity(a2, D2, T0), QueuedActivity(a1, D1, T0)]
+    assert plan_activities(queued, new, set()) == [
+        QueuedActivity(a2, D2, T0),
+        QueuedActivity(a1, D1, T0 + timedelta(hours=2), attempted=True),  # the queue's, as attempted
+        QueuedActivity(a3, D1, T0 + timedelta(hours=3)),
+    ]
+
+
+def test_appended_once_even_when_a_pass_reads_its_changes_again() -> None:
+    logged = QueuedActivity(UUID(int=11), D1, T0)
+    assert plan_activities([], [logged], {logged.activity_id}) == []
+
+
 def test_every_rule_the_doc_names_has_a_test_named_after_it() -> None:
     rules = _doc_rules()
     tests = [name for name in globals() if name.startswith("test_")]
-    assert len(rules) == 18
+    assert len(rules) == 20
     assert [rule for rule in rules if not any(rule.replace("-", "_") in test for test in tests)] == []
 
 
