@@ -25,10 +25,12 @@ __all__ = [
     "ExternalView",
     "Lifecycle",
     "LifecyclePlan",
+    "MAX_VANISHED_SHARE",
     "Unlinked",
     "VanishedPlan",
     "crowded",
     "keys_carried",
+    "links_after_merges",
     "plan_activities",
     "plan_creates",
     "plan_deletes",
@@ -59,30 +61,40 @@ class ExternalView:
 
 
 def plan_merges(
-    views: Mapping[str, ExternalView], absorbed: Mapping[str, UUID], survivors: Collection[str]
+    views: Mapping[str, ExternalView], links: Mapping[str, UUID]
 ) -> tuple[list[tuple[UUID, str]], set[UUID]]:
     """Links to records a person merged into another (``merged_ids``) move to the survivor:
     (deal, survivor) re-links, and the deals merged away.
 
-    ``absorbed``: the links of the merged records (external id -> deal); ``survivors``: the
-    surviving records that are linked already. Rules: *relink-by-key*, the deal whose key the
-    survivor carries; *relink-first-deal*, carrying no key and linked to none, the first deal;
-    *merged-away*, every other deal linked to a merged record (for the pending-delete queue, no
-    writes: the CRM would put them on the survivor).
+    ``links``: the stored links of the records read and of those merged into them (external id
+    -> deal). Rules: *relink-by-key*, the deal whose key the survivor carries; *relink-first-deal*,
+    carrying no key and linked to none, the first deal; *merged-away*, every other deal linked to
+    a merged record (for the pending-delete queue, no writes: the CRM would put them on the
+    survivor).
     """
     relinks: list[tuple[UUID, str]] = []
     away: set[UUID] = set()
     for survivor, view in sorted(views.items()):
         if not view.merged_ids:
             continue
-        deals = sorted(absorbed[i] for i in view.merged_ids if i in absorbed)
+        deals = sorted(links[i] for i in view.merged_ids if i in links)
         keep = view.sync_key if view.sync_key in deals else None
-        if keep is None and view.sync_key is None and survivor not in survivors and deals:
+        if keep is None and view.sync_key is None and survivor not in links and deals:
             keep = deals[0]
         if keep is not None:
             relinks.append((keep, survivor))
         away |= set(deals) - {keep}
     return relinks, away
+
+
+def links_after_merges(
+    views: Mapping[str, ExternalView], links: Mapping[str, UUID]
+) -> tuple[dict[str, UUID], list[tuple[UUID, str]], set[UUID]]:
+    """The links of the external records read (external id -> deal) once the merges' re-links
+    are made, the re-links, and the deals merged away (``plan_merges``)."""
+    relinks, away = plan_merges(views, links)
+    known = {ext: links[ext] for ext in views if ext in links} | {ext: deal for deal, ext in relinks}
+    return known, relinks, away
 
 
 # --- external records without a link ----------------------------------------------------------
@@ -170,6 +182,10 @@ def plan_creates(
 
 
 # --- vanished records -------------------------------------------------------------------------
+
+
+MAX_VANISHED_SHARE = 0.1
+"""The mass-delete breaker's default share of the links that may vanish in one pass."""
 
 
 @dataclass

@@ -47,23 +47,23 @@ def deal(record_id: UUID, *, archived: bool = False) -> OpportunityRead:
 
 def test_relink_by_key_keeps_the_deal_whose_key_the_survivor_carries() -> None:
     views = {"s": ExternalView(sync_key=D2, merged_ids=["a", "b"])}
-    relinks, away = plan_merges(views, {"a": D1, "b": D2}, set())
+    relinks, away = plan_merges(views, {"a": D1, "b": D2})
     assert relinks == [(D2, "s")]
     assert away == {D1}
 
 
 def test_relink_first_deal_when_the_survivor_carries_no_key_and_has_no_link() -> None:
     views = {"s": ExternalView(merged_ids=["b", "a"])}
-    assert plan_merges(views, {"a": D2, "b": D1}, set()) == ([(D1, "s")], {D2})
+    assert plan_merges(views, {"a": D2, "b": D1}) == ([(D1, "s")], {D2})
 
 
 def test_merged_away_when_the_survivor_stays_another_deals() -> None:
     views = {"s": ExternalView(merged_ids=["a"])}
-    assert plan_merges(views, {"a": D1}, {"s"}) == ([], {D1})
+    assert plan_merges(views, {"a": D1, "s": D3}) == ([], {D1})
 
 
 def test_a_merge_of_unlinked_records_moves_nothing() -> None:
-    assert plan_merges({"s": ExternalView(merged_ids=["a"])}, {}, set()) == ([], set())
+    assert plan_merges({"s": ExternalView(merged_ids=["a"])}, {}) == ([], set())
 
 
 # --- external records without a link ----------------------------------------------------------
