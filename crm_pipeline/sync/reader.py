@@ -69,14 +69,11 @@ class PassReader:
         reconcile = reconcile or {}
         touched = touched_records(primary_times, known, new_links, retry_deals, reconcile)
         links = await self.status.links(touched)
-        backlog, unlinked = await self.status.unlinked(creates_per_pass) if creates_per_pass is not None else ([], 0)
-        to_read = deals_to_read(
-            touched, links | new_links, retry_deals, backlog if creates_per_pass is not None else None
-        )
+        backlog, unlinked = await self.status.unlinked(creates_per_pass) if creates_per_pass is not None else (None, 0)
+        to_read = deals_to_read(touched, links | new_links, retry_deals, backlog)
         deals = {deal.id: deal for deal in await self.primary.get_opportunities([str(i) for i in sorted(to_read)])}
         reread = records_to_reread(links | new_links, deals, retry_deals, reconcile, read_external=read_external)
         fresh, missing = await self._read_linked(list(reread.values()))
-        read_failures = unreadable_entries(error for _, error in missing)
         pairs = (links | new_links).keys()
         logged = _new_activities(primary_changes)
         return PassSnapshot(
@@ -91,8 +88,8 @@ class PassReader:
             created=created,
             reconcile=reconcile,
             read_external=read_external,
-            backlog=tuple(backlog) if creates_per_pass is not None else None,
-            creates_waiting=unlinked - len(backlog),
+            backlog=tuple(backlog) if backlog is not None else None,
+            creates_waiting=unlinked - len(backlog or ()),
             links=links,
             deals=deals,
             fresh={_external_id(record): _view_of(record, fields) for record in fresh},
@@ -106,7 +103,7 @@ class PassReader:
             appended_activities=frozenset(
                 await self.status.appended_activities(a.activity_id for a in logged) if logged else ()
             ),
-            failures=(*failures, *read_failures, *unreadable_entries(unreadable)),
+            failures=(*failures, *unreadable_entries(e for _, e in missing), *unreadable_entries(unreadable)),
         )
 
     async def _key_reads(

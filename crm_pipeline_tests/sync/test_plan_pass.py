@@ -3,11 +3,14 @@ and no HTTP (each family's own rules: test_pass_rules.py)."""
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime
+from pathlib import Path
 from uuid import UUID
 
 from crm_pipeline.crm.field_mapping import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline.models import Actor, OpportunityRead
+from crm_pipeline.sync import entries, pass_rules, planner
 from crm_pipeline.sync.entries import LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.pass_rules import DeleteAction, ExternalView, Lifecycle
@@ -162,3 +165,12 @@ def test_activities_and_failures_are_in_the_plan() -> None:
         unreadable,
         LedgerEntry("p8", f"carries the sync key {D3}, which no deal of this tenant has", Side.EXTERNAL),
     ]
+
+
+def test_the_planner_imports_nothing_of_the_store() -> None:
+    for module in (planner, pass_rules, entries):
+        tree = ast.parse(Path(str(module.__file__)).read_text(encoding="utf-8"))
+        imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        store = ("sqlalchemy", "crm_pipeline.store", "crm_pipeline.sync.status", "crm_pipeline.sync.reader")
+        assert [name for name in imported if name.startswith(store)] == [], module.__name__
