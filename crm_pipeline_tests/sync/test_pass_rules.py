@@ -4,6 +4,7 @@ docs/sync-rules.md ("What a pass does with records"), named after it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import takewhile
 from pathlib import Path
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from crm_pipeline.models import OpportunityRead
 from crm_pipeline.sync.entries import LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.pass_rules import (
+    _LIFECYCLE,
     DeleteAction,
     ExternalView,
     Lifecycle,
@@ -164,6 +166,14 @@ def test_lifecycle_table_both_ways() -> None:
         DeleteAction(UUID(int=5), "p5", Lifecycle.RESTORE_PRIMARY),
         DeleteAction(UUID(int=6), "p6", Lifecycle.MARK_LIVE),
     ]
+
+
+def test_the_lifecycle_table_is_the_one_the_doc_shows() -> None:
+    lines = DOC.read_text(encoding="utf-8").splitlines()
+    start = lines.index("| link archived | deal archived | page trashed | action | why |")
+    rows = [line.split("|")[1:5] for line in takewhile(lambda line: line.startswith("|"), lines[start + 2 :])]
+    shown = {tuple(cell.strip() == "yes" for cell in row[:3]): Lifecycle(row[3].strip()) for row in rows}
+    assert shown == _LIFECYCLE
 
 
 def test_no_fields_while_archived_and_none_for_held_back_pairs() -> None:
