@@ -2,7 +2,8 @@
 
 The pure merge core (``decide`` settles every (record, field) by the decision table of
 docs/sync-rules.md, over whole columns; ``decide_record`` does one record with the same code), the
-pure planner over it, the executor that writes plans, the status store in PostgreSQL, and
+pure planner over it (``plan_pass``: a whole pass from the ``PassSnapshot`` its reads froze), the
+executor that writes plans, the status store in PostgreSQL, and
 ``SyncEngine``, which runs a pass with them, whole (``run_pass``) or stage by stage (the values
 the stages hand each other: ``SideChanges``, ``Decisions``; a writing stage whose decisions went
 stale raises ``PassRefusedError``; ``PassOvertakenError`` when another pass of the tenant wrote
@@ -21,7 +22,7 @@ from crm_pipeline.sync.model import (
     Rule,
     Side,
 )
-from crm_pipeline.sync.planner import PassPlan, RecordPlan, RecordState, plan_records
+from crm_pipeline.sync.planner import PassPlan, PassSnapshot, RecordPlan, RecordState, plan_pass, plan_records
 from crm_pipeline.sync.rules import CONDITIONS, DECISION_TABLE, TableRow, TimeOrder, When
 from crm_pipeline.sync.stages import (
     INBOUND_PARTS,
@@ -43,11 +44,13 @@ __all__ = [
     "PassOvertakenError",
     "PassPlan",
     "PassRefusedError",
+    "PassSnapshot",
     "RecordPlan",
     "RecordState",
     "SideChanges",
     "SyncEngine",
     "SyncStatus",
+    "plan_pass",
     "plan_records",
     "CELL_COLUMNS",
     "CONDITIONS",

@@ -1,8 +1,8 @@
 """SyncEngine: two-way, field-level sync of the deal store with one external CRM.
 
 A pass is a few public stages: ``read_primary`` and ``read_external`` read what changed on each
-side since its watermark; ``decide`` lets ``PassReader`` read the touched records and ask the
-planner (pure, one ``decide`` over every field of every touched record) what to write;
+side since its watermark; ``decide`` has ``PassReader`` read one snapshot of the touched records
+and ``plan_pass`` plan it (pure: the rule families, then one ``decide`` over every field);
 ``write_outbound`` and ``write_inbound`` let the executor write it, and the second moves the
 watermarks. ``run_pass`` is those stages under one lock; the Dagster asset graph runs each as a
 step of its own. All state (links, bases, watermarks, the error ledger, the audit log) lives in
@@ -32,8 +32,9 @@ from crm_pipeline.sync.executor import Executor, Tally
 from crm_pipeline.sync.merge import decide_record
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.ownership import FieldOwnershipConfig
-from crm_pipeline.sync.planner import PassPlan
-from crm_pipeline.sync.reader import PassReader, unreadable_entries
+from crm_pipeline.sync.pass_rules import MAX_VANISHED_SHARE
+from crm_pipeline.sync.planner import PassPlan, plan_pass
+from crm_pipeline.sync.reader import PassReader
 from crm_pipeline.sync.stages import Decisions, PassOvertakenError, PassRefusedError, SideChanges
 from crm_pipeline.sync.status import ConnectionState, Direction, LedgerEntry, SyncStatus
 
@@ -79,7 +80,7 @@ class SyncEngine:
         trash_check_seconds: float = 300,
         reconcile_seconds: float = 300,
         reconcile_per_pass: int = 50,
-        max_vanished_share: float = 0.1,
+        max_vanished_share: float = MAX_VANISHED_SHARE,
         creates_per_pass: int = CREATES_PER_PASS,
         discovery_recheck_seconds: float = DISCOVERY_RECHECK_SECONDS,
         clock: Callable[[], datetime] = _utc_now,
@@ -164,7 +165,7 @@ class SyncEngine:
                 return SyncResult(skipped=True)
             deadline = time.monotonic() + self.time_budget_seconds
             decisions = await self.decide(await self.read_primary(), await self.read_external())
-            tally = await self._execute(decisions.plan, decisions.primary.changes, deadline=deadline)
+            tally = await self._execute(decisions.plan, deadline=deadline)
             await self._finish(decisions, [*tally.failures, *tally.deferred])
             return tally.result()
 
@@ -184,7 +185,7 @@ class SyncEngine:
             if not acquired:
                 return SyncResult(skipped=True)
             await self._use_discovery()
-            return await self._sync(await self._plan(changes, [], read_external=True), changes)
+            return await self._sync(await self._plan(changes, [], read_external=True))
 
     async def sync_inbound(self) -> SyncResult:
         """Pull the external changes since the inbound watermark (deciding them against the
@@ -202,7 +203,7 @@ class SyncEngine:
             links = await self.status.links_by_external(touched)
             related = [change for change in pending if UUID(change.record_id) in set(links.values())]
             plan = await self._plan(related, batch.changes, batch.unreadable, only_touched=True)
-            result = await self._sync(plan, related)
+            result = await self._sync(plan)
             await self.status.set_watermark(Direction.INBOUND, batch.cursor)
             self._last_sync = datetime.now(UTC)
             return result
@@ -296,12 +297,14 @@ class SyncEngine:
         """The pass's plan: the planner over both reads, the reconciliation slice due, if any, and
         the deals without a link still to create (``creates_per_pass`` at most); writes nothing."""
         reconcile = await self._reconcile_slice()
-        backlog, unlinked = await self.status.unlinked(self.creates_per_pass)
         await self._use_discovery()
         plan = await self._plan(
-            primary.changes, external.changes, external.unreadable, reconcile=reconcile, backlog=backlog
+            primary.changes,
+            external.changes,
+            external.unreadable,
+            reconcile=reconcile,
+            creates_per_pass=self.creates_per_pass,
         )
-        plan.creates_waiting = unlinked - len(backlog)
         await self._keep_discovery()
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
         return Decisions(plan, primary, external, until)
@@ -312,13 +315,13 @@ class SyncEngine:
         new activities. Its failures go to the ledger with the inbound stage's (a pull recorded
         there would otherwise clear a failed push's entry of the same record)."""
         async with self._writing(decisions):
-            return await self._execute(decisions.outbound(), decisions.primary.changes)
+            return await self._execute(decisions.outbound())
 
     async def write_inbound(self, decisions: Decisions, outbound_failures: Sequence[LedgerEntry]) -> SyncResult:
         """The deal store's writes (``Decisions.inbound``): adopted records and pulled fields;
         then every failure of the pass goes to the ledger and the watermarks move."""
         async with self._writing(decisions):
-            tally = await self._execute(decisions.inbound(), [])
+            tally = await self._execute(decisions.inbound())
             await self._finish(decisions, [*outbound_failures, *tally.failures, *tally.deferred])
         tally.conflicts = decisions.conflicts
         return tally.result()
@@ -364,31 +367,32 @@ class SyncEngine:
         read_external: bool = False,
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
-        backlog: Sequence[UUID] | None = None,
+        creates_per_pass: int | None = None,
     ) -> PassPlan:
-        """The plan of the records these changes touch (see ``PassReader.plan``), with the
-        records that could not be read."""
-        plan = await self._reader().plan(
+        """The pass's two phases before any write: read one snapshot (``PassReader.snapshot``,
+        which says what each argument reads), then plan it, purely (``plan_pass``)."""
+        assert self.external is not None
+        snapshot = await PassReader(self.deal_store, self.external, self.status).snapshot(
             primary_changes,
             external_changes,
+            unreadable,
             read_external=read_external,
             only_touched=only_touched,
             reconcile=reconcile,
-            backlog=backlog,
+            creates_per_pass=creates_per_pass,
         )
-        plan.failures = _distinct(plan.failures + unreadable_entries(unreadable))
-        return plan
+        return plan_pass(
+            snapshot, self.field_ownership, precision=self._precision, max_vanished_share=self.max_vanished_share
+        )
 
-    async def _execute(
-        self, plan: PassPlan, primary_changes: Sequence[ChangeRecord], *, deadline: float | None = None
-    ) -> Tally:
-        """Queue the activities these primary changes created, then carry the plan out within
+    async def _execute(self, plan: PassPlan, *, deadline: float | None = None) -> Tally:
+        """Queue the plan's activities (kept should the pass stop), then carry the plan out within
         the time budget (``deadline``, a ``time.monotonic()``; by default the budget from now)."""
         assert self.external is not None
         deadline = time.monotonic() + self.time_budget_seconds if deadline is None else deadline
-        await self.status.queue_activities(_new_activities(primary_changes))
+        await self.status.queue_activities(plan.activities)
         await self._use_discovery()
-        if plan != PassPlan() or await self.status.pending_activities():
+        if plan != PassPlan():
             await self.external.rediscover(everything=False)  # a drifted schema stops the pass here
         try:
             return await Executor(self.external, self.status, deadline=deadline).run(plan)
@@ -426,23 +430,12 @@ class SyncEngine:
         self._asking_in_full = False
         await self.status.set_connection_state(self._kept)
 
-    async def _sync(self, plan: PassPlan, primary_changes: Sequence[ChangeRecord]) -> SyncResult:
+    async def _sync(self, plan: PassPlan) -> SyncResult:
         """``sync_outbound``'s and ``sync_inbound``'s writes: the plan carried out, its failures
         to the ledger; no watermark moves."""
-        tally = await self._execute(plan, primary_changes)
+        tally = await self._execute(plan)
         await self.status.record_errors(tally.failures + tally.deferred)
         return tally.result()
-
-    def _reader(self) -> PassReader:
-        assert self.external is not None
-        return PassReader(
-            self.deal_store,
-            self.external,
-            self.status,
-            self.field_ownership,
-            precision=self._precision,
-            max_vanished_share=self.max_vanished_share,
-        )
 
     async def _reconcile_slice(self) -> dict[UUID, str]:
         """The linked records this pass reconciles: the next ones after the last pass's slice."""
@@ -461,24 +454,6 @@ class SyncEngine:
 def _same(discovery: Discovery, kept: Mapping[str, Any]) -> bool:
     """Whether a discovery is the one kept (compared as values: JSON lists of sets have no order)."""
     return type(discovery).reusable(kept, discovery.basis) == discovery
-
-
-def _new_activities(changes: Iterable[ChangeRecord]) -> list[tuple[UUID, UUID, datetime]]:
-    """(activity id, deal id, occurred at) of the activities these changes created."""
-    return [
-        (
-            UUID(change.record_id),
-            UUID(change.changes["opportunity_id"].new),
-            datetime.fromisoformat(change.changes["occurred_at"].new),
-        )
-        for change in changes
-        if change.record_type is RecordType.ACTIVITY and "opportunity_id" in change.changes
-    ]
-
-
-def _distinct(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:
-    """One entry per record and field (a record unreadable in the changes and again when re-read)."""
-    return list({(entry.record_id, entry.field): entry for entry in entries}.values())
 
 
 def _slice_end(slice_: Mapping[UUID, str], size: int) -> str:

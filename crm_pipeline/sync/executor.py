@@ -31,9 +31,10 @@ from crm_pipeline.models import (
     SyncError,
     SyncResult,
 )
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Side
 from crm_pipeline.sync.planner import DeleteAction, Lifecycle, PassPlan, RecordPlan
-from crm_pipeline.sync.status import RESTORE_BY_HAND, LedgerEntry, SyncStatus
+from crm_pipeline.sync.status import SyncStatus
 
 __all__ = ["Executor", "Tally"]
 
@@ -123,7 +124,7 @@ class Executor:
         await self._each(plan.deletes, lambda action: self._lifecycle(action, tally))
         await self._each(plan.duplicates, lambda pair: self._trash_duplicate(pair[0], pair[1], tally))
         await self.apply(plan.records, tally)
-        await self.append_activities(tally)
+        await self.append_activities(plan.activities, tally)
         return tally
 
     async def _trash_duplicate(self, record_id: UUID, external_id: str, tally: Tally) -> None:
@@ -270,20 +271,21 @@ class Executor:
                 LedgerEntry(str(record_id), _reason("writing the sync key failed", error), Side.EXTERNAL)
             )
 
-    async def append_activities(self, tally: Tally) -> None:
-        """Append the queued activities of linked deals, once each and in order per deal.
+    async def append_activities(self, activities: Sequence[QueuedActivity], tally: Tally) -> None:
+        """Append the planned activities of linked deals (linked now: creates of this pass count),
+        once each and in order per deal.
 
         Each send is marked attempted first; an attempted one is looked up on the external side
         before it is sent again (a crash may have come between the append and its record). A
         failure stops that deal's sequence until the next pass, so order holds.
         """
-        queued = await self.status.pending_activities()
-        linked = await self.status.links({deal_id for _, deal_id, _ in queued}) if queued else {}
-        pending = [row for row in queued if row[1] in linked]
+        linked = await self.status.links({a.deal_id for a in activities}) if activities else {}
+        pending = [activity for activity in activities if activity.deal_id in linked]
         by_deal: dict[UUID, list[tuple[UUID, bool]]] = {}
-        for activity_id, deal_id, attempted in pending:
-            by_deal.setdefault(deal_id, []).append((activity_id, attempted))
-        found = {a.id: a for a in await self.repository.get_activities(self.status.tenant_id, (r[0] for r in pending))}
+        for activity in pending:
+            by_deal.setdefault(activity.deal_id, []).append((activity.activity_id, activity.attempted))
+        ids = (activity.activity_id for activity in pending)
+        found = {a.id: a for a in await self.repository.get_activities(self.status.tenant_id, ids)}
         await self._each(list(by_deal.items()), lambda item: self._append_in_order(item[0], item[1], found, tally))
 
     async def _append_in_order(

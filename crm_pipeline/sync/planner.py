@@ -1,26 +1,54 @@
-"""The planner: from what each side holds and the stored base, what a pass writes. Pure.
+"""The planner: from what a pass read, everything it writes. Pure.
 
-One ``decide`` call settles every (record, field) of the pass at once (docs/sync-rules.md); this
-module only gathers the cells and turns the decisions into one plan per record: the fields to
-write to each side, the base to record once those writes succeed, and the audit entries.
+``plan_pass`` takes the ``PassSnapshot`` the read phase froze (``PassReader``) and applies the
+rule families of ``pass_rules`` (merges, records without a link, creates, vanished records,
+archive and restore, activities), then settles every (record, field) of the live pairs in one
+``decide`` call (docs/sync-rules.md): per record the fields to write to each side, the base to
+record once those writes succeed, and the audit entries.
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from crm_pipeline.models import FieldEdit, OpportunityRead, SyncError, SyncResult
+from crm_pipeline.models import Actor, FieldEdit, OpportunityRead, SyncError, SyncResult
+from crm_pipeline.sync.entries import AuditEntry, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.merge import cells_frame, comparable, decide
 from crm_pipeline.sync.model import EXTERNAL_TIME_PRECISION, FieldState, Outcome, Side
 from crm_pipeline.sync.ownership import FieldOwnershipConfig
-from crm_pipeline.sync.status import AuditEntry, LedgerEntry
+from crm_pipeline.sync.pass_rules import (
+    MAX_VANISHED_SHARE,
+    DeleteAction,
+    ExternalView,
+    Lifecycle,
+    Unlinked,
+    links_after_merges,
+    plan_activities,
+    plan_creates,
+    plan_deletes,
+    plan_lifecycle,
+    plan_vanished,
+    sort_unlinked,
+)
 
-__all__ = ["DeleteAction", "Lifecycle", "PassPlan", "RecordPlan", "RecordState", "plan_deletes", "plan_records"]
+__all__ = [
+    "DeleteAction",
+    "Lifecycle",
+    "PassPlan",
+    "PassSnapshot",
+    "RecordPlan",
+    "RecordState",
+    "deals_to_read",
+    "plan_deletes",
+    "plan_pass",
+    "plan_records",
+    "records_to_reread",
+    "touched_records",
+]
 
 
 @dataclass(frozen=True)
@@ -61,60 +89,6 @@ class RecordPlan:
         return bool(self.push or self.pull or self.base)
 
 
-class Lifecycle(enum.StrEnum):
-    """What a pass does about a linked pair's archived (deal) and trashed (page) state."""
-
-    TRASH = "trash"
-    """The deal was archived: move the page to the trash."""
-    ARCHIVE = "archive"
-    """The page was trashed: archive the deal (soft: nothing is deleted)."""
-    RESTORE_EXTERNAL = "restore external"
-    """The deal was restored: take the page out of the trash."""
-    RESTORE_PRIMARY = "restore primary"
-    """The page was restored: restore the deal."""
-    MARK_ARCHIVED = "mark archived"
-    """Both sides were archived independently: only the link's state changes."""
-    MARK_LIVE = "mark live"
-    """Both sides were restored independently: only the link's state changes."""
-
-
-@dataclass(frozen=True)
-class DeleteAction:
-    record_id: UUID
-    external_id: str
-    action: Lifecycle
-
-
-def plan_deletes(
-    linked: Mapping[UUID, str],
-    primary_archived: Mapping[UUID, bool],
-    external_trashed: Mapping[str, bool],
-    link_archived: Collection[UUID],
-) -> list[DeleteAction]:
-    """Archive and restore, both ways, per linked pair. ``external_trashed`` holds the external
-    records read this pass; one not read is as the link last saw it. Pure."""
-    actions = []
-    for record_id, external_id in sorted(linked.items()):
-        was = record_id in link_archived
-        primary = primary_archived[record_id]
-        external = external_trashed.get(external_id, was)
-        action = _LIFECYCLE.get((was, primary, external))
-        if action is not None:
-            actions.append(DeleteAction(record_id, external_id, action))
-    return actions
-
-
-_LIFECYCLE: dict[tuple[bool, bool, bool], Lifecycle] = {
-    # (link archived, deal archived, page trashed) -> action; absent: nothing to do.
-    (False, True, False): Lifecycle.TRASH,
-    (False, False, True): Lifecycle.ARCHIVE,
-    (False, True, True): Lifecycle.MARK_ARCHIVED,
-    (True, False, True): Lifecycle.RESTORE_EXTERNAL,
-    (True, True, False): Lifecycle.RESTORE_PRIMARY,
-    (True, False, False): Lifecycle.MARK_LIVE,
-}
-
-
 @dataclass
 class PassPlan:
     """Everything one pass would write, decided before anything is written (``SyncEngine.plan``).
@@ -125,12 +99,13 @@ class PassPlan:
     ``key_writes``: linked external records still lacking their key (an earlier pass stopped
     before writing it). ``links``: external records carrying a deal's key but not linked yet.
     ``relinks``: deals whose external record a person merged into another, to link to the
-    survivor (see ``PassReader``). ``duplicates``: (deal,
+    survivor (``pass_rules.plan_merges``). ``duplicates``: (deal,
     external id) of second records carrying a linked deal's key, to trash.
     ``records``: the linked records' field plans. ``deletes``: archives and restores, both ways
     (a pair changing state this pass gets no field writes). ``vanished``: deals whose external
     record reconciliation could not find, for the pending-delete queue (never deleted);
-    ``found_again``: ones back. ``failures``: what cannot be planned; ``notices``: what the pass
+    ``found_again``: ones back. ``activities``: the agent's activities to append, in order (the
+    executor appends those of linked deals). ``failures``: what cannot be planned; ``notices``: what the pass
     must say without a record to retry (the mass-delete breaker).
     """
 
@@ -147,6 +122,7 @@ class PassPlan:
     found_again: set[UUID] = field(default_factory=set)
     restores_dropped: set[UUID] = field(default_factory=set)
     """Deals whose restore waited for a person in the CRM and that are archived again."""
+    activities: list[QueuedActivity] = field(default_factory=list)
     failures: list[LedgerEntry] = field(default_factory=list)
     notices: list[SyncError] = field(default_factory=list)
 
@@ -222,3 +198,191 @@ def plan_records(
             plan.audit.append(AuditEntry(name, cell.primary, value, Side.PRIMARY, outcome, rule))
         plan.conflicts += outcome is Outcome.CONFLICT
     return [plan for plan in plans.values() if plan.changes_anything]
+
+
+# --- the whole pass ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassSnapshot:
+    """Everything one pass read, frozen: with the ownership, all ``plan_pass`` needs.
+
+    ``views``: the external records the changes and the ledger name; ``external_links``: the
+    stored links of those and of the records merged into them; ``key_links``, ``key_deals`` and
+    ``created``: for the keys records without a link carry, those deals' links, which deals exist,
+    and the creation times of records crowding one key. ``links``: the stored links of the touched
+    deals; ``deals``: the deals read (the touched ones, or with ``backlog`` the first deals without
+    a link and the linked touched ones); ``fresh``: the linked records read afresh, by external
+    id, and ``unreadable`` those that could not be. ``bases`` and ``link_archived`` cover every
+    pair. ``new_activities``: those the primary changes logged, ``appended_activities`` the ones of
+    them appended already; ``failures``: what could not be read.
+    """
+
+    fields: frozenset[str]
+    views: Mapping[str, ExternalView] = field(default_factory=dict)
+    primary_times: Mapping[UUID, Mapping[str, datetime]] = field(default_factory=dict)
+    retry_deals: frozenset[UUID] = frozenset()
+    restore_by_hand: frozenset[UUID] = frozenset()
+    external_links: Mapping[str, UUID] = field(default_factory=dict)
+    key_links: Mapping[UUID, str] = field(default_factory=dict)
+    key_deals: frozenset[UUID] = frozenset()
+    created: Mapping[str, datetime] = field(default_factory=dict)
+    reconcile: Mapping[UUID, str] = field(default_factory=dict)
+    read_external: bool = False
+    backlog: tuple[UUID, ...] | None = None
+    creates_waiting: int = 0
+    links: Mapping[UUID, str] = field(default_factory=dict)
+    deals: Mapping[UUID, OpportunityRead] = field(default_factory=dict)
+    fresh: Mapping[str, ExternalView] = field(default_factory=dict)
+    unreadable: frozenset[str] = frozenset()
+    link_count: int = 0
+    pending_deletes: frozenset[UUID] = frozenset()
+    link_archived: frozenset[UUID] = frozenset()
+    bases: Mapping[UUID, Mapping[str, Any]] = field(default_factory=dict)
+    queued_activities: tuple[QueuedActivity, ...] = ()
+    new_activities: tuple[QueuedActivity, ...] = ()
+    appended_activities: frozenset[UUID] = frozenset()
+    failures: tuple[LedgerEntry, ...] = ()
+
+
+def touched_records(
+    primary_times: Mapping[UUID, Any],
+    known: Mapping[str, UUID],
+    new_links: Mapping[UUID, str],
+    retry_deals: Collection[UUID],
+    reconcile: Mapping[UUID, str],
+) -> set[UUID]:
+    """The deals a pass touches: changed in the store, linked to a changed external record, linked
+    this pass, retried from the ledger, or in the reconciliation slice."""
+    return set(primary_times) | set(known.values()) | set(new_links) | set(retry_deals) | set(reconcile)
+
+
+def deals_to_read(
+    touched: set[UUID], links: Mapping[UUID, str], retry_deals: Collection[UUID], backlog: Sequence[UUID] | None
+) -> set[UUID]:
+    """The deals a pass reads: the touched ones; with a ``backlog`` (the deals without a link to
+    create) the linked touched ones, the backlog's and those the ledger retries."""
+    return touched if backlog is None else (touched & links.keys()) | set(retry_deals) | set(backlog)
+
+
+def records_to_reread(
+    links: Mapping[UUID, str],
+    deals: Mapping[UUID, OpportunityRead],
+    retry_deals: Collection[UUID],
+    reconcile: Mapping[UUID, str],
+    *,
+    read_external: bool,
+) -> dict[UUID, str]:
+    """The linked records read afresh: every deal's read when asked, else those retried from the
+    ledger (their last write may not have landed, a person may have changed them since) and the
+    reconciliation slice."""
+    wanted = deals.keys() if read_external else set(retry_deals) | reconcile.keys()
+    return {i: links[i] for i in sorted(links.keys() & wanted)}
+
+
+def plan_pass(
+    snapshot: PassSnapshot,
+    ownership: FieldOwnershipConfig,
+    *,
+    precision: timedelta = EXTERNAL_TIME_PRECISION,
+    max_vanished_share: float = MAX_VANISHED_SHARE,
+) -> PassPlan:
+    """Everything a pass writes, from what it read: the rule families in order, then the fields
+    of the pairs left live (``precision``: the external side's time precision; ``max_vanished_share``:
+    the mass-delete breaker's share)."""
+    s = snapshot
+    known, relinks, away = links_after_merges(s.views, s.external_links)
+    unlinked = sort_unlinked(s.views, known, s.key_links, s.key_deals, s.created)
+    new_links = dict(unlinked.links) | dict(relinks)
+    links = {**s.links, **new_links}
+    touched = touched_records(s.primary_times, known, new_links, s.retry_deals, s.reconcile)
+    reread = records_to_reread(links, s.deals, s.retry_deals, s.reconcile, read_external=s.read_external)
+    read = {i: e for i, e in reread.items() if e not in s.unreadable}
+    vanished = plan_vanished(read, s.fresh.keys(), s.link_count, max_vanished_share)
+    waiting = s.pending_deletes - vanished.found_again
+    linked_ids = set(links.values())
+    views = {ext: view for ext, view in s.views.items() if ext in linked_ids} | dict(s.fresh)
+    trashed = {ext: view.in_trash for ext, view in views.items()}
+    held_back = vanished.gone | (reread.keys() - read.keys()) | away | waiting
+    lifecycle = plan_lifecycle(links, s.deals, trashed, s.link_archived, held_back, s.restore_by_hand)
+    return PassPlan(
+        creates=plan_creates(deals_to_read(touched, links, s.retry_deals, s.backlog), links, s.deals),
+        creates_waiting=s.creates_waiting,
+        adoptions=unlinked.adoptions,
+        key_writes=unlinked.key_writes,
+        links=unlinked.links,
+        relinks=relinks,
+        duplicates=unlinked.duplicates,
+        records=_field_plans(s, views, lifecycle.live, unlinked, ownership, precision),
+        deletes=lifecycle.deletes,
+        vanished=vanished.vanished | away,
+        found_again=vanished.found_again,
+        restores_dropped=lifecycle.restores_dropped,
+        activities=plan_activities(s.queued_activities, s.new_activities, s.appended_activities),
+        failures=_distinct([*s.failures, *unlinked.failures]),
+        notices=vanished.notices,
+    )
+
+
+def _field_plans(
+    snapshot: PassSnapshot,
+    linked_views: Mapping[str, ExternalView],
+    live: Mapping[UUID, str],
+    unlinked: Unlinked,
+    ownership: FieldOwnershipConfig,
+    precision: timedelta,
+) -> list[RecordPlan]:
+    """Decide every field of the live pairs in one go (rule *trash-duplicate*: a duplicate's
+    edits count as the external side's, and what comes in from one goes to the kept record too)."""
+    views, kept_views = dict(linked_views), {}
+    for record_id, duplicate in unlinked.duplicates:
+        # a duplicate last edited by the sync itself is a create that landed late, as sent:
+        # no person set its values, so none of them is an edit
+        if record_id in live and snapshot.views[duplicate].edited_by is not Actor.SYNC:
+            kept_views[record_id] = views.get(live[record_id])
+            views[live[record_id]] = _with_duplicate(
+                kept_views[record_id], snapshot.views[duplicate], snapshot.bases.get(record_id, {})
+            )
+    states = [
+        RecordState(
+            record_id,
+            external_id,
+            snapshot.bases.get(record_id, {}),
+            {name: getattr(snapshot.deals[record_id], name) for name in snapshot.fields},
+            snapshot.primary_times.get(record_id, {}),
+            views[external_id].values if external_id in views else None,
+            views[external_id].changed_at if external_id in views else None,
+            views[external_id].field_edits if external_id in views else {},
+        )
+        for record_id, external_id in sorted(live.items())
+    ]
+    plans = plan_records(states, ownership, snapshot.fields, precision=precision)
+    for plan in plans:
+        if plan.record_id in kept_views:
+            kept = kept_views[plan.record_id]
+            held = kept.values if kept is not None else {}
+            plan.push |= {
+                name: value
+                for name, value in plan.pull.items()
+                if kept is None or comparable(held.get(name)) != comparable(value)
+            }
+    return plans
+
+
+def _with_duplicate(kept: ExternalView | None, duplicate: ExternalView, base: Mapping[str, Any]) -> ExternalView:
+    """The kept record's view with what a person changed on a duplicate: per field, the
+    duplicate's value where the kept record still holds the base. Dated and attributed as a whole
+    (no per-field edits): the values mix two records."""
+    if kept is None:
+        return duplicate
+    values = {
+        name: value if comparable(kept.values.get(name)) == comparable(base.get(name)) else kept.values.get(name)
+        for name, value in duplicate.values.items()
+    }
+    changed_at = max((t for t in (kept.changed_at, duplicate.changed_at) if t is not None), default=None)
+    return ExternalView(values, changed_at, kept.sync_key, kept.in_trash)
+
+
+def _distinct(entries: Iterable[LedgerEntry]) -> list[LedgerEntry]:
+    """One entry per record and field (a record unreadable in the changes and again when re-read)."""
+    return list({(entry.record_id, entry.field): entry for entry in entries}.values())

@@ -62,8 +62,8 @@ def value_text(value: Any) -> str:
 @dataclass(frozen=True)
 class PlannedWrite:
     """One write a pass would make: to which deal (by name, and the id it is known by), what
-    (``action``: a field update, a create, a trash, an archive or a restore), where, and for a
-    field update the value it replaces, the new one and the rule that decided it."""
+    (``action``: a field update, a create, a trash, an archive, a restore or an activity append),
+    where, and for a field update the value it replaces, the new one and the rule that decided it."""
 
     deal: str
     record_id: str
@@ -94,12 +94,14 @@ def deals_in(plan: PassPlan) -> set[UUID]:
         {record.record_id for record in plan.records}
         | {action.record_id for action in plan.deletes}
         | {record_id for record_id, _ in plan.duplicates}
+        | {activity.deal_id for activity in plan.activities}
     )
 
 
 def planned_writes(plan: PassPlan, names: Mapping[UUID, str], connector: str) -> list[PlannedWrite]:
-    """Every create, field update, trash, archive and restore of ``plan``, by deal name
-    (``names``: id -> name, as ``deals_in`` asks), in the order: creates, adoptions, fields, the rest."""
+    """Every create, field update, trash, archive, restore and activity append of ``plan``, by
+    deal name (``names``: id -> name, as ``deals_in`` asks), in the order: creates, adoptions,
+    fields, the rest, activities last (the activity's id as the new value)."""
     crm, store = side_name(Side.EXTERNAL, connector), side_name(Side.PRIMARY, connector)
     writes = [PlannedWrite(deal.name, str(deal.id), "create", crm) for deal in plan.creates]
     writes += [
@@ -131,6 +133,12 @@ def planned_writes(plan: PassPlan, names: Mapping[UUID, str], connector: str) ->
     writes += [
         PlannedWrite(names.get(record_id, ""), external_id, "trash duplicate", crm)
         for record_id, external_id in plan.duplicates
+    ]
+    writes += [
+        PlannedWrite(
+            names.get(a.deal_id, ""), str(a.deal_id), "append activity", crm, "activities", new=str(a.activity_id)
+        )
+        for a in plan.activities
     ]
     return writes
 

@@ -63,12 +63,14 @@ OUTBOUND_PARTS = frozenset(
         "restores_dropped",
         "vanished",
         "found_again",
+        "activities",
     }
 )
 """The plan's parts written by the outbound stage (each writes the external side first; a delete
 then archives or restores the deal in the same stage, as the executor pairs them). Re-links after
 a merge go with the links (the stage's pushes to a survivor need the deal linked to it), and
-restores the external side cannot take with the deletes they change."""
+restores the external side cannot take with the deletes they change; activities go out after the
+creates that link their deals."""
 INBOUND_PARTS = frozenset({"adoptions", "failures", "notices"})
 """The plan's parts written by the inbound stage. ``records`` is split: pushes out, pulls in."""
 

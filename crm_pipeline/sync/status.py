@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.batches import chunks
-from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead, SyncError
+from crm_pipeline.models import OPPORTUNITY_FIELDS, Actor, OpportunityRead
 from crm_pipeline.store import DealRepository
 from crm_pipeline.store.schema import (
     any_of,
@@ -37,6 +37,7 @@ from crm_pipeline.store.schema import (
     sync_links,
     sync_watermarks,
 )
+from crm_pipeline.sync.entries import RESTORE_BY_HAND, AuditEntry, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Outcome, Rule, Side
 
 __all__ = [
@@ -78,38 +79,6 @@ class Direction(enum.StrEnum):
     """The external side's trash cursor, read less often than every pass (a request of its own)."""
     RECONCILE = "reconcile"
     """The last deal id the rolling reconciliation read; it starts over after the last one."""
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One write the sync decided: the field, its value before and after, the side written, why."""
-
-    field: str
-    old: Any
-    new: Any
-    side: Side
-    outcome: Outcome
-    rule: Rule
-
-
-RESTORE_BY_HAND = "archived_at"
-"""The ledger field of a restore the connector cannot make (HubSpot's API has none): a person
-restores the record in the CRM. Not retried: the pass that reads the record back restored clears
-it, as does archiving the deal again."""
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """A record (and field, '' for the whole record) that could not sync, and why."""
-
-    record_id: str
-    reason: str
-    side: Side
-    field: str = ""
-    value: Any = None
-
-    def as_error(self) -> SyncError:
-        return SyncError(record_id=self.record_id, reason=self.reason, field=self.field or None)
 
 
 @dataclass(frozen=True)
@@ -389,33 +358,48 @@ class SyncStatus:
 
     # --- activities to append ------------------------------------------------------------------
 
-    async def queue_activities(self, activities: Iterable[tuple[UUID, UUID, datetime]]) -> None:
-        """Queue (activity id, deal id, occurred at) to be appended externally; known ones stay as they are."""
+    async def queue_activities(self, activities: Iterable[QueuedActivity]) -> None:
+        """Queue activities to be appended externally; known ones stay as they are (attempted or not)."""
         rows = [
             {
                 "tenant_id": self.tenant_id,
                 "connector": self.connector,
-                "activity_id": activity_id,
-                "opportunity_id": opportunity_id,
-                "occurred_at": occurred_at,
+                "activity_id": activity.activity_id,
+                "opportunity_id": activity.deal_id,
+                "occurred_at": activity.occurred_at,
                 "attempted": False,
             }
-            for activity_id, opportunity_id, occurred_at in activities
+            for activity in activities
         ]
         if rows:
             async with self.transaction() as connection:
                 for chunk in chunks(rows, ROWS_PER_INSERT):
                     await connection.execute(insert(sync_activities).values(chunk).on_conflict_do_nothing())
 
-    async def pending_activities(self) -> list[tuple[UUID, UUID, bool]]:
-        """(activity id, deal id, attempted before) of the activities not appended yet, in the order they happened."""
+    async def pending_activities(self) -> list[QueuedActivity]:
+        """The activities not appended yet, in the order they happened."""
         query = (
-            select(sync_activities.c.activity_id, sync_activities.c.opportunity_id, sync_activities.c.attempted)
+            select(
+                sync_activities.c.activity_id,
+                sync_activities.c.opportunity_id,
+                sync_activities.c.occurred_at,
+                sync_activities.c.attempted,
+            )
             .where(self._scope(sync_activities), sync_activities.c.external_id.is_(None))
             .order_by(sync_activities.c.occurred_at, sync_activities.c.activity_id)
         )
         async with self.transaction() as connection:
-            return [(row.activity_id, row.opportunity_id, row.attempted) for row in await connection.execute(query)]
+            return [QueuedActivity(*row) for row in await connection.execute(query)]
+
+    async def appended_activities(self, activity_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these activities were appended already."""
+        query = select(sync_activities.c.activity_id).where(
+            self._scope(sync_activities),
+            sync_activities.c.external_id.is_not(None),
+            any_of(sync_activities.c.activity_id, activity_ids),
+        )
+        async with self.transaction() as connection:
+            return set((await connection.scalars(query)).all())
 
     async def activity_attempted(self, activity_id: UUID, external_id: str | None = None) -> None:
         """Record that an append is about to be sent (``external_id`` None) or landed."""

@@ -21,6 +21,7 @@ from crm_pipeline.models import ActivityCreate, OpportunityCreate, OpportunityRe
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, RunningSandbox
 from crm_pipeline.store import DealRepository
 from crm_pipeline.sync import Direction
+from crm_pipeline.sync.entries import QueuedActivity
 from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
 from crm_pipeline_tests.crm.conftest import Workspace
 
@@ -434,6 +435,8 @@ async def test_activities_appear_on_the_page_once_each_in_order(
             opportunity_id=deal.id, kind="call", subject=subject, occurred_at=start + timedelta(minutes=minutes)
         )
         await repository.create_activity(tenant, activity)
+    planned = (await engine.plan()).activities  # the plan shows them before anything is written
+    assert [(a.deal_id, a.occurred_at) for a in planned] == [(deal.id, start), (deal.id, start + timedelta(minutes=30))]
     await engine.run_pass()  # creates the page, then appends
     page_id = page_of(workspace, deal.id)["id"]
     assert paragraphs(workspace, page_id) == [
@@ -451,7 +454,7 @@ async def test_an_activity_appended_before_a_crash_is_not_appended_again(
     await engine.run_pass()
     logged = await repository.create_activity(tenant, ActivityCreate(opportunity_id=deal.id, subject="Demo booked"))
     # The state a crash between the append and its record leaves: queued, attempted, landed.
-    await engine.status.queue_activities([(logged.id, deal.id, logged.occurred_at)])
+    await engine.status.queue_activities([QueuedActivity(logged.id, deal.id, logged.occurred_at)])
     await engine.status.activity_attempted(logged.id)
     await notion.create_activity(
         ActivityCreate.model_validate(logged.model_dump(include=set(ActivityCreate.model_fields)))

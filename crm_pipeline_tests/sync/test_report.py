@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 from crm_pipeline.models import Actor, ChangeRecord, FieldChange, RecordType
-from crm_pipeline.sync import Side
-from crm_pipeline.sync.report import changed_fields, side_name, value_text
+from crm_pipeline.sync import PassPlan, Side
+from crm_pipeline.sync.entries import QueuedActivity
+from crm_pipeline.sync.report import PlannedWrite, changed_fields, deals_in, planned_writes, side_name, value_text
 
 
 def snapshot(**values: Any) -> ChangeRecord:
@@ -45,3 +47,12 @@ def test_sides_and_values_read_as_a_person_names_them() -> None:
         "",
     ]
     assert value_text(["security", "priority"]) == "security, priority"
+
+
+def test_a_plan_shows_the_activities_it_appends_by_deal_name() -> None:
+    deal, activity = UUID(int=1), UUID(int=2)
+    plan = PassPlan(activities=[QueuedActivity(activity, deal, datetime(2026, 1, 5, tzinfo=UTC))])
+    assert deals_in(plan) == {deal}
+    assert planned_writes(plan, {deal: "Acme"}, "hubspot") == [
+        PlannedWrite("Acme", str(deal), "append activity", "HubSpot", "activities", new=str(activity))
+    ]
