@@ -73,9 +73,11 @@ class PostgresAdapter(CRMAdapter):
             changes.extend(change for change in batch.changes if change.changed_at > since)
             cursor = batch.cursor
 
-    async def read_changes(self, cursor: str | None) -> ChangeBatch:
-        """The next page of the change feed (``DealRepository.change_feed``): never skips a late commit."""
-        page = await self.repository.change_feed(self.tenant_id, None if cursor is None else ChangeCursor.parse(cursor))
+    async def read_changes(self, cursor: str | None, *, limit: int = 1_000) -> ChangeBatch:
+        """The next page of the change feed (``DealRepository.change_feed``, ``limit`` entries at
+        most): never skips a late commit."""
+        after = None if cursor is None else ChangeCursor.parse(cursor)
+        page = await self.repository.change_feed(self.tenant_id, after, limit=limit)
         return ChangeBatch(page.entries, str(page.cursor))
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Self
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Self
 
 from sqlalchemy import URL, create_engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -126,6 +128,21 @@ def _lost_the_server(error: OperationalError) -> bool:
     return sqlstate is None or sqlstate.startswith("08") or sqlstate in _SERVER_GONE
 
 
+@dataclass(frozen=True)
+class _Reads:
+    """The read-only transaction of ``Database.tenant_reads``, for the task that opened it."""
+
+    tenant_id: str
+    connection: AsyncConnection
+    task: asyncio.Task[Any] | None
+
+    def serves(self, tenant_id: str, actor: Actor | None) -> bool:
+        return tenant_id == self.tenant_id and actor is None and asyncio.current_task() is self.task
+
+
+_READS: ContextVar[_Reads | None] = ContextVar("crm_pipeline_tenant_reads", default=None)
+
+
 class Database:
     """An open deal-store database: a migrated schema, the owner's pool and the application's."""
 
@@ -199,10 +216,15 @@ class Database:
         """A transaction that can see and write only `tenant_id`'s rows, enforced by PostgreSQL.
 
         `actor` is who the change log records for the transaction's writes (the database's
-        default, `agent`, when None).
+        default, `agent`, when None). Inside `tenant_reads` of the same tenant and task, the
+        reads' transaction instead.
         """
         if not tenant_id:
             raise UnknownTenantError("no tenant given: every deal-store call is scoped to one tenant")
+        reads = _READS.get()
+        if reads is not None and reads.serves(tenant_id, actor):
+            yield reads.connection
+            return
         with _connection_errors_named(self.app_url):
             async with self.engine.begin() as connection:
                 known = await self._scope(connection, tenant_id, actor)
@@ -211,6 +233,24 @@ class Database:
                         f"unknown tenant {tenant_id!r}: register it first (DealRepository.register_tenant)"
                     )
                 yield connection
+
+    @asynccontextmanager
+    async def tenant_reads(self, tenant_id: str) -> AsyncIterator[None]:
+        """One read-only transaction for the tenant transactions this task opens in the block: a
+        pass reads a dozen tables before it plans, and a transaction each (a connection checkout,
+        BEGIN, the tenant's scope, COMMIT) cost more than the reads. A write in the block fails
+        (the transaction is read-only); other tasks (gathered ones) get transactions of their own."""
+        current = _READS.get()
+        if current is not None and current.serves(tenant_id, None):
+            yield  # already reading in one transaction
+            return
+        async with self.tenant_transaction(tenant_id) as connection:
+            await connection.execute(text("SET TRANSACTION READ ONLY"))
+            token = _READS.set(_Reads(tenant_id, connection, asyncio.current_task()))
+            try:
+                yield
+            finally:
+                _READS.reset(token)
 
     @staticmethod
     async def _scope(connection: AsyncConnection, tenant_id: str, actor: Actor | None) -> bool:

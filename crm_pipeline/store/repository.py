@@ -139,6 +139,10 @@ class DealRepository:
         sync engine writes a pulled value, its new base and its audit entry at once)."""
         return self._database.tenant_transaction(tenant_id, actor=actor)
 
+    def reads(self, tenant_id: str) -> AbstractAsyncContextManager[None]:
+        """The tenant's reads in the block share one read-only transaction (``Database.tenant_reads``)."""
+        return self._database.tenant_reads(tenant_id)
+
     async def list_opportunities(
         self, tenant_id: str, criteria: OpportunityFilter | None = None
     ) -> list[OpportunityRead]:

@@ -253,15 +253,24 @@ class SyncEngine:
 
     async def read_primary(self) -> SideChanges:
         """Every opportunity and activity change after the outbound watermark, and the cursor after them."""
-        stored = await self.status.watermark(Direction.OUTBOUND)
-        since = stored[0] if stored else None
-        cursor, changes = since, []
-        while True:
-            batch = await self.deal_store.read_changes(cursor)
-            changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
-            if batch.cursor == cursor or not batch.changes:
-                return SideChanges(Direction.OUTBOUND, since, batch.cursor, changes)
-            cursor = batch.cursor
+        async with self.status.reads():
+            stored = await self.status.watermark(Direction.OUTBOUND)
+            since = stored[0] if stored else None
+            cursor, changes = since, []
+            while True:
+                batch = await self.deal_store.read_changes(cursor)
+                changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
+                if batch.cursor == cursor or not batch.changes:
+                    return SideChanges(Direction.OUTBOUND, since, batch.cursor, changes)
+                cursor = batch.cursor
+
+    async def changes_waiting(self) -> bool:
+        """Whether the deal store's change feed holds entries past the outbound watermark (one
+        entry read): a sweep passes the tenants the agent changed first."""
+        async with self.status.reads():
+            stored = await self.status.watermark(Direction.OUTBOUND)
+            batch = await self.deal_store.read_changes(stored[0] if stored else None, limit=1)
+        return bool(batch.changes)
 
     async def read_external(self, *, refuse_on_drift: bool = False) -> SideChanges:
         """The external changes since the inbound watermark, and its trash when a check is due
@@ -271,12 +280,13 @@ class SyncEngine:
         ``refuse_on_drift`` it reads as no changes with ``schema_error`` set instead, and the
         writing stages refuse to write what is decided on it."""
         assert self.external is not None
-        stored = await self.status.watermark(Direction.INBOUND)
+        async with self.status.reads():
+            stored = await self.status.watermark(Direction.INBOUND)
+            mark = await self.status.watermark(Direction.TRASH)
         since = stored[0] if stored else None
         try:
             await self._use_discovery()
             batch = await self.external.read_changes(since)
-            mark = await self.status.watermark(Direction.TRASH)
             due = mark is None or datetime.now(UTC) - mark[1] >= timedelta(seconds=self.trash_check_seconds)
             trash = await self.external.read_trashed(mark[0] if mark else None) if due else None
         except PropertySchemaError as error:
@@ -296,15 +306,16 @@ class SyncEngine:
     async def decide(self, primary: SideChanges, external: SideChanges) -> Decisions:
         """The pass's plan: the planner over both reads, the reconciliation slice due, if any, and
         the deals without a link still to create (``creates_per_pass`` at most); writes nothing."""
-        reconcile = await self._reconcile_slice()
         await self._use_discovery()
-        plan = await self._plan(
-            primary.changes,
-            external.changes,
-            external.unreadable,
-            reconcile=reconcile,
-            creates_per_pass=self.creates_per_pass,
-        )
+        async with self.status.reads():
+            reconcile = await self._reconcile_slice()
+            plan = await self._plan(
+                primary.changes,
+                external.changes,
+                external.unreadable,
+                reconcile=reconcile,
+                creates_per_pass=self.creates_per_pass,
+            )
         await self._keep_discovery()
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
         return Decisions(plan, primary, external, until)
@@ -336,9 +347,11 @@ class SyncEngine:
         async with self.status.pass_lock() as acquired:
             if not acquired:
                 raise PassOvertakenError(f"another pass of tenant {self.status.tenant_id!r} is running")
-            for side in (decisions.primary, decisions.external):
-                stored = await self.status.watermark(side.direction)
-                if (stored[0] if stored else None) != side.since:
+            sides = (decisions.primary, decisions.external)
+            async with self.status.reads():
+                stored = [await self.status.watermark(side.direction) for side in sides]
+            for side, mark in zip(sides, stored, strict=True):
+                if (mark[0] if mark else None) != side.since:
                     raise PassOvertakenError(
                         f"the {side.direction} watermark moved since this run read its changes: "
                         "another pass synced them, the next run decides again"
@@ -348,12 +361,12 @@ class SyncEngine:
     async def _finish(self, decisions: Decisions, failures: Sequence[LedgerEntry]) -> None:
         """Record the pass's failures, then move the watermarks past what it synced."""
         await self.status.record_errors(failures)
+        positions = {Direction.OUTBOUND: decisions.primary.cursor, Direction.INBOUND: decisions.external.cursor}
         if decisions.reconciled_until is not None:
-            await self.status.set_watermark(Direction.RECONCILE, decisions.reconciled_until)
-        await self.status.set_watermark(Direction.OUTBOUND, decisions.primary.cursor)
-        await self.status.set_watermark(Direction.INBOUND, decisions.external.cursor)
+            positions[Direction.RECONCILE] = decisions.reconciled_until
         if decisions.external.trash_cursor is not None:
-            await self.status.set_watermark(Direction.TRASH, decisions.external.trash_cursor)
+            positions[Direction.TRASH] = decisions.external.trash_cursor
+        await self.status.set_watermarks(positions)
         self._last_sync = datetime.now(UTC)
 
     # --- planning and writing -----------------------------------------------------------------
@@ -370,17 +383,19 @@ class SyncEngine:
         creates_per_pass: int | None = None,
     ) -> PassPlan:
         """The pass's two phases before any write: read one snapshot (``PassReader.snapshot``,
-        which says what each argument reads), then plan it, purely (``plan_pass``)."""
+        which says what each argument reads; its deal-store reads in one read-only transaction),
+        then plan it, purely (``plan_pass``)."""
         assert self.external is not None
-        snapshot = await PassReader(self.deal_store, self.external, self.status).snapshot(
-            primary_changes,
-            external_changes,
-            unreadable,
-            read_external=read_external,
-            only_touched=only_touched,
-            reconcile=reconcile,
-            creates_per_pass=creates_per_pass,
-        )
+        async with self.status.reads():
+            snapshot = await PassReader(self.deal_store, self.external, self.status).snapshot(
+                primary_changes,
+                external_changes,
+                unreadable,
+                read_external=read_external,
+                only_touched=only_touched,
+                reconcile=reconcile,
+                creates_per_pass=creates_per_pass,
+            )
         return plan_pass(
             snapshot, self.field_ownership, precision=self._precision, max_vanished_share=self.max_vanished_share
         )

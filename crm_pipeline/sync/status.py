@@ -161,6 +161,10 @@ class SyncStatus:
         """A transaction of this tenant (writing as ``actor``), for a record's data and its sync state."""
         return self.repository.transaction(self.tenant_id, actor=actor)
 
+    def reads(self) -> AbstractAsyncContextManager[None]:
+        """This tenant's reads in the block (its sync state and its deals) in one read-only transaction."""
+        return self.repository.reads(self.tenant_id)
+
     def _scope(self, table: Table) -> ColumnElement[bool]:
         return (table.c.tenant_id == self.tenant_id) & (table.c.connector == self.connector)
 
@@ -242,6 +246,9 @@ class SyncStatus:
     async def relink(self, pairs: Iterable[tuple[UUID, str]]) -> None:
         """Link these records to other external records (the survivors of merges in the CRM),
         keeping their bases: the survivor holds what was synced, plus what the merge filled in."""
+        pairs = list(pairs)
+        if not pairs:
+            return
         async with self.transaction() as connection:
             for record_id, external_id in pairs:
                 await connection.execute(
@@ -423,9 +430,20 @@ class SyncStatus:
         return None if row is None else (row.position, row.updated_at)
 
     async def set_watermark(self, direction: Direction, position: str) -> None:
-        statement = insert(sync_watermarks).values(
-            tenant_id=self.tenant_id, connector=self.connector, direction=direction.value, position=position
-        )
+        await self.set_watermarks({direction: position})
+
+    async def set_watermarks(self, positions: Mapping[Direction, str]) -> None:
+        """Store these positions at once (one transaction: a pass's watermarks move together)."""
+        rows = [
+            {
+                "tenant_id": self.tenant_id,
+                "connector": self.connector,
+                "direction": direction.value,
+                "position": position,
+            }
+            for direction, position in positions.items()
+        ]
+        statement = insert(sync_watermarks).values(rows)
         async with self.transaction() as connection:
             await connection.execute(
                 statement.on_conflict_do_update(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 from sqlalchemy import URL, create_engine, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from crm_pipeline.models import OpportunityCreate
@@ -179,3 +180,40 @@ async def test_a_statement_that_fails_on_a_reachable_server_is_not_reported_as_u
             await connection.execute(text("SET LOCAL statement_timeout = '1ms'"))
             await connection.execute(text("SELECT pg_sleep(1)"))
     assert not isinstance(caught.value, DatabaseUnavailableError)
+
+
+async def _transaction_started(database: Database, tenant: str) -> tuple[object, int]:
+    """When the transaction this read runs in began, and its server process."""
+    async with database.tenant_transaction(tenant) as connection:
+        row = (await connection.execute(text("SELECT transaction_timestamp(), pg_backend_pid()"))).one()
+    return row[0], row[1]
+
+
+async def test_reads_in_a_tenant_reads_block_share_one_read_only_transaction(
+    database: Database, repository: DealRepository, tenant: str
+) -> None:
+    """A pass reads a dozen tables before it plans: in one transaction, not one each."""
+    apart = [await _transaction_started(database, tenant) for _ in range(2)]
+    assert apart[0][0] != apart[1][0]
+    async with database.tenant_reads(tenant):
+        together = [await _transaction_started(database, tenant) for _ in range(2)]
+        assert together[0] == together[1]
+        async with database.tenant_reads(tenant):  # nested: the same transaction
+            assert await _transaction_started(database, tenant) == together[0]
+        with pytest.raises(DBAPIError, match="read-only transaction"):
+            async with database.tenant_transaction(tenant) as connection:
+                await connection.execute(text("UPDATE crm.opportunities SET name = name WHERE false"))
+
+
+async def test_a_tenant_reads_block_leaves_other_tasks_tenants_and_attributed_writes_their_own_transactions(
+    database: Database, repository: DealRepository, tenant: str
+) -> None:
+    other = f"other-{uuid4().hex[:8]}"
+    await repository.register_tenant(other)
+    async with database.tenant_reads(tenant):
+        mine = await _transaction_started(database, tenant)
+        gathered = await asyncio.gather(*(_transaction_started(database, tenant) for _ in range(2)))
+        assert all(started != mine for started in gathered)  # tasks of their own may run at once
+        assert await _transaction_started(database, other) != mine
+        deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Written inside the block"))
+    assert [found.name for found in await repository.get_opportunities(tenant, [deal.id])] == [deal.name]
