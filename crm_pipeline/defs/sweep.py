@@ -81,7 +81,8 @@ async def sync_tenants(
     tenants: TenantsResource,
 ) -> dg.Output[None]:
     """Sync every active tenant of this run's shard that has a partition and no run of its own
-    in flight, ``concurrency`` at a time."""
+    in flight, ``concurrency`` at a time: first those with deal-store changes waiting, so the
+    agent's edits do not wait behind the shard's idle tenants."""
     started = time.monotonic()
     known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
     own_runs = partitions_in_flight(context.instance, SYNC_JOB)
@@ -90,8 +91,10 @@ async def sync_tenants(
         for tenant in await tenants.active_in(deal_store.database)
         if tenant.tenant_id in known and shard_of(tenant.tenant_id, config.shards) == config.shard
     ]
-    shard = [tenant for tenant in mine if tenant.tenant_id not in own_runs]
     limit = asyncio.Semaphore(config.concurrency)
+    shard = await _changed_first(
+        [tenant for tenant in mine if tenant.tenant_id not in own_runs], deal_store, crm, limit
+    )
 
     async def one(tenant: TenantConnection) -> TenantSweep:
         async with limit:
@@ -124,20 +127,39 @@ async def sync_tenants(
     return dg.Output(None, metadata=metadata)
 
 
+async def _changed_first(
+    shard: list[TenantConnection], deal_store: DealStoreResource, crm: CRMConnectionResource, limit: asyncio.Semaphore
+) -> list[TenantConnection]:
+    """The shard's tenants, those with deal-store changes waiting first (in shard order within each)."""
+
+    async def waiting(tenant: TenantConnection) -> bool:
+        async with limit:
+            try:
+                return await open_pass(tenant, deal_store, crm).sync.changes_waiting()
+            except Exception:  # noqa: BLE001 - its pass meets the failure again and records it
+                return True
+
+    changed = await asyncio.gather(*(waiting(tenant) for tenant in shard))
+    return [tenant for tenant, waits in zip(shard, changed, strict=True) if waits] + [
+        tenant for tenant, waits in zip(shard, changed, strict=True) if not waits
+    ]
+
+
 async def sweep_tenant(
     tenant: TenantConnection, deal_store: DealStoreResource, crm: CRMConnectionResource
 ) -> TenantSweep:
     """The tenant's pass through the same stages as ``deals_sync_job`` and the same checks; a
     failure is the tenant's alone."""
     swept = TenantSweep(tenant.tenant_id)
-    run = open_pass(tenant, deal_store, crm)
+    run: TenantPass | None = None
     try:
+        run = open_pass(tenant, deal_store, crm)  # a token that cannot be read fails here
         await _pass(run, swept)
     except PassOvertakenError:
         swept.busy = True  # another pass of the tenant (a backfill's run) wrote meanwhile: nothing is lost
     except Exception as error:  # noqa: BLE001 - any failure is this tenant's; the others go on
         swept.error = f"{type(error).__name__}: {error}"
-    swept.requests = run.requests.sent
+    swept.requests = run.requests.sent if run is not None else 0
     if swept.error is not None:
         swept.events.append(
             dg.AssetObservation(inbound_sync.key, partition=tenant.tenant_id, metadata={"error": swept.error})
@@ -160,17 +182,27 @@ async def _pass(run: TenantPass, swept: TenantSweep) -> None:
     if _quiet(decisions, result):
         swept.quiet = True
         return
+    async with run.sync.status.reads():  # what the events report, read in one transaction
+        swept.events += await _pass_events(run, decisions, tally.result(), result, before_writes)
+
+
+async def _pass_events(
+    run: TenantPass,
+    decisions: Decisions,
+    outbound: SyncResult,
+    inbound: SyncResult,
+    before_writes: list[tuple[dg.AssetCheckKey, dg.AssetCheckResult]],
+) -> list[SweepEvent]:
+    """A pass's materializations and check results, as its partitions record them."""
     partition = run.tenant_id
-    swept.events += [
-        *await _read_events(run, primary, external, before_writes),
+    return [
+        *await _read_events(run, decisions.primary, decisions.external, before_writes),
         dg.AssetMaterialization(
             reconciled_deals.key, partition=partition, metadata=await decisions_metadata(run, decisions)
         ),
+        dg.AssetMaterialization(outbound_sync.key, partition=partition, metadata=outbound_metadata(run, outbound)),
         dg.AssetMaterialization(
-            outbound_sync.key, partition=partition, metadata=outbound_metadata(run, tally.result())
-        ),
-        dg.AssetMaterialization(
-            inbound_sync.key, partition=partition, metadata=inbound_metadata(run, decisions, result)
+            inbound_sync.key, partition=partition, metadata=inbound_metadata(run, decisions, inbound)
         ),
         _evaluation(checks.settled_records_agree.check_key, await checks.settled_drift(run, decisions), partition),
         _evaluation(checks.error_ledger_under_threshold.check_key, await checks.ledger_size(run), partition),
@@ -189,15 +221,16 @@ async def _checks_before_writes(
     run: TenantPass, primary: SideChanges, external: SideChanges
 ) -> list[tuple[dg.AssetCheckKey, dg.AssetCheckResult]]:
     """The checks on the reads, which ``deals_sync_job`` runs before it writes."""
-    return [
-        (
-            checks.opportunities_have_change_history.check_key,
-            await checks.change_history(run.sync.deal_store.repository, run.tenant_id),
-        ),
-        (checks.mapping_matches_schema.check_key, checks.schema_fit(external)),
-        (checks.pages_map_cleanly.check_key, checks.mappable_pages(external)),
-        (checks.one_page_per_deal.check_key, await checks.pages_per_deal(run, external)),
-    ]
+    async with run.sync.status.reads():
+        return [
+            (
+                checks.opportunities_have_change_history.check_key,
+                await checks.change_history(run.sync.deal_store.repository, run.tenant_id),
+            ),
+            (checks.mapping_matches_schema.check_key, checks.schema_fit(external)),
+            (checks.pages_map_cleanly.check_key, checks.mappable_pages(external)),
+            (checks.one_page_per_deal.check_key, await checks.pages_per_deal(run, external)),
+        ]
 
 
 async def _read_events(

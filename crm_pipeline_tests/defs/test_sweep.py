@@ -16,6 +16,7 @@ from uuid import uuid4
 import dagster as dg
 import pytest
 from dagster._core.test_utils import create_run_for_test
+from sqlalchemy import text
 
 from crm_pipeline.definitions import defs
 from crm_pipeline.defs import schedules
@@ -71,11 +72,11 @@ class Sweeping:
         pages = self.control.all_pages(self.data_sources[tenant.tenant_id])
         return [page["properties"]["Deal Name"]["title"][0]["plain_text"] for page in pages]
 
-    async def sweep(self, shard: int = 0, shards: int = 1) -> dg.ExecuteInProcessResult:
+    async def sweep(self, shard: int = 0, shards: int = 1, concurrency: int = 8) -> dg.ExecuteInProcessResult:
         """One run of ``tenants_sweep_job`` over the tenants added so far; Dagster runs its own
         event loop, so in a thread."""
         resources = resources_for(self.database, self.sandbox, self.connections, self.tenants_file)
-        config = {"ops": {"sync_tenants": {"config": {"shard": shard, "shards": shards}}}}
+        config = {"ops": {"sync_tenants": {"config": {"shard": shard, "shards": shards, "concurrency": concurrency}}}}
         return await asyncio.to_thread(
             defs.resolve_job_def(SWEEP_JOB).execute_in_process,
             run_config=config,
@@ -199,6 +200,56 @@ async def test_a_tenant_whose_schema_drifted_fails_alone_and_its_partition_says_
     assert drifted.tenant_id in str(failure.step_failure_data.error) and "mapping_matches_schema" in str(
         failure.step_failure_data.error
     )
+
+
+async def test_the_tenants_the_agent_changed_are_passed_before_the_rest_of_the_shard(sweeping: Sweeping) -> None:
+    """One pass at a time: the agent's new deal, on the shard's last tenant, reaches Notion before
+    the people's edits on the tenants before it come in. The deal store's changes are known
+    without asking any CRM, so the agent's edits do not wait behind a shard of idle tenants."""
+    edited = await sweeping.add(2, "human-edits", deal=True)
+    for _ in range(2):  # links the deals, then reads the sync's own pages back
+        assert (await sweeping.sweep()).success
+    [agent] = await sweeping.add(1, "agent-edit", deal=True)
+    for tenant in edited:
+        [page] = sweeping.control.all_pages(sweeping.data_sources[tenant.tenant_id])
+        sweeping.control.human_update_page(page["id"], {"properties": {"Stage": {"select": {"name": "Qualified"}}}})
+
+    result = await sweeping.sweep(concurrency=1)
+
+    assert result.success
+    async with sweeping.database.owner_transaction() as connection:
+        created = (
+            await connection.execute(
+                text("SELECT min(linked_at) FROM crm.sync_links WHERE tenant_id = :tenant"), {"tenant": agent.tenant_id}
+            )
+        ).scalar_one()
+        pulled = (
+            await connection.execute(
+                text("SELECT min(changed_at) FROM crm.change_log WHERE tenant_id = ANY(:tenants) AND actor = 'human'"),
+                {"tenants": [tenant.tenant_id for tenant in edited]},
+            )
+        ).scalar_one()
+    assert created is not None and pulled is not None
+    assert created < pulled
+
+
+async def test_a_tenant_whose_token_cannot_be_read_fails_alone(sweeping: Sweeping) -> None:
+    [fine] = await sweeping.add(1, "readable-token", deal=True)
+    [broken] = await sweeping.add(1, "unreadable-token", deal=True)
+    missing = "/nonexistent/crm-pipeline/token"
+    sweeping.connections[-1] = TenantConnection(
+        tenant_id=broken.tenant_id, database_id=broken.database_id, token_file=missing
+    )
+
+    result = await sweeping.sweep()
+
+    assert not result.success  # the run says a tenant failed, once the others synced
+    assert sweeping.titles(fine) == [f"Deal of {fine.tenant_id}"]
+    assert sweeping.titles(broken) == []
+    events = sweeping.recorded(result)
+    assert (events["inbound_sync"], events["observed inbound_sync"]) == ({fine.tenant_id}, {broken.tenant_id})
+    [failure] = [event for event in result.all_events if event.is_step_failure]
+    assert broken.tenant_id in str(failure.step_failure_data.error) and missing in str(failure.step_failure_data.error)
 
 
 async def test_an_idle_tenant_day_adds_no_rows_to_dagsters_storage_beyond_its_shards_runs(sweeping: Sweeping) -> None:
