@@ -200,12 +200,12 @@ def wait_for_workers(broker: str, hosts: Sequence[Host]) -> None:
 
 @contextmanager
 def worker_on(
-    host: Host, broker: str, environment: Mapping[str, str], log: Path, processes: int = 1, cpus: Sequence[int] = ()
+    host: Host, broker: str, environment: Mapping[str, str], log: Path, processes: int = 1, limit: Sequence[str] = ()
 ) -> Iterator[Host]:
     """`crm-pipeline worker`'s command in ``host``'s namespace (its node name the host's), with
-    ``environment`` (the instance's, as that host sees it); on ``cpus`` alone when given."""
-    pin = ["taskset", "--cpu-list", ",".join(map(str, cpus))] if cpus else []
-    command = ["ip", "netns", "exec", host.name, *pin, *worker_command(host.name, processes)]
+    ``environment`` (the instance's, as that host sees it), under ``limit`` when given (a command
+    prefix that confines it to a CPU share)."""
+    command = ["ip", "netns", "exec", host.name, *limit, *worker_command(host.name, processes)]
     with log.open("ab") as output:
         host.worker = subprocess.Popen(
             command, env=worker_environment(broker) | dict(environment), stdout=output, stderr=subprocess.STDOUT

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,7 @@ from crm_pipeline_tests.deploy.hosts import (
     worker_on,
 )
 
-UNABLE = can_make_hosts()
-pytestmark = [pytest.mark.integration, pytest.mark.skipif(UNABLE is not None, reason=UNABLE or "")]
+pytestmark = pytest.mark.integration
 
 RATE = 3.0
 """Requests/s per token, Notion's budget: the sandbox refuses more with a 429."""
@@ -78,6 +78,11 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if (unable := can_make_hosts()) is not None:
+        reason = f"the worker-host tests cannot run here: {unable}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the worker-host tests: {reason}")
+        pytest.skip(reason)
     folder = tmp_path_factory.mktemp("hosts")
     tag = uuid4().hex[:8]
     tokens = {integration: f"secret_{tag}_{integration}" for integration in INTEGRATIONS}
@@ -177,7 +182,7 @@ async def test_tenants_sync_from_both_hosts_within_each_integrations_budget(
     """Eight tenants on two integrations in four shard runs: the runs go to both hosts' workers,
     every tenant's deals reach its Notion database, and the integrations' budget, shared in
     PostgreSQL by passes on both hosts, keeps every request within Notion's rate (no 429)."""
-    sources = await _tenants(cluster, repository, count=8, deals=2)
+    sources = await _tenants(cluster, repository, count=8, deals=1)
     cluster.control.reset_stats()
     run_ids = [_sweep(cluster, shard, 4) for shard in range(4)]
     records = await asyncio.to_thread(cluster.dagster.wait_for_runs, run_ids)
@@ -186,7 +191,7 @@ async def test_tenants_sync_from_both_hosts_within_each_integrations_budget(
     )
     assert {_worker_of(cluster, record.dagster_run) for record in records} == {host.name for host in cluster.hosts}
     for tenant_id, source in sources.items():
-        assert _titles(cluster.control, source) == [f"{tenant_id} deal {d}" for d in range(2)]
+        assert _titles(cluster.control, source) == [f"{tenant_id} deal 0"]
     _only_ok(cluster.control.stats())
 
 
