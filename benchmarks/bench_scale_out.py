@@ -10,9 +10,10 @@ server, relayed to the bridge's address), the Redis broker and the sandbox Notio
 own, unthrottled: the figures are the hosts' cost, not Notion's pace) listen on the bridge.
 
 ``--tenants`` tenants (default 240), each with a token of its own and a Deals database of its own
-holding its 2 deals, in ``--shards`` shards (default 8): a tick is one ``tenants_sweep_job`` run per
-shard, all submitted at once, as ``sync_every_minute`` requests them. A first tick links every deal
-to its page (not counted); the ticks measured are idle, one request a tenant. With one host and
+(no deals: an idle pass reads only what changed on either side, so its cost does not grow with
+them), in ``--shards`` shards (default 8): a tick is one ``tenants_sweep_job`` run per shard, all
+submitted at once, as ``sync_every_minute`` requests them. The ticks measured are idle, one request
+a tenant. With one host and
 then with two (each worker warmed by a tick first), the wall seconds of a tick, from its
 submission to its last run's end, give the tenants the hosts keep synced every minute:
 ``tenants * 60 / seconds``. Every tenant's pass then starts within a minute of the previous one,
@@ -52,7 +53,6 @@ from crm_pipeline.defs.schedules import sync_every_minute  # noqa: E402
 from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, sync_tenants  # noqa: E402
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants  # noqa: E402
 from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE  # noqa: E402
-from crm_pipeline.models import OpportunityCreate  # noqa: E402
 from crm_pipeline.sandbox import SandboxControl  # noqa: E402
 from crm_pipeline.settings import Settings  # noqa: E402
 from crm_pipeline.store import Database, DealRepository  # noqa: E402
@@ -70,7 +70,6 @@ from crm_pipeline_tests.deploy.hosts import (  # noqa: E402
 
 BENCH = "scale_out"
 UNTHROTTLED = 100000.0
-DEALS = 2
 GOAL_RATIO = 1.8
 TICK_WAIT = 900.0
 
@@ -103,6 +102,11 @@ def cpu_limit(share: float) -> Iterator[list[str]]:
                 time.sleep(0.1)
 
 
+def tokens(count: int) -> dict[str, str]:
+    """Each tenant's token (an integration of its own, so its budget is its own), by variable."""
+    return {f"BENCH_TOKEN_{n:04d}": f"ntn_scale_out_{n:04d}" for n in range(count)}
+
+
 def tick(dagster: RunningDagster, shards: int) -> float:
     """A sweep run per shard, submitted at once; wall seconds from the first submission to the
     last run's end (every run must succeed)."""
@@ -123,8 +127,8 @@ def tick(dagster: RunningDagster, shards: int) -> float:
 
 
 async def prepare(settings: Settings, control: SandboxControl, base_url: str, count: int, folder: Path) -> Path:
-    """``count`` tenants, each with its Notion database, its token variable and ``DEALS`` deals,
-    in a tenants file (returned) and the deal store."""
+    """``count`` tenants, each with its Notion database and its token variable, in a tenants file
+    (returned) and the deal store."""
     names = [f"scale-{n:04d}" for n in range(count)]
     schema = notion_properties_schema(SYNCED_PROPERTY_MAP)
     databases = control.seed({"databases": [{"title": f"Deals of {name}", "properties": schema} for name in names]})
@@ -140,8 +144,6 @@ async def prepare(settings: Settings, control: SandboxControl, base_url: str, co
         repository = DealRepository(database)
         for name in names:
             await repository.register_tenant(name)
-            for d in range(DEALS):
-                await repository.create_opportunity(name, OpportunityCreate(name=f"{name} deal {d}"))
     return tenants_file
 
 
@@ -150,12 +152,13 @@ def measure(settings: Settings, count: int, shards: int, share: float, folder: P
     with ExitStack() as stack:
         net = stack.enter_context(network(2))
         broker, _ = stack.enter_context(redis_server(folder, net.address, free_port()))
-        base_url = stack.enter_context(sandbox_process("--rate-limit", str(UNTHROTTLED), host=net.address))
+        flags = ["--rate-limit", str(UNTHROTTLED), *(f"--token={token}" for token in tokens(count).values())]
+        base_url = stack.enter_context(sandbox_process(*flags, host=net.address))
         control = stack.enter_context(SandboxControl(base_url))
         tenants_file = asyncio.run(prepare(settings, control, base_url, count, folder))
         database = stack.enter_context(_opened(settings))
         owner_url = stack.enter_context(postgres_over_tcp(database.url, net.address))
-        environment = {"CRM_PIPELINE_TENANTS_FILE": str(tenants_file), BROKER_VARIABLE: broker}
+        environment = {"CRM_PIPELINE_TENANTS_FILE": str(tenants_file), BROKER_VARIABLE: broker, **tokens(count)}
         dagster = stack.enter_context(dagster_dev(folder / "dagster", database, environment, celery=True))
         dagster.set_schedule(sync_every_minute.name, running=False)
         dagster.instance.add_dynamic_partitions(TENANT_PARTITIONS, [f"scale-{n:04d}" for n in range(count)])
@@ -172,7 +175,7 @@ def measure(settings: Settings, count: int, shards: int, share: float, folder: P
             stack.enter_context(worker_on(host, broker, remote, folder / f"{host.name}.log", limit=limit))
             started.append(host)
             wait_for_workers(broker, started)
-            warm = tick(dagster, shards)  # the new worker loads the code location; the first links every deal
+            warm = tick(dagster, shards)  # the new worker loads the code location; the first finds every database
             print(f"bench_scale_out: {len(started)} host(s), warm-up tick {warm:.1f} s", file=sys.stderr)
             seconds[len(started)] = tick(dagster, shards)
         return seconds

@@ -64,6 +64,7 @@ class Host:
     name: str
     address: str
     worker: subprocess.Popen[bytes] | None = None
+    log: Path | None = None
 
     def processes(self) -> list[int]:
         listed = subprocess.run(["ip", "netns", "pids", self.name], check=False, capture_output=True, text=True)
@@ -195,7 +196,10 @@ def wait_for_workers(broker: str, hosts: Sequence[Host]) -> None:
             return
         dead = [host.name for host in hosts if host.worker is not None and host.worker.poll() is not None]
         if dead or time.monotonic() > deadline:
-            raise RuntimeError(f"workers not up: {sorted(wanted - answered)} (exited: {dead})")
+            logs = "\n".join(
+                f"{host.name}: {host.log.read_text(errors='replace')[-3000:]}" for host in hosts if host.log is not None
+            )
+            raise RuntimeError(f"workers not up: {sorted(wanted - answered)} (exited: {dead})\n{logs}")
 
 
 @contextmanager
@@ -205,7 +209,9 @@ def worker_on(
     """`crm-pipeline worker`'s command in ``host``'s namespace (its node name the host's), with
     ``environment`` (the instance's, as that host sees it), under ``limit`` when given (a command
     prefix that confines it to a CPU share)."""
-    command = ["ip", "netns", "exec", host.name, *limit, *worker_command(host.name, processes)]
+    # The limit goes first: `ip netns exec` mounts a sysfs of its own, without the cgroups.
+    command = [*limit, "ip", "netns", "exec", host.name, *worker_command(host.name, processes)]
+    host.log = log
     with log.open("ab") as output:
         host.worker = subprocess.Popen(
             command, env=worker_environment(broker) | dict(environment), stdout=output, stderr=subprocess.STDOUT
