@@ -52,12 +52,16 @@ from crm_pipeline.defs.partitions import TENANT_PARTITIONS  # noqa: E402
 from crm_pipeline.defs.schedules import sync_every_minute  # noqa: E402
 from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, sync_tenants  # noqa: E402
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants  # noqa: E402
-from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE  # noqa: E402
 from crm_pipeline.sandbox import SandboxControl  # noqa: E402
 from crm_pipeline.settings import Settings  # noqa: E402
 from crm_pipeline.store import Database, DealRepository  # noqa: E402
 from crm_pipeline.workers import BROKER_VARIABLE  # noqa: E402
-from crm_pipeline_tests.dagster_processes import RunningDagster, dagster_dev, free_port  # noqa: E402
+from crm_pipeline_tests.dagster_processes import (  # noqa: E402
+    RunningDagster,
+    dagster_dev,
+    free_port,
+    instance_variables,
+)
 from crm_pipeline_tests.deploy.hosts import (  # noqa: E402
     Host,
     can_make_hosts,
@@ -163,11 +167,7 @@ def measure(settings: Settings, count: int, shards: int, share: float, folder: P
         dagster.set_schedule(sync_every_minute.name, running=False)
         dagster.instance.add_dynamic_partitions(TENANT_PARTITIONS, [f"scale-{n:04d}" for n in range(count)])
         app_url = owner_url.set(username=database.app_url.username, password=database.app_url.password)
-        remote = dagster.environment | {
-            DAGSTER_PG_URL_VARIABLE: owner_url.set(drivername="postgresql+psycopg2").render_as_string(False),
-            "CRM_PIPELINE_DATABASE_URL": owner_url.render_as_string(False),
-            "CRM_PIPELINE_APP_DATABASE_URL": app_url.render_as_string(False),
-        }
+        remote = instance_variables(folder / "dagster", owner_url, app_url, environment)  # PostgreSQL over the link
         seconds: dict[int, float] = {}
         started: list[Host] = []
         for host in net.hosts:

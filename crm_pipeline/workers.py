@@ -7,7 +7,7 @@ the result backend), the instance's dagster.yaml gets the ``run_launcher`` block
 dagster.yaml), and the run queue hands each run to the broker instead of starting a process:
 whichever worker takes it runs it in one of its processes. The code location, dagster.yaml and
 tenant registry stay the same for one host or many. A worker is dagster-celery's own
-(`dagster-celery worker start -A dagster_celery.app -y celery-worker.yaml`); it needs the
+(`dagster-celery worker start -A dagster_celery.app -i crm_pipeline.definitions -y celery-worker.yaml`); it needs the
 instance's environment (``DAGSTER_HOME`` with the same dagster.yaml, the storage and deal-store
 URLs, the tokens' variables), as any run does.
 """
@@ -60,11 +60,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run)
 
 
+CODE_LOCATION = "crm_pipeline.definitions"
+
+
 def worker_command(name: str, processes: int) -> list[str]:
-    """dagster-celery's worker command, from this interpreter's environment."""
+    """dagster-celery's worker command, from this interpreter's environment. The worker imports the
+    code location once as it starts, before it forks its processes, so no run waits for that."""
     bin_dir = Path(sys.executable).parent
     return [
-        *(str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app"),
+        *(str(bin_dir / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-i", CODE_LOCATION),
         *("-y", str(project_file(WORKER_CONFIG)), "-n", name, "--", f"--concurrency={processes}"),
     ]
 

@@ -22,6 +22,7 @@ import dagster as dg
 import httpx
 import yaml
 from dagster_graphql import DagsterGraphQLClient
+from sqlalchemy import URL
 
 from crm_pipeline.dagster_process import code_locations
 from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE, write_instance_config
@@ -144,6 +145,19 @@ class RunningDagster:
             raise RuntimeError(f"schedule {name} is not {wanted}: {result}")
 
 
+def instance_variables(home: Path, owner_url: URL, app_url: URL, environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every process of the instance in ``home`` (Dagster's, a run worker's):
+    its directory, its storage and the deal store at ``owner_url`` (the application's login at
+    ``app_url``), and ``environment``."""
+    return {
+        "DAGSTER_HOME": str(home),
+        DAGSTER_PG_URL_VARIABLE: owner_url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False),
+        "CRM_PIPELINE_DATABASE_URL": owner_url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_APP_DATABASE_URL": app_url.render_as_string(hide_password=False),
+        **environment,
+    }
+
+
 @contextmanager
 def dagster_dev(
     home: Path,
@@ -167,14 +181,7 @@ def dagster_dev(
     if overrides:
         config_file = home / "dagster.yaml"
         config_file.write_text(yaml.safe_dump(yaml.safe_load(config_file.read_text()) | dict(overrides)))
-    storage_url = database.url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    variables = {
-        "DAGSTER_HOME": str(home),
-        DAGSTER_PG_URL_VARIABLE: storage_url,
-        "CRM_PIPELINE_DATABASE_URL": database.url.render_as_string(hide_password=False),
-        "CRM_PIPELINE_APP_DATABASE_URL": database.app_url.render_as_string(hide_password=False),
-        **environment,
-    }
+    variables = instance_variables(home, database.url, database.app_url, environment)
     port = free_port()
     graphql_url = f"http://127.0.0.1:{port}/graphql"
     log = home / "dagster-dev.log"

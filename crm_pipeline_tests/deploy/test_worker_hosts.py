@@ -28,12 +28,11 @@ from crm_pipeline.defs.partitions import TENANT_PARTITIONS
 from crm_pipeline.defs.schedules import sync_every_minute
 from crm_pipeline.defs.sweep import SHARD_TAG, SWEEP_JOB, sync_tenants
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
-from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
 from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.workers import BROKER_VARIABLE
-from crm_pipeline_tests.dagster_processes import RunningDagster, dagster_dev, free_port
+from crm_pipeline_tests.dagster_processes import RunningDagster, dagster_dev, free_port, instance_variables
 from crm_pipeline_tests.defs.conftest import deals_database
 from crm_pipeline_tests.deploy.hosts import (
     Host,
@@ -100,30 +99,19 @@ def cluster(database: Database, tmp_path_factory: pytest.TempPathFactory) -> Ite
         secrets = {variables[integration]: token for integration, token in tokens.items()}
         environment = {"CRM_PIPELINE_TENANTS_FILE": str(tenants_file), BROKER_VARIABLE: broker, **secrets}
         home = folder / "dagster"
-        with dagster_dev(home, database, environment, celery=True, overrides=MONITORING) as dagster:
+        # What a host sees: the same instance and settings, PostgreSQL over its link. The workers
+        # start beside Dagster: they read the instance's dagster.yaml only when a run comes.
+        app_url = owner_url.set(username=database.app_url.username, password=database.app_url.password)
+        remote = instance_variables(home, owner_url, app_url, environment)
+        with (
+            worker_on(net.hosts[0], broker, remote, folder / "host-0.log"),
+            worker_on(net.hosts[1], broker, remote, folder / "host-1.log"),
+            dagster_dev(home, database, environment, celery=True, overrides=MONITORING) as dagster,
+        ):
             dagster.set_schedule(sync_every_minute.name, running=False)  # runs are launched here, tick by tick
-            app_url = owner_url.set(username=database.app_url.username, password=database.app_url.password)
-            # What a host sees: the same instance and settings, PostgreSQL over its link.
-            remote = dagster.environment | {
-                DAGSTER_PG_URL_VARIABLE: owner_url.set(drivername="postgresql+psycopg2").render_as_string(False),
-                "CRM_PIPELINE_DATABASE_URL": owner_url.render_as_string(False),
-                "CRM_PIPELINE_APP_DATABASE_URL": app_url.render_as_string(False),
-            }
-            with (
-                worker_on(net.hosts[0], broker, remote, folder / "host-0.log"),
-                worker_on(net.hosts[1], broker, remote, folder / "host-1.log"),
-            ):
-                wait_for_workers(broker, net.hosts)
-                yield Cluster(
-                    dagster,
-                    net.hosts,
-                    sandbox.base_url,
-                    control,
-                    tokens,
-                    variables,
-                    tenants_file,
-                    Celery(broker=broker, backend=broker),
-                )
+            wait_for_workers(broker, net.hosts)
+            celery = Celery(broker=broker, backend=broker)
+            yield Cluster(dagster, net.hosts, sandbox.base_url, control, tokens, variables, tenants_file, celery)
 
 
 async def _tenants(cluster: Cluster, repository: DealRepository, count: int, deals: int) -> dict[str, str]:
@@ -179,10 +167,10 @@ def _only_ok(stats: dict[str, Any]) -> None:
 async def test_tenants_sync_from_both_hosts_within_each_integrations_budget(
     cluster: Cluster, repository: DealRepository
 ) -> None:
-    """Eight tenants on two integrations in four shard runs: the runs go to both hosts' workers,
+    """Four tenants on two integrations in four shard runs: the runs go to both hosts' workers,
     every tenant's deals reach its Notion database, and the integrations' budget, shared in
     PostgreSQL by passes on both hosts, keeps every request within Notion's rate (no 429)."""
-    sources = await _tenants(cluster, repository, count=8, deals=1)
+    sources = await _tenants(cluster, repository, count=4, deals=1)
     cluster.control.reset_stats()
     run_ids = [_sweep(cluster, shard, 4) for shard in range(4)]
     records = await asyncio.to_thread(cluster.dagster.wait_for_runs, run_ids)
