@@ -43,7 +43,6 @@ from pathlib import Path
 
 import dagster as dg
 import psutil
-import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
@@ -66,6 +65,7 @@ from crm_pipeline_tests.dagster_processes import (  # noqa: E402
     start_in_own_group,
     stop_group,
 )
+from crm_pipeline_tests.deploy.hosts import redis_server  # noqa: E402
 
 BENCH = "launchers"
 UNTHROTTLED = 100000.0
@@ -204,30 +204,6 @@ def prepared(dagster: RunningDagster, tenants: Sequence[TenantConnection]) -> No
     dagster.instance.add_dynamic_partitions("tenant", [tenant.tenant_id for tenant in tenants])
 
 
-@contextmanager
-def redis_server(folder: Path) -> Iterator[tuple[str, int]]:
-    """Debian's redis-server on a free loopback port, persisting nothing, in ``folder``; yields
-    its URL and pid, stops it on exit."""
-    port = free_port()
-    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    process = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.1)
-        yield url, process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def celery_launcher(broker: str) -> str:
     """The instance's run launcher: dagster-celery's, on ``broker`` for tasks and results."""
     return f"""
@@ -292,7 +268,7 @@ def celery(
     postgres: int | None,
     processes: int,
 ) -> Cost:
-    with redis_server(home.parent) as (broker, redis_pid):
+    with redis_server(home.parent, "127.0.0.1", free_port()) as (broker, redis_pid):
         with dagster_dev(home, database, environment, celery_launcher(broker)) as dagster:
             prepared(dagster, tenants)
             with celery_worker(dagster, broker, processes, home.parent) as worker:

@@ -12,19 +12,20 @@ from contextlib import contextmanager
 import httpx
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 @contextmanager
-def sandbox_process(*flags: str) -> Iterator[str]:
-    """`crm-pipeline sandbox FLAGS…` on a free loopback port; yields its base URL, stops it on exit."""
-    port = free_port()
-    command = [sys.executable, "-m", "crm_pipeline.cli", "sandbox", "--port", str(port), *flags]
+def sandbox_process(*flags: str, host: str = "127.0.0.1") -> Iterator[str]:
+    """`crm-pipeline sandbox FLAGS…` on a free port of ``host`` (loopback unless given); yields
+    its base URL, stops it on exit."""
+    port = free_port(host)
+    command = [sys.executable, "-m", "crm_pipeline.cli", "sandbox", "--host", host, "--port", str(port), *flags]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    base_url = f"http://127.0.0.1:{port}"
+    base_url = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "notion-init": "crm_pipeline.sync.notion_init",
     "tenants": "crm_pipeline.defs.tenants_cli",
     "dagster-home": "crm_pipeline.defs.dagster_home",
+    "worker": "crm_pipeline.workers",
 }
 """Each subcommand and the module whose `register(subparsers)` defines it. A command imports only
 its own module (Dagster, the connectors and the store take a second or two to import); the

@@ -40,6 +40,8 @@ from crm_pipeline.settings import Settings, get_settings, project_file
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.tenants import TOKEN_ENV_DEFAULTS, TenantConnection, TenantRegistry, settings_tenant
 from crm_pipeline.tenants.tenants_file import read_tenants_file
+from crm_pipeline.workers import BROKER_VARIABLE
+from crm_pipeline.workers import instance_settings as celery_instance_settings
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     database_url, app_database_url = asyncio.run(_prepare(settings, seed=not args.no_seed))
     dagster_home = settings.data_dir / "dagster"
-    write_instance_config(dagster_home)
+    write_instance_config(dagster_home, celery=settings.celery_broker is not None)
     # dagster-postgres sends `NOTIFY run_events, %(id)s`, which only psycopg2's client-side
     # parameter interpolation accepts; psycopg 3 binds on the server and fails. Set here too:
     # this process opens the instance to cancel the runs in flight when it stops.
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             if settings.secret_keys is None
             else {"CRM_PIPELINE_SECRET_KEYS": settings.secret_keys.get_secret_value()}
         ),
+        **({} if settings.celery_broker is None else {BROKER_VARIABLE: settings.celery_broker.get_secret_value()}),
     }
     command = [
         sys.executable,
@@ -182,10 +185,11 @@ DAGSTER_PG_URL_VARIABLE = "CRM_PIPELINE_DAGSTER_PG_URL"
 lands in a file."""
 
 
-def write_instance_config(dagster_home: Path) -> None:
+def write_instance_config(dagster_home: Path, *, celery: bool = False) -> None:
     """Write `dagster_home/dagster.yaml`: the checkout's dagster.yaml (settings shared by every
     Dagster command) plus storage in the deal store's PostgreSQL and local files under
-    `dagster_home`. Dagster also writes logs into its working directory, which is `dagster_home`."""
+    `dagster_home`, and with ``celery`` the run launcher that sends runs to Celery workers.
+    Dagster also writes logs into its working directory, which is `dagster_home`."""
     storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(
@@ -207,6 +211,7 @@ compute_logs:
   config:
     base_dir: {storage}
 """
+        + (celery_instance_settings() if celery else "")
     )
 
 

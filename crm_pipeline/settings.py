@@ -84,6 +84,13 @@ class Settings(BaseSettings):
             "(`crm-pipeline tenants generate-key`, `rotate-key`)."
         ),
     )
+    celery_broker: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Redis URL of the Celery broker and result backend. Set: Dagster's runs go to Celery workers on "
+            "any host (`crm-pipeline worker`); unset: each run is a process on the daemon's machine."
+        ),
+    )
 
 
 @lru_cache(maxsize=1)

@@ -20,12 +20,15 @@ from typing import Any
 
 import dagster as dg
 import httpx
+import yaml
 from dagster_graphql import DagsterGraphQLClient
+from sqlalchemy import URL
 
 from crm_pipeline.dagster_process import code_locations
 from crm_pipeline.dev import DAGSTER_PG_URL_VARIABLE, write_instance_config
 from crm_pipeline.settings import PROJECT_ROOT
 from crm_pipeline.store import Database
+from crm_pipeline.workers import BROKER_VARIABLE
 
 GENEROUS_WAIT = 180.0
 """Seconds any bounded wait may take on a loaded machine (a start, the runs, a stop)."""
@@ -142,26 +145,43 @@ class RunningDagster:
             raise RuntimeError(f"schedule {name} is not {wanted}: {result}")
 
 
+def instance_variables(home: Path, owner_url: URL, app_url: URL, environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment of every process of the instance in ``home`` (Dagster's, a run worker's):
+    its directory, its storage and the deal store at ``owner_url`` (the application's login at
+    ``app_url``), and ``environment``."""
+    return {
+        "DAGSTER_HOME": str(home),
+        DAGSTER_PG_URL_VARIABLE: owner_url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False),
+        "CRM_PIPELINE_DATABASE_URL": owner_url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_APP_DATABASE_URL": app_url.render_as_string(hide_password=False),
+        **environment,
+    }
+
+
 @contextmanager
 def dagster_dev(
-    home: Path, database: Database, environment: Mapping[str, str], instance_settings: str = ""
+    home: Path,
+    database: Database,
+    environment: Mapping[str, str],
+    instance_settings: str = "",
+    *,
+    celery: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Iterator[RunningDagster]:
     """`dagster dev` on the checkout's workspace with its instance in ``home``, storage in
     ``database`` and the deal store there too; ``environment`` adds to this process's (the
-    tenants file, token variables), ``instance_settings`` (YAML) to the instance's dagster.yaml
-    (another run launcher). Stops the whole process group on exit."""
-    write_instance_config(home)
+    tenants file, token variables, the Celery broker), ``instance_settings`` (YAML) to the
+    instance's dagster.yaml (another run launcher), ``celery`` the launcher of runs on Celery
+    workers, and ``overrides`` replace its top-level sections (shorter run monitoring). Stops the
+    whole process group on exit."""
+    write_instance_config(home, celery=celery)
     if instance_settings:
         with (home / "dagster.yaml").open("a") as config:
             config.write(instance_settings)
-    storage_url = database.url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False)
-    variables = {
-        "DAGSTER_HOME": str(home),
-        DAGSTER_PG_URL_VARIABLE: storage_url,
-        "CRM_PIPELINE_DATABASE_URL": database.url.render_as_string(hide_password=False),
-        "CRM_PIPELINE_APP_DATABASE_URL": database.app_url.render_as_string(hide_password=False),
-        **environment,
-    }
+    if overrides:
+        config_file = home / "dagster.yaml"
+        config_file.write_text(yaml.safe_dump(yaml.safe_load(config_file.read_text()) | dict(overrides)))
+    variables = instance_variables(home, database.url, database.app_url, environment)
     port = free_port()
     graphql_url = f"http://127.0.0.1:{port}/graphql"
     log = home / "dagster-dev.log"
@@ -177,18 +197,20 @@ def dagster_dev(
     try:
         if wait_for_code_location(graphql_url, process) is None:
             raise RuntimeError(f"the code location did not load:\n{log.read_text(errors='replace')[-4000:]}")
-        # The instance's storage URL is read from the environment when it is opened.
-        previous = os.environ.get(DAGSTER_PG_URL_VARIABLE)
-        os.environ[DAGSTER_PG_URL_VARIABLE] = storage_url
+        # The instance's storage URL (and broker) are read from the environment when it is opened.
+        read = [DAGSTER_PG_URL_VARIABLE, *([BROKER_VARIABLE] if celery else [])]
+        previous = {name: os.environ.get(name) for name in read}
+        os.environ.update({name: variables[name] for name in read})
         try:
             with dg.DagsterInstance.from_config(str(home)) as instance:
                 client = DagsterGraphQLClient("127.0.0.1", port_number=port)
                 yield RunningDagster(client, instance, log, graphql_url, process.pid, variables)
         finally:
-            if previous is None:
-                del os.environ[DAGSTER_PG_URL_VARIABLE]
-            else:
-                os.environ[DAGSTER_PG_URL_VARIABLE] = previous
+            for name, value in previous.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
     finally:
         try:
             stop_group(process)
