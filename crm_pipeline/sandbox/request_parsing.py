@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 from .errors import MISSING, body_validation, not_found, too_long, validation
 from .model import DataSource, PropertySchema, normalize_id
-from .properties import ANNOTATION_COLORS, MAX_ARRAY, WriteContext, is_color, parse_rich_text, parse_value
+from .properties import ANNOTATION_COLORS, MAX_ARRAY, WriteContext, is_color, parse_rich_text
+from .value_parsing import parse_value
 
 BLOCK_TYPES = ("paragraph", "heading_1", "heading_2", "heading_3", "bulleted_list_item")
 T = TypeVar("T")

@@ -9,7 +9,8 @@ from typing import Any
 
 from .errors import MISSING, body_validation, validation
 from .model import Database, DataSource, PropertySchema, User, new_id, normalize_id, resolve_property
-from .properties import ROLLUP_FUNCTIONS, apply_config, config_type, new_property_id, parse_rich_text, plain_text
+from .properties import ROLLUP_FUNCTIONS, parse_rich_text, plain_text
+from .property_schemas import apply_config, config_type, new_property_id
 from .tables import WorkspaceTables
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import MISSING, body_validation, validation
 from .model import Block, DataSource, Page, PropertySchema, User, new_id, normalize_id
-from .properties import COMPUTED_TYPES, WriteContext, commit_options, parse_computed, plain_text, shorthand_write
+from .properties import COMPUTED_TYPES, WriteContext, parse_computed, plain_text, shorthand_write
 from .request_parsing import (
     known_property,
     optional_id,
@@ -26,6 +26,7 @@ from .request_parsing import (
 )
 from .schema import WorkspaceSchema
 from .tables import HUMAN_USER_ID, bot_user_id
+from .value_parsing import commit_options
 
 __all__ = ["HUMAN_USER_ID", "Workspace", "bot_user_id"]
 
