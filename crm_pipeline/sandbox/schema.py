@@ -77,18 +77,7 @@ class WorkspaceSchema(WorkspaceTables):
             for name, config in raw_properties.items()
             if isinstance(config, dict) and config_type(config, f"{path}.{name}") in ("relation", "rollup")
         }
-        properties: dict[str, PropertySchema] = {}
-        for name, config in raw_properties.items():
-            if name not in linked:
-                prop = _new_property(name, config, f"{path}.{name}", properties, seeded)
-                properties[prop.id] = prop
-        titles = [p for p in properties.values() if p.type == "title"]
-        if len(titles) > 1:
-            raise validation(
-                f"body failed validation: {path} has {len(titles)} title properties; exactly one is allowed."
-            )
-        if not titles:
-            properties = {"title": PropertySchema("title", "Name", "title"), **properties}
+        properties = _unlinked_properties(raw_properties, linked, path, seeded)
         now = self.clock.minute_ms()
         ds = DataSource(data_source_id or new_id(), db.id, title, properties, now, now, actor.id, actor.id)
         db.data_source_ids.append(ds.id)
@@ -275,6 +264,24 @@ class WorkspaceSchema(WorkspaceTables):
                 del self.pages[page_id]
         self.queries.clear()
         self.revision += 1
+
+
+def _unlinked_properties(
+    raw_properties: dict[str, Any], linked: dict[str, Any], path: str, seeded: bool
+) -> dict[str, PropertySchema]:
+    """A new data source's properties other than relations and rollups, with exactly one title
+    (`Name` when none is given)."""
+    properties: dict[str, PropertySchema] = {}
+    for name, config in raw_properties.items():
+        if name not in linked:
+            prop = _new_property(name, config, f"{path}.{name}", properties, seeded)
+            properties[prop.id] = prop
+    titles = [p for p in properties.values() if p.type == "title"]
+    if len(titles) > 1:
+        raise validation(f"body failed validation: {path} has {len(titles)} title properties; exactly one is allowed.")
+    if not titles:
+        properties = {"title": PropertySchema("title", "Name", "title"), **properties}
+    return properties
 
 
 def _new_property(
