@@ -16,7 +16,9 @@ from starlette.routing import Route
 from crm_pipeline.emulation.routes import emulator_of
 
 from .errors import HubSpotError, not_found, validation
-from .portal import ASSOCIATION_TYPES, OBJECT_TYPES, Portal, Record, iso, record_json, records_json
+from .model import ASSOCIATION_TYPES, OBJECT_TYPES, Record, iso
+from .portal import Portal
+from .render import record_json, records_json
 from .runtime import Call, Handler, HubSpotSandbox
 from .search import search
 

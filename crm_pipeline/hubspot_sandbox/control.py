@@ -18,7 +18,8 @@ from crm_pipeline.emulation.errors import BadRequest
 from crm_pipeline.emulation.routes import ControlCall, emulator_of, table_routes
 
 from .errors import HubSpotError, validation
-from .portal import API_USER, Source, record_json
+from .model import API_USER, Source
+from .render import record_json
 from .runtime import FAULT_KINDS, TEN_SECONDS, HubSpotSandbox, error_response
 
 UI = "CRM_UI"

@@ -1,5 +1,6 @@
 """One HubSpot account (portal): typed string properties with per-value history, pipelines, records,
-archive, merge, v4 associations, and search over an index that lags writes.
+archive, merge, v4 associations, and search over an index that lags writes. What these are made
+of is in ``model``, how values are checked and stored in ``values``, their JSON in ``render``.
 
 Every value is a string in and out. Each write appends a version ``{value, timestamp, sourceType,
 sourceId, updatedByUserId}`` to the property's history, so reads with ``propertiesWithHistory``
@@ -10,217 +11,33 @@ as they were ``search_lag_ms`` ago (rebuilt from the histories), never archived 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
 from crm_pipeline.emulation.clock import Clock
 
 from .errors import HubSpotError, invalid_value, no_such_property, not_found, validation
+from .model import (
+    APP,
+    ASSOCIATION_TYPES,
+    DEFAULT_PIPELINE,
+    LAST_MODIFIED,
+    OBJECT_TYPES,
+    SINGULAR_NAMES,
+    Property,
+    Record,
+    Source,
+    Stage,
+    Version,
+    builtin_properties,
+    iso,
+)
+from .values import folded, normal_value
 
-OBJECT_TYPES = {"deals": "0-3", "contacts": "0-1", "notes": "0-46"}
-LAST_MODIFIED = {"deals": "hs_lastmodifieddate", "contacts": "lastmodifieddate", "notes": "hs_lastmodifieddate"}
-DEFAULT_PROPERTIES = {
-    "deals": ("dealname", "amount", "closedate", "pipeline", "dealstage"),
-    "contacts": ("firstname", "lastname", "email"),
-    "notes": ("hs_note_body", "hs_timestamp"),
-}
 MAX_STRING = 65_536
 STATE_FORMAT = 1
 """The state file's format (``Portal.snapshot``)."""
-# association type ids (HUBSPOT_DEFINED), by (from, to)
-ASSOCIATION_TYPES = {
-    ("deals", "contacts"): 3,
-    ("contacts", "deals"): 4,
-    ("notes", "contacts"): 202,
-    ("contacts", "notes"): 201,
-    ("notes", "deals"): 214,
-    ("deals", "notes"): 213,
-}
-_NAMES = {"deals": "deal", "contacts": "contact", "notes": "note"}
-API_USER = "API"
-UI_USER = "CRM_UI"
-
-
-@dataclass
-class Property:
-    name: str
-    type: str  # string | number | date | datetime | enumeration | bool
-    field_type: str = "text"
-    label: str = ""
-    unique: bool = False
-    read_only: bool = False
-    options: list[str] = field(default_factory=list)
-    group: str = "dealinformation"
-
-    def to_json(self, object_type: str) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "label": self.label or self.name,
-            "type": self.type,
-            "fieldType": self.field_type,
-            "groupName": self.group,
-            "hasUniqueValue": self.unique,
-            "options": [
-                {"label": o, "value": o, "displayOrder": i, "hidden": False} for i, o in enumerate(self.options)
-            ],
-            "modificationMetadata": {"readOnlyValue": self.read_only, "archivable": not self.read_only},
-            "calculated": False,
-            "externalOptions": False,
-            "formField": False,
-            "hidden": False,
-            "description": "",
-            "displayOrder": -1,
-        }
-
-
-def _builtin(object_type: str) -> list[Property]:
-    read_only = [
-        Property("hs_object_id", "number", "number", read_only=True),
-        Property("createdate", "datetime", "date", read_only=True),
-        Property(LAST_MODIFIED[object_type], "datetime", "date", read_only=True),
-        Property("hs_merged_object_ids", "enumeration", "checkbox", read_only=True),
-    ]
-    writable = {
-        "deals": [
-            Property("dealname", "string"),
-            Property("amount", "number", "number"),
-            Property("closedate", "datetime", "date"),
-            Property("pipeline", "enumeration", "select"),
-            Property("dealstage", "enumeration", "radio"),
-            Property("hubspot_owner_id", "enumeration", "select"),
-            Property("description", "string", "textarea"),
-        ],
-        "contacts": [
-            Property("firstname", "string", group="contactinformation"),
-            Property("lastname", "string", group="contactinformation"),
-            Property("email", "string", unique=True, group="contactinformation"),
-            Property("phone", "string", "phonenumber", group="contactinformation"),
-            Property("jobtitle", "string", group="contactinformation"),
-            Property("company", "string", group="contactinformation"),
-        ],
-        "notes": [
-            Property("hs_note_body", "string", "html", group="engagement"),
-            Property("hs_timestamp", "datetime", "date", group="engagement"),
-            Property("hubspot_owner_id", "enumeration", "select", group="engagement"),
-            Property("hs_attachment_ids", "enumeration", "checkbox", group="engagement"),
-        ],
-    }[object_type]
-    return read_only + writable
-
-
-@dataclass
-class Stage:
-    id: str
-    label: str
-    probability: str
-    closed: bool = False
-
-
-@dataclass
-class Pipeline:
-    id: str
-    label: str
-    stages: list[Stage]
-
-    def to_json(self, created: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "label": self.label,
-            "displayOrder": 0,
-            "archived": False,
-            "createdAt": created,
-            "updatedAt": created,
-            "stages": [
-                {
-                    "id": stage.id,
-                    "label": stage.label,
-                    "displayOrder": order,
-                    "archived": False,
-                    "createdAt": created,
-                    "updatedAt": created,
-                    "writePermissions": "CRM_PERMISSIONS_ENFORCEMENT",
-                    "metadata": {"probability": stage.probability, "isClosed": str(stage.closed).lower()},
-                }
-                for order, stage in enumerate(self.stages)
-            ],
-        }
-
-
-DEFAULT_PIPELINE = Pipeline(
-    "default",
-    "Sales Pipeline",
-    [
-        Stage("appointmentscheduled", "Appointment Scheduled", "0.2"),
-        Stage("qualifiedtobuy", "Qualified To Buy", "0.4"),
-        Stage("presentationscheduled", "Presentation Scheduled", "0.6"),
-        Stage("decisionmakerboughtin", "Decision Maker Bought-In", "0.8"),
-        Stage("contractsent", "Contract Sent", "0.9"),
-        Stage("closedwon", "Closed Won", "1.0", closed=True),
-        Stage("closedlost", "Closed Lost", "0.0", closed=True),
-    ],
-)
-
-
-@dataclass(frozen=True)
-class Version:
-    value: str
-    timestamp_ms: int
-    source_type: str
-    source_id: str
-    user_id: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {
-            "value": self.value,
-            "timestamp": iso(self.timestamp_ms),
-            "sourceType": self.source_type,
-            "sourceId": self.source_id,
-        }
-        if self.user_id is not None:
-            entry["updatedByUserId"] = self.user_id
-        return entry
-
-
-@dataclass
-class Record:
-    id: str
-    object_type: str
-    created_ms: int
-    history: dict[str, list[Version]] = field(default_factory=dict)  # newest first
-    archived_ms: int | None = None
-    merged_ids: list[str] = field(default_factory=list)
-
-    @property
-    def updated_ms(self) -> int:
-        return max((versions[0].timestamp_ms for versions in self.history.values()), default=self.created_ms)
-
-    def values(self, as_of_ms: int | None = None) -> dict[str, str]:
-        """Each property's value (``""`` cleared values left out), as of a moment if given."""
-        values = {}
-        for name, versions in self.history.items():
-            current = next((v for v in versions if as_of_ms is None or v.timestamp_ms <= as_of_ms), None)
-            if current is not None and current.value != "":
-                values[name] = current.value
-        return values
-
-
-@dataclass(frozen=True)
-class Source:
-    """Who writes: the app's token (``API``) or a person in the HubSpot UI (``CRM_UI``)."""
-
-    source_type: str
-    source_id: str
-    user_id: int | None = None
-
-
-APP = Source(API_USER, "sandbox-private-app")
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Portal:
@@ -233,7 +50,7 @@ class Portal:
         self.clear()
 
     def clear(self) -> None:
-        self.properties = {t: {p.name: p for p in _builtin(t)} for t in OBJECT_TYPES}
+        self.properties = {t: {p.name: p for p in builtin_properties(t)} for t in OBJECT_TYPES}
         self.pipelines = {DEFAULT_PIPELINE.id: DEFAULT_PIPELINE}
         self.records: dict[str, dict[str, Record]] = {t: {} for t in OBJECT_TYPES}
         self.aliases: dict[str, dict[str, str]] = {t: {} for t in OBJECT_TYPES}  # merged id -> survivor
@@ -283,7 +100,7 @@ class Portal:
 
     def object_type(self, raw: str) -> str:
         for name, type_id in OBJECT_TYPES.items():
-            if raw in (name, type_id, _NAMES[name]):
+            if raw in (name, type_id, SINGULAR_NAMES[name]):
                 return name
         raise HubSpotError(400, "VALIDATION_ERROR", f"Unable to infer object type from: {raw}")
 
@@ -349,7 +166,7 @@ class Portal:
 
     def find_unique(self, object_type: str, name: str, value: str) -> Record | None:
         """The record holding a unique property's value (emails compared case-blind)."""
-        record_id = self._unique.get((object_type, name, _folded(name, value)))
+        record_id = self._unique.get((object_type, name, folded(name, value)))
         return self.records[object_type].get(record_id) if record_id is not None else None
 
     def _index(self, record: Record, values: Mapping[str, str]) -> None:
@@ -359,9 +176,9 @@ class Portal:
             if name in known and known[name].unique:
                 old = record.values().get(name)
                 if old is not None:
-                    self._unique.pop((record.object_type, name, _folded(name, old)), None)
+                    self._unique.pop((record.object_type, name, folded(name, old)), None)
                 if value:
-                    self._unique[(record.object_type, name, _folded(name, value))] = record.id
+                    self._unique[(record.object_type, name, folded(name, value))] = record.id
 
     def unique_property(self, object_type: str, name: str) -> Property:
         prop = self.properties[object_type].get(name)
@@ -427,7 +244,7 @@ class Portal:
             if len(value) > MAX_STRING:
                 raise invalid_value(name, value[:20], f"at most {MAX_STRING} characters")
             existing = record.values().get(name, "") if record else ""
-            values[name] = "" if value == "" else _normal(prop, value, existing)
+            values[name] = "" if value == "" else normal_value(prop, value, existing)
         return values
 
     def _check_stage(self, pipeline_id: str, stage_id: str) -> None:
@@ -444,7 +261,7 @@ class Portal:
                     raise HubSpotError(
                         409,
                         "CONFLICT",
-                        f"A {_NAMES[object_type]} with {name}={value} already exists. Existing ID: {holder.id}",
+                        f"A {SINGULAR_NAMES[object_type]} with {name}={value} already exists. Existing ID: {holder.id}",
                         [{"message": "Unique value conflict", "code": "CONFLICT", "context": {"propertyName": [name]}}],
                     )
 
@@ -522,90 +339,3 @@ class Portal:
         return sorted(
             (ti for ft, fi, tt, ti in self.associations if (ft, fi, tt) == (from_type, source.id, to_type)), key=int
         )
-
-
-_OPEN_ENUMERATIONS = frozenset({"dealstage", "pipeline", "hubspot_owner_id", "hs_attachment_ids"})
-"""Enumerations whose values are other objects' ids (pipelines and stages are checked apart)."""
-
-
-def _folded(name: str, value: str) -> str:
-    return value.lower() if name == "email" else value
-
-
-def _normal(prop: Property, value: str, existing: str) -> str:
-    """The stored form of a non-empty value, or a 400 naming the property."""
-    name = prop.name
-    if prop.type == "number":
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            raise invalid_value(name, value, "not a number") from None
-        if not number.is_finite():
-            raise invalid_value(name, value, "not a finite number")
-        return value
-    if prop.type == "bool":
-        if value.lower() not in ("true", "false"):
-            raise invalid_value(name, value, "a bool is 'true' or 'false'")
-        return value.lower()
-    if prop.type == "datetime":
-        return iso(epoch_ms(name, value))
-    if prop.type == "date":
-        ms = epoch_ms(name, value)
-        if ms % 86_400_000:
-            raise invalid_value(name, value, "a date is midnight UTC")
-        return datetime.fromtimestamp(ms / 1000, tz=UTC).date().isoformat()
-    if prop.type == "enumeration" and name not in _OPEN_ENUMERATIONS:
-        parts = [p for p in value.split(";") if p]
-        if value.startswith(";"):  # a leading ';' appends to the values held
-            parts = [p for p in existing.split(";") if p] + parts
-        unknown = [p for p in parts if p not in prop.options]
-        if unknown:
-            raise invalid_value(name, value, f"{unknown[0]!r} is not one of the allowed options")
-        return ";".join(dict.fromkeys(parts))
-    return value
-
-
-def epoch_ms(name: str, value: str) -> int:
-    if value.isdigit():
-        return int(value)
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid_value(name, value, "epoch milliseconds or ISO 8601 expected") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def records_json(
-    records: Iterable[Record],
-    portal: Portal,
-    properties: list[str],
-    with_history: list[str],
-    as_of_ms: int | None = None,
-) -> list[dict[str, Any]]:
-    return [record_json(r, portal, properties, with_history, as_of_ms) for r in records]
-
-
-def record_json(
-    record: Record, portal: Portal, properties: list[str], with_history: list[str], as_of_ms: int | None = None
-) -> dict[str, Any]:
-    """SimplePublicObject: the asked properties (default ones when none), ``hs_object_id`` and the
-    modification dates always; absent values left out."""
-    values = record.values(as_of_ms)
-    wanted = list(properties or DEFAULT_PROPERTIES[record.object_type])
-    wanted += ["hs_object_id", "createdate", LAST_MODIFIED[record.object_type]]
-    body: dict[str, Any] = {
-        "id": record.id,
-        "properties": {name: values.get(name) for name in dict.fromkeys(wanted)},
-        "createdAt": iso(record.created_ms),
-        "updatedAt": values[LAST_MODIFIED[record.object_type]],
-        "archived": record.archived_ms is not None,
-    }
-    if record.archived_ms is not None:
-        body["archivedAt"] = iso(record.archived_ms)
-    if with_history:
-        body["propertiesWithHistory"] = {
-            name: [v.to_json() for v in record.history.get(name, [])] for name in with_history
-        }
-    return body

@@ -10,7 +10,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .errors import validation
-from .portal import Portal, Property, epoch_ms, records_json
+from .model import Property
+from .portal import Portal
+from .render import records_json
+from .values import epoch_ms
 
 MAX_PAGE = 200
 MAX_GROUPS, MAX_FILTERS_PER_GROUP, MAX_FILTERS = 5, 6, 18

@@ -14,7 +14,8 @@ from crm_pipeline.emulation.routes import emulator_of
 
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
-from .query import MAX_PAGE_SIZE, Viewer, page_size_of, paginate
+from .query import page_size_of, paginate
+from .query_columns import MAX_PAGE_SIZE, Viewer
 from .render import (
     block_json,
     data_source_json,

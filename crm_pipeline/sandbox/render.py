@@ -10,7 +10,8 @@ from typing import Any
 from crm_pipeline.emulation.clock import iso_millis, iso_minute
 
 from .model import Block, Database, DataSource, Page, User, user_ref
-from .properties import plain_text, render_schema, render_value, text_items
+from .properties import plain_text, render_value, text_items
+from .property_schemas import render_schema
 
 
 def notion_url(title: str, object_id: str) -> str:
