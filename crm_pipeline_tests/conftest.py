@@ -35,12 +35,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With --store-only, leave out the tests that never reach the deal store through the suite's
     fixtures (the local APIs, the pure merge, the models, what pins the embedded server): a
-    second run of them on another PostgreSQL would prove nothing new."""
-    if not config.getoption("--store-only"):
-        return
-    kept = [item for item in items if "store_settings" in getattr(item, "fixturenames", ())]
-    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-    items[:] = kept
+    second run of them on another PostgreSQL would prove nothing new.
+
+    The tests marked ``long`` go first (in their own order, then the rest in theirs): with
+    parallel workers (pytest-xdist), a long test started last would leave the other workers idle
+    while it runs."""
+    if config.getoption("--store-only"):
+        kept = [item for item in items if "store_settings" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(scope="session")
