@@ -36,15 +36,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker gets an embedded server of its own (a data directory per worker, for
+    it and every process it starts): the change feed reads up to the server's oldest open
+    transaction, in any database, so workers sharing one server would hold back each other's
+    passes. The external pass runs in one process for the same reason (scripts/test)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and "CRM_PIPELINE_DATABASE_URL" not in os.environ:
+        os.environ["CRM_PIPELINE_DATA_DIR"] = str(Settings().data_dir / "pytest-workers" / worker)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With --store-only, leave out the tests that never reach the deal store through the suite's
     fixtures (the local APIs, the pure merge, the models, what pins the embedded server): a
-    second run of them on another PostgreSQL would prove nothing new."""
-    if not config.getoption("--store-only"):
-        return
-    kept = [item for item in items if "store_settings" in getattr(item, "fixturenames", ())]
-    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
-    items[:] = kept
+    second run of them on another PostgreSQL would prove nothing new.
+
+    The tests marked ``long`` go first (in their own order, then the rest in theirs): with
+    parallel workers (scripts/test runs pytest-xdist), a long test started last would leave the
+    other workers idle while it runs."""
+    if config.getoption("--store-only"):
+        kept = [item for item in items if "store_settings" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
 
 
 @pytest.fixture(scope="session")

@@ -293,6 +293,7 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
+@pytest.mark.long
 @pytest.mark.skipif(sys.platform == "win32", reason="signals")
 def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_start_syncs(tmp_path: Path) -> None:
     """The README's main command, end to end, in a data directory of its own: the first start
@@ -384,6 +385,7 @@ def test_ctrl_c_with_runs_in_flight_cancels_them_stops_everything_and_the_next_s
         _stop_at_once(dev)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize(
     "command",
     [
@@ -423,6 +425,7 @@ def test_dagster_commands_from_the_checkout_need_no_settings(command: list[str],
     assert "RUN_SUCCESS" in run.stderr
 
 
+@pytest.mark.long
 @pytest.mark.skipif(sys.platform == "win32", reason="signals")
 @pytest.mark.parametrize("command", [["dg", "dev"], ["dagster", "dev"]], ids=["dg dev", "dagster dev"])
 def test_dagster_dev_from_the_checkout_serves_and_stops_on_sigint(command: list[str], tmp_path: Path) -> None:
@@ -458,6 +461,7 @@ def test_dagster_dev_from_the_checkout_serves_and_stops_on_sigint(command: list[
     assert not any(_alive(pid) for pid in family)
 
 
+@pytest.mark.long
 def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo tenants file, both local APIs and the environment `crm-pipeline dev` hands Dagster:
     `dagster asset materialize` of each demo tenant's partition syncs it with its own CRM (what the
@@ -496,6 +500,7 @@ def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, m
     assert tenants == ["demo", HUBSPOT_DEMO_TENANT]
 
 
+@pytest.mark.long
 def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path: Path) -> None:
     """Installed, the package has no checkout beside it: `crm-pipeline dev` finds the instance
     settings and workspace the wheel carries and keeps its state in the working directory.

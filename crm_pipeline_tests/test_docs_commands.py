@@ -213,6 +213,7 @@ def test_the_docs_have_shell_blocks_and_say_why_one_is_not_run() -> None:
     assert sum(block.not_run is None for block in BLOCKS) > sum(block.not_run is not None for block in BLOCKS)
 
 
+@pytest.mark.long
 def test_every_shell_block_runs_as_written_after_the_quick_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -143,6 +143,7 @@ async def test_a_mapped_column_retyped_or_deleted_is_named_before_any_write(
         await notion.aclose()
 
 
+@pytest.mark.long
 async def test_an_import_of_12000_pages_in_one_minute_is_read_completely(workspace: Workspace) -> None:
     """12,000 pages share one created_time minute, past the 10,000-row cap of a query: the minute
     is read in keyset windows over the Deal ID (unique_id) column."""

@@ -37,6 +37,7 @@ TENANTS = {"a1": "a", "a2": "a", "b": "b", "c": "c"}
 """Tenant → integration: a1 and a2 share one, b and c have one each."""
 
 
+@pytest.mark.long
 async def test_three_tenants_sync_in_parallel_runs_without_exceeding_one_integrations_budget(
     database: Database, repository: DealRepository, tmp_path: Path
 ) -> None:

@@ -211,6 +211,7 @@ def machine(
     return SyncMachine
 
 
+@pytest.mark.long
 def test_random_interleavings_with_faults_converge_without_losing_an_edit(
     store_settings: Settings, sandbox_server: RunningSandbox, control: SandboxControl, monkeypatch: pytest.MonkeyPatch
 ) -> None:
