@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import random
@@ -22,7 +21,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import yaml
 from sqlalchemy import URL
 
 from crm_pipeline.dagster_process import supervise
@@ -188,30 +189,33 @@ lands in a file."""
 def write_instance_config(dagster_home: Path, *, celery: bool = False) -> None:
     """Write `dagster_home/dagster.yaml`: the checkout's dagster.yaml (settings shared by every
     Dagster command) plus storage in the deal store's PostgreSQL and local files under
-    `dagster_home`, and with ``celery`` the run launcher that sends runs to Celery workers.
+    `dagster_home`, and with ``celery`` the settings that send runs to Celery workers and resume
+    the runs of a lost one (which the default launcher refuses, so they are not the checkout's).
     Dagster also writes logs into its working directory, which is `dagster_home`."""
-    storage = json.dumps(str(dagster_home / "storage"))  # a JSON string is a YAML scalar
+    storage = {"base_dir": str(dagster_home / "storage")}
+    settings: dict[str, Any] = yaml.safe_load(project_file("dagster.yaml").read_text()) | {
+        "storage": {"postgres": {"postgres_url": {"env": DAGSTER_PG_URL_VARIABLE}}},
+        "local_artifact_storage": {
+            "module": "dagster.core.storage.root",
+            "class": "LocalArtifactStorage",
+            "config": storage,
+        },
+        "compute_logs": {
+            "module": "dagster.core.storage.local_compute_log_manager",
+            "class": "LocalComputeLogManager",
+            "config": storage,
+        },
+    }
+    if celery:
+        for key, value in yaml.safe_load(celery_instance_settings()).items():
+            settings[key] = {**settings.get(key, {}), **value}
     dagster_home.mkdir(parents=True, exist_ok=True)
     (dagster_home / "dagster.yaml").write_text(
-        project_file("dagster.yaml").read_text()
-        + f"""
-# Added by `crm-pipeline dev`.
-storage:
-  postgres:
-    postgres_url:
-      env: {DAGSTER_PG_URL_VARIABLE}
-local_artifact_storage:
-  module: dagster.core.storage.root
-  class: LocalArtifactStorage
-  config:
-    base_dir: {storage}
-compute_logs:
-  module: dagster.core.storage.local_compute_log_manager
-  class: LocalComputeLogManager
-  config:
-    base_dir: {storage}
-"""
-        + (celery_instance_settings() if celery else "")
+        "# Written by `crm-pipeline dev`: the checkout's dagster.yaml (which says why each setting),\n"
+        "# storage in the deal store's PostgreSQL and files here"
+        + (", runs on Celery workers" if celery else "")
+        + ".\n"
+        + yaml.safe_dump(settings, sort_keys=False)
     )
 
 

@@ -31,7 +31,9 @@ WORKER_CONFIG = "celery-worker.yaml"
 
 
 def instance_settings() -> str:
-    """The dagster.yaml block that sends runs to Celery workers through the broker in the environment."""
+    """The dagster.yaml settings that send runs to Celery workers through the broker in the
+    environment, and resume on another worker a run whose worker is lost (added to the
+    checkout's ``run_monitoring``)."""
     broker = json.dumps({"env": BROKER_VARIABLE})  # JSON is YAML
     return f"""
 # Runs go to Celery workers (`crm-pipeline worker`, on any host) through the broker.
@@ -41,6 +43,9 @@ run_launcher:
   config:
     broker: {broker}
     backend: {broker}
+# A run whose worker is gone (its host lost) is resumed on another worker, twice at most.
+run_monitoring:
+  max_resume_run_attempts: 2
 """
 
 

@@ -13,7 +13,8 @@ from dagster._core.instance.config import dagster_instance_config
 
 from crm_pipeline.celery_launcher import WorkerAwareCeleryRunLauncher
 from crm_pipeline.defs.schedules import INTEGRATION_TAG
-from crm_pipeline.settings import PROJECT_ROOT, project_file
+from crm_pipeline.dev import write_instance_config
+from crm_pipeline.settings import PROJECT_ROOT
 from crm_pipeline.workers import BROKER_VARIABLE, instance_settings
 
 
@@ -44,11 +45,15 @@ def test_the_production_dagster_yaml_validates(tmp_path: Path, monkeypatch: pyte
 def test_the_celery_launcher_block_is_what_crm_pipeline_dev_adds_and_loads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The checkout's dagster.yaml with the documented block: an instance whose launcher sends
-    runs to Celery workers and resumes them (run monitoring's resume attempts set)."""
+    """What `crm-pipeline dev` writes with a broker set is the checkout's dagster.yaml with the
+    documented block: an instance whose launcher sends runs to Celery workers and resumes them
+    (run monitoring's resume attempts set, which the checkout's default launcher refuses)."""
     block = blocks()["WorkerAwareCeleryRunLauncher"]
     assert block == yaml.safe_load(instance_settings())
-    (tmp_path / "dagster.yaml").write_text(project_file("dagster.yaml").read_text() + yaml.safe_dump(block))
+    write_instance_config(tmp_path, celery=True)
+    written = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
+    del written["storage"]  # the deal store's PostgreSQL: SQLite in the test's folder instead
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(written))
     monkeypatch.setenv(BROKER_VARIABLE, "redis://:secret@broker.example:6379/0")
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         launcher = instance.run_launcher
