@@ -10,6 +10,7 @@ then its deal-store tests (--store-only) on an external one.
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from uuid import uuid4
@@ -41,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     it and every process it starts): the change feed reads up to the server's oldest open
     transaction, in any database, so workers sharing one server would hold back each other's
     passes. The external pass runs in one process for the same reason (scripts/test)."""
+    # Run as a background job of a non-interactive shell, pytest (and each xdist worker) starts
+    # with SIGINT ignored, and Dagster gives SIGTERM SIGINT's handler whenever it captures
+    # interrupts: ignored, which every process a run starts inherits (its compute-log `tail`s
+    # then outlive SIGTERM, and each in-process run waits 30 s for each).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and "CRM_PIPELINE_DATABASE_URL" not in os.environ:
         os.environ["CRM_PIPELINE_DATA_DIR"] = str(Settings().data_dir / "pytest-workers" / worker)
