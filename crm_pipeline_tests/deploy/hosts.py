@@ -143,11 +143,18 @@ def redis_server(folder: Path, host: str, port: int) -> Iterator[tuple[str, int]
 
 @contextmanager
 def postgres_over_tcp(url: URL, host: str) -> Iterator[URL]:
-    """The embedded PostgreSQL (which listens on its Unix socket alone) reachable on ``host``: a
-    TCP port there relays each connection to the socket, and closes it when its client's side
-    closes (so a lost host's sessions end and their advisory locks go). Yields ``url`` over it."""
-    socket_path = Path(str(url.query["host"])) / f".s.PGSQL.{url.port or 5432}"
+    """The deal store's PostgreSQL reachable on ``host``: a TCP port there relays each connection
+    to the server (the embedded one's Unix socket, or an external server's own address, which the
+    hosts cannot reach), and closes it when its client's side closes (so a lost host's sessions
+    end and their advisory locks go). Yields ``url`` over it."""
+    socket = url.query.get("host")
+    port = url.port or 5432
     loop = asyncio.new_event_loop()
+
+    async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if socket is not None:
+            return await asyncio.open_unix_connection(str(Path(str(socket)) / f".s.PGSQL.{port}"))
+        return await asyncio.open_connection(url.host or "127.0.0.1", port)
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -160,16 +167,15 @@ def postgres_over_tcp(url: URL, host: str) -> Iterator[URL]:
             writer.close()
 
     async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        server_reader, server_writer = await asyncio.open_unix_connection(str(socket_path))
+        server_reader, server_writer = await connect()
         await asyncio.gather(pipe(client_reader, server_writer), pipe(server_reader, client_writer))
 
     server = loop.run_until_complete(asyncio.start_server(relay, host, 0))
-    port = server.sockets[0].getsockname()[1]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
         query = {key: value for key, value in url.query.items() if key != "host"}
-        yield url.set(host=host, port=port, query=query)
+        yield url.set(host=host, port=server.sockets[0].getsockname()[1], query=query)
     finally:
 
         async def close() -> None:
