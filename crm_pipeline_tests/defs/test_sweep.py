@@ -217,18 +217,14 @@ async def test_the_tenants_the_agent_changed_are_passed_before_the_rest_of_the_s
     result = await sweeping.sweep(concurrency=1)
 
     assert result.success
-    async with sweeping.database.owner_transaction() as connection:
-        created = (
-            await connection.execute(
-                text("SELECT min(linked_at) FROM crm.sync_links WHERE tenant_id = :tenant"), {"tenant": agent.tenant_id}
-            )
-        ).scalar_one()
-        pulled = (
-            await connection.execute(
-                text("SELECT min(changed_at) FROM crm.change_log WHERE tenant_id = ANY(:tenants) AND actor = 'human'"),
-                {"tenants": [tenant.tenant_id for tenant in edited]},
-            )
-        ).scalar_one()
+
+    async def earliest(tenant: TenantConnection, query: str) -> datetime | None:
+        async with sweeping.database.tenant_transaction(tenant.tenant_id) as connection:
+            return (await connection.execute(text(query))).scalar_one()
+
+    created = await earliest(agent, "SELECT min(linked_at) FROM crm.sync_links")
+    pulls = [await earliest(t, "SELECT min(changed_at) FROM crm.change_log WHERE actor = 'human'") for t in edited]
+    pulled = min((moment for moment in pulls if moment is not None), default=None)
     assert created is not None and pulled is not None
     assert created < pulled
 
