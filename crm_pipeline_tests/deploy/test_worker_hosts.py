@@ -160,8 +160,11 @@ def _titles(control: SandboxControl, data_source: str) -> list[str]:
     return sorted(page["properties"]["Deal Name"]["title"][0]["plain_text"] for page in control.all_pages(data_source))
 
 
-def _only_ok(stats: dict[str, Any]) -> None:
-    assert all(set(statuses) == {"200"} for statuses in stats["by_token"].values()), stats["by_token"]
+def _only_ok(stats: dict[str, Any], *, cut_off: bool = False) -> None:
+    """Every request answered 200, on every integration: none refused for the rate (429). With
+    ``cut_off``, a request a lost host had in flight may end as 499 (its client gone)."""
+    allowed = {"200", "499"} if cut_off else {"200"}
+    assert all(set(statuses) <= allowed for statuses in stats["by_token"].values()), stats["by_token"]
 
 
 async def test_tenants_sync_from_both_hosts_within_each_integrations_budget(
@@ -238,7 +241,7 @@ async def test_a_lost_host_s_runs_finish_on_the_other_host(cluster: Cluster, rep
     assert values[f"{first} deal 0"] == 4321
     [edited] = [d for d in await repository.list_opportunities(first) if d.name == f"{first} deal 1"]
     assert edited.estimated_value == 777
-    _only_ok(cluster.control.stats())
+    _only_ok(cluster.control.stats(), cut_off=True)
 
 
 def _sweep_metadata(instance: dg.DagsterInstance, run_id: str) -> dict[str, Any]:
