@@ -59,7 +59,7 @@ _DATETIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\
 _TOKEN = re.compile(
     rf"""(?P<space>\s+)
     | (?P<datetime>{_DATETIME.pattern})(?![\w:.])
-    | (?P<date>\d{4}-\d\d-\d\d)(?![\w:.])
+    | (?P<date>\d{{4}}-\d\d-\d\d)(?![\w:.])
     | (?P<number>-?\d+(?:\.\d+)?)(?![\w.])
     | (?P<string>'(?:[^'\\]|\\.)*')
     | (?P<name>[A-Za-z][A-Za-z0-9_]*)
