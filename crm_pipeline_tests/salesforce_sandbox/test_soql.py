@@ -514,7 +514,7 @@ def holds(tree: Any, row: Mapping[str, Any]) -> bool:
     raise AssertionError(tree)
 
 
-@settings(deadline=None)  # no timing in tests: the machine is shared
+@settings(deadline=None)  # a result, never a duration, decides these tests
 @given(rows(), conditions())
 def test_where_agrees_with_python(data: list[dict[str, Any]], condition: tuple[str, Any]) -> None:
     text, tree = condition
