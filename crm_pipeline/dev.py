@@ -116,35 +116,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ[DAGSTER_PG_URL_VARIABLE] = database_url.set(drivername="postgresql+psycopg2").render_as_string(
         hide_password=False
     )
-    environment = os.environ | {
-        "DAGSTER_HOME": str(dagster_home),
-        # Resolved here (environment or .env), handed on: Dagster's processes run elsewhere.
-        "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
-        "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
-        "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
-        **({} if settings.tenants_file is None else {"CRM_PIPELINE_TENANTS_FILE": str(settings.tenants_file)}),
-        **(
-            {}
-            if settings.secret_keys is None
-            else {"CRM_PIPELINE_SECRET_KEYS": settings.secret_keys.get_secret_value()}
-        ),
-        **({} if settings.celery_broker is None else {BROKER_VARIABLE: settings.celery_broker.get_secret_value()}),
-    }
-    command = [
-        sys.executable,
-        # `dagster dev` is superseded by `dg dev`, which needs a dg project; an installed package has none.
-        "-W",
-        "ignore:Function `dev_command` is superseded",
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(project_file("workspace.yaml")),
-        "-h",
-        args.host,
-        "-p",
-        str(args.port),
-    ]
+    environment = _dagster_environment(settings, dagster_home, database_url, app_database_url)
+    command = _dagster_command(args)
     agent_every = 0.0 if args.no_seed else args.agent_every
     log_path = dagster_home / DAGSTER_LOG
     ui = f"http://{args.host}:{args.port}"
@@ -161,6 +134,45 @@ def run(args: argparse.Namespace) -> int:
             graphql_url=f"{ui}/graphql",
             on_ready=lambda: logger.info(ready_banner(ui, notion_environment, hubspot_environment, log_path)),
         )
+
+
+def _dagster_environment(
+    settings: Settings, dagster_home: Path, database_url: URL, app_database_url: URL
+) -> dict[str, str]:
+    """This process's environment with what Dagster's processes need of the settings, resolved here
+    (environment or .env) and handed on, since those processes run elsewhere."""
+    return os.environ | {
+        "DAGSTER_HOME": str(dagster_home),
+        "CRM_PIPELINE_DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_APP_DATABASE_URL": app_database_url.render_as_string(hide_password=False),
+        "CRM_PIPELINE_TENANT_ID": settings.tenant_id,
+        **({} if settings.tenants_file is None else {"CRM_PIPELINE_TENANTS_FILE": str(settings.tenants_file)}),
+        **(
+            {}
+            if settings.secret_keys is None
+            else {"CRM_PIPELINE_SECRET_KEYS": settings.secret_keys.get_secret_value()}
+        ),
+        **({} if settings.celery_broker is None else {BROKER_VARIABLE: settings.celery_broker.get_secret_value()}),
+    }
+
+
+def _dagster_command(args: argparse.Namespace) -> list[str]:
+    """`dagster dev` on the project's workspace, at the host and port asked for."""
+    return [
+        sys.executable,
+        # `dagster dev` is superseded by `dg dev`, which needs a dg project; an installed package has none.
+        "-W",
+        "ignore:Function `dev_command` is superseded",
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(project_file("workspace.yaml")),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
 
 
 DAGSTER_LOG = "dagster.log"

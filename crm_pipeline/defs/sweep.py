@@ -84,13 +84,8 @@ async def sync_tenants(
     in flight, ``concurrency`` at a time: first those with deal-store changes waiting, so the
     agent's edits do not wait behind the shard's idle tenants."""
     started = time.monotonic()
-    known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
     own_runs = partitions_in_flight(context.instance, SYNC_JOB)
-    mine = [
-        tenant
-        for tenant in await tenants.active_in(deal_store.database)
-        if tenant.tenant_id in known and shard_of(tenant.tenant_id, config.shards) == config.shard
-    ]
+    mine = await _shard_tenants(context, config, deal_store, tenants)
     limit = asyncio.Semaphore(config.concurrency)
     shard = await _changed_first(
         [tenant for tenant in mine if tenant.tenant_id not in own_runs], deal_store, crm, limit
@@ -109,15 +104,7 @@ async def sync_tenants(
             # Dagster logs check evaluations here too; its type names only the older events.
             context.log_event(event)  # type: ignore[arg-type]
     failed = [tenant for tenant in swept if tenant.error is not None]
-    metadata: dict[str, dg.RawMetadataValue] = {
-        "tenants": len(mine),
-        "quiet": sum(tenant.quiet for tenant in swept),
-        "synced": sum(not (tenant.quiet or tenant.busy or tenant.error) for tenant in swept),
-        "busy": sum(tenant.busy for tenant in swept) + len(mine) - len(shard),
-        "failed": len(failed),
-        "requests": sum(tenant.requests for tenant in swept),
-        "seconds": round(time.monotonic() - started, 2),
-    }
+    metadata = _sweep_metadata(swept, len(mine), len(mine) - len(shard), started)
     if failed:
         raise dg.Failure(
             f"{len(failed)} of {len(swept)} tenants failed: "
@@ -125,6 +112,34 @@ async def sync_tenants(
             metadata=metadata,
         )
     return dg.Output(None, metadata=metadata)
+
+
+async def _shard_tenants(
+    context: dg.OpExecutionContext, config: SweepConfig, deal_store: DealStoreResource, tenants: TenantsResource
+) -> list[TenantConnection]:
+    """The active tenants of this run's shard that have a partition."""
+    known = set(context.instance.get_dynamic_partitions(TENANT_PARTITIONS))
+    return [
+        tenant
+        for tenant in await tenants.active_in(deal_store.database)
+        if tenant.tenant_id in known and shard_of(tenant.tenant_id, config.shards) == config.shard
+    ]
+
+
+def _sweep_metadata(
+    swept: list[TenantSweep], tenants: int, left_to_own_runs: int, started: float
+) -> dict[str, int | float]:
+    """The run's figures: the shard's tenants and how their passes ended (a tenant left to a run of
+    its own counts as busy), the requests they sent, the seconds since ``started``."""
+    return {
+        "tenants": tenants,
+        "quiet": sum(tenant.quiet for tenant in swept),
+        "synced": sum(not (tenant.quiet or tenant.busy or tenant.error) for tenant in swept),
+        "busy": sum(tenant.busy for tenant in swept) + left_to_own_runs,
+        "failed": sum(tenant.error is not None for tenant in swept),
+        "requests": sum(tenant.requests for tenant in swept),
+        "seconds": round(time.monotonic() - started, 2),
+    }
 
 
 async def _changed_first(

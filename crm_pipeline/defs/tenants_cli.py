@@ -38,6 +38,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser("tenants", help="the tenant registry: the tenants the Dagster schedule syncs")
     commands = parser.add_subparsers(dest="tenants_command", required=True)
     commands.add_parser("list", help="the registered tenant connections").set_defaults(handler=run_list)
+    _add_command(commands)
+    for name, active, what in (
+        ("pause", False, "leave a tenant out of the schedule"),
+        ("resume", True, "put a paused tenant back in the schedule"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument("tenant_id")
+        command.set_defaults(handler=run_set_active, active=active)
+    remove = commands.add_parser("remove", help="detach a tenant from its CRM; its deals and sync state stay")
+    remove.add_argument("tenant_id")
+    remove.set_defaults(handler=run_remove)
+    rediscover = commands.add_parser(
+        "rediscover", help="drop what the sync kept of a tenant's CRM connection: its next pass asks for all of it"
+    )
+    rediscover.add_argument("tenant_id")
+    rediscover.set_defaults(handler=run_rediscover)
+    imported = commands.add_parser("import", help="add (or replace) the tenants of a tenants TOML file")
+    imported.add_argument("file", type=Path)
+    imported.set_defaults(handler=run_import)
+    exported = commands.add_parser("export", help="write the registry as a tenants TOML file (default: stdout)")
+    exported.add_argument("file", type=Path, nargs="?")
+    exported.set_defaults(handler=run_export)
+    rotate = commands.add_parser("rotate-key", help="re-encrypt every stored token with the newest key")
+    rotate.set_defaults(handler=run_rotate_key)
+    commands.add_parser("generate-key", help="print a new key for CRM_PIPELINE_SECRET_KEYS").set_defaults(
+        handler=run_generate_key
+    )
+
+
+def _add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``tenants add``: a tenant's connection; its token named by an environment variable or a file,
+    or read from standard input, never given on the command line."""
     add = commands.add_parser("add", help="add (or replace) a tenant connection")
     add.add_argument("tenant_id", help="lowercase slug, e.g. acme")
     add.add_argument("--name", help="display name in the deal store (default: the id)")
@@ -66,32 +98,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add.add_argument("--inactive", action="store_true", help="register it but leave it out of the schedule")
     add.set_defaults(handler=run_add)
-    for name, active, what in (
-        ("pause", False, "leave a tenant out of the schedule"),
-        ("resume", True, "put a paused tenant back in the schedule"),
-    ):
-        command = commands.add_parser(name, help=what)
-        command.add_argument("tenant_id")
-        command.set_defaults(handler=run_set_active, active=active)
-    remove = commands.add_parser("remove", help="detach a tenant from its CRM; its deals and sync state stay")
-    remove.add_argument("tenant_id")
-    remove.set_defaults(handler=run_remove)
-    rediscover = commands.add_parser(
-        "rediscover", help="drop what the sync kept of a tenant's CRM connection: its next pass asks for all of it"
-    )
-    rediscover.add_argument("tenant_id")
-    rediscover.set_defaults(handler=run_rediscover)
-    imported = commands.add_parser("import", help="add (or replace) the tenants of a tenants TOML file")
-    imported.add_argument("file", type=Path)
-    imported.set_defaults(handler=run_import)
-    exported = commands.add_parser("export", help="write the registry as a tenants TOML file (default: stdout)")
-    exported.add_argument("file", type=Path, nargs="?")
-    exported.set_defaults(handler=run_export)
-    rotate = commands.add_parser("rotate-key", help="re-encrypt every stored token with the newest key")
-    rotate.set_defaults(handler=run_rotate_key)
-    commands.add_parser("generate-key", help="print a new key for CRM_PIPELINE_SECRET_KEYS").set_defaults(
-        handler=run_generate_key
-    )
 
 
 def _with_registry(settings: Settings, work: Callable[[TenantRegistry], Awaitable[T]]) -> T:

@@ -24,26 +24,7 @@ OPERATORS = (
 
 
 def search(portal: Portal, object_type: str, body: Mapping[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(body)) > MAX_BODY_CHARS:
-        raise validation(f"Search request bodies are limited to {MAX_BODY_CHARS} characters.")
-    groups = body.get("filterGroups") or []
-    if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
-        raise validation(f"At most {MAX_GROUPS} filterGroups are allowed.")
-    filters = [group.get("filters") or [] for group in groups if isinstance(group, dict)]
-    if any(len(f) > MAX_FILTERS_PER_GROUP for f in filters) or sum(map(len, filters)) > MAX_FILTERS:
-        raise validation(f"At most {MAX_FILTERS_PER_GROUP} filters a group and {MAX_FILTERS} in all are allowed.")
-    sorts = body.get("sorts") or []
-    if len(sorts) > 1:
-        raise validation("Only one sort is allowed.")
-    limit, after = body.get("limit", 10), str(body.get("after", "0") or "0")
-    if not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
-        raise validation(f"limit must be from 1 to {MAX_PAGE}.")
-    if not after.isdigit():
-        raise validation("after must be an integer string.")
-    start = int(after)
-    if start + limit > portal.search_result_cap:
-        raise validation(f"Paging beyond {portal.search_result_cap} results is not supported.")
-
+    filters, sorts, start, limit = _checked_request(portal, body)
     as_of = portal.clock.now_ms() - portal.search_lag_ms
     known = portal.properties[object_type]
     predicates = [[_predicate(known, f) for f in group] for group in filters]
@@ -66,6 +47,31 @@ def search(portal: Portal, object_type: str, body: Mapping[str, Any]) -> dict[st
     if start + limit < len(matches):
         answer["paging"] = {"next": {"after": str(start + limit)}}
     return answer
+
+
+def _checked_request(portal: Portal, body: Mapping[str, Any]) -> tuple[list[Any], list[Any], int, int]:
+    """The request's filter groups, sorts, first result and page size, refused as HubSpot refuses
+    them past its caps before anything is matched."""
+    if len(json.dumps(body)) > MAX_BODY_CHARS:
+        raise validation(f"Search request bodies are limited to {MAX_BODY_CHARS} characters.")
+    groups = body.get("filterGroups") or []
+    if not isinstance(groups, list) or len(groups) > MAX_GROUPS:
+        raise validation(f"At most {MAX_GROUPS} filterGroups are allowed.")
+    filters = [group.get("filters") or [] for group in groups if isinstance(group, dict)]
+    if any(len(f) > MAX_FILTERS_PER_GROUP for f in filters) or sum(map(len, filters)) > MAX_FILTERS:
+        raise validation(f"At most {MAX_FILTERS_PER_GROUP} filters a group and {MAX_FILTERS} in all are allowed.")
+    sorts = body.get("sorts") or []
+    if len(sorts) > 1:
+        raise validation("Only one sort is allowed.")
+    limit, after = body.get("limit", 10), str(body.get("after", "0") or "0")
+    if not isinstance(limit, int) or not 0 < limit <= MAX_PAGE:
+        raise validation(f"limit must be from 1 to {MAX_PAGE}.")
+    if not after.isdigit():
+        raise validation("after must be an integer string.")
+    start = int(after)
+    if start + limit > portal.search_result_cap:
+        raise validation(f"Paging beyond {portal.search_result_cap} results is not supported.")
+    return filters, sorts, start, limit
 
 
 def _known(known: Mapping[str, Property], name: str) -> Property:

@@ -102,28 +102,7 @@ class WorkspaceSchema(WorkspaceTables):
         if not isinstance(raw, dict):
             raise body_validation(path, "should be an object", raw)
         properties = copy.deepcopy(ds.properties)
-        retyped: set[str] = set()
-        linked: dict[str, dict[str, Any]] = {}  # property id -> its relation or rollup config
-        for key, config in raw.items():
-            at = f"{path}.{key}"
-            prop = resolve_property(properties, key)
-            if config is None:
-                if prop is None:
-                    raise validation(f"{key} is not a property that exists.")
-                if prop.type == "title":
-                    raise validation("The title property of a data source can't be deleted.")
-                del properties[prop.id]
-                continue
-            if prop is None:
-                if not isinstance(config, dict):
-                    raise body_validation(at, "should be an object or `null`", config)
-                prop = _new_property(config.get("name", key), config, at, properties)
-                properties[prop.id] = prop
-                retyped.add(prop.id)
-            elif _change_property(prop, config, at, properties):
-                retyped.add(prop.id)
-            if prop.type in ("relation", "rollup") and (prop.id in retyped or prop.type in config):
-                linked[prop.id] = config
+        retyped, linked = _edit_properties(properties, raw, path)
         partners = [
             self._link(ds, properties, properties[prop_id], config, f"{path}.{properties[prop_id].name}")
             for prop_id, config in linked.items()
@@ -282,6 +261,37 @@ def _unlinked_properties(
     if not titles:
         properties = {"title": PropertySchema("title", "Name", "title"), **properties}
     return properties
+
+
+def _edit_properties(
+    properties: dict[str, PropertySchema], raw: dict[str, Any], path: str
+) -> tuple[set[str], dict[str, dict[str, Any]]]:
+    """Apply a schema update's property edits to ``properties`` (a copy: a refused edit leaves the
+    data source as it was); return the ids of the properties added or re-typed, and the relations
+    and rollups whose configuration is still to be linked (property id -> its config)."""
+    retyped: set[str] = set()
+    linked: dict[str, dict[str, Any]] = {}  # property id -> its relation or rollup config
+    for key, config in raw.items():
+        at = f"{path}.{key}"
+        prop = resolve_property(properties, key)
+        if config is None:
+            if prop is None:
+                raise validation(f"{key} is not a property that exists.")
+            if prop.type == "title":
+                raise validation("The title property of a data source can't be deleted.")
+            del properties[prop.id]
+            continue
+        if prop is None:
+            if not isinstance(config, dict):
+                raise body_validation(at, "should be an object or `null`", config)
+            prop = _new_property(config.get("name", key), config, at, properties)
+            properties[prop.id] = prop
+            retyped.add(prop.id)
+        elif _change_property(prop, config, at, properties):
+            retyped.add(prop.id)
+        if prop.type in ("relation", "rollup") and (prop.id in retyped or prop.type in config):
+            linked[prop.id] = config
+    return retyped, linked
 
 
 def _new_property(

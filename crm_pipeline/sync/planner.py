@@ -359,14 +359,19 @@ def _field_plans(
     plans = plan_records(states, ownership, snapshot.fields, precision=precision)
     for plan in plans:
         if plan.record_id in kept_views:
-            kept = kept_views[plan.record_id]
-            held = kept.values if kept is not None else {}
-            plan.push |= {
-                name: value
-                for name, value in plan.pull.items()
-                if kept is None or comparable(held.get(name)) != comparable(value)
-            }
+            _pull_to_kept(plan, kept_views[plan.record_id])
     return plans
+
+
+def _pull_to_kept(plan: RecordPlan, kept: ExternalView | None) -> None:
+    """What a duplicate brings in goes to the kept record too: each pulled value the kept record
+    does not hold yet is pushed to it as well."""
+    held = kept.values if kept is not None else {}
+    plan.push |= {
+        name: value
+        for name, value in plan.pull.items()
+        if kept is None or comparable(held.get(name)) != comparable(value)
+    }
 
 
 def _with_duplicate(kept: ExternalView | None, duplicate: ExternalView, base: Mapping[str, Any]) -> ExternalView:

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from crm_pipeline.models import OPPORTUNITY_FIELDS, ChangeRecord
 from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Outcome, Side
-from crm_pipeline.sync.planner import Lifecycle, PassPlan
+from crm_pipeline.sync.planner import Lifecycle, PassPlan, RecordPlan
 from crm_pipeline.sync.status import decode_value, encode_value
 
 __all__ = [
@@ -109,21 +109,7 @@ def planned_writes(plan: PassPlan, names: Mapping[UUID, str], connector: str) ->
         for external_id, values in plan.adoptions
     ]
     for record in plan.records:
-        name = names.get(record.record_id, "")
-        writes += [
-            PlannedWrite(
-                name,
-                str(record.record_id),
-                "update",
-                side_name(entry.side, connector),
-                entry.field,
-                entry.old,
-                entry.new,
-                str(entry.rule),
-                entry.outcome is Outcome.CONFLICT,
-            )
-            for entry in record.audit
-        ]
+        writes += _field_updates(record, names.get(record.record_id, ""), connector)
     for action in plan.deletes:
         if action.action in _LIFECYCLE_WRITES:
             verb, side = _LIFECYCLE_WRITES[action.action]
@@ -141,6 +127,25 @@ def planned_writes(plan: PassPlan, names: Mapping[UUID, str], connector: str) ->
         for a in plan.activities
     ]
     return writes
+
+
+def _field_updates(record: RecordPlan, name: str, connector: str) -> list[PlannedWrite]:
+    """A record's field updates, one per audit entry: the field, the side written, old and new, the
+    rule, and whether it settled a conflict."""
+    return [
+        PlannedWrite(
+            name,
+            str(record.record_id),
+            "update",
+            side_name(entry.side, connector),
+            entry.field,
+            entry.old,
+            entry.new,
+            str(entry.rule),
+            entry.outcome is Outcome.CONFLICT,
+        )
+        for entry in record.audit
+    ]
 
 
 def changed_fields(change: ChangeRecord, base: Mapping[str, Any] | None) -> list[str]:

@@ -188,17 +188,7 @@ class LinkStore(StatusScope):
             .on_conflict_do_nothing(index_elements=["tenant_id", "connector", "record_id"])
         )
         if base:
-            rows = [
-                {
-                    "tenant_id": self.tenant_id,
-                    "connector": self.connector,
-                    "record_id": record_id,
-                    "field": field,
-                    "value": encode_value(value),
-                }
-                for field, value in base.items()
-            ]
-            statement = insert(sync_base).values(rows)
+            statement = insert(sync_base).values(self._base_rows(record_id, base))
             await connection.execute(
                 statement.on_conflict_do_update(
                     index_elements=["tenant_id", "connector", "record_id", "field"],
@@ -206,27 +196,40 @@ class LinkStore(StatusScope):
                 )
             )
         if audit:
-            await connection.execute(
-                insert(sync_audit).values(
-                    [
-                        {
-                            "tenant_id": self.tenant_id,
-                            "connector": self.connector,
-                            "record_id": record_id,
-                            "external_id": external_id,
-                            "field": entry.field,
-                            "old": encode_value(entry.old),
-                            "new": encode_value(entry.new),
-                            "side": entry.side.value,
-                            "outcome": entry.outcome.value,
-                            "rule": entry.rule.value,
-                        }
-                        for entry in audit
-                    ]
-                )
-            )
+            await connection.execute(insert(sync_audit).values(self._audit_rows(record_id, external_id, audit)))
         await connection.execute(
             delete(sync_errors).where(
                 self._scope(sync_errors), sync_errors.c.record_id.in_([str(record_id), external_id])
             )
         )
+
+    def _base_rows(self, record_id: UUID, base: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A record's new bases as ``sync_base`` rows, the values as JSON."""
+        return [
+            {
+                "tenant_id": self.tenant_id,
+                "connector": self.connector,
+                "record_id": record_id,
+                "field": field,
+                "value": encode_value(value),
+            }
+            for field, value in base.items()
+        ]
+
+    def _audit_rows(self, record_id: UUID, external_id: str, audit: Sequence[AuditEntry]) -> list[dict[str, Any]]:
+        """A record's audit entries as ``sync_audit`` rows, the values as JSON."""
+        return [
+            {
+                "tenant_id": self.tenant_id,
+                "connector": self.connector,
+                "record_id": record_id,
+                "external_id": external_id,
+                "field": entry.field,
+                "old": encode_value(entry.old),
+                "new": encode_value(entry.new),
+                "side": entry.side.value,
+                "outcome": entry.outcome.value,
+                "rule": entry.rule.value,
+            }
+            for entry in audit
+        ]
