@@ -17,7 +17,6 @@ a pass (``engine_stages``), and here the whole pass (``run_pass``) and the rest 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -32,8 +31,6 @@ from crm_pipeline.sync.planner import PassPlan
 from crm_pipeline.sync.status import Direction
 
 __all__ = ["CREATES_PER_PASS", "DISCOVERY_RECHECK_SECONDS", "TIME_BUDGET_SHARE", "SyncEngine"]
-
-logger = logging.getLogger("crm_pipeline.sync")
 
 
 class SyncEngine(PassStages):
