@@ -14,6 +14,7 @@ COMMANDS: dict[str, str] = {
     "sync": "crm_pipeline.sync.cli",
     "deals": "crm_pipeline.sync.deals_cli",
     "notion-init": "crm_pipeline.sync.notion_init",
+    "salesforce-init": "crm_pipeline.sync.salesforce_init",
     "tenants": "crm_pipeline.defs.tenants_cli",
     "dagster-home": "crm_pipeline.defs.dagster_home",
     "worker": "crm_pipeline.workers",

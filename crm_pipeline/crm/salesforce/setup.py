@@ -183,20 +183,22 @@ class SalesforceSetup(CRMAdapter):
             else:
                 bound[ours] = name
         user_id = await self._integration_user()
-        if problems:
+        if isinstance(user_id, Exception):
+            problems.append(user_id)
+        if problems or isinstance(user_id, Exception):
             return problems, None
         defaults = {name: int(Decimal(str(s.get("DefaultProbability") or 0))) for name, s in stages.items()}
         return [], SalesforceDiscovery(
             basis=self._basis, stage_names=bound, default_probabilities=defaults, integration_user_id=user_id
         )
 
-    async def _integration_user(self) -> str:
+    async def _integration_user(self) -> str | PropertySchemaError:
         """The user the token acts as: by ``integration_username`` when given, else the identity
         the token's OAuth user info names."""
         if self.integration_username is not None:
             rows = await self.api.query(f"SELECT Id FROM User WHERE Username = {soql_text(self.integration_username)}")
             if not rows:
-                raise PropertySchemaError("-", "User", f"no user {self.integration_username!r} in the org")
+                return PropertySchemaError("-", "User.Username", f"no user {self.integration_username!r} in the org")
             return str(rows[0]["Id"])
         info = await self.api.caller.call(lambda sf: sf.oauth2("userinfo"))
         return str((info or {})["user_id"])
