@@ -26,7 +26,7 @@ from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_i
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
 from crm_pipeline.crm.salesforce.api import MAX_COLLECTION, Record, SaveResult
-from crm_pipeline.crm.salesforce.client import is_uncertain
+from crm_pipeline.crm.salesforce.client import RETRYABLE_CODES, is_uncertain
 from crm_pipeline.crm.salesforce.deal_reads import _in
 from crm_pipeline.crm.salesforce.errors import WriteRefusedError
 from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, sync_key_text
@@ -165,17 +165,32 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         return held
 
     async def _upsert_chunk(self, ready: Sequence[tuple[int, str, Record]]) -> dict[int, UpsertOutcome]:
-        results = await self.api.upsert(OPPORTUNITY, SYNC_KEY_FIELD, [fields for _, _, fields in ready])
-        outcomes = {}
-        for (index, key, _), result in zip(ready, results, strict=True):
-            if result.success and result.id is not None:
-                self._id_by_key[key] = result.id
-                outcomes[index] = UpsertOutcome(key, "created" if result.created else "updated", result.id)
-            else:
-                outcomes[index] = UpsertOutcome(
-                    key, "failed", property_name=result.fields[0] if result.fields else None, reason=_refusal(result)
-                )
+        """One collections upsert; records refused for a row lock are sent again, alone, after a
+        backoff (the upsert is keyed, so a resend is safe), while the rest keep their result."""
+        policy = self.api.caller.policy
+        outcomes: dict[int, UpsertOutcome] = {}
+        pending = list(ready)
+        for attempt in range(1, policy.max_attempts + 1):
+            results = await self.api.upsert(OPPORTUNITY, SYNC_KEY_FIELD, [fields for _, _, fields in pending])
+            locked = []
+            for item, result in zip(pending, results, strict=True):
+                if result.status_code in RETRYABLE_CODES and attempt < policy.max_attempts:
+                    locked.append(item)
+                else:
+                    outcomes[item[0]] = self._outcome(item[1], result)
+            if not locked:
+                break
+            await policy.sleep(policy.backoff(attempt))
+            pending = locked
         return outcomes
+
+    def _outcome(self, key: str, result: SaveResult) -> UpsertOutcome:
+        if result.success and result.id is not None:
+            self._id_by_key[key] = result.id
+            return UpsertOutcome(key, "created" if result.created else "updated", result.id)
+        return UpsertOutcome(
+            key, "failed", property_name=result.fields[0] if result.fields else None, reason=_refusal(result)
+        )
 
     async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
         """Update the record's set fields, then read it as written. Never resent blindly: after a
