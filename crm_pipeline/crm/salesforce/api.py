@@ -9,7 +9,7 @@ write of opportunities, 200 records a request, with one result per record.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +95,16 @@ class SalesforceAPI:
         )
         return [SaveResult.of(r) for r in answer or []]
 
-    async def create(self, sobject: str, record: Record, recover: Callable[[], Any] | None = None) -> str:
-        """Create one record; after an uncertain failure ``recover`` looks for it before resending."""
-        answer = await self._rest(f"sobjects/{sobject}/", "POST", record, idempotent=False, recover=recover)
+    async def create(
+        self, sobject: str, record: Record, recover: Callable[[], Awaitable[str | None]] | None = None
+    ) -> str:
+        """Create one record; after an uncertain failure ``recover`` looks for its id before resending."""
+
+        async def landed() -> Record | None:
+            found = None if recover is None else await recover()
+            return None if found is None else {"id": found}
+
+        answer = await self._rest(f"sobjects/{sobject}/", "POST", record, idempotent=False, recover=landed)
         return str(answer["id"])
 
     async def patch(self, sobject: str, record_id: str, record: Record) -> None:
@@ -110,7 +117,7 @@ class SalesforceAPI:
         body: Any = None,
         *,
         idempotent: bool = True,
-        recover: Callable[[], Any] | None = None,
+        recover: Callable[[], Awaitable[Any]] | None = None,
     ) -> Any:
         data = None if body is None else json_text(body)
 
