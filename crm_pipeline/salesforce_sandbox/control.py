@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
@@ -174,6 +175,14 @@ def touch(call: Control) -> Any:
     return _printed(dict(record.values), record)
 
 
+def products(call: Control) -> Any:
+    """PUT ``{amount}``: the opportunity has line items summing to ``amount`` (null: none)."""
+    record = _record(call)
+    amount = call.body.get("amount")
+    call.sandbox.org.set_products(record, None if amount is None else Decimal(str(amount)))
+    return _printed(dict(record.values), record)
+
+
 def undelete(call: Control) -> Any:
     record = call.sandbox.org.undelete(_record(call))
     return _printed(dict(record.values), record)
@@ -233,6 +242,7 @@ CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
     ("/records/{object}/{record_id}", ["PATCH"], person_edit),
     ("/records/{object}/{record_id}/touch", ["POST"], touch),
     ("/records/{object}/{record_id}/undelete", ["POST"], undelete),
+    ("/records/{object}/{record_id}/products", ["PUT"], products),
     ("/record-errors", ["POST", "DELETE"], record_errors),
     ("/delete-log/purge", ["POST"], purge_delete_log),
     ("/coverage", ["GET", "PUT"], coverage),

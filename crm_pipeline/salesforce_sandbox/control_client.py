@@ -65,6 +65,11 @@ class SalesforceControl(ControlClient):
             "POST", f"/records/{object_name}/{record_id}/touch", {"at": None if at is None else at.isoformat()}
         )
 
+    def set_products(self, record_id: str, amount: float | None) -> dict[str, Any]:
+        """The opportunity gets line items summing to ``amount`` (None: removed); while it has
+        them, API writes to Amount are ignored."""
+        return self._call("PUT", f"/records/Opportunity/{record_id}/products", {"amount": amount})
+
     def undelete(self, object_name: str, record_id: str) -> dict[str, Any]:
         """Restore the record from the Recycle Bin (same Id, new SystemModstamp)."""
         return self._call("POST", f"/records/{object_name}/{record_id}/undelete")
