@@ -11,6 +11,7 @@ COMMANDS: dict[str, str] = {
     "dev": "crm_pipeline.dev",
     "sandbox": "crm_pipeline.sandbox.cli",
     "hubspot-sandbox": "crm_pipeline.hubspot_sandbox.cli",
+    "salesforce-sandbox": "crm_pipeline.salesforce_sandbox.cli",
     "sync": "crm_pipeline.sync.cli",
     "deals": "crm_pipeline.sync.deals_cli",
     "notion-init": "crm_pipeline.sync.notion_init",

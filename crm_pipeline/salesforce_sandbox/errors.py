@@ -19,11 +19,15 @@ class SalesforceError(Exception):
     fields: list[str] | None = None
     """Named in the body when given (some codes omit the key)."""
     headers: dict[str, str] = field(default_factory=dict)
+    payload: list[Any] | None = None
+    """A body other than the error list (the urls of an HTTP 300)."""
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
 
-    def body(self) -> list[dict[str, Any]]:
+    def body(self) -> list[Any]:
+        if self.payload is not None:
+            return self.payload
         item: dict[str, Any] = {"message": self.message, "errorCode": self.error_code}
         if self.fields is not None:
             item["fields"] = self.fields

@@ -175,6 +175,14 @@ class Org:
         record.values["SystemModstamp"] = max(record.values["SystemModstamp"], at or self.now())
         self.revision += 1
 
+    def set_products(self, record: Record, amount: Decimal | None) -> None:
+        """Line items added (Amount becomes their sum and API writes to it are ignored) or, with
+        None, all removed."""
+        record.values["HasOpportunityLineItem"] = amount is not None
+        if amount is not None:
+            record.values["Amount"] = amount
+        self.touch(record)
+
     def after_api_write(self, record: Record) -> None:
         """Run the setup's automation on an opportunity the API just wrote."""
         if record.object_name != "Opportunity" or record.deleted:

@@ -41,7 +41,11 @@ FAULT_KINDS = ("500", "502", "503", "503-html", "hang")
 DAY_S = 86_400.0
 VERSIONS = {"59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24", "62.0": "Winter '25"}
 _FAULTS = {
-    "500": (500, "UNKNOWN_EXCEPTION", "An unexpected error occurred. Please include this ErrorId if you contact support"),
+    "500": (
+        500,
+        "UNKNOWN_EXCEPTION",
+        "An unexpected error occurred. Please include this ErrorId if you contact support",
+    ),
     "503": (503, "SERVER_UNAVAILABLE", "Server Unavailable"),
 }
 UNAVAILABLE_HTML = "<html><head><title>Service Unavailable</title></head><body>Server Unavailable</body></html>"

@@ -7,7 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .setup import FORECAST_CATEGORIES, SYNC_KEY, FieldType, Setup
+from .setup import FORECAST_CATEGORIES, SYNC_KEY, Setup
+from .soql import FieldType
 
 PREFIXES = {
     "Opportunity": "006",

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
-FieldType = Literal[
-    "id",
+from .soql import FieldType
+
+CUSTOM_TYPES: tuple[FieldType, ...] = (
     "string",
     "textarea",
     "picklist",
@@ -21,10 +22,7 @@ FieldType = Literal[
     "date",
     "datetime",
     "boolean",
-    "reference",
-    "anyType",
-]
-CUSTOM_TYPES = ("string", "textarea", "picklist", "currency", "percent", "double", "int", "date", "datetime", "boolean")
+)
 FORECAST_CATEGORIES = ("Pipeline", "Best Case", "Commit", "Closed", "Omitted")
 SYNC_KEY = "Sync_Key__c"
 
