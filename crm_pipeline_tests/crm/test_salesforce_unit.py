@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from crm_pipeline.crm.budget import RequestBudget, Window
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.salesforce import (
     SALESFORCE_FIELD_MAP,
@@ -189,7 +190,7 @@ def api_for(scripted: Scripted, **limit: Any) -> SalesforceAPI:
         instance_url=scripted.url,
         token_ref="env ACME_SALESFORCE_TOKEN",
         retry=RetryPolicy(max_attempts=4, sleep=no_sleep),
-        rate_limit=RateLimit(per_minute=0, sleep=no_sleep, **limit),
+        rate_limit=RateLimit(**({"per_minute": 0, "sleep": no_sleep} | limit)),
         timeout_s=1.0,
     )
     return adapter.api
@@ -272,3 +273,38 @@ async def test_a_lost_update_answer_is_not_resent(scripted: Scripted) -> None:
     with pytest.raises(Exception) as out:
         await api_for(scripted).update("Opportunity", [{"id": "006A", "Name": "x"}])
     assert getattr(out.value, "status", None) == 503 and len(scripted.requests) == 1
+
+
+class RecordingBudget(RequestBudget):
+    """A shared budget that grants every slot and remembers what was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, Window, int]] = []
+
+    async def reserve(self, key: str, window: Window, *, per_day: int = 0) -> float:
+        self.asked.append((key, window, per_day))
+        return 0.0
+
+
+async def test_every_attempt_takes_a_slot_of_the_orgs_shared_budget(scripted: Scripted) -> None:
+    budget = RecordingBudget()
+    scripted.answers = [Answer(503, None), Answer(body={"fields": []})]
+    api = api_for(scripted, shared=budget, org="00Dacme", per_minute=120)
+    await api.describe("Opportunity")
+    assert budget.asked == [("salesforce:00Dacme", Window("requests", 120, 60.0), 0)] * 2
+
+
+async def test_near_the_floor_each_request_waits_first(scripted: Scripted) -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    api = api_for(scripted)
+    api.caller.limit = RateLimit(per_minute=0, floor_fraction=0.1, slow_band=0.1, slow_wait=2.0, sleep=record)
+    scripted.answers = [Answer(body={"fields": []}, usage=f"api-usage={used}/10000") for used in (7000, 8500, 8600)]
+    await api.describe("Opportunity")  # nothing known yet
+    await api.describe("Opportunity")  # 3,000 left: above the band
+    assert waits == []
+    await api.describe("Opportunity")  # 1,500 left: within the band above the floor of 1,000
+    assert waits == [2.0]
