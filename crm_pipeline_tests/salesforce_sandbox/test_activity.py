@@ -144,3 +144,30 @@ def test_a_validation_rule_refuses_writes_with_the_admins_message(
     )
     salesforce_control.setup(validation_rules=[])
     assert sf.Opportunity.update(record_id, {"Amount": -1}) == 204
+
+
+def test_opportunity_history_logs_stage_amount_probability_and_close_date(sf: Salesforce) -> None:
+    record_id = sf.Opportunity.create(opportunity(Amount=100))["id"]
+    sf.Opportunity.update(record_id, {"NextStep": "not logged"})
+    sf.Opportunity.update(record_id, {"Amount": 150, "StageName": "Value Proposition"})
+    soql = "SELECT OpportunityId, StageName, Amount, PrevAmount, Probability, ExpectedRevenue, ForecastCategory FROM OpportunityHistory"
+    rows = [{k: v for k, v in r.items() if k != "attributes"} for r in sf.query(soql)["records"]]
+    base = {"OpportunityId": record_id, "ForecastCategory": "Pipeline"}
+    assert rows == [
+        {
+            **base,
+            "StageName": "Prospecting",
+            "Amount": 100,
+            "PrevAmount": None,
+            "Probability": 10,
+            "ExpectedRevenue": 10,
+        },
+        {
+            **base,
+            "StageName": "Value Proposition",
+            "Amount": 150,
+            "PrevAmount": 100,
+            "Probability": 50,
+            "ExpectedRevenue": 75,
+        },
+    ]
