@@ -1,6 +1,8 @@
-"""OpportunityFieldHistory: a ``created`` row when an opportunity is inserted, then a row per
-tracked field a write changes (whoever wrote it, whatever the value's source: the stage cascade's
-Probability too). Long text records only that it changed, as Salesforce does past 255 characters."""
+"""The two logs of an opportunity's changes. OpportunityFieldHistory: a ``created`` row when it is
+inserted, then a row per tracked field a write changes (whoever wrote it, whatever the value's
+source: the stage cascade's Probability too); long text records only that it changed, as
+Salesforce does past 255 characters. OpportunityHistory, always on: a row with the stage, amount,
+probability and close date at insert and whenever one of them changes."""
 
 from __future__ import annotations
 
@@ -45,3 +47,23 @@ def history_rows(
         data_type = DATA_TYPES.get(spec.type, "Text")
         rows.append({**base, "Field": spec.name, "DataType": data_type, "OldValue": old, "NewValue": new})
     return rows
+
+
+STAGE_LOGGED = ("StageName", "Amount", "Probability", "CloseDate")
+LEGACY_FORECAST = {"Best Case": "BestCase", "Commit": "Forecast"}
+"""ForecastCategory's API values where they differ from ForecastCategoryName's."""
+
+
+def stage_history_row(record: Record, before: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The OpportunityHistory row a write adds (without Id and audit fields), if any."""
+    values = record.values
+    if before is not None and all(before.get(name) == values.get(name) for name in STAGE_LOGGED):
+        return None
+    forecast = values.get("ForecastCategoryName")
+    return {
+        "OpportunityId": record.id,
+        **{name: values.get(name) for name in (*STAGE_LOGGED, "ExpectedRevenue")},
+        "PrevAmount": None if before is None else before.get("Amount"),
+        "PrevCloseDate": None if before is None else before.get("CloseDate"),
+        "ForecastCategory": LEGACY_FORECAST.get(forecast, forecast) if forecast else None,
+    }

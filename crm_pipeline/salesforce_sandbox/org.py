@@ -17,13 +17,14 @@ from typing import Any
 from crm_pipeline.emulation.clock import Clock
 
 from .errors import SalesforceError, bad_request, entity_is_deleted, invalid_field, not_found
-from .history import history_rows
+from .history import history_rows, stage_history_row
 from .ids import normal_id
 from .schema import FieldSpec, Schema
 from .setup import SYNC_KEY, Automation
 from .state import AUTOMATED_PROCESS, Deletion, OrgState, Record
 from .values import input_value
 
+CENTS = Decimal("0.01")
 READ_ONLY_MESSAGE = (
     "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is "
     "read/write for your profile or permission set."
@@ -112,7 +113,7 @@ class Org:
         ]
         if missing:
             raise bad_request("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing)
-        self._derive(object_name, values, given)
+        self._derive(object_name, values, given, None)
         self._check_record(object_name, values, None)
         stamp = at or self.now()
         record_id = self.state.new_id(object_name)
@@ -134,7 +135,7 @@ class Org:
         if record.object_name == "Opportunity" and record.values.get("HasOpportunityLineItem"):
             given.pop("Amount", None)  # the sum of the products: a write is ignored without a word
         values = {**record.values, **given}
-        self._derive(record.object_name, values, given)
+        self._derive(record.object_name, values, given, record)
         self._check_record(record.object_name, values, record)
         self._write(record, values, user_id, at or self.now())
         return record
@@ -192,8 +193,9 @@ class Org:
             if not automation.fields:
                 self.touch(record, stamp)
                 continue
-            values = {**record.values, **self.automation_values(automation)}
-            self._derive("Opportunity", values, self.automation_values(automation))
+            given = self.automation_values(automation)
+            values = {**record.values, **given}
+            self._derive("Opportunity", values, given, record)
             self._write(record, values, automation.user_id or AUTOMATED_PROCESS, stamp)
 
     def automation_values(self, automation: Automation) -> dict[str, Any]:
@@ -225,23 +227,27 @@ class Org:
             raise bad_request("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(cleared)}]", cleared)
         return values
 
-    def _derive(self, object_name: str, values: dict[str, Any], given: Mapping[str, Any]) -> None:
-        """Fields that follow from others: the stage's four, expected revenue, the fiscal period,
-        and whether a task is closed."""
+    def _derive(
+        self, object_name: str, values: dict[str, Any], given: Mapping[str, Any], record: Record | None
+    ) -> None:
+        """Fields that follow from others: the stage's four (Probability and ForecastCategoryName
+        reset when the stage changes, unless the same write sets them), expected revenue, the
+        fiscal period, and whether a task is closed."""
         if object_name == "Task":
             values["IsClosed"] = values.get("Status") == "Completed"
             return
         stage = self.state.setup.stage(values["StageName"])
         if stage is None:  # an inactive stage kept on an old record
             return
-        if "StageName" in given:
+        if "StageName" in given and (record is None or record.values["StageName"] != given["StageName"]):
             if "Probability" not in given:
                 values["Probability"] = Decimal(stage.probability)
             if "ForecastCategoryName" not in given:
                 values["ForecastCategoryName"] = stage.forecast_category
         values["IsClosed"], values["IsWon"] = stage.closed, stage.won
         amount, probability = values.get("Amount"), values.get("Probability")
-        values["ExpectedRevenue"] = None if amount is None or probability is None else amount * probability / 100
+        revenue = None if amount is None or probability is None else amount * probability / 100
+        values["ExpectedRevenue"] = None if revenue is None else revenue.quantize(CENTS)
         close: date = values["CloseDate"]
         values["FiscalYear"], values["FiscalQuarter"] = close.year, (close.month - 1) // 3 + 1
 
@@ -278,10 +284,17 @@ class Org:
     def _history(self, record: Record, before: Mapping[str, Any] | None, user_id: str, stamp: datetime) -> None:
         if record.object_name != "Opportunity":
             return
-        for values in history_rows(self.schema, self.state.setup.tracked_fields, record, before):
-            values |= {"Id": self.state.new_id("OpportunityFieldHistory"), "IsDeleted": False}
+        rows = [
+            ("OpportunityFieldHistory", r)
+            for r in history_rows(self.schema, self.state.setup.tracked_fields, record, before)
+        ]
+        stage_row = stage_history_row(record, before)
+        if stage_row is not None:
+            rows.append(("OpportunityHistory", stage_row | {"SystemModstamp": stamp}))
+        for object_name, values in rows:
+            values |= {"Id": self.state.new_id(object_name), "IsDeleted": False}
             values |= {"CreatedById": user_id, "CreatedDate": stamp}
-            self.state.records["OpportunityFieldHistory"][values["Id"]] = Record("OpportunityFieldHistory", values)
+            self.state.records[object_name][values["Id"]] = Record(object_name, values)
 
     def _roll_up(self, task: Record, stamp: datetime) -> None:
         """A task on an opportunity moves its SystemModstamp and, once closed, LastActivityDate;

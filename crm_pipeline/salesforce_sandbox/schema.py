@@ -16,6 +16,7 @@ PREFIXES = {
     "User": "005",
     "OpportunityStage": "01J",
     "OpportunityFieldHistory": "017",
+    "OpportunityHistory": "008",
 }
 WRITABLE_OBJECTS = ("Opportunity", "Task")
 LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
@@ -180,6 +181,21 @@ def _field_history() -> list[FieldSpec]:
     ]
 
 
+def _stage_history() -> list[FieldSpec]:
+    return _system_fields(modified=False) + [
+        _read_only("OpportunityId", "reference", nillable=False, reference_to=("Opportunity",), length=18),
+        _read_only("StageName", "picklist", length=255),
+        _read_only("Amount", "currency"),
+        _read_only("PrevAmount", "currency"),
+        _read_only("ExpectedRevenue", "currency"),
+        _read_only("Probability", "percent"),
+        _read_only("CloseDate", "date"),
+        _read_only("PrevCloseDate", "date"),
+        _read_only("ForecastCategory", "picklist", length=40),
+        _read_only("SystemModstamp", "datetime", nillable=False),
+    ]
+
+
 class Schema:
     """Every object's fields under one setup, with case-blind lookup (field names are)."""
 
@@ -190,6 +206,7 @@ class Schema:
             "User": {f.name: f for f in _user()},
             "OpportunityStage": {f.name: f for f in _stage()},
             "OpportunityFieldHistory": {f.name: f for f in _field_history()},
+            "OpportunityHistory": {f.name: f for f in _stage_history()},
         }
         self._folded = {o: {name.lower(): spec for name, spec in fields.items()} for o, fields in self.fields.items()}
 

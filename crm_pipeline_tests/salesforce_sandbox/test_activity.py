@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+import pytest
 from simple_salesforce.api import Salesforce
 
 from crm_pipeline.salesforce_sandbox import AUTOMATED_PROCESS, HUMAN_USER, INTEGRATION_USER, SalesforceControl
@@ -102,11 +104,8 @@ def test_automation_after_an_api_write_touches_or_rewrites_as_another_user(
     record = sf.Opportunity.get(record_id)
     assert (record["NextStep"], record["LastModifiedById"]) == ("Flow: qualify", AUTOMATED_PROCESS)
     assert record["SystemModstamp"] == record["LastModifiedDate"] == "2026-03-02T09:30:05.000+0000"
-    _, errors = (
-        refused(lambda: salesforce_control.setup(automations=[{"fields": {"IsWon": True}}]), Exception)
-        if False
-        else (0, [])
-    )
+    with pytest.raises(httpx.HTTPStatusError):  # an automation that could not write is refused whole
+        salesforce_control.setup(automations=[{"fields": {"IsWon": True}}])
     assert salesforce_control.setup()["automations"][0]["fields"] == {"NextStep": "Flow: qualify"}
 
 
@@ -145,3 +144,30 @@ def test_a_validation_rule_refuses_writes_with_the_admins_message(
     )
     salesforce_control.setup(validation_rules=[])
     assert sf.Opportunity.update(record_id, {"Amount": -1}) == 204
+
+
+def test_opportunity_history_logs_stage_amount_probability_and_close_date(sf: Salesforce) -> None:
+    record_id = sf.Opportunity.create(opportunity(Amount=100))["id"]
+    sf.Opportunity.update(record_id, {"NextStep": "not logged"})
+    sf.Opportunity.update(record_id, {"Amount": 150, "StageName": "Value Proposition"})
+    soql = "SELECT OpportunityId, StageName, Amount, PrevAmount, Probability, ExpectedRevenue, ForecastCategory FROM OpportunityHistory"
+    rows = [{k: v for k, v in r.items() if k != "attributes"} for r in sf.query(soql)["records"]]
+    base = {"OpportunityId": record_id, "ForecastCategory": "Pipeline"}
+    assert rows == [
+        {
+            **base,
+            "StageName": "Prospecting",
+            "Amount": 100,
+            "PrevAmount": None,
+            "Probability": 10,
+            "ExpectedRevenue": 10,
+        },
+        {
+            **base,
+            "StageName": "Value Proposition",
+            "Amount": 150,
+            "PrevAmount": 100,
+            "Probability": 50,
+            "ExpectedRevenue": 75,
+        },
+    ]

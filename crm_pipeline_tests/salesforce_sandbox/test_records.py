@@ -101,7 +101,7 @@ def test_the_stage_sets_probability_forecast_closed_and_won_unless_the_request_s
     assert record["ExpectedRevenue"] == 900
     sf.Opportunity.update(record_id, {"Probability": 35})  # a person's override, kept...
     assert sf.Opportunity.get(record_id)["Probability"] == 35
-    sf.Opportunity.update(record_id, {"Name": "renamed"})
+    sf.Opportunity.update(record_id, {"Name": "renamed", "StageName": "Negotiation/Review"})  # the same stage
     assert sf.Opportunity.get(record_id)["Probability"] == 35
     sf.Opportunity.update(record_id, {"StageName": "Proposal/Price Quote"})  # ...until the stage moves
     assert sf.Opportunity.get(record_id)["Probability"] == 75
