@@ -55,12 +55,11 @@ def _more(url: str, sf: Salesforce) -> Any:
 class SalesforceAPI:
     """Typed endpoints over one ``Salesforce`` client and its caller."""
 
-    def __init__(self, caller: SalesforceCaller, close: Callable[[], None]) -> None:
+    def __init__(self, caller: SalesforceCaller) -> None:
         self.caller = caller
-        self._close = close
 
     def close(self) -> None:
-        self._close()
+        self.caller.close()
 
     async def query(self, soql: str, *, include_deleted: bool = False) -> list[Record]:
         """Every row of a SOQL query, page by page (each page one request, retried alone)."""

@@ -31,6 +31,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import requests
@@ -74,6 +75,21 @@ class Transport(HTTPAdapter):
 class Usage:
     used: int
     total: int
+
+
+def connect(
+    instance_url: str, token: str, version: str, timeout_s: float, on_usage: Callable[[Usage], None]
+) -> Salesforce:
+    """A direct-mode client (the token, no login) on its own session: every request timed out,
+    every answer's usage handed to ``on_usage``, numbers parsed as ``Decimal``."""
+    return Salesforce(
+        instance_url=instance_url,
+        session_id=token,
+        version=version,
+        session=session_for(instance_url, timeout_s, on_usage),
+        parse_float=Decimal,
+        object_pairs_hook=dict,
+    )
 
 
 def session_for(instance_url: str, timeout_s: float, on_usage: Callable[[Usage], None]) -> requests.Session:
@@ -164,14 +180,15 @@ class SalesforceCaller:
 
     def __init__(
         self,
-        sf: Salesforce,
+        connection: Callable[[Callable[[Usage], None]], Salesforce],
         budget_key: str,
         token_ref: str,
         policy: RetryPolicy,
         limit: RateLimit,
         on_request: Callable[[], None] | None = None,
     ) -> None:
-        self.sf = sf
+        self.sf = connection(self.note_usage)
+        """The client, made by ``connection`` with this caller's usage hook."""
         self.key = f"salesforce:{limit.org or budget_key}"
         self.token_ref = token_ref
         self.policy = policy
@@ -196,6 +213,9 @@ class SalesforceCaller:
 
     def note_usage(self, usage: Usage) -> None:
         self.usage = usage
+
+    def close(self) -> None:
+        self.sf.session.close()
 
     async def call(
         self,

@@ -8,6 +8,7 @@ activities (activities.py) and the deal writes (adapter.py) build on this base."
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -19,7 +20,7 @@ from crm_pipeline.crm.adapter import CRMAdapter, Discovery, discovery_basis
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
 from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.crm.salesforce.api import Record, SalesforceAPI
-from crm_pipeline.crm.salesforce.client import RateLimit, RetryPolicy, SalesforceCaller, session_for
+from crm_pipeline.crm.salesforce.client import RateLimit, RetryPolicy, SalesforceCaller, connect
 from crm_pipeline.crm.salesforce.errors import StageConfigError
 from crm_pipeline.crm.salesforce.mapping import (
     DEFAULT_STAGE_NAMES,
@@ -64,34 +65,18 @@ class SalesforceSetup(CRMAdapter):
         timeout_s: float = 30.0,
         on_request: Callable[[], None] | None = None,
     ) -> None:
-        from simple_salesforce.api import Salesforce
-
         secret = token if isinstance(token, SecretStr) else SecretStr(token)
         instance_url = instance_url.rstrip("/")
-        caller: SalesforceCaller | None = None
-
-        def note_usage(usage: Any) -> None:
-            if caller is not None:
-                caller.note_usage(usage)
-
-        session = session_for(instance_url, timeout_s, note_usage)
-        sf = Salesforce(
-            instance_url=instance_url,
-            session_id=secret.get_secret_value(),
-            version=version,
-            session=session,
-            parse_float=Decimal,
-            object_pairs_hook=dict,
+        self.api = SalesforceAPI(
+            SalesforceCaller(
+                functools.partial(connect, instance_url, secret.get_secret_value(), version, timeout_s),
+                token_digest(secret.get_secret_value()),
+                token_ref,
+                retry or RetryPolicy(),
+                rate_limit or RateLimit(),
+                on_request,
+            )
         )
-        caller = SalesforceCaller(
-            sf,
-            token_digest(secret.get_secret_value()),
-            token_ref,
-            retry or RetryPolicy(),
-            rate_limit or RateLimit(),
-            on_request,
-        )
-        self.api = SalesforceAPI(caller, session.close)
         self.instance_url = instance_url
         self.tenant_id = tenant_id
         self.integration_username = integration_username
