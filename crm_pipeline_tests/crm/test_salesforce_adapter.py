@@ -331,3 +331,22 @@ async def test_the_allowance_floor_stops_before_the_org_runs_out(
     usage = adapter.api.caller.usage
     assert usage is not None and usage.total - usage.used <= 100 and usage.used < 1000
     await adapter.aclose()
+
+
+async def test_a_later_process_reuses_the_discovery_and_asks_nothing_first(
+    adapter: SalesforceAdapter, salesforce_org: RunningSalesforce, salesforce_control: SalesforceControl
+) -> None:
+    external_id = await created(adapter, deal())
+    kept = adapter.discovery()
+    assert kept is not None and kept.integration_user_id and kept.default_probabilities["Closed Won"] == 100
+    later = make_adapter(salesforce_org, salesforce_control)
+    assert later.reuse_discovery(kept.model_dump(mode="json"))
+    salesforce_control.reset_stats()
+    assert (await later.get_opportunity(external_id)) is not None
+    assert not any("describe" in route for route in salesforce_control.stats()["by_route"])
+    other = make_adapter(salesforce_org, salesforce_control, stage_names={"Lead": "Prospecting"})
+    assert not other.reuse_discovery(kept.model_dump(mode="json"))  # made for another stage table
+    await later.rediscover(everything=False)  # reused, so asked again before a pass writes
+    assert any("describe" in route for route in salesforce_control.stats()["by_route"])
+    await later.aclose()
+    await other.aclose()
