@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -114,7 +115,6 @@ class SalesforceSandbox:
         config = self.config
         self.clock.use_real_time()
         self.org.clear()
-        self.org.revision += 1  # a reset after a load is a change the state file must see
         self.tokens = dict.fromkeys(config.tokens, INTEGRATION_USER)
         self.faults.faults.clear()
         self.stats.clear()
@@ -122,7 +122,7 @@ class SalesforceSandbox:
         self.query_page_cap = config.query_page_cap
         self.daily = self.allowance(config.daily_api_max)
         self.cursors = Cursors()
-        self.held_coverage: Any = None
+        self.held_coverage: datetime | None = None
         """A moment getUpdated/getDeleted may not cover past (a transaction still in flight)."""
 
     def allowance(self, daily_max: int) -> RollingWindowLimiter:
