@@ -43,6 +43,8 @@ def test_history_rows_name_the_writer_of_each_tracked_change(
         ("Amount", 100, 250, HUMAN_USER),
     ]
     rows = sf.query_all(HISTORY)["records"]
+    assert rows[-1]["attributes"]["url"].startswith("/services/data/v62.0/sobjects/OpportunityFieldHistory/017")
+    assert "Id" not in rows[-1]  # named by the url, not selected
     assert rows[-1]["OpportunityId"] == record_id and rows[-1]["CreatedDate"] == "2026-03-02T09:32:00.000+0000"
     record = sf.Opportunity.get(record_id)
     assert (record["LastModifiedById"], record["LastModifiedDate"]) == (HUMAN_USER, "2026-03-02T09:32:00.000+0000")
