@@ -31,6 +31,7 @@ from crm_pipeline.emulation.errors import BadRequest, RateLimited
 from crm_pipeline.emulation.files import write_atomically
 from crm_pipeline.emulation.routes import WRITE_METHODS
 
+from .concurrency import LongRunningGate
 from .config import SalesforceSandboxConfig
 from .cursors import Cursors
 from .errors import SalesforceError, not_found
@@ -120,6 +121,7 @@ class SalesforceSandbox:
         self.stats.clear()
         self.latency = Latency(config.latency_ms, config.jitter_ms)
         self.query_page_cap = config.query_page_cap
+        self.gate = LongRunningGate(config.concurrent_long_running_limit)
         self.daily = self.allowance(config.daily_api_max)
         self.cursors = Cursors()
         self.held_coverage: datetime | None = None
@@ -175,6 +177,13 @@ class SalesforceSandbox:
             self.daily.check("org")
         except RateLimited:
             raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.") from None
+        with self.gate.admit():
+            return await self._answer(request, user_id, version, params, raw, handler)
+
+    async def _answer(
+        self, request: Request, user_id: str, version: str, params: dict[str, str], raw: bytes, handler: Handler
+    ) -> Response:
+        """The handler's answer, or the fault scripted for the request instead of it (or after it)."""
         fault = self.faults.take(request.method, request.url.path)
         if fault is not None and not fault.applied:
             return await self._fault(request, fault.kind, fault.hang_seconds)
