@@ -63,7 +63,7 @@ def _window(call: Call, days: int, earliest: datetime | None) -> tuple[datetime,
 def _covered(call: Call, end: datetime) -> datetime:
     """How far the answer is complete: the window's end, the clock's minute, or a held transaction's start."""
     covered = min(end, call.org.now().replace(second=0))
-    held: datetime | None = call.sandbox.held_coverage
+    held = call.sandbox.held_coverage
     return covered if held is None else min(covered, held)
 
 

@@ -39,8 +39,7 @@ def create_many(call: Call) -> Any:
 def update_many(call: Call) -> Any:
     def write(item: dict[str, Any]) -> dict[str, Any]:
         object_name = _type_of(call, item)
-        raw_id = next((str(v) for k, v in item.items() if k.lower() == "id"), "")
-        record = call.org.get(object_name, raw_id, deleted_ok=True)
+        record = call.org.get(object_name, _key_of(item, "Id") or "", deleted_ok=True)
         call.org.update(record, {k: v for k, v in item.items() if k.lower() != "id"}, call.user_id)
         call.org.after_api_write(record)
         return saved(record)
@@ -52,16 +51,33 @@ def upsert_many(call: Call) -> Any:
     object_name = object_of(call, writing=True)
     spec = external_id_field(call, object_name, call.params["field"])
 
+    records = _records(call)
+    keys = [_key_of(item, spec.name) for item in records]
+    repeated = {key.lower() for key in keys if key and sum(k.lower() == key.lower() for k in keys if k) > 1}
+
     def write(item: dict[str, Any]) -> dict[str, Any]:
         if _type_of(call, item) != object_name:
             raise bad_request("INVALID_TYPE", f"Every record must be a {object_name}.", [])
-        key = next((v for k, v in item.items() if k.lower() == spec.name.lower()), None)
-        if not isinstance(key, str) or not key:
+        key = _key_of(item, spec.name)
+        if not key:
             raise bad_request("MISSING_ARGUMENT", f"{spec.name} not specified", [spec.name])
+        if key.lower() in repeated:
+            raise bad_request("DUPLICATE_EXTERNAL_ID", f"Duplicate external id specified: {key}", [spec.name])
         body = {k: v for k, v in item.items() if k.lower() != spec.name.lower()}
-        return upsert_one(call, object_name, spec, key, body)[1]
+        try:
+            return upsert_one(call, object_name, spec, key, body)[1]
+        except SalesforceError as error:
+            if error.status != 300:
+                raise
+            message = f"More than one record found for external id field {spec.name}: {key}"
+            raise bad_request("DUPLICATE_EXTERNAL_ID", message, [spec.name]) from None
 
-    return _each(call, _records(call), write)
+    return _each(call, records, write)
+
+
+def _key_of(item: Any, field: str) -> str | None:
+    key = next((v for k, v in item.items() if k.lower() == field.lower()), None) if isinstance(item, dict) else None
+    return key if isinstance(key, str) and key else None
 
 
 def delete_many(call: Call) -> Any:
@@ -131,10 +147,8 @@ def _type_of(call: Call, item: Any) -> str:
 
 def _each(call: Call, items: list[Any], write: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]]:
     all_or_none = call.body.get("allOrNone") is True
-    known = [
-        next((str(v) for k, v in i.items() if k.lower() == "id"), None) if isinstance(i, dict) else None for i in items
-    ]
-    return _run(call, items, write, all_or_none, known)
+    given = [_key_of(item, "Id") for item in items]
+    return _run(call, items, write, all_or_none, [normal_id(raw) or raw if raw else None for raw in given])
 
 
 def _run(

@@ -19,6 +19,8 @@ class SalesforceSandboxConfig:
     query_page_cap: int = 0
     """At most this many records a query page (0: the batch size alone decides), as a server that
     answers with short pages does."""
+    concurrent_long_running_limit: int = 25
+    """Requests running 20 s or more at once before new ones are refused (0: no limit)."""
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     state_file: Path | None = None

@@ -38,7 +38,7 @@ def reset(call: Control) -> Any:
 
 
 def configure(call: Control) -> Any:
-    """PUT changes the allowance, page cap and latency; each answers them."""
+    """PUT changes the allowance, page cap, concurrency gate and latency; each answers them."""
     sandbox, body = call.sandbox, call.body
     if call.method == "PUT":
         daily = sandbox.allowance(int(body.get("daily_api_max", sandbox.daily.limit)))
@@ -51,10 +51,14 @@ def configure(call: Control) -> Any:
                 daily.check("org")
         sandbox.daily, sandbox.latency = daily, latency
         sandbox.query_page_cap = int(body.get("query_page_cap", sandbox.query_page_cap))
+        sandbox.gate.limit = int(body.get("concurrent_long_running_limit", sandbox.gate.limit))
+        sandbox.gate.simulated = int(body.get("long_running_elsewhere", sandbox.gate.simulated))
     return {
         "daily_api_max": sandbox.daily.limit,
         "used": sandbox.daily.limit - sandbox.daily.remaining("org"),
         "query_page_cap": sandbox.query_page_cap,
+        "concurrent_long_running_limit": sandbox.gate.limit,
+        "long_running_elsewhere": sandbox.gate.simulated,
         "latency_ms": sandbox.latency.fixed_ms,
         "jitter_ms": sandbox.latency.jitter_ms,
     }

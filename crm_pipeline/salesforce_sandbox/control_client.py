@@ -16,7 +16,8 @@ class SalesforceControl(ControlClient):
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """daily_api_max, used (requests to count as made just now), query_page_cap (short pages),
-        latency_ms, jitter_ms."""
+        concurrent_long_running_limit, long_running_elsewhere (other clients' long requests in
+        flight), latency_ms, jitter_ms."""
         return self._call("PUT", "/config", settings)
 
     def setup(self, **parts: Any) -> dict[str, Any]:

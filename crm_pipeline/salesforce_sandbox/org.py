@@ -49,7 +49,7 @@ class Org:
         self.state = OrgState()
         self.schema = Schema(self.state.setup)
         self.injected: list[InjectedError] = []
-        self.revision = 0
+        self.revision = getattr(self, "revision", 0) + 1  # never back to a saved revision
 
     def restore(self, state: OrgState) -> None:
         """Replace the org's state (a loaded state file, a rolled-back transaction)."""
@@ -69,12 +69,11 @@ class Org:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """All of the block's writes or, when it raises, none of them."""
-        saved, revision = copy.deepcopy(self.state), self.revision
+        saved = copy.deepcopy(self.state)
         try:
             yield
         except BaseException:
             self.restore(saved)
-            self.revision = max(self.revision, revision + 1)
             raise
 
     # --- reading ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ queryAll sees records in the Recycle Bin. A page holds the ``Sforce-Query-Option
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -46,14 +47,21 @@ def _first_page(call: Call, *, include_deleted: bool) -> Any:
         bound = bind(parse_soql(text), call.org.schema.types())
     except SoqlError as error:
         raise bad_request(error.error_code, error.message) from None
-    total, rows = execute(bound, rows_of(call, bound.object_name, include_deleted))
+    with_id = "Id" in bound.fields or bound.count_only
+    run = bound if with_id else replace(bound, fields=(*bound.fields, "Id"))  # every record's url names it
+    total, rows = execute(run, rows_of(call, bound.object_name, include_deleted))
     if bound.count_only:
         return {"totalSize": total, "done": True, "records": []}
-    records = [record_json(bound.object_name, row, call.version) for row in rows]
+    records = [_printed(call, bound.object_name, row, with_id) for row in rows]
     locator = None
     if len(records) > _page_size(call):
         locator = call.sandbox.cursors.open(records, call.sandbox.clock.now_ms())
     return _page(call, records, 0, locator)
+
+
+def _printed(call: Call, object_name: str, row: dict[str, Any], with_id: bool) -> dict[str, Any]:
+    record_id = row["Id"] if with_id else row.pop("Id")
+    return record_json(object_name, row, call.version, record_id)
 
 
 def _page(call: Call, records: list[dict[str, Any]], start: int, locator: str | None) -> dict[str, Any]:

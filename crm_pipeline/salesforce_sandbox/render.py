@@ -11,8 +11,8 @@ from .values import json_value
 def record_json(
     object_name: str, values: Mapping[str, Any], version: str, record_id: str | None = None
 ) -> dict[str, Any]:
-    """The record's ``attributes`` and ``values`` printed. The url names the record by
-    ``record_id`` or the Id among the values (a query selecting no Id gets the type alone)."""
+    """The record's ``attributes`` and ``values`` printed; the url names the record by
+    ``record_id`` or else the Id among the values."""
     attributes = {"type": object_name}
     record_id = record_id or values.get("Id")
     if record_id:

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -30,6 +31,7 @@ from crm_pipeline.emulation.errors import BadRequest, RateLimited
 from crm_pipeline.emulation.files import write_atomically
 from crm_pipeline.emulation.routes import WRITE_METHODS
 
+from .concurrency import LongRunningGate
 from .config import SalesforceSandboxConfig
 from .cursors import Cursors
 from .errors import SalesforceError, not_found
@@ -114,15 +116,15 @@ class SalesforceSandbox:
         config = self.config
         self.clock.use_real_time()
         self.org.clear()
-        self.org.revision += 1  # a reset after a load is a change the state file must see
         self.tokens = dict.fromkeys(config.tokens, INTEGRATION_USER)
         self.faults.faults.clear()
         self.stats.clear()
         self.latency = Latency(config.latency_ms, config.jitter_ms)
         self.query_page_cap = config.query_page_cap
+        self.gate = LongRunningGate(config.concurrent_long_running_limit)
         self.daily = self.allowance(config.daily_api_max)
         self.cursors = Cursors()
-        self.held_coverage: Any = None
+        self.held_coverage: datetime | None = None
         """A moment getUpdated/getDeleted may not cover past (a transaction still in flight)."""
 
     def allowance(self, daily_max: int) -> RollingWindowLimiter:
@@ -175,6 +177,13 @@ class SalesforceSandbox:
             self.daily.check("org")
         except RateLimited:
             raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.") from None
+        with self.gate.admit():
+            return await self._answer(request, user_id, version, params, raw, handler)
+
+    async def _answer(
+        self, request: Request, user_id: str, version: str, params: dict[str, str], raw: bytes, handler: Handler
+    ) -> Response:
+        """The handler's answer, or the fault scripted for the request instead of it (or after it)."""
         fault = self.faults.take(request.method, request.url.path)
         if fault is not None and not fault.applied:
             return await self._fault(request, fault.kind, fault.hang_seconds)

@@ -81,10 +81,7 @@ def basic_info(call: Call) -> Any:
 
 
 def create(call: Call) -> Any:
-    object_name = object_of(call, writing=True)
-    if isinstance(call.body, dict) and any(key.lower() == "id" for key in call.body):
-        raise bad_request("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: Id.", ["Id"])
-    record = call.org.create(object_name, call.body, call.user_id)
+    record = call.org.create(object_of(call, writing=True), call.body, call.user_id)
     call.org.after_api_write(record)
     return 201, saved(record)
 

@@ -59,7 +59,7 @@ _DATETIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\
 _TOKEN = re.compile(
     rf"""(?P<space>\s+)
     | (?P<datetime>{_DATETIME.pattern})(?![\w:.])
-    | (?P<date>\d{4}-\d\d-\d\d)(?![\w:.])
+    | (?P<date>\d{{4}}-\d\d-\d\d)(?![\w:.])
     | (?P<number>-?\d+(?:\.\d+)?)(?![\w.])
     | (?P<string>'(?:[^'\\]|\\.)*')
     | (?P<name>[A-Za-z][A-Za-z0-9_]*)
@@ -262,11 +262,10 @@ class _Parser:
         while self.peek.text == ",":
             self.take()
             fields.append(self.name("a field name"))
-        seen: set[str] = set()
-        for name in fields:
-            if name.lower() in seen:
+        folded = [name.lower() for name in fields]
+        for index, name in enumerate(fields):
+            if folded.index(name.lower()) != index:
                 _malformed(f"duplicate field selected: {name}")
-            seen.add(name.lower())
         return False, tuple(fields)
 
     def order_items(self) -> tuple[OrderItem, ...]:
@@ -378,7 +377,7 @@ def _check_value(name: str, kind: FieldType, op: Operator, value: Value) -> None
         if op not in ("=", "!=", "IN", "NOT IN"):
             raise SoqlError("INVALID_QUERY_FILTER_OPERATOR", f"{op} null is not a valid filter on '{name}'")
         return
-    expected: type | tuple[type, ...] = {
+    expected: type = {
         "date": date, "datetime": datetime, "boolean": bool, **dict.fromkeys(_NUMBERS, Decimal),
     }.get(kind, str)  # fmt: skip
     if not isinstance(value, expected) or (kind == "date" and isinstance(value, datetime)):

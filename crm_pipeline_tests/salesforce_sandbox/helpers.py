@@ -8,6 +8,11 @@ from typing import Any
 import pytest
 from simple_salesforce.exceptions import SalesforceError
 
+from crm_pipeline.salesforce_sandbox.ids import make_id
+
+MISSING_ID = make_id("006", 99_999)
+"""A well-formed opportunity id no record has."""
+
 
 def opportunity(**fields: Any) -> dict[str, Any]:
     """An opportunity body with the three required fields (overridable)."""

@@ -13,7 +13,7 @@ from simple_salesforce.api import Salesforce
 
 from crm_pipeline.salesforce_sandbox import AUTOMATED_PROCESS, HUMAN_USER, INTEGRATION_USER, SalesforceControl
 
-from .helpers import opportunity, refused
+from .helpers import MISSING_ID, opportunity, refused
 
 HISTORY = "SELECT OpportunityId, Field, OldValue, NewValue, CreatedById, CreatedDate FROM OpportunityFieldHistory ORDER BY CreatedDate"
 STAMPS = ("LastModifiedDate", "LastModifiedById", "SystemModstamp", "LastActivityDate")
@@ -43,6 +43,8 @@ def test_history_rows_name_the_writer_of_each_tracked_change(
         ("Amount", 100, 250, HUMAN_USER),
     ]
     rows = sf.query_all(HISTORY)["records"]
+    assert rows[-1]["attributes"]["url"].startswith("/services/data/v62.0/sobjects/OpportunityFieldHistory/017")
+    assert "Id" not in rows[-1]  # named by the url, not selected
     assert rows[-1]["OpportunityId"] == record_id and rows[-1]["CreatedDate"] == "2026-03-02T09:32:00.000+0000"
     record = sf.Opportunity.get(record_id)
     assert (record["LastModifiedById"], record["LastModifiedDate"]) == (HUMAN_USER, "2026-03-02T09:32:00.000+0000")
@@ -85,7 +87,7 @@ def test_a_task_moves_system_modstamp_and_last_activity_but_not_last_modified(
     salesforce_control.advance_clock(60)
     sf.Task.create({"WhatId": record_id, "Subject": "open"})  # not done: only the stamp moves
     assert stamps(sf, record_id)[2:] == ("2026-03-02T09:33:00.000+0000", "2026-03-01")
-    _, errors = refused(lambda: sf.Task.create({"WhatId": "006Sb0000000zzzAAA", "Subject": "x"}))
+    _, errors = refused(lambda: sf.Task.create({"WhatId": MISSING_ID, "Subject": "x"}))
     assert errors[0]["errorCode"] == "INVALID_CROSS_REFERENCE_KEY"
 
 

@@ -11,7 +11,7 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from crm_pipeline.salesforce_sandbox import SalesforceControl
 
-from .helpers import opportunity, refused
+from .helpers import MISSING_ID, opportunity, refused
 
 ROLLED_BACK = "ALL_OR_NONE_OPERATION_ROLLED_BACK"
 
@@ -60,10 +60,10 @@ def test_all_or_none_rolls_back_every_record_and_names_the_culprit(
 
 def test_update_and_delete_collections(sf: Salesforce) -> None:
     first, second = (sf.Opportunity.create(opportunity(Name=n))["id"] for n in ("a", "b"))
-    records = [typed(id=first, Amount=5), typed(id=second, CloseDate=None), typed(id="006Sb0000000zzzAAA", Amount=1)]
+    records = [typed(id=first, Amount=5), typed(id=second, CloseDate=None), typed(id=MISSING_ID, Amount=1)]
     results = sf.restful("composite/sobjects", method="PATCH", json={"records": records})
     assert codes(results) == [None, "REQUIRED_FIELD_MISSING", "NOT_FOUND"]
-    assert [r.get("id") for r in results] == [first, second, "006Sb0000000zzzAAA"]
+    assert [r.get("id") for r in results] == [first, second, MISSING_ID]
     assert sf.Opportunity.get(first)["Amount"] == 5
     results = sf.restful("composite/sobjects", method="DELETE", params={"ids": f"{first},{first},bogus"})
     assert codes(results) == [None, "ENTITY_IS_DELETED", "MALFORMED_ID"]
@@ -80,7 +80,7 @@ def test_upsert_collection_reports_created_per_record(sf: Salesforce) -> None:
     assert sf.Opportunity.get_by_custom_id("Sync_Key__c", "k-1")["Name"] == "new"
     retrieved = sf.restful(
         "composite/sobjects/Opportunity",
-        params={"ids": f"{results[0]['id']},006Sb0000000zzzAAA", "fields": "Name,Sync_Key__c"},
+        params={"ids": f"{results[0]['id']},{MISSING_ID}", "fields": "Name,Sync_Key__c"},
     )
     assert [r and (r["Name"], r["Sync_Key__c"]) for r in retrieved] == [("new", "k-1"), None]
 
@@ -113,3 +113,19 @@ def test_an_injected_lock_fails_one_record_and_then_clears(
     assert codes(results) == [None, "UNABLE_TO_LOCK_ROW", None]
     retry = sf.restful("composite/sobjects/Opportunity/Sync_Key__c", method="PATCH", json={"records": [records[1]]})
     assert codes(retry) == [None] and retry[0]["created"] is True
+
+
+def test_a_key_twice_in_one_upsert_or_held_twice_is_a_duplicate_external_id(
+    sf: Salesforce, salesforce_control: SalesforceControl
+) -> None:
+    records = [
+        typed(**opportunity(Sync_Key__c="k-1")),
+        typed(**opportunity(Sync_Key__c="K-1")),
+        typed(**opportunity(Sync_Key__c="k-2")),
+    ]
+    results = sf.restful("composite/sobjects/Opportunity/Sync_Key__c", method="PATCH", json={"records": records})
+    assert codes(results) == ["DUPLICATE_EXTERNAL_ID", "DUPLICATE_EXTERNAL_ID", None]
+    salesforce_control.setup(sync_key_unique=False)
+    sf.Opportunity.create(opportunity(Sync_Key__c="k-2"))
+    results = sf.restful("composite/sobjects/Opportunity/Sync_Key__c", method="PATCH", json={"records": records[2:]})
+    assert codes(results) == ["DUPLICATE_EXTERNAL_ID"]

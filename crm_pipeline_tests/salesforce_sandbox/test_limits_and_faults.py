@@ -22,7 +22,7 @@ from crm_pipeline.salesforce_sandbox import (
     sandbox_session,
 )
 
-from .helpers import opportunity, refused
+from .helpers import MISSING_ID, opportunity, refused
 
 
 def test_an_expired_token_is_invalid_session_id_and_a_new_one_works(
@@ -94,7 +94,20 @@ def test_a_fault_answers_instead_of_the_api_and_an_applied_one_loses_the_answer(
     status, content = refused(lambda: sf.Opportunity.create(opportunity(Name="written")), SalesforceGeneralError)
     assert status == 503 and "Server Unavailable" in str(content)
     assert [r["Name"] for r in salesforce_control.all_records("Opportunity")] == ["written"]
-    status, _ = refused(lambda: sf.Opportunity.get("006Sb0000000zzzAAA"), SalesforceResourceNotFound)
+    status, _ = refused(lambda: sf.Opportunity.get(MISSING_ID), SalesforceResourceNotFound)
     stats = salesforce_control.stats()
     assert stats["by_route"]["POST /sobjects/{object}"] == {"503": 2}
     assert stats["by_route"]["GET /sobjects/{object}/{record_id}"] == {"404": 1}
+
+
+def test_long_running_requests_elsewhere_close_the_concurrency_gate(
+    sf: Salesforce, salesforce_control: SalesforceControl
+) -> None:
+    salesforce_control.configure(concurrent_long_running_limit=2, long_running_elsewhere=2)
+    status, errors = refused(lambda: sf.query("SELECT Id FROM Opportunity"), SalesforceRefusedRequest)
+    assert (status, errors) == (
+        403,
+        [{"message": "ConcurrentPerOrgLongTxn Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+    )
+    salesforce_control.configure(long_running_elsewhere=1)
+    assert sf.query("SELECT COUNT() FROM Opportunity")["totalSize"] == 0

@@ -14,7 +14,7 @@ from simple_salesforce.exceptions import (
 from crm_pipeline.salesforce_sandbox import INTEGRATION_USER, SalesforceControl
 from crm_pipeline.salesforce_sandbox.ids import checksum, normal_id
 
-from .helpers import opportunity, refused
+from .helpers import MISSING_ID, opportunity, refused
 
 
 def test_ids_are_eighteen_characters_with_the_case_checksum_and_fifteen_are_accepted(sf: Salesforce) -> None:
@@ -177,7 +177,7 @@ def test_delete_then_read_is_not_found_and_a_write_is_entity_is_deleted(sf: Sale
     for call in (lambda: sf.Opportunity.update(record_id, {"Name": "x"}), lambda: sf.Opportunity.delete(record_id)):
         status, errors = refused(call, SalesforceResourceNotFound)
         assert (status, errors[0]["errorCode"]) == (404, "ENTITY_IS_DELETED")
-    status, _ = refused(lambda: sf.Opportunity.get("006Sb0000000zzzAAA"), SalesforceResourceNotFound)
+    status, _ = refused(lambda: sf.Opportunity.get(MISSING_ID), SalesforceResourceNotFound)
 
 
 def test_upsert_by_sync_key_creates_201_then_updates_200(sf: Salesforce) -> None:
