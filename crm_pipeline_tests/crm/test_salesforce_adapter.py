@@ -350,3 +350,21 @@ async def test_a_later_process_reuses_the_discovery_and_asks_nothing_first(
     assert any("describe" in route for route in salesforce_control.stats()["by_route"])
     await later.aclose()
     await other.aclose()
+
+
+async def test_the_orgs_concurrent_request_limit_is_waited_out(
+    salesforce_org: RunningSalesforce, salesforce_control: SalesforceControl
+) -> None:
+    """Other clients hold the org's long-running requests at their limit: the same 403 code as a
+    spent day, but the answer's usage shows requests left, so the adapter backs off and goes on."""
+    waits: list[float] = []
+
+    async def others_finish(seconds: float) -> None:
+        waits.append(seconds)
+        salesforce_control.configure(long_running_elsewhere=0)
+
+    adapter = make_adapter(salesforce_org, salesforce_control, retry=RetryPolicy(sleep=others_finish))
+    salesforce_control.configure(concurrent_long_running_limit=25, long_running_elsewhere=25)
+    [outcome] = await adapter.upsert_opportunities([deal()])
+    assert outcome.action == "created" and len(waits) == 1
+    await adapter.aclose()

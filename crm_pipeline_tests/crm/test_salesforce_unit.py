@@ -228,11 +228,24 @@ async def test_an_expired_token_stops_naming_where_it_comes_from_never_the_token
 
 async def test_the_days_limit_stops_the_pass_without_retrying(scripted: Scripted) -> None:
     scripted.answers = [
-        Answer(403, [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}])
+        Answer(
+            403,
+            [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "TotalRequests Limit exceeded."}],
+            usage="api-usage=15000/15000",
+        )
     ]
     with pytest.raises(AllowanceFloorError):
         await api_for(scripted).query("SELECT Id FROM Opportunity")
     assert len(scripted.requests) == 1
+
+
+async def test_the_concurrent_request_limit_is_waited_out(scripted: Scripted) -> None:
+    """The same code with requests left in the day (the answer's own usage): the org's long-running
+    requests are at their limit, so the request waits and goes again."""
+    busy = Answer(403, [{"errorCode": "REQUEST_LIMIT_EXCEEDED", "message": "ConcurrentPerOrgLongTxn Limit exceeded."}])
+    scripted.answers = [busy, Answer(body={"fields": []})]
+    assert await api_for(scripted).describe("Opportunity") == {"fields": []}
+    assert len(scripted.requests) == 2
 
 
 async def test_the_allowance_floor_is_kept_from_the_usage_every_answer_reports(scripted: Scripted) -> None:

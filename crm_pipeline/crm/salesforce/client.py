@@ -9,8 +9,10 @@ reads 2,000 rows a page, and Salesforce limits requests per day, not per second.
 The client has no timeout and no retry of its own: the session's transport (``Transport``) puts a
 timeout on every request, and tenacity (``crm/retrying.py``) retries. Retried: 500/502/503/504,
 ``UNABLE_TO_LOCK_ROW`` and dropped or timed-out connections, with exponential backoff and full
-jitter. Not retried: 400-class data errors, ``REQUEST_LIMIT_EXCEEDED`` (the pass stops with
-``AllowanceFloorError``) and ``INVALID_SESSION_ID`` (the pass stops with ``SessionExpiredError``,
+jitter, and ``REQUEST_LIMIT_EXCEEDED`` while the answer's usage shows requests left (the
+concurrent long-running limit: ``OrgBusyError``). Not retried: 400-class data errors,
+``REQUEST_LIMIT_EXCEEDED`` with the day spent (the pass stops with ``AllowanceFloorError``) and
+``INVALID_SESSION_ID`` (the pass stops with ``SessionExpiredError``,
 naming where the token comes from). Failures are told apart by HTTP status and ``errorCode``,
 never by message text.
 
@@ -43,7 +45,7 @@ from crm_pipeline.crm import retrying
 from crm_pipeline.crm.budget import RequestBudget, Window
 from crm_pipeline.crm.hubspot.client import RollingWindow
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries
-from crm_pipeline.crm.salesforce.errors import AllowanceFloorError, SessionExpiredError
+from crm_pipeline.crm.salesforce.errors import AllowanceFloorError, OrgBusyError, SessionExpiredError
 
 logger = logging.getLogger("crm_pipeline.crm.salesforce")
 
@@ -155,6 +157,8 @@ def _no_answer(error: BaseException) -> bool:
 
 
 def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, OrgBusyError):
+        return True
     status = status_of(error)
     if status is None:
         return _no_answer(error)
@@ -247,9 +251,16 @@ class SalesforceCaller:
                 raise SessionExpiredError(self.token_ref) from error
             except SalesforceError as error:
                 if error_code(error) == LIMIT_EXCEEDED:
-                    usage = self.usage or Usage(0, 0)
-                    raise AllowanceFloorError(self.key, usage.used, usage.total, 0) from error
+                    raise self._limit_error() from error
                 raise
+
+    def _limit_error(self) -> Exception:
+        """``REQUEST_LIMIT_EXCEEDED`` read by the usage its own answer reported: the day spent
+        (stop), or, with requests left, the concurrent long-running limit (wait)."""
+        usage = self.usage or Usage(0, 0)
+        if usage.used < usage.total:
+            return OrgBusyError()
+        return AllowanceFloorError(self.key, usage.used, usage.total, 0)
 
     async def _pace(self) -> None:
         sleep = self.limit.sleep or asyncio.sleep

@@ -33,6 +33,17 @@ class AllowanceFloorError(DailyBudgetSpentError):
         self.used, self.total, self.floor = used, total, floor
 
 
+class OrgBusyError(RuntimeError):
+    """``REQUEST_LIMIT_EXCEEDED`` while the day's allowance is not spent (the answer's own usage
+    says so): the org's concurrent long-running requests are at their limit. Nothing was done;
+    waited out with backoff like any transient refusal."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Salesforce refused the request: the org's concurrent long-running requests are at their limit"
+        )
+
+
 class StageConfigError(ValueError):
     """A stage the stage table maps to is not an active Opportunity stage of the org: every deal in
     that stage is affected, so set-up fails and says which."""
