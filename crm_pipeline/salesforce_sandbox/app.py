@@ -7,6 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from crm_pipeline.emulation.routes import emulator_of
+
 from .api import ALL_METHODS, api_routes
 from .config import SalesforceSandboxConfig
 from .control import control_routes
@@ -15,7 +17,10 @@ from .runtime import SalesforceSandbox, error_response
 
 
 async def _unknown_path(request: Request) -> Response:
-    return error_response(not_found())
+    sandbox: SalesforceSandbox = emulator_of(request)
+    response = error_response(not_found())
+    response.headers.update(sandbox.limit_info())
+    return response
 
 
 def create_app(config: SalesforceSandboxConfig | None = None) -> Starlette:

@@ -90,6 +90,20 @@ class OrgState:
             if not ids:
                 del self.keys[str(key).lower()]
 
+    def copy(self) -> OrgState:
+        """A copy no write to this state reaches (values are immutable; their dicts are copied)."""
+        return OrgState(
+            self.setup,
+            {
+                name: {i: Record(r.object_name, dict(r.values)) for i, r in rs.items()}
+                for name, rs in self.records.items()
+            },
+            dict(self.serials),
+            {key: set(ids) for key, ids in self.keys.items()},
+            list(self.deletions),
+            self.purged_until,
+        )
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "format": STATE_FORMAT,

@@ -78,6 +78,9 @@ def test_every_answer_carries_the_usage_header_and_errors_are_salesforces(
     assert wrong.status_code == 405 and wrong.json()[0]["errorCode"] == "METHOD_NOT_ALLOWED"
     old = session.get(f"{base}/services/data/v40.0/limits/", headers=headers)
     assert old.status_code == 404
+    nowhere = session.get(f"{base}/services/apexrest/anything", headers=headers)
+    assert nowhere.status_code == 404 and "api-usage=" in nowhere.headers["Sforce-Limit-Info"]
+    assert "api-usage=" in versions.headers["Sforce-Limit-Info"]
     assert requests.get(
         f"{salesforce_sandbox.base_url}/services/data/v62.0/limits/", headers=headers
     ).ok  # plain http too
