@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a real PostgreSQL deal store, one local Notion and one local HubSpot.
+"""Fixtures shared by every test: a real PostgreSQL deal store, one local Notion, one local HubSpot and
+one local Salesforce.
 
 With CRM_PIPELINE_DATABASE_URL unset, the tests run on the embedded server in a database of their
 own (created here, dropped afterwards). With it set (and CRM_PIPELINE_APP_DATABASE_URL, the
@@ -20,13 +21,28 @@ import pytest_asyncio
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from crm_pipeline.crm.salesforce import SALESFORCE_FIELD_MAP
 from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, RunningHubSpot, serve_hubspot_in_thread
+from crm_pipeline.salesforce_sandbox import (
+    RunningSalesforce,
+    SalesforceControl,
+    SalesforceSandboxConfig,
+    serve_salesforce_in_thread,
+)
 from crm_pipeline.sandbox import RunningSandbox, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 
 HUBSPOT_CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 """Where the local HubSpot's clock stands when ``hubspot_sandbox`` hands it out."""
+SALESFORCE_CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+"""Where the local Salesforce's clock stands when ``salesforce_org`` hands it out."""
+SALESFORCE_USERNAME = "integration@sandbox.example"
+"""The local Salesforce's integration user (its default token's)."""
+SALESFORCE_CUSTOM_FIELDS = [
+    {"name": spec.name, "type": "string"} for spec in SALESFORCE_FIELD_MAP.values() if spec.custom
+]
+"""The custom Opportunity fields the Salesforce adapter maps, as an admin would create them."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -161,6 +177,30 @@ def hubspot_sandbox(hubspot_server: RunningHubSpot, hubspot_control: HubSpotCont
     hubspot_control.reset()
     hubspot_control.set_clock(HUBSPOT_CLOCK)
     return hubspot_server
+
+
+@pytest.fixture(scope="session")
+def salesforce_server() -> Iterator[RunningSalesforce]:
+    """The local Salesforce over HTTP on a loopback port, with an allowance of a million requests a day."""
+    with serve_salesforce_in_thread(SalesforceSandboxConfig(daily_api_max=1_000_000)) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def salesforce_control(salesforce_server: RunningSalesforce) -> Iterator[SalesforceControl]:
+    """The local Salesforce's control surface: reset, setup, tokens, faults, clock, a person's edits."""
+    with SalesforceControl(salesforce_server.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def salesforce_org(salesforce_server: RunningSalesforce, salesforce_control: SalesforceControl) -> RunningSalesforce:
+    """The local Salesforce reset, set up with the adapter's custom fields, its clock standing at
+    SALESFORCE_CLOCK (tests advance it)."""
+    salesforce_control.reset()
+    salesforce_control.setup(custom_fields=SALESFORCE_CUSTOM_FIELDS)
+    salesforce_control.set_clock(SALESFORCE_CLOCK)
+    return salesforce_server
 
 
 async def requests_reserved(database: Database) -> int:

@@ -1,4 +1,4 @@
 """Machinery every local API emulator shares: the settable clock, strict JSON bodies, rate limiters,
 scripted faults, latency, request statistics, and how handlers become routes. The emulators
-(`crm_pipeline.sandbox` for Notion, `crm_pipeline.hubspot_sandbox` for HubSpot) add their API's
-routes and error shapes."""
+(`crm_pipeline.sandbox` for Notion, `crm_pipeline.hubspot_sandbox` for HubSpot,
+`crm_pipeline.salesforce_sandbox` for Salesforce) add their API's routes and error shapes."""

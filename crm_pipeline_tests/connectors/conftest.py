@@ -19,15 +19,22 @@ from crm_pipeline.crm import CRMAdapter, NotionAdapter
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.hubspot import RateLimit as HubSpotRateLimit
 from crm_pipeline.crm.hubspot import RetryPolicy as HubSpotRetryPolicy
+from crm_pipeline.crm.salesforce import RateLimit as SalesforceRateLimit
+from crm_pipeline.crm.salesforce import RetryPolicy as SalesforceRetryPolicy
+from crm_pipeline.crm.salesforce import SalesforceAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
+from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_TOKEN
+from crm_pipeline.salesforce_sandbox import HUMAN_USER, RunningSalesforce, SalesforceControl, sandbox_salesforce
 from crm_pipeline.sandbox import DEFAULT_TOKEN as NOTION_TOKEN
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
+from crm_pipeline_tests.conftest import SALESFORCE_USERNAME
 from crm_pipeline_tests.crm.conftest import CONTACTS_SCHEMA, DEALS_SCHEMA, FAST_RETRY, UNPACED
 
 CLOCK = datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
 RESULT_CAP = 200
-"""Each local CRM answers at most this many results per query (Notion's query, HubSpot's search):
+"""Each local CRM answers at most this many results per query (Notion's query, HubSpot's search,
+Salesforce's query page):
 small, so the suite reads past the cap with a few hundred records."""
 
 
@@ -132,12 +139,54 @@ def hubspot_connector(server: RunningHubSpot, control: HubSpotControl) -> Connec
     )
 
 
+def salesforce_connector(server: RunningSalesforce, control: SalesforceControl) -> Connector:
+    """The local Salesforce as ``salesforce_org`` sets it up, its query pages and the adapter's
+    keyset windows both RESULT_CAP rows; a person deletes through their own session."""
+    control.configure(query_page_cap=RESULT_CAP)
+    control.set_clock(CLOCK)
+    control.grant_token("person-session", HUMAN_USER)
+    person = sandbox_salesforce(server.base_url, "person-session")
+
+    async def advance(seconds: float) -> None:
+        control.advance_clock(seconds)
+
+    def make() -> CRMAdapter:
+        return SalesforceAdapter(
+            SALESFORCE_TOKEN,
+            instance_url=server.base_url,
+            integration_username=SALESFORCE_USERNAME,
+            retry=SalesforceRetryPolicy(sleep=advance),
+            rate_limit=SalesforceRateLimit(per_minute=0),
+            page_rows=RESULT_CAP,
+        )
+
+    def lose(kind: str) -> None:
+        path, method = {
+            "create": ("*/composite/sobjects/Opportunity/Sync_Key__c", "PATCH"),
+            "update": ("*/composite/sobjects", "PATCH"),
+            "activity": ("*/sobjects/Task/", "POST"),
+        }[kind]
+        control.add_fault("503", path=path, method=method, applied=True)
+
+    return Connector(
+        "salesforce",
+        make,
+        lose,
+        lambda record_id, name: control.person_edit("Opportunity", record_id, {"Name": name}) and None,
+        lambda record_id: person.Opportunity.delete(record_id) and None,
+        control.advance_clock,
+    )
+
+
 BUILDERS: dict[str, Callable[[pytest.FixtureRequest], Connector]] = {
     "notion": lambda request: notion_connector(
         request.getfixturevalue("sandbox_server"), request.getfixturevalue("control")
     ),
     "hubspot": lambda request: hubspot_connector(
         request.getfixturevalue("hubspot_server"), request.getfixturevalue("hubspot_control")
+    ),
+    "salesforce": lambda request: salesforce_connector(
+        request.getfixturevalue("salesforce_org"), request.getfixturevalue("salesforce_control")
     ),
 }
 

@@ -11,18 +11,21 @@ from uuid import uuid4
 import pytest
 import pytest_asyncio
 
-from crm_pipeline.crm import NotionAdapter, PostgresAdapter
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter, salesforce
 from crm_pipeline.crm.hubspot import HubSpotAdapter, RateLimit
 from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP, notion_properties_schema
 from crm_pipeline.demo import seed_demo, seed_demo_notion
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
+from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_TOKEN
+from crm_pipeline.salesforce_sandbox import RunningSalesforce, SalesforceControl
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.sync import SyncEngine
 from crm_pipeline.sync.ownership import DEFAULT_FIELD_OWNERSHIP
+from crm_pipeline_tests.conftest import SALESFORCE_USERNAME
 from crm_pipeline_tests.crm.conftest import Workspace
-from crm_pipeline_tests.sync.local_crm import HubSpotCRM, LocalCRM, NotionCRM
+from crm_pipeline_tests.sync.local_crm import HubSpotCRM, LocalCRM, NotionCRM, SalesforceCRM
 
 
 @pytest.fixture
@@ -66,11 +69,33 @@ async def hubspot_adapter(hubspot: RunningHubSpot) -> AsyncIterator[HubSpotAdapt
     await adapter.aclose()
 
 
-@pytest.fixture(params=["notion", "hubspot"])
+@pytest_asyncio.fixture
+async def salesforce_adapter(
+    salesforce_org: RunningSalesforce, salesforce_control: SalesforceControl
+) -> AsyncIterator[salesforce.SalesforceAdapter]:
+    """The adapter over the local Salesforce on real time (the deal store's clock)."""
+    salesforce_control.real_clock()
+    adapter = salesforce.SalesforceAdapter(
+        SALESFORCE_TOKEN,
+        instance_url=salesforce_org.base_url,
+        integration_username=SALESFORCE_USERNAME,
+        rate_limit=salesforce.RateLimit(per_minute=0),
+    )
+    yield adapter
+    await adapter.aclose()
+
+
+@pytest.fixture(params=["notion", "hubspot", "salesforce"])
 def crm(request: pytest.FixtureRequest) -> LocalCRM:
     """Each connector's local CRM, fresh (its fixtures are asked for only when its case runs)."""
     if request.param == "notion":
         return NotionCRM(request.getfixturevalue("workspace"), request.getfixturevalue("notion"))
+    if request.param == "salesforce":
+        return SalesforceCRM(
+            request.getfixturevalue("salesforce_org").base_url,
+            request.getfixturevalue("salesforce_control"),
+            request.getfixturevalue("salesforce_adapter"),
+        )
     return HubSpotCRM(
         request.getfixturevalue("hubspot").base_url,
         request.getfixturevalue("hubspot_control"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -18,8 +19,11 @@ from crm_pipeline.crm.hubspot import HUBSPOT_PROPERTY_MAP, HubSpotAdapter
 from crm_pipeline.crm.hubspot.mapping import encode
 from crm_pipeline.crm.notion.codecs import to_notion_properties
 from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.salesforce import DEFAULT_STAGE_NAMES, SALESFORCE_FIELD_MAP, SalesforceAdapter
+from crm_pipeline.crm.salesforce import mapping as salesforce_mapping
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl
 from crm_pipeline.models import OpportunityRead
+from crm_pipeline.salesforce_sandbox import HUMAN_USER, SalesforceControl, sandbox_salesforce
 from crm_pipeline_tests.crm.conftest import Workspace
 
 
@@ -55,6 +59,16 @@ class LocalCRM(ABC):
 
     @abstractmethod
     def reset_stats(self) -> None: ...
+
+    def spoil(self, deal_id: UUID) -> str:
+        """A person leaves the deal's record unreadable to its connector; the deal field at fault.
+        By default the name is cleared (a deal must have one)."""
+        self.edit(deal_id, name=None)
+        return "name"
+
+    def mend(self, deal_id: UUID, name: str) -> None:
+        """A person makes the spoilt record readable again, renaming it."""
+        self.edit(deal_id, name=name)
 
     async def read(self, deal_id: UUID) -> OpportunityRead:
         """The deal's record as its connector reads it."""
@@ -135,3 +149,60 @@ class HubSpotCRM(LocalCRM):
 
     def reset_stats(self) -> None:
         self.control.reset_stats()
+
+
+class SalesforceCRM(LocalCRM):
+    """The local Salesforce on real time; a person edits through the UI and deletes through their
+    own session."""
+
+    def __init__(self, base_url: str, control: SalesforceControl, adapter: SalesforceAdapter) -> None:
+        self.control, self.adapter = control, adapter
+        control.grant_token("person-session", HUMAN_USER)
+        self.person = sandbox_salesforce(base_url, "person-session")
+
+    def _record(self, deal_id: UUID) -> dict[str, Any]:
+        [found] = [r for r in self.control.all_records("Opportunity") if r["Sync_Key__c"] == str(deal_id)]
+        return found
+
+    def external_id(self, deal_id: UUID) -> str:
+        return str(self._record(deal_id)["Id"])
+
+    def edit(self, deal_id: UUID, at: datetime | None = None, **values: Any) -> None:
+        fields = {
+            SALESFORCE_FIELD_MAP[name].name: salesforce_mapping.encode(
+                value, name, SALESFORCE_FIELD_MAP[name], DEFAULT_STAGE_NAMES, None
+            )
+            for name, value in values.items()
+        }
+        self.control.person_edit("Opportunity", self.external_id(deal_id), _plain(fields), at=at)
+
+    def spoil(self, deal_id: UUID) -> str:
+        """Salesforce never holds an opportunity without a Name: a person picks a stage no deal
+        stage maps to instead."""
+        self.control.person_edit("Opportunity", self.external_id(deal_id), {"StageName": "Perception Analysis"})
+        return "deal_stage"
+
+    def mend(self, deal_id: UUID, name: str) -> None:
+        self.edit(deal_id, name=name, deal_stage="Lead")
+
+    def delete(self, deal_id: UUID) -> None:
+        self.person.Opportunity.delete(self.external_id(deal_id))
+
+    def in_trash(self, deal_id: UUID) -> bool:
+        return bool(self._record(deal_id)["IsDeleted"])
+
+    def record_writes(self) -> int:
+        routes = self.control.stats()["by_route"]
+        return sum(
+            sum(counts.values())
+            for route, counts in routes.items()
+            if route.split(" ")[0] in ("POST", "PATCH") and "/sobjects" in route and "Task" not in route
+        )
+
+    def reset_stats(self) -> None:
+        self.control.reset_stats()
+
+
+def _plain(fields: dict[str, Any]) -> dict[str, Any]:
+    """JSON values for the control client (a Decimal as its exact text's number)."""
+    return {name: float(value) if isinstance(value, Decimal) else value for name, value in fields.items()}

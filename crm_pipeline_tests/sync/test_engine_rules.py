@@ -1,11 +1,13 @@
-"""SyncEngine end to end, the same rules over every connector's local CRM (``crm``: Notion, HubSpot):
+"""SyncEngine end to end, the same rules over every connector's local CRM (``crm``: Notion, HubSpot,
+Salesforce):
 creates and echoes, every ownership rule, later-write-wins at the CRM's own time precision,
 per-record errors, deletes both ways. The real deal store; the CRM over HTTP. What only one
-connector does is tested beside it (test_engine_e2e.py, test_engine_hubspot.py)."""
+connector does is tested beside it (test_engine_e2e.py, test_engine_hubspot.py,
+test_engine_salesforce.py)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +19,8 @@ from crm_pipeline.sync import Outcome, Rule, Side, SyncEngine
 from crm_pipeline_tests.sync.local_crm import LocalCRM
 
 pytestmark = pytest.mark.integration
+CLOSE = date(2026, 6, 30)
+"""Every deal has a close date: Salesforce requires one."""
 
 
 async def stored(repository: DealRepository, tenant: str, deal: OpportunityRead) -> OpportunityRead:
@@ -26,7 +30,7 @@ async def stored(repository: DealRepository, tenant: str, deal: OpportunityRead)
 
 
 async def synced_deal(engine: SyncEngine, repository: DealRepository, tenant: str, **fields: Any) -> OpportunityRead:
-    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", **fields))
+    deal = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", close_date=CLOSE, **fields))
     assert (await engine.run_pass()).created == 1
     return deal
 
@@ -130,22 +134,23 @@ async def test_a_shared_field_changed_on_both_sides_goes_to_the_later_write_at_t
 async def test_a_record_that_cannot_be_read_fails_alone_and_a_fix_clears_the_ledger(
     crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM
 ) -> None:
-    """A person clears a deal's name (a deal must have one): that record is reported by its
-    external id and waits, neither synced nor taken for deleted; the others sync."""
-    bad = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme"))
-    good = await repository.create_opportunity(tenant, OpportunityCreate(name="Globex"))
+    """A person makes a deal's record unreadable (clears its name, which a deal must have; on
+    Salesforce, picks a stage no deal stage maps to): that record is reported by its external id
+    and waits, neither synced nor taken for deleted; the others sync."""
+    bad = await repository.create_opportunity(tenant, OpportunityCreate(name="Acme", close_date=CLOSE))
+    good = await repository.create_opportunity(tenant, OpportunityCreate(name="Globex", close_date=CLOSE))
     await crm_engine.run_pass()
-    crm.edit(bad.id, name=None)
+    spoilt = crm.spoil(bad.id)
     crm.edit(good.id, estimated_value=Decimal("7"))
     result = await crm_engine.run_pass()
-    assert [(e.record_id, e.field) for e in result.errors] == [(crm.external_id(bad.id), "name")]
+    assert [(e.record_id, e.field) for e in result.errors] == [(crm.external_id(bad.id), spoilt)]
     assert (await stored(repository, tenant, bad)).name == "Acme"
     assert (await stored(repository, tenant, good)).estimated_value == Decimal("7")
     assert await crm_engine.status.pending_deletes() == {}
     for _ in range(2):  # retried from the ledger: still reported, never vanished
-        assert [e.field for e in (await crm_engine.run_pass()).errors] == ["name"]
+        assert [e.field for e in (await crm_engine.run_pass()).errors] == [spoilt]
     assert await crm_engine.status.pending_deletes() == {}
-    crm.edit(bad.id, name="Acme Corp")
+    crm.mend(bad.id, "Acme Corp")
     assert (await crm_engine.run_pass()).errors == []
     assert (await stored(repository, tenant, bad)).name == "Acme Corp"
     assert await crm_engine.status.errors() == []

@@ -1,0 +1,254 @@
+"""SalesforceAdapter: deals as Opportunities, contacts as Contacts, activities as Tasks on their
+opportunity, over ``simple-salesforce``.
+
+Every request goes through ``SalesforceCaller`` (one at a time per adapter in a worker thread,
+paced per org, the org's allowance kept above a floor, retries; see client.py). Writes go through
+sObject Collections, 200 records a request: upserts keyed on ``Sync_Key__c`` (a resend after a lost
+answer writes the same records again and creates nothing twice), updates by id (never resent
+blindly: a lost answer is read back). Before an upsert the batch's keys are looked up (one query
+per 200, queryAll), which tells new records (every field) from existing ones (the fields set), and
+refuses a key whose record is in the Recycle Bin rather than create it again. A write of StageName
+always carries Probability too (the record's or the value set), since Salesforce resets Probability
+to the stage's default otherwise. Changes are read by ``SystemModstamp`` (deal_reads.py).
+
+The class is layered as HubSpot's is: set-up and discovery (setup.py), reads (deal_reads.py),
+contacts and activities (activities.py), then here the writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from crm_pipeline.batches import chunks
+from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
+from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
+from crm_pipeline.crm.salesforce.api import MAX_COLLECTION, Record, SaveResult
+from crm_pipeline.crm.salesforce.client import RETRYABLE_CODES, is_uncertain
+from crm_pipeline.crm.salesforce.deal_reads import _in
+from crm_pipeline.crm.salesforce.errors import WriteRefusedError
+from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, sync_key_text
+from crm_pipeline.crm.salesforce.setup import OPPORTUNITY, SalesforceDiscovery
+from crm_pipeline.models import (
+    ChangeRecord,
+    ExternalOpportunityRead,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityRead,
+    OpportunityUpdate,
+)
+
+__all__ = ["SalesforceAdapter", "SalesforceDiscovery"]
+GONE_CODES = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND", "INVALID_CROSS_REFERENCE_KEY"})
+
+
+class SalesforceAdapter(SalesforceContactsAndActivities):
+    """A Salesforce org's opportunities as a CRM backend; ids are 18-character record ids."""
+
+    capabilities = AdapterCapabilities(
+        per_field_timestamps=True,  # OpportunityFieldHistory, for tracked fields
+        old_values_in_changes=False,
+        timestamp_resolution_seconds=1.0,
+        bulk_writes=True,
+    )
+
+    # --- the eight --------------------------------------------------------------------------------
+
+    async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
+        """Upsert by sync key (a key Salesforce holds is updated, never created twice); a record
+        without a key gets a fresh one, so even its create is keyed."""
+        record = opportunity if opportunity.id is not None else opportunity.model_copy(update={"id": uuid4()})
+        (outcome,) = await self.upsert_opportunities([record])
+        if outcome.external_id is not None and outcome.ok:
+            return outcome.external_id
+        reason = outcome.reason or "no answer for this record"
+        field = next((f for f, s in self.field_map.items() if s.name == outcome.property_name), None)
+        if field is not None:
+            raise FieldMappingError(
+                outcome.record_id, field, str(outcome.property_name), getattr(record, field), reason
+            )
+        raise WriteRefusedError(outcome.record_id, reason)
+
+    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
+        await self.write_opportunity(external_id, data)
+
+    async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
+        found = await self._by_ids([external_id])
+        return found[0] if found else None
+
+    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
+        """Every record (live, deleted or both) read page by page; stage and updated_since applied
+        on the records read, then order and paging."""
+        stages = filters.deal_stage if isinstance(filters.deal_stage, list) else [filters.deal_stage]
+        modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
+        records = [r for deleted in modes for r in await self._list_all(deleted=deleted)]
+        matching = [
+            r
+            for r in records
+            if (filters.deal_stage is None or r.deal_stage in stages)
+            and (filters.updated_since is None or r.updated_at > filters.updated_since)
+        ]
+        valued = [r for r in matching if getattr(r, filters.order_by) is not None]
+        empty = [r for r in matching if getattr(r, filters.order_by) is None]
+        ordered = sorted(valued, key=lambda r: getattr(r, filters.order_by), reverse=filters.descending) + empty
+        return list[OpportunityRead](ordered[filters.offset : filters.offset + filters.limit])
+
+    async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
+        return (await self.read_changes(since.isoformat())).changes
+
+    # --- beyond the eight ---------------------------------------------------------------------------
+
+    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
+        """The records with these ids, 200 a query, deleted ones as ``in_trash``."""
+        return list[OpportunityRead](await self._by_ids(external_ids))
+
+    async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
+        """Collections upserts keyed on ``Sync_Key__c``, 200 records a request, one outcome each.
+
+        A new record takes every field (model defaults included), an existing one only the fields
+        set on the record; a key whose record is in the Recycle Bin fails its record. A record
+        Salesforce refuses fails alone, naming the field and Salesforce's ``statusCode``.
+        """
+        batch_ids(records)
+        await self._setup()
+        outcomes: dict[int, UpsertOutcome] = {}
+        for chunk in chunks(list(enumerate(records)), MAX_COLLECTION):
+            held = await self._held([sync_key_text(r.id) for _, r in chunk if r.id is not None])
+            ready: list[tuple[int, str, Record]] = []
+            for index, record in chunk:
+                prepared = self._prepare(record, held)
+                if isinstance(prepared, UpsertOutcome):
+                    outcomes[index] = prepared
+                else:
+                    ready.append((index, sync_key_text(str(record.id)), prepared))
+            if ready:
+                outcomes |= await self._upsert_chunk(ready)
+        return [outcomes[index] for index in range(len(records))]
+
+    def _prepare(self, record: OpportunityCreate, held: Mapping[str, Record]) -> Record | UpsertOutcome:
+        if record.id is None:
+            return UpsertOutcome("", "failed", reason="a record needs an id (its sync key) to be upserted")
+        key = sync_key_text(record.id)
+        existing = held.get(key)
+        if existing is not None and existing.get("IsDeleted"):
+            return UpsertOutcome(
+                key, "failed", existing.get("Id"), reason="the record holding this key is in the Recycle Bin"
+            )
+        values = record.changes() if existing is not None else record.model_dump()
+        try:
+            return {SYNC_KEY_FIELD: key, **self._with_probability(self._values(values, key), existing)}
+        except FieldMappingError as error:
+            return UpsertOutcome(key, "failed", property_name=error.property_name, reason=str(error))
+
+    def _with_probability(self, fields: Record, existing: Record | None) -> Record:
+        """StageName never goes alone: Salesforce would reset Probability to the stage's default."""
+        stage, probability = self.field_map["deal_stage"].name, self.field_map["probability"].name
+        if stage in fields and probability not in fields and existing is not None:
+            fields[probability] = existing.get(probability)
+        return fields
+
+    async def _held(self, keys: Sequence[str]) -> dict[str, Record]:
+        """Key -> Id, IsDeleted and Probability of the records holding these keys (live first)."""
+        if not keys:
+            return {}
+        probability = self.field_map["probability"].name
+        rows = await self.api.query(
+            f"SELECT Id, {SYNC_KEY_FIELD}, IsDeleted, {probability} FROM {OPPORTUNITY} "
+            f"WHERE {SYNC_KEY_FIELD} IN ({_in(keys)})",
+            include_deleted=True,
+        )
+        held: dict[str, Record] = {}
+        for row in sorted(rows, key=lambda r: not r.get("IsDeleted")):  # a live record overrides a deleted one
+            held[str(row[SYNC_KEY_FIELD]).lower()] = row
+        return held
+
+    async def _upsert_chunk(self, ready: Sequence[tuple[int, str, Record]]) -> dict[int, UpsertOutcome]:
+        """One collections upsert; records refused for a row lock are sent again, alone, after a
+        backoff (the upsert is keyed, so a resend is safe), while the rest keep their result."""
+        policy = self.api.caller.policy
+        outcomes: dict[int, UpsertOutcome] = {}
+        pending = list(ready)
+        for attempt in range(1, policy.max_attempts + 1):
+            results = await self.api.upsert(OPPORTUNITY, SYNC_KEY_FIELD, [fields for _, _, fields in pending])
+            locked = []
+            for item, result in zip(pending, results, strict=True):
+                if result.status_code in RETRYABLE_CODES and attempt < policy.max_attempts:
+                    locked.append(item)
+                else:
+                    outcomes[item[0]] = self._outcome(item[1], result)
+            if not locked:
+                break
+            await policy.sleep(policy.backoff(attempt))
+            pending = locked
+        return outcomes
+
+    def _outcome(self, key: str, result: SaveResult) -> UpsertOutcome:
+        if result.success and result.id is not None:
+            self._id_by_key[key] = result.id
+            return UpsertOutcome(key, "created" if result.created else "updated", result.id)
+        return UpsertOutcome(
+            key, "failed", property_name=result.fields[0] if result.fields else None, reason=_refusal(result)
+        )
+
+    async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
+        """Update the record's set fields, then read it as written. Never resent blindly: after a
+        lost answer the record is read back and returned if every value landed, else
+        UncertainWriteError (a person may have edited it meanwhile)."""
+        await self._setup()
+        fields = self._values(data.changes(), external_id)
+        if self.field_map["deal_stage"].name in fields and self.field_map["probability"].name not in fields:
+            current = await self._current(external_id)
+            fields = self._with_probability(fields, self._values({"probability": current.probability}, external_id))
+        if fields:
+            try:
+                (result,) = await self.api.update(OPPORTUNITY, [{"id": external_id, **fields}])
+            except Exception as error:
+                if not is_uncertain(error):
+                    raise
+                landed = await self._landed(external_id, fields)
+                if landed is None:
+                    raise UncertainWriteError(external_id, error) from error
+                return landed
+            if not result.success:
+                await self._refused(external_id, fields, result)
+        return await self._current(external_id)
+
+    async def _current(self, external_id: str) -> ExternalOpportunityRead:
+        found = await self._by_ids([external_id])
+        if not found or found[0].in_trash:
+            raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
+        return found[0]
+
+    async def _refused(self, external_id: str, fields: Record, result: SaveResult) -> None:
+        if result.status_code in GONE_CODES:
+            raise RecordGoneError(external_id, f"Salesforce: {result.status_code}")
+        name = result.fields[0] if result.fields else "?"
+        field = next((f for f, s in self.field_map.items() if s.name == name), name)
+        raise FieldMappingError(external_id, field, name, fields.get(name), _refusal(result))
+
+    async def _landed(self, external_id: str, sent: Record) -> ExternalOpportunityRead | None:
+        current = await self._current(external_id)
+        held = self._values(current.model_dump(), external_id)
+        return current if all(held.get(name) == value for name, value in sent.items()) else None
+
+    async def archive_opportunity(self, external_id: str) -> ExternalOpportunityRead:
+        """Delete the record (to the Recycle Bin, which queryAll still reads); returns it."""
+        (result,) = await self.api.delete([external_id])
+        if not result.success and result.status_code not in GONE_CODES:
+            raise WriteRefusedError(external_id, _refusal(result))
+        found = await self._by_ids([external_id])
+        if not found:
+            raise RecordGoneError(external_id, "no such opportunity")
+        return found[0]
+
+    async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
+        """Write the sync key onto an opportunity a person created in Salesforce."""
+        await self.api.patch(OPPORTUNITY, external_id, {SYNC_KEY_FIELD: sync_key_text(sync_key)})
+        self._id_by_key[sync_key_text(sync_key)] = external_id
+
+
+def _refusal(result: SaveResult) -> str:
+    fields = f" ({', '.join(result.fields)})" if result.fields else ""
+    return f"Salesforce refused the write: {result.status_code}{fields}: {result.message}"

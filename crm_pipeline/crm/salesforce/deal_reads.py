@@ -1,0 +1,244 @@
+"""Reading opportunities from Salesforce: by id and by sync key (queryAll, so a deleted record
+reads as ``in_trash``), every record, and the changes since a cursor by ``SystemModstamp``; each
+record mapped to an ``ExternalOpportunityRead`` whose per-field editors come from
+``OpportunityFieldHistory``.
+
+**Change reads.** ``SystemModstamp`` is indexed and moves on every change, but only to the second,
+and a row becomes visible when its transaction commits, after its stamp. A read therefore starts
+``overlap`` before the cursor (``>=``), orders by ``SystemModstamp, Id`` and continues by keyset
+(``(SystemModstamp > t) OR (SystemModstamp = t AND Id > i)``) rather than by offset; records are
+de-duplicated by id. The cursor is the newest stamp read. A row whose ``LastModifiedDate`` is
+older than the window moved only its ``SystemModstamp`` (a logged Task's roll-up, a recalculation):
+nobody edited it, so it is no change. Deleted rows are left to ``read_trashed``.
+
+**Editors.** A history row written by the integration user is the sync's own (``Actor.SYNC``),
+any other user's a person's. One exception, the stage's default: when a person changes the stage
+alone, Salesforce sets Probability to the new stage's default in the same save, and a tracked
+Probability records that as the person's edit. A Probability row by the same user, stamped the same
+second as their StageName row, whose new value is that stage's default probability, is the
+stage's doing and reads as no external edit of probability (``Actor.SYNC``): the agent's
+probability is then written back rather than overridden. A person who sets exactly the default
+by hand is read the same way (Salesforce would have set that value anyway). Fields without
+history tracking carry no per-field editor: the sync decides them by value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID, uuid5
+
+from pydantic import ValidationError
+
+from crm_pipeline.batches import chunks
+from crm_pipeline.crm.adapter import ChangeBatch, snapshot_change
+from crm_pipeline.crm.errors import FieldMappingError
+from crm_pipeline.crm.salesforce.api import Record
+from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, decode, parse_time, soql_text, soql_time
+from crm_pipeline.crm.salesforce.setup import OPPORTUNITY, SalesforceDiscovery, SalesforceSetup
+from crm_pipeline.models import Actor, ExternalOpportunityRead, FieldEdit
+
+logger = logging.getLogger("crm_pipeline.crm.salesforce")
+
+_ID_NAMESPACE = UUID("0c6f5d1e-8a3b-4f0e-9d27-5b1e6a4c3f81")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_AUDIT = ["Id", SYNC_KEY_FIELD, "CreatedDate", "LastModifiedDate", "LastModifiedById", "SystemModstamp", "IsDeleted"]
+IDS_PER_QUERY = 200
+
+
+class SalesforceDealReads(SalesforceSetup):
+    """Opportunities read by id, by sync key, all of them, or changed since a cursor."""
+
+    def _select(self) -> str:
+        return ", ".join([*_AUDIT, *(spec.name for spec in self.field_map.values())])
+
+    async def _by_ids(self, external_ids: Sequence[str]) -> list[ExternalOpportunityRead]:
+        """The records with these ids, deleted ones included (``in_trash``), in the order asked.
+        A record that cannot be mapped raises ``FieldMappingError``: left out, it would read as gone."""
+        rows: list[Record] = []
+        for chunk in chunks(list(dict.fromkeys(external_ids)), IDS_PER_QUERY):
+            rows += await self._rows(f"Id IN ({_in(chunk)})", include_deleted=True)
+        records = await self._records(rows)
+        if self.read_errors:
+            raise self.read_errors[0]
+        by_id = {r.external_id: r for r in records}
+        return [by_id[i] for i in _as_18(external_ids, by_id)]
+
+    async def _rows(self, where: str, *, include_deleted: bool = False, tail: str = "") -> list[Record]:
+        soql = f"SELECT {self._select()} FROM {OPPORTUNITY} WHERE {where}{tail}"
+        return await self.api.query(soql, include_deleted=include_deleted)
+
+    async def _find_by_key(self, key: str) -> str | None:
+        """The live record holding this sync key, if any."""
+        if key not in self._id_by_key:
+            found = await self.api.query(f"SELECT Id FROM {OPPORTUNITY} WHERE {SYNC_KEY_FIELD} = {soql_text(key)}")
+            if found:
+                self._id_by_key[key] = str(found[0]["Id"])
+        return self._id_by_key.get(key)
+
+    async def _list_all(self, *, deleted: bool) -> list[ExternalOpportunityRead]:
+        rows = await self._rows(f"IsDeleted = {str(deleted).upper()}", include_deleted=deleted)
+        return await self._records(rows)
+
+    # --- changes ------------------------------------------------------------------------------------
+
+    async def read_changes(self, cursor: str | None) -> ChangeBatch:
+        """Live records whose ``SystemModstamp`` is at or after the cursor less the overlap, read by
+        keyset, those a person or the sync edited in the window; the cursor is the newest stamp."""
+        since = _cursor_time(cursor)
+        start = since - self.overlap if cursor else _EPOCH
+        rows = await self._stamped_since(start, deleted=False)
+        edited = [r for r in rows if cursor is None or parse_time(r["LastModifiedDate"]) >= start]
+        records = await self._records(edited)
+        changes = sorted(
+            (snapshot_change(self.tenant_id, r, self.field_map) for r in records), key=lambda c: c.changed_at
+        )
+        return ChangeBatch(changes, _mark(rows, since), list(self.read_errors))
+
+    async def read_trashed(self, cursor: str | None) -> ChangeBatch:
+        """Records deleted (in the Recycle Bin) since the cursor less the overlap, from queryAll's
+        ``IsDeleted`` rows; each change carries ``archived_at`` (the deletion's stamp)."""
+        since = _cursor_time(cursor)
+        rows = await self._stamped_since(since - self.overlap if cursor else _EPOCH, deleted=True)
+        changes = []
+        for record in await self._records(rows):
+            change = snapshot_change(self.tenant_id, record, [*self.field_map, "archived_at"])
+            changes.append(change.model_copy(update={"changed_at": record.archived_at}))
+        return ChangeBatch(sorted(changes, key=lambda c: c.changed_at), _mark(rows, since), list(self.read_errors))
+
+    async def _stamped_since(self, start: datetime, *, deleted: bool) -> list[Record]:
+        """Rows stamped at or after ``start``, ``page_rows`` a query, continued by keyset."""
+        found: dict[str, Record] = {}
+        where = f"SystemModstamp >= {soql_time(start)}"
+        tail = f" ORDER BY SystemModstamp, Id LIMIT {self.page_rows}"
+        while True:
+            rows = await self._rows(
+                f"IsDeleted = {str(deleted).upper()} AND ({where})", include_deleted=deleted, tail=tail
+            )
+            found |= {str(r["Id"]): r for r in rows}
+            if len(rows) < self.page_rows:
+                return list(found.values())
+            stamp, last = soql_time(parse_time(rows[-1]["SystemModstamp"])), soql_text(str(rows[-1]["Id"]))
+            where = f"SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND Id > {last})"
+
+    # --- records ------------------------------------------------------------------------------------
+
+    async def _records(self, rows: Sequence[Record]) -> list[ExternalOpportunityRead]:
+        """Rows as records, their field history read in batches; unmappable ones in ``read_errors``."""
+        found = await self._setup()
+        history = await self._history([str(r["Id"]) for r in rows])
+        self.read_errors = []
+        records = []
+        for row in rows:
+            try:
+                records.append(self._to_opportunity(row, history.get(str(row["Id"]), []), found))
+            except FieldMappingError as error:
+                logger.warning("Salesforce opportunity skipped: %s", error)
+                self.read_errors.append(error)
+        return records
+
+    async def _history(self, ids: Sequence[str]) -> dict[str, list[Record]]:
+        """Each record's history rows of the mapped fields, newest first."""
+        fields = _in([spec.name for spec in self.field_map.values()])
+        by_record: dict[str, list[Record]] = {}
+        for chunk in chunks(list(ids), IDS_PER_QUERY):
+            rows = await self.api.query(
+                "SELECT OpportunityId, Field, NewValue, CreatedById, CreatedDate FROM OpportunityFieldHistory "
+                f"WHERE OpportunityId IN ({_in(chunk)}) AND Field IN ({fields}) ORDER BY CreatedDate DESC"
+            )
+            for row in rows:
+                by_record.setdefault(str(row["OpportunityId"]), []).append(row)
+        return by_record
+
+    def _to_opportunity(
+        self, row: Record, history: Sequence[Record], found: SalesforceDiscovery
+    ) -> ExternalOpportunityRead:
+        record_id = str(row["Id"])
+        names = {theirs: ours for ours, theirs in found.stage_names.items()}
+        fields = {f: decode(row.get(spec.name), f, spec, names, record_id) for f, spec in self.field_map.items()}
+        key = row.get(SYNC_KEY_FIELD)
+        try:
+            sync_key = UUID(key) if key else None
+        except ValueError:
+            raise FieldMappingError(record_id, "sync_key", SYNC_KEY_FIELD, key, "not a UUID") from None
+        deleted = bool(row.get("IsDeleted"))
+        try:
+            record = ExternalOpportunityRead(
+                **fields,
+                id=uuid5(_ID_NAMESPACE, record_id),
+                external_id=record_id,
+                tenant_id=self.tenant_id,
+                sync_key=sync_key,
+                created_at=parse_time(row["CreatedDate"]),
+                updated_at=parse_time(row["LastModifiedDate"]),
+                archived_at=parse_time(row["SystemModstamp"]) if deleted else None,
+                in_trash=deleted,
+                last_edited_by=Actor.SYNC if row.get("LastModifiedById") == found.integration_user_id else Actor.HUMAN,
+                field_edits=self._field_edits(history, found),
+            )
+        except ValidationError as error:
+            first = error.errors()[0]
+            field = str(first["loc"][0]) if first["loc"] else "?"
+            spec = self.field_map.get(field)
+            raise FieldMappingError(
+                record_id, field, spec.name if spec else field, fields.get(field), first["msg"]
+            ) from error
+        if sync_key is not None and not deleted:
+            self._id_by_key[str(sync_key)] = record_id
+        return record
+
+    def _field_edits(self, history: Sequence[Record], found: SalesforceDiscovery) -> dict[str, FieldEdit]:
+        """Each tracked field's newest edit: who made it and when (the stage's default excepted)."""
+        newest: dict[str, Record] = {}
+        for entry in history:
+            newest.setdefault(str(entry["Field"]), entry)
+        edits = {}
+        for field, spec in self.field_map.items():
+            row = newest.get(spec.name)
+            if row is None:
+                continue
+            ours = row.get("CreatedById") == found.integration_user_id
+            if spec.codec == "percent" and not ours:
+                ours = stage_default(row, newest.get(self.field_map["deal_stage"].name), found.default_probabilities)
+            edits[field] = FieldEdit(actor=Actor.SYNC if ours else Actor.HUMAN, at=parse_time(row["CreatedDate"]))
+        return edits
+
+
+def stage_default(probability: Record, stage: Record | None, defaults: Mapping[str, int]) -> bool:
+    """Whether a Probability history row is Salesforce applying the stage's default: the same
+    user's StageName row of the same second set a stage whose default probability is that value."""
+    if stage is None or stage.get("CreatedById") != probability.get("CreatedById"):
+        return False
+    if parse_time(stage["CreatedDate"]) != parse_time(probability["CreatedDate"]):
+        return False
+    default = defaults.get(str(stage.get("NewValue")))
+    value = probability.get("NewValue")
+    try:
+        return default is not None and value is not None and Decimal(str(value)) == default
+    except ArithmeticError:
+        return False
+
+
+def _in(values: Iterable[str]) -> str:
+    return ", ".join(soql_text(v) for v in values)
+
+
+def _as_18(asked: Sequence[str], by_id: Mapping[str, Any]) -> list[str]:
+    """The asked ids that were found, each as the 18-character id it answered under."""
+    found = []
+    for external_id in asked:
+        match = next((i for i in by_id if i == external_id or i[:15] == external_id), None)
+        if match is not None:
+            found.append(match)
+    return found
+
+
+def _mark(rows: Sequence[Record], since: datetime) -> str:
+    return max([since, *(parse_time(r["SystemModstamp"]) for r in rows)]).isoformat()
+
+
+def _cursor_time(cursor: str | None) -> datetime:
+    return datetime.fromisoformat(cursor) if cursor else _EPOCH

@@ -1,0 +1,32 @@
+"""The Starlette app: Salesforce's REST routes over one org, and the ``/_salesforce`` control surface."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from crm_pipeline.emulation.routes import emulator_of
+
+from .api import ALL_METHODS, api_routes
+from .config import SalesforceSandboxConfig
+from .control import control_routes
+from .errors import not_found
+from .runtime import SalesforceSandbox, error_response
+
+
+async def _unknown_path(request: Request) -> Response:
+    sandbox: SalesforceSandbox = emulator_of(request)
+    response = error_response(not_found())
+    response.headers.update(sandbox.limit_info())
+    return response
+
+
+def create_app(config: SalesforceSandboxConfig | None = None) -> Starlette:
+    sandbox = SalesforceSandbox(config or SalesforceSandboxConfig())
+    routes = api_routes() + control_routes()
+    routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
+    app = Starlette(routes=routes)
+    app.state.sandbox = sandbox
+    return app
