@@ -1,6 +1,6 @@
 """A local, stateful Salesforce REST API (v59.0 to v62.0) that behaves like Salesforce where sync
 correctness depends on it: Opportunity with its stage cascade, audit fields and history, Task
-roll-ups, upsert by external id, sObject Collections, SOQL paging, the change lists, the Recycle
+roll-ups, Contacts, upsert by external id, sObject Collections, SOQL paging, the change lists, the Recycle
 Bin, the daily allowance and faults. Driven by the real ``simple-salesforce`` client."""
 
 from .config import DEFAULT_TOKEN, SalesforceSandboxConfig

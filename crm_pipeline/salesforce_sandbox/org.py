@@ -231,9 +231,12 @@ class Org:
     ) -> None:
         """Fields that follow from others: the stage's four (Probability and ForecastCategoryName
         reset when the stage changes, unless the same write sets them), expected revenue, the
-        fiscal period, and whether a task is closed."""
+        fiscal period, whether a task is closed, a contact's full name."""
         if object_name == "Task":
             values["IsClosed"] = values.get("Status") == "Completed"
+            return
+        if object_name == "Contact":
+            values["Name"] = " ".join(part for part in (values.get("FirstName"), values["LastName"]) if part)
             return
         stage = self.state.setup.stage(values["StageName"])
         if stage is None:  # an inactive stage kept on an old record

@@ -1,6 +1,6 @@
 """The objects the org serves and their fields, as describe tells them and as SOQL binds them:
-Opportunity (with the setup's custom fields and profile-hidden fields), Task, User,
-OpportunityStage and OpportunityFieldHistory."""
+Opportunity (with the setup's custom fields and profile-hidden fields), Task, Contact, User,
+OpportunityStage, OpportunityFieldHistory and OpportunityHistory."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ from .soql import FieldType
 PREFIXES = {
     "Opportunity": "006",
     "Task": "00T",
+    "Contact": "003",
     "User": "005",
     "OpportunityStage": "01J",
     "OpportunityFieldHistory": "017",
     "OpportunityHistory": "008",
 }
-WRITABLE_OBJECTS = ("Opportunity", "Task")
+WRITABLE_OBJECTS = ("Opportunity", "Task", "Contact")
 LEAD_SOURCES = ("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
 OPPORTUNITY_TYPES = (
     "Existing Customer - Upgrade",
@@ -149,6 +150,20 @@ def _task() -> list[FieldSpec]:
     ]
 
 
+def _contact() -> list[FieldSpec]:
+    return _system_fields() + [
+        FieldSpec("AccountId", "reference", reference_to=("Account",), length=18),
+        FieldSpec("FirstName", "string", length=40),
+        FieldSpec("LastName", "string", nillable=False, required=True, length=80),
+        _read_only("Name", "string", length=121),
+        FieldSpec("Email", "string", length=80),
+        FieldSpec("Phone", "string", length=40),
+        FieldSpec("Title", "string", length=128),
+        FieldSpec("Description", "textarea", length=32000),
+        FieldSpec("OwnerId", "reference", nillable=False, reference_to=("User",), length=18),
+    ]
+
+
 def _user() -> list[FieldSpec]:
     return _system_fields() + [
         _read_only("Username", "string", nillable=False, length=80),
@@ -203,6 +218,7 @@ class Schema:
         self.fields: dict[str, dict[str, FieldSpec]] = {
             "Opportunity": {f.name: f for f in _opportunity(setup)},
             "Task": {f.name: f for f in _task()},
+            "Contact": {f.name: f for f in _contact()},
             "User": {f.name: f for f in _user()},
             "OpportunityStage": {f.name: f for f in _stage()},
             "OpportunityFieldHistory": {f.name: f for f in _field_history()},

@@ -173,3 +173,14 @@ def test_opportunity_history_logs_stage_amount_probability_and_close_date(sf: Sa
             "ExpectedRevenue": 75,
         },
     ]
+
+
+def test_contacts_need_a_last_name_and_get_a_full_name(sf: Salesforce) -> None:
+    contact_id = sf.Contact.create({"FirstName": "Ann", "LastName": "Lee", "Email": "ann@example.com"})["id"]
+    assert contact_id.startswith("003")
+    sf.Contact.update(contact_id, {"FirstName": "Anne"})
+    assert sf.Contact.get(contact_id)["Name"] == "Anne Lee"
+    _, errors = refused(lambda: sf.Contact.create({"FirstName": "Solo"}))
+    assert errors[0]["errorCode"] == "REQUIRED_FIELD_MISSING" and errors[0]["fields"] == ["LastName"]
+    task_id = sf.Task.create({"WhoId": contact_id, "Subject": "intro"})["id"]
+    assert sf.query(f"SELECT Id FROM Task WHERE WhoId = '{contact_id}'")["records"][0]["Id"] == task_id
