@@ -16,7 +16,8 @@ from .ids import make_id
 from .render import record_json
 from .runtime import Call
 from .schema import PREFIXES
-from .soql import SoqlError, bind, execute, parse_soql
+from .soql import SoqlError, parse_soql
+from .soql_run import bind, execute
 from .state import INTEGRATION_USER, SETUP_MOMENT
 
 DEFAULT_BATCH, MIN_BATCH, MAX_BATCH = 2000, 200, 2000

@@ -24,10 +24,9 @@ from crm_pipeline.salesforce_sandbox.soql import (
     Not,
     OrderItem,
     SoqlError,
-    bind,
-    execute,
     parse_soql,
 )
+from crm_pipeline.salesforce_sandbox.soql_run import bind, execute
 
 SCHEMA: dict[str, dict[str, FieldType]] = {
     "Opportunity": {
