@@ -8,8 +8,6 @@ cannot hold or that is too deep or too large, a stage outside the pipeline, a na
 from __future__ import annotations
 
 import enum
-import math
-from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
@@ -25,79 +23,12 @@ from pydantic import (
     StringConstraints,
     field_validator,
 )
-from pydantic_core import to_json
 
-JsonValue = Any
-"""A JSON-shaped value (dict, list, str, number, bool or None) stored as PostgreSQL jsonb."""
+from crm_pipeline.json_values import MAX_JSON_BYTES as MAX_JSON_BYTES  # re-exported: the models' limits
+from crm_pipeline.json_values import MAX_JSON_DEPTH as MAX_JSON_DEPTH
+from crm_pipeline.json_values import JsonValue, json_checked, without_nul
 
-MAX_JSON_DEPTH = 32
-"""How deeply a JSON field may nest (each object or array is one level). Deal data is a few levels
-deep; far deeper is a bug or hostile input, refused before it costs recursion in the change diff,
-the serialisers and PostgreSQL's jsonb functions."""
-
-MAX_JSON_BYTES = 256 * 1024
-"""The most one JSON field may take, serialised as compact UTF-8 JSON. Every write copies the field
-into the change log (old and new value) and every sync sends it to the CRM, so a field is kept to
-what an agent's notes on one deal plausibly need (Notion itself caps rich text far lower)."""
-
-_NUL = "\x00"
 _T = TypeVar("_T")
-
-
-def _without_nul(text: str) -> str:
-    """PostgreSQL text (and jsonb strings) cannot hold the NUL character: refuse it here."""
-    if _NUL in text:
-        raise ValueError("must not contain the NUL character (\\x00): PostgreSQL cannot store it")
-    return text
-
-
-def _json_checked(value: _T) -> _T:
-    """Refuse what jsonb cannot hold (see `_json_problem`) and values over `MAX_JSON_BYTES`."""
-    found = _json_problem(value, 1)
-    if found is not None:
-        problem, path = found
-        where = "".join(f"[{step}]" if isinstance(step, int) else f".{step}" for step in reversed(path))
-        raise ValueError(problem + (f" (at {where.removeprefix('.')})" if where else ""))
-    size = len(to_json(value))
-    if size > MAX_JSON_BYTES:
-        raise ValueError(f"is {size} bytes as JSON; the most a JSON field may take is {MAX_JSON_BYTES} bytes")
-    return value
-
-
-def _json_problem(value: Any, depth: int) -> tuple[str, list[str | int]] | None:
-    """Why `value` is not plain JSON that jsonb stores as given, and where (the path from the
-    innermost step out), or None if it is.
-
-    Only what `json.loads` returns is allowed: no sets, tuples, datetimes, bytes or Decimals (each
-    serialiser would convert them differently, or not at all), no NaN or Infinity (not JSON), no
-    NUL in strings or keys (jsonb refuses \\u0000), and no nesting beyond `MAX_JSON_DEPTH`.
-    """
-    if value is None or isinstance(value, bool | int):
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else (f"holds {value}, which JSON cannot represent", [])
-    if isinstance(value, str):
-        return ("holds a NUL character (\\u0000), which jsonb cannot store", []) if _NUL in value else None
-    if not isinstance(value, dict | list):
-        return f"holds a {type(value).__name__}, which is not a JSON value (use a string or number)", []
-    if depth > MAX_JSON_DEPTH:
-        return f"nests deeper than {MAX_JSON_DEPTH} levels", []
-    items: Iterable[tuple[str | int, Any]]
-    if isinstance(value, list):
-        items = enumerate(value)
-    else:
-        for key in value:
-            if not isinstance(key, str):
-                return f"has a key of type {type(key).__name__} ({key!r}); JSON object keys are strings", []
-            if _NUL in key:
-                return "has a key holding a NUL character (\\u0000), which jsonb cannot store", []
-        items = value.items()
-    for step, item in items:
-        found = _json_problem(item, depth + 1)
-        if found is not None:
-            found[1].append(step)
-            return found
-    return None
 
 
 def _known_stage(stage: str) -> str:
@@ -117,18 +48,18 @@ DEAL_STAGES: tuple[str, ...] = ("Lead", "Qualified", "Proposal", "Negotiation", 
 """The pipeline stages, as the sales team sees them in the CRM (Notion's Stage select options).
 The only stages the deal store accepts, so every deal can sync."""
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000), AfterValidator(_without_nul)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=10_000), AfterValidator(without_nul)]
 ShortText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(_without_nul)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), AfterValidator(without_nul)
 ]
 DealStage = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_known_stage)]
 Probability = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=18, decimal_places=2)]
 Confidence = Annotated[Decimal, Field(ge=0, le=1, max_digits=7, decimal_places=6)]
 Tag = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(_without_nul)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), AfterValidator(without_nul)
 ]
-Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50), AfterValidator(_without_nul)]
+Phone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=50), AfterValidator(without_nul)]
 
 
 class Actor(enum.StrEnum):
@@ -211,7 +142,7 @@ class _OpportunityWrite(_OpportunityFields):
     @field_validator(*JSON_FIELDS)
     @classmethod
     def _plain_json(cls, value: _T | None) -> _T | None:
-        return value if value is None else _json_checked(value)
+        return value if value is None else json_checked(value)
 
 
 class OpportunityCreate(_OpportunityWrite):
@@ -313,7 +244,7 @@ class ActivityCreate(_Model):
     opportunity_id: UUID
     kind: ActivityKind = "note"
     subject: ShortText
-    body: Annotated[str, StringConstraints(max_length=100_000), AfterValidator(_without_nul)] = ""
+    body: Annotated[str, StringConstraints(max_length=100_000), AfterValidator(without_nul)] = ""
     occurred_at: AwareDatetime | None = Field(
         default=None, description="When it happened (timezone-aware); default now."
     )
