@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -79,6 +79,12 @@ class PostgresAdapter(CRMAdapter):
         after = None if cursor is None else ChangeCursor.parse(cursor)
         page = await self.repository.change_feed(self.tenant_id, after, limit=limit)
         return ChangeBatch(page.entries, str(page.cursor))
+
+    async def read_changes_of(self, record_ids: Iterable[UUID], since: str | None, until: str) -> list[ChangeRecord]:
+        """These records' changes in a stretch of the change feed already read (``read_changes``'
+        cursors ``since`` and ``until``), in feed order (``DealRepository.feed_entries_of``)."""
+        after = None if since is None else ChangeCursor.parse(since)
+        return await self.repository.feed_entries_of(self.tenant_id, record_ids, after, ChangeCursor.parse(until))
 
     async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
         found = {

@@ -271,7 +271,7 @@ def _quiet(decisions: Decisions, result: SyncResult) -> bool:
     decide nothing."""
     primary, external = decisions.primary, decisions.external
     return (
-        not (primary.changes or external.unreadable)
+        not (primary.changes or primary.passed_over or external.unreadable)
         and decisions.plan.summary() == SyncResult()
         and result == SyncResult()
     )

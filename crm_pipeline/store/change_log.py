@@ -1,5 +1,6 @@
 """Reads of the change log PostgreSQL writes with every change: by time (audits), as a feed that
-never skips a late commit (incremental readers), each deal's newest entry, and the deals without one."""
+never skips a late commit (incremental readers), a stretch of that feed again for a few records,
+each deal's newest entry, and the deals without one."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import TypeAdapter
-from sqlalchemy import Select, Text, cast, func, literal, literal_column, select, tuple_
+from sqlalchemy import ColumnElement, Select, Text, cast, func, literal, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import aggregate_order_by, distinct_on
 
 from crm_pipeline.models import ChangeCursor, ChangeFeedPage, ChangeRecord, RecordType
@@ -18,7 +19,7 @@ from crm_pipeline.store.schema import XID8, any_of, change_log, opportunities
 
 
 class ChangeLogReads(RowAccess):
-    """The change log of each tenant, read four ways."""
+    """The change log of each tenant, read five ways."""
 
     async def changes_since(
         self,
@@ -54,12 +55,9 @@ class ChangeLogReads(RowAccess):
         ends.
         """
         after = after or ChangeCursor()
-        position = tuple_(change_log.c.txid, change_log.c.sequence) > tuple_(
-            cast(literal(str(after.txid)), XID8()), literal(after.sequence)
-        )
         query = (
             select(change_log)
-            .where(change_log.c.txid < func.pg_snapshot_xmin(func.pg_current_snapshot()), position)
+            .where(change_log.c.txid < func.pg_snapshot_xmin(func.pg_current_snapshot()), _FEED_ORDER > _at(after))
             .order_by(change_log.c.txid, change_log.c.sequence)
             .limit(limit)
         )
@@ -68,6 +66,21 @@ class ChangeLogReads(RowAccess):
             return ChangeFeedPage(entries=[], cursor=after)
         assert last_txid is not None
         return ChangeFeedPage(entries=entries, cursor=ChangeCursor(txid=last_txid, sequence=entries[-1].sequence))
+
+    async def feed_entries_of(
+        self, tenant_id: str, record_ids: Iterable[UUID], after: ChangeCursor | None, until: ChangeCursor
+    ) -> list[ChangeRecord]:
+        """These records' entries of the change feed after `after` up to `until` (a cursor the feed
+        returned), in feed order: a stretch already read, read again for a few of its records. Only
+        entries the feed had delivered lie there, so no other reader's position is needed."""
+        ids = list(dict.fromkeys(record_ids))
+        if not ids:
+            return []
+        query = select(change_log).where(
+            any_of(change_log.c.record_id, ids), _FEED_ORDER > _at(after or ChangeCursor()), _FEED_ORDER <= _at(until)
+        )
+        entries, _ = await self._read_changes(tenant_id, query, "txid", "sequence")
+        return entries
 
     async def latest_changes(self, tenant_id: str, opportunity_ids: Iterable[UUID]) -> dict[UUID, ChangeRecord]:
         """Each of these opportunities' newest change-log entry: who last changed which fields, and
@@ -110,3 +123,11 @@ class ChangeLogReads(RowAccess):
 
 
 _CHANGE_RECORDS = TypeAdapter(list[ChangeRecord])
+
+_FEED_ORDER = tuple_(change_log.c.txid, change_log.c.sequence)
+"""An entry's position in the change feed."""
+
+
+def _at(cursor: ChangeCursor) -> ColumnElement[Any]:
+    """A cursor's position, comparable with ``_FEED_ORDER``."""
+    return tuple_(cast(literal(str(cursor.txid)), XID8()), literal(cursor.sequence))

@@ -34,17 +34,39 @@ class PassStages(EngineSetup):
     # (writes already made read back as equal and are only recorded).
 
     async def read_primary(self) -> SideChanges:
-        """Every opportunity and activity change after the outbound watermark, and the cursor after them."""
+        """The opportunity and activity changes after the outbound watermark, and the cursor after
+        them, read a page of the feed at a time. Those of deals without a link are only counted
+        (``SideChanges.passed_over``): such a deal is created from its current row, so its changes
+        decide nothing, and a first load's hundred thousand changes need not be held. The reader
+        reads back those of the few deals a pass links by key (``PassReader.snapshot``'s ``feed``)."""
         async with self.status.reads():
             stored = await self.status.watermark(Direction.OUTBOUND)
             since = stored[0] if stored else None
-            cursor, changes = since, []
+            cursor, held, passed_over, oldest = since, [], 0, None
             while True:
                 batch = await self.deal_store.read_changes(cursor)
-                changes += [change for change in batch.changes if change.record_type in _SYNCED_RECORDS]
+                linked, unlinked = await self._by_link(batch.changes)
+                held += linked
+                passed_over += len(unlinked)
+                oldest = min(filter(None, [oldest, *(change.changed_at for change in unlinked)]), default=None)
                 if batch.cursor == cursor or not batch.changes:
-                    return SideChanges(Direction.OUTBOUND, since, batch.cursor, changes)
+                    return SideChanges(
+                        Direction.OUTBOUND, since, batch.cursor, held, passed_over=passed_over, passed_over_since=oldest
+                    )
                 cursor = batch.cursor
+
+    async def _by_link(self, changes: Sequence[ChangeRecord]) -> tuple[list[ChangeRecord], list[ChangeRecord]]:
+        """The synced changes split: activities' and linked deals' (held), and those of deals without
+        a link (passed over)."""
+        synced = [change for change in changes if change.record_type in _SYNCED_RECORDS]
+        deals = {UUID(change.record_id) for change in synced if change.record_type is RecordType.OPPORTUNITY}
+        links = await self.status.links(deals) if deals else {}
+        held: list[ChangeRecord] = []
+        passed_over: list[ChangeRecord] = []
+        for change in synced:
+            linked = change.record_type is not RecordType.OPPORTUNITY or UUID(change.record_id) in links
+            (held if linked else passed_over).append(change)
+        return held, passed_over
 
     async def changes_waiting(self) -> bool:
         """Whether the deal store's change feed holds entries past the outbound watermark (one
@@ -97,6 +119,7 @@ class PassStages(EngineSetup):
                 external.unreadable,
                 reconcile=reconcile,
                 creates_per_pass=self.creates_per_pass,
+                feed=(primary.since, primary.cursor),
             )
         await self._keep_discovery()
         until = _slice_end(reconcile, self.reconcile_per_pass) if reconcile else None
@@ -163,6 +186,7 @@ class PassStages(EngineSetup):
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
         creates_per_pass: int | None = None,
+        feed: tuple[str | None, str] | None = None,
     ) -> PassPlan:
         """The pass's two phases before any write: read one snapshot (``PassReader.snapshot``,
         which says what each argument reads; its deal-store reads in one read-only transaction),
@@ -177,6 +201,7 @@ class PassStages(EngineSetup):
                 only_touched=only_touched,
                 reconcile=reconcile,
                 creates_per_pass=creates_per_pass,
+                feed=feed,
             )
         return plan_pass(
             snapshot, self.field_ownership, precision=self._precision, max_vanished_share=self.max_vanished_share

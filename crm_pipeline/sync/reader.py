@@ -45,6 +45,7 @@ class PassReader:
         only_touched: bool = False,
         reconcile: Mapping[UUID, str] | None = None,
         creates_per_pass: int | None = None,
+        feed: tuple[str | None, str] | None = None,
     ) -> PassSnapshot:
         """Read what the plan needs; writes nothing.
 
@@ -52,7 +53,10 @@ class PassReader:
         ``read_external``: read every touched external record afresh; ``only_touched``: leave
         the ledger's records out; ``reconcile``: linked records to re-read in full;
         ``creates_per_pass``: create the first this many deals without a link (``SyncStatus.unlinked``)
-        in place of the touched ones, beside those the ledger retries (None: the touched ones).
+        in place of the touched ones, beside those the ledger retries (None: the touched ones);
+        ``feed``: the stretch of the change feed (since, until) ``primary_changes`` were read from,
+        leaving out deals without a link (``read_primary``): the changes of those this pass links
+        by key are read back from it, since they are decided as a first link.
         """
         fields = self.external.mapped_fields
         ledger = await self.status.errors()
@@ -64,8 +68,10 @@ class PassReader:
         external_links = await self.status.links_by_external(views.keys() | merged)
         known, relinks, _ = links_after_merges(views, external_links)
         key_links, key_deals, created = await self._key_reads(views, known)
-        new_links = dict(sort_unlinked(views, known, key_links, key_deals, created).links) | dict(relinks)
-        primary_times = _field_times(primary_changes)
+        by_key = dict(sort_unlinked(views, known, key_links, key_deals, created).links)
+        new_links = by_key | dict(relinks)
+        passed_over = await self.primary.read_changes_of(by_key, *feed) if feed and by_key else []
+        primary_times = _field_times([*primary_changes, *passed_over])
         reconcile = reconcile or {}
         touched = touched_records(primary_times, known, new_links, retry_deals, reconcile)
         links = await self.status.links(touched)

@@ -42,12 +42,17 @@ class SideChanges:
     schema_error: str | None = None
     """Why the side could not be read at all (its schema no longer fits the map)."""
     trash_cursor: str | None = None
+    passed_over: int = 0
+    """The deal store's changes of deals without a link, counted and not held (``read_primary``)."""
+    passed_over_since: datetime | None = None
+    """When the oldest of them was made."""
     read_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def lag_seconds(self) -> float:
-        """How long the oldest change read has waited to be synced (0 with none)."""
-        oldest = min((change.changed_at for change in self.changes), default=self.read_at)
+        """How long the oldest change read (held or passed over) has waited to be synced (0 with none)."""
+        times = [self.passed_over_since, *(change.changed_at for change in self.changes)]
+        oldest = min(filter(None, times), default=self.read_at)
         return max((self.read_at - oldest).total_seconds(), 0.0)
 
 

@@ -171,6 +171,24 @@ async def test_the_change_feed_pages_with_its_cursor(repository: DealRepository,
     assert (await repository.change_feed(tenant, cursor)).cursor == cursor  # nothing new: stays put
 
 
+async def test_a_stretch_of_the_feed_is_read_again_for_some_of_its_records(
+    repository: DealRepository, tenant: str
+) -> None:
+    deals = [OpportunityCreate(id=uuid4(), name=f"D{n}") for n in range(4)]
+    before = (await repository.change_feed(tenant)).cursor
+    await repository.bulk_upsert_opportunities(tenant, deals)
+    for deal in deals:  # each deal's second entry, in a transaction of its own
+        assert deal.id is not None
+        await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(name=f"{deal.name}, renamed"))
+    stretch = await repository.change_feed(tenant, before, limit=6)  # up to the second deal's rename
+    [first, second, *_] = [deal.id for deal in deals if deal.id is not None]
+
+    again = await repository.feed_entries_of(tenant, [second, first], before, stretch.cursor)
+    assert again == [entry for entry in stretch.entries if entry.record_id in {str(first), str(second)}]
+    assert [entry.changes["name"].new for entry in again] == ["D0", "D1", "D0, renamed", "D1, renamed"]
+    assert await repository.feed_entries_of(tenant, [], before, stretch.cursor) == []
+
+
 async def test_the_change_feed_delivers_an_entry_that_commits_after_a_later_one(
     repository: DealRepository, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

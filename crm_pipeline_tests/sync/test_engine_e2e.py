@@ -8,6 +8,7 @@ sandbox's statistics.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -371,6 +372,71 @@ async def test_deals_past_the_creates_a_pass_plans_are_created_by_later_passes_b
     assert sorted(keys) == sorted(str(deal.id) for deal in deals)  # one page each
     assert await engine.status.errors() == []
     assert await engine.run_pass() == SyncResult()
+
+
+async def test_a_first_load_pass_holds_only_the_changes_of_linked_deals_and_reads_the_deals_it_creates(
+    primary: PostgresAdapter,
+    notion: NotionAdapter,
+    repository: DealRepository,
+    tenant: str,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A load's changes are of deals without a link, created from their rows: the read counts them
+    and holds none, so a pass holds the linked deals' changes and reads the deals it creates, however
+    many wait."""
+    engine = SyncEngine(primary, notion, DEFAULT_FIELD_OWNERSHIP, creates_per_pass=5)
+    linked = await new_deal(repository, tenant)
+    await engine.run_pass()
+    load = [OpportunityCreate(id=uuid4(), name=f"Deal {n}") for n in range(40)]
+    await repository.bulk_upsert_opportunities(tenant, load)
+    await repository.update_opportunity(tenant, linked.id, OpportunityUpdate(deal_stage="Qualified"))
+    deals_read: list[int] = []
+    get_opportunities = primary.get_opportunities
+
+    async def counted(external_ids: Sequence[str]) -> list[OpportunityRead]:
+        deals_read.append(len(external_ids))
+        return await get_opportunities(external_ids)
+
+    monkeypatch.setattr(primary, "get_opportunities", counted)
+
+    read = await engine.read_primary()
+    assert ([change.record_id for change in read.changes], read.passed_over) == ([str(linked.id)], 40)
+    decisions = await engine.decide(read, await engine.read_external())
+    assert (len(decisions.plan.creates), decisions.plan.creates_waiting) == (5, 35)
+    assert sum(deals_read) <= 5 + 1  # the creates and the linked deal changed
+    tally = await engine.write_outbound(decisions)
+    result = await engine.write_inbound(decisions, [*tally.failures, *tally.deferred])
+    assert (tally.result().created, tally.result().pushed, result.errors) == (5, 1, [])
+    # The watermark moved past the load: the next pass reads nothing and creates the next five.
+    assert (await engine.read_primary()).passed_over == 0
+    assert (await engine.run_pass()).created == 5
+
+
+async def test_a_deal_linked_by_key_is_decided_with_the_changes_its_read_passed_over(
+    engine: SyncEngine, repository: DealRepository, tenant: str, workspace: Workspace
+) -> None:
+    """A create landed but its link was lost, a person set a stage on the page, then the agent set
+    another: linked by key, a first link decides the shared field by time, so the agent's later
+    change (held by no read, since the deal had no link) is read back and wins."""
+    deal = await new_deal(repository, tenant)
+    moved_clock(workspace, -10)
+    workspace.control.human_create_page(
+        {
+            "parent": {"data_source_id": workspace.data_source_id},
+            "properties": {
+                "Deal Name": {"title": [{"text": {"content": deal.name}}]},
+                "Stage": {"select": {"name": "Proposal"}},
+                "Sync Key": {"rich_text": [{"text": {"content": str(deal.id)}}]},
+            },
+        }
+    )
+    await repository.update_opportunity(tenant, deal.id, OpportunityUpdate(deal_stage="Qualified"))
+
+    result = await engine.run_pass()
+    assert (result.created, result.pushed, result.pulled, result.errors) == (0, 1, 0, [])
+    assert page_of(workspace, deal.id)["properties"]["Stage"]["select"]["name"] == "Qualified"
+    assert (await stored(repository, tenant, deal.id)).deal_stage == "Qualified"
 
 
 @pytest.fixture

@@ -59,18 +59,20 @@ def open_pass(tenant: TenantConnection, deal_store: DealStoreResource, crm: CRMC
 
 
 async def read_metadata(run: TenantPass, read: SideChanges) -> dict[str, dg.MetadataValue]:
-    """What a side's read found (``postgres_opportunities``, ``notion_pages``); the external side's
-    adds what it could not map, a schema that no longer fits, and its requests."""
+    """What a side's read found (``postgres_opportunities``, ``notion_pages``): the deal store's
+    says how many of its changes were of deals without a link (counted, not held: those deals are
+    created from their rows), and ``records`` counts the others' records; the external side's adds
+    what it could not map, a schema that no longer fits, and its requests."""
     metadata = {
         "tenant": dg.MetadataValue.text(run.tenant_id),
-        "changes": dg.MetadataValue.int(len(read.changes)),
+        "changes": dg.MetadataValue.int(len(read.changes) + read.passed_over),
         "records": dg.MetadataValue.int(len({change.record_id for change in read.changes})),
         "lag_seconds": dg.MetadataValue.float(round(read.lag_seconds, 1)),
         "since": dg.MetadataValue.text(read.since or "(first pass)"),
         "latest": await changes_table(run, read),
     }
     if read.direction is Direction.OUTBOUND:
-        return metadata
+        return {**metadata, "changes_of_deals_without_a_link": dg.MetadataValue.int(read.passed_over)}
     return {
         **metadata,
         "unreadable": dg.MetadataValue.int(len(read.unreadable)),
