@@ -7,11 +7,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from crm_pipeline.emulation.runtime import error_response
+
 from .api import api_routes
 from .config import HubSpotSandboxConfig
 from .control import control_routes
 from .errors import HubSpotError
-from .runtime import HubSpotSandbox, error_response
+from .runtime import HubSpotSandbox
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

@@ -16,11 +16,12 @@ from starlette.routing import Route
 from crm_pipeline.emulation.control import Latency, RollingWindowLimiter
 from crm_pipeline.emulation.errors import BadRequest
 from crm_pipeline.emulation.routes import ControlCall, emulator_of, table_routes
+from crm_pipeline.emulation.runtime import error_response
 
 from .errors import HubSpotError, validation
 from .model import API_USER, Source
 from .render import record_json
-from .runtime import FAULT_KINDS, TEN_SECONDS, HubSpotSandbox, error_response
+from .runtime import FAULT_KINDS, TEN_SECONDS, HubSpotSandbox
 
 UI = "CRM_UI"
 Control = ControlCall[HubSpotSandbox]

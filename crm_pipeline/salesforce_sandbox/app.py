@@ -8,12 +8,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_pipeline.emulation.routes import emulator_of
+from crm_pipeline.emulation.runtime import error_response
 
 from .api import ALL_METHODS, api_routes
 from .config import SalesforceSandboxConfig
 from .control import control_routes
 from .errors import not_found
-from .runtime import SalesforceSandbox, error_response
+from .runtime import SalesforceSandbox
 
 
 async def _unknown_path(request: Request) -> Response:

@@ -19,12 +19,13 @@ from starlette.routing import Route
 from crm_pipeline.emulation.control import Latency
 from crm_pipeline.emulation.errors import BadRequest
 from crm_pipeline.emulation.routes import ControlCall, emulator_of, table_routes
+from crm_pipeline.emulation.runtime import error_response
 
 from .errors import SalesforceError, bad_request, not_found
 from .ids import normal_id
 from .org import InjectedError
 from .render import record_json
-from .runtime import FAULT_KINDS, SalesforceSandbox, error_response
+from .runtime import FAULT_KINDS, SalesforceSandbox
 from .state import HUMAN_USER, INTEGRATION_USER, Record
 from .values import parse_datetime
 

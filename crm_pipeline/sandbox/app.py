@@ -12,11 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from crm_pipeline.emulation.runtime import error_response
+
 from .api import ALL_METHODS, api_routes
 from .config import SandboxConfig
 from .control_api import control_routes
 from .errors import invalid_url
-from .runtime import Sandbox, SaveFailed, error_response
+from .runtime import Sandbox, SaveFailed
 from .ui import ui_routes
 
 

@@ -14,12 +14,13 @@ from starlette.routing import Route
 from crm_pipeline.emulation.control import Latency
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
 from crm_pipeline.emulation.routes import ControlCall, table_routes
+from crm_pipeline.emulation.runtime import error_response
 
 from .control import FAULT_KINDS, notion_error
 from .errors import NotionError, validation
 from .model import Page
 from .render import page_json
-from .runtime import Sandbox, SaveFailed, error_response, json_response
+from .runtime import Sandbox, SaveFailed, json_response
 
 Control = ControlCall[Sandbox]
 ControlHandler = Callable[[Control], Any]
