@@ -4,7 +4,7 @@ emulator through the request (the app keeps it in its state), never through a cl
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -53,3 +53,36 @@ class ControlCall(Generic[S]):
         """The call a request makes; a body that is not strict JSON raises ``BadRequest``."""
         body = parse_json_body(await request.body()) if request.method in WRITE_METHODS else {}
         return ControlCall(emulator_of(request), request.method, dict(request.path_params), body)
+
+
+ControlTable = list[tuple[str, list[str], Callable[[ControlCall[Any]], Any]]]
+"""A control surface's paths, each with its methods and handler."""
+
+
+def shared_control_routes(fault_kinds: Collection[str], api_paths: str) -> ControlTable:
+    """The control routes every emulator has, over its ``reset()``, ``faults``, ``clock`` and
+    ``stats``: ``fault_kinds`` are the faults it can fake, ``api_paths`` the pattern a fault
+    matches unless told."""
+    return [
+        ("/reset", ["POST"], _reset),
+        ("/faults", ["GET", "POST", "DELETE"], functools.partial(_faults, fault_kinds, api_paths)),
+        ("/clock", ["GET", "POST"], _clock),
+        ("/stats", ["GET", "DELETE"], _stats),
+    ]
+
+
+def _reset(call: ControlCall[Any]) -> Any:
+    call.sandbox.reset()
+    return {"ok": True}
+
+
+def _faults(kinds: Collection[str], api_paths: str, call: ControlCall[Any]) -> Any:
+    return call.sandbox.faults.control(call.method, call.body, kinds, api_paths)
+
+
+def _clock(call: ControlCall[Any]) -> Any:
+    return call.sandbox.clock.control(call.method, call.body)
+
+
+def _stats(call: ControlCall[Any]) -> Any:
+    return call.sandbox.stats.control(call.method)

@@ -1,6 +1,7 @@
 """What the emulators' request pipelines share: the bearer token, simulated delay that notices a
 client hanging up, error bodies, and (for the emulators whose whole state is one JSON document,
-HubSpot and Salesforce) serving a request: count it, answer a refusal in the API's shape, save."""
+HubSpot and Salesforce) serving a request, API or control: count it, answer a refusal in the
+API's shape, save."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from starlette.responses import Response
 
 from .clock import Clock
 from .control import CLIENT_CLOSED, GATEWAY_HTML, Fault, FaultScript, Stats
+from .errors import BadRequest
 from .files import write_atomically
+from .routes import ControlCall, emulator_of
 
 logger = logging.getLogger(__name__)
 H = TypeVar("H")
@@ -111,6 +114,10 @@ class SavedEmulator(ABC, Generic[H]):
         """What the API answers when the emulator itself fails."""
 
     @abstractmethod
+    def bad_control_request(self, message: str) -> ApiError:
+        """A control request the emulator cannot carry out, in the API's shape."""
+
+    @abstractmethod
     def fault_error(self, kind: str) -> Response:
         """The answer to a scripted fault of ``kind`` other than 502 and hang."""
 
@@ -176,3 +183,20 @@ class SavedEmulator(ABC, Generic[H]):
             self.save_if_changed()
         self.stats.record(route, response.status_code, epoch)
         return response
+
+
+async def serve_control(handler: Callable[[ControlCall[Any]], Any], request: Request) -> Response:
+    """A control answer of a ``SavedEmulator``, or the error in its API's shape; the state file is
+    saved after either."""
+    emulator: SavedEmulator[Any] = emulator_of(request)
+    try:
+        return Response(json.dumps(handler(await ControlCall.read(request))), media_type="application/json")
+    except (BadRequest, TypeError, ValueError, KeyError) as error:
+        return error_response(emulator.bad_control_request(f"Bad control request: {error}"))
+    except Exception as error:
+        refusal = emulator.api_error(error)
+        if refusal is None:
+            raise
+        return error_response(refusal)
+    finally:
+        emulator.save_if_changed()

@@ -25,7 +25,7 @@ from crm_pipeline.emulation.runtime import (
 )
 
 from .config import HubSpotSandboxConfig
-from .errors import HubSpotError
+from .errors import HubSpotError, validation
 from .portal import Portal
 
 FAULT_KINDS = ("423", "500", "502", "503", "504", "hang")
@@ -100,11 +100,14 @@ class HubSpotSandbox(SavedEmulator[Handler]):
         if isinstance(error, HubSpotError):
             return error
         if isinstance(error, BadRequest):
-            return HubSpotError(400, "VALIDATION_ERROR", error.message)
+            return validation(error.message)
         return None
 
     def internal_error(self) -> ApiError:
         return HubSpotError(500, "INTERNAL_ERROR", "internal error")
+
+    def bad_control_request(self, message: str) -> ApiError:
+        return validation(message)
 
     def fault_error(self, kind: str) -> Response:
         return error_response(HubSpotError(*_FAULTS[kind]))

@@ -29,7 +29,7 @@ from crm_pipeline.emulation.runtime import (
 from .concurrency import LongRunningGate
 from .config import SalesforceSandboxConfig
 from .cursors import Cursors
-from .errors import SalesforceError, not_found
+from .errors import SalesforceError, bad_request, not_found
 from .org import Org
 from .state import INTEGRATION_USER, OrgState
 
@@ -123,11 +123,14 @@ class SalesforceSandbox(SavedEmulator[Handler]):
         if isinstance(error, SalesforceError):
             return error
         if isinstance(error, BadRequest):
-            return SalesforceError(400, "JSON_PARSER_ERROR", error.message)
+            return bad_request("JSON_PARSER_ERROR", error.message)
         return None
 
     def internal_error(self) -> ApiError:
         return SalesforceError(500, "UNKNOWN_EXCEPTION", "An unexpected error occurred.")
+
+    def bad_control_request(self, message: str) -> ApiError:
+        return bad_request("INVALID_CONTROL_REQUEST", message)
 
     def fault_error(self, kind: str) -> Response:
         if kind == "503-html":

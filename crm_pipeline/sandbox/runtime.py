@@ -15,6 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from crm_pipeline.emulation.bodies import parse_json_body
+from crm_pipeline.emulation.clock import Clock
 from crm_pipeline.emulation.control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
 from crm_pipeline.emulation.routes import WRITE_METHODS
@@ -65,6 +66,11 @@ class Sandbox:
         self.result_cap = config.result_cap
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # simulated delays; tests may swap it
         self._saved_revision = -1
+
+    @property
+    def clock(self) -> Clock:
+        """The workspace's clock, which the control surface sets."""
+        return self.workspace.clock
 
     def reset(self) -> None:
         """Back to the start-up state: empty workspace (re-seeded), start-up settings, real time."""
