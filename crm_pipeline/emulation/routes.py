@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,13 +19,27 @@ from .bodies import parse_json_body
 S = TypeVar("S")
 H = TypeVar("H")
 WRITE_METHODS = ("POST", "PATCH", "PUT")
-"""The methods whose body is read; the others' is ignored, as both APIs do."""
+"""The methods whose body is read; the others' is ignored, as the APIs do."""
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 def emulator_of(request: Request) -> Any:
     """The emulator behind the app serving ``request`` (each ``create_app`` keeps it in the app's
     state as ``sandbox``)."""
     return request.app.state.sandbox
+
+
+def emulator_app(
+    sandbox: object,
+    routes: list[Route],
+    unknown_path: Callable[[Request], Awaitable[Response]],
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+) -> Starlette:
+    """The app of an emulator: ``routes``, then ``unknown_path`` for any other path and method;
+    ``sandbox`` kept in its state, where ``emulator_of`` finds it."""
+    app = Starlette(routes=[*routes, Route("/{rest:path}", unknown_path, methods=ALL_METHODS)], lifespan=lifespan)
+    app.state.sandbox = sandbox
+    return app
 
 
 def table_routes(
