@@ -16,11 +16,12 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from .bodies import parse_json_body
 from .clock import Clock
-from .control import CLIENT_CLOSED, GATEWAY_HTML, Fault, FaultScript, Stats
+from .control import CLIENT_CLOSED, GATEWAY_HTML, Fault, FaultScript, Latency, Stats
 from .errors import BadRequest
 from .files import write_atomically
-from .routes import ControlCall, emulator_of
+from .routes import WRITE_METHODS, ControlCall, emulator_of
 
 logger = logging.getLogger(__name__)
 H = TypeVar("H")
@@ -64,7 +65,7 @@ def error_response(error: ApiError) -> Response:
     )
 
 
-def result_response(result: Any, headers: dict[str, str] | None = None) -> Response:
+def _result_response(result: Any, headers: dict[str, str] | None = None) -> Response:
     """A handler's result, a JSON-ready body or ``(status, body)``, as the response (204: empty)."""
     status, payload = result if isinstance(result, tuple) else (200, result)
     if status == 204:
@@ -79,6 +80,10 @@ class SavedEmulator(ABC, Generic[H]):
 
     log_name: ClassVar[str]
     """How log lines name the emulator ("the local HubSpot")."""
+    hang_kind: ClassVar[str]
+    """The fault kind a hang ends in, when the client is still there."""
+    latency: Latency
+    """Each request's simulated latency; set by the emulator's ``reset``."""
 
     def __init__(self, state_file: Path | None) -> None:
         self.state_file = state_file
@@ -101,8 +106,8 @@ class SavedEmulator(ABC, Generic[H]):
         """Take the state back from a ``snapshot``."""
 
     @abstractmethod
-    async def pipeline(self, request: Request, route: str, handler: H) -> Response:
-        """The API's checks, the scripted faults, then the handler."""
+    async def pipeline(self, request: Request, route: str, handler: H, raw: bytes) -> Response:
+        """The API's checks on a request whose body is ``raw``, then its ``answer``."""
 
     @abstractmethod
     def api_error(self, error: Exception) -> ApiError | None:
@@ -120,9 +125,6 @@ class SavedEmulator(ABC, Generic[H]):
     @abstractmethod
     def fault_error(self, kind: str) -> Response:
         """The answer to a scripted fault of ``kind`` other than 502 and hang."""
-
-    hang_kind: ClassVar[str]
-    """The fault a hang ends in, when the client is still there."""
 
     def load_state(self) -> None:
         """Restore the state file if there is one; from here on, only changes are saved."""
@@ -146,13 +148,17 @@ class SavedEmulator(ABC, Generic[H]):
     async def delay(self, request: Request, seconds: float) -> None:
         await simulate_delay(request, seconds, self.sleep)
 
-    async def with_faults(self, request: Request, answer: Callable[[], Response]) -> Response:
-        """``answer()``, or the fault scripted for the request instead of it (an "applied" fault:
-        after it, so the change is made and its answer lost)."""
+    async def answer(
+        self, request: Request, raw: bytes, run: Callable[[Any], Any], headers: dict[str, str] | None = None
+    ) -> Response:
+        """The handler's answer (``run`` given the parsed body) with ``headers``, or the fault
+        scripted for the request instead of it (an "applied" fault: after it, so the change is made
+        and its answer lost)."""
         fault = self.faults.take(request.method, request.url.path)
         if fault is not None and not fault.applied:
             return await self._fault(request, fault)
-        response = answer()
+        body = parse_json_body(raw) if request.method in WRITE_METHODS else {}
+        response = _result_response(run(body), headers)
         if fault is not None:
             return await self._fault(request, fault)
         return response
@@ -169,7 +175,9 @@ class SavedEmulator(ABC, Generic[H]):
         """Answer one API request and count it under ``route``; the state is saved whatever happened."""
         epoch = self.stats.epoch  # a request that outlives a stats reset is not counted in the new epoch
         try:
-            response = await self.pipeline(request, route, handler)
+            raw = await request.body()  # read first: after it, a disconnect is the only message left
+            await self.delay(request, self.latency.sample_seconds())
+            response = await self.pipeline(request, route, handler, raw)
         except (ClientGone, ClientDisconnect):
             self.stats.record(route, CLIENT_CLOSED, epoch)
             return Response(status_code=CLIENT_CLOSED)  # nobody reads it

@@ -12,16 +12,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crm_pipeline.emulation.bodies import parse_json_body
 from crm_pipeline.emulation.control import Latency, RollingWindowLimiter
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
-from crm_pipeline.emulation.routes import WRITE_METHODS
 from crm_pipeline.emulation.runtime import (
     ApiError,
     SavedEmulator,
     bearer_token,
     error_response,
-    result_response,
 )
 
 from .config import HubSpotSandboxConfig
@@ -112,9 +109,7 @@ class HubSpotSandbox(SavedEmulator[Handler]):
     def fault_error(self, kind: str) -> Response:
         return error_response(HubSpotError(*_FAULTS[kind]))
 
-    async def pipeline(self, request: Request, route: str, handler: Handler) -> Response:
-        raw = await request.body()
-        await self.delay(request, self.latency.sample_seconds())
+    async def pipeline(self, request: Request, route: str, handler: Handler, raw: bytes) -> Response:
         token = bearer_token(request)
         if token not in self.config.tokens and token not in self.config.read_only_tokens:
             raise HubSpotError(
@@ -136,13 +131,8 @@ class HubSpotSandbox(SavedEmulator[Handler]):
             )
         headers = self._limit(token, is_search=route.endswith("/search"))
 
-        def answer() -> Response:
-            body = parse_json_body(raw) if request.method in WRITE_METHODS else {}
-            return result_response(
-                handler(Call(self.portal, dict(request.path_params), _query(request), body)), headers
-            )
-
-        return await self.with_faults(request, answer)
+        params, query = dict(request.path_params), _query(request)
+        return await self.answer(request, raw, lambda body: handler(Call(self.portal, params, query, body)), headers)
 
     def _limit(self, token: str, *, is_search: bool) -> dict[str, str]:
         """Count the request against its limits; the rate-limit headers to answer with (none on

@@ -14,16 +14,13 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 
-from crm_pipeline.emulation.bodies import parse_json_body
 from crm_pipeline.emulation.control import CLIENT_CLOSED, Latency, RollingWindowLimiter
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
-from crm_pipeline.emulation.routes import WRITE_METHODS
 from crm_pipeline.emulation.runtime import (
     ApiError,
     SavedEmulator,
     bearer_token,
     error_response,
-    result_response,
 )
 
 from .concurrency import LongRunningGate
@@ -144,9 +141,7 @@ class SalesforceSandbox(SavedEmulator[Handler]):
             response.headers.update(self.limit_info())
         return response
 
-    async def pipeline(self, request: Request, route: str, handler: Handler) -> Response:
-        raw = await request.body()
-        await self.delay(request, self.latency.sample_seconds())
+    async def pipeline(self, request: Request, route: str, handler: Handler, raw: bytes) -> Response:
         params = dict(request.path_params)
         version = params.pop("version", "")
         if version not in VERSIONS:
@@ -158,11 +153,8 @@ class SalesforceSandbox(SavedEmulator[Handler]):
             self.daily.check("org")
         except RateLimited:
             raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.") from None
-
-        def answer() -> Response:
-            body = parse_json_body(raw) if request.method in WRITE_METHODS else {}
-            query = {key: request.query_params[key] for key in request.query_params}
-            return result_response(handler(Call(self, user_id, version, params, query, request.headers, body)))
-
+        query = {key: request.query_params[key] for key in request.query_params}
         with self.gate.admit():
-            return await self.with_faults(request, answer)
+            return await self.answer(
+                request, raw, lambda body: handler(Call(self, user_id, version, params, query, request.headers, body))
+            )
