@@ -37,6 +37,17 @@ class ApiError(Protocol):
     def body(self) -> Any: ...
 
 
+class SavedState(Protocol):
+    """What a saved emulator keeps: a revision that moves on with every change, and the JSON
+    document its state file holds."""
+
+    revision: int
+
+    def snapshot(self) -> Any: ...
+
+    def load(self, document: Any) -> None: ...
+
+
 class ClientGone(Exception):
     """The client hung up (typically its timeout fired) while the emulator was simulating delay."""
 
@@ -84,6 +95,8 @@ class SavedEmulator(ABC, Generic[H]):
     """The fault kind a hang ends in, when the client is still there."""
     latency: Latency
     """Each request's simulated latency; set by the emulator's ``reset``."""
+    _state: SavedState
+    """What the state file keeps; given to ``load_state`` once the emulator has made it."""
 
     def __init__(self, state_file: Path | None) -> None:
         self.state_file = state_file
@@ -92,18 +105,6 @@ class SavedEmulator(ABC, Generic[H]):
         self.stats = Stats()
         self.sleep: Sleep = asyncio.sleep  # simulated delays; tests may swap it
         self._saved_revision = -1
-
-    @abstractmethod
-    def revision(self) -> int:
-        """A number that moves on whenever the state changes."""
-
-    @abstractmethod
-    def snapshot(self) -> Any:
-        """The state as JSON-ready data."""
-
-    @abstractmethod
-    def restore(self, saved: Any) -> None:
-        """Take the state back from a ``snapshot``."""
 
     @abstractmethod
     async def pipeline(self, request: Request, route: str, handler: H, raw: bytes) -> Response:
@@ -126,20 +127,22 @@ class SavedEmulator(ABC, Generic[H]):
     def fault_error(self, kind: str) -> Response:
         """The answer to a scripted fault of ``kind`` other than 502 and hang."""
 
-    def load_state(self) -> None:
-        """Restore the state file if there is one; from here on, only changes are saved."""
+    def load_state(self, state: SavedState) -> None:
+        """Keep ``state`` in the state file: load it from there if the file exists; from here on,
+        its changes are saved."""
+        self._state = state
         if self.state_file is not None and self.state_file.exists():
-            self.restore(json.loads(self.state_file.read_text(encoding="utf-8")))
-        self._saved_revision = self.revision()
+            state.load(json.loads(self.state_file.read_text(encoding="utf-8")))
+        self._saved_revision = state.revision
 
     def save_if_changed(self) -> None:
         """Write the state file (if any) when the state changed since the last save. A failed write
         is logged and tried again after the next request."""
-        if self.state_file is None or self.revision() == self._saved_revision:
+        if self.state_file is None or self._state.revision == self._saved_revision:
             return
-        revision = self.revision()
+        revision = self._state.revision
         try:
-            write_atomically(self.state_file, json.dumps(self.snapshot()).encode("utf-8"))
+            write_atomically(self.state_file, json.dumps(self._state.snapshot()).encode("utf-8"))
         except OSError:
             logger.exception("saving %s to %s failed; the changes stay unsaved", self.log_name, self.state_file)
             return

@@ -60,16 +60,7 @@ class HubSpotSandbox(SavedEmulator[Handler]):
         super().__init__(config.state_file)
         self.portal = Portal(self.clock)
         self.reset()
-        self.load_state()
-
-    def revision(self) -> int:
-        return self.portal.revision
-
-    def snapshot(self) -> Any:
-        return self.portal.snapshot()
-
-    def restore(self, saved: Any) -> None:
-        self.portal.load(saved)
+        self.load_state(self.portal)
 
     def reset(self) -> None:
         """Back to the start-up state: an empty portal, start-up limits, real time, no faults."""

@@ -28,7 +28,7 @@ from .config import SalesforceSandboxConfig
 from .cursors import Cursors
 from .errors import SalesforceError, bad_request, not_found
 from .org import Org
-from .state import INTEGRATION_USER, OrgState
+from .state import INTEGRATION_USER
 
 FAULT_KINDS = ("500", "502", "503", "503-html", "hang")
 DAY_S = 86_400.0
@@ -80,16 +80,7 @@ class SalesforceSandbox(SavedEmulator[Handler]):
         super().__init__(config.state_file)
         self.org = Org(self.clock)
         self.reset()
-        self.load_state()
-
-    def revision(self) -> int:
-        return self.org.revision
-
-    def snapshot(self) -> Any:
-        return self.org.state.snapshot()
-
-    def restore(self, saved: Any) -> None:
-        self.org.restore(OrgState.load(saved))
+        self.load_state(self.org)
 
     def reset(self) -> None:
         """Back to the start-up state: an empty org, start-up tokens and limits, real time, no faults."""
