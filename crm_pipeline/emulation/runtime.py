@@ -106,6 +106,12 @@ class SavedEmulator(ABC, Generic[H]):
         self.sleep: Sleep = asyncio.sleep  # simulated delays; tests may swap it
         self._saved_revision = -1
 
+    def reset(self) -> None:
+        """Real time, no faults, fresh statistics; each emulator resets its state and settings too."""
+        self.clock.use_real_time()
+        self.faults.faults.clear()
+        self.stats.clear()
+
     @abstractmethod
     async def pipeline(self, request: Request, route: str, handler: H, raw: bytes) -> Response:
         """The API's checks on a request whose body is ``raw``, then its ``answer``."""

@@ -64,14 +64,12 @@ class HubSpotSandbox(SavedEmulator[Handler]):
 
     def reset(self) -> None:
         """Back to the start-up state: an empty portal, start-up limits, real time, no faults."""
+        super().reset()
         config = self.config
-        self.clock.use_real_time()
         self.portal.clear()
         self.portal.search_lag_ms = config.search_lag_ms
         self.portal.search_result_cap = config.search_result_cap
         self.portal.preserve_merged_ids = config.preserve_merged_ids
-        self.faults.faults.clear()
-        self.stats.clear()
         self.latency = Latency(config.latency_ms, config.jitter_ms)
         self.ten_secondly = RollingWindowLimiter(
             "TEN_SECONDLY_ROLLING", config.ten_secondly_limit, TEN_SECONDS, self._now

@@ -84,12 +84,10 @@ class SalesforceSandbox(SavedEmulator[Handler]):
 
     def reset(self) -> None:
         """Back to the start-up state: an empty org, start-up tokens and limits, real time, no faults."""
+        super().reset()
         config = self.config
-        self.clock.use_real_time()
         self.org.clear()
         self.tokens = dict.fromkeys(config.tokens, INTEGRATION_USER)
-        self.faults.faults.clear()
-        self.stats.clear()
         self.latency = Latency(config.latency_ms, config.jitter_ms)
         self.query_page_cap = config.query_page_cap
         self.gate = LongRunningGate(config.concurrent_long_running_limit)
