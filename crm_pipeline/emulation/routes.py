@@ -21,6 +21,7 @@ H = TypeVar("H")
 WRITE_METHODS = ("POST", "PATCH", "PUT")
 """The methods whose body is read; the others' is ignored, as the APIs do."""
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+"""The methods a catch-all route answers, so an unknown path gets the API's own error."""
 
 
 def emulator_of(request: Request) -> Any:
