@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -201,6 +202,17 @@ def salesforce_org(salesforce_server: RunningSalesforce, salesforce_control: Sal
     salesforce_control.setup(custom_fields=SALESFORCE_CUSTOM_FIELDS)
     salesforce_control.set_clock(SALESFORCE_CLOCK)
     return salesforce_server
+
+
+@pytest.fixture
+def served_by_command(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """What an emulator's command serves (``app``) and on which ``port``, recorded instead of served."""
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(
+        "crm_pipeline.emulation.server.serve_forever",
+        lambda app, sock: served.update(app=app, port=sock.getsockname()[1]),
+    )
+    return served
 
 
 async def requests_reserved(database: Database) -> int:

@@ -1,22 +1,44 @@
-"""What every emulator's command-line entry shares: where it listens, which tokens it accepts and
-how it is served. The server (uvicorn) is imported only when one is run."""
+"""What every emulator's command-line entry shares: where it listens, which tokens it accepts, its
+latency and state file, and how it is served. The server (uvicorn) is imported only when one is run."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
 
 
-def add_listen_arguments(parser: argparse.ArgumentParser, *, port: int, token_kind: str, default_token: str) -> None:
-    """``--host``, ``--port`` and ``--token`` (repeatable)."""
+class EmulatorSettings(TypedDict):
+    """The settings every emulator's config takes from the shared flags."""
+
+    tokens: tuple[str, ...]
+    latency_ms: float
+    state_file: Path | None
+
+
+def add_emulator_arguments(
+    parser: argparse.ArgumentParser, *, port: int, token_kind: str, default_token: str, state: str
+) -> None:
+    """``--host``, ``--port``, ``--token`` (repeatable), ``--latency-ms`` and ``--state-file``;
+    ``state`` says what the file holds and when it is written."""
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port, help=f"default {port}; 0: a free port, which it prints")
     parser.add_argument(
         "--token", action="append", help=f"accepted {token_kind}; repeat for several (default: {default_token})"
+    )
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--state-file", type=Path, help=f"JSON file {state}")
+    parser.set_defaults(default_token=default_token)
+
+
+def emulator_settings(args: argparse.Namespace) -> EmulatorSettings:
+    """The shared flags' values, as the emulators' configs name them."""
+    return EmulatorSettings(
+        tokens=tuple(args.token or [args.default_token]), latency_ms=args.latency_ms, state_file=args.state_file
     )
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
+
+from .errors import BadRequest
 
 MINUTE_MS = 60_000
+CLOCK_CHANGES = "Clock changes are an object: {set} | {advance_seconds} | {real: true}."
 # Times the API can print (ISO 8601 with a four-digit year); a clock outside them is refused.
 EARLIEST_MS = 0
 LATEST_MS = int(datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp() * 1000)
@@ -53,3 +57,24 @@ class Clock:
     def describe(self) -> dict[str, object]:
         now = datetime.fromtimestamp(self.now_ms() / 1000, tz=UTC)
         return {"now": now.isoformat().replace("+00:00", "Z"), "frozen": self._frozen_ms is not None}
+
+    def control(self, method: str, body: Any) -> dict[str, object]:
+        """The ``/clock`` control route: POST sets the clock, moves it on, or gives it back to real
+        time; each describes it."""
+        if method == "POST":
+            if not isinstance(body, dict):
+                raise BadRequest(CLOCK_CHANGES)
+            advance = body.get("advance_seconds")
+            if body.get("real"):
+                self.use_real_time()
+            elif "set" in body:
+                try:
+                    moment = datetime.fromisoformat(str(body["set"]))
+                except ValueError:
+                    raise BadRequest(f"Not an ISO-8601 datetime: {body['set']!r}") from None
+                self.set(moment)
+            elif isinstance(advance, int | float) and not isinstance(advance, bool):
+                self.advance(advance)
+            else:
+                raise BadRequest(CLOCK_CHANGES)
+        return self.describe()

@@ -5,15 +5,15 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+
+from crm_pipeline.emulation.routes import emulator_app
+from crm_pipeline.emulation.runtime import error_response
 
 from .api import api_routes
 from .config import HubSpotSandboxConfig
 from .control import control_routes
 from .errors import HubSpotError
-from .runtime import HubSpotSandbox, error_response
-
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+from .runtime import HubSpotSandbox
 
 
 async def _unknown_path(request: Request) -> Response:
@@ -21,9 +21,6 @@ async def _unknown_path(request: Request) -> Response:
 
 
 def create_app(config: HubSpotSandboxConfig | None = None) -> Starlette:
-    sandbox = HubSpotSandbox(config or HubSpotSandboxConfig())
-    routes = api_routes() + control_routes()
-    routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
-    app = Starlette(routes=routes)
-    app.state.sandbox = sandbox
-    return app
+    return emulator_app(
+        HubSpotSandbox(config or HubSpotSandboxConfig()), api_routes() + control_routes(), _unknown_path
+    )

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from crm_pipeline.emulation.cli import add_listen_arguments, serve
+from crm_pipeline.emulation.cli import add_emulator_arguments, emulator_settings, serve
 
 from .config import DEFAULT_TOKEN, HubSpotSandboxConfig
 
@@ -17,15 +16,17 @@ def register(subparsers: Any) -> None:
         help="Run a local, stateful HubSpot CRM API (v3 objects, v4 associations) for trying and testing the sync.",
         description="Serve a local HubSpot. Point hubspot-api-client at it with HubSpot(host=http://HOST:PORT).",
     )
-    add_listen_arguments(parser, port=8766, token_kind="private app token", default_token=DEFAULT_TOKEN)
+    add_emulator_arguments(
+        parser,
+        port=8766,
+        token_kind="private app token",
+        default_token=DEFAULT_TOKEN,
+        state="the portal is loaded from and saved to after every change",
+    )
     parser.add_argument("--ten-secondly-limit", type=int, default=100, help="requests per app per 10 s; 0 = off")
     parser.add_argument("--daily-limit", type=int, default=250_000, help="requests per day; 0 = off")
     parser.add_argument("--search-per-second", type=int, default=5, help="searches per second; 0 = off")
     parser.add_argument("--search-lag-ms", type=int, default=0, help="how far the search index lags writes")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument(
-        "--state-file", type=Path, help="JSON file the portal is loaded from and saved to after every change"
-    )
     parser.set_defaults(handler=run_hubspot_sandbox)
 
 
@@ -33,12 +34,10 @@ def run_hubspot_sandbox(args: argparse.Namespace) -> int:
     from .app import create_app
 
     config = HubSpotSandboxConfig(
-        tokens=tuple(args.token or [DEFAULT_TOKEN]),
+        **emulator_settings(args),
         ten_secondly_limit=args.ten_secondly_limit,
         daily_limit=args.daily_limit,
         search_per_second=args.search_per_second,
         search_lag_ms=args.search_lag_ms,
-        latency_ms=args.latency_ms,
-        state_file=args.state_file,
     )
     return serve("Local HubSpot", args, config.tokens, lambda: create_app(config))

@@ -4,32 +4,22 @@ turns a ``Control`` into a JSON body; ``CONTROL_ROUTES`` names the handler of ea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_pipeline.emulation.control import Latency, RollingWindowLimiter
-from crm_pipeline.emulation.errors import BadRequest
-from crm_pipeline.emulation.routes import ControlCall, emulator_of, table_routes
+from crm_pipeline.emulation.routes import ControlCall, shared_control_routes, table_routes
+from crm_pipeline.emulation.runtime import serve_control
 
-from .errors import HubSpotError, validation
 from .model import API_USER, Source
 from .render import record_json
-from .runtime import FAULT_KINDS, TEN_SECONDS, HubSpotSandbox, error_response
+from .runtime import FAULT_KINDS, TEN_SECONDS, HubSpotSandbox
 
 UI = "CRM_UI"
 Control = ControlCall[HubSpotSandbox]
 ControlHandler = Callable[[Control], Any]
-
-
-def reset(call: Control) -> Any:
-    call.sandbox.reset()
-    return {"ok": True}
 
 
 def configure(call: Control) -> Any:
@@ -69,28 +59,6 @@ def _apply_settings(sandbox: HubSpotSandbox, body: dict[str, Any]) -> None:
     portal.search_result_cap = int(body.get("search_result_cap", portal.search_result_cap))
     portal.preserve_merged_ids = bool(body.get("preserve_merged_ids", portal.preserve_merged_ids))
     sandbox.retry_after_s = body.get("retry_after_s", sandbox.retry_after_s)
-
-
-def faults(call: Control) -> Any:
-    return call.sandbox.faults.control(call.method, call.body, FAULT_KINDS, "/crm/*")
-
-
-def clock(call: Control) -> Any:
-    sandbox, body = call.sandbox, call.body
-    if call.method == "POST":
-        if body.get("real"):
-            sandbox.clock.use_real_time()
-        elif "set" in body:
-            sandbox.clock.set(datetime.fromisoformat(str(body["set"])))
-        elif "advance_seconds" in body:
-            sandbox.clock.advance(float(body["advance_seconds"]))
-        else:
-            raise validation("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
-    return sandbox.clock.describe()
-
-
-def stats(call: Control) -> Any:
-    return call.sandbox.stats.control(call.method)
 
 
 def _person(body: dict[str, Any]) -> Source:
@@ -135,11 +103,8 @@ def all_records(call: Control) -> Any:
 
 
 CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
-    ("/reset", ["POST"], reset),
+    *shared_control_routes(FAULT_KINDS, "/crm/*"),
     ("/config", ["GET", "PUT"], configure),
-    ("/faults", ["GET", "POST", "DELETE"], faults),
-    ("/clock", ["GET", "POST"], clock),
-    ("/stats", ["GET", "DELETE"], stats),
     ("/objects/{object_type}", ["GET"], all_records),
     ("/objects/{object_type}", ["POST"], ui_create),
     ("/objects/{object_type}/{object_id}", ["PATCH"], ui_edit),
@@ -149,17 +114,4 @@ CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
 
 
 def control_routes() -> list[Route]:
-    return table_routes("/_hubspot", CONTROL_ROUTES, _serve)
-
-
-async def _serve(handler: ControlHandler, request: Request) -> Response:
-    """A control answer, or the error in HubSpot's shape; the state file is saved after either."""
-    sandbox: HubSpotSandbox = emulator_of(request)
-    try:
-        return Response(json.dumps(handler(await ControlCall.read(request))), media_type="application/json")
-    except HubSpotError as error:
-        return error_response(error)
-    except (BadRequest, TypeError, ValueError, KeyError) as error:
-        return error_response(validation(f"Bad control request: {error}"))
-    finally:
-        sandbox.save_if_changed()
+    return table_routes("/_hubspot", CONTROL_ROUTES, serve_control)

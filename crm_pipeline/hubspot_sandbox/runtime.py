@@ -4,36 +4,27 @@ faults, body parsing, then the handler."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
-from crm_pipeline.emulation.bodies import parse_json_body
-from crm_pipeline.emulation.clock import Clock
-from crm_pipeline.emulation.control import (
-    CLIENT_CLOSED,
-    GATEWAY_HTML,
-    FaultScript,
-    Latency,
-    RollingWindowLimiter,
-    Stats,
-)
+from crm_pipeline.emulation.control import Latency, RollingWindowLimiter
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
-from crm_pipeline.emulation.files import write_atomically
-from crm_pipeline.emulation.routes import WRITE_METHODS
+from crm_pipeline.emulation.runtime import (
+    ApiError,
+    SavedEmulator,
+    bearer_token,
+    error_response,
+)
 
 from .config import HubSpotSandboxConfig
-from .errors import HubSpotError
+from .errors import HubSpotError, validation
 from .portal import Portal
 
-logger = logging.getLogger(__name__)
 FAULT_KINDS = ("423", "500", "502", "503", "504", "hang")
 TEN_SECONDS = 10.0
 DAY_MS = 86_400_000
@@ -43,10 +34,6 @@ _FAULTS = {
     "503": (503, "SERVICE_UNAVAILABLE", "Service Unavailable"),
     "504": (504, "GATEWAY_TIMEOUT", "Gateway Timeout"),
 }
-
-
-class ClientGone(Exception):
-    """The client hung up while the sandbox was simulating delay."""
 
 
 @dataclass
@@ -62,45 +49,27 @@ class Call:
 Handler = Callable[[Call], Any]  # a JSON-ready body, or (status, body)
 
 
-class HubSpotSandbox:
+class HubSpotSandbox(SavedEmulator[Handler]):
     """One portal plus the switches the control surface flips."""
+
+    log_name = "the local HubSpot"
+    hang_kind = "504"
 
     def __init__(self, config: HubSpotSandboxConfig) -> None:
         self.config = config
-        self.clock = Clock()
+        super().__init__(config.state_file)
         self.portal = Portal(self.clock)
-        self.faults = FaultScript()
-        self.stats = Stats()
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
         self.reset()
-        if config.state_file is not None and config.state_file.exists():
-            self.portal.load(json.loads(config.state_file.read_text(encoding="utf-8")))
-        self._saved_revision = self.portal.revision
-
-    def save_if_changed(self) -> None:
-        """Write the state file (if any) when the portal changed since the last save. A failed
-        write is logged and tried again after the next request."""
-        state_file = self.config.state_file
-        if state_file is None or self.portal.revision == self._saved_revision:
-            return
-        revision = self.portal.revision
-        try:
-            write_atomically(state_file, json.dumps(self.portal.snapshot()).encode("utf-8"))
-        except OSError:
-            logger.exception("saving the local HubSpot to %s failed; the changes stay unsaved", state_file)
-            return
-        self._saved_revision = revision
+        self.load_state(self.portal)
 
     def reset(self) -> None:
         """Back to the start-up state: an empty portal, start-up limits, real time, no faults."""
+        super().reset()
         config = self.config
-        self.clock.use_real_time()
         self.portal.clear()
         self.portal.search_lag_ms = config.search_lag_ms
         self.portal.search_result_cap = config.search_result_cap
         self.portal.preserve_merged_ids = config.preserve_merged_ids
-        self.faults.faults.clear()
-        self.stats.clear()
         self.latency = Latency(config.latency_ms, config.jitter_ms)
         self.ten_secondly = RollingWindowLimiter(
             "TEN_SECONDLY_ROLLING", config.ten_secondly_limit, TEN_SECONDS, self._now
@@ -113,39 +82,24 @@ class HubSpotSandbox:
     def _now(self) -> float:
         return self.clock.now_ms() / 1000
 
-    async def serve(self, request: Request, route: str, handler: Handler) -> Response:
-        try:
-            return await self._serve(request, route, handler)
-        finally:
-            self.save_if_changed()
+    def api_error(self, error: Exception) -> ApiError | None:
+        if isinstance(error, HubSpotError):
+            return error
+        if isinstance(error, BadRequest):
+            return validation(error.message)
+        return None
 
-    async def _serve(self, request: Request, route: str, handler: Handler) -> Response:
-        epoch = self.stats.epoch
-        try:
-            response = await self._pipeline(request, route, handler)
-        except (ClientGone, ClientDisconnect):
-            self.stats.record(route, CLIENT_CLOSED, epoch)
-            return Response(status_code=CLIENT_CLOSED)
-        except HubSpotError as error:
-            response = error_response(error)
-        except BadRequest as error:
-            response = error_response(HubSpotError(400, "VALIDATION_ERROR", error.message))
-        except Exception:
-            logger.exception("unexpected error serving %s", route)
-            response = error_response(HubSpotError(500, "INTERNAL_ERROR", "internal error"))
-        self.stats.record(route, response.status_code, epoch)
-        return response
+    def internal_error(self) -> ApiError:
+        return HubSpotError(500, "INTERNAL_ERROR", "internal error")
 
-    async def _delay(self, request: Request, seconds: float) -> None:
-        if seconds > 0:
-            await self.sleep(seconds)
-            if await request.is_disconnected():
-                raise ClientGone
+    def bad_control_request(self, message: str) -> ApiError:
+        return validation(message)
 
-    async def _pipeline(self, request: Request, route: str, handler: Handler) -> Response:
-        raw = await request.body()
-        await self._delay(request, self.latency.sample_seconds())
-        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    def fault_error(self, kind: str) -> Response:
+        return error_response(HubSpotError(*_FAULTS[kind]))
+
+    async def pipeline(self, request: Request, route: str, handler: Handler, raw: bytes) -> Response:
+        token = bearer_token(request)
         if token not in self.config.tokens and token not in self.config.read_only_tokens:
             raise HubSpotError(
                 401,
@@ -165,17 +119,9 @@ class HubSpotSandbox:
                 ],
             )
         headers = self._limit(token, is_search=route.endswith("/search"))
-        fault = self.faults.take(request.method, request.url.path)
-        if fault is not None and not fault.applied:
-            return await self._fault(request, fault.kind, fault.hang_seconds)
-        body = parse_json_body(raw) if request.method in WRITE_METHODS else {}
-        result = handler(Call(self.portal, dict(request.path_params), _query(request), body))
-        if fault is not None:
-            return await self._fault(request, fault.kind, fault.hang_seconds)
-        status, payload = result if isinstance(result, tuple) else (200, result)
-        if status == 204:
-            return Response(status_code=204, headers=headers)
-        return Response(json.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+        params, query = dict(request.path_params), _query(request)
+        return await self.answer(request, raw, lambda body: handler(Call(self.portal, params, query, body)), headers)
 
     def _limit(self, token: str, *, is_search: bool) -> dict[str, str]:
         """Count the request against its limits; the rate-limit headers to answer with (none on
@@ -208,21 +154,6 @@ class HubSpotSandbox:
         return HubSpotError(
             429, "RATE_LIMIT", message, extra={"errorType": "RATE_LIMIT", "policyName": policy}, headers=headers
         )
-
-    async def _fault(self, request: Request, kind: str, hang_seconds: float) -> Response:
-        if kind == "502":
-            return Response(GATEWAY_HTML, status_code=502, media_type="text/html")
-        if kind == "hang":
-            await self._delay(request, hang_seconds)
-            kind = "504"
-        status, category, message = _FAULTS[kind]
-        return error_response(HubSpotError(status, category, message))
-
-
-def error_response(error: HubSpotError) -> Response:
-    return Response(
-        json.dumps(error.body()), status_code=error.status, media_type="application/json", headers=error.headers or None
-    )
 
 
 def _query(request: Request) -> dict[str, list[str]]:

@@ -11,13 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crm_pipeline.emulation.routes import emulator_of
+from crm_pipeline.emulation.routes import ALL_METHODS, emulator_of
 
 from . import changes, composite, query, sobjects
 from .errors import SalesforceError
 from .runtime import Handler, SalesforceSandbox
 
-ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 V = "/services/data/v{version}"
 SOBJECT = V + "/sobjects/{object}"
 API_ROUTES: list[tuple[str, dict[str, Handler]]] = [

@@ -5,15 +5,15 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from crm_pipeline.emulation.routes import emulator_of
+from crm_pipeline.emulation.routes import emulator_app, emulator_of
+from crm_pipeline.emulation.runtime import error_response
 
-from .api import ALL_METHODS, api_routes
+from .api import api_routes
 from .config import SalesforceSandboxConfig
 from .control import control_routes
 from .errors import not_found
-from .runtime import SalesforceSandbox, error_response
+from .runtime import SalesforceSandbox
 
 
 async def _unknown_path(request: Request) -> Response:
@@ -24,9 +24,6 @@ async def _unknown_path(request: Request) -> Response:
 
 
 def create_app(config: SalesforceSandboxConfig | None = None) -> Starlette:
-    sandbox = SalesforceSandbox(config or SalesforceSandboxConfig())
-    routes = api_routes() + control_routes()
-    routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
-    app = Starlette(routes=routes)
-    app.state.sandbox = sandbox
-    return app
+    return emulator_app(
+        SalesforceSandbox(config or SalesforceSandboxConfig()), api_routes() + control_routes(), _unknown_path
+    )

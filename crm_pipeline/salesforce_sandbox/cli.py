@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from crm_pipeline.emulation.cli import add_listen_arguments, serve
+from crm_pipeline.emulation.cli import add_emulator_arguments, emulator_settings, serve
 
 from .config import DEFAULT_TOKEN, DEVELOPER_EDITION_DAILY, SalesforceSandboxConfig
 
@@ -20,15 +19,17 @@ def register(subparsers: Any) -> None:
             "instance_url=http://HOST:PORT with session=crm_pipeline.salesforce_sandbox.sandbox_session(...)."
         ),
     )
-    add_listen_arguments(parser, port=8767, token_kind="access token", default_token=DEFAULT_TOKEN)
+    add_emulator_arguments(
+        parser,
+        port=8767,
+        token_kind="access token",
+        default_token=DEFAULT_TOKEN,
+        state="the org is loaded from and saved to after every change",
+    )
     parser.add_argument(
         "--daily-api-max", type=int, default=DEVELOPER_EDITION_DAILY, help="API requests per rolling 24 hours"
     )
     parser.add_argument("--query-page-cap", type=int, default=0, help="at most this many records a query page; 0 = off")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument(
-        "--state-file", type=Path, help="JSON file the org is loaded from and saved to after every change"
-    )
     parser.set_defaults(handler=run_salesforce_sandbox)
 
 
@@ -36,10 +37,8 @@ def run_salesforce_sandbox(args: argparse.Namespace) -> int:
     from .app import create_app
 
     config = SalesforceSandboxConfig(
-        tokens=tuple(args.token or [DEFAULT_TOKEN]),
+        **emulator_settings(args),
         daily_api_max=args.daily_api_max,
         query_page_cap=args.query_page_cap,
-        latency_ms=args.latency_ms,
-        state_file=args.state_file,
     )
     return serve("Local Salesforce", args, config.tokens, lambda: create_app(config))

@@ -6,35 +6,28 @@ the handler of each path."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from crm_pipeline.emulation.control import Latency
 from crm_pipeline.emulation.errors import BadRequest
-from crm_pipeline.emulation.routes import ControlCall, emulator_of, table_routes
+from crm_pipeline.emulation.routes import ControlCall, shared_control_routes, table_routes
+from crm_pipeline.emulation.runtime import serve_control
 
 from .errors import SalesforceError, bad_request, not_found
 from .ids import normal_id
 from .org import InjectedError
 from .render import record_json
-from .runtime import FAULT_KINDS, SalesforceSandbox, error_response
+from .runtime import FAULT_KINDS, SalesforceSandbox
 from .state import HUMAN_USER, INTEGRATION_USER, Record
 from .values import parse_datetime
 
 Control = ControlCall[SalesforceSandbox]
 ControlHandler = Callable[[Control], Any]
-
-
-def reset(call: Control) -> Any:
-    call.sandbox.reset()
-    return {"ok": True}
 
 
 def configure(call: Control) -> Any:
@@ -79,28 +72,6 @@ def setup(call: Control) -> Any:
             org.setup_changed()
             raise
     return org.state.setup.to_json()
-
-
-def faults(call: Control) -> Any:
-    return call.sandbox.faults.control(call.method, call.body, FAULT_KINDS, "/services/data/*")
-
-
-def clock(call: Control) -> Any:
-    sandbox, body = call.sandbox, call.body
-    if call.method == "POST":
-        if body.get("real"):
-            sandbox.clock.use_real_time()
-        elif "set" in body:
-            sandbox.clock.set(datetime.fromisoformat(str(body["set"])))
-        elif "advance_seconds" in body:
-            sandbox.clock.advance(float(body["advance_seconds"]))
-        else:
-            raise BadRequest("Clock changes are an object: {set} | {advance_seconds} | {real: true}.")
-    return sandbox.clock.describe()
-
-
-def stats(call: Control) -> Any:
-    return call.sandbox.stats.control(call.method)
 
 
 def tokens(call: Control) -> Any:
@@ -232,12 +203,9 @@ def coverage(call: Control) -> Any:
 
 
 CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
-    ("/reset", ["POST"], reset),
+    *shared_control_routes(FAULT_KINDS, "/services/data/*"),
     ("/config", ["GET", "PUT"], configure),
     ("/setup", ["GET", "PUT"], setup),
-    ("/faults", ["GET", "POST", "DELETE"], faults),
-    ("/clock", ["GET", "POST"], clock),
-    ("/stats", ["GET", "DELETE"], stats),
     ("/tokens", ["POST"], tokens),
     ("/tokens/{token}", ["DELETE"], tokens),
     ("/users", ["GET"], users),
@@ -255,17 +223,4 @@ CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
 
 
 def control_routes() -> list[Route]:
-    return table_routes("/_salesforce", CONTROL_ROUTES, _serve)
-
-
-async def _serve(handler: ControlHandler, request: Request) -> Response:
-    """A control answer, or the error in Salesforce's shape; the state file is saved after either."""
-    sandbox: SalesforceSandbox = emulator_of(request)
-    try:
-        return Response(json.dumps(handler(await ControlCall.read(request))), media_type="application/json")
-    except SalesforceError as error:
-        return error_response(error)
-    except (BadRequest, TypeError, ValueError, KeyError) as error:
-        return error_response(bad_request("INVALID_CONTROL_REQUEST", f"Bad control request: {error}"))
-    finally:
-        sandbox.save_if_changed()
+    return table_routes("/_salesforce", CONTROL_ROUTES, serve_control)

@@ -56,6 +56,14 @@ class Org:
         self.schema = Schema(state.setup)
         self.revision += 1
 
+    def snapshot(self) -> dict[str, Any]:
+        """The org's state as the state file keeps it."""
+        return self.state.snapshot()
+
+    def load(self, document: dict[str, Any]) -> None:
+        """Replace the org's state with a ``snapshot``."""
+        self.restore(OrgState.load(document))
+
     def setup_changed(self) -> None:
         self.schema = Schema(self.state.setup)
         self.revision += 1

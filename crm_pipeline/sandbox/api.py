@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from crm_pipeline.emulation.routes import emulator_of
+from crm_pipeline.emulation.routes import ALL_METHODS, emulator_of
 
 from .errors import MISSING, body_validation, validation
 from .model import DataSource, Page
@@ -247,7 +247,6 @@ API_ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/blocks/{block_id}/children", list_children),
     ("PATCH", "/v1/blocks/{block_id}/children", append_children),
 ]
-ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 
 
 def api_routes() -> list[Route]:

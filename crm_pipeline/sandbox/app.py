@@ -10,13 +10,15 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from .api import ALL_METHODS, api_routes
+from crm_pipeline.emulation.routes import emulator_app
+from crm_pipeline.emulation.runtime import error_response
+
+from .api import api_routes
 from .config import SandboxConfig
 from .control_api import control_routes
 from .errors import invalid_url
-from .runtime import Sandbox, SaveFailed, error_response
+from .runtime import Sandbox, SaveFailed
 from .ui import ui_routes
 
 
@@ -39,11 +41,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
             with contextlib.suppress(SaveFailed):  # logged; nothing more can be done at shutdown
                 sandbox.save_if_changed()
 
-    routes = api_routes() + control_routes() + ui_routes()
-    routes.append(Route("/{rest:path}", _unknown_path, methods=ALL_METHODS))
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.sandbox = sandbox
-    return app
+    return emulator_app(sandbox, api_routes() + control_routes() + ui_routes(), _unknown_path, lifespan)
 
 
 async def _save_periodically(sandbox: Sandbox) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from crm_pipeline.emulation.cli import add_listen_arguments, serve
+from crm_pipeline.emulation.cli import add_emulator_arguments, emulator_settings, serve
 
 from .config import DEFAULT_TOKEN, SandboxConfig
 
@@ -17,12 +17,16 @@ def register(subparsers: Any) -> None:
         help="Run a local, stateful Notion API (2025-09-03) for trying and testing the sync.",
         description="Serve a local Notion API. Point notion_client at it with base_url=http://HOST:PORT.",
     )
-    add_listen_arguments(parser, port=8765, token_kind="integration token", default_token=DEFAULT_TOKEN)
+    add_emulator_arguments(
+        parser,
+        port=8765,
+        token_kind="integration token",
+        default_token=DEFAULT_TOKEN,
+        state="the workspace is loaded from and saved to",
+    )
     parser.add_argument("--rate-limit", type=float, default=3.0, help="average requests/s per token; 0 = off")
     parser.add_argument("--burst", type=int, default=10, help="requests a token may make at once")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
-    parser.add_argument("--state-file", type=Path, help="JSON file the workspace is loaded from and saved to")
     parser.add_argument("--seed", type=Path, help="JSON seed file applied when there is no saved state")
     parser.add_argument("--result-cap", type=int, default=10_000, help="rows a single query may return")
     parser.set_defaults(handler=run_sandbox)
@@ -32,13 +36,11 @@ def run_sandbox(args: argparse.Namespace) -> int:
     from .app import create_app
 
     config = SandboxConfig(
-        tokens=tuple(args.token or [DEFAULT_TOKEN]),
+        **emulator_settings(args),
         rate_limit=args.rate_limit,
         burst=args.burst,
-        latency_ms=args.latency_ms,
         jitter_ms=args.jitter_ms,
         result_cap=args.result_cap,
-        state_file=args.state_file,
         seed_file=args.seed,
     )
     return serve("Notion sandbox", args, config.tokens, lambda: create_app(config))

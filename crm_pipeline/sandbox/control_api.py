@@ -4,7 +4,6 @@ Each handler turns a `Control` into a JSON body; `CONTROL_ROUTES` names the hand
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -13,25 +12,20 @@ from starlette.routing import Route
 
 from crm_pipeline.emulation.control import Latency
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
-from crm_pipeline.emulation.routes import ControlCall, table_routes
+from crm_pipeline.emulation.routes import ControlCall, shared_control_routes, table_routes
+from crm_pipeline.emulation.runtime import error_response
 
 from .control import FAULT_KINDS, notion_error
 from .errors import NotionError, validation
 from .model import Page
 from .render import page_json
-from .runtime import Sandbox, SaveFailed, error_response, json_response
+from .runtime import Sandbox, SaveFailed, json_response
 
 Control = ControlCall[Sandbox]
 ControlHandler = Callable[[Control], Any]
-CLOCK_CHANGES = "Clock changes are an object: {set} | {advance_seconds} | {real: true}."
 
 
 def health(_: Control) -> Any:
-    return {"ok": True}
-
-
-def reset(call: Control) -> Any:
-    call.sandbox.reset()
     return {"ok": True}
 
 
@@ -75,35 +69,6 @@ def _setting(body: dict[str, Any], key: str, current: float, integer: bool = Fal
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise validation(f"{key} must be {'an integer' if integer else 'a number'}, instead was {value!r}.")
     return value
-
-
-def faults(call: Control) -> Any:
-    return call.sandbox.faults.control(call.method, call.body, FAULT_KINDS, "/v1/*")
-
-
-def clock(call: Control) -> Any:
-    """POST sets the workspace clock, moves it on, or gives it back to real time; each describes it."""
-    ws_clock, body = call.sandbox.workspace.clock, call.body
-    if call.method == "POST":
-        if not isinstance(body, dict):
-            raise validation(CLOCK_CHANGES)
-        if body.get("real"):
-            ws_clock.use_real_time()
-        elif "set" in body:
-            try:
-                moment = datetime.fromisoformat(str(body["set"]))
-            except ValueError:
-                raise validation(f"Not an ISO-8601 datetime: {body['set']!r}") from None
-            ws_clock.set(moment)
-        elif isinstance(body.get("advance_seconds"), int | float) and not isinstance(body["advance_seconds"], bool):
-            ws_clock.advance(body["advance_seconds"])
-        else:
-            raise validation(CLOCK_CHANGES)
-    return ws_clock.describe()
-
-
-def stats(call: Control) -> Any:
-    return call.sandbox.stats.control(call.method)
 
 
 def human_create(call: Control) -> Any:
@@ -156,11 +121,8 @@ def _object(body: Any) -> dict[str, Any]:
 
 CONTROL_ROUTES: list[tuple[str, list[str], ControlHandler]] = [
     ("/health", ["GET"], health),
-    ("/reset", ["POST"], reset),
+    *shared_control_routes(FAULT_KINDS, "/v1/*"),
     ("/config", ["GET", "PUT"], configure),
-    ("/faults", ["GET", "POST", "DELETE"], faults),
-    ("/clock", ["GET", "POST"], clock),
-    ("/stats", ["GET", "DELETE"], stats),
     ("/seed", ["POST"], seed),
     ("/users", ["GET"], users),
     ("/save", ["POST"], save),

@@ -15,9 +15,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from crm_pipeline.emulation.bodies import parse_json_body
+from crm_pipeline.emulation.clock import Clock
 from crm_pipeline.emulation.control import CLIENT_CLOSED, GATEWAY_HTML, FaultScript, Latency, RateLimiter, Stats
 from crm_pipeline.emulation.errors import BadRequest, RateLimited
 from crm_pipeline.emulation.routes import WRITE_METHODS
+from crm_pipeline.emulation.runtime import ClientGone, bearer_token, error_response, simulate_delay
 
 from .config import SandboxConfig
 from .control import fault_error, notion_error
@@ -27,10 +29,6 @@ from .state import Workspace
 
 MAX_BODY_BYTES = 500 * 1024
 logger = logging.getLogger(__name__)
-
-
-class ClientGone(Exception):
-    """The client hung up (typically its timeout fired) while the sandbox was simulating delay."""
 
 
 class SaveFailed(Exception):
@@ -68,6 +66,11 @@ class Sandbox:
         self.result_cap = config.result_cap
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # simulated delays; tests may swap it
         self._saved_revision = -1
+
+    @property
+    def clock(self) -> Clock:
+        """The workspace's clock, which the control surface sets."""
+        return self.workspace.clock
 
     def reset(self) -> None:
         """Back to the start-up state: empty workspace (re-seeded), start-up settings, real time."""
@@ -128,18 +131,9 @@ class Sandbox:
         self.stats.record(route, response.status_code, epoch, token_name)
         return response
 
-    async def _simulate_delay(self, request: Request, seconds: float) -> None:
-        """Server time not spent working (latency, a hang fault). A client that hung up meanwhile
-        (its timeout fired) gets nothing more: ClientGone, so the request is not carried out."""
-        if seconds <= 0:
-            return
-        await self.sleep(seconds)
-        if await request.is_disconnected():  # never waits: the body has been read, see _pipeline
-            raise ClientGone
-
     async def _pipeline(self, request: Request, handler: Handler | None) -> Response:
         raw = await request.body()  # read first: after it, a disconnect is the only message left
-        await self._simulate_delay(request, self.latency.sample_seconds())
+        await simulate_delay(request, self.latency.sample_seconds(), self.sleep)
         if handler is None:
             raise invalid_url()
         if not request.headers.get("notion-version"):
@@ -169,13 +163,9 @@ class Sandbox:
         if kind == "502":
             return Response(GATEWAY_HTML, status_code=502, media_type="text/html")
         if kind == "hang":
-            await self._simulate_delay(request, hang_seconds)
+            await simulate_delay(request, hang_seconds, self.sleep)
             return error_response(fault_error("504"))
         return error_response(fault_error(kind))
-
-
-def bearer_token(request: Request) -> str:
-    return request.headers.get("authorization", "").removeprefix("Bearer ").strip()
 
 
 def with_request_id(result: Any) -> Any:
@@ -189,15 +179,6 @@ def with_request_id(result: Any) -> Any:
 def json_response(result: Any, status: int = 200) -> Response:
     text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
     return Response(text, status_code=status, media_type="application/json")
-
-
-def error_response(error: NotionError) -> Response:
-    return Response(
-        json.dumps(error.body(), ensure_ascii=False),
-        status_code=error.status,
-        media_type="application/json",
-        headers=error.headers or None,
-    )
 
 
 def query_lists(request: Request) -> dict[str, list[str]]:
