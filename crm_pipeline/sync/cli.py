@@ -2,7 +2,7 @@
 
 The same ``CRM_PIPELINE_*`` settings as everything else: the deal store (embedded unless
 configured), the Notion token and database (the local sandbox's Deals database when no token is
-set); a tenant of the registry (``crm-pipeline tenants``) syncs with its connection there (Notion
+set); a tenant of the registry (``crm-pipeline tenants``) syncs with its connection there (Notion,
 HubSpot or Salesforce), opened as Dagster's runs open it (``crm_pipeline.tenants``).
 Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not run at
 all (no store, an unknown tenant, a refused token, a drifted schema).
