@@ -75,7 +75,7 @@ async def _prepare(settings: Settings, seed: bool) -> tuple[URL, URL]:
             repository = DealRepository(database)
             result = await seed_demo(repository, settings.tenant_id)
             logger.info("demo deals for tenant %r: %s", settings.tenant_id, result)
-            for demo_tenant in _local_demo_tenants():
+            for demo_tenant in _local_demo_tenants().values():
                 result = await seed_demo(repository, demo_tenant, demo_tenant)
                 logger.info("demo deals for tenant %r: %s", demo_tenant, result)
             if registered := await demo_tenants(database, settings):
