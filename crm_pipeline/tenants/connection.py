@@ -98,7 +98,8 @@ class TenantConnection(BaseModel, frozen=True):
     base_url: str | None = None
     """The API's base URL (None: the connector's public API, or its local API without a token).
     Salesforce: the org's instance URL (``https://acme.my.salesforce.com``), which a connection
-    with a token needs: Salesforce has no one public API address."""
+    with a token needs (Salesforce has no one public API address); without a token the local
+    Salesforce serves the tenant, never the org named here."""
     active: bool = True
 
     @model_validator(mode="before")

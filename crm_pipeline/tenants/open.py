@@ -195,11 +195,12 @@ def open_salesforce(
     on_request: Callable[[], None] | None = None,
 ) -> SalesforceAdapter:
     """The tenant's Salesforce org (its instance URL is the connection's base URL); without a
-    token, the local Salesforce as its integration user."""
+    token, the local Salesforce as its integration user, whatever org the connection names: an
+    org's instance URL is never sent the local Salesforce's token."""
     base_url = options.base_url or tenant.base_url
     username = tenant.integration_username
     if token is None:
-        secret, base_url = sandbox_salesforce(settings.salesforce_sandbox_port, base_url)
+        secret, base_url = sandbox_salesforce(settings.salesforce_sandbox_port, options.base_url)
         token, username = SecretStr(secret), username or SALESFORCE_SANDBOX_USERNAME
     elif not base_url:
         raise InstanceConfigError(

@@ -152,7 +152,7 @@ async def test_a_salesforce_connection_opens_its_org_or_without_a_token_the_loca
     assert SALESFORCE_TOKEN not in repr(adapter)
     await adapter.aclose()
 
-    local = open_connection(tenant.model_copy(update={"base_url": None}), None, settings)
+    local = open_connection(tenant, None, settings)  # its token unset: never the org's address
     assert isinstance(local, SalesforceAdapter)
     assert (local.instance_url, local.integration_username) == ("http://127.0.0.1:18767", "sync@acme.example")
     await local.aclose()
