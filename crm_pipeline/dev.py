@@ -103,8 +103,8 @@ async def demo_tenants(database: Database, settings: Settings) -> list[str]:
     earlier demo wrote (``<data_dir>/tenants.toml``, with an operator's changes), else the
     settings' tenant (on Notion) with ``demo-hubspot`` on the local HubSpot and ``demo-salesforce``
     on the local Salesforce (each unless its connector's token is set: the demo writes no deals
-    into a real account; with neither, the settings' tenant alone is synced as it is by default).
-    Returns the tenants registered."""
+    into a real account; with both set, none is registered and the settings' tenant alone is
+    synced, as by default). Returns the tenants registered."""
     registry = TenantRegistry(database)
     earlier = settings.data_dir / "tenants.toml"
     if not await registry.is_empty():
