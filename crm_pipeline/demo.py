@@ -1,7 +1,8 @@
-"""Demo data, so a fresh checkout has something to sync, on two tenants: deals the agent wrote to
+"""Demo data, so a fresh checkout has something to sync, on three tenants: deals the agent wrote to
 PostgreSQL; a Notion "Deals" database where the sales team already keeps deals of its own, with
 the columns a real team adds around the synced ones (a Status, an Owner, a formula, an
-auto-numbered ID); a local HubSpot where a second team does. Some deals are on both sides already,
+auto-numbered ID); a local HubSpot where a second team does, and a local Salesforce where a third
+does. Some deals are on both sides already,
 with differing values, so the first pass decides conflicts under every ownership rule. The deals
 themselves are data (demo_deals.toml). Ids are stable, so seeding twice is a no-op."""
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 import random
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
@@ -17,8 +19,11 @@ from importlib import resources
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
+from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.hubspot import HUBSPOT_PROPERTY_MAP, HubSpotAdapter
 from crm_pipeline.crm.notion.properties import SYNC_KEY_PROPERTY, SYNCED_PROPERTY_MAP, notion_properties_schema
+from crm_pipeline.crm.salesforce import SALESFORCE_FIELD_MAP, RateLimit, SalesforceAdapter
+from crm_pipeline.emulation.control_client import ControlClient
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl
 from crm_pipeline.models import (
@@ -29,6 +34,8 @@ from crm_pipeline.models import (
     OpportunityFilter,
     OpportunityUpdate,
 )
+from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_SANDBOX_TOKEN
+from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME, SalesforceControl
 from crm_pipeline.sandbox import SandboxControl
 from crm_pipeline.store import BulkUpsertResult, DealRepository
 from crm_pipeline.tenants.open import DEMO_NOTION_DATA_SOURCE_ID as DEMO_NOTION_DATA_SOURCE_ID
@@ -38,11 +45,19 @@ DEMO_TENANT = "demo"
 """The tenant whose deals the sales team works on in Notion (the settings' default tenant)."""
 HUBSPOT_DEMO_TENANT = "demo-hubspot"
 """The second demo tenant: another team, on HubSpot (the local HubSpot `crm-pipeline dev` serves)."""
+SALESFORCE_DEMO_TENANT = "demo-salesforce"
+"""The third demo tenant: a third team, on Salesforce (the local Salesforce `crm-pipeline dev` serves)."""
 TEAM_EDITED_AGO = timedelta(days=1)
 """How long before the demo starts the team last edited its CRM: the agent's writes are newer, so
 a shared field both sides hold differently goes to the agent by last write wins."""
-_TENANT_NAMES = {DEMO_TENANT: "Demo tenant", HUBSPOT_DEMO_TENANT: "Demo tenant on HubSpot"}
+_TENANT_NAMES = {
+    DEMO_TENANT: "Demo tenant",
+    HUBSPOT_DEMO_TENANT: "Demo tenant on HubSpot",
+    SALESFORCE_DEMO_TENANT: "Demo tenant on Salesforce",
+}
 _DEFAULT_PROBABILITY = "0.5"
+_IN_CRM = ("in_notion", "in_hubspot", "in_salesforce")
+"""The tables of an agent row naming what the team's CRM holds otherwise."""
 
 
 @cache
@@ -52,7 +67,7 @@ def _deals() -> dict[str, Any]:
 
 
 def _opportunity(row: Mapping[str, Any], **changes: Any) -> OpportunityCreate:
-    fields = {name: value for name, value in row.items() if name not in ("in_notion", "in_hubspot")}
+    fields = {name: value for name, value in row.items() if name not in _IN_CRM}
     return OpportunityCreate.model_validate(
         {
             "id": uuid5(NAMESPACE_URL, f"crm-pipeline-demo/{row['name']}"),
@@ -86,45 +101,112 @@ async def seed_demo(repository: DealRepository, tenant_id: str, demo_tenant: str
     return created + BulkUpsertResult(unchanged=len(present))
 
 
+@dataclass(frozen=True)
+class _TeamCRM:
+    """A demo team's local CRM as seeding sees it: the connector writes there, its control acts as
+    the team's people (edits in the UI, stamped by the local CRM's clock)."""
+
+    tenant_id: str
+    adapter: CRMAdapter
+    control: ControlClient
+    side: str
+    """The agent rows' table of the values the team's people changed (``in_hubspot``)."""
+    names: Mapping[str, str]
+    """Deal field -> the CRM's field."""
+    held: Callable[[], dict[str, dict[str, Any]]]
+    """Every record's fields, by its id."""
+    edit: Callable[[str, dict[str, Any]], object]
+    """A person edits a record's fields."""
+    create: Callable[[dict[str, Any]], object]
+    """A person creates a record with these fields."""
+
+
+async def _as_the_team_left_it(crm: _TeamCRM) -> None:
+    """Seed the team's CRM as it was left ``TEAM_EDITED_AGO``: the agent's deals the connector
+    imported (keyed, through the adapter), some fields of which its people then changed in the
+    CRM's UI, and the deals its people created there.
+
+    The changed fields must be a person's edits in the field history: a value the sync itself
+    wrote is no external change (docs/sync-rules.md, *Per-field editors*). Their values as the CRM
+    holds them are read back from a first upsert of the edited deals, then the deals are imported."""
+    tenant = _deals()[crm.tenant_id]
+    keyed = [row for row in tenant["agent"] if crm.side in row]
+    crm.control.set_clock(datetime.now(UTC) - TEAM_EDITED_AGO)
+    try:
+        as_edited = await _upsert(crm.adapter, [_opportunity(row, **row[crm.side]) for row in keyed])
+        held = crm.held()
+        edited = {
+            deal_id: {name: held[external_id].get(name) for name in (crm.names[field] for field in row[crm.side])}
+            for row, (deal_id, external_id) in zip(keyed, as_edited.items(), strict=True)
+        }
+        as_imported = await _upsert(crm.adapter, [_opportunity(row) for row in keyed])
+        crm.control.advance_clock(60)
+        for deal_id, fields in edited.items():
+            crm.edit(as_imported[deal_id], fields)
+        for fields in tenant["team"]:
+            crm.create(fields)
+    finally:
+        await crm.adapter.aclose()
+        crm.control.real_clock()
+
+
 async def seed_demo_hubspot(base_url: str) -> None:
-    """Seed a local HubSpot with the demo-hubspot team's deals as it left them ``TEAM_EDITED_AGO``:
-    the agent's deals the connector imported (keyed, the custom properties in place), some fields
-    of which its people then changed in HubSpot's UI, and the deals its people created there.
-
-    The changed fields must be a person's edits in the property history: a value the sync itself
-    wrote is no external change (docs/sync-rules.md, *Per-field editors*)."""
-    tenant = _deals()[HUBSPOT_DEMO_TENANT]
-    keyed = [row for row in tenant["agent"] if "in_hubspot" in row]
-    adapter = HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT)
+    """Seed a local HubSpot with the demo-hubspot team's deals as it left them ``TEAM_EDITED_AGO``."""
     with HubSpotControl(base_url) as control:
-        control.set_clock(datetime.now(UTC) - TEAM_EDITED_AGO)
-        try:
-            as_edited = await _upsert(adapter, [_opportunity(row, **row["in_hubspot"]) for row in keyed])
-            held = {record["id"]: record["properties"] for record in control.all_records("deals")}
-            edited = {
-                deal_id: {
-                    name: held[external_id].get(name) or ""
-                    for name in (HUBSPOT_PROPERTY_MAP[field].name for field in row["in_hubspot"])
-                }
-                for row, (deal_id, external_id) in zip(keyed, as_edited.items(), strict=True)
-            }
-            as_imported = await _upsert(adapter, [_opportunity(row) for row in keyed])
-            control.advance_clock(60)
-            for deal_id, properties in edited.items():
-                control.ui_edit("deals", as_imported[deal_id], properties)
-            for properties in tenant["team"]:
-                control.ui_create("deals", properties)
-        finally:
-            await adapter.aclose()
-            control.real_clock()
+        await _as_the_team_left_it(
+            _TeamCRM(
+                HUBSPOT_DEMO_TENANT,
+                HubSpotAdapter(HUBSPOT_SANDBOX_TOKEN, base_url=base_url, tenant_id=HUBSPOT_DEMO_TENANT),
+                control,
+                "in_hubspot",
+                {field: spec.name for field, spec in HUBSPOT_PROPERTY_MAP.items()},
+                held=lambda: {record["id"]: record["properties"] for record in control.all_records("deals")},
+                edit=lambda deal, fields: control.ui_edit("deals", deal, {n: v or "" for n, v in fields.items()}),
+                create=lambda fields: control.ui_create("deals", fields),
+            )
+        )
 
 
-async def _upsert(adapter: HubSpotAdapter, deals: list[OpportunityCreate]) -> dict[str, str]:
-    """Upsert ``deals`` through the connector; their HubSpot ids by deal id, in order."""
+def salesforce_custom_fields() -> list[dict[str, str]]:
+    """The custom Opportunity fields the Salesforce adapter maps, as the org's admin creates them
+    for the sync (``SalesforceControl.setup(custom_fields=...)``)."""
+    return [{"name": spec.name, "type": "string"} for spec in SALESFORCE_FIELD_MAP.values() if spec.custom]
+
+
+async def seed_demo_salesforce(base_url: str) -> None:
+    """Set up a local Salesforce for the sync (the mapped custom fields) and seed it with the
+    demo-salesforce team's deals as it left them ``TEAM_EDITED_AGO``. A person who changes the
+    stage alone gets the stage's default probability from Salesforce, which the sync takes for no
+    edit of theirs; one who types a probability too overrides the agent's."""
+    with SalesforceControl(base_url) as control:
+        control.setup(custom_fields=salesforce_custom_fields())
+        adapter = SalesforceAdapter(
+            SALESFORCE_SANDBOX_TOKEN,
+            instance_url=base_url,
+            tenant_id=SALESFORCE_DEMO_TENANT,
+            integration_username=INTEGRATION_USERNAME,
+            rate_limit=RateLimit(per_minute=0),
+        )
+        await _as_the_team_left_it(
+            _TeamCRM(
+                SALESFORCE_DEMO_TENANT,
+                adapter,
+                control,
+                "in_salesforce",
+                {field: spec.name for field, spec in SALESFORCE_FIELD_MAP.items()},
+                held=lambda: {record["Id"]: record for record in control.all_records("Opportunity")},
+                edit=lambda deal, fields: control.person_edit("Opportunity", deal, fields),
+                create=lambda fields: control.person_create("Opportunity", fields),
+            )
+        )
+
+
+async def _upsert(adapter: CRMAdapter, deals: list[OpportunityCreate]) -> dict[str, str]:
+    """Upsert ``deals`` through the connector; their CRM ids by deal id, in order."""
     outcomes = await adapter.upsert_opportunities(deals)
     failed = [outcome for outcome in outcomes if not outcome.ok or outcome.external_id is None]
     if failed:
-        raise RuntimeError(f"seeding the local HubSpot failed: {failed}")
+        raise RuntimeError(f"seeding the team's CRM failed: {failed}")
     return {outcome.record_id: str(outcome.external_id) for outcome in outcomes}
 
 

@@ -1,12 +1,13 @@
 """`crm-pipeline dev`: the main job on one machine.
 
-Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals for two
-tenants, serves the sandbox Notion with a demo Deals database (unless a real Notion is configured)
-and the local HubSpot (unless a HubSpot token is set), registers both demo tenants' connections
-when the tenant registry is empty, then runs `dagster dev` on the crm_pipeline code location with
-Dagster's own storage in the same server (`dagster_process` supervises it: its log file, a stop
-that cancels the runs in flight and waits for every process). This process holds the embedded
-server and both local APIs: they stop once nothing of Dagster is left running.
+Starts (or joins) the PostgreSQL deal store, migrates and seeds it with demo deals for three
+tenants, serves the sandbox Notion with a demo Deals database (unless a real Notion is configured),
+the local HubSpot (unless a HubSpot token is set) and the local Salesforce (unless a Salesforce
+token is set), registers the demo tenants' connections when the tenant registry is empty, then
+runs `dagster dev` on the crm_pipeline code location with Dagster's own storage in the same server
+(`dagster_process` supervises it: its log file, a stop that cancels the runs in flight and waits
+for every process). This process holds the embedded server and the local APIs: they stop once
+nothing of Dagster is left running.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from crm_pipeline.dagster_process import supervise
 from crm_pipeline.demo import (
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
+    SALESFORCE_DEMO_TENANT,
     agent_step,
     seed_demo,
     seed_demo_hubspot,
     seed_demo_notion,
+    seed_demo_salesforce,
 )
 from crm_pipeline.hubspot_sandbox import HubSpotSandboxConfig, serve_hubspot_in_thread
+from crm_pipeline.salesforce_sandbox import SalesforceControl, SalesforceSandboxConfig, serve_salesforce_in_thread
 from crm_pipeline.sandbox import SandboxConfig, SandboxControl, serve_in_thread, ui_url
 from crm_pipeline.settings import Settings, get_settings, project_file
 from crm_pipeline.store import Database, DealRepository
@@ -63,39 +67,55 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def _prepare(settings: Settings, seed: bool) -> tuple[URL, URL]:
-    """Open (migrating) the deal store, seed it (the HubSpot demo tenant too when the local HubSpot
-    is used), and return the owner's and the application's URL for the Dagster processes."""
+    """Open (migrating) the deal store, seed it (the HubSpot and Salesforce demo tenants too when
+    their local APIs are used), and return the owner's and the application's URL for the Dagster
+    processes."""
     async with await Database.open(settings) as database:
         if seed:
             repository = DealRepository(database)
             result = await seed_demo(repository, settings.tenant_id)
             logger.info("demo deals for tenant %r: %s", settings.tenant_id, result)
-            if _local_hubspot():
-                result = await seed_demo(repository, HUBSPOT_DEMO_TENANT, HUBSPOT_DEMO_TENANT)
-                logger.info("demo deals for tenant %r: %s", HUBSPOT_DEMO_TENANT, result)
+            for demo_tenant in _local_demo_tenants().values():
+                result = await seed_demo(repository, demo_tenant, demo_tenant)
+                logger.info("demo deals for tenant %r: %s", demo_tenant, result)
             if registered := await demo_tenants(database, settings):
                 logger.info("the demo's tenants registered: %s", ", ".join(registered))
         return database.url, database.app_url
 
 
-def _local_hubspot() -> bool:
-    """Whether HubSpot connections use the local HubSpot: no HubSpot token is set."""
-    return not os.environ.get(TOKEN_ENV_DEFAULTS["hubspot"])
+def _local(connector: str) -> bool:
+    """Whether the connector's connections use its local API: no token of its is set."""
+    return not os.environ.get(TOKEN_ENV_DEFAULTS[connector])
+
+
+_DEMO_TENANTS = {"hubspot": HUBSPOT_DEMO_TENANT, "salesforce": SALESFORCE_DEMO_TENANT}
+"""The demo tenant of each connector `crm-pipeline dev` serves a local API of."""
+
+
+def _local_demo_tenants() -> dict[str, str]:
+    """The demo tenants on a local API, by connector: never one of a connector whose token is set
+    (the demo writes no deals into a real account)."""
+    return {connector: tenant for connector, tenant in _DEMO_TENANTS.items() if _local(connector)}
 
 
 async def demo_tenants(database: Database, settings: Settings) -> list[str]:
     """Register the demo's tenants when the tenant registry is empty: those of the tenants file an
     earlier demo wrote (``<data_dir>/tenants.toml``, with an operator's changes), else the
-    settings' tenant (on Notion) and ``demo-hubspot`` on the local HubSpot (not when a HubSpot
-    token is set: the demo writes no deals into a real account). Returns the tenants registered."""
+    settings' tenant (on Notion) with ``demo-hubspot`` on the local HubSpot and ``demo-salesforce``
+    on the local Salesforce (each unless its connector's token is set: the demo writes no deals
+    into a real account; with both set, none is registered and the settings' tenant alone is
+    synced, as by default). Returns the tenants registered."""
     registry = TenantRegistry(database)
     earlier = settings.data_dir / "tenants.toml"
     if not await registry.is_empty():
         return []
     if earlier.is_file():
         connections = read_tenants_file(earlier)
-    elif _local_hubspot():
-        connections = [settings_tenant(settings), TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot")]
+    elif local := _local_demo_tenants():
+        connections = [
+            settings_tenant(settings),
+            *(TenantConnection(tenant_id=tenant, connector=connector) for connector, tenant in local.items()),
+        ]
     else:
         return []
     await registry.save_all(connections)
@@ -124,15 +144,17 @@ def run(args: argparse.Namespace) -> int:
     with (
         _notion(settings) as notion_environment,
         _hubspot(settings, seed=not args.no_seed) as hubspot_environment,
+        _salesforce(settings, seed=not args.no_seed) as salesforce_environment,
         _demo_agent(settings, agent_every),
     ):
+        local_apis = notion_environment | hubspot_environment | salesforce_environment
         return supervise(
             command,
             dagster_home=dagster_home,
-            env=environment | notion_environment | hubspot_environment,
+            env=environment | local_apis,
             log_path=log_path,
             graphql_url=f"{ui}/graphql",
-            on_ready=lambda: logger.info(ready_banner(ui, notion_environment, hubspot_environment, log_path)),
+            on_ready=lambda: logger.info(ready_banner(ui, local_apis, log_path)),
         )
 
 
@@ -180,16 +202,18 @@ DAGSTER_LOG = "dagster.log"
 the console keeps to `crm-pipeline dev`'s own lines. The previous start's is kept as `dagster.log.1`."""
 
 
-def ready_banner(ui: str, notion: dict[str, str], hubspot: dict[str, str], log_path: Path) -> str:
-    """What to open once everything is up (from the environment handed to Dagster: a sandbox or
-    local HubSpot served here sets its port there)."""
-    lines = ["crm-pipeline dev is ready (Ctrl-C stops it):", f"  Dagster UI      {ui}"]
-    if "CRM_PIPELINE_SANDBOX_PORT" in notion:
-        sandbox = f"http://127.0.0.1:{notion['CRM_PIPELINE_SANDBOX_PORT']}"
-        lines.append(f"  sandbox Notion  {ui_url(sandbox)}  (edit the deals as the sales team)")
-    if "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT" in hubspot:
-        lines.append(f"  local HubSpot   http://127.0.0.1:{hubspot['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}")
-    lines.append(f"  Dagster's log   {log_path}")
+def ready_banner(ui: str, local_apis: dict[str, str], log_path: Path) -> str:
+    """What to open once everything is up (from the environment handed to Dagster: each local API
+    served here sets its port there)."""
+    lines = ["crm-pipeline dev is ready (Ctrl-C stops it):", f"  Dagster UI        {ui}"]
+    if "CRM_PIPELINE_SANDBOX_PORT" in local_apis:
+        sandbox = f"http://127.0.0.1:{local_apis['CRM_PIPELINE_SANDBOX_PORT']}"
+        lines.append(f"  sandbox Notion    {ui_url(sandbox)}  (edit the deals as the sales team)")
+    if "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT" in local_apis:
+        lines.append(f"  local HubSpot     http://127.0.0.1:{local_apis['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}")
+    if "CRM_PIPELINE_SALESFORCE_SANDBOX_PORT" in local_apis:
+        lines.append(f"  local Salesforce  http://127.0.0.1:{local_apis['CRM_PIPELINE_SALESFORCE_SANDBOX_PORT']}")
+    lines.append(f"  Dagster's log     {log_path}")
     return "\n".join(lines)
 
 
@@ -272,7 +296,7 @@ def _hubspot(settings: Settings, *, seed: bool) -> Iterator[dict[str, str]]:
     Like the sandbox Notion it keeps its portal in the data directory; a portal without deals is
     seeded with the ``demo-hubspot`` team's (``seed``), as the team left them a day ago.
     """
-    if not _local_hubspot():
+    if not _local("hubspot"):
         yield {}
         return
     config = HubSpotSandboxConfig(state_file=settings.data_dir / "hubspot-state.json")
@@ -281,6 +305,26 @@ def _hubspot(settings: Settings, *, seed: bool) -> Iterator[dict[str, str]]:
             asyncio.run(seed_demo_hubspot(hubspot.base_url))
         logger.info("local HubSpot on %s", hubspot.base_url)
         yield {"CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": hubspot.base_url.rsplit(":", 1)[1]}
+
+
+@contextmanager
+def _salesforce(settings: Settings, *, seed: bool) -> Iterator[dict[str, str]]:
+    """The local Salesforce, served from here unless a Salesforce token is set; as environment for
+    Dagster. It keeps its org in the data directory; an org without opportunities is set up for
+    the sync and seeded with the ``demo-salesforce`` team's (``seed``), as the team left them a day ago.
+    """
+    if not _local("salesforce"):
+        yield {}
+        return
+    config = SalesforceSandboxConfig(state_file=settings.data_dir / "salesforce-state.json")
+    with serve_salesforce_in_thread(config, port=settings.salesforce_sandbox_port) as salesforce:
+        if seed:
+            with SalesforceControl(salesforce.base_url) as control:
+                empty = not control.all_records("Opportunity")
+            if empty:
+                asyncio.run(seed_demo_salesforce(salesforce.base_url))
+        logger.info("local Salesforce on %s", salesforce.base_url)
+        yield {"CRM_PIPELINE_SALESFORCE_SANDBOX_PORT": salesforce.base_url.rsplit(":", 1)[1]}
 
 
 @contextmanager

@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         default=8766,
         description="Port `crm-pipeline dev` serves the local HubSpot on: a HubSpot tenant without a token uses it.",
     )
+    salesforce_sandbox_port: int = Field(
+        default=8767,
+        description=(
+            "Port `crm-pipeline dev` serves the local Salesforce on: a Salesforce tenant without a token uses it."
+        ),
+    )
     tenants_file: Path | None = Field(
         default=None,
         description=(

@@ -22,9 +22,10 @@ import pytest_asyncio
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from crm_pipeline.crm.salesforce import SALESFORCE_FIELD_MAP
+from crm_pipeline.demo import salesforce_custom_fields
 from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, RunningHubSpot, serve_hubspot_in_thread
 from crm_pipeline.salesforce_sandbox import (
+    INTEGRATION_USERNAME,
     RunningSalesforce,
     SalesforceControl,
     SalesforceSandboxConfig,
@@ -38,11 +39,9 @@ HUBSPOT_CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 """Where the local HubSpot's clock stands when ``hubspot_sandbox`` hands it out."""
 SALESFORCE_CLOCK = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 """Where the local Salesforce's clock stands when ``salesforce_org`` hands it out."""
-SALESFORCE_USERNAME = "integration@sandbox.example"
+SALESFORCE_USERNAME = INTEGRATION_USERNAME
 """The local Salesforce's integration user (its default token's)."""
-SALESFORCE_CUSTOM_FIELDS = [
-    {"name": spec.name, "type": "string"} for spec in SALESFORCE_FIELD_MAP.values() if spec.custom
-]
+SALESFORCE_CUSTOM_FIELDS = salesforce_custom_fields()
 """The custom Opportunity fields the Salesforce adapter maps, as an admin would create them."""
 
 

@@ -27,10 +27,12 @@ from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
+    SALESFORCE_DEMO_TENANT,
     demo_notion_seed,
 )
-from crm_pipeline.dev import _hubspot, _notion, _prepare, demo_tenants
+from crm_pipeline.dev import _hubspot, _notion, _prepare, _salesforce, demo_tenants, ready_banner
 from crm_pipeline.hubspot_sandbox import HubSpotControl
+from crm_pipeline.salesforce_sandbox import SalesforceControl
 from crm_pipeline.sandbox import DEFAULT_TOKEN, NOTION_VERSION, SandboxConfig, SandboxControl, serve_in_thread
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 from crm_pipeline.store import Database
@@ -96,22 +98,24 @@ HUBSPOT_TEAM_DEALS = 6
 """Deals in the demo's local HubSpot before any sync: 3 of the agent's, imported, and 3 of the team's."""
 
 
-async def test_the_demo_registers_both_demo_tenants_in_an_empty_registry_and_never_replaces_one(
+async def test_the_demo_registers_the_demo_tenants_in_an_empty_registry_and_never_replaces_one(
     empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("CRM_PIPELINE_HUBSPOT_TOKEN", raising=False)
+    monkeypatch.delenv("CRM_PIPELINE_SALESFORCE_TOKEN", raising=False)
     settings = empty_store.model_copy(update={"data_dir": tmp_path, "tenant_id": "demo"})
     async with await Database.open(empty_store) as database:
         registry = TenantRegistry(database)
-        assert await demo_tenants(database, settings) == ["demo", HUBSPOT_DEMO_TENANT]
+        assert await demo_tenants(database, settings) == ["demo", HUBSPOT_DEMO_TENANT, SALESFORCE_DEMO_TENANT]
         demo_connections = [
             TenantConnection(tenant_id="demo"),
             TenantConnection(tenant_id=HUBSPOT_DEMO_TENANT, connector="hubspot"),
+            TenantConnection(tenant_id=SALESFORCE_DEMO_TENANT, connector="salesforce"),
         ]
         assert await registry.connections() == demo_connections
         await registry.set_active("demo", False)
         assert await demo_tenants(database, settings) == []
-        assert [t.active for t in await registry.connections()] == [False, True]
+        assert [t.active for t in await registry.connections()] == [False, True, True]
         # An earlier demo's tenants file, with an operator's changes, is what an empty registry takes.
         for tenant in demo_connections:
             await registry.remove(tenant.tenant_id)
@@ -120,16 +124,39 @@ async def test_the_demo_registers_both_demo_tenants_in_an_empty_registry_and_nev
         assert [t.tenant_id for t in await registry.connections()] == ["acme"]
 
 
-async def test_with_a_hubspot_token_no_demo_goes_to_hubspot(
-    empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("tokens", "registered"),
+    [
+        (["CRM_PIPELINE_HUBSPOT_TOKEN"], ["demo", SALESFORCE_DEMO_TENANT]),
+        (["CRM_PIPELINE_SALESFORCE_TOKEN"], ["demo", HUBSPOT_DEMO_TENANT]),
+        (["CRM_PIPELINE_HUBSPOT_TOKEN", "CRM_PIPELINE_SALESFORCE_TOKEN"], []),  # the settings' tenant, by default
+    ],
+    ids=["hubspot", "salesforce", "both"],
+)
+def test_with_a_connectors_token_no_demo_goes_to_its_crm(
+    tokens: list[str], registered: list[str], empty_store: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_TOKEN", "pat-na1-real")
-    settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0)
-    async with await Database.open(empty_store) as database:
-        assert await demo_tenants(database, settings) == []  # the settings' tenant alone, by default
-    with _hubspot(settings, seed=True) as environment:
-        assert environment == {}
-    assert not (tmp_path / "hubspot-state.json").exists()  # no local HubSpot was served
+    for name in ("CRM_PIPELINE_HUBSPOT_TOKEN", "CRM_PIPELINE_SALESFORCE_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name in tokens:
+        monkeypatch.setenv(name, "a-real-token")
+    settings = Settings(data_dir=tmp_path, hubspot_sandbox_port=0, salesforce_sandbox_port=0)
+
+    async def register() -> list[str]:
+        async with await Database.open(empty_store) as database:
+            return await demo_tenants(database, settings)
+
+    assert asyncio.run(register()) == registered
+    with _hubspot(settings, seed=False) as hubspot, _salesforce(settings, seed=False) as salesforce:
+        served = [*hubspot, *salesforce]
+    assert served == [
+        variable
+        for token, variable in (
+            ("CRM_PIPELINE_HUBSPOT_TOKEN", "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT"),
+            ("CRM_PIPELINE_SALESFORCE_TOKEN", "CRM_PIPELINE_SALESFORCE_SANDBOX_PORT"),
+        )
+        if token not in tokens
+    ]
 
 
 def test_the_local_hubspot_is_seeded_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,6 +173,41 @@ def test_the_local_hubspot_is_seeded_once_and_kept(tmp_path: Path, monkeypatch: 
         with HubSpotControl(base_url) as control:
             again = control.all_records("deals")
     assert len(again) == HUBSPOT_TEAM_DEALS and again[0]["properties"]["amount"] == "1"
+
+
+SALESFORCE_TEAM_DEALS = 6
+"""Opportunities in the demo's local Salesforce before any sync: 4 of the agent's, imported, and 2 of the team's."""
+
+
+def test_the_local_salesforce_is_set_up_seeded_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CRM_PIPELINE_SALESFORCE_TOKEN", raising=False)
+    settings = Settings(data_dir=tmp_path, salesforce_sandbox_port=0)
+    with _salesforce(settings, seed=True) as environment:
+        base_url = f"http://127.0.0.1:{environment['CRM_PIPELINE_SALESFORCE_SANDBOX_PORT']}"
+        with SalesforceControl(base_url) as control:
+            records = control.all_records("Opportunity")
+            assert len(records) == SALESFORCE_TEAM_DEALS
+            control.person_edit("Opportunity", records[0]["Id"], {"Amount": 1})  # a person's edit, kept
+    with _salesforce(settings, seed=True) as environment:
+        base_url = f"http://127.0.0.1:{environment['CRM_PIPELINE_SALESFORCE_SANDBOX_PORT']}"
+        with SalesforceControl(base_url) as control:
+            again = control.all_records("Opportunity")
+            fields = {field["name"] for field in control.setup()["custom_fields"]}
+    assert len(again) == SALESFORCE_TEAM_DEALS and again[0]["Amount"] == 1
+    assert {"Product_Line__c", "Manual_Tags__c", "Override_Stage__c"} <= fields  # the mapped fields, kept
+
+
+def test_the_ready_banner_names_each_local_api_served(tmp_path: Path) -> None:
+    local_apis = {
+        "CRM_PIPELINE_SANDBOX_PORT": "8765",
+        "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": "8766",
+        "CRM_PIPELINE_SALESFORCE_SANDBOX_PORT": "8767",
+    }
+    banner = ready_banner("http://127.0.0.1:3000", local_apis, tmp_path / "dagster.log").splitlines()
+    assert "  local HubSpot     http://127.0.0.1:8766" in banner
+    assert "  local Salesforce  http://127.0.0.1:8767" in banner
+    only_notion = ready_banner("http://127.0.0.1:3000", {"CRM_PIPELINE_SANDBOX_PORT": "8765"}, tmp_path)
+    assert "local Salesforce" not in only_notion and "sandbox Notion" in only_notion
 
 
 GENEROUS_WAIT = 120
@@ -462,14 +524,19 @@ def test_dagster_dev_from_the_checkout_serves_and_stops_on_sigint(command: list[
 
 
 @pytest.mark.long
-def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo tenants file, both local APIs and the environment `crm-pipeline dev` hands Dagster:
+def test_what_crm_pipeline_dev_sets_up_syncs_every_demo_tenant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo tenants, the local APIs and the environment `crm-pipeline dev` hands Dagster:
     `dagster asset materialize` of each demo tenant's partition syncs it with its own CRM (what the
     schedule's runs do, without waiting for its ticks)."""
-    for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN"):
+    for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN", "CRM_PIPELINE_SALESFORCE_TOKEN"):
         monkeypatch.delenv(token, raising=False)
     settings = Settings(
-        data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
+        data_dir=tmp_path,
+        database_url=None,
+        app_database_url=None,
+        sandbox_port=0,
+        hubspot_sandbox_port=0,
+        salesforce_sandbox_port=0,
     )
     asyncio.run(_prepare(settings, seed=True))
     dagster_home = tmp_path / "dagster"
@@ -482,12 +549,16 @@ def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, m
     }
     dagster = str(Path(sys.executable).with_name("dagster"))
     command = [dagster, "asset", "materialize", "-m", "crm_pipeline.definitions", "--select", "*"]
-    with _notion(settings) as notion, _hubspot(settings, seed=True) as hubspot:
+    with (
+        _notion(settings) as notion,
+        _hubspot(settings, seed=True) as hubspot,
+        _salesforce(settings, seed=True) as salesforce,
+    ):
         for tenant in tenants:
             run = subprocess.run(
                 [*command, "--partition", tenant],
                 cwd=PROJECT_ROOT,
-                env=environment | notion | hubspot,
+                env=environment | notion | hubspot | salesforce,
                 capture_output=True,
                 text=True,
                 timeout=180,
@@ -497,7 +568,9 @@ def test_what_crm_pipeline_dev_sets_up_syncs_both_demo_tenants(tmp_path: Path, m
             assert len(control.all_pages(DEMO_NOTION_DATA_SOURCE_ID)) == 24 + 8  # the agent's and the team's
         with HubSpotControl(f"http://127.0.0.1:{hubspot['CRM_PIPELINE_HUBSPOT_SANDBOX_PORT']}") as control:
             assert len(control.all_records("deals")) == 8 + 3
-    assert tenants == ["demo", HUBSPOT_DEMO_TENANT]
+        with SalesforceControl(f"http://127.0.0.1:{salesforce['CRM_PIPELINE_SALESFORCE_SANDBOX_PORT']}") as control:
+            assert len(control.all_records("Opportunity")) == 6 + 2
+    assert tenants == ["demo", HUBSPOT_DEMO_TENANT, SALESFORCE_DEMO_TENANT]
 
 
 @pytest.mark.long

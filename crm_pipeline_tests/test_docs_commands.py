@@ -1,8 +1,8 @@
 """Every shell block (```sh, ```bash, ```console) of README.md and docs/*.md runs as written, pasted
 in order (README.md, then docs/ by name) into one bash session at the checkout root, with .venv/bin on
 PATH, after the quick start has set up the demo: what `crm-pipeline dev` starts before Dagster (the
-seeded deal store, the tenants file, the sandbox Notion and the local HubSpot), in a data directory
-and on ports of this test's own, given to the commands as their settings.
+seeded deal store, the tenants file, the sandbox Notion, the local HubSpot and the local Salesforce),
+in a data directory and on ports of this test's own, given to the commands as their settings.
 
 The conventions the docs follow (README.md, "Commands in the docs"):
 - a command whose comment says ``until Ctrl-C`` serves: it is started with the session's exported
@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crm_pipeline.dev import _hubspot, _notion, _prepare
+from crm_pipeline.dev import _hubspot, _notion, _prepare, _salesforce
 from crm_pipeline.settings import PROJECT_ROOT, Settings
 from crm_pipeline_tests.dagster_processes import GENEROUS_WAIT, free_port, start_in_own_group, stop_group
 
@@ -193,18 +193,24 @@ def _answers(output: str) -> bool:
 @contextmanager
 def quick_start(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """What `scripts/demo` (`crm-pipeline dev`) sets up before it starts Dagster, kept up for the
-    commands: the migrated, seeded deal store with the demo tenants registered, the sandbox Notion and the
-    local HubSpot. Yields the settings that point the commands at them."""
-    for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN"):
+    commands: the migrated, seeded deal store with the demo tenants registered, the sandbox Notion, the
+    local HubSpot and the local Salesforce. Yields the settings that point the commands at them."""
+    for token in ("CRM_PIPELINE_NOTION_TOKEN", "CRM_PIPELINE_HUBSPOT_TOKEN", "CRM_PIPELINE_SALESFORCE_TOKEN"):
         monkeypatch.delenv(token, raising=False)
     settings = Settings(
-        data_dir=data_dir, database_url=None, app_database_url=None, sandbox_port=0, hubspot_sandbox_port=0
+        data_dir=data_dir,
+        database_url=None,
+        app_database_url=None,
+        sandbox_port=0,
+        hubspot_sandbox_port=0,
+        salesforce_sandbox_port=0,
     )
     asyncio.run(_prepare(settings, seed=True))  # the demo tenants registered too
     with ExitStack() as stack:
         notion = stack.enter_context(_notion(settings))
         hubspot = stack.enter_context(_hubspot(settings, seed=True))
-        yield {"CRM_PIPELINE_DATA_DIR": str(data_dir), **notion, **hubspot}
+        salesforce = stack.enter_context(_salesforce(settings, seed=True))
+        yield {"CRM_PIPELINE_DATA_DIR": str(data_dir), **notion, **hubspot, **salesforce}
 
 
 def test_the_docs_have_shell_blocks_and_say_why_one_is_not_run() -> None:

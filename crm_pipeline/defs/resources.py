@@ -2,10 +2,12 @@
 
 Assets see the deal store as a ``PostgresAdapter`` and the external CRM as a ``CRMAdapter``, opened
 for the run's tenant by the connector its connection names: ``CRMConnectionResource``, bound to the
-``crm`` key, hands each tenant to its connector (``NotionConnector``, ``HubSpotConnector``). Another
+``crm`` key, hands each tenant to its connector (``NotionConnector``, ``HubSpotConnector``,
+``SalesforceConnector``). Another
 connector is another ``CRMConnector`` and an entry there, not new assets. Nothing is read from the environment at import; what a resource is not given
 comes from the project settings when a run starts, so every Dagster command works from a checkout
-with no settings at all (the embedded deal store, the sandbox Notion, the local HubSpot). Secrets
+with no settings at all (the embedded deal store, the sandbox Notion, the local HubSpot and
+Salesforce). Secrets
 are config only as ``dg.EnvVar``; a tenant's token is read from the reference its connection holds
 (a variable, a file, or stored encrypted) when the run opens it, by ``crm_pipeline.tenants``,
 which `crm-pipeline sync` opens connections with too.
@@ -24,15 +26,16 @@ import dagster as dg
 from pydantic import Field, PrivateAttr, SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from crm_pipeline.crm import NotionAdapter, PostgresAdapter, hubspot
+from crm_pipeline.crm import NotionAdapter, PostgresAdapter, hubspot, salesforce
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.budget import RequestBudget
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
+from crm_pipeline.crm.salesforce import SalesforceAdapter
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository
-from crm_pipeline.tenants import HubSpotOptions, NotionOptions, TenantConnection, read_token
-from crm_pipeline.tenants.open import SharedPool, open_hubspot, open_notion
+from crm_pipeline.tenants import HubSpotOptions, NotionOptions, SalesforceOptions, TenantConnection, read_token
+from crm_pipeline.tenants.open import SharedPool, open_hubspot, open_notion, open_salesforce
 from crm_pipeline.tenants.source import active_connections, active_tenants, find_connection
 
 
@@ -187,17 +190,52 @@ class HubSpotConnector(CRMConnector):
         )
 
 
+class SalesforceConnector(CRMConnector):
+    """Salesforce, through SalesforceAdapter (paced per org, its daily allowance kept above a
+    floor, retried) on the org the tenant's base URL names.
+
+    With no token anywhere, the tenant's deals are in the local Salesforce (docs/salesforce-sandbox.md).
+    """
+
+    base_url: str | None = None
+    """An instance URL over every tenant's own."""
+    per_minute: int = salesforce.RateLimit.per_minute
+    """Requests per org in any minute (Salesforce counts a day's; this spreads a pass's); 0: no window."""
+    max_attempts: int = salesforce.RetryPolicy.max_attempts
+
+    @property
+    def requests_per_minute(self) -> int:
+        return self.per_minute
+
+    def connect(
+        self,
+        tenant: TenantConnection,
+        requests: RequestCount,
+        budget: RequestBudget | None = None,
+        pool: SharedPool | None = None,
+    ) -> SalesforceAdapter:
+        options = SalesforceOptions(self.base_url, self.per_minute, self.max_attempts)
+        return open_salesforce(
+            tenant, self.tenant_token(tenant), get_settings(), options, budget=budget, on_request=requests.add
+        )
+
+
 class CRMConnectionResource(dg.ConfigurableResource["CRMConnectionResource"]):
     """Each tenant's external CRM, opened as a ``CRMAdapter`` by the connector its connection
     names (``tenant.connector``); each connector is configured in its own field."""
 
     notion: NotionConnector = NotionConnector()
     hubspot: HubSpotConnector = HubSpotConnector()
+    salesforce: SalesforceConnector = SalesforceConnector()
     _opened: dict[str, tuple[CRMAdapter, RequestCount]] = PrivateAttr(default_factory=dict)
     _pool: SharedPool | None = PrivateAttr(default=None)
 
     def connector(self, tenant: TenantConnection) -> CRMConnector:
-        connectors: dict[str, CRMConnector] = {"notion": self.notion, "hubspot": self.hubspot}
+        connectors: dict[str, CRMConnector] = {
+            "notion": self.notion,
+            "hubspot": self.hubspot,
+            "salesforce": self.salesforce,
+        }
         return connectors[tenant.connector]
 
     def requests_per_minute(self, tenant: TenantConnection) -> int:

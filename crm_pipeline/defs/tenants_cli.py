@@ -79,6 +79,10 @@ def _add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     add.add_argument("--database-id", help="Notion: the database of its deals (default: the sandbox's Deals)")
     add.add_argument("--data-source-id", help="Notion: which data source of the database, when it has several")
     add.add_argument("--pipeline", help="HubSpot: the deal pipeline's id (default: the account's default pipeline)")
+    add.add_argument(
+        "--integration-username",
+        help="Salesforce: the user the token acts as, whose edits are the sync's own (default: the token's identity)",
+    )
     token = add.add_mutually_exclusive_group()
     defaults = ", ".join(f"{name}: {env}" for name, env in sorted(TOKEN_ENV_DEFAULTS.items()))
     token.add_argument(
@@ -94,7 +98,10 @@ def _add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     add.add_argument(
         "--base-url",
-        help="the API's base URL (default: the connector's public API; without a token: the sandbox Notion or the local HubSpot)",
+        help=(
+            "the API's base URL (default: the connector's public API; without a token: the sandbox Notion, "
+            "the local HubSpot or the local Salesforce); Salesforce: the org's instance URL, which a token needs"
+        ),
     )
     add.add_argument("--inactive", action="store_true", help="register it but leave it out of the schedule")
     add.set_defaults(handler=run_add)
@@ -145,6 +152,7 @@ def run_add(args: argparse.Namespace) -> int:
             database_id=args.database_id,
             data_source_id=args.data_source_id,
             pipeline=args.pipeline,
+            integration_username=args.integration_username,
             token_env=args.token_env,
             token_file=None if args.token_file is None else os.path.abspath(args.token_file),
             token_encrypted=token_encrypted,

@@ -7,7 +7,7 @@ from .config import DEFAULT_TOKEN, SalesforceSandboxConfig
 from .control_client import SalesforceControl
 from .server import RunningSalesforce, serve_salesforce_in_thread
 from .setup import SYNC_KEY
-from .state import AUTOMATED_PROCESS, HUMAN_USER, INTEGRATION_USER
+from .state import AUTOMATED_PROCESS, HUMAN_USER, INTEGRATION_USER, INTEGRATION_USERNAME
 from .transport import API_VERSION, sandbox_salesforce, sandbox_session
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_TOKEN",
     "HUMAN_USER",
     "INTEGRATION_USER",
+    "INTEGRATION_USERNAME",
     "SYNC_KEY",
     "RunningSalesforce",
     "SalesforceControl",

@@ -21,8 +21,11 @@ HUMAN_USER = make_id(PREFIXES["User"], 2)
 """A person who edits opportunities in Salesforce's UI."""
 AUTOMATED_PROCESS = make_id(PREFIXES["User"], 3)
 """Whom scheduled flows run as."""
+INTEGRATION_USERNAME = "integration@sandbox.example"
+"""The integration user's username: what a connection to the local Salesforce finds it by (the
+org answers no OAuth user info)."""
 _USERS = (
-    (INTEGRATION_USER, "integration@sandbox.example", "Integration User"),
+    (INTEGRATION_USER, INTEGRATION_USERNAME, "Integration User"),
     (HUMAN_USER, "pat.person@sandbox.example", "Pat Person"),
     (AUTOMATED_PROCESS, "autoproc@sandbox.example", "Automated Process"),
 )

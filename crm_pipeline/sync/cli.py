@@ -2,8 +2,8 @@
 
 The same ``CRM_PIPELINE_*`` settings as everything else: the deal store (embedded unless
 configured), the Notion token and database (the local sandbox's Deals database when no token is
-set); a tenant of the registry (``crm-pipeline tenants``) syncs with its connection there (Notion
-or HubSpot), opened as Dagster's runs open it (``crm_pipeline.tenants``).
+set); a tenant of the registry (``crm-pipeline tenants``) syncs with its connection there (Notion,
+HubSpot or Salesforce), opened as Dagster's runs open it (``crm_pipeline.tenants``).
 Exit 0 when the pass ran, per-record errors included; 2, with the reason, when it could not run at
 all (no store, an unknown tenant, a refused token, a drifted schema).
 """
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import requests
 import urllib3
 from pydantic import SecretStr
 from tabulate import tabulate
@@ -29,6 +30,7 @@ from crm_pipeline.crm.errors import PropertySchemaError
 from crm_pipeline.crm.hubspot import PipelineConfigError
 from crm_pipeline.crm.hubspot.client import status_of as hubspot_status_of
 from crm_pipeline.crm.notion import DataSourceConfigError, NotionAdapterError
+from crm_pipeline.crm.salesforce import InstanceConfigError, SessionExpiredError, StageConfigError
 from crm_pipeline.models import SyncResult
 from crm_pipeline.settings import Settings, get_settings
 from crm_pipeline.store import Database, DealRepository, StoreError
@@ -87,7 +89,7 @@ async def external_adapter(
     database: Database, settings: Settings, tenant_id: str, budget: RequestBudget | None = None
 ) -> CRMAdapter:
     """The tenant's external CRM: its connection in the registry (or the tenants file the settings
-    name), opened as Dagster's runs open it (a HubSpot tenant without a token: the local HubSpot);
+    name), opened as Dagster's runs open it (a HubSpot or Salesforce tenant without a token: its local API);
     a tenant without one, the settings' Notion. Paced by ``budget`` as Dagster's runs are."""
     tenant = await configured_connection(database, settings, tenant_id)
     if tenant is None:
@@ -114,14 +116,23 @@ async def _planned(engine: SyncEngine) -> tuple[SyncResult, list[PlannedWrite]]:
 
 
 def cannot_run(error: BaseException) -> bool:
-    """Errors that stop the whole pass, as against one record's: Notion's and HubSpot's (an answer
-    of HubSpot's SDK, whose modules each have their own ApiException, or none at all)."""
+    """Errors that stop the whole pass, as against one record's: Notion's, HubSpot's (an answer
+    of HubSpot's SDK, whose modules each have their own ApiException, or none at all) and
+    Salesforce's (a refused session, the org's set-up, an answer of simple-salesforce's or none)."""
     from notion_client import APIResponseError
+    from simple_salesforce.exceptions import SalesforceError
 
     kinds = (StoreError, PropertySchemaError, NotionAdapterError, APIResponseError, httpx.HTTPError)
     tenant = (TokenUnavailableError, SecretKeyError)
     hubspot = (PipelineConfigError, urllib3.exceptions.HTTPError)
-    return isinstance(error, kinds + tenant + hubspot) or hubspot_status_of(error) is not None
+    salesforce = (
+        InstanceConfigError,
+        SessionExpiredError,
+        StageConfigError,
+        SalesforceError,
+        requests.RequestException,
+    )
+    return isinstance(error, kinds + tenant + hubspot + salesforce) or hubspot_status_of(error) is not None
 
 
 def report(

@@ -34,7 +34,7 @@ __all__ = [
 
 PRIMARY_NAME = "PostgreSQL"
 """The deal store, as an operator calls it."""
-CRM_NAMES: dict[str, str] = {"notion": "Notion", "hubspot": "HubSpot"}
+CRM_NAMES: dict[str, str] = {"notion": "Notion", "hubspot": "HubSpot", "salesforce": "Salesforce"}
 """Each connector's CRM by its product name."""
 
 

@@ -16,9 +16,11 @@ from crm_pipeline.tenants.connection import (
 from crm_pipeline.tenants.open import (
     HubSpotOptions,
     NotionOptions,
+    SalesforceOptions,
     open_connection,
     sandbox_hubspot,
     sandbox_notion,
+    sandbox_salesforce,
 )
 from crm_pipeline.tenants.registry import TenantRegistry
 from crm_pipeline.tenants.secrets import SecretKeyError, TokenUnavailableError, read_token
@@ -34,6 +36,7 @@ __all__ = [
     "FileToken",
     "HubSpotOptions",
     "NotionOptions",
+    "SalesforceOptions",
     "SecretKeyError",
     "StoredToken",
     "TenantConnection",
@@ -48,6 +51,7 @@ __all__ = [
     "read_token",
     "sandbox_hubspot",
     "sandbox_notion",
+    "sandbox_salesforce",
     "save_tenants",
     "settings_tenant",
     "tenant_toml",

@@ -1,7 +1,8 @@
 """A tenant's connection to its external CRM, and where its token is found.
 
-A connection names its connector (Notion or HubSpot), where the tenant's deals are in it (a Notion
-database and data source, a HubSpot pipeline), the API's base URL, whether the schedule syncs it,
+A connection names its connector (Notion, HubSpot or Salesforce), where the tenant's deals are in it
+(a Notion database and data source, a HubSpot pipeline, a Salesforce org: its instance URL, the
+connection's base URL), the API's base URL, whether the schedule syncs it,
 and a reference to its token, never the token in clear: an environment variable (``token_env``), a
 file such as a mounted Kubernetes or Docker secret (``token_file``), or the token encrypted with the
 deployment's key (``token_encrypted``, see ``crm_pipeline.tenants.secrets``). Each kind is one
@@ -16,11 +17,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 TOKEN_ENV_DEFAULT = "CRM_PIPELINE_NOTION_TOKEN"
-Connector = Literal["notion", "hubspot"]
-TOKEN_ENV_DEFAULTS: dict[str, str] = {"notion": TOKEN_ENV_DEFAULT, "hubspot": "CRM_PIPELINE_HUBSPOT_TOKEN"}
+Connector = Literal["notion", "hubspot", "salesforce"]
+TOKEN_ENV_DEFAULTS: dict[str, str] = {
+    "notion": TOKEN_ENV_DEFAULT,
+    "hubspot": "CRM_PIPELINE_HUBSPOT_TOKEN",
+    "salesforce": "CRM_PIPELINE_SALESFORCE_TOKEN",
+}
 CONNECTOR_FIELDS: dict[str, frozenset[str]] = {
     "notion": frozenset({"database_id", "data_source_id"}),
     "hubspot": frozenset({"pipeline"}),
+    "salesforce": frozenset({"integration_username"}),
 }
 """The fields only one connector reads: set on a tenant of another connector, they are refused
 (a HubSpot tenant with a Notion database id is a mistake, not something to ignore)."""
@@ -77,17 +83,23 @@ class TenantConnection(BaseModel, frozen=True):
     """Notion: which data source of the database, when it has several."""
     pipeline: str | None = None
     """HubSpot: the deal pipeline's id (None: the account's ``default`` pipeline)."""
+    integration_username: str | None = None
+    """Salesforce: the username the token acts as, whose edits are the sync's own (None: the
+    token's OAuth identity; the local Salesforce's integration user without a token)."""
     token_env: str | None = Field(default=None, pattern=_ENV_NAME)
     """The environment variable holding the token (the connector's by default, when neither of the
     other references is given); unset there means the local API `crm-pipeline dev` serves: the
-    sandbox Notion, or the local HubSpot."""
+    sandbox Notion, the local HubSpot or the local Salesforce."""
     token_file: str | None = Field(default=None, pattern=r"^/")
     """A file holding the token (a mounted secret), read at each use: an absolute path, since
     every run reads it from a working directory of its own."""
     token_encrypted: str | None = Field(default=None, repr=False)
     """The token encrypted with the deployment's key (Fernet; ``crm-pipeline tenants add --token-stdin``)."""
     base_url: str | None = None
-    """The API's base URL (None: the connector's public API, or its local API without a token)."""
+    """The API's base URL (None: the connector's public API, or its local API without a token).
+    Salesforce: the org's instance URL (``https://acme.my.salesforce.com``), which a connection
+    with a token needs (Salesforce has no one public API address); without a token the local
+    Salesforce serves the tenant, never the org named here."""
     active: bool = True
 
     @model_validator(mode="before")
@@ -143,4 +155,7 @@ class TenantConnection(BaseModel, frozen=True):
         """Where the tenant's deals are, in its connector's terms."""
         if self.connector == "hubspot":
             return f"pipeline {self.pipeline or 'default'}"
+        if self.connector == "salesforce":
+            user = f" as {self.integration_username}" if self.integration_username else ""
+            return f"org {self.base_url or '(local Salesforce)'}{user}"
         return self.database_id or "(sandbox)"

@@ -2,7 +2,7 @@
 `crm-pipeline sync` both come here.
 
 A connection without a token is served by the local API `crm-pipeline dev` runs: the sandbox
-Notion (its demo Deals database unless another is named) or the local HubSpot.
+Notion (its demo Deals database unless another is named), the local HubSpot or the local Salesforce.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from functools import cache
 import httpx
 from pydantic import SecretStr
 
-from crm_pipeline.crm import NotionAdapter, hubspot
+from crm_pipeline.crm import NotionAdapter, hubspot, salesforce
 from crm_pipeline.crm.adapter import CRMAdapter
 from crm_pipeline.crm.budget import RequestBudget
 from crm_pipeline.crm.hubspot import HubSpotAdapter
 from crm_pipeline.crm.notion import DataSourceConfigError
 from crm_pipeline.crm.notion.client import RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
+from crm_pipeline.crm.salesforce import InstanceConfigError, SalesforceAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
+from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_SANDBOX_TOKEN
+from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME as SALESFORCE_SANDBOX_USERNAME
 from crm_pipeline.sandbox import DEFAULT_TOKEN
 from crm_pipeline.settings import Settings
 from crm_pipeline.tenants.connection import TenantConnection
@@ -46,6 +49,12 @@ def sandbox_hubspot(hubspot_sandbox_port: int, base_url: str | None) -> tuple[st
     return HUBSPOT_SANDBOX_TOKEN, base_url or f"http://127.0.0.1:{hubspot_sandbox_port}"
 
 
+def sandbox_salesforce(salesforce_sandbox_port: int, base_url: str | None) -> tuple[str, str]:
+    """Token and instance URL of a Salesforce connection that has no token: the local Salesforce
+    that `crm-pipeline dev` serves on ``salesforce_sandbox_port``, unless another base URL is named."""
+    return SALESFORCE_SANDBOX_TOKEN, base_url or f"http://127.0.0.1:{salesforce_sandbox_port}"
+
+
 @dataclass(frozen=True)
 class NotionOptions:
     """How Notion connections are opened: a base URL over the tenants' own, and the pacing."""
@@ -63,6 +72,17 @@ class HubSpotOptions:
     base_url: str | None = None
     per_ten_seconds: int = hubspot.RateLimit.per_ten_seconds
     max_attempts: int = hubspot.RetryPolicy.max_attempts
+
+
+@dataclass(frozen=True)
+class SalesforceOptions:
+    """How Salesforce connections are opened: an instance URL over the tenants' own, and the
+    pacing (``per_minute`` 0: no window, for a local Salesforce; the org's daily allowance and its
+    floor hold regardless)."""
+
+    base_url: str | None = None
+    per_minute: int = salesforce.RateLimit.per_minute
+    max_attempts: int = salesforce.RetryPolicy.max_attempts
 
 
 @cache
@@ -165,6 +185,40 @@ def open_hubspot(
     )
 
 
+def open_salesforce(
+    tenant: TenantConnection,
+    token: SecretStr | None,
+    settings: Settings,
+    options: SalesforceOptions = SalesforceOptions(),
+    *,
+    budget: RequestBudget | None = None,
+    on_request: Callable[[], None] | None = None,
+) -> SalesforceAdapter:
+    """The tenant's Salesforce org (its instance URL is the connection's base URL); without a
+    token, the local Salesforce as its integration user, whatever org the connection names: an
+    org's instance URL is never sent the local Salesforce's token."""
+    base_url = options.base_url or tenant.base_url
+    username = tenant.integration_username
+    if token is None:
+        secret, base_url = sandbox_salesforce(settings.salesforce_sandbox_port, options.base_url)
+        token, username = SecretStr(secret), username or SALESFORCE_SANDBOX_USERNAME
+    elif not base_url:
+        raise InstanceConfigError(
+            f"tenant {tenant.tenant_id!r} has a Salesforce token ({tenant.token}), so the local Salesforce is not "
+            "used: configure its org's instance URL as base_url (https://<domain>.my.salesforce.com)"
+        )
+    return SalesforceAdapter(
+        token,
+        instance_url=base_url,
+        tenant_id=tenant.tenant_id,
+        token_ref=str(tenant.token),
+        integration_username=username,
+        rate_limit=salesforce.RateLimit(per_minute=options.per_minute, shared=budget),
+        retry=salesforce.RetryPolicy(max_attempts=options.max_attempts),
+        on_request=on_request,
+    )
+
+
 def open_connection(
     tenant: TenantConnection,
     token: SecretStr | None,
@@ -172,6 +226,7 @@ def open_connection(
     *,
     notion: NotionOptions = NotionOptions(),
     hubspot: HubSpotOptions = HubSpotOptions(),
+    salesforce: SalesforceOptions = SalesforceOptions(),
     budget: RequestBudget | None = None,
     on_request: Callable[[], None] | None = None,
 ) -> CRMAdapter:
@@ -181,4 +236,6 @@ def open_connection(
     (retries included) through ``on_request``."""
     if tenant.connector == "hubspot":
         return open_hubspot(tenant, token, settings, hubspot, budget=budget, on_request=on_request)
+    if tenant.connector == "salesforce":
+        return open_salesforce(tenant, token, settings, salesforce, budget=budget, on_request=on_request)
     return open_notion(tenant, token, settings, notion, budget=budget, on_request=on_request)

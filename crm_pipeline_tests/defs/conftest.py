@@ -19,6 +19,7 @@ from crm_pipeline.defs.resources import (
     DealStoreResource,
     HubSpotConnector,
     NotionConnector,
+    SalesforceConnector,
     TenantsResource,
 )
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
@@ -57,8 +58,8 @@ def deals_database(control: SandboxControl, title: str = "Deals", **property_ove
 def resources_for(
     database: Database, sandbox: RunningSandbox, tenants: Sequence[TenantConnection], path: Path
 ) -> dict[str, Any]:
-    """The code location's resources over the test's store and sandbox Notion; HubSpot tenants
-    name their local HubSpot in their connection (``base_url``), unpaced there."""
+    """The code location's resources over the test's store and sandbox Notion; HubSpot and
+    Salesforce tenants name their local API in their connection (``base_url``), unpaced there."""
     save_tenants(path, tenants)
     return {
         "deal_store": DealStoreResource(
@@ -68,6 +69,7 @@ def resources_for(
         "crm": CRMConnectionResource(
             notion=NotionConnector(base_url=sandbox.base_url, requests_per_second=1000, max_attempts=1),
             hubspot=HubSpotConnector(per_ten_seconds=0, max_attempts=1),
+            salesforce=SalesforceConnector(per_minute=0, max_attempts=1),
         ),
         "tenants": TenantsResource(tenants_file=str(path)),
     }

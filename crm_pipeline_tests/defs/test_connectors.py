@@ -1,5 +1,6 @@
 """The connector is configuration: the same asset graph syncs a HubSpot tenant against the local
-HubSpot and a Notion tenant against the sandbox Notion, both listed in one tenants file."""
+HubSpot, a Salesforce tenant against the local Salesforce and a Notion tenant against the sandbox
+Notion, listed in one tenants file."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import pytest
 from hubspot import HubSpot
 from hubspot.crm.deals import PublicMergeInput
 
-from crm_pipeline.defs.resources import CRMConnectionResource, HubSpotConnector, RequestCount
+from crm_pipeline.crm.salesforce import InstanceConfigError
+from crm_pipeline.defs.resources import CRMConnectionResource, HubSpotConnector, RequestCount, SalesforceConnector
 from crm_pipeline.defs.tenants import TenantConnection
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN, HubSpotControl, RunningHubSpot
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate
+from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_TOKEN
+from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME, RunningSalesforce, SalesforceControl
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -33,6 +37,7 @@ from crm_pipeline_tests.defs.test_sync_graph import ALL_CHECKS
 pytestmark = pytest.mark.integration
 
 HUBSPOT_TOKEN_ENV = "CRM_PIPELINE_TEST_HUBSPOT_TOKEN"
+SALESFORCE_TOKEN_ENV = "CRM_PIPELINE_TEST_SALESFORCE_TOKEN"
 
 
 async def test_a_hubspot_tenant_and_a_notion_tenant_sync_through_the_same_graph(
@@ -171,3 +176,82 @@ async def test_hubspot_requests_are_counted_retries_included(
     served = hubspot_control.stats()
     assert served["by_status"]["503"] == 1  # one search failed and was sent again
     assert requests.sent == served["total"] > 2
+
+
+async def test_a_salesforce_tenant_syncs_through_the_same_graph_paced_by_the_shared_budget(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    salesforce_org: RunningSalesforce,
+    salesforce_control: SalesforceControl,
+    tenant: str,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    control.reset()
+    salesforce_control.real_clock()
+    monkeypatch.setenv(SALESFORCE_TOKEN_ENV, SALESFORCE_TOKEN)
+    on_salesforce = f"{tenant}-sf"
+    await repository.register_tenant(on_salesforce)
+    deals = deals_database(control)
+    connections = [
+        TenantConnection(tenant_id=tenant, database_id=deals["database_id"], token_env=UNSET_TOKEN_ENV),
+        TenantConnection(
+            tenant_id=on_salesforce,
+            connector="salesforce",
+            token_env=SALESFORCE_TOKEN_ENV,
+            base_url=salesforce_org.base_url,
+            integration_username=INTEGRATION_USERNAME,
+        ),
+    ]
+    resources = resources_for(database, sandbox_server, connections, tmp_path / "tenants.toml")
+    paced = SalesforceConnector(per_minute=6000, max_attempts=1)  # a window each request reserves a slot of
+    resources["crm"] = CRMConnectionResource(notion=resources["crm"].notion, salesforce=paced)
+    deal = await repository.create_opportunity(
+        on_salesforce, OpportunityCreate(name="Initech expansion", close_date=datetime(2027, 1, 29).date())
+    )
+
+    reserved_before = await requests_reserved(database)
+    result = await sync_tenant(instance, resources, on_salesforce)
+
+    assert result.success
+    assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
+    assert metadata(result, "outbound_sync")["created"] == 1
+    # Salesforce's budget, not Notion's, and each request through the deal store's.
+    assert metadata(result, "outbound_sync")["request_budget_per_minute"] == 6000
+    steps = ("notion_pages", "reconciled_deals", "outbound_sync", "inbound_sync")  # those that call the CRM
+    sent = sum(metadata(result, step)["requests_used"] for step in steps)
+    assert await requests_reserved(database) - reserved_before == sent > 0
+    [record] = salesforce_control.all_records("Opportunity")
+    assert (record["Name"], record["Sync_Key__c"]) == ("Initech expansion", str(deal.id))
+    assert control.all_pages(deals["data_source_id"]) == []  # the Notion tenant was not synced
+
+    # A person renames the opportunity in Salesforce; the next pass brings it back to PostgreSQL.
+    salesforce_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    salesforce_control.person_edit("Opportunity", record["Id"], {"Name": "Initech expansion (EU)"})
+    again = await sync_tenant(instance, resources, on_salesforce)
+    assert again.success and metadata(again, "inbound_sync")["pulled"] == 1
+    stored = await repository.get_opportunity(on_salesforce, deal.id)
+    assert stored is not None and stored.name == "Initech expansion (EU)"
+
+
+def test_salesforce_paces_by_its_own_budget_and_without_a_token_uses_the_local_salesforce(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tenant = TenantConnection(tenant_id="acme", connector="salesforce", token_env=SALESFORCE_TOKEN_ENV)
+    assert CRMConnectionResource().requests_per_minute(tenant) == 300  # an org's rolling minute
+    monkeypatch.delenv(SALESFORCE_TOKEN_ENV, raising=False)
+    monkeypatch.setenv("CRM_PIPELINE_SALESFORCE_SANDBOX_PORT", "18767")
+    get_settings.cache_clear()
+    try:
+        local = SalesforceConnector().connect(tenant, RequestCount())
+    finally:
+        get_settings.cache_clear()
+    assert local.instance_url == "http://127.0.0.1:18767"  # where `crm-pipeline dev` serves the local Salesforce
+    monkeypatch.setenv(SALESFORCE_TOKEN_ENV, "00Dreal!token")
+    with pytest.raises(InstanceConfigError, match="configure its org's instance URL"):
+        SalesforceConnector().connect(tenant, RequestCount())  # Salesforce has no one public API
+    org = SalesforceConnector(base_url="https://acme.my.salesforce.com").connect(tenant, RequestCount())
+    assert org.instance_url == "https://acme.my.salesforce.com"

@@ -1,6 +1,6 @@
 """The demo `crm-pipeline dev` starts, through the code location's own graph: its first pass
 creates the agent's deals in the team's CRM, adopts the team's own, and decides the deals already
-on both sides under each ownership rule, for the Notion tenant and for the HubSpot one."""
+on both sides under each ownership rule, for the Notion tenant, the HubSpot one and the Salesforce one."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
+    SALESFORCE_DEMO_TENANT,
     demo_notion_seed,
     demo_opportunities,
     seed_demo,
     seed_demo_hubspot,
     seed_demo_notion,
+    seed_demo_salesforce,
 )
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.models import OpportunityUpdate
+from crm_pipeline.salesforce_sandbox import RunningSalesforce, SalesforceControl
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
 from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
@@ -148,6 +151,79 @@ async def test_the_hubspot_demo_tenant_first_pass_on_the_local_hubspot(
     assert deals["Contoso platform migration"].custom_notes.startswith("Two waves")
     assert deals["Fabrikam security bundle"].manual_tags == ["pilot"]  # only in HubSpot: pulled, no conflict
     assert deals["Trey Research platform seats"].override_stage == "Negotiation"  # the team's own deal, adopted
+
+
+async def test_the_salesforce_demo_tenant_first_pass_on_the_local_salesforce(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    salesforce_server: RunningSalesforce,
+    salesforce_control: SalesforceControl,
+    instance: dg.DagsterInstance,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No token and no base URL in the connection: the local Salesforce on
+    CRM_PIPELINE_SALESFORCE_SANDBOX_PORT, as its integration user."""
+    monkeypatch.setenv("CRM_PIPELINE_SALESFORCE_SANDBOX_PORT", salesforce_server.base_url.rsplit(":", 1)[1])
+    get_settings.cache_clear()
+    salesforce_control.reset()
+    await seed_demo_salesforce(salesforce_server.base_url)
+    await seed_demo(repository, tenant, SALESFORCE_DEMO_TENANT)
+    connection = TenantConnection(tenant_id=tenant, connector="salesforce", token_env=UNSET_TOKEN_ENV)
+    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
+    try:
+        result = await sync_tenant(instance, resources, tenant)
+    finally:
+        get_settings.cache_clear()
+
+    assert result.success
+    assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
+    planned = metadata(result, "reconciled_deals")
+    # 6 agent deals, 4 of them in Salesforce already (keyed); the team's 2 opportunities have no key.
+    assert (planned["to_create_externally"], planned["to_adopt"], planned["conflicts"]) == (2, 2, 6)
+    assert conflicts_decided(result) == {
+        # A person moved the stage alone a day ago: the agent's later stage goes back, and the
+        # stage's default probability Salesforce set with it is no conflict (the agent's is written).
+        ("Rekall memory analytics", "deal_stage", "Salesforce", "last-write-wins"),
+        # A person moved the stage and typed a probability: the agent-owned field's conflict.
+        ("Ollivanders inventory platform", "deal_stage", "Salesforce", "last-write-wins"),
+        ("Ollivanders inventory platform", "probability", "Salesforce", "agent-owned"),
+        ("Spacely Sprockets security review", "custom_notes", "PostgreSQL", "human-owned"),
+        ("Cogswell Cogs services retainer", "estimated_value", "Salesforce", "last-write-wins"),
+        ("Cogswell Cogs services retainer", "close_date", "Salesforce", "last-write-wins"),
+    }
+    outbound, inbound = metadata(result, "outbound_sync"), metadata(result, "inbound_sync")
+    assert (outbound["created"], outbound["updated"], outbound["errors"]) == (2, 3, 0)
+    assert (inbound["created"], inbound["pulled"], inbound["errors"]) == (2, 1, 0)
+    assert outbound["requests_used"] > 0  # Salesforce's requests are counted too
+
+    records = [r for r in salesforce_control.all_records("Opportunity") if not r["IsDeleted"]]
+    deals = {deal.name: deal for deal in await repository.list_opportunities(tenant)}
+    assert len(records) == len(deals) == 8
+    assert {record["Sync_Key__c"] for record in records} == {str(deal.id) for deal in deals.values()}
+    by_name: dict[str, Any] = {record["Name"]: record for record in records}
+    assert (by_name["Rekall memory analytics"]["StageName"], by_name["Rekall memory analytics"]["Probability"]) == (
+        "Proposal/Price Quote",
+        60,
+    )
+    assert by_name["Ollivanders inventory platform"]["Probability"] == 30
+    assert Decimal(str(by_name["Cogswell Cogs services retainer"]["Amount"])) == 58000
+    assert deals["Spacely Sprockets security review"].custom_notes == (
+        "Board meets on the 3rd; George wants the pen-test report first."
+    )
+    adopted = deals["Gekko & Co compliance suite"]  # the team's own opportunity
+    assert (adopted.override_stage, adopted.manual_tags, adopted.deal_stage) == (
+        "Negotiation",
+        ["priority"],
+        "Proposal",
+    )
+
+    again = await sync_tenant(instance, resources, tenant)
+    assert again.success and all(check_results(again).values())
+    assert metadata(again, "reconciled_deals")["conflicts"] == 0
+    assert metadata(again, "outbound_sync")["created"] == metadata(again, "inbound_sync")["created"] == 0
 
 
 def _text(page: dict[str, Any], name: str) -> str:

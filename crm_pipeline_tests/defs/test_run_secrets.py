@@ -14,14 +14,24 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
-from crm_pipeline.defs.resources import CRMConnectionResource, DealStoreResource, NotionConnector, RequestCount
+from crm_pipeline.defs.resources import (
+    CRMConnectionResource,
+    DealStoreResource,
+    NotionConnector,
+    RequestCount,
+    SalesforceConnector,
+)
 from crm_pipeline.defs.tenants import TenantConnection
+from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME, RunningSalesforce
+from crm_pipeline.sandbox import RunningSandbox
 from crm_pipeline.settings import get_settings
+from crm_pipeline.store import Database
 from crm_pipeline.tenants.secrets import encrypt_token, secret_keys
 from crm_pipeline.tenants.tenants_file import read_tenants_file, save_tenants
-from crm_pipeline_tests.defs.conftest import TenantWorld, sync_tenant
+from crm_pipeline_tests.defs.conftest import TenantWorld, resources_for, sync_tenant
 
 TOKEN = "ntn_Qr8Lm2Xz6Wv4Tb"
+SALESFORCE_TOKEN = "00DXx0000001gEr!AQ3Jv9Rm5Ty1Bn"
 PASSWORD = "Pw@Zq7Xk9Vw3Jm"  # random characters: no fragment of them occurs in code or messages
 
 
@@ -73,7 +83,7 @@ async def test_a_database_that_cannot_be_opened_leaves_no_trace_of_its_password(
 
 def test_resources_and_tenant_connections_keep_secrets_out_of_reprs(monkeypatch: pytest.MonkeyPatch) -> None:
     deal_store = DealStoreResource(tenant_id="t", database_url=f"postgresql://crm:{PASSWORD}@db.example/crm")
-    crm = CRMConnectionResource(notion=NotionConnector(token=TOKEN))
+    crm = CRMConnectionResource(notion=NotionConnector(token=TOKEN), salesforce=SalesforceConnector(token=TOKEN))
     assert PASSWORD not in repr(deal_store) and PASSWORD not in str(deal_store)
     assert TOKEN not in repr(crm) and TOKEN not in str(crm)
     # A tenant connection names the variable; the adapter built from it does not show the token.
@@ -82,6 +92,15 @@ def test_resources_and_tenant_connections_keep_secrets_out_of_reprs(monkeypatch:
     assert TOKEN not in tenant.model_dump_json()
     adapter = NotionConnector().connect(tenant, RequestCount())
     assert TOKEN not in repr(adapter)
+    monkeypatch.setenv("ACME_SALESFORCE_TOKEN", SALESFORCE_TOKEN)
+    org = TenantConnection(
+        tenant_id="acme",
+        connector="salesforce",
+        base_url="https://acme.my.salesforce.com",
+        token_env="ACME_SALESFORCE_TOKEN",
+    )
+    salesforce = SalesforceConnector().connect(org, RequestCount())
+    assert SALESFORCE_TOKEN not in repr(salesforce) and SALESFORCE_TOKEN not in repr(salesforce.api.caller)
 
 
 def _reference_token(world: TenantWorld, **reference: str) -> None:
@@ -132,3 +151,46 @@ async def test_a_token_that_cannot_be_read_fails_the_run_naming_the_tenant_and_r
     assert f"tenant {world.tenant_id!r}: its token ({said}) is unavailable" in recorded
     _assert_secret_absent(recorded, TOKEN)
     _assert_secret_absent(recorded, stored_with)
+
+
+@pytest.mark.parametrize("reference", ["token_env", "token_encrypted"])
+async def test_a_rejected_salesforce_token_leaves_no_trace_of_itself(
+    reference: str,
+    database: Database,
+    sandbox_server: RunningSandbox,
+    salesforce_org: RunningSalesforce,
+    tenant: str,
+    instance: dg.DagsterInstance,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The local Salesforce refuses a token it never granted (401 INVALID_SESSION_ID): the run's
+    error names where the token comes from, never the token nor the key it is stored with."""
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", key)
+    monkeypatch.setenv("ACME_SALESFORCE_TOKEN", SALESFORCE_TOKEN)
+    token = {
+        "token_env": "ACME_SALESFORCE_TOKEN",
+        "token_encrypted": encrypt_token(SecretStr(SALESFORCE_TOKEN), secret_keys(SecretStr(key))),
+    }[reference]
+    connection = TenantConnection.model_validate(
+        {
+            "tenant_id": tenant,
+            "connector": "salesforce",
+            "base_url": salesforce_org.base_url,
+            "integration_username": INTEGRATION_USERNAME,
+            reference: token,
+        }
+    )
+    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
+    get_settings.cache_clear()
+    try:
+        result = await sync_tenant(instance, resources, tenant)
+    finally:
+        get_settings.cache_clear()
+    assert not result.success
+    recorded = _everything_recorded(instance, result.run_id)
+    said = "env:ACME_SALESFORCE_TOKEN" if reference == "token_env" else "stored (encrypted)"
+    assert f"Salesforce refused the access token from {said} (INVALID_SESSION_ID" in recorded
+    _assert_secret_absent(recorded, SALESFORCE_TOKEN)
+    _assert_secret_absent(recorded, key)

@@ -69,8 +69,21 @@ def test_each_connector_has_its_own_fields_and_token_variable() -> None:
         TenantConnection(tenant_id="acme", connector="hubspot", database_id="db-1")
     with pytest.raises(ValueError, match="a notion connection has no pipeline"):
         TenantConnection(tenant_id="acme", pipeline="default")
+    salesforce = TenantConnection(
+        tenant_id="acme",
+        connector="salesforce",
+        base_url="https://acme.my.salesforce.com",
+        integration_username="sync@acme.example",
+    )
+    assert salesforce.token_env == "CRM_PIPELINE_SALESFORCE_TOKEN"
+    assert salesforce.where() == "org https://acme.my.salesforce.com as sync@acme.example"
+    assert TenantConnection(tenant_id="acme", connector="salesforce").where() == "org (local Salesforce)"
+    with pytest.raises(ValueError, match="a salesforce connection has no database_id, pipeline"):
+        TenantConnection(tenant_id="acme", connector="salesforce", database_id="db-1", pipeline="default")
+    with pytest.raises(ValueError, match="a hubspot connection has no integration_username"):
+        TenantConnection(tenant_id="acme", connector="hubspot", integration_username="sync@acme.example")
     with pytest.raises(ValueError):
-        TenantConnection.model_validate({"tenant_id": "acme", "connector": "salesforce"})
+        TenantConnection.model_validate({"tenant_id": "acme", "connector": "pipedrive"})
 
 
 @pytest.mark.integration

@@ -8,6 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
 
 from crm_pipeline.cli import main
 from crm_pipeline.defs.tenants import TenantConnection, save_tenants
@@ -15,16 +17,20 @@ from crm_pipeline.demo import (
     DEMO_NOTION_DATA_SOURCE_ID,
     DEMO_NOTION_DATABASE_ID,
     HUBSPOT_DEMO_TENANT,
+    SALESFORCE_DEMO_TENANT,
     demo_notion_seed,
     seed_demo,
     seed_demo_hubspot,
+    seed_demo_salesforce,
 )
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
+from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME, RunningSalesforce, SalesforceControl
 from crm_pipeline.sandbox import SandboxControl
 from crm_pipeline.settings import get_settings
 from crm_pipeline.store import Database, DealRepository
 from crm_pipeline.tenants import TenantRegistry
+from crm_pipeline.tenants.secrets import encrypt_token, secret_keys
 from crm_pipeline_tests.conftest import requests_reserved
 
 pytestmark = pytest.mark.integration
@@ -146,6 +152,55 @@ def test_sync_command_syncs_a_hubspot_tenant_of_the_registry_with_its_token_file
     assert (code, out) == (2, "")
     assert f"tenant {on_hubspot!r}: its token (file:{tmp_path / 'token'}) is unavailable" in err
     assert HUBSPOT_SANDBOX_TOKEN not in err
+
+
+SALESFORCE_TOKEN = "00DSb0000000001!AQ6Wr3Nc8Hx2Lp"
+"""A session the test's org grants (and ends): never the default token other tests share."""
+
+
+def test_sync_command_syncs_a_salesforce_tenant_of_the_registry_with_its_stored_token(
+    configured: str,
+    capsys: pytest.CaptureFixture[str],
+    salesforce_server: RunningSalesforce,
+    salesforce_control: SalesforceControl,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A registered Salesforce connection, its token stored encrypted, opened as the Dagster
+    resource opens it; an ended session stops the pass naming where the token comes from."""
+    salesforce_control.reset()
+    asyncio.run(seed_demo_salesforce(salesforce_server.base_url))
+    salesforce_control.grant_token(SALESFORCE_TOKEN)
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("CRM_PIPELINE_SECRET_KEYS", key)
+    get_settings.cache_clear()
+    on_salesforce = f"{configured}-sf"
+    connection = TenantConnection(
+        tenant_id=on_salesforce,
+        connector="salesforce",
+        token_encrypted=encrypt_token(SecretStr(SALESFORCE_TOKEN), secret_keys(SecretStr(key))),
+        base_url=salesforce_server.base_url,
+        integration_username=INTEGRATION_USERNAME,
+    )
+
+    async def seed() -> None:
+        async with await Database.open(get_settings()) as database:
+            await seed_demo(DealRepository(database), on_salesforce, SALESFORCE_DEMO_TENANT)
+            await TenantRegistry(database).save(connection)
+
+    asyncio.run(seed())
+
+    code, out, _ = sync(capsys, "--tenant", on_salesforce, "--json")
+
+    assert code == 0
+    # 6 agent deals, 4 in Salesforce already: 2 created there, the team's 2 adopted; 6 conflicts.
+    summary = json.loads(out)
+    assert (summary["created"], summary["conflicts"], summary["errors"]) == (2 + 2, 6, [])
+    assert len(salesforce_control.all_records("Opportunity")) == 8
+    salesforce_control.expire_token(SALESFORCE_TOKEN)
+    code, out, err = sync(capsys, "--tenant", on_salesforce)
+    assert (code, out) == (2, "")
+    assert f"cannot sync tenant {on_salesforce!r}: Salesforce refused the access token from stored (encrypted)" in err
+    assert SALESFORCE_TOKEN not in err and key not in err
 
 
 def test_sync_command_refuses_a_hubspot_tenant_whose_hubspot_does_not_answer_clearly(

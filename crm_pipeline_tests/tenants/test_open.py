@@ -1,4 +1,5 @@
-"""Opening tenants' connections: what every connection of a process shares."""
+"""Opening tenants' connections: what every connection of a process shares, and a Salesforce
+connection opened on its org or, without a token, on the local Salesforce."""
 
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ import pytest
 from pydantic import SecretStr
 
 from crm_pipeline.crm import NotionAdapter
+from crm_pipeline.crm.salesforce import InstanceConfigError, SalesforceAdapter
 from crm_pipeline.defs.resources import CRMConnectionResource, NotionConnector
+from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME
 from crm_pipeline.settings import Settings
-from crm_pipeline.tenants import TenantConnection
+from crm_pipeline.tenants import SalesforceOptions, TenantConnection, open_connection
 from crm_pipeline.tenants.open import SharedPool, open_notion, tls_context
+from crm_pipeline_tests.crm.test_salesforce_unit import RecordingBudget
+
+SALESFORCE_TOKEN = "00DXx0000001gEr!AQ7Kd2Vn8Pz4Hs"
 
 
 async def test_notion_connections_share_one_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,3 +127,44 @@ async def test_a_proxy_in_the_environment_gives_each_client_its_own_connections(
     pool = SharedPool.for_environment()
     assert pool is not None
     await pool.close_pool()
+
+
+async def test_a_salesforce_connection_opens_its_org_or_without_a_token_the_local_salesforce() -> None:
+    settings = Settings(salesforce_sandbox_port=18767)
+    tenant = TenantConnection(
+        tenant_id="acme",
+        connector="salesforce",
+        base_url="https://acme.my.salesforce.com",
+        integration_username="sync@acme.example",
+        token_env="ACME_SALESFORCE_TOKEN",
+    )
+    budget = RecordingBudget()
+    adapter = open_connection(tenant, SecretStr(SALESFORCE_TOKEN), settings, budget=budget)
+    assert isinstance(adapter, SalesforceAdapter)
+    caller = adapter.api.caller
+    assert (adapter.instance_url, adapter.tenant_id, adapter.integration_username) == (
+        "https://acme.my.salesforce.com",
+        "acme",
+        "sync@acme.example",
+    )
+    assert caller.token_ref == "env:ACME_SALESFORCE_TOKEN"  # what an expired session's error names
+    assert caller.limit.shared is budget and caller.limit.per_minute == SalesforceOptions.per_minute
+    assert SALESFORCE_TOKEN not in repr(adapter)
+    await adapter.aclose()
+
+    local = open_connection(tenant, None, settings)  # its token unset: never the org's address
+    assert isinstance(local, SalesforceAdapter)
+    assert (local.instance_url, local.integration_username) == ("http://127.0.0.1:18767", "sync@acme.example")
+    await local.aclose()
+    unnamed = TenantConnection(tenant_id="acme", connector="salesforce")
+    local = open_connection(unnamed, None, settings, salesforce=SalesforceOptions(per_minute=0))
+    assert isinstance(local, SalesforceAdapter)
+    assert local.integration_username == INTEGRATION_USERNAME  # the local org answers no OAuth user info
+    assert local.api.caller.limit.per_minute == 0
+    await local.aclose()
+
+    with pytest.raises(
+        InstanceConfigError, match="tenant 'acme' has a Salesforce token \\(env:CRM_PIPELINE_SALESFORCE_TOKEN\\)"
+    ) as refused:
+        open_connection(unnamed, SecretStr(SALESFORCE_TOKEN), settings)
+    assert SALESFORCE_TOKEN not in str(refused.value)

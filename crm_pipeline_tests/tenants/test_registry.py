@@ -30,6 +30,8 @@ from crm_pipeline.tenants.tenants_file import read_tenants_file, save_tenants
 
 TOKEN = "ntn_Hq4Wz8Rk2Pv6Ym"
 """A token that must never show: random characters, no fragment of them in code or messages."""
+SALESFORCE_TOKEN = "00DXx0000001gEr!AQ4Fz9Lk3Tq7Wm"
+"""A Salesforce access token's look (the org id, '!', a secret), never to show either."""
 
 
 def test_nothing_under_sync_imports_the_code_location_or_the_demo() -> None:
@@ -88,14 +90,23 @@ def test_the_tenants_commands_end_to_end(
     monkeypatch.setattr("sys.stdin", io.StringIO(f"{TOKEN}\n"))
     code, out, err = _run(capsys, "add", "initech", "--database-id", "db-3", "--token-stdin")
     assert code == 0 and TOKEN not in out + err
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"{SALESFORCE_TOKEN}\n"))
+    salesforce = ["--connector", "salesforce", "--base-url", "https://umbrella.my.salesforce.com"]
+    salesforce += ["--integration-username", "sync@umbrella.example", "--token-stdin"]
+    code, out, err = _run(capsys, "add", "umbrella", *salesforce)
+    assert code == 0 and SALESFORCE_TOKEN not in out + err
 
     code, out, _ = _run(capsys, "list")
-    assert code == 0 and TOKEN not in out
+    assert code == 0 and TOKEN not in out and SALESFORCE_TOKEN not in out
     assert out.splitlines() == [
         "acme\tactive\tnotion\tdb-1\tenv:ACME_NOTION_TOKEN",
         "globex\tactive\thubspot\tpipeline default\tfile:/run/secrets/globex",
         "initech\tactive\tnotion\tdb-3\tstored (encrypted)",
+        "umbrella\tactive\tsalesforce\torg https://umbrella.my.salesforce.com as sync@umbrella.example"
+        "\tstored (encrypted)",
     ]
+    code, _, err = _run(capsys, "add", "hooli", "--connector", "salesforce", "--pipeline", "default")
+    assert code == 2 and "a salesforce connection has no pipeline" in err
     assert _run(capsys, "pause", "globex")[0] == 0
     assert "globex\tpaused" in _run(capsys, "list")[1]
     assert _run(capsys, "resume", "globex")[0] == 0
@@ -113,7 +124,7 @@ def test_the_tenants_commands_end_to_end(
     asyncio.run(deal_of_acme())
     code, out, _ = _run(capsys, "remove", "acme")
     assert code == 0 and "deals and sync state stay" in out
-    assert [line.split("\t")[0] for line in _run(capsys, "list")[1].splitlines()] == ["globex", "initech"]
+    assert [line.split("\t")[0] for line in _run(capsys, "list")[1].splitlines()] == ["globex", "initech", "umbrella"]
 
     async def deals_of_acme() -> list[str]:
         async with await Database.open(empty_store) as database:
@@ -127,7 +138,9 @@ def test_the_tenants_commands_end_to_end(
             rows = await connection.execute(text("SELECT c::text FROM crm.tenant_connections AS c"))
             return "\n".join(row[0] for row in rows)
 
-    assert TOKEN not in asyncio.run(stored_text())
+    stored = asyncio.run(stored_text())
+    assert TOKEN not in stored and SALESFORCE_TOKEN not in stored
+    assert "sync@umbrella.example" in stored  # the connector's own settings, beside the encrypted token
 
 
 @pytest.mark.integration
@@ -139,6 +152,13 @@ def test_import_then_export_round_trips_a_tenants_file(
         TenantConnection(tenant_id="acme", database_id="db-1", data_source_id="ds-1", token_env="ACME_TOKEN"),
         TenantConnection(tenant_id="globex", connector="hubspot", pipeline="sales-eu", base_url="http://hs.example"),
         TenantConnection(tenant_id="initech", token_file="/run/secrets/initech", active=False),
+        TenantConnection(
+            tenant_id="soylent",
+            connector="salesforce",
+            base_url="https://soylent.my.salesforce.com",
+            integration_username="sync@soylent.example",
+            token_env="SOYLENT_SALESFORCE_TOKEN",
+        ),
         TenantConnection(tenant_id="umbrella", token_encrypted=Fernet(Fernet.generate_key()).encrypt(b"x").decode()),
     ]
     save_tenants(tmp_path / "in.toml", tenants)
@@ -153,6 +173,11 @@ def test_import_then_export_round_trips_a_tenants_file(
     )
     code, _, err = _run(capsys, "import", str(tmp_path / "bad.toml"))
     assert code == 2 and "a hubspot connection has no database_id" in err
+    (tmp_path / "bad.toml").write_text(
+        '[[tenant]]\ntenant_id = "bad"\nconnector = "salesforce"\ndata_source_id = "ds-9"\n'
+    )
+    code, _, err = _run(capsys, "import", str(tmp_path / "bad.toml"))
+    assert code == 2 and "a salesforce connection has no data_source_id" in err
     assert _run(capsys, "export")[1] == out
 
 

@@ -4,6 +4,7 @@ from crm_pipeline.crm.salesforce.adapter import SalesforceAdapter, SalesforceDis
 from crm_pipeline.crm.salesforce.client import RateLimit, RetryPolicy
 from crm_pipeline.crm.salesforce.errors import (
     AllowanceFloorError,
+    InstanceConfigError,
     OrgBusyError,
     SessionExpiredError,
     StageConfigError,
@@ -21,6 +22,7 @@ __all__ = [
     "SALESFORCE_FIELD_MAP",
     "SYNC_KEY_FIELD",
     "AllowanceFloorError",
+    "InstanceConfigError",
     "OrgBusyError",
     "RateLimit",
     "RetryPolicy",

@@ -44,6 +44,11 @@ class OrgBusyError(RuntimeError):
         )
 
 
+class InstanceConfigError(ValueError):
+    """A Salesforce connection with a token names no instance URL: Salesforce has no one public
+    address, each org answers at its own (``https://acme.my.salesforce.com``)."""
+
+
 class StageConfigError(ValueError):
     """A stage the stage table maps to is not an active Opportunity stage of the org: every deal in
     that stage is affected, so set-up fails and says which."""
