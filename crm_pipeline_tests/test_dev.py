@@ -463,7 +463,11 @@ def test_dagster_commands_from_the_checkout_need_no_settings(command: list[str],
     settings = Settings(data_dir=tmp_path, database_url=None, app_database_url=None, sandbox_port=free_port())
     asyncio.run(_prepare(settings, seed=True))  # the demo tenant, as `crm-pipeline dev` leaves it
     dagster_home = tmp_path / "dagster"
-    assert add_tenant_partitions(settings, dagster_home) == [settings.tenant_id, HUBSPOT_DEMO_TENANT]  # dagster-home
+    assert add_tenant_partitions(settings, dagster_home) == [
+        settings.tenant_id,
+        HUBSPOT_DEMO_TENANT,
+        SALESFORCE_DEMO_TENANT,
+    ]  # dagster-home
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
@@ -596,12 +600,13 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     subprocess.run([*pip, str(wheel)], check=True, timeout=120)
     folder = tmp_path / "empty"
     folder.mkdir()
-    ui_port, sandbox_port, hubspot_port = free_port(), free_port(), free_port()
+    ui_port, sandbox_port, hubspot_port, salesforce_port = free_port(), free_port(), free_port(), free_port()
     environment = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "CRM_PIPELINE_SANDBOX_PORT": str(sandbox_port),
         "CRM_PIPELINE_HUBSPOT_SANDBOX_PORT": str(hubspot_port),
+        "CRM_PIPELINE_SALESFORCE_SANDBOX_PORT": str(salesforce_port),
     }
     log = (tmp_path / "dev.log").open("w")
     dev = subprocess.Popen(
@@ -622,9 +627,10 @@ def test_crm_pipeline_dev_runs_from_the_built_wheel_in_an_empty_folder(tmp_path:
     assert (folder / ".crm_pipeline" / "dagster" / "dagster.yaml").is_file()
     assert (folder / ".crm_pipeline" / "sandbox-state.json").is_file()
     assert (folder / ".crm_pipeline" / "hubspot-state.json").is_file()  # seeded from the wheel's demo data
-    # The wheel's migrations made the registry; the demo's two tenants are in it.
+    assert (folder / ".crm_pipeline" / "salesforce-state.json").is_file()
+    # The wheel's migrations made the registry; the demo's three tenants are in it.
     registered = asyncio.run(_registered(Settings(data_dir=folder / ".crm_pipeline")))
-    assert [tenant.connector for tenant in registered] == ["notion", "hubspot"]
+    assert [tenant.connector for tenant in registered] == ["notion", "hubspot", "salesforce"]
 
 
 async def _registered(settings: Settings) -> list[TenantConnection]:
