@@ -29,6 +29,7 @@ from crm_pipeline.crm.salesforce import (
     SessionExpiredError,
 )
 from crm_pipeline.crm.salesforce.api import SalesforceAPI
+from crm_pipeline.crm.salesforce.client import Transport, session_for
 from crm_pipeline.crm.salesforce.deal_reads import stage_default
 from crm_pipeline.crm.salesforce.mapping import decode, encode, json_text, parse_time, soql_text, soql_time
 
@@ -262,6 +263,20 @@ async def test_the_allowance_floor_is_kept_from_the_usage_every_answer_reports(s
 async def test_a_hung_request_times_out_and_is_retried(scripted: Scripted) -> None:
     scripted.answers = [Answer(delay=2.0, body={"fields": []}), Answer(body={"fields": ["ok"]})]
     assert await api_for(scripted).describe("Opportunity") == {"fields": ["ok"]}
+
+
+@pytest.mark.parametrize(
+    ("instance_url", "url"),
+    [
+        ("https://acme.my.salesforce.com:443", "https://acme.my.salesforce.com/services/data/v62.0/query/"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com/services/oauth2/token"),
+        ("http://127.0.0.1:8765", "https://127.0.0.1:8765/services/data/v62.0/query/"),
+    ],
+)
+def test_every_request_of_the_session_has_a_timeout(instance_url: str, url: str) -> None:
+    """Whatever URL the client builds (it drops a port 443; login names another host)."""
+    transport = session_for(instance_url, 7.0, lambda usage: None).get_adapter(url)
+    assert isinstance(transport, Transport) and transport.timeout_s == 7.0
 
 
 async def test_a_lost_upsert_answer_is_resent_and_decimals_go_both_ways_exactly(scripted: Scripted) -> None:

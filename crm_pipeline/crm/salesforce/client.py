@@ -96,10 +96,14 @@ def connect(
 
 def session_for(instance_url: str, timeout_s: float, on_usage: Callable[[Usage], None]) -> requests.Session:
     """A requests session for ``instance_url`` (https, or http for a local server) that times out
-    every request and hands each answer's API usage to ``on_usage``."""
+    every request and hands each answer's API usage to ``on_usage``. The timeout holds for any
+    URL, not only the instance's: the client rebuilds URLs itself (it drops a port 443, and login
+    and OAuth calls name other hosts), and a request without one could hang a pass for good."""
     session = requests.Session()
     host = instance_url.split("://", 1)[-1].rstrip("/")
     plain = instance_url.startswith("http://")
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, Transport(timeout_s))
     session.mount(f"https://{host}", Transport(timeout_s, plain_http=plain))
 
     def read_usage(response: requests.Response, *args: Any, **kwargs: Any) -> None:
