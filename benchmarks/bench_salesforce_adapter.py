@@ -11,10 +11,14 @@
   two passes synced ``--quiet-deals`` deals. A quiet pass asks the change query, and the field
   history of the records it finds within the overlap before its cursor, where the last records
   written always are (the overlap catches a row committed after a newer one was read); the trash
-  and reconciliation reads come every five minutes. Then a pass with one deal changed: the same two
-  reads, the set-up asked again before writing (a discovery reused from the store is checked
+  and reconciliation reads come every five minutes. Then a pass with one deal changed: the same
+  two reads, the set-up asked again before writing (a discovery reused from the store is checked
   before the first write: describe, stages, integration user), the update, and the record read
-  back as written (the record and its field history).
+  back as written (the record and its field history). Last, the quiet pass of a tenant whose
+  ``--deals`` deals were just written: one history query per 200 of them on top, and it keeps
+  costing that: the overlap is measured back from the newest stamp read, not from Salesforce's
+  clock, so the last burst of writes stays in every pass's window until a newer write moves the
+  cursor on.
 - Allowance: an org with a small allowance (``SMALL_ALLOWANCE``) already near the floor the adapter
   leaves to the org's people (10%). A push of 2,000 deals slows within the band above the floor,
   then stops with ``AllowanceFloorError`` before Salesforce refuses anything; a later pass
@@ -132,30 +136,51 @@ async def one_pass(database: Database, tenant: str, base_url: str) -> SyncResult
         await engine.close()
 
 
-async def quiet_pass(settings: Settings, base_url: str, control: SalesforceControl, deals: int) -> None:
+async def synced_tenant(database: Database, base_url: str, control: SalesforceControl, deals: int) -> tuple[str, UUID]:
+    """A tenant of ``deals`` deals synced to an org of its own (the org reset first: other tenants'
+    records would carry keys this tenant has not); its id and its first deal's."""
+    control.reset()
+    control.setup(custom_fields=CUSTOM_FIELDS)
+    repository = DealRepository(database)
+    tenant = f"bench-{uuid4().hex[:12]}"
+    await repository.register_tenant(tenant)
+    created = [
+        await repository.create_opportunity(tenant, OpportunityCreate(name=f"Deal {n}", close_date=CLOSE))
+        for n in range(deals)
+    ]
+    assert (await one_pass(database, tenant, base_url)).created == deals
+    await one_pass(database, tenant, base_url)  # settles the trash and reconciliation watermarks
+    return tenant, created[0].id
+
+
+async def measured_pass(
+    database: Database, tenant: str, base_url: str, control: SalesforceControl
+) -> tuple[int, float]:
+    """The requests and seconds of one pass that writes nothing."""
+    control.reset_stats()
+    started = time.monotonic()
+    result = await one_pass(database, tenant, base_url)
+    elapsed = time.monotonic() - started
+    assert result.pushed == result.pulled == result.created == 0, result
+    return requests_of(control), elapsed
+
+
+async def quiet_passes(settings: Settings, base_url: str, control: SalesforceControl, deals: int, burst: int) -> None:
     async with await Database.open(settings) as database:
-        repository = DealRepository(database)
-        tenant = f"bench-{uuid4().hex[:12]}"
-        await repository.register_tenant(tenant)
-        created = [
-            await repository.create_opportunity(tenant, OpportunityCreate(name=f"Deal {n}", close_date=CLOSE))
-            for n in range(deals)
-        ]
-        assert (await one_pass(database, tenant, base_url)).created == deals
-        await one_pass(database, tenant, base_url)  # settles the trash and reconciliation watermarks
-        control.reset_stats()
-        started = time.monotonic()
-        result = await one_pass(database, tenant, base_url)
-        elapsed, quiet = time.monotonic() - started, control.stats()
-        assert result.pushed == result.pulled == result.created == 0, result
-        await repository.update_opportunity(tenant, created[0].id, OpportunityUpdate(name="Deal 0 renamed"))
+        tenant, first = await synced_tenant(database, base_url, control, deals)
+        quiet, elapsed = await measured_pass(database, tenant, base_url, control)
+        await DealRepository(database).update_opportunity(tenant, first, OpportunityUpdate(name="Deal 0 renamed"))
         control.reset_stats()
         changed = await one_pass(database, tenant, base_url)
         assert changed.pushed == 1, changed
         one_deal = requests_of(control)
-    emit(BENCH, "requests_quiet_pass", quiet["total"], "count", "<= 2")
+        tenant, _ = await synced_tenant(database, base_url, control, burst)
+        after_burst, burst_elapsed = await measured_pass(database, tenant, base_url, control)
+    emit(BENCH, "requests_quiet_pass", quiet, "count", "<= 2")
     emit(BENCH, "elapsed_quiet_pass", round(elapsed, 2), "s", None)
     emit(BENCH, "requests_one_deal_pass", one_deal, "count", None)
+    emit(BENCH, f"requests_quiet_pass_{burst}_just_written", after_burst, "count", "<= 2")
+    emit(BENCH, f"elapsed_quiet_pass_{burst}_just_written", round(burst_elapsed, 2), "s", None)
 
 
 async def near_the_floor(base_url: str, control: SalesforceControl, deals: int) -> None:
@@ -190,10 +215,8 @@ def main() -> None:
     with serve_salesforce_in_thread(config) as running, SalesforceControl(running.base_url) as control:
         control.setup(custom_fields=CUSTOM_FIELDS)
         asyncio.run(push(running.base_url, control, args.deals))
-        control.reset()  # the pushed records carry keys no deal of the store has
-        control.setup(custom_fields=CUSTOM_FIELDS)
         try:
-            asyncio.run(quiet_pass(settings, running.base_url, control, args.quiet_deals))
+            asyncio.run(quiet_passes(settings, running.base_url, control, args.quiet_deals, args.deals))
         finally:
             asyncio.run(drop_database(settings))
         control.reset()
