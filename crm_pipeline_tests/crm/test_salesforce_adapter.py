@@ -169,9 +169,11 @@ async def test_an_update_changes_only_the_fields_set_and_a_stage_keeps_its_proba
         [OpportunityCreate(id=record.id, name="Acme rollout", deal_stage="Negotiation")]
     )
     assert outcome.action == "updated"
+    sent = adapter.requests_sent
     written = await adapter.write_opportunity(external_id, OpportunityUpdate(deal_stage="Closed Won"))
     assert (written.deal_stage, written.probability, written.name) == ("Closed Won", Decimal("0.35"), "Acme rollout")
     assert stored(salesforce_control, external_id)["Probability"] == 35  # not the stage's 100
+    assert adapter.requests_sent - sent == 4  # its probability, the update, the record and its history
 
 
 async def test_a_stage_without_a_salesforce_stage_fails_its_record_alone(
@@ -299,8 +301,9 @@ async def test_a_deleted_record_reads_as_trashed_and_refuses_writes(
     trashed = await adapter.read_trashed(cursor)
     assert [(c.record_id, c.changes["archived_at"].new is not None) for c in trashed.changes] == [(external_id, True)]
     assert [r.in_trash for r in await adapter.get_opportunities([external_id])] == [True]
-    with pytest.raises(RecordGoneError):
-        await adapter.write_opportunity(external_id, OpportunityUpdate(name="too late"))
+    for late in (OpportunityUpdate(name="too late"), OpportunityUpdate(deal_stage="Closed Won")):
+        with pytest.raises(RecordGoneError):
+            await adapter.write_opportunity(external_id, late)
     [outcome] = await adapter.upsert_opportunities([OpportunityCreate(id=record.id, name="again")])
     assert outcome.action == "failed" and "Recycle Bin" in str(outcome.reason)
     assert await adapter.list_opportunities(OpportunityFilter()) == []

@@ -28,7 +28,7 @@ from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActiviti
 from crm_pipeline.crm.salesforce.api import MAX_COLLECTION, Record, SaveResult
 from crm_pipeline.crm.salesforce.client import RETRYABLE_CODES, is_uncertain
 from crm_pipeline.crm.salesforce.deal_reads import _in
-from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, sync_key_text
+from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, soql_text, sync_key_text
 from crm_pipeline.crm.salesforce.setup import OPPORTUNITY, SalesforceDiscovery
 from crm_pipeline.models import (
     ChangeRecord,
@@ -139,6 +139,18 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
             held[str(row[SYNC_KEY_FIELD]).lower()] = row
         return held
 
+    async def _held_by_id(self, external_id: str) -> Record:
+        """The record's Probability as Salesforce holds it (one query, no history); a deleted or
+        missing record is a RecordGoneError."""
+        rows = await self.api.query(
+            f"SELECT Id, IsDeleted, {self.field_map['probability'].name} FROM {OPPORTUNITY} "
+            f"WHERE Id = {soql_text(external_id)}",
+            include_deleted=True,
+        )
+        if not rows or rows[0].get("IsDeleted"):
+            raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
+        return rows[0]
+
     async def _upsert_chunk(self, ready: Sequence[tuple[int, str, Record]]) -> dict[int, UpsertOutcome]:
         """One collections upsert; records refused for a row lock are sent again, alone, after a
         backoff (the upsert is keyed, so a resend is safe), while the rest keep their result."""
@@ -174,8 +186,7 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         await self._setup()
         fields = self._values(data.changes(), external_id)
         if self.field_map["deal_stage"].name in fields and self.field_map["probability"].name not in fields:
-            current = await self._current(external_id)
-            fields = self._with_probability(fields, self._values({"probability": current.probability}, external_id))
+            fields = self._with_probability(fields, await self._held_by_id(external_id))
         if fields:
             try:
                 (result,) = await self.api.update(OPPORTUNITY, [{"id": external_id, **fields}])
