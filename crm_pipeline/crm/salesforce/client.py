@@ -42,8 +42,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
 from crm_pipeline.crm import retrying
-from crm_pipeline.crm.budget import RequestBudget, Window
-from crm_pipeline.crm.hubspot.client import RollingWindow
+from crm_pipeline.crm.budget import RequestBudget, RollingWindow, Window
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries
 from crm_pipeline.crm.salesforce.errors import AllowanceFloorError, OrgBusyError, SessionExpiredError
 
