@@ -6,7 +6,7 @@ appended once, deletes, an expired token and the allowance floor."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -226,6 +226,30 @@ async def test_change_reads_go_past_pages_and_second_grained_stamps(
     renamed = [c for c in again.changes if c.record_id == target]
     assert [(c.changes["name"].new, c.actor) for c in renamed] == [("Renamed in the same second", Actor.HUMAN)]
     await adapter.aclose()
+
+
+async def test_a_burst_of_writes_leaves_the_change_window_once_salesforces_clock_is_an_overlap_past_it(
+    adapter: SalesforceAdapter, salesforce_control: SalesforceControl
+) -> None:
+    """The cursor is the newest stamp read or, when later, Salesforce's time when the read ran
+    (its answer's ``Date``): a row stamped an overlap before then was committed by then and read.
+    Quiet reads stop re-reading the last burst and its history once the overlap has passed; a row
+    committed late with a stamp within the overlap is still read."""
+    records = [deal(name=f"Deal {i}") for i in range(3)]
+    assert all(o.ok for o in await adapter.upsert_opportunities(records))
+    cursor = (await adapter.read_changes(None)).cursor
+    assert len((await adapter.read_changes(cursor)).changes) == 3  # within the overlap: read again
+    salesforce_control.advance_clock(35)  # past the adapter's overlap of 30 s
+    passing = await adapter.read_changes(cursor)
+    assert len(passing.changes) == 3
+    sent = adapter.requests_sent
+    quiet = await adapter.read_changes(passing.cursor)
+    assert quiet.changes == [] and adapter.requests_sent - sent == 1  # the change query alone
+    target = passing.changes[0].record_id
+    late = datetime.fromisoformat(quiet.cursor) - timedelta(seconds=20)
+    salesforce_control.person_edit("Opportunity", target, {"Name": "Committed late"}, at=late)
+    found = (await adapter.read_changes(quiet.cursor)).changes
+    assert [(c.record_id, c.changes["name"].new) for c in found] == [(target, "Committed late")]
 
 
 async def test_a_logged_task_is_no_change(adapter: SalesforceAdapter, salesforce_control: SalesforceControl) -> None:
