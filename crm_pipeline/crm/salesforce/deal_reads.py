@@ -68,7 +68,7 @@ class SalesforceDealReads(SalesforceSetup):
         if self.read_errors:
             raise self.read_errors[0]
         by_id = {r.external_id: r for r in records}
-        return [by_id[i] for i in _as_18(external_ids, by_id)]
+        return [by_id[i] for i in as_18(external_ids, by_id)]
 
     async def _rows(self, where: str, *, include_deleted: bool = False) -> list[Record]:
         return await self.api.query(self._soql(where), include_deleted=include_deleted)
@@ -234,11 +234,13 @@ def _in(values: Iterable[str]) -> str:
     return ", ".join(soql_text(v) for v in values)
 
 
-def _as_18(asked: Sequence[str], by_id: Mapping[str, Any]) -> list[str]:
-    """The asked ids that were found, each as the 18-character id it answered under."""
+def as_18(asked: Sequence[str], by_id: Mapping[str, Any]) -> list[str]:
+    """The asked ids that were found, each as the 18-character id it answered under: a 15-character
+    id matches case-sensitively, an 18-character one in any case (its last three characters encode
+    the case of the first fifteen)."""
     found = []
     for external_id in asked:
-        match = next((i for i in by_id if i == external_id or i[:15] == external_id), None)
+        match = next((i for i in by_id if i[:15] == external_id or i.casefold() == external_id.casefold()), None)
         if match is not None:
             found.append(match)
     return found
