@@ -173,7 +173,10 @@ async def test_an_update_changes_only_the_fields_set_and_a_stage_keeps_its_proba
     written = await adapter.write_opportunity(external_id, OpportunityUpdate(deal_stage="Closed Won"))
     assert (written.deal_stage, written.probability, written.name) == ("Closed Won", Decimal("0.35"), "Acme rollout")
     assert stored(salesforce_control, external_id)["Probability"] == 35  # not the stage's 100
-    assert adapter.requests_sent - sent == 4  # its probability, the update, the record and its history
+    assert adapter.requests_sent - sent == 3  # its probability, the update, the record as written
+    sent = adapter.requests_sent
+    renamed = await adapter.write_opportunity(external_id, OpportunityUpdate(name="Acme renewal"))
+    assert renamed.name == "Acme renewal" and adapter.requests_sent - sent == 2  # the update, the record
 
 
 async def test_a_stage_without_a_salesforce_stage_fails_its_record_alone(

@@ -180,9 +180,10 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         )
 
     async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
-        """Update the record's set fields, then read it as written. Never resent blindly: after a
-        lost answer the record is read back and returned if every value landed, else
-        UncertainWriteError (a person may have edited it meanwhile)."""
+        """Update the record's set fields, then read it as written: its values, in one query (the
+        per-field editors are left to the change reads; what was written is recorded by value).
+        Never resent blindly: after a lost answer the record is read back and returned if every
+        value landed, else UncertainWriteError (a person may have edited it meanwhile)."""
         await self._setup()
         fields = self._values(data.changes(), external_id)
         if self.field_map["deal_stage"].name in fields and self.field_map["probability"].name not in fields:
@@ -202,7 +203,8 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         return await self._current(external_id)
 
     async def _current(self, external_id: str) -> ExternalOpportunityRead:
-        found = await self._by_ids([external_id])
+        """The live record's values (no per-field editors); RecordGoneError when it is not live."""
+        found = await self._by_ids([external_id], history=False)
         if not found or found[0].in_trash:
             raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
         return found[0]
