@@ -12,12 +12,12 @@ timeout on every request, and tenacity (``crm/retrying.py``) retries. Retried: 5
 jitter, and ``REQUEST_LIMIT_EXCEEDED`` while the answer's usage shows requests left (the
 concurrent long-running limit: ``OrgBusyError``). Not retried: 400-class data errors,
 ``REQUEST_LIMIT_EXCEEDED`` with the day spent (the pass stops with ``AllowanceFloorError``) and
-``INVALID_SESSION_ID`` (the pass stops with ``SessionExpiredError``,
-naming where the token comes from). Failures are told apart by HTTP status and ``errorCode``,
-never by message text.
+``INVALID_SESSION_ID`` (the pass stops with ``SessionExpiredError``, naming where the token comes
+from). Failures are told apart by HTTP status and ``errorCode``, never by message text.
 
-Every answer's ``Sforce-Limit-Info: api-usage=USED/MAX`` is read from the session (calls through
-``sf.Opportunity`` lose it, so the adapter reads it at the transport, whatever the call). Before
+Every answer's ``Sforce-Limit-Info: api-usage=USED/MAX`` and ``Date`` (Salesforce's clock, which
+the change reads' cursor follows) are read at the session, whatever the call (calls through
+``sf.Opportunity`` would lose the usage). Before
 each request the caller takes a slot of the org's budget (a rolling minute; with
 ``RateLimit.shared``, the deal store's ``PostgresBudget``, across processes) and checks the org's
 last known usage: within ``slow_band`` of the floor each request waits ``slow_wait`` first, and at
