@@ -14,11 +14,11 @@
   and reconciliation reads come every five minutes. Then a pass with one deal changed: the same
   two reads, the set-up asked again before writing (a discovery reused from the store is checked
   before the first write: describe, stages, integration user), the update, and the record read
-  back as written (the record and its field history). Last, the quiet passes of a tenant whose
-  ``--deals`` deals were just written: while Salesforce's clock is within the overlap (5 minutes)
-  of them, each pass reads them again with their field history (one query per 200: a row may
-  still become visible late with such a stamp); once a pass has read an overlap past them, its
-  cursor is Salesforce's time of that read, and quiet passes are back to the change query alone.
+  back as written (one query). Last, the quiet passes of a tenant whose ``--deals`` deals were
+  just written: while Salesforce's clock is within the overlap (5 minutes) of them, each pass reads
+  them again with their field history (one query per 200: a row may still become visible late with
+  such a stamp); once a pass has read an overlap past them, its cursor is Salesforce's time of that
+  read, and quiet passes are back to the change query alone.
 - Allowance: an org with a small allowance (``SMALL_ALLOWANCE``) already near the floor the adapter
   leaves to the org's people (10%). A push of 2,000 deals slows within the band above the floor,
   then stops with ``AllowanceFloorError`` before Salesforce refuses anything; a later pass
