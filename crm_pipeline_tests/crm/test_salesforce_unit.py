@@ -281,7 +281,7 @@ async def test_a_hung_request_times_out_and_is_retried(scripted: Scripted) -> No
 )
 def test_every_request_of_the_session_has_a_timeout(instance_url: str, url: str) -> None:
     """Whatever URL the client builds (it drops a port 443; login names another host)."""
-    transport = session_for(instance_url, 7.0, lambda usage: None).get_adapter(url)
+    transport = session_for(instance_url, 7.0, lambda answer: None).get_adapter(url)
     assert isinstance(transport, Transport) and transport.timeout_s == 7.0
 
 
