@@ -18,12 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import to_jsonable_python
 
-from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, WriteRefusedError
 from crm_pipeline.models import (
     OPPORTUNITY_FIELDS,
     ActivityCreate,
@@ -123,6 +123,41 @@ def batch_ids(records: Sequence[OpportunityCreate]) -> list[str]:
             f"upsert_opportunities got the same id more than once ({', '.join(repeated)}); merge those records first"
         )
     return ids
+
+
+async def create_by_upsert(
+    adapter: CRMAdapter, opportunity: OpportunityCreate, property_names: Mapping[str, str]
+) -> str:
+    """``create_opportunity`` of a backend whose ``upsert_opportunities`` is keyed on the sync key:
+    a key the backend holds is updated, never created twice, and a record without a key gets a
+    fresh one, so even its create is keyed. A refusal naming a mapped property (``property_names``:
+    field -> the backend's property) is a ``FieldMappingError``, any other a ``WriteRefusedError``."""
+    record = opportunity if opportunity.id is not None else opportunity.model_copy(update={"id": uuid4()})
+    (outcome,) = await adapter.upsert_opportunities([record])
+    if outcome.external_id is not None and outcome.ok:
+        return outcome.external_id
+    reason = outcome.reason or "no answer for this record"
+    field = next((f for f, name in property_names.items() if name == outcome.property_name), None)
+    if field is not None:
+        raise FieldMappingError(outcome.record_id, field, str(outcome.property_name), getattr(record, field), reason)
+    raise WriteRefusedError(outcome.record_id, reason)
+
+
+def listed(records: Iterable[OpportunityRead], filters: OpportunityFilter) -> list[OpportunityRead]:
+    """``list_opportunities`` over records read in full (archived ones as ``filters`` asks): the
+    stage and ``updated_since`` (strictly after) applied, then the order, records without the
+    ordering value last, then the page."""
+    stages = filters.deal_stage if isinstance(filters.deal_stage, list) else [filters.deal_stage]
+    matching = [
+        r
+        for r in records
+        if (filters.deal_stage is None or r.deal_stage in stages)
+        and (filters.updated_since is None or r.updated_at > filters.updated_since)
+    ]
+    valued = [r for r in matching if getattr(r, filters.order_by) is not None]
+    empty = [r for r in matching if getattr(r, filters.order_by) is None]
+    ordered = sorted(valued, key=lambda r: getattr(r, filters.order_by), reverse=filters.descending) + empty
+    return ordered[filters.offset : filters.offset + filters.limit]
 
 
 def snapshot_change(tenant_id: str, record: ExternalOpportunityRead, fields: Iterable[str]) -> ChangeRecord:

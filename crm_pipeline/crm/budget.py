@@ -5,8 +5,8 @@ its own; Notion: about three a second per integration), yet every Dagster run is
 own. ``RequestBudget`` is where a connector's caller takes a slot before each request; its state
 lives outside the process, so concurrent runs of one app together stay under the app's limit.
 ``PostgresBudget`` keeps it in the deal store, which every run already has. Without a store a
-connector paces itself in-process (each connector's ``RollingWindow`` or bucket), which holds for
-one process only.
+connector paces itself in-process (a ``RollingWindow``, or a connector's own bucket), which holds
+for one process only.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import math
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["DailyBudgetSpentError", "PostgresBudget", "RequestBudget", "Window"]
+__all__ = ["DailyBudgetSpentError", "PostgresBudget", "RequestBudget", "RollingWindow", "Window"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +100,34 @@ class PostgresBudget(RequestBudget):
 
 
 _RESERVE = text("SELECT crm.reserve_request(:key, :pool, :limit, :window_ms, :per_day)")
+
+
+class RollingWindow:
+    """At most ``limit`` starts in any ``window`` seconds: a caller waits for the oldest start in
+    the window to leave it. ``limit`` 0 means no limit."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.limit, self.window = limit, window
+        self._clock = clock or asyncio.get_running_loop().time
+        self._sleep = sleep or asyncio.sleep
+        self._starts: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if self.limit == 0:
+            return
+        async with self._lock:
+            while True:
+                now = self._clock()
+                while self._starts and self._starts[0] <= now - self.window:
+                    self._starts.popleft()
+                if len(self._starts) < self.limit:
+                    self._starts.append(now)
+                    return
+                await self._sleep(self._starts[0] + self.window - now)

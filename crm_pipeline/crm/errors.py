@@ -68,3 +68,12 @@ class UncertainWriteError(RuntimeError):
     def __init__(self, external_id: str, cause: BaseException) -> None:
         self.external_id = external_id
         super().__init__(f"{external_id}: the write's answer was lost and it did not land ({cause}); not resent")
+
+
+class WriteRefusedError(RuntimeError):
+    """A CRM refused a record's write for a reason other than one of its values (a key whose record
+    is in the CRM's trash, a unique value another record holds)."""
+
+    def __init__(self, record_id: str, reason: str) -> None:
+        self.record_id = record_id
+        super().__init__(f"record {record_id}: {reason}")

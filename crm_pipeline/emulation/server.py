@@ -35,9 +35,16 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def server_config(app: Starlette) -> uvicorn.Config:
+    """uvicorn's settings for an emulator. One that sends its own ``Date`` header, from a clock
+    tests can set (``app.state.sends_date``), gets none from uvicorn, whose would be the machine's."""
+    sends_date = bool(getattr(app.state, "sends_date", False))
+    return uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on", date_header=not sends_date)
+
+
 def serve_forever(app: Starlette, sock: socket.socket) -> None:
     """Serve on a bound socket until interrupted; the app's shutdown runs on the way out."""
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = server_config(app)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it shut down on
         uvicorn.Server(config).run(sockets=[sock])
 
@@ -55,7 +62,7 @@ def serve_app_in_thread(app: Starlette, host: str = "127.0.0.1", port: int = 0) 
     yield its base URL; the server stops (running the app's shutdown) on exit."""
     sock = listening_socket(host, port)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+    server = uvicorn.Server(server_config(app))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"emulator:{port}")
     thread.start()
     deadline = time.monotonic() + 10

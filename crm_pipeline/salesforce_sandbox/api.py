@@ -55,7 +55,7 @@ def api_routes() -> list[Route]:
 async def _versions(request: Request) -> Response:
     """The API versions the org speaks: public, no token needed."""
     sandbox: SalesforceSandbox = emulator_of(request)
-    return Response(json.dumps(sobjects.versions()), media_type="application/json", headers=sandbox.limit_info())
+    return Response(json.dumps(sobjects.versions()), media_type="application/json", headers=sandbox.answer_headers())
 
 
 async def _serve(template: str, handlers: dict[str, Handler], request: Request) -> Response:

@@ -19,11 +19,13 @@ from .runtime import SalesforceSandbox
 async def _unknown_path(request: Request) -> Response:
     sandbox: SalesforceSandbox = emulator_of(request)
     response = error_response(not_found())
-    response.headers.update(sandbox.limit_info())
+    response.headers.update(sandbox.answer_headers())
     return response
 
 
 def create_app(config: SalesforceSandboxConfig | None = None) -> Starlette:
-    return emulator_app(
+    app = emulator_app(
         SalesforceSandbox(config or SalesforceSandboxConfig()), api_routes() + control_routes(), _unknown_path
     )
+    app.state.sends_date = True  # by the org's clock, as Salesforce's stamps are
+    return app

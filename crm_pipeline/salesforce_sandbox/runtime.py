@@ -1,13 +1,14 @@
 """The request pipeline every Salesforce call goes through: latency, the bearer token (401
 INVALID_SESSION_ID), the org's rolling daily allowance (403 REQUEST_LIMIT_EXCEEDED), scripted
 faults, body parsing, then the handler; every answer says the allowance's use in
-``Sforce-Limit-Info``."""
+``Sforce-Limit-Info`` and the org clock's time in ``Date``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import formatdate
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -101,9 +102,13 @@ class SalesforceSandbox(SavedEmulator[Handler]):
             raise BadRequest("daily_api_max must be at least 1.")
         return RollingWindowLimiter("DAILY", daily_max, DAY_S, lambda: self.clock.now_ms() / 1000)
 
-    def limit_info(self) -> dict[str, str]:
+    def answer_headers(self) -> dict[str, str]:
+        """What every answer carries: the org's API usage and its clock's time (``Date``)."""
         used = self.daily.limit - self.daily.remaining("org")
-        return {"Sforce-Limit-Info": f"api-usage={used}/{self.daily.limit}"}
+        return {
+            "Sforce-Limit-Info": f"api-usage={used}/{self.daily.limit}",
+            "Date": formatdate(self.clock.now_ms() / 1000, usegmt=True),
+        }
 
     def api_error(self, error: Exception) -> ApiError | None:
         if isinstance(error, SalesforceError):
@@ -124,10 +129,10 @@ class SalesforceSandbox(SavedEmulator[Handler]):
         return error_response(SalesforceError(*_FAULTS[kind]))
 
     async def serve(self, request: Request, route: str, handler: Handler) -> Response:
-        """Every answer says the allowance's use, as Salesforce's do."""
+        """Every answer says the allowance's use and the time, as Salesforce's do."""
         response = await super().serve(request, route, handler)
         if response.status_code != CLIENT_CLOSED:
-            response.headers.update(self.limit_info())
+            response.headers.update(self.answer_headers())
         return response
 
     async def pipeline(self, request: Request, route: str, handler: Handler, raw: bytes) -> Response:

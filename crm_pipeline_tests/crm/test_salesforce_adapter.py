@@ -6,7 +6,7 @@ appended once, deletes, an expired token and the allowance floor."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from uuid import UUID, uuid4
@@ -169,9 +169,14 @@ async def test_an_update_changes_only_the_fields_set_and_a_stage_keeps_its_proba
         [OpportunityCreate(id=record.id, name="Acme rollout", deal_stage="Negotiation")]
     )
     assert outcome.action == "updated"
+    sent = adapter.requests_sent
     written = await adapter.write_opportunity(external_id, OpportunityUpdate(deal_stage="Closed Won"))
     assert (written.deal_stage, written.probability, written.name) == ("Closed Won", Decimal("0.35"), "Acme rollout")
     assert stored(salesforce_control, external_id)["Probability"] == 35  # not the stage's 100
+    assert adapter.requests_sent - sent == 3  # its probability, the update, the record as written
+    sent = adapter.requests_sent
+    renamed = await adapter.write_opportunity(external_id, OpportunityUpdate(name="Acme renewal"))
+    assert renamed.name == "Acme renewal" and adapter.requests_sent - sent == 2  # the update, the record
 
 
 async def test_a_stage_without_a_salesforce_stage_fails_its_record_alone(
@@ -224,6 +229,30 @@ async def test_change_reads_go_past_pages_and_second_grained_stamps(
     renamed = [c for c in again.changes if c.record_id == target]
     assert [(c.changes["name"].new, c.actor) for c in renamed] == [("Renamed in the same second", Actor.HUMAN)]
     await adapter.aclose()
+
+
+async def test_a_burst_of_writes_leaves_the_change_window_once_salesforces_clock_is_an_overlap_past_it(
+    adapter: SalesforceAdapter, salesforce_control: SalesforceControl
+) -> None:
+    """The cursor is the newest stamp read or, when later, Salesforce's time when the read ran
+    (its answer's ``Date``): a row stamped an overlap before then was committed by then and read.
+    Quiet reads stop re-reading the last burst and its history once the overlap has passed; a row
+    committed late with a stamp within the overlap is still read."""
+    records = [deal(name=f"Deal {i}") for i in range(3)]
+    assert all(o.ok for o in await adapter.upsert_opportunities(records))
+    cursor = (await adapter.read_changes(None)).cursor
+    assert len((await adapter.read_changes(cursor)).changes) == 3  # within the overlap: read again
+    salesforce_control.advance_clock(35)  # past the adapter's overlap of 30 s
+    passing = await adapter.read_changes(cursor)
+    assert len(passing.changes) == 3
+    sent = adapter.requests_sent
+    quiet = await adapter.read_changes(passing.cursor)
+    assert quiet.changes == [] and adapter.requests_sent - sent == 1  # the change query alone
+    target = passing.changes[0].record_id
+    late = datetime.fromisoformat(quiet.cursor) - timedelta(seconds=20)
+    salesforce_control.person_edit("Opportunity", target, {"Name": "Committed late"}, at=late)
+    found = (await adapter.read_changes(quiet.cursor)).changes
+    assert [(c.record_id, c.changes["name"].new) for c in found] == [(target, "Committed late")]
 
 
 async def test_a_logged_task_is_no_change(adapter: SalesforceAdapter, salesforce_control: SalesforceControl) -> None:
@@ -299,8 +328,9 @@ async def test_a_deleted_record_reads_as_trashed_and_refuses_writes(
     trashed = await adapter.read_trashed(cursor)
     assert [(c.record_id, c.changes["archived_at"].new is not None) for c in trashed.changes] == [(external_id, True)]
     assert [r.in_trash for r in await adapter.get_opportunities([external_id])] == [True]
-    with pytest.raises(RecordGoneError):
-        await adapter.write_opportunity(external_id, OpportunityUpdate(name="too late"))
+    for late in (OpportunityUpdate(name="too late"), OpportunityUpdate(deal_stage="Closed Won")):
+        with pytest.raises(RecordGoneError):
+            await adapter.write_opportunity(external_id, late)
     [outcome] = await adapter.upsert_opportunities([OpportunityCreate(id=record.id, name="again")])
     assert outcome.action == "failed" and "Recycle Bin" in str(outcome.reason)
     assert await adapter.list_opportunities(OpportunityFilter()) == []

@@ -29,7 +29,8 @@ from crm_pipeline.crm.salesforce import (
     SessionExpiredError,
 )
 from crm_pipeline.crm.salesforce.api import SalesforceAPI
-from crm_pipeline.crm.salesforce.deal_reads import stage_default
+from crm_pipeline.crm.salesforce.client import Transport, session_for
+from crm_pipeline.crm.salesforce.deal_reads import as_18, stage_default
 from crm_pipeline.crm.salesforce.mapping import decode, encode, json_text, parse_time, soql_text, soql_time
 
 STAGES = {"Proposal": "Proposal/Price Quote", "Closed Won": "Closed Won"}
@@ -84,6 +85,12 @@ def test_an_unknown_stage_is_refused_naming_record_and_field() -> None:
 def test_bodies_carry_decimals_exactly() -> None:
     body = {"records": [{"Amount": Decimal("12345678901234567.89"), "Name": 'A "quoted" name', "X": None}]}
     assert json.loads(json_text(body), parse_float=Decimal) == body
+
+
+def test_an_asked_id_matches_its_record_as_15_characters_or_as_18_in_any_case() -> None:
+    found = {"006Sb0000000001IAA": {}}
+    asked = ["006Sb0000000001", "006sb0000000001iaa", "006SB0000000001IAA", "006sb0000000001"]
+    assert as_18(asked, found) == ["006Sb0000000001IAA"] * 3  # a 15-character id is case-sensitive
 
 
 def test_times_and_texts_for_soql() -> None:
@@ -262,6 +269,20 @@ async def test_the_allowance_floor_is_kept_from_the_usage_every_answer_reports(s
 async def test_a_hung_request_times_out_and_is_retried(scripted: Scripted) -> None:
     scripted.answers = [Answer(delay=2.0, body={"fields": []}), Answer(body={"fields": ["ok"]})]
     assert await api_for(scripted).describe("Opportunity") == {"fields": ["ok"]}
+
+
+@pytest.mark.parametrize(
+    ("instance_url", "url"),
+    [
+        ("https://acme.my.salesforce.com:443", "https://acme.my.salesforce.com/services/data/v62.0/query/"),
+        ("https://acme.my.salesforce.com", "https://login.salesforce.com/services/oauth2/token"),
+        ("http://127.0.0.1:8765", "https://127.0.0.1:8765/services/data/v62.0/query/"),
+    ],
+)
+def test_every_request_of_the_session_has_a_timeout(instance_url: str, url: str) -> None:
+    """Whatever URL the client builds (it drops a port 443; login names another host)."""
+    transport = session_for(instance_url, 7.0, lambda answer: None).get_adapter(url)
+    assert isinstance(transport, Transport) and transport.timeout_s == 7.0
 
 
 async def test_a_lost_upsert_answer_is_resent_and_decimals_go_both_ways_exactly(scripted: Scripted) -> None:

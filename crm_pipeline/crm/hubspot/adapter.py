@@ -21,15 +21,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from crm_pipeline.batches import chunks
-from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids
+from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids, create_by_upsert, listed
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.hubspot.activities import HubSpotContactsAndActivities
 from crm_pipeline.crm.hubspot.api import MAX_BATCH
 from crm_pipeline.crm.hubspot.client import error_body, is_uncertain, status_of
-from crm_pipeline.crm.hubspot.errors import RestoreUnsupportedError, WriteRefusedError
+from crm_pipeline.crm.hubspot.errors import RestoreUnsupportedError
 from crm_pipeline.crm.hubspot.mapping import SYNC_KEY
 from crm_pipeline.crm.hubspot.setup import DEALS, HubSpotDiscovery
 from crm_pipeline.models import (
@@ -62,17 +62,7 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
     # --- the eight --------------------------------------------------------------------------------
 
     async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
-        """Upsert by sync key (a key HubSpot holds is updated, never created twice); a record
-        without a key gets a fresh one, so even its create is keyed."""
-        record = opportunity if opportunity.id is not None else opportunity.model_copy(update={"id": uuid4()})
-        (outcome,) = await self.upsert_opportunities([record])
-        if outcome.external_id is not None and outcome.ok:
-            return outcome.external_id
-        reason = outcome.reason or "no answer for this record"
-        prop = next((f for f, p in self.property_map.items() if p.name == outcome.property_name), None)
-        if prop is not None:
-            raise FieldMappingError(outcome.record_id, prop, str(outcome.property_name), getattr(record, prop), reason)
-        raise WriteRefusedError(outcome.record_id, reason)
+        return await create_by_upsert(self, opportunity, {f: p.name for f, p in self.property_map.items()})
 
     async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
         await self.write_opportunity(external_id, data)
@@ -83,20 +73,9 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
 
     async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
         """Every deal page by page (lists have no result cap, unlike search), live, archived or
-        both; stage and updated_since are applied on the records read, then order and paging."""
-        stages = filters.deal_stage if isinstance(filters.deal_stage, list) else [filters.deal_stage]
+        both, then filtered, ordered and paged."""
         modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
-        records = [r for archived in modes for r in await self._list_all(archived)]
-        matching = [
-            r
-            for r in records
-            if (filters.deal_stage is None or r.deal_stage in stages)
-            and (filters.updated_since is None or r.updated_at >= filters.updated_since)
-        ]
-        valued = [r for r in matching if getattr(r, filters.order_by) is not None]
-        empty = [r for r in matching if getattr(r, filters.order_by) is None]
-        ordered = sorted(valued, key=lambda r: getattr(r, filters.order_by), reverse=filters.descending) + empty
-        return list[OpportunityRead](ordered[filters.offset : filters.offset + filters.limit])
+        return listed([r for archived in modes for r in await self._list_all(archived)], filters)
 
     async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
         return (await self.read_changes(since.isoformat())).changes

@@ -19,7 +19,6 @@ import functools
 import json
 import logging
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,7 +26,7 @@ from typing import Any, TypeVar
 import urllib3
 
 from crm_pipeline.crm import retrying
-from crm_pipeline.crm.budget import RequestBudget, Window
+from crm_pipeline.crm.budget import RequestBudget, RollingWindow, Window
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries
 
 logger = logging.getLogger("crm_pipeline.crm.hubspot")
@@ -75,37 +74,6 @@ class RateLimit:
     """Seconds, for the windows; None: the event loop's clock. Tests pass the local HubSpot's."""
     sleep: Callable[[float], Awaitable[None]] | None = None
     """How a caller waits for a window; None: ``asyncio.sleep``."""
-
-
-class RollingWindow:
-    """At most ``limit`` starts in any ``window`` seconds: a caller waits for the oldest start in
-    the window to leave it. ``limit`` 0 means no limit."""
-
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        clock: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[None]] | None = None,
-    ) -> None:
-        self.limit, self.window = limit, window
-        self._clock = clock or asyncio.get_running_loop().time
-        self._sleep = sleep or asyncio.sleep
-        self._starts: deque[float] = deque()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        if self.limit == 0:
-            return
-        async with self._lock:
-            while True:
-                now = self._clock()
-                while self._starts and self._starts[0] <= now - self.window:
-                    self._starts.popleft()
-                if len(self._starts) < self.limit:
-                    self._starts.append(now)
-                    return
-                await self._sleep(self._starts[0] + self.window - now)
 
 
 class _Budget:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from crm_pipeline.crm.errors import WriteRefusedError
+
+__all__ = ["PipelineConfigError", "RestoreUnsupportedError", "WriteRefusedError"]
+
 
 class PipelineConfigError(ValueError):
     """The configured deal pipeline, or a stage the stage map names, is not in the portal: every
@@ -17,12 +21,3 @@ class RestoreUnsupportedError(NotImplementedError):
         super().__init__(
             f"{external_id}: HubSpot's API cannot restore a deal; restore it from the recycling bin in HubSpot"
         )
-
-
-class WriteRefusedError(RuntimeError):
-    """HubSpot refused a record's write for a reason other than one of its values (a key whose
-    deal is in the recycling bin, a unique value another deal holds)."""
-
-    def __init__(self, record_id: str, reason: str) -> None:
-        self.record_id = record_id
-        super().__init__(f"record {record_id}: {reason}")

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 from crm_pipeline.batches import chunks
-from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids
-from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
+from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids, create_by_upsert, listed
+from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError, WriteRefusedError
 from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
 from crm_pipeline.crm.salesforce.api import MAX_COLLECTION, Record, SaveResult
 from crm_pipeline.crm.salesforce.client import RETRYABLE_CODES, is_uncertain
 from crm_pipeline.crm.salesforce.deal_reads import _in
-from crm_pipeline.crm.salesforce.errors import WriteRefusedError
-from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, sync_key_text
+from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, soql_text, sync_key_text
 from crm_pipeline.crm.salesforce.setup import OPPORTUNITY, SalesforceDiscovery
 from crm_pipeline.models import (
     ChangeRecord,
@@ -57,19 +56,7 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
     # --- the eight --------------------------------------------------------------------------------
 
     async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
-        """Upsert by sync key (a key Salesforce holds is updated, never created twice); a record
-        without a key gets a fresh one, so even its create is keyed."""
-        record = opportunity if opportunity.id is not None else opportunity.model_copy(update={"id": uuid4()})
-        (outcome,) = await self.upsert_opportunities([record])
-        if outcome.external_id is not None and outcome.ok:
-            return outcome.external_id
-        reason = outcome.reason or "no answer for this record"
-        field = next((f for f, s in self.field_map.items() if s.name == outcome.property_name), None)
-        if field is not None:
-            raise FieldMappingError(
-                outcome.record_id, field, str(outcome.property_name), getattr(record, field), reason
-            )
-        raise WriteRefusedError(outcome.record_id, reason)
+        return await create_by_upsert(self, opportunity, {f: spec.name for f, spec in self.field_map.items()})
 
     async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
         await self.write_opportunity(external_id, data)
@@ -79,21 +66,9 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         return found[0] if found else None
 
     async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
-        """Every record (live, deleted or both) read page by page; stage and updated_since applied
-        on the records read, then order and paging."""
-        stages = filters.deal_stage if isinstance(filters.deal_stage, list) else [filters.deal_stage]
+        """Every record (live, deleted or both) read page by page, then filtered, ordered and paged."""
         modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
-        records = [r for deleted in modes for r in await self._list_all(deleted=deleted)]
-        matching = [
-            r
-            for r in records
-            if (filters.deal_stage is None or r.deal_stage in stages)
-            and (filters.updated_since is None or r.updated_at > filters.updated_since)
-        ]
-        valued = [r for r in matching if getattr(r, filters.order_by) is not None]
-        empty = [r for r in matching if getattr(r, filters.order_by) is None]
-        ordered = sorted(valued, key=lambda r: getattr(r, filters.order_by), reverse=filters.descending) + empty
-        return list[OpportunityRead](ordered[filters.offset : filters.offset + filters.limit])
+        return listed([r for deleted in modes for r in await self._list_all(deleted=deleted)], filters)
 
     async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
         return (await self.read_changes(since.isoformat())).changes
@@ -164,6 +139,18 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
             held[str(row[SYNC_KEY_FIELD]).lower()] = row
         return held
 
+    async def _held_by_id(self, external_id: str) -> Record:
+        """The record's Probability as Salesforce holds it (one query, no history); a deleted or
+        missing record is a RecordGoneError."""
+        rows = await self.api.query(
+            f"SELECT Id, IsDeleted, {self.field_map['probability'].name} FROM {OPPORTUNITY} "
+            f"WHERE Id = {soql_text(external_id)}",
+            include_deleted=True,
+        )
+        if not rows or rows[0].get("IsDeleted"):
+            raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
+        return rows[0]
+
     async def _upsert_chunk(self, ready: Sequence[tuple[int, str, Record]]) -> dict[int, UpsertOutcome]:
         """One collections upsert; records refused for a row lock are sent again, alone, after a
         backoff (the upsert is keyed, so a resend is safe), while the rest keep their result."""
@@ -193,14 +180,14 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         )
 
     async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
-        """Update the record's set fields, then read it as written. Never resent blindly: after a
-        lost answer the record is read back and returned if every value landed, else
-        UncertainWriteError (a person may have edited it meanwhile)."""
+        """Update the record's set fields, then read it as written: its values, in one query (the
+        per-field editors are left to the change reads; what was written is recorded by value).
+        Never resent blindly: after a lost answer the record is read back and returned if every
+        value landed, else UncertainWriteError (a person may have edited it meanwhile)."""
         await self._setup()
         fields = self._values(data.changes(), external_id)
         if self.field_map["deal_stage"].name in fields and self.field_map["probability"].name not in fields:
-            current = await self._current(external_id)
-            fields = self._with_probability(fields, self._values({"probability": current.probability}, external_id))
+            fields = self._with_probability(fields, await self._held_by_id(external_id))
         if fields:
             try:
                 (result,) = await self.api.update(OPPORTUNITY, [{"id": external_id, **fields}])
@@ -216,7 +203,8 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         return await self._current(external_id)
 
     async def _current(self, external_id: str) -> ExternalOpportunityRead:
-        found = await self._by_ids([external_id])
+        """The live record's values (no per-field editors); RecordGoneError when it is not live."""
+        found = await self._by_ids([external_id], history=False)
         if not found or found[0].in_trash:
             raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
         return found[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from simple_salesforce.api import Salesforce
@@ -63,12 +64,22 @@ class SalesforceAPI:
 
     async def query(self, soql: str, *, include_deleted: bool = False) -> list[Record]:
         """Every row of a SOQL query, page by page (each page one request, retried alone)."""
-        page = await self.caller.call(lambda sf: sf.query(soql, include_deleted=include_deleted))
+        return (await self.query_at(soql, include_deleted=include_deleted))[0]
+
+    async def query_at(self, soql: str, *, include_deleted: bool = False) -> tuple[list[Record], datetime | None]:
+        """``query``, and Salesforce's time when the query ran, at the earliest (None: no answer
+        said the time). It is taken in the worker thread right after the first page's answer, so
+        no other request of the adapter can come between."""
+
+        def first(sf: Salesforce) -> tuple[Any, datetime | None]:
+            return sf.query(soql, include_deleted=include_deleted), self.caller.sent_at
+
+        page, ran_at = await self.caller.call(first)
         rows: list[Record] = list(page["records"])
         while not page["done"]:
             page = await self.caller.call(functools.partial(_more, page["nextRecordsUrl"]))
             rows += page["records"]
-        return rows
+        return rows, ran_at
 
     async def describe(self, sobject: str) -> Record:
         described: Record = dict(await self._rest(f"sobjects/{sobject}/describe"))

@@ -12,12 +12,12 @@ timeout on every request, and tenacity (``crm/retrying.py``) retries. Retried: 5
 jitter, and ``REQUEST_LIMIT_EXCEEDED`` while the answer's usage shows requests left (the
 concurrent long-running limit: ``OrgBusyError``). Not retried: 400-class data errors,
 ``REQUEST_LIMIT_EXCEEDED`` with the day spent (the pass stops with ``AllowanceFloorError``) and
-``INVALID_SESSION_ID`` (the pass stops with ``SessionExpiredError``,
-naming where the token comes from). Failures are told apart by HTTP status and ``errorCode``,
-never by message text.
+``INVALID_SESSION_ID`` (the pass stops with ``SessionExpiredError``, naming where the token comes
+from). Failures are told apart by HTTP status and ``errorCode``, never by message text.
 
-Every answer's ``Sforce-Limit-Info: api-usage=USED/MAX`` is read from the session (calls through
-``sf.Opportunity`` lose it, so the adapter reads it at the transport, whatever the call). Before
+Every answer's ``Sforce-Limit-Info: api-usage=USED/MAX`` and ``Date`` (Salesforce's clock, which
+the change reads' cursor follows) are read at the session, whatever the call (calls through
+``sf.Opportunity`` would lose the usage). Before
 each request the caller takes a slot of the org's budget (a rolling minute; with
 ``RateLimit.shared``, the deal store's ``PostgresBudget``, across processes) and checks the org's
 last known usage: within ``slow_band`` of the floor each request waits ``slow_wait`` first, and at
@@ -33,7 +33,9 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import requests
@@ -42,8 +44,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 
 from crm_pipeline.crm import retrying
-from crm_pipeline.crm.budget import RequestBudget, Window
-from crm_pipeline.crm.hubspot.client import RollingWindow
+from crm_pipeline.crm.budget import RequestBudget, RollingWindow, Window
 from crm_pipeline.crm.retrying import BudgetRegistry, Failures, call_with_retries
 from crm_pipeline.crm.salesforce.errors import AllowanceFloorError, OrgBusyError, SessionExpiredError
 
@@ -79,36 +80,58 @@ class Usage:
     total: int
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What is read off every answer, whatever the call made."""
+
+    usage: Usage | None
+    """``Sforce-Limit-Info: api-usage=USED/MAX``."""
+    sent_at: datetime | None
+    """Salesforce's time when the request reached it, at the earliest: ``Date`` (whole seconds,
+    cut down) less the time the answer took."""
+
+
 def connect(
-    instance_url: str, token: str, version: str, timeout_s: float, on_usage: Callable[[Usage], None]
+    instance_url: str, token: str, version: str, timeout_s: float, on_answer: Callable[[Answer], None]
 ) -> Salesforce:
     """A direct-mode client (the token, no login) on its own session: every request timed out,
-    every answer's usage handed to ``on_usage``, numbers parsed as ``Decimal``."""
+    every answer handed to ``on_answer``, numbers parsed as ``Decimal``."""
     return Salesforce(
         instance_url=instance_url,
         session_id=token,
         version=version,
-        session=session_for(instance_url, timeout_s, on_usage),
+        session=session_for(instance_url, timeout_s, on_answer),
         parse_float=Decimal,
         object_pairs_hook=dict,
     )
 
 
-def session_for(instance_url: str, timeout_s: float, on_usage: Callable[[Usage], None]) -> requests.Session:
+def session_for(instance_url: str, timeout_s: float, on_answer: Callable[[Answer], None]) -> requests.Session:
     """A requests session for ``instance_url`` (https, or http for a local server) that times out
-    every request and hands each answer's API usage to ``on_usage``."""
+    every request and hands what each answer says to ``on_answer``. The timeout holds for any
+    URL, not only the instance's: the client rebuilds URLs itself (it drops a port 443, and login
+    and OAuth calls name other hosts), and a request without one could hang a pass for good."""
     session = requests.Session()
     host = instance_url.split("://", 1)[-1].rstrip("/")
     plain = instance_url.startswith("http://")
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, Transport(timeout_s))
     session.mount(f"https://{host}", Transport(timeout_s, plain_http=plain))
 
-    def read_usage(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    def read_answer(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         found = _USAGE.search(response.headers.get("Sforce-Limit-Info", ""))
-        if found:
-            on_usage(Usage(int(found[1]), int(found[2])))
+        on_answer(Answer(Usage(int(found[1]), int(found[2])) if found else None, _sent_at(response)))
 
-    session.hooks["response"].append(read_usage)
+    session.hooks["response"].append(read_answer)
     return session
+
+
+def _sent_at(response: requests.Response) -> datetime | None:
+    try:
+        said = parsedate_to_datetime(response.headers["Date"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None if said.tzinfo is None else said.astimezone(UTC) - response.elapsed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,21 +207,23 @@ class SalesforceCaller:
 
     def __init__(
         self,
-        connection: Callable[[Callable[[Usage], None]], Salesforce],
+        connection: Callable[[Callable[[Answer], None]], Salesforce],
         budget_key: str,
         token_ref: str,
         policy: RetryPolicy,
         limit: RateLimit,
         on_request: Callable[[], None] | None = None,
     ) -> None:
-        self.sf = connection(self.note_usage)
-        """The client, made by ``connection`` with this caller's usage hook."""
+        self.sf = connection(self.note_answer)
+        """The client, made by ``connection`` with this caller's hook on every answer."""
         self.key = f"salesforce:{limit.org or budget_key}"
         self.token_ref = token_ref
         self.policy = policy
         self.limit = limit
         self.usage: Usage | None = None
         """The org's API usage as the last answer reported it."""
+        self.sent_at: datetime | None = None
+        """Salesforce's time, at the earliest, when the last answered request reached it."""
         self.requests_sent = 0
         self._on_request = on_request
         self._budget_key = budget_key
@@ -215,8 +240,9 @@ class SalesforceCaller:
     def __repr__(self) -> str:
         return f"SalesforceCaller(key={self.key!r}, policy={self.policy!r}, limit={self.limit!r})"
 
-    def note_usage(self, usage: Usage) -> None:
-        self.usage = usage
+    def note_answer(self, answer: Answer) -> None:
+        self.usage = answer.usage or self.usage
+        self.sent_at = answer.sent_at or self.sent_at
 
     def close(self) -> None:
         self.sf.session.close()

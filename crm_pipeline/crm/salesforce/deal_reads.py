@@ -7,9 +7,12 @@ record mapped to an ``ExternalOpportunityRead`` whose per-field editors come fro
 and a row becomes visible when its transaction commits, after its stamp. A read therefore starts
 ``overlap`` before the cursor (``>=``), orders by ``SystemModstamp, Id`` and continues by keyset
 (``(SystemModstamp > t) OR (SystemModstamp = t AND Id > i)``) rather than by offset; records are
-de-duplicated by id. The cursor is the newest stamp read. A row whose ``LastModifiedDate`` is
-older than the window moved only its ``SystemModstamp`` (a logged Task's roll-up, a recalculation):
-nobody edited it, so it is no change. Deleted rows are left to ``read_trashed``.
+de-duplicated by id. The cursor is the newest stamp read or, when later, Salesforce's time when
+the read ran (from the answer's ``Date``): a row stamped an overlap before then was committed by
+then, so a burst of writes leaves the window once Salesforce's clock is an overlap past it. A row
+whose ``LastModifiedDate`` is older than the window moved only its ``SystemModstamp`` (a logged
+Task's roll-up, a recalculation): nobody edited it, so it is no change. Deleted rows are left to
+``read_trashed``.
 
 **Editors.** A history row written by the integration user is the sync's own (``Actor.SYNC``),
 any other user's a person's. One exception, the stage's default: when a person changes the stage
@@ -55,21 +58,24 @@ class SalesforceDealReads(SalesforceSetup):
     def _select(self) -> str:
         return ", ".join([*_AUDIT, *(spec.name for spec in self.field_map.values())])
 
-    async def _by_ids(self, external_ids: Sequence[str]) -> list[ExternalOpportunityRead]:
-        """The records with these ids, deleted ones included (``in_trash``), in the order asked.
+    async def _by_ids(self, external_ids: Sequence[str], *, history: bool = True) -> list[ExternalOpportunityRead]:
+        """The records with these ids, deleted ones included (``in_trash``), in the order asked;
+        without ``history``, no per-field editors (one query fewer per 200 records).
         A record that cannot be mapped raises ``FieldMappingError``: left out, it would read as gone."""
         rows: list[Record] = []
         for chunk in chunks(list(dict.fromkeys(external_ids)), IDS_PER_QUERY):
             rows += await self._rows(f"Id IN ({_in(chunk)})", include_deleted=True)
-        records = await self._records(rows)
+        records = await self._records(rows, history=history)
         if self.read_errors:
             raise self.read_errors[0]
         by_id = {r.external_id: r for r in records}
-        return [by_id[i] for i in _as_18(external_ids, by_id)]
+        return [by_id[i] for i in as_18(external_ids, by_id)]
 
-    async def _rows(self, where: str, *, include_deleted: bool = False, tail: str = "") -> list[Record]:
-        soql = f"SELECT {self._select()} FROM {OPPORTUNITY} WHERE {where}{tail}"
-        return await self.api.query(soql, include_deleted=include_deleted)
+    async def _rows(self, where: str, *, include_deleted: bool = False) -> list[Record]:
+        return await self.api.query(self._soql(where), include_deleted=include_deleted)
+
+    def _soql(self, where: str, tail: str = "") -> str:
+        return f"SELECT {self._select()} FROM {OPPORTUNITY} WHERE {where}{tail}"
 
     async def _find_by_key(self, key: str) -> str | None:
         """The live record holding this sync key, if any."""
@@ -90,51 +96,55 @@ class SalesforceDealReads(SalesforceSetup):
         keyset, those a person or the sync edited in the window; the cursor is the newest stamp."""
         since = _cursor_time(cursor)
         start = since - self.overlap if cursor else _EPOCH
-        rows = await self._stamped_since(start, deleted=False)
+        rows, ran_at = await self._stamped_since(start, deleted=False)
         edited = [r for r in rows if cursor is None or parse_time(r["LastModifiedDate"]) >= start]
         records = await self._records(edited)
         changes = sorted(
             (snapshot_change(self.tenant_id, r, self.field_map) for r in records), key=lambda c: c.changed_at
         )
-        return ChangeBatch(changes, _mark(rows, since), list(self.read_errors))
+        return ChangeBatch(changes, _mark(rows, since, ran_at), list(self.read_errors))
 
     async def read_trashed(self, cursor: str | None) -> ChangeBatch:
         """Records deleted (in the Recycle Bin) since the cursor less the overlap, from queryAll's
         ``IsDeleted`` rows; each change carries ``archived_at`` (the deletion's stamp)."""
         since = _cursor_time(cursor)
-        rows = await self._stamped_since(since - self.overlap if cursor else _EPOCH, deleted=True)
+        rows, ran_at = await self._stamped_since(since - self.overlap if cursor else _EPOCH, deleted=True)
         changes = []
         for record in await self._records(rows):
             change = snapshot_change(self.tenant_id, record, [*self.field_map, "archived_at"])
             changes.append(change.model_copy(update={"changed_at": record.archived_at}))
-        return ChangeBatch(sorted(changes, key=lambda c: c.changed_at), _mark(rows, since), list(self.read_errors))
+        cursor_after = _mark(rows, since, ran_at)
+        return ChangeBatch(sorted(changes, key=lambda c: c.changed_at), cursor_after, list(self.read_errors))
 
-    async def _stamped_since(self, start: datetime, *, deleted: bool) -> list[Record]:
-        """Rows stamped at or after ``start``, ``page_rows`` a query, continued by keyset."""
+    async def _stamped_since(self, start: datetime, *, deleted: bool) -> tuple[list[Record], datetime | None]:
+        """Rows stamped at or after ``start``, ``page_rows`` a query, continued by keyset; and when
+        the first query ran, by Salesforce's clock (None: unknown)."""
         found: dict[str, Record] = {}
         where = f"SystemModstamp >= {soql_time(start)}"
         tail = f" ORDER BY SystemModstamp, Id LIMIT {self.page_rows}"
+        ran_at: list[datetime | None] = []  # each query's
         while True:
-            rows = await self._rows(
-                f"IsDeleted = {str(deleted).upper()} AND ({where})", include_deleted=deleted, tail=tail
-            )
+            soql = self._soql(f"IsDeleted = {str(deleted).upper()} AND ({where})", tail)
+            rows, query_ran_at = await self.api.query_at(soql, include_deleted=deleted)
+            ran_at.append(query_ran_at)
             found |= {str(r["Id"]): r for r in rows}
             if len(rows) < self.page_rows:
-                return list(found.values())
+                return list(found.values()), ran_at[0]
             stamp, last = soql_time(parse_time(rows[-1]["SystemModstamp"])), soql_text(str(rows[-1]["Id"]))
             where = f"SystemModstamp > {stamp} OR (SystemModstamp = {stamp} AND Id > {last})"
 
     # --- records ------------------------------------------------------------------------------------
 
-    async def _records(self, rows: Sequence[Record]) -> list[ExternalOpportunityRead]:
-        """Rows as records, their field history read in batches; unmappable ones in ``read_errors``."""
+    async def _records(self, rows: Sequence[Record], *, history: bool = True) -> list[ExternalOpportunityRead]:
+        """Rows as records, their field history read in batches (unless not ``history``);
+        unmappable ones in ``read_errors``."""
         found = await self._setup()
-        history = await self._history([str(r["Id"]) for r in rows])
+        edits = await self._history([str(r["Id"]) for r in rows]) if history else {}
         self.read_errors = []
         records = []
         for row in rows:
             try:
-                records.append(self._to_opportunity(row, history.get(str(row["Id"]), []), found))
+                records.append(self._to_opportunity(row, edits.get(str(row["Id"]), []), found))
             except FieldMappingError as error:
                 logger.warning("Salesforce opportunity skipped: %s", error)
                 self.read_errors.append(error)
@@ -226,18 +236,25 @@ def _in(values: Iterable[str]) -> str:
     return ", ".join(soql_text(v) for v in values)
 
 
-def _as_18(asked: Sequence[str], by_id: Mapping[str, Any]) -> list[str]:
-    """The asked ids that were found, each as the 18-character id it answered under."""
+def as_18(asked: Sequence[str], by_id: Mapping[str, Any]) -> list[str]:
+    """The asked ids that were found, each as the 18-character id it answered under: a 15-character
+    id matches case-sensitively, an 18-character one in any case (its last three characters encode
+    the case of the first fifteen)."""
     found = []
     for external_id in asked:
-        match = next((i for i in by_id if i == external_id or i[:15] == external_id), None)
+        match = next((i for i in by_id if i[:15] == external_id or i.casefold() == external_id.casefold()), None)
         if match is not None:
             found.append(match)
     return found
 
 
-def _mark(rows: Sequence[Record], since: datetime) -> str:
-    return max([since, *(parse_time(r["SystemModstamp"]) for r in rows)]).isoformat()
+def _mark(rows: Sequence[Record], since: datetime, ran_at: datetime | None) -> str:
+    """The next cursor: the newest stamp read, or, when later, the time the read ran. A row stamped
+    more than the overlap before that time was committed by then (the overlap bounds how late a
+    row becomes visible), so it was read; the next read need not go back further, and a burst of
+    writes leaves the window once Salesforce's clock is an overlap past it."""
+    ran = [] if ran_at is None else [ran_at.replace(microsecond=0)]
+    return max([since, *ran, *(parse_time(r["SystemModstamp"]) for r in rows)]).isoformat()
 
 
 def _cursor_time(cursor: str | None) -> datetime:

@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from crm_pipeline.crm.budget import DailyBudgetSpentError
+from crm_pipeline.crm.errors import WriteRefusedError
+
+__all__ = [
+    "AllowanceFloorError",
+    "OrgBusyError",
+    "SessionExpiredError",
+    "StageConfigError",
+    "WriteRefusedError",
+]
 
 
 class SessionExpiredError(RuntimeError):
@@ -52,11 +61,3 @@ class InstanceConfigError(ValueError):
 class StageConfigError(ValueError):
     """A stage the stage table maps to is not an active Opportunity stage of the org: every deal in
     that stage is affected, so set-up fails and says which."""
-
-
-class WriteRefusedError(RuntimeError):
-    """Salesforce refused a record's write for a reason other than one of its values."""
-
-    def __init__(self, record_id: str, reason: str) -> None:
-        self.record_id = record_id
-        super().__init__(f"record {record_id}: {reason}")
