@@ -113,6 +113,16 @@ def discovery_basis(configuration: Mapping[str, Any]) -> str:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def activity_ref(activity_id: UUID) -> str:
+    """The short reference an activity carries in the CRM (a Notion paragraph, a HubSpot note, a
+    Salesforce Task's subject), by which a resend after a lost answer finds it: 12 hex digits of a
+    hash of its id.
+
+    Hashed rather than cut from the id, so ids sharing a prefix (time-ordered UUIDs) still differ.
+    """
+    return hashlib.blake2b(activity_id.bytes, digest_size=6).hexdigest()
+
+
 def batch_ids(records: Sequence[OpportunityCreate]) -> list[str]:
     """The ids of a bulk upsert's records; the same id twice is a ValueError before anything is
     sent (it would create two records)."""

@@ -10,12 +10,12 @@ from typing import Any
 from uuid import uuid4
 
 from crm_pipeline.batches import chunks
+from crm_pipeline.crm.adapter import activity_ref
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.hubspot.api import MAX_BATCH, NOTE_TO_DEAL, HubSpotObject
 from crm_pipeline.crm.hubspot.deal_reads import HubSpotDealReads
 from crm_pipeline.crm.hubspot.mapping import epoch_ms
 from crm_pipeline.crm.hubspot.setup import CONTACTS, DEALS, NOTES
-from crm_pipeline.crm.notion.activities import activity_ref
 from crm_pipeline.models import ActivityCreate, ContactCreate, ContactUpdate
 
 CONTACT_PROPERTIES = {"email": "email", "phone": "phone", "title": "jobtitle", "company": "company"}

@@ -5,11 +5,11 @@ writes (adapter.py) because they share nothing with them but the page store."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
+from crm_pipeline.crm.adapter import activity_ref
 from crm_pipeline.crm.notion.codecs import to_notion_properties
 from crm_pipeline.crm.notion.page_store import NotionPageStore
 from crm_pipeline.crm.notion.properties import NotionProperty
@@ -69,14 +69,6 @@ class NotionContactsAndActivities(NotionPageStore):
             cursor = response.get("next_cursor")
             if not response.get("has_more") or cursor is None:
                 return None
-
-
-def activity_ref(activity_id: UUID) -> str:
-    """The short reference an activity's paragraph carries: 12 hex digits of a hash of its id.
-
-    Hashed rather than cut from the id, so ids sharing a prefix (time-ordered UUIDs) still differ.
-    """
-    return hashlib.blake2b(activity_id.bytes, digest_size=6).hexdigest()
 
 
 _REF_MARK = " · ref "

@@ -23,9 +23,16 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from crm_pipeline.crm.adapter import AdapterCapabilities, ChangeBatch, UpsertOutcome, batch_ids, snapshot_change
+from crm_pipeline.crm.adapter import (
+    AdapterCapabilities,
+    ChangeBatch,
+    UpsertOutcome,
+    activity_ref,
+    batch_ids,
+    snapshot_change,
+)
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
-from crm_pipeline.crm.notion.activities import NotionContactsAndActivities, activity_ref
+from crm_pipeline.crm.notion.activities import NotionContactsAndActivities
 from crm_pipeline.crm.notion.api import Parent
 from crm_pipeline.crm.notion.client import has_code, is_retryable, is_uncertain, status_of
 from crm_pipeline.crm.notion.codecs import sync_key_property, to_notion_properties

@@ -11,8 +11,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from uuid import uuid4
 
+from crm_pipeline.crm.adapter import activity_ref
 from crm_pipeline.crm.errors import RecordGoneError
-from crm_pipeline.crm.notion.activities import activity_ref
 from crm_pipeline.crm.salesforce.deal_reads import SalesforceDealReads
 from crm_pipeline.crm.salesforce.mapping import soql_text
 from crm_pipeline.models import ActivityCreate, ContactCreate, ContactUpdate
