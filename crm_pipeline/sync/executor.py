@@ -4,8 +4,8 @@ Thin on purpose: every decision is the planner's. The external writes go first, 
 records at a time (``CRMAdapter.write_opportunities``); then, per record, one transaction writes
 the pulled values into the deal store (as the human's edit), the record's new base and its audit
 entries, so a crash leaves either the old base (the next pass decides again and finds the write's
-echo equal) or the new one. A record that fails goes to the error
-ledger and ``SyncResult.errors``; the others carry on.
+echo equal) or the new one. A record that fails goes to the error ledger and
+``SyncResult.errors``; the others carry on.
 """
 
 from __future__ import annotations
@@ -183,8 +183,9 @@ class Executor:
         await self._each([plan for plan in plans if not plan.push], lambda plan: self._pull_only(plan, tally))
 
     async def _push(self, batch: Sequence[RecordPlan]) -> list[WriteOutcome]:
-        """The batch's external writes; an update the model refuses fails its record alone, and an
-        error that concerns every record (``FATAL_ERRORS``) stops the pass."""
+        """The batch's external writes, one outcome per record: an update the model refuses fails
+        its record alone, a batch that fails as a whole fails each of its records (as their single
+        writes would), and an error that concerns every record (``FATAL_ERRORS``) stops the pass."""
         updates: dict[int, tuple[str, OpportunityUpdate]] = {}
         outcomes: dict[int, WriteOutcome] = {}
         for index, plan in enumerate(batch):
@@ -193,7 +194,12 @@ class Executor:
             except ValidationError as error:
                 outcomes[index] = WriteOutcome(plan.external_id, error)
         if updates:
-            written = await self.external.write_opportunities(list(updates.values()))
+            try:
+                written = await self.external.write_opportunities(list(updates.values()))
+            except FATAL_ERRORS:
+                raise
+            except Exception as error:  # a request of the batch failed after the adapter's retries
+                written = [WriteOutcome(external_id, error) for external_id, _ in updates.values()]
             outcomes |= dict(zip(updates, written, strict=True))
         for outcome in outcomes.values():
             if isinstance(outcome.result, FATAL_ERRORS):
