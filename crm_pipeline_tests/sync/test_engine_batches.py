@@ -21,17 +21,21 @@ BATCH = 3
 
 
 class Watched:
-    """The adapter's ``write_opportunities``, counted, refusing the stage of the deals in ``refuse``."""
+    """The adapter's ``write_opportunities``, counted, refusing the stage of the deals in ``refuse``
+    or, with ``fail``, failing as a whole (a request that failed after the adapter's retries)."""
 
     def __init__(self, notion: NotionAdapter, monkeypatch: pytest.MonkeyPatch) -> None:
         self.batches: list[int] = []
         self.refuse: set[str] = set()
+        self.fail: Exception | None = None
         self._write = notion.write_opportunities
         monkeypatch.setattr(notion, "capabilities", replace(notion.capabilities, write_batch_size=BATCH))
         monkeypatch.setattr(notion, "write_opportunities", self.write)
 
     async def write(self, updates: Sequence[tuple[str, OpportunityUpdate]]) -> list[WriteOutcome]:
         self.batches.append(len(updates))
+        if self.fail is not None:
+            raise self.fail
         sent = iter(await self._write([update for update in updates if update[0] not in self.refuse]))
         refusal = "not an option of this select"
         return [
@@ -78,3 +82,20 @@ async def test_a_refused_record_fails_alone_naming_its_field(
     watched.refuse = set()
     again = await engine.run_pass()  # only the refused one is pushed again: its batch-mates were recorded
     assert (again.pushed, again.errors, watched.batches) == (1, [], [BATCH, 1])
+
+
+async def test_a_batch_that_fails_as_a_whole_fails_each_record_and_is_retried(
+    engine: SyncEngine, repository: DealRepository, tenant: str, notion: NotionAdapter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deals = await linked_deals(engine, repository, tenant, 2)
+    watched = Watched(notion, monkeypatch)
+    watched.fail = ConnectionError("the CRM is down")
+    for deal_id in deals:
+        await repository.update_opportunity(tenant, deal_id, OpportunityUpdate(deal_stage="Qualified"))
+    result = await engine.run_pass()
+    assert result.pushed == 0
+    assert sorted(e.record_id for e in result.errors) == sorted(str(deal_id) for deal_id in deals)
+    assert all("the CRM is down" in e.reason for e in result.errors)
+    watched.fail = None
+    again = await engine.run_pass()
+    assert (again.pushed, again.errors) == (2, [])
