@@ -18,7 +18,9 @@
   just written: while Salesforce's clock is within the overlap (5 minutes) of them, each pass reads
   them again with their field history (one query per 200: a row may still become visible late with
   such a stamp); once a pass has read an overlap past them, its cursor is Salesforce's time of that
-  read, and quiet passes are back to the change query alone.
+  read, and quiet passes are back to the change query alone. Then every one of those deals is
+  renamed in the deal store, and a pass pushes them all: the one-deal pass's reads, then per 200
+  deals one collections update and one query reading them back as written.
 - Allowance: an org with a small allowance (``SMALL_ALLOWANCE``) already near the floor the adapter
   leaves to the org's people (10%). A push of 2,000 deals slows within the band above the floor,
   then stops with ``AllowanceFloorError`` before Salesforce refuses anything; a later pass
@@ -38,6 +40,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -50,6 +53,7 @@ from report import emit  # noqa: E402
 
 from crm_pipeline.crm import PostgresAdapter  # noqa: E402
 from crm_pipeline.crm.salesforce import SALESFORCE_FIELD_MAP, AllowanceFloorError, SalesforceAdapter  # noqa: E402
+from crm_pipeline.crm.salesforce.api import MAX_COLLECTION  # noqa: E402
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate, SyncResult  # noqa: E402
 from crm_pipeline.salesforce_sandbox import (  # noqa: E402
     DEFAULT_TOKEN,
@@ -138,9 +142,11 @@ async def one_pass(database: Database, tenant: str, base_url: str) -> SyncResult
         await engine.close()
 
 
-async def synced_tenant(database: Database, base_url: str, control: SalesforceControl, deals: int) -> tuple[str, UUID]:
+async def synced_tenant(
+    database: Database, base_url: str, control: SalesforceControl, deals: int
+) -> tuple[str, list[UUID]]:
     """A tenant of ``deals`` deals synced to an org of its own (the org reset first: other tenants'
-    records would carry keys this tenant has not); its id and its first deal's."""
+    records would carry keys this tenant has not); its id and its deals'."""
     control.reset()
     control.setup(custom_fields=CUSTOM_FIELDS)
     repository = DealRepository(database)
@@ -152,7 +158,7 @@ async def synced_tenant(database: Database, base_url: str, control: SalesforceCo
     ]
     assert (await one_pass(database, tenant, base_url)).created == deals
     await one_pass(database, tenant, base_url)  # settles the trash and reconciliation watermarks
-    return tenant, created[0].id
+    return tenant, [deal.id for deal in created]
 
 
 async def measured_pass(
@@ -167,23 +173,43 @@ async def measured_pass(
     return requests_of(control), elapsed
 
 
+async def pushing_pass(
+    database: Database, tenant: str, base_url: str, control: SalesforceControl, deals: Sequence[UUID]
+) -> tuple[int, float]:
+    """The requests and seconds of a pass pushing a rename of every one of ``deals`` (linked)."""
+    repository = DealRepository(database)
+    for n, deal in enumerate(deals):
+        await repository.update_opportunity(tenant, deal, OpportunityUpdate(name=f"Deal {n} renamed"))
+    control.reset_stats()
+    started = time.monotonic()
+    result = await one_pass(database, tenant, base_url)
+    elapsed = time.monotonic() - started
+    assert (result.pushed, result.errors) == (len(deals), []), result
+    return requests_of(control), elapsed
+
+
 async def quiet_passes(settings: Settings, base_url: str, control: SalesforceControl, deals: int, burst: int) -> None:
     async with await Database.open(settings) as database:
-        tenant, first = await synced_tenant(database, base_url, control, deals)
+        tenant, (first, *_) = await synced_tenant(database, base_url, control, deals)
         quiet, elapsed = await measured_pass(database, tenant, base_url, control)
         await DealRepository(database).update_opportunity(tenant, first, OpportunityUpdate(name="Deal 0 renamed"))
         control.reset_stats()
         changed = await one_pass(database, tenant, base_url)
         assert changed.pushed == 1, changed
         one_deal = requests_of(control)
-        tenant, _ = await synced_tenant(database, base_url, control, burst)
+        tenant, burst_deals = await synced_tenant(database, base_url, control, burst)
         after_burst, burst_elapsed = await measured_pass(database, tenant, base_url, control)
         control.advance_clock(OVERLAP_S + 60)
         await measured_pass(database, tenant, base_url, control)  # its read ran an overlap past the burst
         settled, settled_elapsed = await measured_pass(database, tenant, base_url, control)
+        pushed, pushed_elapsed = await pushing_pass(database, tenant, base_url, control, burst_deals)
     emit(BENCH, "requests_quiet_pass", quiet, "count", "<= 2")
     emit(BENCH, "elapsed_quiet_pass", round(elapsed, 2), "s", None)
     emit(BENCH, "requests_one_deal_pass", one_deal, "count", None)
+    # the one-deal pass's requests less its update and read-back, then both per 200 deals
+    batches = -(-burst // MAX_COLLECTION)
+    emit(BENCH, f"requests_pass_pushing_{burst}_deals", pushed, "count", f"<= {one_deal - 2 + 2 * batches}")
+    emit(BENCH, f"elapsed_pass_pushing_{burst}_deals", round(pushed_elapsed, 2), "s", None)
     emit(BENCH, f"requests_quiet_pass_{burst}_just_written", after_burst, "count", f"<= {1 + -(-burst // 200)}")
     emit(BENCH, f"elapsed_quiet_pass_{burst}_just_written", round(burst_elapsed, 2), "s", None)
     emit(BENCH, f"requests_quiet_pass_{burst}_written_an_overlap_ago", settled, "count", "<= 2")

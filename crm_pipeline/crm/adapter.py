@@ -2,8 +2,8 @@
 
 The eight abstract methods are the whole contract a new connector (Salesforce, HubSpot …) must
 meet; `docs/connectors.md` spells out their semantics. What the sync engine uses beyond them (a
-cursor-based change read, reads by ids, writes that return the record as written, bulk upsert,
-archive, writing a sync key back) has a default built on the eight, which a backend overrides when
+cursor-based change read, reads by ids, writes that return the record as written, single and
+batched, bulk upsert, archive, writing a sync key back) has a default built on the eight, which a backend overrides when
 it can do better; `AdapterCapabilities` says what else it can rely on.
 """
 
@@ -52,6 +52,9 @@ class AdapterCapabilities:
     """How coarse the backend's edit times are (Notion rounds down to the minute: 60)."""
     bulk_writes: bool = False
     """`upsert_opportunities(records)` writes a batch in a few calls instead of one per record."""
+    write_batch_size: int = 8
+    """Updates the sync hands ``write_opportunities`` at once: what one request of the backend's
+    batch update takes, or, for a backend without one, how many single writes run concurrently."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,29 @@ class UpsertOutcome:
     @property
     def ok(self) -> bool:
         return self.action != "failed"
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What happened to one update of ``write_opportunities``, the same for every backend: the
+    record as written, or the error ``write_opportunity`` would have raised for it alone
+    (``RecordGoneError``, ``FieldMappingError`` naming the property, ``UncertainWriteError`` …)."""
+
+    external_id: str
+    result: OpportunityRead | Exception
+
+    @property
+    def ok(self) -> bool:
+        return not isinstance(self.result, Exception)
+
+    @property
+    def property_name(self) -> str | None:
+        """The external property the backend refused, when it said which."""
+        return self.result.property_name if isinstance(self.result, FieldMappingError) else None
+
+    @property
+    def reason(self) -> str | None:
+        return str(self.result) if isinstance(self.result, Exception) else None
 
 
 @dataclass(frozen=True)
@@ -290,6 +316,24 @@ class CRMAdapter(ABC):
         if written is None:
             raise RecordGoneError(external_id)
         return written
+
+    async def write_opportunities(self, updates: Sequence[tuple[str, OpportunityUpdate]]) -> list[WriteOutcome]:
+        """``write_opportunity`` for each ``(external id, update)``: one outcome per update, in order.
+
+        A failure of one update is its outcome and never fails the others. The default runs the
+        single writes, ``capabilities.write_batch_size`` at a time (each paced and retried as
+        ``write_opportunity`` is); a backend with a batch update overrides it.
+        """
+        slots = asyncio.Semaphore(self.capabilities.write_batch_size)
+
+        async def write(external_id: str, data: OpportunityUpdate) -> WriteOutcome:
+            async with slots:
+                try:
+                    return WriteOutcome(external_id, await self.write_opportunity(external_id, data))
+                except Exception as error:
+                    return WriteOutcome(external_id, error)
+
+        return list(await asyncio.gather(*(write(external_id, data) for external_id, data in updates)))
 
     async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
         """Create each record under its id (the sync key), one outcome per record, in order.

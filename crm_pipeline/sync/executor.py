@@ -1,10 +1,11 @@
 """The executor: carries out a pass's plans, record by record, and records what it did.
 
-Thin on purpose: every decision is the planner's. Per record, the external write goes first; then
-one transaction writes the pulled values into the deal store (as the human's edit), the record's
-new base and its audit entries, so a crash leaves either the old base (the next pass decides
-again and finds the write's echo equal) or the new one. A record that fails goes to the error
-ledger and ``SyncResult.errors``; the others carry on.
+Thin on purpose: every decision is the planner's. The external writes go first, a batch of
+records at a time (``CRMAdapter.write_opportunities``); then, per record, one transaction writes
+the pulled values into the deal store (as the human's edit), the record's new base and its audit
+entries, so a crash leaves either the old base (the next pass decides again and finds the write's
+echo equal) or the new one. A record that fails goes to the error ledger and
+``SyncResult.errors``; the others carry on.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from uuid import UUID, uuid4
 
 from pydantic import ValidationError
 
-from crm_pipeline.crm.adapter import CRMAdapter
-from crm_pipeline.crm.errors import PropertySchemaError
+from crm_pipeline.batches import chunks
+from crm_pipeline.crm.adapter import CRMAdapter, WriteOutcome
+from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
 from crm_pipeline.models import (
     ActivityCreate,
     ActivityRead,
@@ -166,24 +168,61 @@ class Executor:
     # --- linked records -----------------------------------------------------------------------
 
     async def apply(self, plans: Sequence[RecordPlan], tally: Tally) -> None:
-        await self._each(plans, lambda plan: self._apply_one(plan, tally))
+        """Push in batches of the adapter's ``write_batch_size`` (one ``write_opportunities`` call
+        each, the time budget checked before each), then record each record of the batch; records
+        with nothing to push are only recorded."""
+        pushing = [plan for plan in plans if plan.push]
+        for batch in chunks(pushing, self.external.capabilities.write_batch_size):
+            if self._out_of_time():
+                tally.deferred += [LedgerEntry(str(plan.record_id), DEFERRED, Side.EXTERNAL) for plan in batch]
+                continue
+            outcomes = await self._push(batch)
+            await self._each(
+                list(zip(batch, outcomes, strict=True)), lambda pair: self._record(pair[0], pair[1], tally)
+            )
+        await self._each([plan for plan in plans if not plan.push], lambda plan: self._pull_only(plan, tally))
 
-    async def _apply_one(self, plan: RecordPlan, tally: Tally) -> None:
+    async def _push(self, batch: Sequence[RecordPlan]) -> list[WriteOutcome]:
+        """The batch's external writes, one outcome per record: an update the model refuses fails
+        its record alone, a batch that fails as a whole fails each of its records (as their single
+        writes would), and an error that concerns every record (``FATAL_ERRORS``) stops the pass."""
+        updates: dict[int, tuple[str, OpportunityUpdate]] = {}
+        outcomes: dict[int, WriteOutcome] = {}
+        for index, plan in enumerate(batch):
+            try:
+                updates[index] = (plan.external_id, OpportunityUpdate(**plan.push))
+            except ValidationError as error:
+                outcomes[index] = WriteOutcome(plan.external_id, error)
+        if updates:
+            try:
+                written = await self.external.write_opportunities(list(updates.values()))
+            except FATAL_ERRORS:
+                raise
+            except Exception as error:  # a request of the batch failed after the adapter's retries
+                written = [WriteOutcome(external_id, error) for external_id, _ in updates.values()]
+            outcomes |= dict(zip(updates, written, strict=True))
+        for outcome in outcomes.values():
+            if isinstance(outcome.result, FATAL_ERRORS):
+                raise outcome.result
+        return [outcomes[index] for index in range(len(batch))]
+
+    async def _pull_only(self, plan: RecordPlan, tally: Tally) -> None:
         if self._out_of_time():
             tally.deferred.append(LedgerEntry(str(plan.record_id), DEFERRED, Side.EXTERNAL))
             return
+        await self._record(plan, None, tally)
+
+    async def _record(self, plan: RecordPlan, pushed: WriteOutcome | None, tally: Tally) -> None:
+        """One transaction: the pulled values into the deal store, the new base (with the values
+        as written, when the push landed) and the audit entries."""
         base = dict(plan.base)
         audit = [entry for entry in plan.audit if entry.side is Side.PRIMARY]
         record = str(plan.record_id)
-        if plan.push:
-            try:
-                written = await self.external.write_opportunity(plan.external_id, OpportunityUpdate(**plan.push))
-            except FATAL_ERRORS:
-                raise
-            except Exception as error:
-                tally.failures.append(LedgerEntry(record, _reason("the external write failed", error), Side.EXTERNAL))
+        if pushed is not None:
+            if isinstance(pushed.result, Exception):
+                tally.failures.append(_write_failure(record, pushed.result))
             else:
-                base |= {name: getattr(written, name) for name in plan.push}
+                base |= {name: getattr(pushed.result, name) for name in plan.push}
                 audit += [entry for entry in plan.audit if entry.side is Side.EXTERNAL]
                 tally.pushed += 1
         pull = self._valid_pull(plan, tally)
@@ -312,6 +351,14 @@ class Executor:
         for record_id, external_id in pairs:
             async with self.status.transaction() as connection:
                 await self.status.record_synced(connection, record_id, external_id, {})
+
+
+def _write_failure(record: str, error: Exception) -> LedgerEntry:
+    """A refused external write in the ledger; one the backend refused for a value names its field."""
+    reason = _reason("the external write failed", error)
+    if isinstance(error, FieldMappingError):
+        return LedgerEntry(record, reason, Side.EXTERNAL, error.field, error.value)
+    return LedgerEntry(record, reason, Side.EXTERNAL)
 
 
 def _first_message(error: ValidationError, name: str) -> str:

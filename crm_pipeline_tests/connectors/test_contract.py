@@ -19,6 +19,7 @@ from crm_pipeline.models import (
     Actor,
     OpportunityCreate,
     OpportunityFilter,
+    OpportunityRead,
     OpportunityUpdate,
 )
 from crm_pipeline_tests.connectors.conftest import RESULT_CAP, Connector
@@ -145,3 +146,32 @@ async def test_a_delete_is_reported_as_a_delete(crm: Connector, adapter: CRMAdap
     assert all(r.in_trash for r in await adapter.get_opportunities([external_id]))
     with pytest.raises(RecordGoneError):
         await adapter.write_opportunity(external_id, OpportunityUpdate(name="too late"))
+
+
+async def test_a_batch_of_updates_has_one_outcome_per_record_and_a_gone_one_fails_alone(
+    crm: Connector, adapter: CRMAdapter
+) -> None:
+    first, gone, last = [await create(adapter, deal(name=name)) for name in ("First", "Gone", "Last")]
+    crm.human_delete(gone)
+    outcomes = await adapter.write_opportunities(
+        [
+            (first, OpportunityUpdate(deal_stage="Negotiation")),
+            (gone, OpportunityUpdate(name="too late")),
+            (last, OpportunityUpdate(estimated_value=Decimal("2000.50"))),
+        ]
+    )
+    assert [(o.external_id, o.ok) for o in outcomes] == [(first, True), (gone, False), (last, True)]
+    assert isinstance(outcomes[1].result, RecordGoneError)
+    assert outcomes[1].reason
+    written = [o.result for o in outcomes if isinstance(o.result, OpportunityRead)]
+    assert [(r.name, r.deal_stage, r.estimated_value) for r in written] == [
+        ("First", "Negotiation", Decimal("1500.00")),
+        ("Last", "Proposal", Decimal("2000.50")),
+    ]
+
+
+async def test_a_batch_of_updates_whose_answer_was_lost_is_read_back(crm: Connector, adapter: CRMAdapter) -> None:
+    external_id = await create(adapter, deal())
+    crm.lose_next_answer("update")
+    [outcome] = await adapter.write_opportunities([(external_id, OpportunityUpdate(deal_stage="Negotiation"))])
+    assert isinstance(outcome.result, OpportunityRead) and outcome.result.deal_stage == "Negotiation"

@@ -21,6 +21,7 @@ from crm_pipeline.models import (
     ContactCreate,
     OpportunityCreate,
     OpportunityFilter,
+    OpportunityRead,
     OpportunityUpdate,
 )
 from crm_pipeline_tests.conftest import HUBSPOT_CLOCK
@@ -159,6 +160,42 @@ async def test_write_opportunity_returns_the_record_and_gone_records_raise(adapt
         await adapter.write_opportunity(external_id, OpportunityUpdate(name="x"))
     with pytest.raises(RestoreUnsupportedError):
         await adapter.restore_opportunity(external_id)
+
+
+async def test_a_batch_of_150_updates_takes_two_requests_and_two_reads_and_a_gone_deal_fails_alone(
+    adapter: HubSpotAdapter, hubspot_control: HubSpotControl
+) -> None:
+    outcomes = await adapter.upsert_opportunities([deal(name=f"Deal {i}") for i in range(150)])
+    ids = [str(o.external_id) for o in outcomes]
+    await adapter.archive_opportunity(ids[1])
+    hubspot_control.reset_stats()
+    written = await adapter.write_opportunities(
+        [(i, OpportunityUpdate(name=f"Renamed {n}")) for n, i in enumerate(ids)]
+    )
+    routes = hubspot_control.stats()["by_route"]
+    assert sum(routes["POST /crm/v3/objects/{object_type}/batch/update"].values()) == 2
+    assert sum(routes["POST /crm/v3/objects/{object_type}/batch/read"].values()) == 2  # 149 read back, 100 a request
+    assert [o.ok for o in written] == [True, False] + [True] * 148
+    assert isinstance(written[1].result, RecordGoneError)
+    assert [o.result.name for o in written if isinstance(o.result, OpportunityRead)][:2] == ["Renamed 0", "Renamed 2"]
+
+
+async def test_a_refused_value_in_a_batch_of_updates_fails_its_deal_alone_naming_the_field(
+    adapter: HubSpotAdapter, hubspot_sandbox: RunningHubSpot
+) -> None:
+    first, tagged = [await adapter.create_opportunity(deal()) for _ in range(2)]
+    sdk = HubSpot(access_token=DEFAULT_TOKEN, host=hubspot_sandbox.base_url)
+    sdk.crm.properties.core_api.update("deals", "crm_tags", {"options": [{"label": "vip", "value": "vip"}]})
+    adapter._options["crm_tags"] = ["vip", "q2"]  # the adapter believes an option exists that was removed
+    written = await adapter.write_opportunities(
+        [(first, OpportunityUpdate(name="Renamed")), (tagged, OpportunityUpdate(manual_tags=["q2"]))]
+    )
+    assert [o.ok for o in written] == [True, False]
+    refused = written[1].result
+    assert isinstance(refused, FieldMappingError) and (refused.field, refused.property_name) == (
+        "manual_tags",
+        "crm_tags",
+    )
 
 
 async def test_a_lost_update_answer_is_read_back_not_resent(

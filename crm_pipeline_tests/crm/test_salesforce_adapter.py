@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 import pytest
 import pytest_asyncio
 
-from crm_pipeline.crm.errors import PropertySchemaError, RecordGoneError
+from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError, RecordGoneError
 from crm_pipeline.crm.salesforce import (
     AllowanceFloorError,
     RateLimit,
@@ -23,7 +23,14 @@ from crm_pipeline.crm.salesforce import (
     SessionExpiredError,
     StageConfigError,
 )
-from crm_pipeline.models import ActivityCreate, Actor, OpportunityCreate, OpportunityFilter, OpportunityUpdate
+from crm_pipeline.models import (
+    ActivityCreate,
+    Actor,
+    OpportunityCreate,
+    OpportunityFilter,
+    OpportunityRead,
+    OpportunityUpdate,
+)
 from crm_pipeline.salesforce_sandbox import (
     DEFAULT_TOKEN,
     HUMAN_USER,
@@ -177,6 +184,30 @@ async def test_an_update_changes_only_the_fields_set_and_a_stage_keeps_its_proba
     sent = adapter.requests_sent
     renamed = await adapter.write_opportunity(external_id, OpportunityUpdate(name="Acme renewal"))
     assert renamed.name == "Acme renewal" and adapter.requests_sent - sent == 2  # the update, the record
+
+
+async def test_a_batch_of_updates_keeps_each_stages_probability_and_fails_a_refused_record_alone(
+    adapter: SalesforceAdapter, salesforce_control: SalesforceControl
+) -> None:
+    first, long_name, last = [await created(adapter, deal(probability=Decimal(p))) for p in ("0.35", "0.4", "0.45")]
+    sent = adapter.requests_sent
+    outcomes = await adapter.write_opportunities(
+        [
+            (first, OpportunityUpdate(deal_stage="Closed Won")),
+            (long_name, OpportunityUpdate(name="N" * 200)),  # Name holds 120 characters
+            (last, OpportunityUpdate(deal_stage="Closed Won")),
+        ]
+    )
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].property_name == "Name" and "STRING_TOO_LONG" in str(outcomes[1].reason)
+    assert isinstance(outcomes[1].result, FieldMappingError) and outcomes[1].result.field == "name"
+    assert [stored(salesforce_control, i)["Probability"] for i in (first, last)] == [35, 45]  # not the stage's 100
+    written = [o.result for o in outcomes if isinstance(o.result, OpportunityRead)]
+    assert [(r.deal_stage, r.probability) for r in written] == [
+        ("Closed Won", Decimal("0.35")),
+        ("Closed Won", Decimal("0.45")),
+    ]
+    assert adapter.requests_sent - sent == 3  # the probabilities, the update, the records as written
 
 
 async def test_a_stage_without_a_salesforce_stage_fails_its_record_alone(

@@ -30,7 +30,7 @@ from crm_pipeline.crm.salesforce import (
 )
 from crm_pipeline.crm.salesforce.api import SalesforceAPI
 from crm_pipeline.crm.salesforce.client import Transport, session_for
-from crm_pipeline.crm.salesforce.deal_reads import as_18, stage_default
+from crm_pipeline.crm.salesforce.deal_reads import answered_as, stage_default
 from crm_pipeline.crm.salesforce.mapping import decode, encode, json_text, parse_time, soql_text, soql_time
 
 STAGES = {"Proposal": "Proposal/Price Quote", "Closed Won": "Closed Won"}
@@ -90,7 +90,8 @@ def test_bodies_carry_decimals_exactly() -> None:
 def test_an_asked_id_matches_its_record_as_15_characters_or_as_18_in_any_case() -> None:
     found = {"006Sb0000000001IAA": {}}
     asked = ["006Sb0000000001", "006sb0000000001iaa", "006SB0000000001IAA", "006sb0000000001"]
-    assert as_18(asked, found) == ["006Sb0000000001IAA"] * 3  # a 15-character id is case-sensitive
+    # a 15-character id is case-sensitive
+    assert answered_as(asked, found) == dict.fromkeys(asked[:3], "006Sb0000000001IAA")
 
 
 def test_times_and_texts_for_soql() -> None:

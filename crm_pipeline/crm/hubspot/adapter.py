@@ -24,7 +24,14 @@ from decimal import Decimal
 from uuid import UUID
 
 from crm_pipeline.batches import chunks
-from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids, create_by_upsert, listed
+from crm_pipeline.crm.adapter import (
+    AdapterCapabilities,
+    UpsertOutcome,
+    WriteOutcome,
+    batch_ids,
+    create_by_upsert,
+    listed,
+)
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.hubspot.activities import HubSpotContactsAndActivities
 from crm_pipeline.crm.hubspot.api import MAX_BATCH
@@ -57,6 +64,7 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
         old_values_in_changes=False,
         timestamp_resolution_seconds=0.001,
         bulk_writes=True,
+        write_batch_size=MAX_BATCH,
     )
 
     # --- the eight --------------------------------------------------------------------------------
@@ -191,6 +199,91 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
         if current is None:
             raise RecordGoneError(external_id, "no such live deal (archived or deleted)")
         return current
+
+    async def write_opportunities(self, updates: Sequence[tuple[str, OpportunityUpdate]]) -> list[WriteOutcome]:
+        """Batch updates, 100 deals a request, then the deals as written read back 100 a request
+        (their values; the editors are left to the change reads). A deal HubSpot refuses fails
+        alone: per-record errors come back in a 207 (``OBJECT_NOT_FOUND``: ``RecordGoneError``, a
+        refused value: ``FieldMappingError`` naming the property), and a batch refused as a whole
+        is split until the refusing deal stands alone. Never resent blindly: after a lost answer
+        the batch's deals are read back, and one whose values did not all land is an
+        ``UncertainWriteError``. Any other failure of a request is the outcome of its deals."""
+        stages = await self._stages()
+        outcomes: dict[int, WriteOutcome] = {}
+        ready: list[tuple[int, str, dict[str, str]]] = []
+        for index, (external_id, data) in enumerate(updates):
+            try:
+                ready.append((index, external_id, self._properties(data.changes(), stages, external_id)))
+            except FieldMappingError as error:
+                outcomes[index] = WriteOutcome(external_id, error)
+        await self._add_options([properties for _, _, properties in ready if properties])
+        lost: dict[int, BaseException] = {}
+        for chunk in chunks([item for item in ready if item[2]], MAX_BATCH):
+            refused, uncertain = await self._update_chunk(chunk)
+            outcomes |= refused
+            lost |= uncertain
+        written = [(index, external_id, props) for index, external_id, props in ready if index not in outcomes]
+        asked = {external_id: index for index, external_id, _ in written}
+        current = {
+            external_id: record
+            for record in await self._read(asked, history=False)
+            for external_id in self._answers_for(record.external_id, asked)  # merged ids: their survivor
+        }
+        for index, external_id, props in written:
+            sent = (props, lost[index]) if index in lost else None
+            outcomes[index] = self._written(external_id, current.get(external_id), sent, stages)
+        return [outcomes[index] for index in range(len(updates))]
+
+    async def _update_chunk(
+        self, chunk: Sequence[tuple[int, str, dict[str, str]]]
+    ) -> tuple[dict[int, WriteOutcome], dict[int, BaseException]]:
+        """One batch update: the outcomes of the deals it failed, and the deals whose answer was
+        lost, with the failure (each to be compared with what it was sent)."""
+        try:
+            answer = await self.api.batch_update(DEALS, [(external_id, props) for _, external_id, props in chunk])
+        except Exception as error:
+            if is_uncertain(error):
+                return {}, dict.fromkeys((index for index, _, _ in chunk), error)
+            status = status_of(error)
+            if status is not None and 400 <= status < 500 and status != 429 and len(chunk) > 1:
+                half = len(chunk) // 2
+                first, first_lost = await self._update_chunk(chunk[:half])
+                second, second_lost = await self._update_chunk(chunk[half:])
+                return first | second, first_lost | second_lost
+            return {index: WriteOutcome(external_id, error) for index, external_id, _ in chunk}, {}
+        failed = {i: e for e in answer.errors for i in e.ids}
+        outcomes = {}
+        for index, external_id, properties in chunk:
+            refusal = failed.get(external_id)
+            if refusal is None:
+                continue
+            if refusal.category == "OBJECT_NOT_FOUND":
+                gone: Exception = RecordGoneError(external_id, "no such live deal (archived or deleted)")
+                outcomes[index] = WriteOutcome(external_id, gone)
+                continue
+            name = refusal.property_names[0] if refusal.property_names else "?"
+            field = next((f for f, p in self.property_map.items() if p.name == name), name)
+            refused = FieldMappingError(external_id, field, name, properties.get(name), refusal.message)
+            outcomes[index] = WriteOutcome(external_id, refused)
+        return outcomes, {}
+
+    def _written(
+        self,
+        external_id: str,
+        current: ExternalOpportunityRead | None,
+        sent: tuple[Mapping[str, str], BaseException] | None,
+        stages: Mapping[str, str],
+    ) -> WriteOutcome:
+        """A deal's outcome from its read-back: gone, the deal as written, or (its answer lost:
+        ``sent``, what it was sent and the failure) uncertain when a value sent is not held."""
+        if current is None:
+            return WriteOutcome(external_id, RecordGoneError(external_id, "no such live deal (archived or deleted)"))
+        if sent is not None:
+            properties, lost = sent
+            held = self._properties(current.model_dump(), stages, external_id)
+            if not all(_same(held.get(k, ""), v) for k, v in properties.items()):
+                return WriteOutcome(external_id, UncertainWriteError(external_id, lost))
+        return WriteOutcome(external_id, current)
 
     async def _landed(self, external_id: str, sent: Mapping[str, str]) -> ExternalOpportunityRead | None:
         current = await self.get_opportunity(external_id)

@@ -22,13 +22,20 @@ from datetime import datetime
 from uuid import UUID
 
 from crm_pipeline.batches import chunks
-from crm_pipeline.crm.adapter import AdapterCapabilities, UpsertOutcome, batch_ids, create_by_upsert, listed
+from crm_pipeline.crm.adapter import (
+    AdapterCapabilities,
+    UpsertOutcome,
+    WriteOutcome,
+    batch_ids,
+    create_by_upsert,
+    listed,
+)
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError, WriteRefusedError
 from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
 from crm_pipeline.crm.salesforce.api import MAX_COLLECTION, Record, SaveResult
 from crm_pipeline.crm.salesforce.client import RETRYABLE_CODES, is_uncertain
-from crm_pipeline.crm.salesforce.deal_reads import _in
-from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, soql_text, sync_key_text
+from crm_pipeline.crm.salesforce.deal_reads import IDS_PER_QUERY, _in, answered_as
+from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, sync_key_text
 from crm_pipeline.crm.salesforce.setup import OPPORTUNITY, SalesforceDiscovery
 from crm_pipeline.models import (
     ChangeRecord,
@@ -41,6 +48,7 @@ from crm_pipeline.models import (
 
 __all__ = ["SalesforceAdapter", "SalesforceDiscovery"]
 GONE_CODES = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND", "INVALID_CROSS_REFERENCE_KEY"})
+_NOT_LIVE = "no such live opportunity (deleted or in the Recycle Bin)"
 
 
 class SalesforceAdapter(SalesforceContactsAndActivities):
@@ -51,6 +59,7 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         old_values_in_changes=False,
         timestamp_resolution_seconds=1.0,
         bulk_writes=True,
+        write_batch_size=MAX_COLLECTION,
     )
 
     # --- the eight --------------------------------------------------------------------------------
@@ -139,17 +148,21 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
             held[str(row[SYNC_KEY_FIELD]).lower()] = row
         return held
 
-    async def _held_by_id(self, external_id: str) -> Record:
-        """The record's Probability as Salesforce holds it (one query, no history); a deleted or
-        missing record is a RecordGoneError."""
-        rows = await self.api.query(
-            f"SELECT Id, IsDeleted, {self.field_map['probability'].name} FROM {OPPORTUNITY} "
-            f"WHERE Id = {soql_text(external_id)}",
-            include_deleted=True,
-        )
-        if not rows or rows[0].get("IsDeleted"):
-            raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
-        return rows[0]
+    async def _held_by_ids(self, external_ids: Sequence[str]) -> dict[str, Record]:
+        """Asked id -> Id and Probability of each live record among them, as Salesforce holds
+        them (200 ids a query, no history); a deleted or missing record is left out."""
+        rows: dict[str, Record] = {}
+        for chunk in chunks(list(dict.fromkeys(external_ids)), IDS_PER_QUERY):
+            found = await self.api.query(
+                f"SELECT Id, IsDeleted, {self.field_map['probability'].name} FROM {OPPORTUNITY} "
+                f"WHERE Id IN ({_in(chunk)})",
+                include_deleted=True,
+            )
+            rows |= {str(row["Id"]): row for row in found if not row.get("IsDeleted")}
+        return {asked: rows[found] for asked, found in answered_as(external_ids, rows).items()}
+
+    def _needs_probability(self, fields: Record) -> bool:
+        return self.field_map["deal_stage"].name in fields and self.field_map["probability"].name not in fields
 
     async def _upsert_chunk(self, ready: Sequence[tuple[int, str, Record]]) -> dict[int, UpsertOutcome]:
         """One collections upsert; records refused for a row lock are sent again, alone, after a
@@ -186,8 +199,11 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         value landed, else UncertainWriteError (a person may have edited it meanwhile)."""
         await self._setup()
         fields = self._values(data.changes(), external_id)
-        if self.field_map["deal_stage"].name in fields and self.field_map["probability"].name not in fields:
-            fields = self._with_probability(fields, await self._held_by_id(external_id))
+        if self._needs_probability(fields):
+            held = (await self._held_by_ids([external_id])).get(external_id)
+            if held is None:
+                raise RecordGoneError(external_id, _NOT_LIVE)
+            fields = self._with_probability(fields, held)
         if fields:
             try:
                 (result,) = await self.api.update(OPPORTUNITY, [{"id": external_id, **fields}])
@@ -199,27 +215,92 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
                     raise UncertainWriteError(external_id, error) from error
                 return landed
             if not result.success:
-                await self._refused(external_id, fields, result)
+                raise self._refusal_error(external_id, fields, result)
         return await self._current(external_id)
+
+    async def write_opportunities(self, updates: Sequence[tuple[str, OpportunityUpdate]]) -> list[WriteOutcome]:
+        """Collections updates (``allOrNone: false``), 200 records a request, then the records as
+        written read back 200 a query (their values, as ``write_opportunity`` returns them). A
+        StageName sent without Probability takes the record's, read for the whole batch first
+        (one query per 200 such records). A record Salesforce refuses fails alone, naming the
+        field and its ``statusCode`` (a deleted one: ``RecordGoneError``). Never resent blindly:
+        after a lost answer each record of the request is read back, and one whose values did not
+        all land is an ``UncertainWriteError``. Any other failure of a request is the outcome of
+        its records."""
+        await self._setup()
+        outcomes: dict[int, WriteOutcome] = {}
+        ready: list[tuple[int, str, Record]] = []
+        for index, (external_id, data) in enumerate(updates):
+            try:
+                ready.append((index, external_id, self._values(data.changes(), external_id)))
+            except FieldMappingError as error:
+                outcomes[index] = WriteOutcome(external_id, error)
+        held = await self._held_by_ids([i for _, i, fields in ready if self._needs_probability(fields)])
+        sending: list[tuple[int, str, Record]] = []
+        for index, external_id, fields in ready:
+            if not self._needs_probability(fields):
+                sending.append((index, external_id, fields))
+            elif external_id in held:
+                sending.append((index, external_id, self._with_probability(fields, held[external_id])))
+            else:
+                outcomes[index] = WriteOutcome(external_id, RecordGoneError(external_id, _NOT_LIVE))
+        lost: dict[int, BaseException] = {}
+        for chunk in chunks([item for item in sending if item[2]], MAX_COLLECTION):
+            try:
+                results = await self.api.update(OPPORTUNITY, [{"id": i, **fields} for _, i, fields in chunk])
+            except Exception as error:
+                if is_uncertain(error):
+                    lost |= dict.fromkeys((index for index, _, _ in chunk), error)
+                else:
+                    outcomes |= {index: WriteOutcome(i, error) for index, i, _ in chunk}
+                continue
+            for (index, external_id, fields), result in zip(chunk, results, strict=True):
+                if not result.success:
+                    outcomes[index] = WriteOutcome(external_id, self._refusal_error(external_id, fields, result))
+        written = [item for item in sending if item[0] not in outcomes]
+        current = await self._read_each([external_id for _, external_id, _ in written], history=False)
+        for index, external_id, fields in written:
+            outcomes[index] = self._written(external_id, current.get(external_id), fields, lost.get(index))
+        return [outcomes[index] for index in range(len(updates))]
+
+    def _written(
+        self,
+        external_id: str,
+        current: ExternalOpportunityRead | FieldMappingError | None,
+        sent: Record,
+        lost: BaseException | None,
+    ) -> WriteOutcome:
+        """A record's outcome from its read-back: gone, unreadable, the record as written, or (its
+        answer ``lost``) uncertain when a value sent is not what it holds."""
+        if current is None or (isinstance(current, ExternalOpportunityRead) and current.in_trash):
+            return WriteOutcome(external_id, RecordGoneError(external_id, _NOT_LIVE))
+        if lost is not None and not isinstance(current, FieldMappingError) and not self._holds(current, sent):
+            return WriteOutcome(external_id, UncertainWriteError(external_id, lost))
+        return WriteOutcome(external_id, current)
 
     async def _current(self, external_id: str) -> ExternalOpportunityRead:
         """The live record's values (no per-field editors); RecordGoneError when it is not live."""
         found = await self._by_ids([external_id], history=False)
         if not found or found[0].in_trash:
-            raise RecordGoneError(external_id, "no such live opportunity (deleted or in the Recycle Bin)")
+            raise RecordGoneError(external_id, _NOT_LIVE)
         return found[0]
 
-    async def _refused(self, external_id: str, fields: Record, result: SaveResult) -> None:
+    def _refusal_error(self, external_id: str, fields: Record, result: SaveResult) -> Exception:
+        """A record's refused write as the error ``write_opportunity`` raises for it."""
         if result.status_code in GONE_CODES:
-            raise RecordGoneError(external_id, f"Salesforce: {result.status_code}")
+            return RecordGoneError(external_id, f"Salesforce: {result.status_code}")
         name = result.fields[0] if result.fields else "?"
         field = next((f for f, s in self.field_map.items() if s.name == name), name)
-        raise FieldMappingError(external_id, field, name, fields.get(name), _refusal(result))
+        return FieldMappingError(external_id, field, name, fields.get(name), _refusal(result))
 
     async def _landed(self, external_id: str, sent: Record) -> ExternalOpportunityRead | None:
         current = await self._current(external_id)
-        held = self._values(current.model_dump(), external_id)
-        return current if all(held.get(name) == value for name, value in sent.items()) else None
+        return current if self._holds(current, sent) else None
+
+    def _holds(self, current: ExternalOpportunityRead, sent: Record) -> bool:
+        """Whether the record holds every value sent (after a write whose answer was lost)."""
+        held = self._values(current.model_dump(), current.external_id)
+        return all(held.get(name) == value for name, value in sent.items())
 
     async def archive_opportunity(self, external_id: str) -> ExternalOpportunityRead:
         """Delete the record (to the Recycle Bin, which queryAll still reads); returns it."""

@@ -62,14 +62,23 @@ class SalesforceDealReads(SalesforceSetup):
         """The records with these ids, deleted ones included (``in_trash``), in the order asked;
         without ``history``, no per-field editors (one query fewer per 200 records).
         A record that cannot be mapped raises ``FieldMappingError``: left out, it would read as gone."""
+        found = await self._read_each(external_ids, history=history)
+        if self.read_errors:
+            raise self.read_errors[0]
+        return [record for i in external_ids if isinstance(record := found.get(i), ExternalOpportunityRead)]
+
+    async def _read_each(
+        self, external_ids: Sequence[str], *, history: bool = True
+    ) -> dict[str, ExternalOpportunityRead | FieldMappingError]:
+        """Each asked id that was found (deleted ones included) -> its record, or why it cannot be
+        mapped; 200 ids a query."""
         rows: list[Record] = []
         for chunk in chunks(list(dict.fromkeys(external_ids)), IDS_PER_QUERY):
             rows += await self._rows(f"Id IN ({_in(chunk)})", include_deleted=True)
         records = await self._records(rows, history=history)
-        if self.read_errors:
-            raise self.read_errors[0]
-        by_id = {r.external_id: r for r in records}
-        return [by_id[i] for i in as_18(external_ids, by_id)]
+        by_id: dict[str, ExternalOpportunityRead | FieldMappingError] = {r.external_id: r for r in records}
+        by_id |= {error.record_id: error for error in self.read_errors if error.record_id is not None}
+        return {asked: by_id[found] for asked, found in answered_as(external_ids, by_id).items()}
 
     async def _rows(self, where: str, *, include_deleted: bool = False) -> list[Record]:
         return await self.api.query(self._soql(where), include_deleted=include_deleted)
@@ -236,16 +245,14 @@ def _in(values: Iterable[str]) -> str:
     return ", ".join(soql_text(v) for v in values)
 
 
-def as_18(asked: Sequence[str], by_id: Mapping[str, Any]) -> list[str]:
-    """The asked ids that were found, each as the 18-character id it answered under: a 15-character
-    id matches case-sensitively, an 18-character one in any case (its last three characters encode
+def answered_as(asked: Sequence[str], by_id: Mapping[str, Any]) -> dict[str, str]:
+    """Each asked id that was found -> the 18-character id it answered under: a 15-character id
+    matches case-sensitively, an 18-character one in any case (its last three characters encode
     the case of the first fifteen)."""
-    found = []
-    for external_id in asked:
-        match = next((i for i in by_id if i[:15] == external_id or i.casefold() == external_id.casefold()), None)
-        if match is not None:
-            found.append(match)
-    return found
+    exact = {i[:15]: i for i in by_id}
+    folded = {i.casefold(): i for i in by_id}
+    found = {external_id: exact.get(external_id) or folded.get(external_id.casefold()) for external_id in asked}
+    return {external_id: match for external_id, match in found.items() if match is not None}
 
 
 def _mark(rows: Sequence[Record], since: datetime, ran_at: datetime | None) -> str:
