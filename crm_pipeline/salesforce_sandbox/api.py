@@ -1,6 +1,7 @@
 """Salesforce's REST routes under ``/services/data/v{version}``: sObjects, describe, the change
-lists, queries, sObject Collections and limits. ``API_ROUTES`` names the handlers of each path
-template; each answers with or without a trailing slash, as Salesforce does."""
+lists, queries, sObject Collections and limits, and the OAuth user info under ``/services/oauth2``.
+``API_ROUTES`` names the handlers of each path template; each answers with or without a trailing
+slash, as Salesforce does."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from starlette.routing import Route
 
 from crm_pipeline.emulation.routes import ALL_METHODS, emulator_of
 
-from . import changes, composite, query, sobjects
+from . import changes, composite, identity, query, sobjects
 from .errors import SalesforceError
 from .runtime import Handler, SalesforceSandbox
 
@@ -38,6 +39,7 @@ API_ROUTES: list[tuple[str, dict[str, Handler]]] = [
     ),
     (V + "/composite/sobjects/{object}", {"GET": composite.retrieve_many}),
     (V + "/composite/sobjects/{object}/{field}", {"PATCH": composite.upsert_many}),
+    ("/services/oauth2/userinfo", {"GET": identity.userinfo}),
 ]
 """Each path template with its handler per method."""
 

@@ -1,7 +1,7 @@
 """The request pipeline every Salesforce call goes through: latency, the bearer token (401
-INVALID_SESSION_ID), the org's rolling daily allowance (403 REQUEST_LIMIT_EXCEEDED), scripted
-faults, body parsing, then the handler; every answer says the allowance's use in
-``Sforce-Limit-Info`` and the org clock's time in ``Date``."""
+INVALID_SESSION_ID; an OAuth endpoint's 403 ``Bad_OAuth_Token``), the org's rolling daily allowance
+(403 REQUEST_LIMIT_EXCEEDED; the data API only), scripted faults, body parsing, then the handler;
+every answer says the allowance's use in ``Sforce-Limit-Info`` and the org clock's time in ``Date``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ _FAULTS = {
     ),
     "503": (503, "SERVER_UNAVAILABLE", "Server Unavailable"),
 }
+BAD_OAUTH_TOKEN = "Bad_OAuth_Token"
+"""The OAuth endpoints' answer (403, plain text) to a token they do not accept."""
 UNAVAILABLE_HTML = "<html><head><title>Service Unavailable</title></head><body>Server Unavailable</body></html>"
 
 
@@ -137,18 +139,24 @@ class SalesforceSandbox(SavedEmulator[Handler]):
 
     async def pipeline(self, request: Request, route: str, handler: Handler, raw: bytes) -> Response:
         params = dict(request.path_params)
-        version = params.pop("version", "")
-        if version not in VERSIONS:
-            raise not_found()
+        version = params.pop("version", None)
         user_id = self.tokens.get(bearer_token(request))
-        if user_id is None:
-            raise SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        try:
-            self.daily.check("org")
-        except RateLimited:
-            raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.") from None
+        if version is None:  # an OAuth endpoint: its own refusal, outside the API allowance
+            if user_id is None:
+                return Response(BAD_OAUTH_TOKEN, status_code=403, media_type="text/plain")
+        else:
+            if version not in VERSIONS:
+                raise not_found()
+            if user_id is None:
+                raise SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            try:
+                self.daily.check("org")
+            except RateLimited:
+                raise SalesforceError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.") from None
         query = {key: request.query_params[key] for key in request.query_params}
         with self.gate.admit():
             return await self.answer(
-                request, raw, lambda body: handler(Call(self, user_id, version, params, query, request.headers, body))
+                request,
+                raw,
+                lambda body: handler(Call(self, user_id, version or "", params, query, request.headers, body)),
             )

@@ -22,8 +22,8 @@ HUMAN_USER = make_id(PREFIXES["User"], 2)
 AUTOMATED_PROCESS = make_id(PREFIXES["User"], 3)
 """Whom scheduled flows run as."""
 INTEGRATION_USERNAME = "integration@sandbox.example"
-"""The integration user's username: what a connection to the local Salesforce finds it by (the
-org answers no OAuth user info)."""
+"""The integration user's username (``integration_username`` finds the user by it; without one, a
+connection takes the token's user from OAuth user info)."""
 _USERS = (
     (INTEGRATION_USER, INTEGRATION_USERNAME, "Integration User"),
     (HUMAN_USER, "pat.person@sandbox.example", "Pat Person"),

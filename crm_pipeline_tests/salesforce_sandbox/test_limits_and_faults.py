@@ -1,4 +1,4 @@
-"""The transport around the records: the token check and its expiry, the rolling daily allowance
+"""The transport around the records: the token check and its expiry, OAuth user info, the rolling daily allowance
 and ``Sforce-Limit-Info``, ``limits/``, the versions list, Salesforce's 404 and 405, and faults
 (with and without the write carried out)."""
 
@@ -16,6 +16,8 @@ from simple_salesforce.exceptions import (
 from crm_pipeline.salesforce_sandbox import (
     DEFAULT_TOKEN,
     HUMAN_USER,
+    INTEGRATION_USER,
+    INTEGRATION_USERNAME,
     RunningSalesforce,
     SalesforceControl,
     sandbox_salesforce,
@@ -38,6 +40,21 @@ def test_an_expired_token_is_invalid_session_id_and_a_new_one_works(
     as_person = sandbox_salesforce(salesforce_sandbox.base_url, session_id="00DSb0000000001!a-person")
     record_id = as_person.Opportunity.create(opportunity())["id"]
     assert fresh.Opportunity.get(record_id)["CreatedById"] == HUMAN_USER
+
+
+def test_oauth_user_info_names_the_tokens_user_and_refuses_an_expired_token(
+    sf: Salesforce, salesforce_sandbox: RunningSalesforce, salesforce_control: SalesforceControl
+) -> None:
+    info = sf.oauth2("userinfo")
+    assert (info["user_id"], info["preferred_username"]) == (INTEGRATION_USER, INTEGRATION_USERNAME)
+    assert info["organization_id"][:15] == DEFAULT_TOKEN.split("!")[0]
+    allowance = sf.limits()["DailyApiRequests"]
+    assert allowance["Remaining"] == allowance["Max"] - 1  # only limits/ counted: user info is outside it
+    salesforce_control.grant_token("00DSb0000000001!a-person", user_id=HUMAN_USER)
+    as_person = sandbox_salesforce(salesforce_sandbox.base_url, session_id="00DSb0000000001!a-person")
+    assert as_person.oauth2("userinfo")["user_id"] == HUMAN_USER
+    salesforce_control.expire_token(DEFAULT_TOKEN)
+    assert refused(lambda: sf.oauth2("userinfo"), SalesforceRefusedRequest) == (403, "Bad_OAuth_Token")
 
 
 def test_the_daily_allowance_counts_every_request_and_then_refuses(
