@@ -429,3 +429,25 @@ async def test_the_orgs_concurrent_request_limit_is_waited_out(
     [outcome] = await adapter.upsert_opportunities([deal()])
     assert outcome.action == "created" and len(waits) == 1
     await adapter.aclose()
+
+
+async def test_without_a_username_the_integration_user_is_the_tokens_oauth_identity(
+    salesforce_org: RunningSalesforce, salesforce_control: SalesforceControl
+) -> None:
+    """An operator may leave the username out: the token's user info names the integration user,
+    and a person's edit is still told from the sync's own."""
+    adapter = make_adapter(salesforce_org, salesforce_control, integration_username=None)
+    external_id = await created(adapter, deal())
+    assert "GET /services/oauth2/userinfo" in salesforce_control.stats()["by_route"]
+    found = adapter.discovery()
+    assert found is not None and found.integration_user_id == stored(salesforce_control, external_id)["CreatedById"]
+    salesforce_control.advance_clock(5)
+    salesforce_control.person_edit("Opportunity", external_id, {"Name": "Renamed by a person"})
+    read = await adapter.get_opportunity(external_id)
+    assert read is not None and read.last_edited_by == Actor.HUMAN
+    salesforce_control.advance_clock(5)
+    await adapter.write_opportunity(external_id, OpportunityUpdate(estimated_value=Decimal("2000.50")))
+    read = await adapter.get_opportunity(external_id)
+    assert read is not None and read.last_edited_by == Actor.SYNC
+    assert (read.field_edits["name"].actor, read.field_edits["estimated_value"].actor) == (Actor.HUMAN, Actor.SYNC)
+    await adapter.aclose()

@@ -15,13 +15,14 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import SecretStr
+from simple_salesforce.exceptions import SalesforceRefusedRequest
 
 from crm_pipeline.crm.adapter import CRMAdapter, Discovery, discovery_basis
 from crm_pipeline.crm.errors import FieldMappingError, PropertySchemaError
 from crm_pipeline.crm.retrying import token_digest
 from crm_pipeline.crm.salesforce.api import Record, SalesforceAPI
 from crm_pipeline.crm.salesforce.client import RateLimit, RetryPolicy, SalesforceCaller, connect
-from crm_pipeline.crm.salesforce.errors import StageConfigError
+from crm_pipeline.crm.salesforce.errors import SessionExpiredError, StageConfigError
 from crm_pipeline.crm.salesforce.mapping import (
     DEFAULT_STAGE_NAMES,
     SALESFORCE_FIELD_MAP,
@@ -33,6 +34,9 @@ from crm_pipeline.crm.salesforce.mapping import (
 
 API_VERSION = "62.0"
 OPPORTUNITY = "Opportunity"
+USER_PREFIX = "005"
+USER_ID_LENGTH = 18
+"""User ids as the API prints them (and as the audit fields compared with it hold them)."""
 
 
 class SalesforceDiscovery(Discovery):
@@ -178,15 +182,28 @@ class SalesforceSetup(CRMAdapter):
         )
 
     async def _integration_user(self) -> str | PropertySchemaError:
-        """The user the token acts as: by ``integration_username`` when given, else the identity
-        the token's OAuth user info names."""
+        """The user the token acts as: by ``integration_username`` when given, else by OAuth user
+        info (``GET /services/oauth2/userinfo`` on the instance, the same bearer token). Only its
+        ``user_id`` is relied on: the 18-character id Salesforce stamps the token's writes with
+        (``CreatedById``, ``LastModifiedById``). User info refuses a dead token with 403, not the
+        data API's 401, so that refusal is the expired session too."""
         if self.integration_username is not None:
             rows = await self.api.query(f"SELECT Id FROM User WHERE Username = {soql_text(self.integration_username)}")
             if not rows:
                 return PropertySchemaError("-", "User.Username", f"no user {self.integration_username!r} in the org")
             return str(rows[0]["Id"])
-        info = await self.api.caller.call(lambda sf: sf.oauth2("userinfo"))
-        return str((info or {})["user_id"])
+        try:
+            info = await self.api.caller.call(lambda sf: sf.oauth2("userinfo"))
+        except SalesforceRefusedRequest as error:
+            raise SessionExpiredError(self.api.caller.token_ref) from error
+        user_id = info.get("user_id") if isinstance(info, Mapping) else None
+        if not (isinstance(user_id, str) and len(user_id) == USER_ID_LENGTH and user_id.startswith(USER_PREFIX)):
+            return PropertySchemaError(
+                "-",
+                "userinfo.user_id",
+                f"OAuth user info names no user ({user_id!r}): configure the integration username",
+            )
+        return user_id
 
     def _values(self, values: Mapping[str, Any], record_id: str | None) -> dict[str, Any]:
         """The Opportunity fields of deal values (only the mapped ones given)."""
