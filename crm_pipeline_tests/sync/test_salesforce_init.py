@@ -1,5 +1,6 @@
-"""`crm-pipeline salesforce-init --verify`: an org set up for the mapping fits; a drifted one is
-refused with each problem named; the token is never printed."""
+"""`crm-pipeline salesforce-init --verify`: an org set up for the mapping fits, with or without the
+integration user's username; a drifted one is refused with each problem named; the token is never
+printed."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ from crm_pipeline_tests.conftest import SALESFORCE_USERNAME
 pytestmark = pytest.mark.integration
 
 
-def verify(org: RunningSalesforce, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    arguments = ["--instance-url", org.base_url, "--token-env", "ACME_SF_TOKEN", "--username", SALESFORCE_USERNAME]
+def verify(
+    org: RunningSalesforce, capsys: pytest.CaptureFixture[str], username: str | None = SALESFORCE_USERNAME
+) -> tuple[int, str, str]:
+    arguments = ["--instance-url", org.base_url, "--token-env", "ACME_SF_TOKEN"]
+    arguments += ["--username", username] if username else []
     code = main(["salesforce-init", "--verify", *arguments])
     out, err = capsys.readouterr()
     assert DEFAULT_TOKEN not in out + err
@@ -26,6 +30,14 @@ def test_an_org_set_up_for_the_mapping_fits(
     monkeypatch.setenv("ACME_SF_TOKEN", DEFAULT_TOKEN)
     code, out, err = verify(salesforce_org, capsys)
     assert (code, err) == (0, "") and "Sync_Key__c" in out
+
+
+def test_without_a_username_the_tokens_identity_is_the_integration_user(
+    salesforce_org: RunningSalesforce, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACME_SF_TOKEN", DEFAULT_TOKEN)
+    code, out, err = verify(salesforce_org, capsys, username=None)
+    assert (code, err) == (0, "") and "fits" in out
 
 
 def test_a_drifted_org_is_refused_with_each_problem_named(
