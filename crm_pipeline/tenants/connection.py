@@ -85,7 +85,7 @@ class TenantConnection(BaseModel, frozen=True):
     """HubSpot: the deal pipeline's id (None: the account's ``default`` pipeline)."""
     integration_username: str | None = None
     """Salesforce: the username the token acts as, whose edits are the sync's own (None: the
-    token's OAuth identity; the local Salesforce's integration user without a token)."""
+    token's OAuth identity, the local Salesforce's integration user without a token)."""
     token_env: str | None = Field(default=None, pattern=_ENV_NAME)
     """The environment variable holding the token (the connector's by default, when neither of the
     other references is given); unset there means the local API `crm-pipeline dev` serves: the

@@ -26,7 +26,6 @@ from crm_pipeline.crm.notion.properties import SYNCED_PROPERTY_MAP
 from crm_pipeline.crm.salesforce import InstanceConfigError, SalesforceAdapter
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_SANDBOX_TOKEN
 from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_SANDBOX_TOKEN
-from crm_pipeline.salesforce_sandbox import INTEGRATION_USERNAME as SALESFORCE_SANDBOX_USERNAME
 from crm_pipeline.sandbox import DEFAULT_TOKEN
 from crm_pipeline.settings import Settings
 from crm_pipeline.tenants.connection import TenantConnection
@@ -195,13 +194,13 @@ def open_salesforce(
     on_request: Callable[[], None] | None = None,
 ) -> SalesforceAdapter:
     """The tenant's Salesforce org (its instance URL is the connection's base URL); without a
-    token, the local Salesforce as its integration user, whatever org the connection names: an
-    org's instance URL is never sent the local Salesforce's token."""
+    token, the local Salesforce with its integration user's token, whatever org the connection
+    names: an org's instance URL is never sent the local Salesforce's token. Without a username,
+    either names its integration user by the token's OAuth user info."""
     base_url = options.base_url or tenant.base_url
-    username = tenant.integration_username
     if token is None:
         secret, base_url = sandbox_salesforce(settings.salesforce_sandbox_port, options.base_url)
-        token, username = SecretStr(secret), username or SALESFORCE_SANDBOX_USERNAME
+        token = SecretStr(secret)
     elif not base_url:
         raise InstanceConfigError(
             f"tenant {tenant.tenant_id!r} has a Salesforce token ({tenant.token}), so the local Salesforce is not "
@@ -212,7 +211,7 @@ def open_salesforce(
         instance_url=base_url,
         tenant_id=tenant.tenant_id,
         token_ref=str(tenant.token),
-        integration_username=username,
+        integration_username=tenant.integration_username,
         rate_limit=salesforce.RateLimit(per_minute=options.per_minute, shared=budget),
         retry=salesforce.RetryPolicy(max_attempts=options.max_attempts),
         on_request=on_request,
