@@ -451,3 +451,28 @@ async def test_without_a_username_the_integration_user_is_the_tokens_oauth_ident
     assert read is not None and read.last_edited_by == Actor.SYNC
     assert (read.field_edits["name"].actor, read.field_edits["estimated_value"].actor) == (Actor.HUMAN, Actor.SYNC)
     await adapter.aclose()
+
+
+async def test_a_token_user_info_refuses_is_an_expired_session(
+    salesforce_org: RunningSalesforce, salesforce_control: SalesforceControl
+) -> None:
+    """User info refuses a dead token with 403 (the data API's refusal is 401): the same stop."""
+    salesforce_control.grant_token("short-lived")
+    sent: list[None] = []
+
+    def expire_before_user_info() -> None:  # set-up asks describe, the stages, then user info
+        sent.append(None)
+        if len(sent) == 3:
+            salesforce_control.expire_token("short-lived")
+
+    adapter = make_adapter(
+        salesforce_org,
+        salesforce_control,
+        token="short-lived",
+        integration_username=None,
+        on_request=expire_before_user_info,
+    )
+    with pytest.raises(SessionExpiredError, match="env ACME_SALESFORCE_TOKEN"):
+        await adapter.upsert_opportunities([deal()])
+    assert salesforce_control.stats()["by_route"]["GET /services/oauth2/userinfo"]
+    await adapter.aclose()

@@ -15,9 +15,9 @@ __all__ = [
 
 
 class SessionExpiredError(RuntimeError):
-    """Salesforce refused the access token (401 ``INVALID_SESSION_ID``): expired or revoked. Every
-    request would fail the same way, so the pass stops; it names where the tenant's token comes
-    from (``token_ref``, e.g. an environment variable), never the token."""
+    """Salesforce refused the access token (401 ``INVALID_SESSION_ID``, or OAuth user info's 403):
+    expired or revoked. Every request would fail the same way, so the pass stops; it names where
+    the tenant's token comes from (``token_ref``, e.g. an environment variable), never the token."""
 
     def __init__(self, token_ref: str) -> None:
         self.token_ref = token_ref
