@@ -22,7 +22,7 @@ class SessionExpiredError(RuntimeError):
     def __init__(self, token_ref: str) -> None:
         self.token_ref = token_ref
         super().__init__(
-            f"Salesforce refused the access token from {token_ref} (INVALID_SESSION_ID: expired or revoked); "
+            f"Salesforce refused the access token from {token_ref} (expired or revoked); "
             "put a fresh token there and the next pass resumes"
         )
 
