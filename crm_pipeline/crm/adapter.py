@@ -371,3 +371,45 @@ class CRMAdapter(ABC):
     async def link_opportunity(self, external_id: str, sync_key: UUID) -> None:
         """Stamp a record created in the backend (no sync key yet) with its primary record's id."""
         raise NotImplementedError(f"{type(self).__name__} cannot store a sync key")
+
+
+class BatchReadAdapter(CRMAdapter):
+    """The eight's reads and update for a backend that reads records by ids in batches, lists all
+    of them page by page, reads changes from a cursor and writes with ``write_opportunity``
+    (HubSpot, Salesforce). It comes after the backend's own layers in the adapter's bases, so
+    their methods are the ones it uses."""
+
+    @abstractmethod
+    async def _by_ids(self, external_ids: Sequence[str]) -> list[ExternalOpportunityRead]:
+        """The records with these ids, archived ones as ``in_trash``, in the order asked."""
+
+    @abstractmethod
+    async def _list_all(self, archived: bool) -> list[ExternalOpportunityRead]:
+        """Every live record, or every archived one."""
+
+    @abstractmethod
+    async def read_changes(self, cursor: str | None) -> ChangeBatch:
+        """Abstract here: ``get_changes_since`` is built on it (the default is built the other way)."""
+
+    @abstractmethod
+    async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> OpportunityRead:
+        """Abstract here: ``update_opportunity`` is built on it (the default is built the other way)."""
+
+    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
+        await self.write_opportunity(external_id, data)
+
+    async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
+        found = await self._by_ids([external_id])
+        return found[0] if found else None
+
+    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
+        """The records with these ids in the batches ``_by_ids`` reads, archived ones as ``in_trash``."""
+        return list[OpportunityRead](await self._by_ids(external_ids))
+
+    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
+        """Every record (live, archived or both) read page by page, then filtered, ordered and paged."""
+        modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
+        return listed([r for archived in modes for r in await self._list_all(archived)], filters)
+
+    async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
+        return (await self.read_changes(since.isoformat())).changes
