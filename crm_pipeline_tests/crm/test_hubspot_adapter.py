@@ -24,19 +24,16 @@ from crm_pipeline.models import (
     OpportunityRead,
     OpportunityUpdate,
 )
-from crm_pipeline_tests.conftest import HUBSPOT_CLOCK
+from crm_pipeline_tests.conftest import HUBSPOT_CLOCK, clock_sleep
 
 
 @pytest_asyncio.fixture
 async def adapter(hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotControl) -> AsyncIterator[HubSpotAdapter]:
-    async def advance(seconds: float) -> None:  # retry waits move the sandbox clock, never sleep
-        hubspot_control.advance_clock(seconds)
-
     adapter = HubSpotAdapter(
         DEFAULT_TOKEN,
         base_url=hubspot_sandbox.base_url,
         tenant_id="acme",
-        retry=RetryPolicy(sleep=advance),
+        retry=RetryPolicy(sleep=clock_sleep(hubspot_control)),
         rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
         overlap=timedelta(seconds=30),
     )

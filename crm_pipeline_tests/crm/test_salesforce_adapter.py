@@ -38,21 +38,18 @@ from crm_pipeline.salesforce_sandbox import (
     SalesforceControl,
     sandbox_salesforce,
 )
-from crm_pipeline_tests.conftest import SALESFORCE_CUSTOM_FIELDS, SALESFORCE_USERNAME
+from crm_pipeline_tests.conftest import SALESFORCE_CUSTOM_FIELDS, SALESFORCE_USERNAME, clock_sleep
 
 pytestmark = pytest.mark.integration
 
 
 def make_adapter(server: RunningSalesforce, control: SalesforceControl, **overrides: Any) -> SalesforceAdapter:
-    async def advance(seconds: float) -> None:  # retry waits move the sandbox clock, never sleep
-        control.advance_clock(seconds)
-
     settings: dict[str, Any] = {
         "instance_url": server.base_url,
         "tenant_id": "acme",
         "token_ref": "env ACME_SALESFORCE_TOKEN",
         "integration_username": SALESFORCE_USERNAME,
-        "retry": RetryPolicy(sleep=advance),
+        "retry": RetryPolicy(sleep=clock_sleep(control)),
         "rate_limit": RateLimit(per_minute=0),
         "overlap": timedelta(seconds=30),
     }
