@@ -4,9 +4,9 @@ lossless values, change reads with history, the recycling bin, merges, notes, re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 import pytest_asyncio
@@ -25,6 +25,7 @@ from crm_pipeline.models import (
     OpportunityUpdate,
 )
 from crm_pipeline_tests.conftest import HUBSPOT_CLOCK, clock_sleep
+from crm_pipeline_tests.crm.conftest import deal
 
 
 @pytest_asyncio.fixture
@@ -39,24 +40,6 @@ async def adapter(hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotContr
     )
     yield adapter
     await adapter.aclose()
-
-
-def deal(key: UUID | None = None, **fields: object) -> OpportunityCreate:
-    values: dict[str, object] = {
-        "name": "Acme rollout",
-        "deal_stage": "Proposal",
-        "estimated_value": Decimal("1500.00"),
-        "close_date": date(2026, 4, 30),
-        "product_line": "Platform",
-        "probability": Decimal("0.35"),
-        "source": "Referral",
-        "contact_name": "Ann Lee",
-        "contact_email": "ann@example.com",
-        "custom_notes": "Call after the holidays",
-        "override_stage": None,
-        "manual_tags": ["vip", "q2"],
-    }
-    return OpportunityCreate(id=key or uuid4(), **(values | fields))
 
 
 async def test_values_round_trip_as_hubspot_strings_without_loss(
