@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import dagster as dg
@@ -41,6 +41,25 @@ pytestmark = pytest.mark.integration
 
 HUBSPOT_TOKEN_ENV = "CRM_PIPELINE_TEST_HUBSPOT_TOKEN"
 SALESFORCE_TOKEN_ENV = "CRM_PIPELINE_TEST_SALESFORCE_TOKEN"
+AdapterT = TypeVar("AdapterT")
+
+
+def connect_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+    tenant: TenantConnection,
+    port: str,
+    connect: Callable[[TenantConnection, RequestCount], AdapterT],
+) -> AdapterT:
+    """``connect`` with the tenant's token unset and ``CRM_PIPELINE_<CONNECTOR>_SANDBOX_PORT`` set,
+    as ``crm-pipeline dev`` runs it (settings read afresh, then dropped)."""
+    assert tenant.token_env is not None
+    monkeypatch.delenv(tenant.token_env, raising=False)
+    monkeypatch.setenv(f"CRM_PIPELINE_{tenant.connector.upper()}_SANDBOX_PORT", port)
+    get_settings.cache_clear()
+    try:
+        return connect(tenant, RequestCount())
+    finally:
+        get_settings.cache_clear()
 
 
 BesideANotionTenant = Callable[[TenantConnection], Awaitable[tuple[dict[str, Any], dict[str, Any]]]]
@@ -180,13 +199,7 @@ def test_hubspot_paces_by_its_own_budget_and_without_a_token_uses_the_local_hubs
 ) -> None:
     tenant = TenantConnection(tenant_id="acme", connector="hubspot", token_env=HUBSPOT_TOKEN_ENV)
     assert CRMConnectionResource().requests_per_minute(tenant) == 540  # 90 in any ten seconds, under HubSpot's 100
-    monkeypatch.delenv(HUBSPOT_TOKEN_ENV, raising=False)
-    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", "18766")
-    get_settings.cache_clear()
-    try:
-        local = HubSpotConnector().connect(tenant, RequestCount())
-    finally:
-        get_settings.cache_clear()
+    local = connect_without_a_token(monkeypatch, tenant, "18766", HubSpotConnector().connect)
     assert local.base_url == "http://127.0.0.1:18766"  # where `crm-pipeline dev` serves the local HubSpot
     monkeypatch.setenv(HUBSPOT_TOKEN_ENV, "pat-na1-real")
     assert HubSpotConnector().connect(tenant, RequestCount()).base_url is None  # HubSpot's public API
@@ -266,13 +279,7 @@ def test_salesforce_paces_by_its_own_budget_and_without_a_token_uses_the_local_s
 ) -> None:
     tenant = TenantConnection(tenant_id="acme", connector="salesforce", token_env=SALESFORCE_TOKEN_ENV)
     assert CRMConnectionResource().requests_per_minute(tenant) == 300  # an org's rolling minute
-    monkeypatch.delenv(SALESFORCE_TOKEN_ENV, raising=False)
-    monkeypatch.setenv("CRM_PIPELINE_SALESFORCE_SANDBOX_PORT", "18767")
-    get_settings.cache_clear()
-    try:
-        local = SalesforceConnector().connect(tenant, RequestCount())
-    finally:
-        get_settings.cache_clear()
+    local = connect_without_a_token(monkeypatch, tenant, "18767", SalesforceConnector().connect)
     assert local.instance_url == "http://127.0.0.1:18767"  # where `crm-pipeline dev` serves the local Salesforce
     monkeypatch.setenv(SALESFORCE_TOKEN_ENV, "00Dreal!token")
     with pytest.raises(InstanceConfigError, match="configure its org's instance URL"):
