@@ -14,10 +14,10 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -137,6 +137,7 @@ def discovery_basis(configuration: Mapping[str, Any]) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_Mapped = TypeVar("_Mapped")
 
 
 def activity_ref(activity_id: UUID) -> str:
@@ -159,6 +160,22 @@ def batch_ids(records: Sequence[OpportunityCreate]) -> list[str]:
             f"upsert_opportunities got the same id more than once ({', '.join(repeated)}); merge those records first"
         )
     return ids
+
+
+def mapped_updates(
+    updates: Sequence[tuple[str, OpportunityUpdate]], mapped: Callable[[str, OpportunityUpdate], _Mapped]
+) -> tuple[list[tuple[int, str, _Mapped]], dict[int, WriteOutcome]]:
+    """The start of a batched ``write_opportunities``: each update's index, external id and values
+    as the backend takes them (``mapped``), and the outcome of each whose values cannot be mapped
+    (its ``FieldMappingError``), which fails it alone."""
+    ready: list[tuple[int, str, _Mapped]] = []
+    failed: dict[int, WriteOutcome] = {}
+    for index, (external_id, data) in enumerate(updates):
+        try:
+            ready.append((index, external_id, mapped(external_id, data)))
+        except FieldMappingError as error:
+            failed[index] = WriteOutcome(external_id, error)
+    return ready, failed
 
 
 async def create_by_upsert(

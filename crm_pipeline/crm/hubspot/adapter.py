@@ -30,6 +30,7 @@ from crm_pipeline.crm.adapter import (
     WriteOutcome,
     batch_ids,
     create_by_upsert,
+    mapped_updates,
 )
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.hubspot.activities import HubSpotContactsAndActivities
@@ -179,13 +180,7 @@ class HubSpotAdapter(HubSpotContactsAndActivities, BatchReadAdapter):
         the batch's deals are read back, and one whose values did not all land is an
         ``UncertainWriteError``. Any other failure of a request is the outcome of its deals."""
         stages = await self._stages()
-        outcomes: dict[int, WriteOutcome] = {}
-        ready: list[tuple[int, str, dict[str, str]]] = []
-        for index, (external_id, data) in enumerate(updates):
-            try:
-                ready.append((index, external_id, self._properties(data.changes(), stages, external_id)))
-            except FieldMappingError as error:
-                outcomes[index] = WriteOutcome(external_id, error)
+        ready, outcomes = mapped_updates(updates, lambda i, data: self._properties(data.changes(), stages, i))
         await self._add_options([properties for _, _, properties in ready if properties])
         lost: dict[int, BaseException] = {}
         for chunk in chunks([item for item in ready if item[2]], MAX_BATCH):

@@ -28,6 +28,7 @@ from crm_pipeline.crm.adapter import (
     WriteOutcome,
     batch_ids,
     create_by_upsert,
+    mapped_updates,
 )
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError, WriteRefusedError
 from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
@@ -201,13 +202,7 @@ class SalesforceAdapter(SalesforceContactsAndActivities, BatchReadAdapter):
         all land is an ``UncertainWriteError``. Any other failure of a request is the outcome of
         its records."""
         await self._setup()
-        outcomes: dict[int, WriteOutcome] = {}
-        ready: list[tuple[int, str, Record]] = []
-        for index, (external_id, data) in enumerate(updates):
-            try:
-                ready.append((index, external_id, self._values(data.changes(), external_id)))
-            except FieldMappingError as error:
-                outcomes[index] = WriteOutcome(external_id, error)
+        ready, outcomes = mapped_updates(updates, lambda i, data: self._values(data.changes(), i))
         held = await self._held_by_ids([i for _, i, fields in ready if self._needs_probability(fields)])
         sending: list[tuple[int, str, Record]] = []
         for index, external_id, fields in ready:
