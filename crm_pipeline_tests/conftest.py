@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
@@ -23,6 +23,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from crm_pipeline.demo import salesforce_custom_fields
+from crm_pipeline.emulation.control_client import ControlClient
 from crm_pipeline.hubspot_sandbox import HubSpotControl, HubSpotSandboxConfig, RunningHubSpot, serve_hubspot_in_thread
 from crm_pipeline.salesforce_sandbox import (
     INTEGRATION_USERNAME,
@@ -43,6 +44,15 @@ SALESFORCE_USERNAME = INTEGRATION_USERNAME
 """The local Salesforce's integration user (its default token's)."""
 SALESFORCE_CUSTOM_FIELDS = salesforce_custom_fields()
 """The custom Opportunity fields the Salesforce adapter maps, as an admin would create them."""
+
+
+def clock_sleep(control: ControlClient) -> Callable[[float], Awaitable[None]]:
+    """A retry policy's sleep that moves the local CRM's clock instead: retry waits never sleep."""
+
+    async def advance(seconds: float) -> None:
+        control.advance_clock(seconds)
+
+    return advance
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -7,7 +7,7 @@ and its clock. A new connector joins the suite by adding a builder to ``BUILDERS
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,13 +22,14 @@ from crm_pipeline.crm.hubspot import RetryPolicy as HubSpotRetryPolicy
 from crm_pipeline.crm.salesforce import RateLimit as SalesforceRateLimit
 from crm_pipeline.crm.salesforce import RetryPolicy as SalesforceRetryPolicy
 from crm_pipeline.crm.salesforce import SalesforceAdapter
+from crm_pipeline.emulation.control_client import ControlClient
 from crm_pipeline.hubspot_sandbox import DEFAULT_TOKEN as HUBSPOT_TOKEN
 from crm_pipeline.hubspot_sandbox import HubSpotControl, RunningHubSpot
 from crm_pipeline.salesforce_sandbox import DEFAULT_TOKEN as SALESFORCE_TOKEN
 from crm_pipeline.salesforce_sandbox import HUMAN_USER, RunningSalesforce, SalesforceControl, sandbox_salesforce
 from crm_pipeline.sandbox import DEFAULT_TOKEN as NOTION_TOKEN
 from crm_pipeline.sandbox import RunningSandbox, SandboxControl
-from crm_pipeline_tests.conftest import SALESFORCE_USERNAME
+from crm_pipeline_tests.conftest import SALESFORCE_USERNAME, clock_sleep
 from crm_pipeline_tests.crm.conftest import CONTACTS_SCHEMA, DEALS_SCHEMA, FAST_RETRY, UNPACED
 
 CLOCK = datetime(2026, 3, 2, 9, 30, 15, tzinfo=UTC)
@@ -59,6 +60,17 @@ class Connector:
         return adapter
 
 
+def answer_lost(control: ControlClient, requests: Mapping[str, tuple[str, str]]) -> Callable[[str], None]:
+    """``Connector.lose_next_answer`` of a local CRM: ``requests`` names the (path, method) of each
+    kind of write."""
+
+    def lose(kind: str) -> None:
+        path, method = requests[kind]
+        control.add_fault("503", path=path, method=method, applied=True)
+
+    return lose
+
+
 def notion_connector(server: RunningSandbox, control: SandboxControl) -> Connector:
     control.reset()
     control.configure(result_cap=RESULT_CAP)
@@ -82,13 +94,14 @@ def notion_connector(server: RunningSandbox, control: SandboxControl) -> Connect
             rate_limit=UNPACED,
         )
 
-    def lose(kind: str) -> None:
-        path, method = {
+    lose = answer_lost(
+        control,
+        {
             "create": ("/v1/pages", "POST"),
             "update": ("/v1/pages/*", "PATCH"),
             "activity": ("/v1/blocks/*/children", "PATCH"),
-        }[kind]
-        control.add_fault("503", path=path, method=method, applied=True)
+        },
+    )
 
     def rename(page_id: str, name: str) -> None:
         control.human_update_page(page_id, {"properties": {"Deal Name": {"title": [{"text": {"content": name}}]}}})
@@ -109,25 +122,23 @@ def hubspot_connector(server: RunningHubSpot, control: HubSpotControl) -> Connec
     control.set_clock(CLOCK)
     sdk = HubSpot(access_token=HUBSPOT_TOKEN, host=server.base_url)
 
-    async def advance(seconds: float) -> None:
-        control.advance_clock(seconds)
-
     def make() -> CRMAdapter:
         return HubSpotAdapter(
             HUBSPOT_TOKEN,
             base_url=server.base_url,
-            retry=HubSpotRetryPolicy(sleep=advance),
+            retry=HubSpotRetryPolicy(sleep=clock_sleep(control)),
             rate_limit=HubSpotRateLimit(per_ten_seconds=0, searches_per_second=0),
             search_result_cap=RESULT_CAP,
         )
 
-    def lose(kind: str) -> None:
-        path, method = {
+    lose = answer_lost(
+        control,
+        {
             "create": ("/crm/v3/objects/deals/batch/upsert", "POST"),
             "update": ("/crm/v3/objects/deals/batch/update", "POST"),
             "activity": ("/crm/v3/objects/notes", "POST"),
-        }[kind]
-        control.add_fault("503", path=path, method=method, applied=True)
+        },
+    )
 
     return Connector(
         "hubspot",
@@ -147,26 +158,24 @@ def salesforce_connector(server: RunningSalesforce, control: SalesforceControl) 
     control.grant_token("person-session", HUMAN_USER)
     person = sandbox_salesforce(server.base_url, "person-session")
 
-    async def advance(seconds: float) -> None:
-        control.advance_clock(seconds)
-
     def make() -> CRMAdapter:
         return SalesforceAdapter(
             SALESFORCE_TOKEN,
             instance_url=server.base_url,
             integration_username=SALESFORCE_USERNAME,
-            retry=SalesforceRetryPolicy(sleep=advance),
+            retry=SalesforceRetryPolicy(sleep=clock_sleep(control)),
             rate_limit=SalesforceRateLimit(per_minute=0),
             page_rows=RESULT_CAP,
         )
 
-    def lose(kind: str) -> None:
-        path, method = {
+    lose = answer_lost(
+        control,
+        {
             "create": ("*/composite/sobjects/Opportunity/Sync_Key__c", "PATCH"),
             "update": ("*/composite/sobjects", "PATCH"),
             "activity": ("*/sobjects/Task/", "POST"),
-        }[kind]
-        control.add_fault("503", path=path, method=method, applied=True)
+        },
+    )
 
     return Connector(
         "salesforce",

@@ -1,4 +1,5 @@
-"""Fixtures for the Notion adapter tests: a fresh workspace per test on the session's sandbox server."""
+"""Fixtures for the Notion adapter tests (a fresh workspace per test on the session's sandbox server),
+and the deal the HubSpot and Salesforce adapter tests write."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
 from typing import Any
+from uuid import UUID, uuid4
 
 import httpx
 import pytest
@@ -15,6 +19,7 @@ import pytest_asyncio
 from crm_pipeline.crm.notion import NotionAdapter, RateLimit, RetryPolicy
 from crm_pipeline.crm.notion.adapter import CONTACT_PROPERTY_MAP
 from crm_pipeline.crm.notion.properties import notion_properties_schema
+from crm_pipeline.models import OpportunityCreate
 from crm_pipeline.sandbox import DEFAULT_TOKEN, RunningSandbox, SandboxControl
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_wait=0.01, max_wait=0.05, retry_after_jitter=0.0)
@@ -103,3 +108,22 @@ async def notion(workspace: Workspace) -> AsyncIterator[NotionAdapter]:
     adapter = workspace.adapter()
     yield adapter
     await adapter.aclose()
+
+
+def deal(key: UUID | None = None, **fields: object) -> OpportunityCreate:
+    """A deal with every mapped field set (``fields`` replace some), under ``key`` or a new id."""
+    values: dict[str, object] = {
+        "name": "Acme rollout",
+        "deal_stage": "Proposal",
+        "estimated_value": Decimal("1500.00"),
+        "close_date": date(2026, 4, 30),
+        "product_line": "Platform",
+        "probability": Decimal("0.35"),
+        "source": "Referral",
+        "contact_name": "Ann Lee",
+        "contact_email": "ann@example.com",
+        "custom_notes": "Call after the holidays",
+        "override_stage": None,
+        "manual_tags": ["vip", "q2"],
+    }
+    return OpportunityCreate(id=key or uuid4(), **(values | fields))

@@ -4,9 +4,9 @@ lossless values, change reads with history, the recycling bin, merges, notes, re
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import timedelta
 from decimal import Decimal
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 import pytest_asyncio
@@ -24,42 +24,22 @@ from crm_pipeline.models import (
     OpportunityRead,
     OpportunityUpdate,
 )
-from crm_pipeline_tests.conftest import HUBSPOT_CLOCK
+from crm_pipeline_tests.conftest import HUBSPOT_CLOCK, clock_sleep
+from crm_pipeline_tests.crm.conftest import deal
 
 
 @pytest_asyncio.fixture
 async def adapter(hubspot_sandbox: RunningHubSpot, hubspot_control: HubSpotControl) -> AsyncIterator[HubSpotAdapter]:
-    async def advance(seconds: float) -> None:  # retry waits move the sandbox clock, never sleep
-        hubspot_control.advance_clock(seconds)
-
     adapter = HubSpotAdapter(
         DEFAULT_TOKEN,
         base_url=hubspot_sandbox.base_url,
         tenant_id="acme",
-        retry=RetryPolicy(sleep=advance),
+        retry=RetryPolicy(sleep=clock_sleep(hubspot_control)),
         rate_limit=RateLimit(per_ten_seconds=0, searches_per_second=0),
         overlap=timedelta(seconds=30),
     )
     yield adapter
     await adapter.aclose()
-
-
-def deal(key: UUID | None = None, **fields: object) -> OpportunityCreate:
-    values: dict[str, object] = {
-        "name": "Acme rollout",
-        "deal_stage": "Proposal",
-        "estimated_value": Decimal("1500.00"),
-        "close_date": date(2026, 4, 30),
-        "product_line": "Platform",
-        "probability": Decimal("0.35"),
-        "source": "Referral",
-        "contact_name": "Ann Lee",
-        "contact_email": "ann@example.com",
-        "custom_notes": "Call after the holidays",
-        "override_stage": None,
-        "manual_tags": ["vip", "q2"],
-    }
-    return OpportunityCreate(id=key or uuid4(), **(values | fields))
 
 
 async def test_values_round_trip_as_hubspot_strings_without_loss(

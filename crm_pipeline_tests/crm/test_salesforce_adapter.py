@@ -6,10 +6,10 @@ appended once, deletes, an expired token and the allowance floor."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import pytest
 import pytest_asyncio
@@ -38,21 +38,19 @@ from crm_pipeline.salesforce_sandbox import (
     SalesforceControl,
     sandbox_salesforce,
 )
-from crm_pipeline_tests.conftest import SALESFORCE_CUSTOM_FIELDS, SALESFORCE_USERNAME
+from crm_pipeline_tests.conftest import SALESFORCE_CUSTOM_FIELDS, SALESFORCE_USERNAME, clock_sleep
+from crm_pipeline_tests.crm.conftest import deal
 
 pytestmark = pytest.mark.integration
 
 
 def make_adapter(server: RunningSalesforce, control: SalesforceControl, **overrides: Any) -> SalesforceAdapter:
-    async def advance(seconds: float) -> None:  # retry waits move the sandbox clock, never sleep
-        control.advance_clock(seconds)
-
     settings: dict[str, Any] = {
         "instance_url": server.base_url,
         "tenant_id": "acme",
         "token_ref": "env ACME_SALESFORCE_TOKEN",
         "integration_username": SALESFORCE_USERNAME,
-        "retry": RetryPolicy(sleep=advance),
+        "retry": RetryPolicy(sleep=clock_sleep(control)),
         "rate_limit": RateLimit(per_minute=0),
         "overlap": timedelta(seconds=30),
     }
@@ -66,24 +64,6 @@ async def adapter(
     adapter = make_adapter(salesforce_org, salesforce_control)
     yield adapter
     await adapter.aclose()
-
-
-def deal(key: UUID | None = None, **fields: object) -> OpportunityCreate:
-    values: dict[str, object] = {
-        "name": "Acme rollout",
-        "deal_stage": "Proposal",
-        "estimated_value": Decimal("1500.00"),
-        "close_date": date(2026, 4, 30),
-        "product_line": "Platform",
-        "probability": Decimal("0.35"),
-        "source": "Referral",
-        "contact_name": "Ann Lee",
-        "contact_email": "ann@example.com",
-        "custom_notes": "Call after the holidays",
-        "override_stage": None,
-        "manual_tags": ["vip", "q2"],
-    }
-    return OpportunityCreate(id=key or uuid4(), **(values | fields))
 
 
 def stored(control: SalesforceControl, record_id: str) -> dict[str, Any]:

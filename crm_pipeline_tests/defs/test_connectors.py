@@ -4,8 +4,11 @@ Notion, listed in one tenants file."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
 
 import dagster as dg
 import pytest
@@ -38,33 +41,85 @@ pytestmark = pytest.mark.integration
 
 HUBSPOT_TOKEN_ENV = "CRM_PIPELINE_TEST_HUBSPOT_TOKEN"
 SALESFORCE_TOKEN_ENV = "CRM_PIPELINE_TEST_SALESFORCE_TOKEN"
+AdapterT = TypeVar("AdapterT")
+
+
+def connect_without_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+    tenant: TenantConnection,
+    port: str,
+    connect: Callable[[TenantConnection, RequestCount], AdapterT],
+) -> AdapterT:
+    """``connect`` with the tenant's token unset and ``CRM_PIPELINE_<CONNECTOR>_SANDBOX_PORT`` set,
+    as ``crm-pipeline dev`` runs it (settings read afresh, then dropped)."""
+    assert tenant.token_env is not None
+    monkeypatch.delenv(tenant.token_env, raising=False)
+    monkeypatch.setenv(f"CRM_PIPELINE_{tenant.connector.upper()}_SANDBOX_PORT", port)
+    get_settings.cache_clear()
+    try:
+        return connect(tenant, RequestCount())
+    finally:
+        get_settings.cache_clear()
+
+
+BesideANotionTenant = Callable[[TenantConnection], Awaitable[tuple[dict[str, Any], dict[str, Any]]]]
+
+
+@pytest.fixture
+def beside_a_notion_tenant(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    control: SandboxControl,
+    tenant: str,
+    tmp_path: Path,
+) -> BesideANotionTenant:
+    """The resources of one tenants file naming ``tenant`` on a new Notion Deals database (the
+    sandbox reset) and a CRM tenant (registered in the store), and that database: a pass of the
+    CRM tenant must leave the Notion one alone."""
+
+    async def resources(crm_tenant: TenantConnection) -> tuple[dict[str, Any], dict[str, Any]]:
+        control.reset()
+        await repository.register_tenant(crm_tenant.tenant_id)
+        deals = deals_database(control)
+        connections = [
+            TenantConnection(tenant_id=tenant, database_id=deals["database_id"], token_env=UNSET_TOKEN_ENV),
+            crm_tenant,
+        ]
+        return resources_for(database, sandbox_server, connections, tmp_path / "tenants.toml"), deals
+
+    return resources
+
+
+async def assert_the_next_pass_pulls_the_rename(
+    instance: dg.DagsterInstance, resources: dict[str, Any], repository: DealRepository, tenant_id: str, deal_id: UUID
+) -> None:
+    """After a person renamed the deal's record in the CRM to "Initech expansion (EU)"."""
+    again = await sync_tenant(instance, resources, tenant_id)
+    assert again.success and metadata(again, "inbound_sync")["pulled"] == 1
+    stored = await repository.get_opportunity(tenant_id, deal_id)
+    assert stored is not None and stored.name == "Initech expansion (EU)"
 
 
 async def test_a_hubspot_tenant_and_a_notion_tenant_sync_through_the_same_graph(
     database: Database,
     repository: DealRepository,
-    sandbox_server: RunningSandbox,
+    beside_a_notion_tenant: BesideANotionTenant,
     control: SandboxControl,
     hubspot_server: RunningHubSpot,
     hubspot_control: HubSpotControl,
     tenant: str,
     instance: dg.DagsterInstance,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    control.reset()
     hubspot_control.reset()
     monkeypatch.setenv(HUBSPOT_TOKEN_ENV, DEFAULT_TOKEN)
     on_hubspot = f"{tenant}-hs"
-    await repository.register_tenant(on_hubspot)
-    deals = deals_database(control)
-    connections = [
-        TenantConnection(tenant_id=tenant, database_id=deals["database_id"], token_env=UNSET_TOKEN_ENV),
+    resources, deals = await beside_a_notion_tenant(
         TenantConnection(
             tenant_id=on_hubspot, connector="hubspot", token_env=HUBSPOT_TOKEN_ENV, base_url=hubspot_server.base_url
         ),
-    ]
-    resources = resources_for(database, sandbox_server, connections, tmp_path / "tenants.toml")
+    )
     hubspot_deal = await repository.create_opportunity(on_hubspot, OpportunityCreate(name="Initech expansion"))
     await repository.create_opportunity(tenant, OpportunityCreate(name="Acme renewal"))
 
@@ -85,10 +140,7 @@ async def test_a_hubspot_tenant_and_a_notion_tenant_sync_through_the_same_graph(
     # A person renames the deal in HubSpot; the next pass brings it back to PostgreSQL.
     hubspot_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
     hubspot_control.ui_edit("deals", record["id"], {"dealname": "Initech expansion (EU)"})
-    again = await sync_tenant(instance, resources, on_hubspot)
-    assert again.success and metadata(again, "inbound_sync")["pulled"] == 1
-    stored = await repository.get_opportunity(on_hubspot, hubspot_deal.id)
-    assert stored is not None and stored.name == "Initech expansion (EU)"
+    await assert_the_next_pass_pulls_the_rename(instance, resources, repository, on_hubspot, hubspot_deal.id)
 
     # The Notion tenant of the same file goes to Notion, and to Notion only, each request paced
     # through the request budget in the deal store that every run on its token shares.
@@ -147,13 +199,7 @@ def test_hubspot_paces_by_its_own_budget_and_without_a_token_uses_the_local_hubs
 ) -> None:
     tenant = TenantConnection(tenant_id="acme", connector="hubspot", token_env=HUBSPOT_TOKEN_ENV)
     assert CRMConnectionResource().requests_per_minute(tenant) == 540  # 90 in any ten seconds, under HubSpot's 100
-    monkeypatch.delenv(HUBSPOT_TOKEN_ENV, raising=False)
-    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", "18766")
-    get_settings.cache_clear()
-    try:
-        local = HubSpotConnector().connect(tenant, RequestCount())
-    finally:
-        get_settings.cache_clear()
+    local = connect_without_a_token(monkeypatch, tenant, "18766", HubSpotConnector().connect)
     assert local.base_url == "http://127.0.0.1:18766"  # where `crm-pipeline dev` serves the local HubSpot
     monkeypatch.setenv(HUBSPOT_TOKEN_ENV, "pat-na1-real")
     assert HubSpotConnector().connect(tenant, RequestCount()).base_url is None  # HubSpot's public API
@@ -181,23 +227,18 @@ async def test_hubspot_requests_are_counted_retries_included(
 async def test_a_salesforce_tenant_syncs_through_the_same_graph_paced_by_the_shared_budget(
     database: Database,
     repository: DealRepository,
-    sandbox_server: RunningSandbox,
+    beside_a_notion_tenant: BesideANotionTenant,
     control: SandboxControl,
     salesforce_org: RunningSalesforce,
     salesforce_control: SalesforceControl,
     tenant: str,
     instance: dg.DagsterInstance,
-    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    control.reset()
     salesforce_control.real_clock()
     monkeypatch.setenv(SALESFORCE_TOKEN_ENV, SALESFORCE_TOKEN)
     on_salesforce = f"{tenant}-sf"
-    await repository.register_tenant(on_salesforce)
-    deals = deals_database(control)
-    connections = [
-        TenantConnection(tenant_id=tenant, database_id=deals["database_id"], token_env=UNSET_TOKEN_ENV),
+    resources, deals = await beside_a_notion_tenant(
         TenantConnection(
             tenant_id=on_salesforce,
             connector="salesforce",
@@ -205,8 +246,7 @@ async def test_a_salesforce_tenant_syncs_through_the_same_graph_paced_by_the_sha
             base_url=salesforce_org.base_url,
             integration_username=INTEGRATION_USERNAME,
         ),
-    ]
-    resources = resources_for(database, sandbox_server, connections, tmp_path / "tenants.toml")
+    )
     paced = SalesforceConnector(per_minute=6000, max_attempts=1)  # a window each request reserves a slot of
     resources["crm"] = CRMConnectionResource(notion=resources["crm"].notion, salesforce=paced)
     deal = await repository.create_opportunity(
@@ -231,10 +271,7 @@ async def test_a_salesforce_tenant_syncs_through_the_same_graph_paced_by_the_sha
     # A person renames the opportunity in Salesforce; the next pass brings it back to PostgreSQL.
     salesforce_control.set_clock(datetime.now(UTC) + timedelta(seconds=1))
     salesforce_control.person_edit("Opportunity", record["Id"], {"Name": "Initech expansion (EU)"})
-    again = await sync_tenant(instance, resources, on_salesforce)
-    assert again.success and metadata(again, "inbound_sync")["pulled"] == 1
-    stored = await repository.get_opportunity(on_salesforce, deal.id)
-    assert stored is not None and stored.name == "Initech expansion (EU)"
+    await assert_the_next_pass_pulls_the_rename(instance, resources, repository, on_salesforce, deal.id)
 
 
 def test_salesforce_paces_by_its_own_budget_and_without_a_token_uses_the_local_salesforce(
@@ -242,13 +279,7 @@ def test_salesforce_paces_by_its_own_budget_and_without_a_token_uses_the_local_s
 ) -> None:
     tenant = TenantConnection(tenant_id="acme", connector="salesforce", token_env=SALESFORCE_TOKEN_ENV)
     assert CRMConnectionResource().requests_per_minute(tenant) == 300  # an org's rolling minute
-    monkeypatch.delenv(SALESFORCE_TOKEN_ENV, raising=False)
-    monkeypatch.setenv("CRM_PIPELINE_SALESFORCE_SANDBOX_PORT", "18767")
-    get_settings.cache_clear()
-    try:
-        local = SalesforceConnector().connect(tenant, RequestCount())
-    finally:
-        get_settings.cache_clear()
+    local = connect_without_a_token(monkeypatch, tenant, "18767", SalesforceConnector().connect)
     assert local.instance_url == "http://127.0.0.1:18767"  # where `crm-pipeline dev` serves the local Salesforce
     monkeypatch.setenv(SALESFORCE_TOKEN_ENV, "00Dreal!token")
     with pytest.raises(InstanceConfigError, match="configure its org's instance URL"):

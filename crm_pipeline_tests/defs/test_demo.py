@@ -4,6 +4,7 @@ on both sides under each ownership rule, for the Notion tenant, the HubSpot one 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,53 @@ def conflicts_decided(result: dg.ExecuteInProcessResult) -> set[tuple[str, str, 
     header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table.splitlines()]
     columns = [header.index(name) for name in ("deal", "field", "written to", "rule")]
     return {(row[columns[0]], row[columns[1]], row[columns[2]], row[columns[3]]) for row in rows}
+
+
+LocalFirstPass = Callable[
+    [str, str, Callable[[str], Awaitable[None]], str], Awaitable[tuple[dg.ExecuteInProcessResult, dict[str, Any]]]
+]
+"""``(connector, base_url, seed, demo_tenant)``: the first pass and the resources it ran with."""
+
+
+@pytest.fixture
+def first_pass_on_the_local_crm(
+    database: Database,
+    repository: DealRepository,
+    sandbox_server: RunningSandbox,
+    instance: dg.DagsterInstance,
+    tenant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> LocalFirstPass:
+    """The demo's first pass of a tenant on a local CRM (its control reset by the test), as
+    ``crm-pipeline dev`` makes it: no token and no base URL in the connection, the local server
+    on ``CRM_PIPELINE_<CONNECTOR>_SANDBOX_PORT``, seeded by ``seed(base_url)``."""
+
+    async def first_pass(
+        connector: str, base_url: str, seed: Callable[[str], Awaitable[None]], demo_tenant: str
+    ) -> tuple[dg.ExecuteInProcessResult, dict[str, Any]]:
+        monkeypatch.setenv(f"CRM_PIPELINE_{connector.upper()}_SANDBOX_PORT", base_url.rsplit(":", 1)[1])
+        get_settings.cache_clear()
+        await seed(base_url)
+        await seed_demo(repository, tenant, demo_tenant)
+        connection = TenantConnection(tenant_id=tenant, connector=connector, token_env=UNSET_TOKEN_ENV)
+        resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
+        try:
+            return await sync_tenant(instance, resources, tenant), resources
+        finally:
+            get_settings.cache_clear()
+
+    return first_pass
+
+
+async def assert_the_second_pass_changes_nothing(
+    instance: dg.DagsterInstance, resources: dict[str, Any], tenant: str
+) -> None:
+    """Once the first pass has settled both sides, a pass after it finds nothing to decide or create."""
+    again = await sync_tenant(instance, resources, tenant)
+    assert again.success and all(check_results(again).values())
+    assert metadata(again, "reconciled_deals")["conflicts"] == 0
+    assert metadata(again, "outbound_sync")["created"] == metadata(again, "inbound_sync")["created"] == 0
 
 
 async def test_the_notion_demo_tenant_first_pass(
@@ -96,35 +144,20 @@ async def test_the_notion_demo_tenant_first_pass(
     assert deals["Umbrella security add-on"].manual_tags == ["security", "priority"]
     assert deals["Wayne Enterprises data migration"].override_stage == "Closed Won"
 
-    again = await sync_tenant(instance, resources, tenant)
-    assert again.success and all(check_results(again).values())
-    assert metadata(again, "reconciled_deals")["conflicts"] == 0
-    assert metadata(again, "outbound_sync")["created"] == metadata(again, "inbound_sync")["created"] == 0
+    await assert_the_second_pass_changes_nothing(instance, resources, tenant)
 
 
 async def test_the_hubspot_demo_tenant_first_pass_on_the_local_hubspot(
-    database: Database,
+    first_pass_on_the_local_crm: LocalFirstPass,
     repository: DealRepository,
-    sandbox_server: RunningSandbox,
     hubspot_server: RunningHubSpot,
     hubspot_control: HubSpotControl,
-    instance: dg.DagsterInstance,
     tenant: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No token and no base URL in the connection: the local HubSpot on CRM_PIPELINE_HUBSPOT_SANDBOX_PORT."""
-    monkeypatch.setenv("CRM_PIPELINE_HUBSPOT_SANDBOX_PORT", hubspot_server.base_url.rsplit(":", 1)[1])
-    get_settings.cache_clear()
     hubspot_control.reset()
-    await seed_demo_hubspot(hubspot_server.base_url)
-    await seed_demo(repository, tenant, HUBSPOT_DEMO_TENANT)
-    connection = TenantConnection(tenant_id=tenant, connector="hubspot", token_env=UNSET_TOKEN_ENV)
-    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
-    try:
-        result = await sync_tenant(instance, resources, tenant)
-    finally:
-        get_settings.cache_clear()
+    result, _ = await first_pass_on_the_local_crm(
+        "hubspot", hubspot_server.base_url, seed_demo_hubspot, HUBSPOT_DEMO_TENANT
+    )
 
     assert result.success
     assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
@@ -154,29 +187,18 @@ async def test_the_hubspot_demo_tenant_first_pass_on_the_local_hubspot(
 
 
 async def test_the_salesforce_demo_tenant_first_pass_on_the_local_salesforce(
-    database: Database,
+    first_pass_on_the_local_crm: LocalFirstPass,
     repository: DealRepository,
-    sandbox_server: RunningSandbox,
     salesforce_server: RunningSalesforce,
     salesforce_control: SalesforceControl,
     instance: dg.DagsterInstance,
     tenant: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """No token and no base URL in the connection: the local Salesforce on
-    CRM_PIPELINE_SALESFORCE_SANDBOX_PORT, as its integration user."""
-    monkeypatch.setenv("CRM_PIPELINE_SALESFORCE_SANDBOX_PORT", salesforce_server.base_url.rsplit(":", 1)[1])
-    get_settings.cache_clear()
+    """As its integration user."""
     salesforce_control.reset()
-    await seed_demo_salesforce(salesforce_server.base_url)
-    await seed_demo(repository, tenant, SALESFORCE_DEMO_TENANT)
-    connection = TenantConnection(tenant_id=tenant, connector="salesforce", token_env=UNSET_TOKEN_ENV)
-    resources = resources_for(database, sandbox_server, [connection], tmp_path / "tenants.toml")
-    try:
-        result = await sync_tenant(instance, resources, tenant)
-    finally:
-        get_settings.cache_clear()
+    result, resources = await first_pass_on_the_local_crm(
+        "salesforce", salesforce_server.base_url, seed_demo_salesforce, SALESFORCE_DEMO_TENANT
+    )
 
     assert result.success
     assert check_results(result) == dict.fromkeys(ALL_CHECKS, True)
@@ -220,10 +242,7 @@ async def test_the_salesforce_demo_tenant_first_pass_on_the_local_salesforce(
         "Proposal",
     )
 
-    again = await sync_tenant(instance, resources, tenant)
-    assert again.success and all(check_results(again).values())
-    assert metadata(again, "reconciled_deals")["conflicts"] == 0
-    assert metadata(again, "outbound_sync")["created"] == metadata(again, "inbound_sync")["created"] == 0
+    await assert_the_second_pass_changes_nothing(instance, resources, tenant)
 
 
 def _text(page: dict[str, Any], name: str) -> str:

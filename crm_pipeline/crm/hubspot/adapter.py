@@ -19,18 +19,18 @@ of the next, so all share one object's caches and set-up lock.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
 from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
+    BatchReadAdapter,
     UpsertOutcome,
     WriteOutcome,
     batch_ids,
     create_by_upsert,
-    listed,
+    mapped_updates,
 )
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.hubspot.activities import HubSpotContactsAndActivities
@@ -40,11 +40,8 @@ from crm_pipeline.crm.hubspot.errors import RestoreUnsupportedError
 from crm_pipeline.crm.hubspot.mapping import SYNC_KEY
 from crm_pipeline.crm.hubspot.setup import DEALS, HubSpotDiscovery
 from crm_pipeline.models import (
-    ChangeRecord,
     ExternalOpportunityRead,
     OpportunityCreate,
-    OpportunityFilter,
-    OpportunityRead,
     OpportunityUpdate,
 )
 
@@ -52,7 +49,7 @@ from crm_pipeline.models import (
 __all__ = ["HubSpotAdapter", "HubSpotDiscovery"]
 
 
-class HubSpotAdapter(HubSpotContactsAndActivities):
+class HubSpotAdapter(HubSpotContactsAndActivities, BatchReadAdapter):
     """A HubSpot portal's deals as a CRM backend; ids are HubSpot record ids (digits, as text).
 
     Nothing touches the network before the first call: the pipeline's stage ids and the custom
@@ -67,28 +64,8 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
         write_batch_size=MAX_BATCH,
     )
 
-    # --- the eight --------------------------------------------------------------------------------
-
     async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
         return await create_by_upsert(self, opportunity, {f: p.name for f, p in self.property_map.items()})
-
-    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
-        await self.write_opportunity(external_id, data)
-
-    async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
-        found = await self._by_ids([external_id])
-        return found[0] if found else None
-
-    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
-        """Every deal page by page (lists have no result cap, unlike search), live, archived or
-        both, then filtered, ordered and paged."""
-        modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
-        return listed([r for archived in modes for r in await self._list_all(archived)], filters)
-
-    async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
-        return (await self.read_changes(since.isoformat())).changes
-
-    # --- beyond the eight ---------------------------------------------------------------------------
 
     async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
         """Batch upserts keyed on the sync key, 100 records a request, one outcome per record.
@@ -167,12 +144,6 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
         answer = await self.api.batch_read(DEALS, keys, [SYNC_KEY.name], id_property=SYNC_KEY.name)
         return {r.properties.get(SYNC_KEY.name) or "" for r in answer.results}
 
-    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
-        """The deals with these ids, 50 a request with history, archived ones as ``in_trash``;
-        missing ones left out. An id merged into another deal answers as that deal
-        (``self.merged`` remembers the pair)."""
-        return list[OpportunityRead](await self._by_ids(external_ids))
-
     async def write_opportunity(self, external_id: str, data: OpportunityUpdate) -> ExternalOpportunityRead:
         """Update the deal's set fields, then read it as written. Never resent blindly: after a
         lost answer the deal is read back and returned if every value landed, else
@@ -209,13 +180,7 @@ class HubSpotAdapter(HubSpotContactsAndActivities):
         the batch's deals are read back, and one whose values did not all land is an
         ``UncertainWriteError``. Any other failure of a request is the outcome of its deals."""
         stages = await self._stages()
-        outcomes: dict[int, WriteOutcome] = {}
-        ready: list[tuple[int, str, dict[str, str]]] = []
-        for index, (external_id, data) in enumerate(updates):
-            try:
-                ready.append((index, external_id, self._properties(data.changes(), stages, external_id)))
-            except FieldMappingError as error:
-                outcomes[index] = WriteOutcome(external_id, error)
+        ready, outcomes = mapped_updates(updates, lambda i, data: self._properties(data.changes(), stages, i))
         await self._add_options([properties for _, _, properties in ready if properties])
         lost: dict[int, BaseException] = {}
         for chunk in chunks([item for item in ready if item[2]], MAX_BATCH):

@@ -40,7 +40,8 @@ class HubSpotDealReads(HubSpotSetup):
         """Live deals first; ids not found live are looked for in the recycling bin (one more
         request, only then), so a deleted deal reads as deleted (``in_trash``), not as gone. A deal
         that cannot be mapped raises ``FieldMappingError``, as on Notion: left out, it would read
-        as deleted."""
+        as deleted. An id merged into another deal answers as that deal (``self.merged`` remembers
+        the pair)."""
         wanted = {i: n for n, i in enumerate(external_ids)}
         found: dict[str, ExternalOpportunityRead] = {}
         for record in await self._read(external_ids):
@@ -191,7 +192,8 @@ class HubSpotDealReads(HubSpotSetup):
         )
 
     async def _list_all(self, archived: bool) -> list[ExternalOpportunityRead]:
-        """Every live (or archived) deal: ids listed page by page, then read with history."""
+        """Every live (or archived) deal: ids listed page by page (lists have no result cap, unlike
+        search), then read with history."""
         ids: list[str] = []
         after: str | None = None
         while True:

@@ -18,17 +18,17 @@ contacts and activities (activities.py), then here the writes.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from uuid import UUID
 
 from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
+    BatchReadAdapter,
     UpsertOutcome,
     WriteOutcome,
     batch_ids,
     create_by_upsert,
-    listed,
+    mapped_updates,
 )
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError, WriteRefusedError
 from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
@@ -38,11 +38,8 @@ from crm_pipeline.crm.salesforce.deal_reads import IDS_PER_QUERY, _in, answered_
 from crm_pipeline.crm.salesforce.mapping import SYNC_KEY_FIELD, sync_key_text
 from crm_pipeline.crm.salesforce.setup import OPPORTUNITY, SalesforceDiscovery
 from crm_pipeline.models import (
-    ChangeRecord,
     ExternalOpportunityRead,
     OpportunityCreate,
-    OpportunityFilter,
-    OpportunityRead,
     OpportunityUpdate,
 )
 
@@ -51,7 +48,7 @@ GONE_CODES = frozenset({"ENTITY_IS_DELETED", "NOT_FOUND", "INVALID_CROSS_REFEREN
 _NOT_LIVE = "no such live opportunity (deleted or in the Recycle Bin)"
 
 
-class SalesforceAdapter(SalesforceContactsAndActivities):
+class SalesforceAdapter(SalesforceContactsAndActivities, BatchReadAdapter):
     """A Salesforce org's opportunities as a CRM backend; ids are 18-character record ids."""
 
     capabilities = AdapterCapabilities(
@@ -62,31 +59,8 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         write_batch_size=MAX_COLLECTION,
     )
 
-    # --- the eight --------------------------------------------------------------------------------
-
     async def create_opportunity(self, opportunity: OpportunityCreate) -> str:
         return await create_by_upsert(self, opportunity, {f: spec.name for f, spec in self.field_map.items()})
-
-    async def update_opportunity(self, external_id: str, data: OpportunityUpdate) -> None:
-        await self.write_opportunity(external_id, data)
-
-    async def get_opportunity(self, external_id: str) -> ExternalOpportunityRead | None:
-        found = await self._by_ids([external_id])
-        return found[0] if found else None
-
-    async def list_opportunities(self, filters: OpportunityFilter) -> list[OpportunityRead]:
-        """Every record (live, deleted or both) read page by page, then filtered, ordered and paged."""
-        modes = {False: [False], True: [True], None: [False, True]}[filters.archived]
-        return listed([r for deleted in modes for r in await self._list_all(deleted=deleted)], filters)
-
-    async def get_changes_since(self, since: datetime) -> list[ChangeRecord]:
-        return (await self.read_changes(since.isoformat())).changes
-
-    # --- beyond the eight ---------------------------------------------------------------------------
-
-    async def get_opportunities(self, external_ids: Sequence[str]) -> list[OpportunityRead]:
-        """The records with these ids, 200 a query, deleted ones as ``in_trash``."""
-        return list[OpportunityRead](await self._by_ids(external_ids))
 
     async def upsert_opportunities(self, records: Sequence[OpportunityCreate]) -> list[UpsertOutcome]:
         """Collections upserts keyed on ``Sync_Key__c``, 200 records a request, one outcome each.
@@ -228,13 +202,7 @@ class SalesforceAdapter(SalesforceContactsAndActivities):
         all land is an ``UncertainWriteError``. Any other failure of a request is the outcome of
         its records."""
         await self._setup()
-        outcomes: dict[int, WriteOutcome] = {}
-        ready: list[tuple[int, str, Record]] = []
-        for index, (external_id, data) in enumerate(updates):
-            try:
-                ready.append((index, external_id, self._values(data.changes(), external_id)))
-            except FieldMappingError as error:
-                outcomes[index] = WriteOutcome(external_id, error)
+        ready, outcomes = mapped_updates(updates, lambda i, data: self._values(data.changes(), i))
         held = await self._held_by_ids([i for _, i, fields in ready if self._needs_probability(fields)])
         sending: list[tuple[int, str, Record]] = []
         for index, external_id, fields in ready:

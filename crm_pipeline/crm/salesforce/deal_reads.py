@@ -94,8 +94,9 @@ class SalesforceDealReads(SalesforceSetup):
                 self._id_by_key[key] = str(found[0]["Id"])
         return self._id_by_key.get(key)
 
-    async def _list_all(self, *, deleted: bool) -> list[ExternalOpportunityRead]:
-        rows = await self._rows(f"IsDeleted = {str(deleted).upper()}", include_deleted=deleted)
+    async def _list_all(self, archived: bool) -> list[ExternalOpportunityRead]:
+        """Every live record, or every one in the Recycle Bin (``archived``)."""
+        rows = await self._rows(f"IsDeleted = {str(archived).upper()}", include_deleted=archived)
         return await self._records(rows)
 
     # --- changes ------------------------------------------------------------------------------------
