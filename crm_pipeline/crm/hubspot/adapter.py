@@ -25,13 +25,11 @@ from uuid import UUID
 from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
-    BatchReadAdapter,
     UpsertOutcome,
     WriteOutcome,
     batch_ids,
-    create_by_upsert,
-    mapped_updates,
 )
+from crm_pipeline.crm.batch_adapter import BatchReadAdapter, create_by_upsert, mapped_updates
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError
 from crm_pipeline.crm.hubspot.activities import HubSpotContactsAndActivities
 from crm_pipeline.crm.hubspot.api import MAX_BATCH

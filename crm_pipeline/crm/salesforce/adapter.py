@@ -23,13 +23,11 @@ from uuid import UUID
 from crm_pipeline.batches import chunks
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
-    BatchReadAdapter,
     UpsertOutcome,
     WriteOutcome,
     batch_ids,
-    create_by_upsert,
-    mapped_updates,
 )
+from crm_pipeline.crm.batch_adapter import BatchReadAdapter, create_by_upsert, mapped_updates
 from crm_pipeline.crm.errors import FieldMappingError, RecordGoneError, UncertainWriteError, WriteRefusedError
 from crm_pipeline.crm.salesforce.activities import SalesforceContactsAndActivities
 from crm_pipeline.crm.salesforce.api import MAX_COLLECTION, Record, SaveResult
