@@ -11,7 +11,8 @@ from uuid import uuid4
 
 import pytest
 
-from crm_pipeline.crm.adapter import UpsertOutcome, create_by_upsert, listed
+from crm_pipeline.crm.adapter import UpsertOutcome, listed
+from crm_pipeline.crm.batch_adapter import create_by_upsert
 from crm_pipeline.crm.errors import FieldMappingError, WriteRefusedError
 from crm_pipeline.models import OpportunityCreate, OpportunityFilter, OpportunityRead
 

@@ -191,6 +191,6 @@ async def test_a_rejected_salesforce_token_leaves_no_trace_of_itself(
     assert not result.success
     recorded = _everything_recorded(instance, result.run_id)
     said = "env:ACME_SALESFORCE_TOKEN" if reference == "token_env" else "stored (encrypted)"
-    assert f"Salesforce refused the access token from {said} (INVALID_SESSION_ID" in recorded
+    assert f"Salesforce refused the access token from {said} (expired or revoked)" in recorded
     _assert_secret_absent(recorded, SALESFORCE_TOKEN)
     _assert_secret_absent(recorded, key)
