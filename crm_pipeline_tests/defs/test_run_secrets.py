@@ -31,7 +31,7 @@ from crm_pipeline.tenants.tenants_file import read_tenants_file, save_tenants
 from crm_pipeline_tests.defs.conftest import TenantWorld, resources_for, sync_tenant
 
 TOKEN = "ntn_Qr8Lm2Xz6Wv4Tb"
-SALESFORCE_TOKEN = "00DXx0000001gEr!AQ3Jv9Rm5Ty1Bn"
+SALESFORCE_TOKEN = "00DXx7Kq9Wz3gEr!AQ3Jv9Rm5Ty1Bn"  # no run of digits a record could hold by chance
 PASSWORD = "Pw@Zq7Xk9Vw3Jm"  # random characters: no fragment of them occurs in code or messages
 
 
