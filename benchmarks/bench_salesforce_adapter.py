@@ -52,11 +52,14 @@ from bench_repository import drop_database  # noqa: E402
 from report import emit  # noqa: E402
 
 from crm_pipeline.crm import PostgresAdapter  # noqa: E402
-from crm_pipeline.crm.salesforce import SALESFORCE_FIELD_MAP, AllowanceFloorError, SalesforceAdapter  # noqa: E402
+from crm_pipeline.crm.salesforce import AllowanceFloorError, SalesforceAdapter  # noqa: E402
 from crm_pipeline.crm.salesforce.api import MAX_COLLECTION  # noqa: E402
+from crm_pipeline.crm.salesforce.setup import CHANGE_OVERLAP  # noqa: E402
+from crm_pipeline.demo import salesforce_custom_fields  # noqa: E402
 from crm_pipeline.models import OpportunityCreate, OpportunityUpdate, SyncResult  # noqa: E402
 from crm_pipeline.salesforce_sandbox import (  # noqa: E402
     DEFAULT_TOKEN,
+    INTEGRATION_USERNAME,
     SalesforceControl,
     SalesforceSandboxConfig,
     serve_salesforce_in_thread,
@@ -71,11 +74,8 @@ ENTERPRISE_DAILY = 100_000
 SMALL_ALLOWANCE = 1_000
 ABOVE_FLOOR = 12
 """Requests the small org has left above the adapter's floor when the allowance run starts."""
-OVERLAP_S = 300
-"""The adapter's default overlap of change reads."""
-USERNAME = "integration@sandbox.example"
 CLOSE = date(2026, 6, 30)
-CUSTOM_FIELDS = [{"name": spec.name, "type": "string"} for spec in SALESFORCE_FIELD_MAP.values() if spec.custom]
+CUSTOM_FIELDS = salesforce_custom_fields()
 
 
 def full(key: UUID, i: int, stage: str) -> OpportunityCreate:
@@ -93,7 +93,7 @@ def full(key: UUID, i: int, stage: str) -> OpportunityCreate:
 
 
 def adapter(base_url: str) -> SalesforceAdapter:
-    return SalesforceAdapter(DEFAULT_TOKEN, instance_url=base_url, integration_username=USERNAME)
+    return SalesforceAdapter(DEFAULT_TOKEN, instance_url=base_url, integration_username=INTEGRATION_USERNAME)
 
 
 def requests_of(control: SalesforceControl) -> int:
@@ -199,7 +199,7 @@ async def quiet_passes(settings: Settings, base_url: str, control: SalesforceCon
         one_deal = requests_of(control)
         tenant, burst_deals = await synced_tenant(database, base_url, control, burst)
         after_burst, burst_elapsed = await measured_pass(database, tenant, base_url, control)
-        control.advance_clock(OVERLAP_S + 60)
+        control.advance_clock(CHANGE_OVERLAP.total_seconds() + 60)
         await measured_pass(database, tenant, base_url, control)  # its read ran an overlap past the burst
         settled, settled_elapsed = await measured_pass(database, tenant, base_url, control)
         pushed, pushed_elapsed = await pushing_pass(database, tenant, base_url, control, burst_deals)

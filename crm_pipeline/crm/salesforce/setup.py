@@ -36,6 +36,8 @@ API_VERSION = "62.0"
 OPPORTUNITY = "Opportunity"
 USER_PREFIX = "005"
 USER_ID_LENGTH = 18
+CHANGE_OVERLAP = timedelta(minutes=5)
+"""How far before its cursor a change read starts by default: rows commit after their stamp."""
 """User ids as the API prints them (and as the audit fields compared with it hold them)."""
 
 
@@ -63,7 +65,7 @@ class SalesforceSetup(CRMAdapter):
         stage_names: Mapping[str, str] = DEFAULT_STAGE_NAMES,
         retry: RetryPolicy | None = None,
         rate_limit: RateLimit | None = None,
-        overlap: timedelta = timedelta(minutes=5),
+        overlap: timedelta = CHANGE_OVERLAP,
         page_rows: int = 2000,
         version: str = API_VERSION,
         timeout_s: float = 30.0,
