@@ -99,6 +99,13 @@ def test_sync_command_refuses_a_wrong_token_clearly(
     assert "cannot sync tenant" in err and "ntn_not_the_right_one" not in err
 
 
+async def _register_demo_tenant(connection: TenantConnection, demo_tenant: str) -> None:
+    """The demo tenant's deals seeded under the connection's tenant, and the connection registered."""
+    async with await Database.open(get_settings()) as database:
+        await seed_demo(DealRepository(database), connection.tenant_id, demo_tenant)
+        await TenantRegistry(database).save(connection)
+
+
 def test_sync_command_refuses_a_drifted_schema_clearly(
     configured: str, capsys: pytest.CaptureFixture[str], control: SandboxControl
 ) -> None:
@@ -129,12 +136,7 @@ def test_sync_command_syncs_a_hubspot_tenant_of_the_registry_with_its_token_file
         tenant_id=on_hubspot, connector="hubspot", token_file=str(tmp_path / "token"), base_url=hubspot_server.base_url
     )
 
-    async def seed() -> None:
-        async with await Database.open(get_settings()) as database:
-            await seed_demo(DealRepository(database), on_hubspot, HUBSPOT_DEMO_TENANT)
-            await TenantRegistry(database).save(connection)
-
-    asyncio.run(seed())
+    asyncio.run(_register_demo_tenant(connection, HUBSPOT_DEMO_TENANT))
 
     code, out, _ = sync(capsys, "--tenant", on_hubspot, "--json")
 
@@ -182,12 +184,7 @@ def test_sync_command_syncs_a_salesforce_tenant_of_the_registry_with_its_stored_
         integration_username=INTEGRATION_USERNAME,
     )
 
-    async def seed() -> None:
-        async with await Database.open(get_settings()) as database:
-            await seed_demo(DealRepository(database), on_salesforce, SALESFORCE_DEMO_TENANT)
-            await TenantRegistry(database).save(connection)
-
-    asyncio.run(seed())
+    asyncio.run(_register_demo_tenant(connection, SALESFORCE_DEMO_TENANT))
 
     code, out, _ = sync(capsys, "--tenant", on_salesforce, "--json")
 
