@@ -2,7 +2,7 @@
 of them. Pure: each family is a small function or table over what the pass read.
 
 Families, in the order a pass applies them (docs/sync-rules.md names each rule and says why):
-merges (``plan_merges``), external records without a link (``sort_unlinked``), creates
+settled records (``settled_candidates``), merges (``plan_merges``), external records without a link (``sort_unlinked``), creates
 (``plan_creates``), vanished records and the breaker (``plan_vanished``), archive and restore
 (``_LIFECYCLE``, ``plan_deletes``, ``plan_lifecycle``) and activities (``plan_activities``).
 """
@@ -10,6 +10,7 @@ merges (``plan_merges``), external records without a link (``sort_unlinked``), c
 from __future__ import annotations
 
 import enum
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from uuid import UUID
 
 from crm_pipeline.models import Actor, FieldEdit, OpportunityRead, SyncError
 from crm_pipeline.sync.entries import LedgerEntry, QueuedActivity
+from crm_pipeline.sync.merge import comparable
 from crm_pipeline.sync.model import Side
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "plan_lifecycle",
     "plan_merges",
     "plan_vanished",
+    "settled_candidates",
     "sort_unlinked",
 ]
 
@@ -55,6 +58,42 @@ class ExternalView:
     """The external records a person merged into this one (their links move to it)."""
     field_edits: dict[str, FieldEdit] = field(default_factory=dict)
     """Per field, who made its newest edit and when, where the external side tells per field."""
+
+
+# --- settled records --------------------------------------------------------------------------
+
+
+def settled_candidates(
+    views: Mapping[str, ExternalView], links: Mapping[str, UUID], held_back: Collection[str]
+) -> dict[UUID, dict[str, Any]]:
+    """Rule *settled*: a linked external record read again that holds exactly its bases has
+    nothing to decide (a change read's overlap re-reads the sync's own writes, every pass), so the
+    pass leaves it out, as it does a record no change reported.
+
+    These are the records that may be settled before their values meet their bases
+    (``SyncStatus.settled``): linked (``links``: external id -> deal), carrying their own deal's
+    key, live, merging no record and merged into none read, their key carried by no other record
+    read, and neither they nor their deal in the ledger (``held_back``, by id). Per deal, the
+    record's values that are not empty as the merge reads them (``comparable``).
+    """
+    keys = Counter(view.sync_key for view in views.values())
+    merged = {merged_id for view in views.values() for merged_id in view.merged_ids}
+    candidates = {}
+    for external_id, view in views.items():
+        deal = links.get(external_id)
+        if (
+            deal is None
+            or view.sync_key != deal
+            or keys[deal] > 1
+            or view.in_trash
+            or view.merged_ids
+            or external_id in merged
+            or external_id in held_back
+            or str(deal) in held_back
+        ):
+            continue
+        candidates[deal] = {name: value for name, value in view.values.items() if comparable(value) is not None}
+    return candidates
 
 
 # --- merges -----------------------------------------------------------------------------------

@@ -20,7 +20,14 @@ from crm_pipeline.crm.postgres import PostgresAdapter
 from crm_pipeline.models import ChangeRecord, OpportunityRead, RecordType
 from crm_pipeline.sync.entries import RESTORE_BY_HAND, LedgerEntry, QueuedActivity
 from crm_pipeline.sync.model import Side
-from crm_pipeline.sync.pass_rules import ExternalView, crowded, keys_carried, links_after_merges, sort_unlinked
+from crm_pipeline.sync.pass_rules import (
+    ExternalView,
+    crowded,
+    keys_carried,
+    links_after_merges,
+    settled_candidates,
+    sort_unlinked,
+)
 from crm_pipeline.sync.planner import PassSnapshot, deals_to_read, records_to_reread, touched_records
 from crm_pipeline.sync.status import SyncStatus, decode_value
 
@@ -47,7 +54,8 @@ class PassReader:
         creates_per_pass: int | None = None,
         feed: tuple[str | None, str] | None = None,
     ) -> PassSnapshot:
-        """Read what the plan needs; writes nothing.
+        """Read what the plan needs; writes nothing. External records that only re-read what was
+        synced are left out (``settled_candidates``).
 
         ``unreadable``: the changed external records the change read could not map;
         ``read_external``: read every touched external record afresh; ``only_touched``: leave
@@ -66,6 +74,10 @@ class PassReader:
         views = _external_views(external_changes, fields) | pages
         merged = {merged_id for view in views.values() for merged_id in view.merged_ids}
         external_links = await self.status.links_by_external(views.keys() | merged)
+        held_back = {entry.record_id for entry in ledger}
+        settled = await self.status.settled(settled_candidates(views, external_links, held_back), fields)
+        views = {ext: view for ext, view in views.items() if external_links.get(ext) not in settled}
+        external_links = {ext: deal for ext, deal in external_links.items() if deal not in settled}
         known, relinks, _ = links_after_merges(views, external_links)
         key_links, key_deals, created = await self._key_reads(views, known)
         by_key = dict(sort_unlinked(views, known, key_links, key_deals, created).links)

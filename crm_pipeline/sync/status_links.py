@@ -5,11 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, Table, Text, cast, delete, exists, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    Numeric,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from crm_pipeline.models import Actor
@@ -172,6 +190,53 @@ class LinkStore(StatusScope):
                 bases.setdefault(row.record_id, {})[row.field] = decode_value(row.field, row.value)
         return bases
 
+    async def settled(self, held: Mapping[UUID, Mapping[str, Any]], fields: Iterable[str]) -> set[UUID]:
+        """Which of these live links (neither archived nor vanished) hold exactly their bases:
+        per record, the values its external record holds now (``held``: by field, the empty ones
+        left out) against its bases of ``fields`` (the mapped ones) that are not empty.
+
+        Compared in PostgreSQL as JSON, so a re-read overlap costs the pass no decoding. Numbers
+        are compared without their trailing zeros (the store keeps a scale: 0.25 is based as
+        0.250000); any other difference of form (a date's zone written another way) reads as not
+        settled, which costs a decision, never an edit."""
+        if not held:
+            return set()
+        document = {
+            str(record_id): {name: _settled_form(value) for name, value in values.items()}
+            for record_id, values in held.items()
+        }
+        numeric = sorted({name for values in held.values() for name, value in values.items() if _is_number(value)})
+        rows = func.jsonb_each(bindparam("held", document, type_=JSONB)).table_valued(
+            column("key", Text), column("value", JSONB)
+        )
+        record_id = cast(rows.c.key, PG_UUID(as_uuid=True))
+        base = sync_base.c.value
+        scalar = base.op("#>>", return_type=Text)(literal_column("'{}'"))
+        number = func.to_jsonb(cast(func.trim_scale(cast(scalar, Numeric)), Text))
+        as_held = case((and_(any_of(sync_base.c.field, numeric), scalar.regexp_match(_NUMBER)), number), else_=base)
+        set_bases = func.jsonb_object_agg(sync_base.c.field, as_held).filter(
+            func.jsonb_typeof(base) != "null", base.not_in([bindparam(None, empty, type_=JSONB) for empty in ("", [])])
+        )
+        bases = (
+            select(func.coalesce(set_bases, cast({}, JSONB)))
+            .where(
+                self._scope(sync_base), sync_base.c.record_id == record_id, any_of(sync_base.c.field, sorted(fields))
+            )
+            .scalar_subquery()
+        )
+        query = (
+            select(sync_links.c.record_id)
+            .join(rows, sync_links.c.record_id == record_id)
+            .where(
+                self._scope(sync_links),
+                sync_links.c.archived.is_(False),
+                sync_links.c.vanished_at.is_(None),
+                rows.c.value == bases,
+            )
+        )
+        async with self.transaction() as connection:
+            return set((await connection.scalars(query)).all())
+
     async def record_synced(
         self,
         connection: AsyncConnection,
@@ -233,3 +298,16 @@ class LinkStore(StatusScope):
             }
             for entry in audit
         ]
+
+
+_NUMBER = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
+"""A number as the store's JSON writes a Decimal (``SyncStatus.settled`` reads such a base as one)."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Decimal) and value.is_finite()
+
+
+def _settled_form(value: Any) -> Any:
+    """A held value as JSON, a number without trailing zeros (as PostgreSQL's ``trim_scale``)."""
+    return format(value.normalize(), "f") if _is_number(value) else encode_value(value)

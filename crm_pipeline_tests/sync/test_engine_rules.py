@@ -7,20 +7,23 @@ test_engine_salesforce.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID
 
 import pytest
 
 from crm_pipeline.models import OpportunityCreate, OpportunityRead, OpportunityUpdate, SyncResult
 from crm_pipeline.store import DealRepository
-from crm_pipeline.sync import Outcome, Rule, Side, SyncEngine
+from crm_pipeline.sync import Outcome, Rule, Side, SyncEngine, SyncStatus
 from crm_pipeline_tests.sync.local_crm import LocalCRM
 
 pytestmark = pytest.mark.integration
 CLOSE = date(2026, 6, 30)
 """Every deal has a close date: Salesforce requires one."""
+SETTLED, BASES = SyncStatus.settled, SyncStatus.bases
 
 
 async def stored(repository: DealRepository, tenant: str, deal: OpportunityRead) -> OpportunityRead:
@@ -57,6 +60,36 @@ async def test_a_push_echoes_back_and_is_recognised(
     crm.reset_stats()
     assert await crm_engine.run_pass() == SyncResult()
     assert crm.record_writes() == 0
+
+
+async def test_records_read_again_as_the_sync_wrote_them_are_settled_unread_and_a_later_edit_still_comes_in(
+    crm_engine: SyncEngine, repository: DealRepository, tenant: str, crm: LocalCRM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deals = [await synced_deal(crm_engine, repository, tenant, custom_notes=f"deal {n}") for n in range(3)]
+    await repository.update_opportunity(tenant, deals[0].id, OpportunityUpdate(deal_stage="Qualified"))
+    assert (await crm_engine.run_pass()).pushed == 1
+    settled: list[set[UUID]] = []
+    bases_read: list[UUID] = []
+
+    async def spy_settled(status: SyncStatus, held: Mapping[UUID, Any], fields: Iterable[str]) -> set[UUID]:
+        settled.append(await SETTLED(status, held, fields))
+        return settled[-1]
+
+    async def spy_bases(status: SyncStatus, record_ids: Iterable[UUID]) -> dict[UUID, dict[str, Any]]:
+        record_ids = list(record_ids)
+        bases_read.extend(record_ids)
+        return await BASES(status, record_ids)
+
+    monkeypatch.setattr(SyncStatus, "settled", spy_settled)
+    monkeypatch.setattr(SyncStatus, "bases", spy_bases)
+    # The change read's overlap reads the three records again, as the sync wrote them.
+    assert await crm_engine.run_pass() == SyncResult()
+    assert settled == [{deal.id for deal in deals}]
+    assert bases_read == []
+    crm.edit(deals[1].id, custom_notes="a person's note")
+    assert (await crm_engine.run_pass()).pulled == 1
+    assert (await stored(repository, tenant, deals[1])).custom_notes == "a person's note"
+    assert settled[-1] == {deals[0].id, deals[2].id}
 
 
 async def test_an_agent_change_to_an_agent_owned_field_wins_over_a_persons(

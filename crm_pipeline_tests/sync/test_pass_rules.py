@@ -24,6 +24,7 @@ from crm_pipeline.sync.pass_rules import (
     plan_lifecycle,
     plan_merges,
     plan_vanished,
+    settled_candidates,
     sort_unlinked,
 )
 
@@ -42,6 +43,30 @@ def deal(record_id: UUID, *, archived: bool = False) -> OpportunityRead:
         updated_at=T0,
         archived_at=T0 if archived else None,
     )
+
+
+# --- settled records --------------------------------------------------------------------------
+
+
+def test_settled_candidates_are_linked_records_with_their_own_key_live_and_alone() -> None:
+    d4, d5, d6, d7, d8 = (UUID(int=n) for n in range(4, 9))
+    views = {
+        "linked": ExternalView({"name": "Acme", "notes": "", "tags": [], "value": None}, sync_key=D1),
+        "unlinked": ExternalView({"name": "new"}, sync_key=None),
+        "keyless": ExternalView({"name": "x"}, sync_key=None),
+        "other key": ExternalView({"name": "x"}, sync_key=D3),
+        "trashed": ExternalView({"name": "x"}, sync_key=d4, in_trash=True),
+        "survivor": ExternalView({"name": "x"}, sync_key=d5, merged_ids=["absorbed"]),
+        "absorbed": ExternalView({"name": "x"}, sync_key=d6),
+        "crowded": ExternalView({"name": "x"}, sync_key=d7),
+        "its duplicate": ExternalView({"name": "x"}, sync_key=d7),
+        "in the ledger": ExternalView({"name": "x"}, sync_key=d8),
+    }
+    links = {"linked": D1, "keyless": D2, "other key": D2, "trashed": d4, "survivor": d5, "absorbed": d6}
+    links |= {"crowded": d7, "in the ledger": d8}
+    # the empty values are left out: the merge reads them as no value
+    assert settled_candidates(views, links, {"in the ledger"}) == {D1: {"name": "Acme"}}
+    assert settled_candidates(views, links, {str(D1)}) == {d8: {"name": "x"}}  # a deal's own entry holds it back
 
 
 # --- merges -----------------------------------------------------------------------------------
@@ -217,7 +242,7 @@ def test_appended_once_even_when_a_pass_reads_its_changes_again() -> None:
 def test_every_rule_the_doc_names_has_a_test_named_after_it() -> None:
     rules = _doc_rules()
     tests = [name for name in globals() if name.startswith("test_")]
-    assert len(rules) == 20
+    assert len(rules) == 21
     assert [rule for rule in rules if not any(rule.replace("-", "_") in test for test in tests)] == []
 
 
