@@ -177,7 +177,10 @@ class NotionAdapter(NotionContactsAndActivities):
         start = since - self.overlap
         pages = await self._query(deals, timestamp_on_or_after("last_edited_time", start))
         records = await self._to_opportunities(pages, deals)
-        changes = [snapshot_change(self.tenant_id, record, deals.properties) for record in records]
+        records.reverse()  # each record let go once it is a change, as each page once it is a record
+        changes = []
+        while records:
+            changes.append(snapshot_change(self.tenant_id, records.pop(), deals.properties))
         return sorted(changes, key=lambda change: change.changed_at)
 
     async def read_changes(self, cursor: str | None) -> ChangeBatch:

@@ -150,7 +150,9 @@ class NotionPageStore(NotionSetup):
     # --- pages -> records ---------------------------------------------------------------------------
 
     async def _to_opportunities(self, pages: list[Page], deals: BoundSource) -> list[ExternalOpportunityRead]:
-        """Map pages to deals; a page that cannot be mapped is left out and kept in ``read_errors``.
+        """Map pages to deals, in order; a page that cannot be mapped is left out and kept in
+        ``read_errors``. Takes the pages out of ``pages`` as it goes, so each page's JSON is let
+        go once mapped: a change read's overlap can hold tens of thousands.
 
         A page lacking a bound property, or holding it with another type, shows the schema drifted
         since the bindings were reused: it is asked again first (``PropertySchemaError`` when it no
@@ -161,7 +163,9 @@ class NotionPageStore(NotionSetup):
         bot_id = await self.bot_user_id()
         self.read_errors = []
         records = []
-        for page in pages:
+        pages.reverse()
+        while pages:
+            page = pages.pop()
             try:
                 records.append(self._to_opportunity(page, deals, bot_id))
             except FieldMappingError as error:
