@@ -2,9 +2,10 @@
 of them. Pure: each family is a small function or table over what the pass read.
 
 Families, in the order a pass applies them (docs/sync-rules.md names each rule and says why):
-settled records (``settled_candidates``), merges (``plan_merges``), external records without a link (``sort_unlinked``), creates
-(``plan_creates``), vanished records and the breaker (``plan_vanished``), archive and restore
-(``_LIFECYCLE``, ``plan_deletes``, ``plan_lifecycle``) and activities (``plan_activities``).
+settled records (``settled_candidates``, as the pass reads), merges (``plan_merges``), external
+records without a link (``sort_unlinked``), creates (``plan_creates``), vanished records and the
+breaker (``plan_vanished``), archive and restore (``_LIFECYCLE``, ``plan_deletes``,
+``plan_lifecycle``) and activities (``plan_activities``).
 """
 
 from __future__ import annotations
