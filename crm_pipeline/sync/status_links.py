@@ -215,7 +215,7 @@ class LinkStore(StatusScope):
         number = func.to_jsonb(cast(func.trim_scale(cast(scalar, Numeric)), Text))
         as_held = case((and_(any_of(sync_base.c.field, numeric), scalar.regexp_match(_NUMBER)), number), else_=base)
         set_bases = func.jsonb_object_agg(sync_base.c.field, as_held).filter(
-            func.jsonb_typeof(base) != "null", base.not_in([bindparam(None, empty, type_=JSONB) for empty in ("", [])])
+            func.jsonb_typeof(base) != "null", base.not_in([bindparam(None, empty, type_=JSONB) for empty in _EMPTY])
         )
         bases = (
             select(func.coalesce(set_bases, cast({}, JSONB)))
@@ -300,6 +300,8 @@ class LinkStore(StatusScope):
         ]
 
 
+_EMPTY: tuple[object, ...] = ("", [])
+"""Besides null, the values the merge reads as no value (``comparable``)."""
 _NUMBER = r"^[-+]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][-+]?[0-9]+)?$"
 """A number as the store's JSON writes a Decimal (``SyncStatus.settled`` reads such a base as one)."""
 
