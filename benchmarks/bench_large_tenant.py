@@ -25,7 +25,7 @@ pass and a one-deal pass at Notion's 3 requests/s, each sync pass a process of i
 
 The deal store is the embedded PostgreSQL, in a database of its own that is dropped afterwards;
 the sandbox runs as a process of its own. Run: ``.venv/bin/python benchmarks/bench_large_tenant.py
-[--deals 100000]`` (100,000 deals took 38 minutes on a shared 2-core machine, most of it the
+[--deals 100000]`` (100,000 deals took 40 minutes on a quiet 2-core machine, most of it the
 first load, which slows as the sandbox's pages grow: every create invalidates its query caches, so
 each key lookup rebuilds its columns). Prints one JSON line per figure.
 """
