@@ -34,6 +34,7 @@ __all__ = [
     "crowded",
     "keys_carried",
     "links_after_merges",
+    "merged_into_others",
     "plan_activities",
     "plan_creates",
     "plan_deletes",
@@ -78,7 +79,7 @@ def settled_candidates(
     record's values that are not empty as the merge reads them (``comparable``).
     """
     keys = Counter(view.sync_key for view in views.values())
-    merged = {merged_id for view in views.values() for merged_id in view.merged_ids}
+    merged = merged_into_others(views)
     candidates = {}
     for external_id, view in views.items():
         deal = links.get(external_id)
@@ -98,6 +99,11 @@ def settled_candidates(
 
 
 # --- merges -----------------------------------------------------------------------------------
+
+
+def merged_into_others(views: Mapping[str, ExternalView]) -> set[str]:
+    """The external records a person merged into one of those read (their links are read too)."""
+    return {merged_id for view in views.values() for merged_id in view.merged_ids}
 
 
 def plan_merges(

@@ -25,6 +25,7 @@ from crm_pipeline.sync.pass_rules import (
     crowded,
     keys_carried,
     links_after_merges,
+    merged_into_others,
     settled_candidates,
     sort_unlinked,
 )
@@ -72,8 +73,7 @@ class PassReader:
         retry_deals = frozenset(r.id for r in await self.primary.get_opportunities(sorted(filter(_is_uuid, retry))))
         pages, failures = await self._read_pages(retry - {str(i) for i in retry_deals}, fields)
         views = _external_views(external_changes, fields) | pages
-        merged = {merged_id for view in views.values() for merged_id in view.merged_ids}
-        external_links = await self.status.links_by_external(views.keys() | merged)
+        external_links = await self.status.links_by_external(views.keys() | merged_into_others(views))
         held_back = {entry.record_id for entry in ledger}
         settled = await self.status.settled(settled_candidates(views, external_links, held_back), fields)
         views = {ext: view for ext, view in views.items() if external_links.get(ext) not in settled}
