@@ -1,4 +1,5 @@
-"""Cutting a sequence into batches for requests and statements that take a bounded number at once."""
+"""Handing a long sequence on in pieces: in batches for requests and statements that take a
+bounded number at once, or one item at a time, each let go once taken."""
 
 from __future__ import annotations
 
@@ -17,3 +18,13 @@ def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     if size < 1:
         raise ValueError(f"a batch holds at least one item, not {size}")
     return (items[start : start + size] for start in range(0, len(items), size))
+
+
+def drain(items: list[T]) -> Iterator[T]:
+    """``items`` in order, each taken out of the list as it is handed on: once the caller has
+    turned it into something else, nothing holds it. A change read's pages can number tens of
+    thousands, so the list and what is made of it need not all be held at once.
+    """
+    items.reverse()
+    while items:
+        yield items.pop()

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from crm_pipeline.batches import drain
 from crm_pipeline.crm.adapter import (
     AdapterCapabilities,
     ChangeBatch,
@@ -177,10 +178,8 @@ class NotionAdapter(NotionContactsAndActivities):
         start = since - self.overlap
         pages = await self._query(deals, timestamp_on_or_after("last_edited_time", start))
         records = await self._to_opportunities(pages, deals)
-        records.reverse()  # each record let go once it is a change, as each page once it is a record
-        changes = []
-        while records:
-            changes.append(snapshot_change(self.tenant_id, records.pop(), deals.properties))
+        # each record let go once it is a change, as each page once it is a record
+        changes = [snapshot_change(self.tenant_id, record, deals.properties) for record in drain(records)]
         return sorted(changes, key=lambda change: change.changed_at)
 
     async def read_changes(self, cursor: str | None) -> ChangeBatch:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from crm_pipeline.batches import chunks
+from crm_pipeline.batches import chunks, drain
 from crm_pipeline.crm.errors import FieldMappingError
 from crm_pipeline.crm.notion.api import Page
 from crm_pipeline.crm.notion.client import has_code
@@ -163,9 +163,7 @@ class NotionPageStore(NotionSetup):
         bot_id = await self.bot_user_id()
         self.read_errors = []
         records = []
-        pages.reverse()
-        while pages:
-            page = pages.pop()
+        for page in drain(pages):
             try:
                 records.append(self._to_opportunity(page, deals, bot_id))
             except FieldMappingError as error:
